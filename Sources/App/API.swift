@@ -1,0 +1,82 @@
+import Broker
+import HTTP
+import Logging
+import NIOHTTP1
+
+/// The seed's endpoints, health, and the pages in `Public/`, wired to a broker and this node's session registry.
+struct API: Sendable {
+    let broker: any Broker
+    let registry: SessionRegistry
+    let configuration: TandemConfiguration
+    let staticFiles: StaticFiles?
+
+    /// The router serving every path.
+    func makeRouter() -> Router {
+        let language = configuration.defaultLanguage
+        var router = Router(
+            notFound: { APIError.notFound.response(for: $0, defaultLanguage: language) },
+            methodNotAllowed: { request, _ in APIError.methodNotAllowed.response(for: request, defaultLanguage: language) },
+            internalError: { APIError.serverError.response(for: $0, defaultLanguage: language) }
+        )
+        router.on(.GET, "/api/events", handling { try await $0.events($1, logger: $2) })
+        router.on(.GET, "/api/validate-session", handling { try await $0.validateSession($1, logger: $2) })
+        router.on(.POST, "/api/input-started", handling { try await $0.inputStarted($1, logger: $2) })
+        router.on(.POST, "/api/submit", handling { try await $0.submit($1, logger: $2) })
+        router.on(.GET, "/healthz", handling { try await $0.health($1, logger: $2) })
+        if let staticFiles {
+            router.fallback { request, _ in
+                staticFiles.response(for: request) ?? APIError.notFound.response(for: request, defaultLanguage: language)
+            }
+        }
+        return router
+    }
+
+    /// Converts the failures of one endpoint into responses, in the request's language: `APIError`s as they are,
+    /// broker outages as 503, anything else as a 500 that is logged.
+    private func handling(_ endpoint: @escaping @Sendable (API, Request, Logger) async throws -> Response) -> Router.Handler {
+        let api = self
+        return { request, logger in
+            do {
+                return try await endpoint(api, request, logger)
+            } catch let error as APIError {
+                return error.response(for: request, defaultLanguage: api.configuration.defaultLanguage)
+            } catch let error as BrokerError where error.code == .unavailable {
+                logger.debug("broker unavailable", metadata: ["error": "\(error)"])
+                let shape: APIError.Shape = request.path == "/api/validate-session" ? .validation : .action
+                return APIError.serviceUnavailable(shape).response(for: request, defaultLanguage: api.configuration.defaultLanguage)
+            }
+        }
+    }
+
+    /// Reads a POST body as a JSON object; an HTML form's `application/x-www-form-urlencoded` body is read as an
+    /// object of strings, so a plain form (or `curl -d 'a=b'`) works too.
+    func jsonObject(of request: Request) throws(APIError) -> JSONValue {
+        if request.mediaType == "application/x-www-form-urlencoded" {
+            guard let fields = request.formFields() else { throw .malformedJSON }
+            return .object(fields.mapValues(JSONValue.string))
+        }
+        let body: JSONValue
+        do {
+            body = try request.jsonBody()
+        } catch .unsupportedMediaType {
+            throw .unsupportedMediaType
+        } catch {
+            throw .malformedJSON
+        }
+        guard case .object = body else { throw .bodyNotObject }
+        return body
+    }
+
+    /// The session of a request's `?session=` parameter.
+    func sessionIDQuery(of request: Request, shape: APIError.Shape) throws(APIError) -> SessionID {
+        guard let raw = request.query("session"), !raw.isEmpty else { throw .missingSessionID(shape) }
+        guard let id = SessionID(raw) else { throw .malformedSessionID(shape) }
+        return id
+    }
+
+    /// `ttlMinutes` as the seed reports it: the TTL in minutes, a whole number when it is one.
+    var ttlMinutes: JSONValue {
+        configuration.sessionTTLSeconds % 60 == 0
+            ? .integer(Int64(configuration.sessionTTLSeconds / 60)) : .number(Double(configuration.sessionTTLSeconds) / 60)
+    }
+}

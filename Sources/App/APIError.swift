@@ -1,0 +1,92 @@
+import HTTP
+import NIOHTTP1
+
+/// Every failure an endpoint answers, in one place: its HTTP status, its stable machine-readable `code`, its
+/// message (Japanese or English by `Accept-Language`) and the JSON shape of the endpoint that answers it.
+struct APIError: HTTPResponseError, Equatable {
+    /// The JSON shape of the error body.
+    enum Shape: Sendable, Equatable {
+        /// `{"valid":false,"message","code"}`: `validate-session`.
+        case validation
+        /// `{"success":false,"message","code"}` (plus `errors` for field errors): the POST endpoints and the rest.
+        case action
+    }
+
+    /// One invalid field, shaped like express-validator's errors (which the seed used).
+    struct FieldError: Sendable, Equatable, Encodable {
+        var type = "field"
+        var path: String
+        var location = "body"
+        var code: String
+        var msg: String
+    }
+
+    var status: HTTPResponseStatus
+    var code: String
+    var message: Message
+    var shape: Shape = .action
+    /// Field errors, first one first; the first one's message is also the top-level `message`, as in the seed.
+    var fieldErrors: [(path: String, code: String, message: Message)] = []
+
+    static func missingSessionID(_ shape: Shape) -> APIError {
+        APIError(status: .badRequest, code: "session_id_required", message: shape == .validation ? .sessionIDMissing : .sessionIDRequired, shape: shape)
+    }
+    static func malformedSessionID(_ shape: Shape) -> APIError {
+        APIError(status: .badRequest, code: "session_id_malformed", message: .sessionIDMalformed, shape: shape)
+    }
+    static func sessionNotFound(_ shape: Shape) -> APIError {
+        APIError(status: .notFound, code: "session_not_found", message: shape == .validation ? .sessionInvalid : .sessionNotFound, shape: shape)
+    }
+    static let alreadySubmitted = APIError(status: .conflict, code: "already_submitted", message: .alreadySubmitted)
+    static let malformedJSON = APIError(status: .badRequest, code: "malformed_json", message: .malformedJSON)
+    static let bodyNotObject = APIError(status: .badRequest, code: "body_not_object", message: .bodyNotObject)
+    static let unsupportedMediaType = APIError(status: .unsupportedMediaType, code: "unsupported_media_type", message: .unsupportedMediaType)
+    static let notFound = APIError(status: .notFound, code: "not_found", message: .notFound)
+    static let methodNotAllowed = APIError(status: .methodNotAllowed, code: "method_not_allowed", message: .methodNotAllowed)
+    static let serverError = APIError(status: .internalServerError, code: "server_error", message: .serverError)
+    static func serviceUnavailable(_ shape: Shape) -> APIError {
+        APIError(status: .serviceUnavailable, code: "service_unavailable", message: .serviceUnavailable, shape: shape)
+    }
+    static func invalidFields(_ errors: [(path: String, code: String, message: Message)]) -> APIError {
+        APIError(status: .badRequest, code: errors.first?.code ?? "validation_failed", message: errors.first?.message ?? .serverError, fieldErrors: errors)
+    }
+
+    /// The response in the request's language; Japanese, the seed's language, when it names none we have.
+    func response(for request: Request) -> Response {
+        response(for: request, defaultLanguage: .japanese)
+    }
+
+    func response(for request: Request, defaultLanguage: Language) -> Response {
+        let language = request.language(default: defaultLanguage)
+        var body: [String: JSONValue] = [
+            "code": .string(code),
+            "message": .string(message.text(in: language)),
+        ]
+        switch shape {
+        case .validation: body["valid"] = .bool(false)
+        case .action: body["success"] = .bool(false)
+        }
+        if !fieldErrors.isEmpty {
+            body["errors"] = .array(
+                fieldErrors.map { error in
+                    .object([
+                        "type": .string("field"), "location": .string("body"), "path": .string(error.path),
+                        "code": .string(error.code), "msg": .string(error.message.text(in: language)),
+                    ])
+                })
+        }
+        return .json(JSONValue.object(body), status: status)
+    }
+
+    static func == (lhs: APIError, rhs: APIError) -> Bool {
+        lhs.status == rhs.status && lhs.code == rhs.code && lhs.shape == rhs.shape
+            && lhs.fieldErrors.map(\.code) == rhs.fieldErrors.map(\.code)
+    }
+}
+
+extension Request {
+    /// The language for this request's messages, set by `Accept-Language`, else `fallback`.
+    func language(default fallback: Language) -> Language {
+        Language.preferred(byAcceptLanguage: headers.first(name: "accept-language"), fallback: fallback)
+    }
+}

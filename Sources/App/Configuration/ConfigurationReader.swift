@@ -1,0 +1,174 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import HTTP
+
+/// Where a setting's value came from, for `check-config` style reports and error messages.
+enum ConfigurationOrigin: String, Sendable {
+    case defaultValue = "default"
+    case file = "config.json"
+    case environment = "environment"
+}
+
+/// A configuration problem found at start, naming the key, where the value came from, and what is expected.
+struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    var description: String
+}
+
+/// Reads settings by dotted key: the environment variable derived from the key first (`session.ttlSeconds` →
+/// `SESSION_TTL_SECONDS`), then the JSON file, then the default in code. Records where each value came from.
+struct ConfigurationReader {
+    private let file: [String: JSONValue]
+    private let environment: [String: String]
+    private(set) var origins: [(key: String, environmentName: String, origin: ConfigurationOrigin)] = []
+    private var readKeys: Set<String> = []
+
+    /// - Parameter fileContents: the JSON file's bytes, or nil when there is no file.
+    init(fileContents: [UInt8]?, fileName: String, environment: [String: String]) throws(ConfigurationError) {
+        self.environment = environment
+        guard let fileContents else {
+            self.file = [:]
+            return
+        }
+        let root: JSONValue
+        do {
+            root = try JSONDecoder().decode(JSONValue.self, from: Data(fileContents))
+        } catch {
+            throw ConfigurationError(description: "\(fileName) is not valid JSON: \(error)")
+        }
+        guard case .object = root else {
+            throw ConfigurationError(description: "\(fileName) must hold a JSON object")
+        }
+        var flat: [String: JSONValue] = [:]
+        Self.flatten(root, prefix: "", into: &flat)
+        self.file = flat
+    }
+
+    /// The environment variable name for a dotted key.
+    static func environmentName(for key: String) -> String {
+        var name = ""
+        let characters = Array(key)
+        for (index, character) in characters.enumerated() {
+            if character == "." {
+                name.append("_")
+                continue
+            }
+            if character.isUppercase, index > 0 {
+                let previous = characters[index - 1]
+                let next = index + 1 < characters.count ? characters[index + 1] : nil
+                if previous.isLowercase || previous.isNumber || (previous.isUppercase && next?.isLowercase == true) {
+                    name.append("_")
+                }
+            }
+            name.append(contentsOf: character.uppercased())
+        }
+        return name
+    }
+
+    mutating func integer(_ key: String, default defaultValue: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        let (raw, origin) = lookUp(key)
+        let value: Int?
+        switch raw {
+        case nil: value = defaultValue
+        case .text(let text)?: value = Int(text.trimmingSpaces())
+        case .json(.integer(let number))?: value = Int(exactly: number)
+        case .json(.number(let number))?: value = number.rounded() == number && abs(number) < 1e15 ? Int(number) : nil
+        case .json?: value = nil
+        }
+        guard let value, range.contains(value) else {
+            throw invalid(key, origin: origin, raw: raw, expected: "an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    mutating func string(_ key: String, default defaultValue: String) throws(ConfigurationError) -> String {
+        let (raw, origin) = lookUp(key)
+        switch raw {
+        case nil: return defaultValue
+        case .text(let text)?: return text
+        case .json(.string(let text))?: return text
+        case .json(.null)?: return ""
+        case .json?: throw invalid(key, origin: origin, raw: raw, expected: "a string")
+        }
+    }
+
+    mutating func choice(_ key: String, default defaultValue: String, from choices: [String]) throws(ConfigurationError) -> String {
+        let value = try string(key, default: defaultValue)
+        guard choices.contains(value) else {
+            throw invalid(key, origin: origin(of: key), raw: .text(value), expected: "one of \(choices.joined(separator: ", "))")
+        }
+        return value
+    }
+
+    mutating func choice<Choice: RawRepresentable & CaseIterable>(_ key: String, default defaultValue: Choice) throws(ConfigurationError) -> Choice
+    where Choice.RawValue == String {
+        let names = Choice.allCases.map(\.rawValue)
+        let name = try choice(key, default: defaultValue.rawValue, from: names)
+        return Choice(rawValue: name) ?? defaultValue
+    }
+
+    /// Throws for keys in the file that no setting read: a typo there should not be silently ignored.
+    func rejectUnknownFileKeys() throws(ConfigurationError) {
+        let unknown = file.keys.filter { !readKeys.contains($0) }.sorted()
+        guard unknown.isEmpty else {
+            throw ConfigurationError(description: "config.json has unknown key(s): \(unknown.joined(separator: ", "))")
+        }
+    }
+
+    func invalid(_ key: String, expected: String, value: String) -> ConfigurationError {
+        invalid(key, origin: origin(of: key), raw: .text(value), expected: expected)
+    }
+
+    private enum RawValue {
+        case text(String)
+        case json(JSONValue)
+    }
+
+    private mutating func lookUp(_ key: String) -> (RawValue?, ConfigurationOrigin) {
+        readKeys.insert(key)
+        let environmentName = Self.environmentName(for: key)
+        let result: (RawValue?, ConfigurationOrigin)
+        if let text = environment[environmentName] {
+            result = (.text(text), .environment)
+        } else if let value = file[key] {
+            result = (.json(value), .file)
+        } else {
+            result = (nil, .defaultValue)
+        }
+        origins.removeAll { $0.key == key }
+        origins.append((key, environmentName, result.1))
+        return result
+    }
+
+    private func origin(of key: String) -> ConfigurationOrigin {
+        origins.first { $0.key == key }?.origin ?? .defaultValue
+    }
+
+    private func invalid(_ key: String, origin: ConfigurationOrigin, raw: RawValue?, expected: String) -> ConfigurationError {
+        let shown: String
+        switch raw {
+        case .text(let text)?: shown = "'\(text)'"
+        case .json(let value)?: shown = (try? String(decoding: JSONEncoder().encode(value), as: UTF8.self)) ?? "?"
+        case nil: shown = "nothing"
+        }
+        let source =
+            switch origin {
+            case .environment: "environment variable \(Self.environmentName(for: key))"
+            case .file: "config.json key \"\(key)\""
+            case .defaultValue: "default of \"\(key)\""
+            }
+        return ConfigurationError(description: "\(source) must be \(expected), got \(shown)")
+    }
+
+    private static func flatten(_ value: JSONValue, prefix: String, into flat: inout [String: JSONValue]) {
+        if case .object(let members) = value {
+            for (name, member) in members {
+                flatten(member, prefix: prefix.isEmpty ? name : prefix + "." + name, into: &flat)
+            }
+        } else {
+            flat[prefix] = value
+        }
+    }
+}

@@ -1,0 +1,106 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+
+/// Every knob of Tandem. Read from environment variables, then `config.json`, then these defaults; the committed
+/// `config.json` holds exactly the defaults (a test checks).
+///
+/// Keys (environment variable in brackets): `host` [HOST], `port` [PORT], `broker` [BROKER], `redis.url`
+/// [REDIS_URL], `publicBaseURL` [PUBLIC_BASE_URL], `session.ttlSeconds` [SESSION_TTL_SECONDS], `heartbeatSeconds`
+/// [HEARTBEAT_SECONDS], `sse.retryMilliseconds`, `sse.bufferedEvents`, `limits.maxHeaderBytes`, `limits.maxBodyBytes`,
+/// `limits.idleTimeoutSeconds`, `drainTimeoutSeconds`, `defaultLanguage`, `publicDirectory`, `logLevel`.
+struct TandemConfiguration: Sendable, Equatable {
+    enum BrokerKind: String, Sendable, CaseIterable {
+        case memory
+        case redis
+    }
+
+    var host = "0.0.0.0"
+    var port = 8080
+    var broker = BrokerKind.memory
+    var redisURL = "redis://127.0.0.1:6379/0"
+    /// The origin phones use to reach this server (for the QR code); empty means "work it out".
+    var publicBaseURL = ""
+    var sessionTTLSeconds = 600
+    var heartbeatSeconds = 30
+    /// The `retry:` hint sent at the start of every stream: how long a browser waits before reconnecting.
+    var retryMilliseconds = 2000
+    /// Events buffered per stream for a reader that is slow; past this the stream is cut and the client resumes.
+    var bufferedEvents = 32
+    var maxHeaderBytes = 16 * 1024
+    var maxBodyBytes = 16 * 1024
+    var idleTimeoutSeconds = 60
+    /// How long a graceful shutdown may take before open work is cancelled.
+    var drainTimeoutSeconds = 10
+    /// The language of error messages when `Accept-Language` names neither Japanese nor English.
+    var defaultLanguage = Language.japanese
+    var publicDirectory = "Public"
+    var logLevel = Logger.Level.info
+
+    /// Where each value came from, in key order.
+    var origins: [(key: String, environmentName: String, origin: ConfigurationOrigin)] = []
+
+    init() {}
+
+    init(reader: inout ConfigurationReader) throws(ConfigurationError) {
+        let defaults = TandemConfiguration()
+        host = try reader.string("host", default: defaults.host)
+        if host.isEmpty { throw reader.invalid("host", expected: "a host name or address", value: host) }
+        port = try reader.integer("port", default: defaults.port, in: 0...65535)
+        broker = try reader.choice("broker", default: defaults.broker)
+        redisURL = try reader.string("redis.url", default: defaults.redisURL)
+        if broker == .redis, !redisURL.hasPrefix("redis://") {
+            throw reader.invalid("redis.url", expected: "a URL like redis://host:6379/0", value: redisURL)
+        }
+        publicBaseURL = try reader.string("publicBaseURL", default: defaults.publicBaseURL)
+        if !publicBaseURL.isEmpty {
+            guard publicBaseURL.hasPrefix("http://") || publicBaseURL.hasPrefix("https://"),
+                URL(string: publicBaseURL)?.host?.isEmpty == false
+            else {
+                throw reader.invalid("publicBaseURL", expected: "empty or an origin like http://192.168.1.20:8080", value: publicBaseURL)
+            }
+            while publicBaseURL.hasSuffix("/") { publicBaseURL.removeLast() }
+        }
+        sessionTTLSeconds = try reader.integer("session.ttlSeconds", default: defaults.sessionTTLSeconds, in: 1...86_400)
+        heartbeatSeconds = try reader.integer("heartbeatSeconds", default: defaults.heartbeatSeconds, in: 1...3600)
+        retryMilliseconds = try reader.integer("sse.retryMilliseconds", default: defaults.retryMilliseconds, in: 0...600_000)
+        bufferedEvents = try reader.integer("sse.bufferedEvents", default: defaults.bufferedEvents, in: 1...10_000)
+        maxHeaderBytes = try reader.integer("limits.maxHeaderBytes", default: defaults.maxHeaderBytes, in: 1024...1_048_576)
+        maxBodyBytes = try reader.integer("limits.maxBodyBytes", default: defaults.maxBodyBytes, in: 256...16_777_216)
+        idleTimeoutSeconds = try reader.integer("limits.idleTimeoutSeconds", default: defaults.idleTimeoutSeconds, in: 1...86_400)
+        drainTimeoutSeconds = try reader.integer("drainTimeoutSeconds", default: defaults.drainTimeoutSeconds, in: 0...3600)
+        defaultLanguage = try reader.choice("defaultLanguage", default: defaults.defaultLanguage)
+        publicDirectory = try reader.string("publicDirectory", default: defaults.publicDirectory)
+        logLevel = try reader.choice("logLevel", default: defaults.logLevel)
+        try reader.rejectUnknownFileKeys()
+        origins = reader.origins
+    }
+
+    /// Loads the configuration: `path` (default `config.json` in the working folder, or `TANDEM_CONFIG`) may be
+    /// missing unless it was named explicitly; the environment overrides it.
+    static func load(path explicitPath: String? = nil, environment: [String: String]) throws(ConfigurationError) -> TandemConfiguration {
+        let path = explicitPath ?? environment["TANDEM_CONFIG"] ?? "config.json"
+        let contents = FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+        if contents == nil, explicitPath != nil || environment["TANDEM_CONFIG"] != nil {
+            throw ConfigurationError(description: "configuration file '\(path)' cannot be read")
+        }
+        var reader = try ConfigurationReader(fileContents: contents, fileName: path, environment: environment)
+        return try TandemConfiguration(reader: &reader)
+    }
+
+    static func == (lhs: TandemConfiguration, rhs: TandemConfiguration) -> Bool {
+        lhs.host == rhs.host && lhs.port == rhs.port && lhs.broker == rhs.broker && lhs.redisURL == rhs.redisURL
+            && lhs.publicBaseURL == rhs.publicBaseURL && lhs.sessionTTLSeconds == rhs.sessionTTLSeconds
+            && lhs.heartbeatSeconds == rhs.heartbeatSeconds && lhs.retryMilliseconds == rhs.retryMilliseconds
+            && lhs.bufferedEvents == rhs.bufferedEvents && lhs.maxHeaderBytes == rhs.maxHeaderBytes
+            && lhs.maxBodyBytes == rhs.maxBodyBytes && lhs.idleTimeoutSeconds == rhs.idleTimeoutSeconds
+            && lhs.drainTimeoutSeconds == rhs.drainTimeoutSeconds && lhs.defaultLanguage == rhs.defaultLanguage
+            && lhs.publicDirectory == rhs.publicDirectory && lhs.logLevel == rhs.logLevel
+    }
+
+    var sessionTTL: Duration { .seconds(sessionTTLSeconds) }
+    var heartbeat: Duration { .seconds(heartbeatSeconds) }
+}

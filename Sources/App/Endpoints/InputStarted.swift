@@ -1,0 +1,20 @@
+import Broker
+import HTTP
+import Logging
+import NIOHTTP1
+
+extension API {
+    /// `POST /api/input-started` `{"sessionId"}`: the phone started typing.
+    @Sendable func inputStarted(_ request: Request, logger: Logger) async throws -> Response {
+        let body = try jsonObject(of: request)
+        var errors: [(path: String, code: String, message: Message)] = []
+        guard let id = SubmissionRules.sessionIDField(body["sessionId"], errors: &errors) else {
+            throw errors.first?.code == "session_id_malformed" ? APIError.malformedSessionID(.action) : APIError.missingSessionID(.action)
+        }
+        switch try await broker.publish(.inputStarted, to: id) {
+        case .sessionNotFound: throw APIError.sessionNotFound(.action)
+        case .alreadyCompleted: throw APIError.alreadySubmitted
+        case .published, .unchanged: return .json(JSONValue.object(["success": .bool(true)]))
+        }
+    }
+}

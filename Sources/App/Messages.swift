@@ -1,0 +1,86 @@
+/// Every user-facing message, in Japanese (the seed article's wording where it has one) and English.
+enum Message: Sendable {
+    case sessionIDMissing
+    case sessionIDRequired
+    case sessionIDMalformed
+    case sessionInvalid
+    case sessionNotFound
+    case sessionValid
+    case nameRequired
+    case nameTooLong
+    case nameNotText
+    case phoneRequired
+    case phoneTooLong
+    case phoneNotText
+    case fieldHasControlCharacters
+    case submitted
+    case alreadySubmitted
+    case malformedJSON
+    case bodyNotObject
+    case unsupportedMediaType
+    case notFound
+    case methodNotAllowed
+    case serverError
+    case serviceUnavailable
+
+    func text(in language: Language) -> String {
+        switch language {
+        case .japanese: japanese
+        case .english: english
+        }
+    }
+
+    private var japanese: String {
+        switch self {
+        case .sessionIDMissing: "セッションIDが指定されていません"
+        case .sessionIDRequired: "セッションIDが必要です"
+        case .sessionIDMalformed: "セッションIDの形式が正しくありません"
+        case .sessionInvalid: "このセッションは無効です。メインデバイスのQRコード画面が更新された可能性があります。"
+        case .sessionNotFound: "セッションが見つからないか、有効期限が切れています"
+        case .sessionValid: "セッションは有効です"
+        case .nameRequired: "お名前を入力してください"
+        case .nameTooLong: "お名前は\(SubmissionRules.maximumNameLength)文字以内で入力してください"
+        case .nameNotText: "お名前は文字列で入力してください"
+        case .phoneRequired: "電話番号を入力してください"
+        case .phoneTooLong: "電話番号は\(SubmissionRules.maximumPhoneLength)文字以内で入力してください"
+        case .phoneNotText: "電話番号は文字列で入力してください"
+        case .fieldHasControlCharacters: "使用できない文字が含まれています"
+        case .submitted: "送信が完了しました"
+        case .alreadySubmitted: "このセッションは既に送信済みです"
+        case .malformedJSON: "リクエストの形式が正しくありません（JSONとして読み取れません）"
+        case .bodyNotObject: "リクエスト本文はJSONオブジェクトで送信してください"
+        case .unsupportedMediaType: "Content-Type は application/json で送信してください"
+        case .notFound: "ページが見つかりません"
+        case .methodNotAllowed: "このメソッドは使用できません"
+        case .serverError: "サーバーエラーが発生しました"
+        case .serviceUnavailable: "サービスが一時的に利用できません。しばらくしてから再度お試しください"
+        }
+    }
+
+    private var english: String {
+        switch self {
+        case .sessionIDMissing: "No session ID was given."
+        case .sessionIDRequired: "A session ID is required."
+        case .sessionIDMalformed: "The session ID is not in a valid format."
+        case .sessionInvalid: "This session is invalid. The QR code screen on the main device may have been refreshed."
+        case .sessionNotFound: "The session was not found or has expired."
+        case .sessionValid: "The session is valid."
+        case .nameRequired: "Please enter your name."
+        case .nameTooLong: "Your name must be at most \(SubmissionRules.maximumNameLength) characters."
+        case .nameNotText: "Your name must be text."
+        case .phoneRequired: "Please enter your phone number."
+        case .phoneTooLong: "Your phone number must be at most \(SubmissionRules.maximumPhoneLength) characters."
+        case .phoneNotText: "Your phone number must be text."
+        case .fieldHasControlCharacters: "The value contains characters that are not allowed."
+        case .submitted: "Submitted."
+        case .alreadySubmitted: "This session has already been submitted."
+        case .malformedJSON: "The request body is not valid JSON."
+        case .bodyNotObject: "The request body must be a JSON object."
+        case .unsupportedMediaType: "Send the request body as application/json."
+        case .notFound: "Not found."
+        case .methodNotAllowed: "This method is not allowed here."
+        case .serverError: "A server error occurred."
+        case .serviceUnavailable: "The service is temporarily unavailable. Please try again shortly."
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import Broker
+import HTTP
+
+extension ServerSentEvent {
+    /// A stored event as the seed's client expects it: named `connected`, `input-started` or `complete`, with the
+    /// JSON data the seed sends (`{}` or `{"name","phone"}`), and its log position as `id:`.
+    init(stored: StoredEvent) {
+        let data: JSONValue =
+            switch stored.event {
+            case .connected, .inputStarted: .object([:])
+            case .complete(let submission): .object(["name": .string(submission.name), "phone": .string(submission.phone)])
+            }
+        self.init(event: stored.event.name, id: String(stored.id), data: data.compactText)
+    }
+
+    /// The first message of every stream: `{"type":"session-info","expiryTime","ttlMinutes"}` as an unnamed
+    /// (`message`) event. Its id is the stream's resume point, so sending it never moves the browser's
+    /// `Last-Event-ID` backwards.
+    static func sessionInfo(_ record: SessionRecord, ttlMinutes: JSONValue, resumePoint: EventID) -> ServerSentEvent {
+        let data: JSONValue = .object([
+            "type": .string("session-info"),
+            "expiryTime": .integer(record.expiresAt),
+            "ttlMinutes": ttlMinutes,
+        ])
+        return ServerSentEvent(id: String(resumePoint), data: data.compactText)
+    }
+}

@@ -1,0 +1,76 @@
+import Broker
+import HTTP
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+/// One Tandem node: its broker, its session registry and its HTTP server, run as one service group. Shutdown runs
+/// in reverse order: the server drains first while the registry and broker still work.
+struct TandemApplication: Sendable {
+    let configuration: TandemConfiguration
+    let registry: SessionRegistry
+    let broker: any Broker
+    let server: HTTPServer
+    let logger: Logger
+
+    /// - Parameter onServerRunning: called with the bound address once the node accepts connections.
+    init(
+        configuration: TandemConfiguration,
+        logger: Logger,
+        time: TimeSource = .system,
+        onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let registry = SessionRegistry(
+            bufferedItems: configuration.bufferedEvents,
+            heartbeatInterval: configuration.heartbeat,
+            time: time,
+            logger: logger
+        )
+        self.registry = registry
+        switch configuration.broker {
+        case .memory:
+            broker = InMemoryBroker(sink: registry, time: time, logger: logger)
+        case .redis:
+            throw ConfigurationError(description: "BROKER=redis: the Redis broker is not part of this build yet; use BROKER=memory")
+        }
+        let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
+        let api = API(broker: broker, registry: registry, configuration: configuration, staticFiles: staticFiles)
+        server = HTTPServer(
+            configuration: .init(
+                host: configuration.host,
+                port: configuration.port,
+                maximumHeaderBytes: configuration.maxHeaderBytes,
+                maximumBodyBytes: configuration.maxBodyBytes,
+                idleTimeout: .seconds(configuration.idleTimeoutSeconds)
+            ),
+            responder: api.makeRouter(),
+            logger: logger,
+            onServerRunning: onServerRunning
+        )
+    }
+
+    /// The node's services in start order; `signals` trigger a graceful shutdown bounded by `drainTimeoutSeconds`.
+    func makeServiceGroup(signals: [UnixSignal] = [.sigterm, .sigint]) -> ServiceGroup {
+        var group = ServiceGroupConfiguration(
+            services: [.init(service: broker), .init(service: registry), .init(service: server)],
+            gracefulShutdownSignals: signals,
+            logger: logger
+        )
+        group.maximumGracefulShutdownDuration = .seconds(configuration.drainTimeoutSeconds)
+        return ServiceGroup(configuration: group)
+    }
+
+    private static func loadStaticFiles(_ configuration: TandemConfiguration, logger: Logger) throws -> StaticFiles? {
+        do {
+            return try StaticFiles(directory: configuration.publicDirectory)
+        } catch {
+            let configured = configuration.origins.first { $0.key == "publicDirectory" }?.origin != .defaultValue
+            if configured { throw ConfigurationError(description: "publicDirectory: \(error)") }
+            logger.warning("no pages to serve: \(error); the API still works")
+            return nil
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import ServiceLifecycle
+
+/// Receives the events of the sessions this node subscribed to. One sink per node (its session registry), the way
+/// one Redis subscriber connection per node receives every message of its channels.
+public protocol SessionEventSink: Sendable {
+    /// Called for every event of a subscribed session, after the event is stored. Calls for one session may arrive
+    /// out of order or not at all if the transport loses them; readers use event ids and ``Broker/events(of:after:)``
+    /// to fill gaps.
+    func deliver(_ event: StoredEvent, to id: SessionID) async
+}
+
+/// Stores sessions and carries their events between nodes. Implementations: ``InMemoryBroker`` for one node, a Redis
+/// broker for many. Shaped after what Redis does well: a record with a TTL, an atomic check-and-append for each
+/// event, a short log per session for replay, and per-session channels a node subscribes to while it holds a stream.
+///
+/// `run()` owns background work (connections, sweeping expired sessions) until cancelled or shut down.
+public protocol Broker: Service {
+    /// Returns the session, creating it (status `waiting`, expiring after `ttl`) when it does not exist.
+    /// An existing session is returned as it is: opening it again does not reset it.
+    func openSession(_ id: SessionID, ttl: Duration) async throws -> SessionRecord
+
+    /// The session, or nil when it does not exist or has expired.
+    func session(_ id: SessionID) async throws -> SessionRecord?
+
+    /// Stores `event` in the session's log and fans it out, if it moves the session forward (see ``SessionStatus``).
+    /// A `.complete` event stores its submission in the record in the same step. Returns only once the event is
+    /// stored, so an acknowledged event can always be replayed.
+    func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome
+
+    /// The session's stored events with ids greater than `after`, in order; empty for an unknown session.
+    func events(of id: SessionID, after: EventID) async throws -> [StoredEvent]
+
+    /// Starts delivering the session's events to this node's sink. Counted: each call needs one ``unsubscribe(_:)``,
+    /// and the session stays subscribed while any count remains. Returns once delivery is in place.
+    func subscribe(_ id: SessionID) async throws
+
+    /// Drops one count taken by ``subscribe(_:)``.
+    func unsubscribe(_ id: SessionID) async
+
+    /// A short word for health reports: `ok`, or why not.
+    var health: BrokerHealth { get async }
+}
+
+/// Whether the broker can serve requests now.
+public struct BrokerHealth: Sendable, Equatable {
+    public var isAvailable: Bool
+    public var detail: String
+
+    public init(isAvailable: Bool, detail: String) {
+        self.isAvailable = isAvailable
+        self.detail = detail
+    }
+
+    public static let ok = BrokerHealth(isAvailable: true, detail: "ok")
+}

@@ -1,0 +1,54 @@
+/// What the phone did, as the PC sees it. Names are the seed's SSE event names.
+public enum SessionEvent: Sendable, Equatable {
+    /// The phone opened the session (validated it).
+    case connected
+    /// The phone started filling the form.
+    case inputStarted
+    /// The phone submitted the form.
+    case complete(Submission)
+
+    /// The SSE event name the seed's client listens for.
+    public var name: String {
+        switch self {
+        case .connected: "connected"
+        case .inputStarted: "input-started"
+        case .complete: "complete"
+        }
+    }
+
+    /// The status a session reaches by this event.
+    public var resultingStatus: SessionStatus {
+        switch self {
+        case .connected: .connected
+        case .inputStarted: .inputting
+        case .complete: .completed
+        }
+    }
+}
+
+/// The form the phone submits.
+public struct Submission: Sendable, Equatable, Codable {
+    public var name: String
+    public var phone: String
+
+    public init(name: String, phone: String) {
+        self.name = name
+        self.phone = phone
+    }
+}
+
+/// The position of an event in its session's log: 1 for the first event, then consecutive. Sent as the SSE `id:`,
+/// so a client that reconnects with `Last-Event-ID` gets exactly the events after it, and a reader that sees a jump
+/// knows it missed something.
+public typealias EventID = UInt64
+
+/// An event as stored in the session's log.
+public struct StoredEvent: Sendable, Equatable {
+    public var id: EventID
+    public var event: SessionEvent
+
+    public init(id: EventID, event: SessionEvent) {
+        self.id = id
+        self.event = event
+    }
+}

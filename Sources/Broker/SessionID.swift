@@ -1,0 +1,50 @@
+/// A session's identifier. It is a capability (whoever knows it can write to the session), so it is never logged whole.
+///
+/// The seed's pages make their own IDs (`sess_` plus base-36 text), so any ID of 1 to 64 characters from
+/// `A-Z a-z 0-9 _ -` is accepted; IDs the server makes come from the system CSPRNG.
+public struct SessionID: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+
+    /// Longest accepted ID, in characters.
+    public static let maximumLength = 64
+
+    /// Nil unless `rawValue` has the strict format.
+    public init?(_ rawValue: String) {
+        let utf8 = rawValue.utf8
+        guard (1...Self.maximumLength).contains(utf8.count), utf8.allSatisfy(Self.isAllowed) else { return nil }
+        self.rawValue = rawValue
+    }
+
+    /// A new ID with 128 bits from the system's CSPRNG (`getrandom` on Linux), as `s_` plus 32 hex digits.
+    public static func random() -> SessionID {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        let hex = Self.hex(high) + Self.hex(low)
+        return SessionID(unchecked: "s_" + hex)
+    }
+
+    /// A prefix that is safe to log: enough to tell sessions apart in a log, too short to use.
+    public var redacted: String { String(rawValue.prefix(6)) + "…" }
+
+    public var description: String { redacted }
+
+    private init(unchecked rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    private static func isAllowed(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "_"), UInt8(ascii: "-"):
+            true
+        default:
+            false
+        }
+    }
+
+    private static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}

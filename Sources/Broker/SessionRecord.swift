@@ -1,0 +1,68 @@
+/// Where a session is in the handoff. It only moves forward, and each event is published only when it moves it
+/// forward: a phone that polls `validate-session` or reloads its page does not announce itself again, and every
+/// session's log holds at most three events.
+public enum SessionStatus: String, Sendable, Comparable, CaseIterable {
+    case waiting
+    case connected
+    case inputting
+    case completed
+
+    private var rank: Int {
+        switch self {
+        case .waiting: 0
+        case .connected: 1
+        case .inputting: 2
+        case .completed: 3
+        }
+    }
+
+    public static func < (lhs: SessionStatus, rhs: SessionStatus) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// A session as the broker stores it. Times are milliseconds since the Unix epoch (the seed's `expiryTime`).
+public struct SessionRecord: Sendable, Equatable {
+    public var id: SessionID
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    public var status: SessionStatus
+    /// The submitted form, once the session is completed. Gone with the session at expiry.
+    public var submission: Submission?
+    /// The id of the last event in the session's log (0 before the first).
+    public var lastEventID: EventID
+
+    public init(
+        id: SessionID,
+        createdAt: Int64,
+        expiresAt: Int64,
+        status: SessionStatus = .waiting,
+        submission: Submission? = nil,
+        lastEventID: EventID = 0
+    ) {
+        self.id = id
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.status = status
+        self.submission = submission
+        self.lastEventID = lastEventID
+    }
+}
+
+/// What ``Broker/publish(_:to:)`` did.
+public enum PublishOutcome: Sendable, Equatable {
+    /// The event moved the session forward; it is stored in the log (so a 200 may be answered) and fanned out.
+    case published(StoredEvent, SessionRecord)
+    /// The session is already at or past the event's status (and not completed); nothing was stored or sent.
+    case unchanged(SessionRecord)
+    /// The session was already completed; nothing was stored or sent.
+    case alreadyCompleted(SessionRecord)
+    /// No such session, or it has expired.
+    case sessionNotFound
+
+    /// The session record after the call, when the session exists.
+    public var record: SessionRecord? {
+        switch self {
+        case .published(_, let record), .unchanged(let record), .alreadyCompleted(let record): record
+        case .sessionNotFound: nil
+        }
+    }
+}

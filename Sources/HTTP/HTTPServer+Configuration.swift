@@ -1,0 +1,34 @@
+extension HTTPServer {
+    /// Where the server listens and the limits it enforces on every connection.
+    public struct Configuration: Sendable {
+        /// Address to bind; `0.0.0.0` listens on every IPv4 interface.
+        public var host: String
+        /// Port to bind; 0 picks a free one (reported through `onServerRunning`).
+        public var port: Int
+        /// Largest request line plus headers, in bytes; larger gets 431 and the connection is closed.
+        public var maximumHeaderBytes: Int
+        /// Largest request body, in bytes; larger gets 413 and the connection is closed.
+        public var maximumBodyBytes: Int
+        /// How long a keep-alive connection may sit with no request in flight before it is closed. A streaming
+        /// response (an SSE stream) is a request in flight, so it is never idle.
+        public var idleTimeout: Duration
+        /// The listen backlog.
+        public var backlog: Int
+
+        public init(
+            host: String = "0.0.0.0",
+            port: Int = 8080,
+            maximumHeaderBytes: Int = 16 * 1024,
+            maximumBodyBytes: Int = 16 * 1024,
+            idleTimeout: Duration = .seconds(60),
+            backlog: Int = 1024
+        ) {
+            self.host = host
+            self.port = port
+            self.maximumHeaderBytes = maximumHeaderBytes
+            self.maximumBodyBytes = maximumBodyBytes
+            self.idleTimeout = idleTimeout
+            self.backlog = backlog
+        }
+    }
+}

@@ -1,0 +1,106 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import NIOCore
+import NIOHTTP1
+
+/// Any JSON value, for bodies whose fields are checked one by one (so that a missing field and a field of the wrong
+/// type each get their own error instead of one decoding failure).
+public enum JSONValue: Sendable, Equatable, Codable {
+    case null
+    case bool(Bool)
+    /// A number without a fraction that fits 64 bits, written without exponent (millisecond timestamps).
+    case integer(Int64)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int64.self) {
+            self = .integer(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .integer(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+
+    /// The member `key` of an object; nil for a missing key or a value that is not an object.
+    public subscript(key: String) -> JSONValue? {
+        guard case .object(let members) = self else { return nil }
+        return members[key]
+    }
+}
+
+extension JSONValue {
+    /// Compact JSON text with sorted keys, `/` unescaped and non-ASCII as UTF-8.
+    public var compactText: String {
+        (try? String(decoding: JSONValue.encoder.encode(self), as: UTF8.self)) ?? "null"
+    }
+
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        return encoder
+    }
+}
+
+/// Why a body could not be read as JSON.
+public enum JSONBodyError: Error, Equatable {
+    /// The body is not well-formed JSON in UTF-8 (this includes an empty body).
+    case malformed
+    /// The `Content-Type` names something other than JSON.
+    case unsupportedMediaType(String)
+}
+
+extension Request {
+    /// The body parsed as JSON. A missing `Content-Type` is taken as JSON (as curl and the seed's `fetch` calls may
+    /// omit it); any other media type than `application/json` or `+json` is refused.
+    public func jsonBody() throws(JSONBodyError) -> JSONValue {
+        if let type = mediaType, type != "application/json", !type.hasSuffix("+json") {
+            throw .unsupportedMediaType(type)
+        }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
+        } catch {
+            throw .malformed
+        }
+    }
+}
+
+extension Response {
+    /// A JSON response; `value` is encoded with `/` unescaped and non-ASCII as UTF-8.
+    public static func json(_ value: some Encodable, status: HTTPResponseStatus = .ok, headers: HTTPHeaders = [:]) -> Response {
+        let encoder = JSONValue.encoder
+        // Encoding our own Encodable values cannot fail short of a programming error; answer 500 rather than crash.
+        guard let data = try? encoder.encode(value) else {
+            return Response(status: .internalServerError, contentType: "application/json", body: ByteBuffer(string: "{}"))
+        }
+        return Response(status: status, contentType: "application/json; charset=utf-8", body: ByteBuffer(bytes: data), headers: headers)
+    }
+}

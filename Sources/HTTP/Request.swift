@@ -1,0 +1,117 @@
+import NIOCore
+import NIOHTTP1
+
+/// One HTTP request with its body fully read (bodies are small and capped by `HTTPServer.Configuration`).
+public struct Request: Sendable {
+    /// Method as sent; `HEAD` is routed like `GET` by ``Router``.
+    public var method: HTTPMethod
+    /// The request target as sent, path and query.
+    public var uri: String
+    /// The path part of `uri`, percent-decoding left to the route.
+    public var path: Substring
+    /// The raw query string after `?`, empty when there is none.
+    public var queryString: Substring
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer
+    /// The address of the peer that opened the socket (a proxy's address behind a load balancer).
+    public var remoteAddress: SocketAddress?
+    /// A short id for log lines, unique within this process.
+    public var id: String
+
+    public init(
+        method: HTTPMethod,
+        uri: String,
+        headers: HTTPHeaders = [:],
+        body: ByteBuffer = ByteBuffer(),
+        remoteAddress: SocketAddress? = nil,
+        id: String = "0"
+    ) {
+        self.method = method
+        self.uri = uri
+        if let mark = uri.firstIndex(of: "?") {
+            self.path = uri[..<mark]
+            self.queryString = uri[uri.index(after: mark)...]
+        } else {
+            self.path = uri[...]
+            self.queryString = ""
+        }
+        self.headers = headers
+        self.body = body
+        self.remoteAddress = remoteAddress
+        self.id = id
+    }
+
+    /// The first value of a query parameter, percent-decoded (`+` as space); nil when absent or not valid UTF-8.
+    public func query(_ name: String) -> String? {
+        for pair in queryString.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let key = PercentDecoding.decode(parts[0]), key == name else { continue }
+            return parts.count > 1 ? PercentDecoding.decode(parts[1]) : ""
+        }
+        return nil
+    }
+
+    /// The body as `application/x-www-form-urlencoded` fields (first value of each name), or nil when it is not
+    /// valid UTF-8 after decoding.
+    public func formFields() -> [String: String]? {
+        let text = String(decoding: body.readableBytesView, as: UTF8.self)
+        var fields: [String: String] = [:]
+        for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let key = PercentDecoding.decode(parts[0]), let value = parts.count > 1 ? PercentDecoding.decode(parts[1]) : "" else {
+                return nil
+            }
+            if fields[key] == nil { fields[key] = value }
+        }
+        return fields
+    }
+
+    /// The media type of the body without parameters, lowercased (`application/json`), or nil.
+    public var mediaType: String? {
+        guard let value = headers.first(name: "content-type") else { return nil }
+        let type = value.split(separator: ";", maxSplits: 1).first ?? ""
+        let trimmed = type.trimmingSpaces()
+        return trimmed.isEmpty ? nil : trimmed.lowercased()
+    }
+}
+
+/// application/x-www-form-urlencoded style decoding for query strings.
+enum PercentDecoding {
+    static func decode(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "+"):
+                bytes.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                    return nil
+                }
+                bytes.append(high << 4 | low)
+            default:
+                bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
+
+extension StringProtocol {
+    /// The text without leading and trailing spaces and tabs (HTTP's optional whitespace).
+    package func trimmingSpaces() -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(self[first...last])
+    }
+}
