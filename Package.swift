@@ -50,9 +50,20 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // A small client over real sockets for the integration tests: raw bytes, HTTP requests, SSE streams.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "HTTPTests",
-            dependencies: ["HTTP", .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["HTTP", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -62,7 +73,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AppTests",
-            dependencies: ["App", "HTTP", "Broker", .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["App", "HTTP", "Broker", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
     ],

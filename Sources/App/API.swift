@@ -16,7 +16,8 @@ struct API: Sendable {
         var router = Router(
             notFound: { APIError.notFound.response(for: $0, defaultLanguage: language) },
             methodNotAllowed: { request, _ in APIError.methodNotAllowed.response(for: request, defaultLanguage: language) },
-            internalError: { APIError.serverError.response(for: $0, defaultLanguage: language) }
+            internalError: { APIError.serverError.response(for: $0, defaultLanguage: language) },
+            bodyTooLarge: { APIError.bodyTooLarge.response(for: $0, defaultLanguage: language) }
         )
         router.on(.GET, "/api/events", handling { try await $0.events($1, logger: $2) })
         router.on(.GET, "/api/validate-session", handling { try await $0.validateSession($1, logger: $2) })

@@ -41,6 +41,7 @@ struct APIError: HTTPResponseError, Equatable {
     static let malformedJSON = APIError(status: .badRequest, code: "malformed_json", message: .malformedJSON)
     static let bodyNotObject = APIError(status: .badRequest, code: "body_not_object", message: .bodyNotObject)
     static let unsupportedMediaType = APIError(status: .unsupportedMediaType, code: "unsupported_media_type", message: .unsupportedMediaType)
+    static let bodyTooLarge = APIError(status: .payloadTooLarge, code: "body_too_large", message: .bodyTooLarge)
     static let notFound = APIError(status: .notFound, code: "not_found", message: .notFound)
     static let methodNotAllowed = APIError(status: .methodNotAllowed, code: "method_not_allowed", message: .methodNotAllowed)
     static let serverError = APIError(status: .internalServerError, code: "server_error", message: .serverError)

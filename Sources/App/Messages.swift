@@ -18,6 +18,7 @@ enum Message: Sendable {
     case malformedJSON
     case bodyNotObject
     case unsupportedMediaType
+    case bodyTooLarge
     case notFound
     case methodNotAllowed
     case serverError
@@ -50,6 +51,7 @@ enum Message: Sendable {
         case .malformedJSON: "リクエストの形式が正しくありません（JSONとして読み取れません）"
         case .bodyNotObject: "リクエスト本文はJSONオブジェクトで送信してください"
         case .unsupportedMediaType: "Content-Type は application/json で送信してください"
+        case .bodyTooLarge: "リクエストが大きすぎます"
         case .notFound: "ページが見つかりません"
         case .methodNotAllowed: "このメソッドは使用できません"
         case .serverError: "サーバーエラーが発生しました"
@@ -77,6 +79,7 @@ enum Message: Sendable {
         case .malformedJSON: "The request body is not valid JSON."
         case .bodyNotObject: "The request body must be a JSON object."
         case .unsupportedMediaType: "Send the request body as application/json."
+        case .bodyTooLarge: "The request body is too large."
         case .notFound: "Not found."
         case .methodNotAllowed: "This method is not allowed here."
         case .serverError: "A server error occurred."

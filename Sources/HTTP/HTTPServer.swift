@@ -102,25 +102,23 @@ public final class HTTPServer: Service, Sendable {
                     logger[metadataKey: "request.id"] = "\(id)"
                     let started = ContinuousClock.now
 
-                    let body: ByteBuffer
+                    var request = Request(
+                        method: head.method,
+                        uri: head.uri,
+                        headers: head.headers,
+                        remoteAddress: channel.remoteAddress,
+                        id: id
+                    )
                     switch try await readBody(of: head, from: &parts, outbound: outbound, allocator: channel.allocator) {
                     case .complete(let buffer):
-                        body = buffer
+                        request.body = buffer
                     case .tooLarge:
                         // The rest of the body is never read, so the connection cannot be reused.
-                        try await write(Self.payloadTooLarge, for: head, keepAlive: false, outbound: outbound, channel: channel)
+                        try await write(responder.bodyTooLarge(request), for: head, keepAlive: false, outbound: outbound, channel: channel)
                         log(head, status: .payloadTooLarge, since: started, logger: logger)
                         return
                     }
 
-                    let request = Request(
-                        method: head.method,
-                        uri: head.uri,
-                        headers: head.headers,
-                        body: body,
-                        remoteAddress: channel.remoteAddress,
-                        id: id
-                    )
                     let keepAlive = head.isKeepAlive && !connections.isDraining
                     let response = await responder.respond(to: request, logger: logger)
                     try await write(response, for: head, keepAlive: keepAlive, outbound: outbound, channel: channel)
@@ -210,14 +208,6 @@ public final class HTTPServer: Service, Sendable {
         logger.info(
             "\(head.method.rawValue) \(path) \(status.code)",
             metadata: ["duration_ms": "\((milliseconds * 100).rounded() / 100)"]
-        )
-    }
-
-    private static var payloadTooLarge: Response {
-        Response(
-            status: .payloadTooLarge,
-            contentType: "application/json; charset=utf-8",
-            body: ByteBuffer(string: #"{"code":"body_too_large","message":"The request body is too large."}"#)
         )
     }
 }

@@ -21,6 +21,7 @@ struct ConfigurationError: Error, CustomStringConvertible, Equatable {
 /// `SESSION_TTL_SECONDS`), then the JSON file, then the default in code. Records where each value came from.
 struct ConfigurationReader {
     private let file: [String: JSONValue]
+    private let fileName: String
     private let environment: [String: String]
     private(set) var origins: [(key: String, environmentName: String, origin: ConfigurationOrigin)] = []
     private var readKeys: Set<String> = []
@@ -28,6 +29,7 @@ struct ConfigurationReader {
     /// - Parameter fileContents: the JSON file's bytes, or nil when there is no file.
     init(fileContents: [UInt8]?, fileName: String, environment: [String: String]) throws(ConfigurationError) {
         self.environment = environment
+        self.fileName = fileName
         guard let fileContents else {
             self.file = [:]
             return
@@ -113,7 +115,7 @@ struct ConfigurationReader {
     func rejectUnknownFileKeys() throws(ConfigurationError) {
         let unknown = file.keys.filter { !readKeys.contains($0) }.sorted()
         guard unknown.isEmpty else {
-            throw ConfigurationError(description: "config.json has unknown key(s): \(unknown.joined(separator: ", "))")
+            throw ConfigurationError(description: "\(fileName) has unknown key(s): \(unknown.joined(separator: ", "))")
         }
     }
 
@@ -156,7 +158,7 @@ struct ConfigurationReader {
         let source =
             switch origin {
             case .environment: "environment variable \(Self.environmentName(for: key))"
-            case .file: "config.json key \"\(key)\""
+            case .file: "\(fileName) key \"\(key)\""
             case .defaultValue: "default of \"\(key)\""
             }
         return ConfigurationError(description: "\(source) must be \(expected), got \(shown)")

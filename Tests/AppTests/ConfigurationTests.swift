@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+@testable import App
+
+@Suite struct ConfigurationTests {
+    @Test func committedConfigFileHoldsExactlyTheDefaults() throws {
+        let loaded = try TandemConfiguration.load(path: "config.json", environment: [:])
+        #expect(loaded == TandemConfiguration())
+        #expect(loaded.origins.allSatisfy { $0.origin == .file }, "every knob is in config.json")
+    }
+
+    @Test(arguments: [
+        ("host", "HOST"), ("port", "PORT"), ("broker", "BROKER"), ("redis.url", "REDIS_URL"),
+        ("publicBaseURL", "PUBLIC_BASE_URL"), ("session.ttlSeconds", "SESSION_TTL_SECONDS"),
+        ("heartbeatSeconds", "HEARTBEAT_SECONDS"), ("limits.maxBodyBytes", "LIMITS_MAX_BODY_BYTES"),
+    ])
+    func environmentNamesAreTheContracts(key: String, name: String) {
+        #expect(ConfigurationReader.environmentName(for: key) == name)
+    }
+
+    @Test func environmentOverridesTheFileAndRecordsWhereValuesCameFrom() throws {
+        let loaded = try TandemConfiguration.load(
+            path: "config.json",
+            environment: ["PORT": "9000", "SESSION_TTL_SECONDS": "30", "PUBLIC_BASE_URL": "http://192.168.1.5:9000/", "HEARTBEAT_SECONDS": "5"])
+        #expect(loaded.port == 9000)
+        #expect(loaded.sessionTTLSeconds == 30)
+        #expect(loaded.heartbeatSeconds == 5)
+        #expect(loaded.publicBaseURL == "http://192.168.1.5:9000")
+        #expect(loaded.origins.first { $0.key == "port" }?.origin == .environment)
+        #expect(loaded.origins.first { $0.key == "host" }?.origin == .file)
+    }
+
+    @Test func noFileAtAllGivesTheDefaults() throws {
+        let loaded = try TandemConfiguration.load(environment: ["TANDEM_CONFIG_UNUSED": "1"])
+        #expect(loaded == TandemConfiguration())
+        var reader = try ConfigurationReader(fileContents: nil, fileName: "none", environment: [:])
+        let defaults = try TandemConfiguration(reader: &reader)
+        #expect(defaults.port == 8080 && defaults.broker == .memory && defaults.sessionTTLSeconds == 600)
+        #expect(defaults.origins.allSatisfy { $0.origin == .defaultValue })
+    }
+
+    @Test(arguments: [
+        (["PORT": "eighty"], "environment variable PORT must be an integer from 0 to 65535, got 'eighty'"),
+        (["PORT": "70000"], "environment variable PORT must be an integer from 0 to 65535, got '70000'"),
+        (["BROKER": "postgres"], "environment variable BROKER must be one of memory, redis, got 'postgres'"),
+        (["SESSION_TTL_SECONDS": "0"], "environment variable SESSION_TTL_SECONDS must be an integer from 1 to 86400, got '0'"),
+        (["PUBLIC_BASE_URL": "192.168.1.5"], "environment variable PUBLIC_BASE_URL must be empty or an origin like http://192.168.1.20:8080, got '192.168.1.5'"),
+        (["BROKER": "redis", "REDIS_URL": "localhost:6379"], "environment variable REDIS_URL must be a URL like redis://host:6379/0, got 'localhost:6379'"),
+    ])
+    func wrongValuesGiveAClearMessage(environment: [String: String], message: String) {
+        #expect(throws: ConfigurationError(description: message)) {
+            try TandemConfiguration.load(path: "config.json", environment: environment)
+        }
+    }
+
+    @Test func fileProblemsAreNamed() throws {
+        func load(_ text: String) throws -> TandemConfiguration {
+            var reader = try ConfigurationReader(fileContents: Array(text.utf8), fileName: "test.json", environment: [:])
+            return try TandemConfiguration(reader: &reader)
+        }
+        #expect(throws: ConfigurationError(description: "test.json has unknown key(s): sesion.ttlSeconds")) {
+            try load(#"{"sesion":{"ttlSeconds":5}}"#)
+        }
+        #expect(throws: ConfigurationError(description: "test.json key \"port\" must be an integer from 0 to 65535, got \"8080\"")) {
+            try load(#"{"port":"8080"}"#)
+        }
+        #expect((try? load("{not json")) == nil)
+        #expect(try load(#"{"port":9090,"session":{"ttlSeconds":60}}"#).sessionTTLSeconds == 60)
+        #expect(throws: ConfigurationError(description: "configuration file 'missing.json' cannot be read")) {
+            try TandemConfiguration.load(path: "missing.json", environment: [:])
+        }
+    }
+
+    @Test(arguments: [
+        (nil, Language.japanese), ("en-US,en;q=0.9", .english), ("ja,en;q=0.5", .japanese), ("fr-FR,en;q=0.8,ja;q=0.9", .japanese),
+        ("de", .japanese), ("en;q=0, ja;q=0.1", .japanese), ("EN", .english), ("*", .japanese),
+    ] as [(String?, Language)])
+    func acceptLanguagePicksTheBestSupportedLanguage(header: String?, expected: Language) {
+        #expect(Language.preferred(byAcceptLanguage: header, fallback: .japanese) == expected)
+    }
+}

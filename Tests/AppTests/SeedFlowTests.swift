@@ -1,0 +1,156 @@
+import Broker
+import Foundation
+import TestSupport
+import Testing
+
+@testable import App
+
+/// The seed's whole flow over real sockets, and every error case the article names.
+@Suite(.timeLimit(.minutes(1)))
+struct SeedFlowTests {
+    static func newSessionID() -> String { "sess_" + UUID().uuidString.prefix(12).replacing("-", with: "").lowercased() }
+
+    @Test func wholeFlowDeliversConnectedInputStartedAndCompleteInOrder() async throws {
+        try await withTandem { _, client in
+            let id = Self.newSessionID()
+            let stream = try await client.openEventStream("/api/events?session=\(id)")
+            #expect(stream.head.status == 200)
+            #expect(stream.head.header("content-type") == "text/event-stream")
+            #expect(stream.head.header("cache-control") == "no-cache")
+            #expect(stream.head.header("x-accel-buffering") == "no")
+
+            let opening = try await stream.events(atLeast: 1)
+            let info = try JSONAny.object(from: try #require(opening.events.first { $0.event == "message" }).data)
+            #expect(info["type"]?.string == "session-info")
+            #expect(info["ttlMinutes"]?.number == 10)
+            let expiry = try #require(info["expiryTime"]?.number)
+            #expect(abs(expiry - Date().timeIntervalSince1970 * 1000 - 600_000) < 5_000)
+
+            let validation = try await client.request("GET", "/api/validate-session?session=\(id)")
+            #expect(validation.status == 200)
+            let validBody = try json(validation)
+            #expect(validBody["valid"]?.bool == true)
+            #expect(validBody["expiryTime"]?.number == expiry)
+            #expect(validBody["ttlMinutes"]?.number == 10)
+
+            let started = try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#)
+            #expect(started.status == 200)
+            #expect(try json(started)["success"]?.bool == true)
+
+            let submitted = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"山田太郎","phone":"090-1234-5678"}"#)
+            #expect(submitted.status == 200)
+            #expect(try json(submitted)["success"]?.bool == true)
+            #expect(try json(submitted)["message"]?.string == "送信が完了しました")
+
+            let (events, _) = try await stream.events(atLeast: 5)
+            // retry hint, session-info, then the three events, each with its log position as id.
+            let named = events.filter { $0.event != "" }
+            #expect(named.map(\.event) == ["message", "connected", "input-started", "complete"])
+            #expect(named.map(\.id) == ["0", "1", "2", "3"])
+            #expect(named[1].data == "{}")
+            #expect(named[2].data == "{}")
+            let complete = try JSONAny.object(from: named[3].data)
+            #expect(complete == ["name": .string("山田太郎"), "phone": .string("090-1234-5678")])
+            #expect(events.first?.retry == 2000)
+            await stream.close()
+        }
+    }
+
+    @Test func phonePollingValidateAnnouncesItOnlyOnce() async throws {
+        try await withTandem { _, client in
+            let id = Self.newSessionID()
+            let stream = try await client.openEventStream("/api/events?session=\(id)")
+            for _ in 0..<3 {
+                #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            }
+            #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 200)
+            #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 200)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            let (events, _) = try await stream.events(atLeast: 4)
+            #expect(events.map(\.event).filter { !$0.isEmpty } == ["message", "connected", "input-started"])
+            await stream.close()
+        }
+    }
+
+    @Test func reconnectWithLastEventIDGetsOnlyMissedEventsAndDoesNotResetTheSession() async throws {
+        try await withTandem { _, client in
+            let id = Self.newSessionID()
+            let first = try await client.openEventStream("/api/events?session=\(id)")
+            let firstInfo = try JSONAny.object(from: try await first.events(atLeast: 2).events[1].data)
+            _ = try await client.request("GET", "/api/validate-session?session=\(id)")
+            _ = try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#)
+            _ = try await first.events(atLeast: 4)
+            await first.close()
+
+            // Submitted while the PC is disconnected.
+            _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#)
+
+            let second = try await client.openEventStream("/api/events?session=\(id)", headers: [("Last-Event-ID", "2")])
+            #expect(second.head.status == 200)
+            let (events, _) = try await second.events(atLeast: 3)
+            let named = events.filter { !$0.event.isEmpty }
+            #expect(named.map(\.event) == ["message", "complete"])
+            #expect(named.map(\.id) == ["2", "3"])
+            let info = try JSONAny.object(from: named[0].data)
+            #expect(info["expiryTime"] == firstInfo["expiryTime"], "reconnecting must not reset the session")
+            await second.close()
+        }
+    }
+
+    @Test func expiryEndsTheStreamAndTheSession() async throws {
+        try await withTandem({ $0.sessionTTLSeconds = 1 }) { application, client in
+            let id = Self.newSessionID()
+            let stream = try await client.openEventStream("/api/events?session=\(id)")
+            _ = try await stream.events(atLeast: 2)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            let (_, ended) = try await stream.events(atLeast: 99, timeout: .seconds(5))
+            #expect(ended, "the server closes the stream when the session expires")
+
+            let validation = try await client.request("GET", "/api/validate-session?session=\(id)")
+            #expect(validation.status == 404)
+            #expect(try json(validation)["valid"]?.bool == false)
+            #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 404)
+            let submit = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#)
+            #expect(submit.status == 404)
+            #expect(try json(submit)["message"]?.string == "セッションが見つからないか、有効期限が切れています")
+            // The browser's automatic reconnect is refused, so EventSource stops instead of reviving the session.
+            let reconnect = try await client.request("GET", "/api/events?session=\(id)", headers: [("Last-Event-ID", "1")])
+            #expect(reconnect.status == 404)
+            #expect(await application.registry.streamCount == 0)
+        }
+    }
+
+    @Test func heartbeatsArriveAsComments() async throws {
+        try await withTandem({ $0.heartbeatSeconds = 1 }) { _, client in
+            let stream = try await client.openEventStream("/api/events?session=\(Self.newSessionID())")
+            let (events, _) = try await stream.all(timeout: .seconds(5)) { $0.contains { $0.comment == "heartbeat" } }
+            #expect(events.contains { $0.comment == "heartbeat" })
+            await stream.close()
+        }
+    }
+
+    @Test func healthReportsTheBrokerAndOpenStreams() async throws {
+        try await withTandem { _, client in
+            let stream = try await client.openEventStream("/api/events?session=\(Self.newSessionID())")
+            _ = try await stream.events(atLeast: 1)
+            let health = try await client.request("GET", "/healthz")
+            #expect(health.status == 200)
+            let body = try json(health)
+            #expect(body["status"]?.string == "ok")
+            #expect(body["streams"]?.number == 1)
+            #expect(body["broker"]?["kind"]?.string == "memory")
+            await stream.close()
+        }
+    }
+
+    @Test func gracefulShutdownEndsOpenStreams() async throws {
+        let (stream, ended) = try await withTandem { _, client in
+            let stream = try await client.openEventStream("/api/events?session=\(Self.newSessionID())")
+            _ = try await stream.events(atLeast: 1)
+            return (stream, stream.connection)
+        }
+        // withTandem returned, so the node stopped; the stream's connection was closed by the server.
+        #expect(await ended.isClosed(within: .seconds(2)))
+        await stream.close()
+    }
+}

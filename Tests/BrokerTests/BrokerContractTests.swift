@@ -1,0 +1,191 @@
+import Broker
+import Logging
+import Synchronization
+import Testing
+
+/// The contract every broker keeps, run against each implementation.
+enum BrokerUnderTest: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case memory
+
+    var testDescription: String { rawValue }
+}
+
+/// Records what a broker delivers to this node.
+final class RecordingSink: SessionEventSink {
+    private let delivered = Mutex<[(SessionID, StoredEvent)]>([])
+
+    func deliver(_ event: StoredEvent, to id: SessionID) async {
+        delivered.withLock { $0.append((id, event)) }
+    }
+
+    func events(of id: SessionID) -> [StoredEvent] {
+        delivered.withLock { $0.filter { $0.0 == id }.map(\.1) }
+    }
+}
+
+/// A clock the test moves by hand.
+final class ManualClock: Sendable {
+    private let now = Mutex<Int64>(1_700_000_000_000)
+    var source: TimeSource { TimeSource { self.now.withLock { $0 } } }
+    func advance(milliseconds: Int64) { now.withLock { $0 += milliseconds } }
+}
+
+struct BrokerFixture {
+    let broker: any Broker
+    let sink: RecordingSink
+    let clock: ManualClock
+    /// Removes expired sessions now, where the implementation keeps them until a sweep.
+    let sweep: @Sendable () async -> Void
+    /// Sessions held in storage, expired or not.
+    let storedSessions: @Sendable () async -> Int
+}
+
+func withBroker(_ kind: BrokerUnderTest, _ body: (BrokerFixture) async throws -> Void) async throws {
+    let sink = RecordingSink()
+    let clock = ManualClock()
+    switch kind {
+    case .memory:
+        let broker = InMemoryBroker(sink: sink, time: clock.source, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        try await body(
+            BrokerFixture(
+                broker: broker, sink: sink, clock: clock,
+                sweep: { broker.removeExpiredSessions() },
+                storedSessions: { broker.storedSessionCount }))
+    }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct BrokerContractTests {
+    static func newID() -> SessionID { SessionID.random() }
+
+    @Test(arguments: BrokerUnderTest.allCases)
+    func openingCreatesOnceAndNeverResets(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = Self.newID()
+            #expect(try await broker.session(id) == nil)
+            let created = try await broker.openSession(id, ttl: .seconds(600))
+            #expect(created.status == .waiting)
+            #expect(created.expiresAt - created.createdAt == 600_000)
+            _ = try await broker.publish(.connected, to: id)
+            fixture.clock.advance(milliseconds: 5_000)
+            let reopened = try await broker.openSession(id, ttl: .seconds(600))
+            #expect(reopened.createdAt == created.createdAt)
+            #expect(reopened.expiresAt == created.expiresAt)
+            #expect(reopened.status == .connected)
+            #expect(try await broker.session(id) == reopened)
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.allCases)
+    func eventsMoveTheSessionForwardOnlyAndAreNumberedFromOne(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = Self.newID()
+            _ = try await broker.openSession(id, ttl: .seconds(600))
+            guard case .published(let first, let record) = try await broker.publish(.connected, to: id) else {
+                Issue.record("connected was not published")
+                return
+            }
+            #expect(first == StoredEvent(id: 1, event: .connected))
+            #expect(record.status == .connected && record.lastEventID == 1)
+            #expect(try await broker.publish(.connected, to: id) == .unchanged(record))
+            guard case .published(let second, _) = try await broker.publish(.inputStarted, to: id) else {
+                Issue.record("input-started was not published")
+                return
+            }
+            #expect(second.id == 2)
+            #expect(try await broker.publish(.connected, to: id).record?.status == .inputting)
+            let submission = Submission(name: "山田", phone: "0312345678")
+            guard case .published(let third, let completed) = try await broker.publish(.complete(submission), to: id) else {
+                Issue.record("complete was not published")
+                return
+            }
+            #expect(third == StoredEvent(id: 3, event: .complete(submission)))
+            #expect(completed.submission == submission && completed.status == .completed)
+            #expect(try await broker.publish(.complete(Submission(name: "B", phone: "2")), to: id) == .alreadyCompleted(completed))
+            #expect(try await broker.publish(.inputStarted, to: id) == .alreadyCompleted(completed))
+            #expect(try await broker.session(id)?.submission == submission)
+            #expect(try await broker.events(of: id, after: 0).map(\.id) == [1, 2, 3])
+            #expect(try await broker.events(of: id, after: 2) == [third])
+            #expect(try await broker.events(of: id, after: 3) == [])
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.allCases)
+    func aSessionCanBeCompletedStraightFromWaiting(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let id = Self.newID()
+            _ = try await fixture.broker.openSession(id, ttl: .seconds(60))
+            let outcome = try await fixture.broker.publish(.complete(Submission(name: "A", phone: "1")), to: id)
+            guard case .published(let event, _) = outcome else {
+                Issue.record("expected published, got \(outcome)")
+                return
+            }
+            #expect(event.id == 1)
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.allCases)
+    func unknownSessionsAreNotFoundAndNotCreatedByPublishing(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let id = Self.newID()
+            #expect(try await fixture.broker.publish(.connected, to: id) == .sessionNotFound)
+            #expect(try await fixture.broker.publish(.complete(Submission(name: "A", phone: "1")), to: id) == .sessionNotFound)
+            #expect(try await fixture.broker.session(id) == nil)
+            #expect(try await fixture.broker.events(of: id, after: 0) == [])
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.allCases)
+    func sessionsAndTheirDataAreGoneAfterTheTTL(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = Self.newID()
+            _ = try await broker.openSession(id, ttl: .seconds(10))
+            _ = try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: id)
+            fixture.clock.advance(milliseconds: 9_999)
+            #expect(try await broker.session(id) != nil)
+            fixture.clock.advance(milliseconds: 1)
+            #expect(try await broker.session(id) == nil)
+            #expect(try await broker.events(of: id, after: 0) == [])
+            #expect(try await broker.publish(.inputStarted, to: id) == .sessionNotFound)
+            await fixture.sweep()
+            #expect(await fixture.storedSessions() == 0)
+            // Opening the ID again makes a new, empty session.
+            let fresh = try await broker.openSession(id, ttl: .seconds(10))
+            #expect(fresh.status == .waiting && fresh.submission == nil && fresh.lastEventID == 0)
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.allCases)
+    func onlySubscribedSessionsAreDeliveredAndSubscriptionsAreCounted(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let watched = Self.newID()
+            let other = Self.newID()
+            _ = try await broker.openSession(watched, ttl: .seconds(60))
+            _ = try await broker.openSession(other, ttl: .seconds(60))
+            try await broker.subscribe(watched)
+            try await broker.subscribe(watched)
+            _ = try await broker.publish(.connected, to: watched)
+            _ = try await broker.publish(.connected, to: other)
+            await broker.unsubscribe(watched)
+            _ = try await broker.publish(.inputStarted, to: watched)
+            await broker.unsubscribe(watched)
+            _ = try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: watched)
+            try await waitUntil { fixture.sink.events(of: watched).count >= 2 }
+            #expect(fixture.sink.events(of: watched).map(\.id) == [1, 2])
+            #expect(fixture.sink.events(of: other).isEmpty)
+        }
+    }
+}
+
+/// Polls until `condition` holds, for deliveries that arrive on another task.
+func waitUntil(timeout: Duration = .seconds(3), _ condition: @Sendable () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
