@@ -19,6 +19,7 @@ struct API: Sendable {
             internalError: { APIError.serverError.response(for: $0, defaultLanguage: language) },
             bodyTooLarge: { APIError.bodyTooLarge.response(for: $0, defaultLanguage: language) }
         )
+        router.on(.POST, "/api/sessions", handling { try await $0.createSession($1, logger: $2) })
         router.on(.GET, "/api/events", handling { try await $0.events($1, logger: $2) })
         router.on(.GET, "/api/validate-session", handling { try await $0.validateSession($1, logger: $2) })
         router.on(.POST, "/api/input-started", handling { try await $0.inputStarted($1, logger: $2) })

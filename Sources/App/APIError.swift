@@ -37,6 +37,7 @@ struct APIError: HTTPResponseError, Equatable {
     static func sessionNotFound(_ shape: Shape) -> APIError {
         APIError(status: .notFound, code: "session_not_found", message: shape == .validation ? .sessionInvalid : .sessionNotFound, shape: shape)
     }
+    static let readerKeyRequired = APIError(status: .forbidden, code: "reader_key_required", message: .readerKeyRequired)
     static let alreadySubmitted = APIError(status: .conflict, code: "already_submitted", message: .alreadySubmitted)
     static let malformedJSON = APIError(status: .badRequest, code: "malformed_json", message: .malformedJSON)
     static let bodyNotObject = APIError(status: .badRequest, code: "body_not_object", message: .bodyNotObject)

@@ -15,9 +15,9 @@ public protocol SessionEventSink: Sendable {
 ///
 /// `run()` owns background work (connections, sweeping expired sessions) until cancelled or shut down.
 public protocol Broker: Service {
-    /// Returns the session, creating it (status `waiting`, expiring after `ttl`) when it does not exist.
-    /// An existing session is returned as it is: opening it again does not reset it.
-    func openSession(_ id: SessionID, ttl: Duration) async throws -> SessionRecord
+    /// Returns the session, creating it (status `waiting`, expiring after `ttl`, guarded by `readerKey`) when it
+    /// does not exist. An existing session is returned as it is: opening it again does not reset it or its key.
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord
 
     /// The session, or nil when it does not exist or has expired.
     func session(_ id: SessionID) async throws -> SessionRecord?
@@ -39,6 +39,13 @@ public protocol Broker: Service {
 
     /// A short word for health reports: `ok`, or why not.
     var health: BrokerHealth { get async }
+}
+
+extension Broker {
+    /// Opens a session without a reader key (the seed's way: the PC's stream opens it).
+    public func openSession(_ id: SessionID, ttl: Duration) async throws -> SessionRecord {
+        try await openSession(id, ttl: ttl, readerKey: nil)
+    }
 }
 
 /// Whether the broker can serve requests now.

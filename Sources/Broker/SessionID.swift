@@ -17,11 +17,13 @@ public struct SessionID: Hashable, Sendable, CustomStringConvertible {
 
     /// A new ID with 128 bits from the system's CSPRNG (`getrandom` on Linux), as `s_` plus 32 hex digits.
     public static func random() -> SessionID {
+        SessionID(unchecked: "s_" + randomHex128())
+    }
+
+    /// 128 bits from the system's CSPRNG as 32 hex digits, for IDs and secrets.
+    public static func randomHex128() -> String {
         var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        let hex = Self.hex(high) + Self.hex(low)
-        return SessionID(unchecked: "s_" + hex)
+        return Self.hex(generator.next() as UInt64) + Self.hex(generator.next() as UInt64)
     }
 
     /// A prefix that is safe to log: enough to tell sessions apart in a log, too short to use.

@@ -29,6 +29,9 @@ public struct SessionRecord: Sendable, Equatable {
     public var submission: Submission?
     /// The id of the last event in the session's log (0 before the first).
     public var lastEventID: EventID
+    /// The secret the session's opener must show to read its stream; nil for sessions opened the seed's way, by
+    /// their stream, which have no secret.
+    public var readerKey: String?
 
     public init(
         id: SessionID,
@@ -36,7 +39,8 @@ public struct SessionRecord: Sendable, Equatable {
         expiresAt: Int64,
         status: SessionStatus = .waiting,
         submission: Submission? = nil,
-        lastEventID: EventID = 0
+        lastEventID: EventID = 0,
+        readerKey: String? = nil
     ) {
         self.id = id
         self.createdAt = createdAt
@@ -44,6 +48,7 @@ public struct SessionRecord: Sendable, Equatable {
         self.status = status
         self.submission = submission
         self.lastEventID = lastEventID
+        self.readerKey = readerKey
     }
 }
 

@@ -120,6 +120,35 @@ struct SeedFlowTests {
         }
     }
 
+    @Test func serverMadeSessionsAreReadOnlyWithTheirKeyAndWrittenWithTheIDAlone() async throws {
+        try await withTandem { _, client in
+            let created = try await client.post("/api/sessions", json: "")
+            #expect(created.status == 201)
+            let body = try json(created)
+            let id = try #require(body["sessionId"]?.string)
+            let key = try #require(body["readerKey"]?.string)
+            #expect(id.count == 34 && key.count == 32, "128 bits each, as hex")
+            #expect(body["ttlMinutes"]?.number == 10)
+
+            // What the QR code carries (the ID) does not open the stream.
+            for target in ["/api/events?session=\(id)", "/api/events?session=\(id)&key=", "/api/events?session=\(id)&key=\(String(key.reversed()))"] {
+                let refused = try await client.request("GET", target)
+                #expect(refused.status == 403)
+                #expect(try json(refused)["code"]?.string == "reader_key_required")
+            }
+            let stream = try await client.openEventStream("/api/events?session=\(id)&key=\(key)")
+            #expect(stream.head.status == 200)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#).status == 200)
+            let (events, _) = try await stream.events(atLeast: 4)
+            #expect(events.filter { !$0.event.isEmpty }.map(\.event) == ["message", "connected", "complete"])
+            await stream.close()
+
+            let other = try json(try await client.post("/api/sessions", json: ""))
+            #expect(other["sessionId"]?.string != id && other["readerKey"]?.string != key)
+        }
+    }
+
     @Test func heartbeatsArriveAsComments() async throws {
         try await withTandem({ $0.heartbeatSeconds = 1 }) { _, client in
             let stream = try await client.openEventStream("/api/events?session=\(Self.newSessionID())")

@@ -8,6 +8,7 @@ extension API {
     /// `GET /api/events?session=ID`: the main device's event stream.
     ///
     /// Opens the session if it is new (the seed's pages make their own IDs) and never resets an existing one. A
+    /// session made by `POST /api/sessions` is read only with its `key`. A
     /// browser that reconnects sends `Last-Event-ID`; it gets the events it missed, then live ones, each once. A
     /// reconnect to a session that has expired gets 404, which stops `EventSource` from retrying forever.
     @Sendable func events(_ request: Request, logger: Logger) async throws -> Response {
@@ -19,6 +20,9 @@ extension API {
             record = existing
         } else {
             record = try await broker.openSession(id, ttl: configuration.sessionTTL)
+        }
+        if let readerKey = record.readerKey {
+            guard let key = request.query("key"), constantTimeEquals(key, readerKey) else { throw APIError.readerKeyRequired }
         }
         var headers = EventStreamWriter.headers
         headers.add(name: "Connection", value: "keep-alive")

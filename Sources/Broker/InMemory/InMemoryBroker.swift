@@ -47,13 +47,13 @@ public final class InMemoryBroker: Broker {
         }
     }
 
-    public func openSession(_ id: SessionID, ttl: Duration) async throws -> SessionRecord {
+    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord {
         let now = time.now()
         return state.withLock { state in
             if let entry = state.sessions[id], entry.record.expiresAt > now {
                 return entry.record
             }
-            let record = SessionRecord(id: id, createdAt: now, expiresAt: now + ttl.milliseconds)
+            let record = SessionRecord(id: id, createdAt: now, expiresAt: now + ttl.milliseconds, readerKey: readerKey)
             state.sessions[id] = Entry(record: record)
             return record
         }

@@ -1,0 +1,35 @@
+import Broker
+import HTTP
+import Logging
+import NIOHTTP1
+
+extension API {
+    /// `POST /api/sessions`: a new session made by the server, for the shipped PC page. Its ID (128 bits) is what
+    /// the QR code carries; its `readerKey` (another 128 bits) stays on the PC and is required to read the stream
+    /// (`/api/events?session=ID&key=KEY`), so whoever sees the QR code can write to the session but never read it.
+    @Sendable func createSession(_ request: Request, logger: Logger) async throws -> Response {
+        let key = SessionID.randomHex128()
+        var record: SessionRecord
+        repeat {
+            record = try await broker.openSession(SessionID.random(), ttl: configuration.sessionTTL, readerKey: key)
+        } while record.readerKey != key  // an ID collision (2^-128): draw again
+        return .json(
+            JSONValue.object([
+                "sessionId": .string(record.id.rawValue),
+                "readerKey": .string(key),
+                "expiryTime": .integer(record.expiresAt),
+                "ttlMinutes": ttlMinutes,
+            ]),
+            status: .created)
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
+    let left = Array(lhs.utf8)
+    let right = Array(rhs.utf8)
+    guard left.count == right.count else { return false }
+    var difference: UInt8 = 0
+    for index in left.indices { difference |= left[index] ^ right[index] }
+    return difference == 0
+}
