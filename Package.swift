@@ -26,10 +26,16 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // hiredis from Debian's libhiredis-dev (installed by scripts/*.sh): its RESP reader and command formatter,
+        // nothing that blocks. Its headers are in /usr/include, so no pkg-config flags are needed.
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis"),
         // Sessions and their events, stored and carried between nodes. Knows nothing of HTTP.
         .target(
             name: "Broker",
             dependencies: [
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -10,6 +10,13 @@ if ! command -v swift >/dev/null 2>&1; then
     exit 1
 fi
 
+if [ ! -f /usr/include/hiredis/hiredis.h ]; then
+    step "Installing libhiredis-dev (Tandem links hiredis for its Redis broker) with apt-get"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libhiredis-dev
+fi
+
 step "Building tandem (swift build -c release --product tandem); the first build takes a few minutes"
 swift build -c release --product tandem
 step "Starting .build/release/tandem $* (Ctrl-C stops it)"

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Runs every Tandem test on a fresh Debian machine with Swift: installs what is missing (Debian packages through
-# apt-get, Python test clients into a virtualenv under .build/), builds, runs the Swift test suites, then the
-# end-to-end checks with SSE clients we did not write. Prints each step. `.ci/run` calls exactly this.
+# apt-get, Python test clients into a virtualenv under .build/), builds, runs the Swift test suites (the broker
+# contract also against a redis-server started here on a free loopback port), then the end-to-end checks: SSE
+# clients we did not write, and several nodes sharing one Redis. Prints each step. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests need, as "command:package" pairs.
 needed=()
-for pair in python3:python3 curl:curl; do
+for pair in python3:python3 curl:curl redis-server:redis-server redis-cli:redis-tools; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || needed+=("${pair##*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || needed+=(python3-venv)
+[ -f /usr/include/hiredis/hiredis.h ] || needed+=(libhiredis-dev)
 if [ ${#needed[@]} -gt 0 ]; then
     step "Installing Debian packages: ${needed[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -29,10 +31,22 @@ fi
 step "Building Tandem and its tests (swift build --build-tests)"
 swift build --build-tests
 
-step "Swift tests: HTTP layer, broker contract, app integration over real sockets (swift test)"
-swift test --skip-build
+redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis_dir=$(mktemp -d)
+step "Starting redis-server for the broker contract on 127.0.0.1:$redis_port"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$redis_dir" \
+    --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
+stop_redis() {
+    if [ -f "$redis_dir/redis.pid" ]; then kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null || true; fi
+    rm -rf "$redis_dir"
+}
+trap stop_redis EXIT
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-step "End-to-end: the SSE stream through httpx-sse and sseclient-py against the real binary (pytest Tests/e2e)"
+step "Swift tests: HTTP layer, broker contract (memory and Redis), app integration over real sockets (swift test)"
+TANDEM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0" swift test --skip-build
+
+step "End-to-end against the real binary: SSE through httpx-sse and sseclient-py; two nodes and one Redis (pytest Tests/e2e)"
 TANDEM_BINARY="$PWD/.build/debug/tandem" "$venv/bin/python" -m pytest -q Tests/e2e
 
 step "All tests passed"

@@ -34,7 +34,10 @@ struct TandemApplication: Sendable {
         case .memory:
             broker = InMemoryBroker(sink: registry, time: time, logger: logger)
         case .redis:
-            throw ConfigurationError(description: "BROKER=redis: the Redis broker is not part of this build yet; use BROKER=memory")
+            guard let url = RedisURL(configuration.redisURL) else {
+                throw ConfigurationError(description: "redis.url '\(configuration.redisURL)' is not a redis:// URL")
+            }
+            broker = RedisBroker(configuration: .init(url: url), sink: registry, time: time, logger: logger)
         }
         let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
         let api = API(broker: broker, registry: registry, configuration: configuration, staticFiles: staticFiles)

@@ -56,6 +56,25 @@ struct SeedFlowTests {
         }
     }
 
+    /// The same flow on a node whose broker is Redis (the server `scripts/test.sh` starts).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"] != nil))
+    func wholeFlowThroughTheRedisBroker() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"])
+        try await withTandem({ $0.broker = .redis; $0.redisURL = url }) { application, client in
+            try await eventually(timeout: .seconds(10)) { await application.broker.health.isAvailable }
+            let id = Self.newSessionID()
+            let stream = try await client.openEventStream("/api/events?session=\(id)")
+            _ = try await stream.events(atLeast: 1)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 200)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"山田太郎","phone":"1"}"#).status == 200)
+            let (events, _) = try await stream.events(atLeast: 5)
+            #expect(events.filter { !$0.event.isEmpty }.map(\.event) == ["message", "connected", "input-started", "complete"])
+            #expect(events.filter { !$0.event.isEmpty }.map(\.id) == ["0", "1", "2", "3"])
+            await stream.close()
+        }
+    }
+
     @Test func phonePollingValidateAnnouncesItOnlyOnce() async throws {
         try await withTandem { _, client in
             let id = Self.newSessionID()

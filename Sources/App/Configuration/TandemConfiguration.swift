@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Broker
 import Logging
 
 /// Every knob of Tandem. Read from environment variables, then `config.json`, then these defaults; the committed
@@ -52,7 +53,7 @@ struct TandemConfiguration: Sendable, Equatable {
         port = try reader.integer("port", default: defaults.port, in: 0...65535)
         broker = try reader.choice("broker", default: defaults.broker)
         redisURL = try reader.string("redis.url", default: defaults.redisURL)
-        if broker == .redis, !redisURL.hasPrefix("redis://") {
+        if broker == .redis, RedisURL(redisURL) == nil {
             throw reader.invalid("redis.url", expected: "a URL like redis://host:6379/0", value: redisURL)
         }
         publicBaseURL = try reader.string("publicBaseURL", default: defaults.publicBaseURL)

@@ -1,0 +1,357 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The broker for many nodes: sessions live in Redis, so any node serves any session, and events cross nodes through
+/// Redis Pub/Sub.
+///
+/// Two connections per node. The command connection pipelines every request; each operation is one Lua script, so
+/// it is one round trip and atomic. The subscriber connection subscribes to exactly the channels of the sessions
+/// whose streams this node holds: no pattern subscription, no message for sessions held elsewhere.
+///
+/// Losing Redis is survived. Calls fail at once with ``BrokerError/Code/unavailable`` (the app answers 503). The
+/// outage is logged once. `run()` reconnects with exponential backoff, resubscribes every session it holds, and
+/// redelivers those sessions' logged events: a stream that missed an event while Redis was away gets it then.
+public final class RedisBroker: Broker {
+    public struct Configuration: Sendable {
+        public var url: RedisURL
+        /// A reply slower than this counts as an outage.
+        public var commandTimeout: Duration
+        public var initialBackoff: Duration
+        public var maximumBackoff: Duration
+
+        public init(url: RedisURL, commandTimeout: Duration = .seconds(2), initialBackoff: Duration = .milliseconds(100), maximumBackoff: Duration = .seconds(5)) {
+            self.url = url
+            self.commandTimeout = commandTimeout
+            self.initialBackoff = initialBackoff
+            self.maximumBackoff = maximumBackoff
+        }
+    }
+
+    private struct Subscription {
+        var count: Int
+        /// Completes when Redis confirmed the subscription on the current connection; nil while disconnected.
+        var confirmed: EventLoopFuture<[RESPValue]>?
+    }
+
+    private struct Connected {
+        var commands: RedisConnection
+        var subscriber: RedisConnection
+        var openScript: String
+        var publishScript: String
+    }
+
+    private struct State {
+        var connected: Connected?
+        var subscriptions: [SessionID: Subscription] = [:]
+        var outageStarted: ContinuousClock.Instant? = .now
+        var problem = "not connected yet"
+        var everConnected = false
+    }
+
+    private let configuration: Configuration
+    private let sink: any SessionEventSink
+    private let time: TimeSource
+    private let logger: Logger
+    private let state = Mutex(State())
+    /// Pushed messages, handed from the event loop to `run()`'s delivery task in the order Redis sent them.
+    private let deliveries: AsyncStream<(SessionID, StoredEvent)>
+    private let deliveryContinuation: AsyncStream<(SessionID, StoredEvent)>.Continuation
+
+    public init(configuration: Configuration, sink: any SessionEventSink, time: TimeSource = .system, logger: Logger) {
+        self.configuration = configuration
+        self.sink = sink
+        self.time = time
+        self.logger = logger
+        // Bounded: the registry takes each delivery in microseconds; were it ever this far behind, dropped events
+        // are still in the log and reach their streams with the next event or on resubscription.
+        (deliveries, deliveryContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(65_536))
+    }
+
+    // MARK: Service
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await (id, event) in self.deliveries { await self.sink.deliver(event, to: id) }
+            }
+            await self.keepConnected()
+            self.deliveryContinuation.finish()
+            await group.waitForAll()
+        }
+    }
+
+    private func keepConnected() async {
+        var backoff = configuration.initialBackoff
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                let connected = try await connect()
+                let resubscribed = try await install(connected)
+                backoff = configuration.initialBackoff
+                await redeliverLogs(of: resubscribed, over: connected.commands)
+                await waitUntilEitherCloses(connected)
+                if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                markDown("connection lost")
+            } catch {
+                markDown("\(error)")
+            }
+            // Jitter keeps many nodes from reconnecting in lockstep after a Redis restart.
+            let delay = backoff * Double.random(in: 0.5...1.0)
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+            } catch {
+                break
+            }
+            backoff = min(backoff * 2, configuration.maximumBackoff)
+        }
+        let connected = state.withLock { state in
+            defer { state.connected = nil }
+            state.problem = "shut down"
+            return state.connected
+        }
+        connected?.commands.close()
+        connected?.subscriber.close()
+    }
+
+    private func connect() async throws -> Connected {
+        let url = configuration.url
+        let commands = try await RedisConnection.connect(to: url, commandTimeout: configuration.commandTimeout)
+        do {
+            let subscriber = try await RedisConnection.connect(to: url, commandTimeout: configuration.commandTimeout) { [weak self] channel, payload in
+                self?.received(payload, on: channel)
+            }
+            // Scripts are loaded once per connection and run by hash, so each operation sends a few bytes.
+            let open = commands.send(["SCRIPT", "LOAD", RedisScripts.openSession])
+            let publish = commands.send(["SCRIPT", "LOAD", RedisScripts.publish])
+            guard let openHash = try await open.get().throwingError().string, let publishHash = try await publish.get().throwingError().string else {
+                throw BrokerError(.protocolViolation, "SCRIPT LOAD did not answer a hash")
+            }
+            return Connected(commands: commands, subscriber: subscriber, openScript: openHash, publishScript: publishHash)
+        } catch {
+            commands.close()
+            throw error
+        }
+    }
+
+    /// Makes `connected` current and subscribes it to every session held here, in batches; returns those sessions.
+    private func install(_ connected: Connected) async throws -> [SessionID] {
+        let (ids, confirmations, outage) = state.withLock { state -> ([SessionID], [EventLoopFuture<[RESPValue]>], Duration?) in
+            state.connected = connected
+            let ids = Array(state.subscriptions.keys)
+            var confirmations: [EventLoopFuture<[RESPValue]>] = []
+            for start in stride(from: 0, to: ids.count, by: 512) {
+                let batch = ids[start..<min(start + 512, ids.count)]
+                let confirmed = connected.subscriber.send(["SUBSCRIBE"] + batch.map(RedisKeys.channel), replies: batch.count)
+                for id in batch { state.subscriptions[id]?.confirmed = confirmed }
+                confirmations.append(confirmed)
+            }
+            let outage = state.outageStarted.map { ContinuousClock.now - $0 }
+            let wasConnected = state.everConnected
+            state.outageStarted = nil
+            state.everConnected = true
+            state.problem = "ok"
+            return (ids, confirmations, wasConnected ? outage : nil)
+        }
+        for confirmation in confirmations { _ = try await confirmation.get() }
+        if let outage {
+            logger.notice("Redis reachable again; resubscribed held sessions", metadata: [
+                "redis": "\(configuration.url)", "outage_s": "\(outage.components.seconds)", "sessions": "\(ids.count)",
+            ])
+        } else {
+            logger.info("connected to Redis", metadata: ["redis": "\(configuration.url)"])
+        }
+        return ids
+    }
+
+    /// Hands the logged events of `ids` to the sink again; streams skip what they already sent and fill any gap.
+    private func redeliverLogs(of ids: [SessionID], over commands: RedisConnection) async {
+        for start in stride(from: 0, to: ids.count, by: 512) {
+            let batch = Array(ids[start..<min(start + 512, ids.count)])
+            let replies = batch.map { commands.send(["LRANGE", RedisKeys.log($0), "0", "-1"]) }
+            for (id, reply) in zip(batch, replies) {
+                guard let entries = try? await reply.get().array else { continue }
+                for case .bulkString(let bytes) in entries {
+                    if let event = RedisLogEntry.decode(bytes) { deliveryContinuation.yield((id, event)) }
+                }
+            }
+        }
+    }
+
+    private func waitUntilEitherCloses(_ connected: Connected) async {
+        let closeBoth: @Sendable () -> Void = {
+            connected.commands.close()
+            connected.subscriber.close()
+        }
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumed = Mutex(false)
+                    let resumeOnce: @Sendable (Result<Void, any Error>) -> Void = { _ in
+                        if resumed.withLock({ let first = !$0; $0 = true; return first }) { continuation.resume() }
+                    }
+                    connected.commands.channel.closeFuture.whenComplete(resumeOnce)
+                    connected.subscriber.channel.closeFuture.whenComplete(resumeOnce)
+                }
+            } onCancel: {
+                closeBoth()
+            }
+        } onGracefulShutdown: {
+            closeBoth()
+        }
+    }
+
+    /// Records an outage: later calls fail at once; logged once per outage, not per request.
+    private func markDown(_ problem: String) {
+        let (connected, firstFailure) = state.withLock { state -> (Connected?, Bool) in
+            let connected = state.connected
+            state.connected = nil
+            for id in state.subscriptions.keys { state.subscriptions[id]?.confirmed = nil }
+            // Once per outage; before the first connection, once per distinct problem.
+            let first = state.outageStarted == nil || (!state.everConnected && state.problem != problem)
+            state.problem = problem
+            if state.outageStarted == nil { state.outageStarted = .now }
+            return (connected, first)
+        }
+        connected?.commands.close()
+        connected?.subscriber.close()
+        if firstFailure {
+            logger.warning("Redis unreachable; answering 503 and reconnecting", metadata: ["redis": "\(configuration.url)", "problem": "\(problem)"])
+        }
+    }
+
+    private func received(_ payload: [UInt8], on channel: String) {
+        guard let id = RedisKeys.session(ofChannel: channel), let event = RedisLogEntry.decode(payload) else {
+            logger.debug("ignored a message that is not a Tandem event", metadata: ["channel": "\(channel)"])
+            return
+        }
+        if case .dropped = deliveryContinuation.yield((id, event)) {
+            logger.warning("delivery queue full; the event stays in the log", metadata: ["session": "\(id)"])
+        }
+    }
+
+    // MARK: Broker
+
+    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord {
+        let now = time.now()
+        let reply = try await runScript(\.openScript, RedisScripts.openSession, keys: [RedisKeys.session(id)], arguments: [
+            String(now), String(now + ttl.milliseconds), String(ttl.milliseconds), readerKey ?? "",
+        ])
+        guard let record = SessionRecord(id: id, fields: reply) else {
+            throw BrokerError(.protocolViolation, "unexpected reply to open: \(reply)")
+        }
+        return record
+    }
+
+    public func session(_ id: SessionID) async throws -> SessionRecord? {
+        let reply = try await send(["HGETALL", RedisKeys.session(id)])
+        if case .array(let fields) = reply, fields.isEmpty { return nil }
+        return SessionRecord(id: id, fields: reply)
+    }
+
+    public func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
+        var name = ""
+        var phone = ""
+        if case .complete(let submission) = event {
+            name = submission.name
+            phone = submission.phone
+        }
+        let reply = try await runScript(\.publishScript, RedisScripts.publish, keys: [RedisKeys.session(id), RedisKeys.log(id)], arguments: [
+            event.resultingStatus.rawValue, event.name, RedisKeys.channel(id), name, phone,
+        ])
+        guard let parts = reply.array, let outcome = parts.first?.string else {
+            throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
+        }
+        if outcome == "missing" { return .sessionNotFound }
+        guard parts.count >= 2, let record = SessionRecord(id: id, fields: parts[1]) else {
+            throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
+        }
+        switch outcome {
+        case "completed": return .alreadyCompleted(record)
+        case "unchanged": return .unchanged(record)
+        default:
+            guard parts.count >= 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
+                throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
+            }
+            return .published(stored, record)
+        }
+    }
+
+    public func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
+        let reply = try await send(["LRANGE", RedisKeys.log(id), "0", "-1"])
+        guard let entries = reply.array else { return [] }
+        return entries.compactMap { entry in
+            guard case .bulkString(let bytes) = entry else { return nil }
+            return RedisLogEntry.decode(bytes)
+        }
+        .filter { $0.id > after }
+    }
+
+    public func subscribe(_ id: SessionID) async throws {
+        let confirmed = state.withLock { state -> EventLoopFuture<[RESPValue]>? in
+            if var subscription = state.subscriptions[id] {
+                subscription.count += 1
+                state.subscriptions[id] = subscription
+                return subscription.confirmed
+            }
+            // Sent under the lock, so SUBSCRIBE and UNSUBSCRIBE reach Redis in the order the counts changed.
+            let confirmed = state.connected?.subscriber.send(["SUBSCRIBE", RedisKeys.channel(id)], replies: 1)
+            state.subscriptions[id] = Subscription(count: 1, confirmed: confirmed)
+            return confirmed
+        }
+        // Disconnected, or lost before Redis confirmed: the reconnect subscribes it and redelivers its log.
+        _ = try? await confirmed?.get()
+    }
+
+    public func unsubscribe(_ id: SessionID) async {
+        let confirmed = state.withLock { state -> EventLoopFuture<[RESPValue]>? in
+            guard var subscription = state.subscriptions[id] else { return nil }
+            subscription.count -= 1
+            if subscription.count > 0 {
+                state.subscriptions[id] = subscription
+                return nil
+            }
+            state.subscriptions[id] = nil
+            return state.connected?.subscriber.send(["UNSUBSCRIBE", RedisKeys.channel(id)], replies: 1)
+        }
+        // Once Redis confirms, no message of this session can follow on the connection.
+        _ = try? await confirmed?.get()
+    }
+
+    public var health: BrokerHealth {
+        state.withLock { state in
+            state.connected == nil ? BrokerHealth(isAvailable: false, detail: "redis unreachable: \(state.problem)") : .ok
+        }
+    }
+
+    /// Sessions this node is subscribed to (for tests and health).
+    public var subscribedSessionCount: Int { state.withLock { $0.subscriptions.count } }
+
+    // MARK: Commands
+
+    private func send(_ arguments: [String]) async throws -> RESPValue {
+        let connection = try state.withLock { state throws(BrokerError) -> RedisConnection in
+            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
+            return connected.commands
+        }
+        let reply = try await connection.send(arguments).get()
+        if case .error(let message) = reply { throw BrokerError(.protocolViolation, "Redis error: \(message)") }
+        return reply
+    }
+
+    /// EVALSHA, falling back to EVAL if Redis lost its script cache (SCRIPT FLUSH, or a failover).
+    private func runScript(_ hash: KeyPath<Connected, String>, _ script: String, keys: [String], arguments: [String]) async throws -> RESPValue {
+        let (connection, scriptHash) = try state.withLock { state throws(BrokerError) -> (RedisConnection, String) in
+            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
+            return (connected.commands, connected[keyPath: hash])
+        }
+        let tail = [String(keys.count)] + keys + arguments
+        var reply = try await connection.send(["EVALSHA", scriptHash] + tail).get()
+        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+            reply = try await connection.send(["EVAL", script] + tail).get()
+        }
+        if case .error(let message) = reply { throw BrokerError(.protocolViolation, "Redis error: \(message)") }
+        return reply
+    }
+}

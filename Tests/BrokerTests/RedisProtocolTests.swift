@@ -1,0 +1,66 @@
+import Testing
+
+@testable import Broker
+
+/// hiredis's reader and formatter as Tandem uses them, and Redis URLs.
+@Suite struct RedisProtocolTests {
+    @Test func formatsCommandsAsRESPArrays() {
+        let bytes = RESPCommandFormatter.format(["SET", "key", "山田 a\r\nb"])
+        #expect(String(decoding: bytes, as: UTF8.self) == "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$11\r\n山田 a\r\nb\r\n")
+    }
+
+    @Test func parsesPipelinedRepliesFedOneByteAtATime() throws {
+        let wire = "+OK\r\n:42\r\n$5\r\nhello\r\n$-1\r\n-ERR boom\r\n*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\n{}\r\n*0\r\n"
+        let reader = try HiredisReader()
+        var replies: [RESPValue] = []
+        for byte in Array(wire.utf8) {
+            try [byte].withUnsafeBytes { try reader.feed($0) }
+            while let reply = try reader.nextReply() { replies.append(reply) }
+        }
+        #expect(replies == [
+            .simpleString("OK"), .integer(42), .bulkString(Array("hello".utf8)), .null, .error("ERR boom"),
+            .array([.bulkString(Array("message".utf8)), .bulkString(Array("ch".utf8)), .bulkString(Array("{}".utf8))]),
+            .array([]),
+        ])
+    }
+
+    @Test func refusesBytesThatAreNotRESP() throws {
+        let reader = try HiredisReader()
+        #expect(throws: HiredisReader.ParseError.self) {
+            try Array("?nonsense\r\n".utf8).withUnsafeBytes { try reader.feed($0) }
+            _ = try reader.nextReply()
+        }
+    }
+
+    @Test func capsUnparsedBytes() throws {
+        let reader = try HiredisReader(maximumBufferedBytes: 16)
+        #expect(throws: HiredisReader.ParseError.self) {
+            try Array("$100\r\n0123456789012345678901234567890".utf8).withUnsafeBytes { try reader.feed($0) }
+        }
+    }
+
+    @Test(arguments: [
+        ("redis://127.0.0.1:6379/0", "127.0.0.1", 6379, 0, nil as String?),
+        ("redis://cache", "cache", 6379, 0, nil),
+        ("redis://cache:7000/3", "cache", 7000, 3, nil),
+        ("redis://:secret@cache:7000", "cache", 7000, 0, "secret"),
+        ("redis://[::1]:6380/1", "::1", 6380, 1, nil),
+    ])
+    func parsesRedisURLs(text: String, host: String, port: Int, database: Int, password: String?) throws {
+        let url = try #require(RedisURL(text))
+        #expect(url.host == host && url.port == port && url.database == database && url.password == password)
+        #expect(!url.description.contains("secret"))
+    }
+
+    @Test(arguments: ["http://cache", "redis://", "redis://cache:0", "redis://cache:99999", "redis://cache/x", "localhost:6379"])
+    func refusesWhatIsNotARedisURL(text: String) {
+        #expect(RedisURL(text) == nil)
+    }
+
+    @Test func channelNamesRoundTripAndForeignOnesAreIgnored() throws {
+        let id = try #require(SessionID("sess_abc-1"))
+        #expect(RedisKeys.session(ofChannel: RedisKeys.channel(id)) == id)
+        #expect(RedisKeys.session(ofChannel: "other:{x}:events") == nil)
+        #expect(RedisKeys.session(ofChannel: "tandem:{bad id}:events") == nil)
+    }
+}
