@@ -38,6 +38,9 @@ struct APIError: HTTPResponseError, Equatable {
         APIError(status: .notFound, code: "session_not_found", message: shape == .validation ? .sessionInvalid : .sessionNotFound, shape: shape)
     }
     static let readerKeyRequired = APIError(status: .forbidden, code: "reader_key_required", message: .readerKeyRequired)
+    static func tooManyRequests(_ shape: Shape) -> APIError {
+        APIError(status: .tooManyRequests, code: "rate_limited", message: .tooManyRequests, shape: shape)
+    }
     static let alreadySubmitted = APIError(status: .conflict, code: "already_submitted", message: .alreadySubmitted)
     static let malformedJSON = APIError(status: .badRequest, code: "malformed_json", message: .malformedJSON)
     static let bodyNotObject = APIError(status: .badRequest, code: "body_not_object", message: .bodyNotObject)

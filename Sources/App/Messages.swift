@@ -14,6 +14,7 @@ enum Message: Sendable {
     case phoneNotText
     case fieldHasControlCharacters
     case submitted
+    case tooManyRequests
     case readerKeyRequired
     case alreadySubmitted
     case malformedJSON
@@ -48,6 +49,7 @@ enum Message: Sendable {
         case .phoneNotText: "電話番号は文字列で入力してください"
         case .fieldHasControlCharacters: "使用できない文字が含まれています"
         case .submitted: "送信が完了しました"
+        case .tooManyRequests: "リクエストが多すぎます。しばらくしてから再度お試しください"
         case .readerKeyRequired: "このセッションを表示する権限がありません"
         case .alreadySubmitted: "このセッションは既に送信済みです"
         case .malformedJSON: "リクエストの形式が正しくありません（JSONとして読み取れません）"
@@ -77,6 +79,7 @@ enum Message: Sendable {
         case .phoneNotText: "Your phone number must be text."
         case .fieldHasControlCharacters: "The value contains characters that are not allowed."
         case .submitted: "Submitted."
+        case .tooManyRequests: "Too many requests. Please wait a moment and try again."
         case .readerKeyRequired: "Only the device that opened this session can read it."
         case .alreadySubmitted: "This session has already been submitted."
         case .malformedJSON: "The request body is not valid JSON."

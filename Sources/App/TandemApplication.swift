@@ -47,9 +47,13 @@ struct TandemApplication: Sendable {
                 port: configuration.port,
                 maximumHeaderBytes: configuration.maxHeaderBytes,
                 maximumBodyBytes: configuration.maxBodyBytes,
-                idleTimeout: .seconds(configuration.idleTimeoutSeconds)
+                idleTimeout: .seconds(configuration.idleTimeoutSeconds),
+                requestTimeout: .seconds(configuration.requestTimeoutSeconds),
+                maximumConnections: configuration.maxConnections,
+                maximumConnectionsPerAddress: configuration.maxConnectionsPerAddress,
+                trustedProxies: configuration.trustedProxyList
             ),
-            responder: api.makeRouter(),
+            responder: SecureResponder(router: api.makeRouter(), configuration: configuration, time: time),
             logger: logger,
             onServerRunning: onServerRunning
         )

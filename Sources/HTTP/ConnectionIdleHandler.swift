@@ -14,13 +14,20 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
     struct DrainEvent: Sendable {}
 
     private let timeout: TimeAmount
+    private let requestTimeout: TimeAmount
     private var requestsInFlight = 0
     private var timer: Scheduled<Void>?
+    /// Runs from a request's head until its end has been read: a body trickling in cannot hold the connection.
+    private var requestTimer: Scheduled<Void>?
     private var draining = false
 
-    init(timeout: Duration) {
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        self.timeout = .nanoseconds(max(1, nanoseconds))
+    init(timeout: Duration, requestTimeout: Duration = .seconds(10)) {
+        self.timeout = Self.timeAmount(timeout)
+        self.requestTimeout = Self.timeAmount(requestTimeout)
+    }
+
+    private static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(max(1, duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000))
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -35,15 +42,40 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        requestTimer?.cancel()
+        requestTimer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) {
+        switch unwrapInboundIn(data) {
+        case .head:
             requestsInFlight += 1
             timer?.cancel()
             timer = nil
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            requestTimer = context.eventLoop.scheduleTask(in: requestTimeout) {
+                let (handler, context) = loopBound.value
+                handler.requestTimedOut(context: context)
+            }
+        case .end:
+            requestTimer?.cancel()
+            requestTimer = nil
+        case .body:
+            break
         }
         context.fireChannelRead(data)
+    }
+
+    private func requestTimedOut(context: ChannelHandlerContext) {
+        requestTimer = nil
+        let body = ByteBuffer(string: #"{"code":"request_timeout","message":"The request did not arrive in time."}"#)
+        let headers = HTTPHeaders([
+            ("Connection", "close"), ("Content-Type", "application/json; charset=utf-8"), ("Content-Length", String(body.readableBytes)),
+        ])
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .requestTimeout, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in loopBound.value.close(promise: nil) }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

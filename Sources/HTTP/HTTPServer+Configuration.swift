@@ -12,6 +12,17 @@ extension HTTPServer {
         /// How long a keep-alive connection may sit with no request in flight before it is closed. A streaming
         /// response (an SSE stream) is a request in flight, so it is never idle.
         public var idleTimeout: Duration
+        /// How long a request may take to arrive whole once its head is in (a body sent a byte a second); past it
+        /// the client gets 408 and the connection closes.
+        public var requestTimeout: Duration
+        /// Open connections at most; more are closed as they are accepted (each costs a file descriptor, and a
+        /// process may hold 20,000 here).
+        public var maximumConnections: Int
+        /// Open connections from one address at most (trusted proxies excepted, since every client comes through
+        /// them); more are closed as they are accepted.
+        public var maximumConnectionsPerAddress: Int
+        /// Peers whose `X-Forwarded-For` names the client (see ``Request/clientAddress``).
+        public var trustedProxies: TrustedProxies
         /// The listen backlog.
         public var backlog: Int
 
@@ -21,6 +32,10 @@ extension HTTPServer {
             maximumHeaderBytes: Int = 16 * 1024,
             maximumBodyBytes: Int = 16 * 1024,
             idleTimeout: Duration = .seconds(60),
+            requestTimeout: Duration = .seconds(10),
+            maximumConnections: Int = 19_800,
+            maximumConnectionsPerAddress: Int = 512,
+            trustedProxies: TrustedProxies = .none,
             backlog: Int = 1024
         ) {
             self.host = host
@@ -28,6 +43,10 @@ extension HTTPServer {
             self.maximumHeaderBytes = maximumHeaderBytes
             self.maximumBodyBytes = maximumBodyBytes
             self.idleTimeout = idleTimeout
+            self.requestTimeout = requestTimeout
+            self.maximumConnections = maximumConnections
+            self.maximumConnectionsPerAddress = maximumConnectionsPerAddress
+            self.trustedProxies = trustedProxies
             self.backlog = backlog
         }
     }

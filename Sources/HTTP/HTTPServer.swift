@@ -56,7 +56,7 @@ public final class HTTPServer: Service, Sendable {
                         withDecoderLimitConfiguration: limits
                     )
                     try sync.addHandler(HTTPProtocolErrorHandler())
-                    try sync.addHandler(ConnectionIdleHandler(timeout: configuration.idleTimeout))
+                    try sync.addHandler(ConnectionIdleHandler(timeout: configuration.idleTimeout, requestTimeout: configuration.requestTimeout))
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
                         wrappingChannelSynchronously: channel
                     )
@@ -90,8 +90,15 @@ public final class HTTPServer: Service, Sendable {
 
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         let channel = connection.channel
-        connections.add(channel)
-        defer { connections.remove(channel) }
+        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let perAddressLimit = configuration.trustedProxies.contains(peer) ? Int.max : configuration.maximumConnectionsPerAddress
+        guard connections.add(channel, address: peer, limit: configuration.maximumConnections, perAddressLimit: perAddressLimit) else {
+            // Over a limit: closed before anything is read, so a flood costs a moment, not memory.
+            logger.debug("connection refused: over the connection limit", metadata: ["peer": "\(peer)"])
+            try? await connection.channel.close()
+            return
+        }
+        defer { connections.remove(channel, address: peer) }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var parts = inbound.makeAsyncIterator()
@@ -107,6 +114,8 @@ public final class HTTPServer: Service, Sendable {
                         uri: head.uri,
                         headers: head.headers,
                         remoteAddress: channel.remoteAddress,
+                        clientAddress: ClientAddress.of(
+                            peer: channel.remoteAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: configuration.trustedProxies),
                         id: id
                     )
                     switch try await readBody(of: head, from: &parts, outbound: outbound, allocator: channel.allocator) {
@@ -216,21 +225,31 @@ public final class HTTPServer: Service, Sendable {
 final class ConnectionTracker: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
+        var perAddress: [String: Int] = [:]
         var draining = false
     }
 
     private let state = Mutex(State())
 
-    func add(_ channel: any Channel) {
-        let draining = state.withLock { state in
+    /// Registers a new connection; false (and nothing registered) when a limit would be passed.
+    func add(_ channel: any Channel, address: String, limit: Int, perAddressLimit: Int) -> Bool {
+        let admitted = state.withLock { state -> Bool? in
+            guard state.channels.count < limit, state.perAddress[address, default: 0] < perAddressLimit else { return nil }
             state.channels[ObjectIdentifier(channel)] = channel
+            state.perAddress[address, default: 0] += 1
             return state.draining
         }
+        guard let draining = admitted else { return false }
         if draining { channel.pipeline.fireUserInboundEventTriggered(ConnectionIdleHandler.DrainEvent()) }
+        return true
     }
 
-    func remove(_ channel: any Channel) {
-        _ = state.withLock { $0.channels.removeValue(forKey: ObjectIdentifier(channel)) }
+    func remove(_ channel: any Channel, address: String) {
+        state.withLock { state in
+            guard state.channels.removeValue(forKey: ObjectIdentifier(channel)) != nil else { return }
+            let remaining = state.perAddress[address, default: 1] - 1
+            state.perAddress[address] = remaining > 0 ? remaining : nil
+        }
     }
 
     var isDraining: Bool { state.withLock { $0.draining } }

@@ -15,6 +15,8 @@ public struct Request: Sendable {
     public var body: ByteBuffer
     /// The address of the peer that opened the socket (a proxy's address behind a load balancer).
     public var remoteAddress: SocketAddress?
+    /// The client's IP address: the peer's, or from `X-Forwarded-For` when the peer is a trusted proxy.
+    public var clientAddress: String
     /// A short id for log lines, unique within this process.
     public var id: String
 
@@ -24,6 +26,7 @@ public struct Request: Sendable {
         headers: HTTPHeaders = [:],
         body: ByteBuffer = ByteBuffer(),
         remoteAddress: SocketAddress? = nil,
+        clientAddress: String? = nil,
         id: String = "0"
     ) {
         self.method = method
@@ -38,6 +41,7 @@ public struct Request: Sendable {
         self.headers = headers
         self.body = body
         self.remoteAddress = remoteAddress
+        self.clientAddress = clientAddress ?? remoteAddress?.ipAddress ?? "unknown"
         self.id = id
     }
 

@@ -14,6 +14,7 @@ import Testing
         ("host", "HOST"), ("port", "PORT"), ("broker", "BROKER"), ("redis.url", "REDIS_URL"),
         ("publicBaseURL", "PUBLIC_BASE_URL"), ("session.ttlSeconds", "SESSION_TTL_SECONDS"),
         ("heartbeatSeconds", "HEARTBEAT_SECONDS"), ("limits.maxBodyBytes", "LIMITS_MAX_BODY_BYTES"),
+        ("trustedProxies", "TRUSTED_PROXIES"), ("cors.allowedOrigins", "CORS_ALLOWED_ORIGINS"),
     ])
     func environmentNamesAreTheContracts(key: String, name: String) {
         #expect(ConfigurationReader.environmentName(for: key) == name)
@@ -47,6 +48,7 @@ import Testing
         (["SESSION_TTL_SECONDS": "0"], "environment variable SESSION_TTL_SECONDS must be an integer from 1 to 86400, got '0'"),
         (["PUBLIC_BASE_URL": "192.168.1.5"], "environment variable PUBLIC_BASE_URL must be empty or an origin like http://192.168.1.20:8080, got '192.168.1.5'"),
         (["BROKER": "redis", "REDIS_URL": "localhost:6379"], "environment variable REDIS_URL must be a URL like redis://host:6379/0, got 'localhost:6379'"),
+        (["TRUSTED_PROXIES": "10.0.0.0/33"], "environment variable TRUSTED_PROXIES must be comma-separated addresses or CIDR ranges like 10.0.0.0/8, got '10.0.0.0/33'"),
     ])
     func wrongValuesGiveAClearMessage(environment: [String: String], message: String) {
         #expect(throws: ConfigurationError(description: message)) {

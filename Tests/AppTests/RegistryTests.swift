@@ -8,7 +8,10 @@ import Testing
 @Suite(.timeLimit(.minutes(1)))
 struct RegistryTests {
     @Test func manySessionsComeAndGoAndNothingIsLeftBehind() async throws {
-        try await withTandem({ $0.sessionTTLSeconds = 2 }) { application, client in
+        try await withTandem({
+            $0.sessionTTLSeconds = 2
+            $0.sessionsPerMinute = 0
+        }) { application, client in
             // 60 sessions whose PCs close their streams, 60 whose sessions expire under open streams.
             var closing: [EventStream] = []
             var expiring: [EventStream] = []

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Broker
+import HTTP
 import Logging
 
 /// Every knob of Tandem. Read from environment variables, then `config.json`, then these defaults; the committed
@@ -34,6 +35,17 @@ struct TandemConfiguration: Sendable, Equatable {
     var maxHeaderBytes = 16 * 1024
     var maxBodyBytes = 16 * 1024
     var idleTimeoutSeconds = 60
+    var requestTimeoutSeconds = 10
+    var maxConnections = 19_800
+    var maxConnectionsPerAddress = 512
+    /// Sessions (POST /api/sessions, stream opens) per client address and minute; 0 is no limit.
+    var sessionsPerMinute = 60
+    /// Phone requests (validate, input-started, submit) per client address and minute; 0 is no limit.
+    var requestsPerMinute = 600
+    /// Proxies whose X-Forwarded-For names the client: addresses or CIDR ranges, comma-separated.
+    var trustedProxies = ""
+    /// Origins allowed to call the API from other sites (CORS), comma-separated; empty keeps CORS closed.
+    var corsOrigins = ""
     /// How long a graceful shutdown may take before open work is cancelled.
     var drainTimeoutSeconds = 10
     /// The language of error messages when `Accept-Language` names neither Japanese nor English.
@@ -72,6 +84,19 @@ struct TandemConfiguration: Sendable, Equatable {
         maxHeaderBytes = try reader.integer("limits.maxHeaderBytes", default: defaults.maxHeaderBytes, in: 1024...1_048_576)
         maxBodyBytes = try reader.integer("limits.maxBodyBytes", default: defaults.maxBodyBytes, in: 256...16_777_216)
         idleTimeoutSeconds = try reader.integer("limits.idleTimeoutSeconds", default: defaults.idleTimeoutSeconds, in: 1...86_400)
+        requestTimeoutSeconds = try reader.integer("limits.requestTimeoutSeconds", default: defaults.requestTimeoutSeconds, in: 1...3600)
+        maxConnections = try reader.integer("limits.maxConnections", default: defaults.maxConnections, in: 1...1_000_000)
+        maxConnectionsPerAddress = try reader.integer("limits.maxConnectionsPerAddress", default: defaults.maxConnectionsPerAddress, in: 1...1_000_000)
+        sessionsPerMinute = try reader.integer("limits.sessionsPerMinute", default: defaults.sessionsPerMinute, in: 0...1_000_000)
+        requestsPerMinute = try reader.integer("limits.requestsPerMinute", default: defaults.requestsPerMinute, in: 0...1_000_000)
+        trustedProxies = try reader.string("trustedProxies", default: defaults.trustedProxies)
+        if TrustedProxies(Self.list(trustedProxies)) == nil {
+            throw reader.invalid("trustedProxies", expected: "comma-separated addresses or CIDR ranges like 10.0.0.0/8", value: trustedProxies)
+        }
+        corsOrigins = try reader.string("cors.allowedOrigins", default: defaults.corsOrigins)
+        for origin in Self.list(corsOrigins) where !(origin.hasPrefix("http://") || origin.hasPrefix("https://")) || origin.hasSuffix("/") {
+            throw reader.invalid("cors.allowedOrigins", expected: "comma-separated origins like https://example.com", value: corsOrigins)
+        }
         drainTimeoutSeconds = try reader.integer("drainTimeoutSeconds", default: defaults.drainTimeoutSeconds, in: 0...3600)
         defaultLanguage = try reader.choice("defaultLanguage", default: defaults.defaultLanguage)
         publicDirectory = try reader.string("publicDirectory", default: defaults.publicDirectory)
@@ -98,10 +123,20 @@ struct TandemConfiguration: Sendable, Equatable {
             && lhs.heartbeatSeconds == rhs.heartbeatSeconds && lhs.retryMilliseconds == rhs.retryMilliseconds
             && lhs.bufferedEvents == rhs.bufferedEvents && lhs.maxHeaderBytes == rhs.maxHeaderBytes
             && lhs.maxBodyBytes == rhs.maxBodyBytes && lhs.idleTimeoutSeconds == rhs.idleTimeoutSeconds
+            && lhs.requestTimeoutSeconds == rhs.requestTimeoutSeconds && lhs.maxConnections == rhs.maxConnections
+            && lhs.maxConnectionsPerAddress == rhs.maxConnectionsPerAddress && lhs.sessionsPerMinute == rhs.sessionsPerMinute
+            && lhs.requestsPerMinute == rhs.requestsPerMinute && lhs.trustedProxies == rhs.trustedProxies
+            && lhs.corsOrigins == rhs.corsOrigins
             && lhs.drainTimeoutSeconds == rhs.drainTimeoutSeconds && lhs.defaultLanguage == rhs.defaultLanguage
             && lhs.publicDirectory == rhs.publicDirectory && lhs.logLevel == rhs.logLevel
     }
 
     var sessionTTL: Duration { .seconds(sessionTTLSeconds) }
+    var trustedProxyList: TrustedProxies { TrustedProxies(Self.list(trustedProxies)) ?? .none }
+    var corsAllowedOrigins: Set<String> { Set(Self.list(corsOrigins)) }
+
+    static func list(_ text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+    }
     var heartbeat: Duration { .seconds(heartbeatSeconds) }
 }

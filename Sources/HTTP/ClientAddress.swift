@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+
+/// Which peers are proxies whose `X-Forwarded-For` is believed: exact addresses or CIDR ranges, IPv4 or IPv6.
+/// Behind a load balancer every connection comes from the balancer, so per-client limits need the client's address
+/// from the header; from any other peer the header is a lie anyone can tell, so it is ignored.
+public struct TrustedProxies: Sendable, Equatable {
+    private struct Range: Sendable, Equatable {
+        var network: [UInt8]
+        var prefixLength: Int
+    }
+
+    private let ranges: [Range]
+
+    /// No proxy is trusted.
+    public static let none = TrustedProxies(ranges: [])
+
+    private init(ranges: [Range]) {
+        self.ranges = ranges
+    }
+
+    /// Parses entries like `10.0.0.5`, `10.0.0.0/8`, `::1` or `fd00::/8`; nil when one is not an address or range.
+    public init?(_ entries: [String]) {
+        var ranges: [Range] = []
+        for entry in entries {
+            let parts = entry.split(separator: "/", maxSplits: 1)
+            guard let first = parts.first, let bytes = ClientAddress.bytes(of: String(first)) else { return nil }
+            var prefix = bytes.count * 8
+            if parts.count == 2 {
+                guard let length = Int(parts[1]), (0...bytes.count * 8).contains(length) else { return nil }
+                prefix = length
+            }
+            ranges.append(Range(network: bytes, prefixLength: prefix))
+        }
+        self.init(ranges: ranges)
+    }
+
+    public var isEmpty: Bool { ranges.isEmpty }
+
+    /// Whether `address` (text form) is one of the trusted proxies.
+    public func contains(_ address: String) -> Bool {
+        guard !ranges.isEmpty, let bytes = ClientAddress.bytes(of: address) else { return false }
+        return ranges.contains { range in
+            guard range.network.count == bytes.count else { return false }
+            var remaining = range.prefixLength
+            for index in bytes.indices where remaining > 0 {
+                let bits = min(8, remaining)
+                let mask: UInt8 = bits == 8 ? 0xFF : ~(0xFF >> UInt8(bits))
+                if bytes[index] & mask != range.network[index] & mask { return false }
+                remaining -= bits
+            }
+            return true
+        }
+    }
+}
+
+/// The address of the client a request is for.
+enum ClientAddress {
+    /// The peer's IP address, or, when the peer is a trusted proxy, the nearest untrusted address in
+    /// `X-Forwarded-For` (walking from the right, since each proxy appends the address it saw).
+    static func of(peer: SocketAddress?, forwardedFor: [String], trusted: TrustedProxies) -> String {
+        let peerAddress = peer?.ipAddress ?? "unknown"
+        guard trusted.contains(peerAddress) else { return peerAddress }
+        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+        for hop in hops.reversed() where !trusted.contains(hop) {
+            return bytes(of: hop) != nil ? hop : peerAddress
+        }
+        return hops.first ?? peerAddress
+    }
+
+    /// The bytes of an IPv4 or IPv6 address in text form, or nil.
+    static func bytes(of text: String) -> [UInt8]? {
+        var v4 = [UInt8](repeating: 0, count: 4)
+        if inet_pton(AF_INET, text, &v4) == 1 { return v4 }
+        var v6 = [UInt8](repeating: 0, count: 16)
+        if inet_pton(AF_INET6, text, &v6) == 1 { return v6 }
+        return nil
+    }
+}
