@@ -55,6 +55,17 @@ public struct Request: Sendable {
         return nil
     }
 
+    /// The value of cookie `name` from the `Cookie` headers, or nil.
+    public func cookie(_ name: String) -> String? {
+        for header in headers["cookie"] {
+            for pair in header.split(separator: ";") {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                if parts.count == 2, parts[0].trimmingSpaces() == name { return parts[1].trimmingSpaces() }
+            }
+        }
+        return nil
+    }
+
     /// The body as `application/x-www-form-urlencoded` fields (first value of each name), or nil when it is not
     /// valid UTF-8 after decoding.
     public func formFields() -> [String: String]? {

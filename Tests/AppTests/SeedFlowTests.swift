@@ -104,7 +104,8 @@ struct SeedFlowTests {
             // Submitted while the PC is disconnected.
             _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#)
 
-            let second = try await client.openEventStream("/api/events?session=\(id)", headers: [("Last-Event-ID", "2")])
+            let cookie = try #require(first.cookie)
+            let second = try await client.openEventStream("/api/events?session=\(id)", headers: [("Last-Event-ID", "2"), ("Cookie", cookie)])
             #expect(second.head.status == 200)
             let (events, _) = try await second.events(atLeast: 3)
             let named = events.filter { !$0.event.isEmpty }
@@ -165,6 +166,33 @@ struct SeedFlowTests {
 
             let other = try json(try await client.post("/api/sessions", json: ""))
             #expect(other["sessionId"]?.string != id && other["readerKey"]?.string != key)
+        }
+    }
+
+    @Test func onlyTheOpenerReadsASessionTheSeedsWay() async throws {
+        try await withTandem { _, client in
+            let id = Self.newSessionID()
+            let opener = try await client.openEventStream("/api/events?session=\(id)")
+            let cookie = try #require(opener.cookie)
+            #expect(cookie.hasPrefix("tandem_reader_\(id)="))
+            #expect(opener.head.header("set-cookie")?.contains("HttpOnly") == true)
+            #expect(opener.head.header("set-cookie")?.contains("SameSite=Strict") == true)
+            _ = try await opener.events(atLeast: 2)
+
+            // Someone who photographed the QR code knows the ID, not the key.
+            for headers in [[], [("Cookie", "tandem_reader_\(id)=guess")], [("Cookie", "tandem_reader_other=\(cookie.split(separator: "=")[1])")]] {
+                let intruder = try await client.request("GET", "/api/events?session=\(id)", headers: headers)
+                #expect(intruder.status == 403)
+                #expect(try json(intruder)["code"]?.string == "reader_key_required")
+            }
+            let resumed = try await client.openEventStream("/api/events?session=\(id)", headers: [("Cookie", cookie), ("Last-Event-ID", "0")])
+            #expect(resumed.head.status == 200)
+            #expect(resumed.head.header("set-cookie") == nil)
+            _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"秘密","phone":"1"}"#)
+            let (events, _) = try await resumed.events(atLeast: 3)
+            #expect(events.contains { $0.event == "complete" })
+            await opener.close()
+            await resumed.close()
         }
     }
 

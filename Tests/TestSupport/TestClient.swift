@@ -71,6 +71,11 @@ public final class EventStream: Sendable {
     }
 
     public func close() async { await connection.close() }
+
+    /// The `name=value` of the cookie the server set with this stream (the opener's reader key), or nil.
+    public var cookie: String? {
+        head.header("set-cookie")?.split(separator: ";").first.map(String.init)
+    }
 }
 
 /// One dispatched event, or one comment, as the WHATWG parsing rules produce it.

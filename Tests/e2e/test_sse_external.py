@@ -152,10 +152,15 @@ def server() -> Any:
 class StreamReader:
     """Reads GET /api/events in a daemon thread; the test thread waits on it with deadlines only."""
 
-    def __init__(self, base_url: str, session_id: str, last_event_id: str | None = None) -> None:
+    def __init__(
+        self, base_url: str, session_id: str, last_event_id: str | None = None, cookie: str | None = None
+    ) -> None:
         self.url = f"{base_url}/api/events"
         self.session_id = session_id
         self.request_headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+        # The opener's reader key, which the server sets as a cookie and a browser sends on every reconnect.
+        if cookie is not None:
+            self.request_headers["Cookie"] = cookie
         self.events: list[Any] = []
         self.status: int | None = None
         self.headers: httpx.Headers | None = None
@@ -191,6 +196,12 @@ class StreamReader:
     def _read(self, client: httpx.Client) -> bool:
         """Reads the stream; True when the server ended it, False when we stopped reading."""
         raise NotImplementedError
+
+    @property
+    def reader_cookie(self) -> str | None:
+        """`name=value` of the reader-key cookie the server set, as a browser would send it back."""
+        header = self.headers.get("set-cookie") if self.headers is not None else None
+        return header.split(";", 1)[0] if header else None
 
     def _got_response(self, response: httpx.Response) -> bool:
         self.status = response.status_code
@@ -502,9 +513,11 @@ def test_resume_with_last_event_id(server: TandemServer) -> None:
         first = drop_retry_block(first_reader.snapshot())
         assert [(e.event, e.id) for e in first] == [("message", "0"), ("connected", "1"), ("input-started", "2")]
 
-        # Second connection resumes after id 2.
+        # Second connection resumes after id 2, with the reader-key cookie the first one got, as a browser does.
+        cookie = first_reader.reader_cookie
+        assert cookie is not None and cookie.startswith(f"tandem_reader_{session_id}="), first_reader.headers
         opened_at_ms = now_ms()
-        reader = HttpxSSEReader(server.base_url, session_id, last_event_id="2").start()
+        reader = HttpxSSEReader(server.base_url, session_id, last_event_id="2", cookie=cookie).start()
         reader.wait_for_response()
         check_stream_headers(reader)
         assert reader.wait_for(has_session_info), f"no session-info on resume: {reader.snapshot()!r}"

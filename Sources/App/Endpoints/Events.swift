@@ -8,24 +8,37 @@ extension API {
     /// `GET /api/events?session=ID`: the main device's event stream.
     ///
     /// Opens the session if it is new (the seed's pages make their own IDs) and never resets an existing one. A
-    /// session made by `POST /api/sessions` is read only with its `key`. A
     /// browser that reconnects sends `Last-Event-ID`; it gets the events it missed, then live ones, each once. A
     /// reconnect to a session that has expired gets 404, which stops `EventSource` from retrying forever.
+    ///
+    /// Only the opener reads a session. A session made by `POST /api/sessions` is read with its `key`. One opened
+    /// here gets a fresh reader key in an HttpOnly cookie scoped to this path, which the opener's browser sends
+    /// with every reconnect (the seed's client code does not change); anyone else, with the ID from the QR code
+    /// but without the key, gets 403.
     @Sendable func events(_ request: Request, logger: Logger) async throws -> Response {
         let id = try sessionIDQuery(of: request, shape: .action)
         let resumeAfter = request.headers.first(name: "last-event-id").flatMap { EventID($0.trimmingSpaces()) }
+        let cookieName = "tandem_reader_" + id.rawValue
+        let offeredKey = SessionID.randomHex128()
         let record: SessionRecord
         if request.headers.contains(name: "last-event-id") {
             guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
             record = existing
         } else {
-            record = try await broker.openSession(id, ttl: configuration.sessionTTL)
-        }
-        if let readerKey = record.readerKey {
-            guard let key = request.query("key"), constantTimeEquals(key, readerKey) else { throw APIError.readerKeyRequired }
+            record = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey)
         }
         var headers = EventStreamWriter.headers
         headers.add(name: "Connection", value: "keep-alive")
+        if let readerKey = record.readerKey {
+            if readerKey == offeredKey {
+                // This request opened the session: its browser gets the key for its reconnects.
+                let maxAge = max(1, (record.expiresAt - record.createdAt) / 1000)
+                headers.add(name: "Set-Cookie", value: "\(cookieName)=\(readerKey); Path=/api/events; Max-Age=\(maxAge); HttpOnly; SameSite=Strict")
+            } else {
+                let presented = request.query("key") ?? request.cookie(cookieName) ?? ""
+                guard constantTimeEquals(presented, readerKey) else { throw APIError.readerKeyRequired }
+            }
+        }
         return Response(status: .ok, headers: headers, body: .stream { body in
             try await self.stream(record, after: resumeAfter ?? 0, to: EventStreamWriter(body), logger: logger)
         })
