@@ -225,8 +225,11 @@ struct SeedFlowTests {
             _ = try await stream.events(atLeast: 1)
             return (stream, stream.connection)
         }
-        // withTandem returned, so the node stopped; the stream's connection was closed by the server.
+        // withTandem returned, so the node stopped; the stream's connection was closed by the server, after a
+        // short retry hint so the browser comes back at once.
         #expect(await ended.isClosed(within: .seconds(2)))
+        let (events, _) = try await stream.events(atLeast: 99, timeout: .seconds(1))
+        #expect(events.last?.retry == API.drainRetryMilliseconds)
         await stream.close()
     }
 }

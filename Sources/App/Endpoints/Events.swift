@@ -91,5 +91,12 @@ extension API {
                 lastSent = missing.last?.id ?? lastSent
             }
         }
+        if Task.isShuttingDownGracefully {
+            // This node is draining: tell the browser to come back at once (to another node, behind a balancer).
+            try? await writer.sendRetry(milliseconds: Self.drainRetryMilliseconds)
+        }
     }
+
+    /// The reconnect delay suggested to browsers whose stream ends because the node drains.
+    static let drainRetryMilliseconds = 250
 }
