@@ -834,3 +834,38 @@ def test_resume_on_other_node_with_last_event_id(cluster: Cluster) -> None:
     assert is_session_info(events[0]) and events[0].id == "1", f"session-info on resume: {events[0]!r}"
     assert flow_events(events) == FULL_FLOW[1:], resumed.describe()
     assert resumed.lines[:2] == ["retry: 2000", ""], resumed.describe()
+
+
+def test_sigterm_drains_a_node_mid_flow_and_nothing_is_lost(cluster: Cluster) -> None:
+    """SIGTERM to the node holding the PC's stream, between input-started and complete: the node ends its streams
+    with a short retry hint and exits within its drain deadline; the PC reconnects (as EventSource would, through a
+    balancer) to the other node with its Last-Event-ID and cookie, and gets exactly what it missed."""
+    redis = cluster.redis()
+    a = cluster.node("A", redis, ttl_seconds=60)
+    b = cluster.node("B", redis, ttl_seconds=60)
+    session_id = new_session_id()
+
+    stream = Stream(a, session_id).start()
+    stream.wait_opened()
+    expect_valid(b, session_id)
+    assert expect_ok(input_started(b, session_id), b, "input-started") == {"success": True}
+    assert stream.wait_for_id("2"), f"input-started did not reach A: {stream.snapshot()!r}"
+
+    started = time.monotonic()
+    a.process.stop(signal.SIGTERM)
+    drain_seconds = time.monotonic() - started
+    assert a.process.process.returncode == 0, f"A exited with {a.process.process.returncode}\n{a.log()}"
+    assert drain_seconds < 10.0, f"A took {drain_seconds:.1f}s to drain (deadline 10 s)"
+    assert a.process.wait_for_line("Tandem stopped", 1.0), a.log()
+    assert stream.wait_ended(5.0), "A's stream did not end when A drained"
+    assert "retry: 250" in stream.lines, f"no short retry hint before the stream ended: {stream.lines[-6:]!r}"
+
+    # The phone finishes while the PC is between nodes: the event is stored, so it is not lost.
+    assert expect_ok(submit(b, session_id), b, "submit")["success"] is True
+    resumed = Stream(b, session_id, last_event_id="2", cookie=stream.reader_cookie()).start()
+    resumed.wait_opened()
+    assert resumed.wait_for_id("3"), f"resume on B after A drained: {resumed.snapshot()!r}\n{b.log()}"
+    time.sleep(HEARTBEAT_SECONDS + 1.0)  # a duplicate would arrive by now
+    resumed.close()
+    assert flow_events(stream.snapshot()) == FULL_FLOW[:2], stream.describe()
+    assert flow_events(resumed.snapshot()) == FULL_FLOW[2:], resumed.describe()
