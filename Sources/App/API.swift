@@ -9,6 +9,7 @@ struct API: Sendable {
     let registry: SessionRegistry
     let configuration: TandemConfiguration
     let staticFiles: StaticFiles?
+    let metrics: TandemMetrics
 
     /// The router serving every path.
     func makeRouter() -> Router {
@@ -25,6 +26,9 @@ struct API: Sendable {
         router.on(.POST, "/api/input-started", handling { try await $0.inputStarted($1, logger: $2) })
         router.on(.POST, "/api/submit", handling { try await $0.submit($1, logger: $2) })
         router.on(.GET, "/healthz", handling { try await $0.health($1, logger: $2) })
+        router.on(.GET, "/readyz", handling { try await $0.readiness($1, logger: $2) })
+        router.on(.GET, "/metrics", handling { try await $0.metricsText($1, logger: $2) })
+        router.metrics = metrics.factory
         if let staticFiles {
             router.fallback { request, _ in
                 staticFiles.response(for: request) ?? APIError.notFound.response(for: request, defaultLanguage: language)

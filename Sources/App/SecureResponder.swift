@@ -12,8 +12,10 @@ struct SecureResponder: HTTPResponder {
     let sessionLimiter: RateLimiter
     let requestLimiter: RateLimiter
     let time: TimeSource
+    let metrics: TandemMetrics
 
-    init(router: Router, configuration: TandemConfiguration, time: TimeSource) {
+    init(router: Router, configuration: TandemConfiguration, time: TimeSource, metrics: TandemMetrics) {
+        self.metrics = metrics
         self.router = router
         self.configuration = configuration
         self.sessionLimiter = RateLimiter(perMinute: configuration.sessionsPerMinute)
@@ -52,11 +54,13 @@ struct SecureResponder: HTTPResponder {
             response.headers.replaceOrAdd(name: "Access-Control-Allow-Origin", value: allowedOrigin)
             response.headers.add(name: "Vary", value: "Origin")
         }
+        if response.status.code >= 400 { metrics.refused(status: response.status.code) }
         return Self.secured(response)
     }
 
     func bodyTooLarge(_ request: Request) -> Response {
-        Self.secured(router.bodyTooLarge(request))
+        metrics.refused(status: 413)
+        return Self.secured(router.bodyTooLarge(request))
     }
 
     private func limiter(for request: Request) -> RateLimiter? {

@@ -29,6 +29,10 @@ actor SessionRegistry: SessionEventSink, Service {
 
     private var sessions: [SessionID: LocalSession] = [:]
     private var nextToken: UInt64 = 0
+    private var openStreams = 0 {
+        didSet { metrics?.streamsChanged(openStreams: openStreams, sessions: sessions.count) }
+    }
+    private let metrics: TandemMetrics?
     private let bufferedItems: Int
     private let heartbeatInterval: Duration
     private let sweepInterval: Duration
@@ -39,7 +43,15 @@ actor SessionRegistry: SessionEventSink, Service {
     ///   - bufferedItems: items a stream may hold for a slow reader before it is cut.
     ///   - heartbeatInterval: how often every stream gets a heartbeat.
     ///   - sweepInterval: how often expired sessions' streams are ended (the expiry's resolution).
-    init(bufferedItems: Int, heartbeatInterval: Duration, sweepInterval: Duration = .milliseconds(250), time: TimeSource = .system, logger: Logger) {
+    init(
+        bufferedItems: Int,
+        heartbeatInterval: Duration,
+        sweepInterval: Duration = .milliseconds(250),
+        time: TimeSource = .system,
+        metrics: TandemMetrics? = nil,
+        logger: Logger
+    ) {
+        self.metrics = metrics
         self.bufferedItems = bufferedItems
         self.heartbeatInterval = heartbeatInterval
         self.sweepInterval = sweepInterval
@@ -57,6 +69,7 @@ actor SessionRegistry: SessionEventSink, Service {
         } else {
             sessions[id, default: LocalSession(expiresAt: expiresAt)].streams[token] = continuation
             sessions[id]?.expiresAt = expiresAt
+            openStreams += 1
         }
         return Stream(token: token, items: items, continuation: continuation)
     }
@@ -64,9 +77,9 @@ actor SessionRegistry: SessionEventSink, Service {
     /// Removes a stream; the session's entry goes with its last stream.
     func detach(_ id: SessionID, stream: Stream) {
         stream.continuation.finish()
-        guard var session = sessions[id] else { return }
-        session.streams[stream.token] = nil
+        guard var session = sessions[id], session.streams.removeValue(forKey: stream.token) != nil else { return }
         sessions[id] = session.streams.isEmpty ? nil : session
+        openStreams -= 1
     }
 
     func deliver(_ event: StoredEvent, to id: SessionID) {
@@ -74,7 +87,7 @@ actor SessionRegistry: SessionEventSink, Service {
     }
 
     /// Live streams on this node.
-    var streamCount: Int { sessions.values.reduce(0) { $0 + $1.streams.count } }
+    var streamCount: Int { openStreams }
     /// Sessions with at least one live stream on this node.
     var sessionCount: Int { sessions.count }
 
@@ -102,6 +115,7 @@ actor SessionRegistry: SessionEventSink, Service {
         for (id, session) in sessions where session.expiresAt <= now {
             for continuation in session.streams.values { continuation.finish() }
             sessions[id] = nil
+            openStreams -= session.streams.count
         }
     }
 
@@ -114,6 +128,7 @@ actor SessionRegistry: SessionEventSink, Service {
             for continuation in session.streams.values { continuation.finish() }
         }
         sessions.removeAll()
+        openStreams = 0
     }
 
     private func yield(_ item: StreamItem, to id: SessionID) {
@@ -135,6 +150,8 @@ actor SessionRegistry: SessionEventSink, Service {
         if cut > 0 {
             logger.debug("cut slow streams", metadata: ["session": "\(id)", "count": "\(cut)"])
             sessions[id] = session.streams.isEmpty ? nil : session
+            openStreams -= cut
+            for _ in 0..<cut { metrics?.streamCut(reason: "slow_reader") }
         }
     }
 }

@@ -44,9 +44,16 @@ enum Tandem {
             fail("configuration error: \(error)")
         }
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = configuration.logLevel
-            return handler
+            switch configuration.logFormat {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = configuration.logLevel
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = configuration.logLevel
+                return handler
+            }
         }
         let logger = Logger(label: "tandem")
 

@@ -12,6 +12,7 @@ struct TandemApplication: Sendable {
     let registry: SessionRegistry
     let broker: any Broker
     let server: HTTPServer
+    let metrics: TandemMetrics
     let logger: Logger
 
     /// - Parameter onServerRunning: called with the bound address once the node accepts connections.
@@ -23,10 +24,13 @@ struct TandemApplication: Sendable {
     ) throws {
         self.configuration = configuration
         self.logger = logger
+        let metrics = TandemMetrics()
+        self.metrics = metrics
         let registry = SessionRegistry(
             bufferedItems: configuration.bufferedEvents,
             heartbeatInterval: configuration.heartbeat,
             time: time,
+            metrics: metrics,
             logger: logger
         )
         self.registry = registry
@@ -40,7 +44,9 @@ struct TandemApplication: Sendable {
             broker = RedisBroker(configuration: .init(url: url), sink: registry, time: time, logger: logger)
         }
         let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
-        let api = API(broker: broker, registry: registry, configuration: configuration, staticFiles: staticFiles)
+        let api = API(
+            broker: InstrumentedBroker(base: broker, metrics: metrics), registry: registry, configuration: configuration,
+            staticFiles: staticFiles, metrics: metrics)
         server = HTTPServer(
             configuration: .init(
                 host: configuration.host,
@@ -53,7 +59,7 @@ struct TandemApplication: Sendable {
                 maximumConnectionsPerAddress: configuration.maxConnectionsPerAddress,
                 trustedProxies: configuration.trustedProxyList
             ),
-            responder: SecureResponder(router: api.makeRouter(), configuration: configuration, time: time),
+            responder: SecureResponder(router: api.makeRouter(), configuration: configuration, time: time, metrics: metrics),
             logger: logger,
             onServerRunning: onServerRunning
         )

@@ -46,9 +46,17 @@ public typealias EventID = UInt64
 public struct StoredEvent: Sendable, Equatable {
     public var id: EventID
     public var event: SessionEvent
+    /// When the event was published, in microseconds since the epoch by the publishing node's clock (0 when
+    /// unknown): the start of the publish-to-delivery latency. Not part of equality.
+    public var publishedAt: Int64
 
-    public init(id: EventID, event: SessionEvent) {
+    public init(id: EventID, event: SessionEvent, publishedAt: Int64 = 0) {
         self.id = id
         self.event = event
+        self.publishedAt = publishedAt
+    }
+
+    public static func == (lhs: StoredEvent, rhs: StoredEvent) -> Bool {
+        lhs.id == rhs.id && lhs.event == rhs.event
     }
 }

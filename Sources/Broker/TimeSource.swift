@@ -20,6 +20,15 @@ public struct TimeSource: Sendable {
     }
 }
 
+extension TimeSource {
+    /// The real-time clock in microseconds since the epoch, for latencies across nodes on synchronized clocks.
+    public static func wallMicroseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
+    }
+}
+
 extension Duration {
     /// Whole milliseconds, rounded down.
     public var milliseconds: Int64 {

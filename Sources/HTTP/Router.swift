@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -31,6 +32,11 @@ public struct Router: HTTPResponder {
     private var methodNotAllowed: @Sendable (Request, [HTTPMethod]) -> Response
     private var internalError: @Sendable (Request) -> Response
     private var payloadTooLarge: (@Sendable (Request) -> Response)?
+
+    /// Where request counts (`http_requests_total{route,method,status}`) and handler latencies
+    /// (`http_request_duration_seconds{route,method}`) go; nil records nothing. Routes are path templates, never
+    /// query strings, so the number of series stays bounded. A streamed response counts until its head is ready.
+    public var metrics: (any MetricsFactory)?
 
     /// - Parameters:
     ///   - notFound: the response for a path no route or fallback serves.
@@ -70,31 +76,55 @@ public struct Router: HTTPResponder {
     }
 
     public func respond(to request: Request, logger: Logger) async -> Response {
+        let started = ContinuousClock.now
+        let (route, handler) = match(request)
+        let response: Response
         do {
-            return try await route(request, logger: logger)
+            response = try await handler(request, logger)
         } catch let error as any HTTPResponseError {
-            return error.response(for: request)
+            response = error.response(for: request)
         } catch {
             logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
-            return internalError(request)
+            response = internalError(request)
         }
+        if let metrics {
+            let method = request.method.rawValue
+            Counter(label: "http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(response.status.code))], factory: metrics)
+                .increment()
+            CoreMetrics.Timer(label: "http_request_duration_seconds", dimensions: [("route", route), ("method", method)], factory: metrics)
+                .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        }
+        return response
     }
 
-    private func route(_ request: Request, logger: Logger) async throws -> Response {
+    /// The route template (for metrics) and the handler for a request.
+    private func match(_ request: Request) -> (String, Handler) {
         let method = request.method == .HEAD ? .GET : request.method
-        if let methods = routes[String(request.path)] {
+        let path = String(request.path)
+        if let methods = routes[path] {
             if let handler = methods[method.rawValue] {
-                return try await handler(request, logger)
+                return (path, handler)
             }
             let allowed = methods.keys.sorted().map { HTTPMethod(rawValue: $0) }
-            var response = methodNotAllowed(request, allowed)
             let allow = (methods["GET"] != nil ? methods.keys.sorted() + ["HEAD"] : methods.keys.sorted()).joined(separator: ", ")
-            response.headers.replaceOrAdd(name: "Allow", value: allow)
-            return response
+            let methodNotAllowed = self.methodNotAllowed
+            return (path, { request, _ in
+                var response = methodNotAllowed(request, allowed)
+                response.headers.replaceOrAdd(name: "Allow", value: allow)
+                return response
+            })
         }
         if method == .GET, let fallback {
-            return try await fallback(request, logger)
+            return ("static", fallback)
         }
-        return notFound(request)
+        let notFound = self.notFound
+        return ("unmatched", { request, _ in notFound(request) })
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, for metrics.
+    package var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }

@@ -87,7 +87,7 @@ func withBroker(_ kind: BrokerUnderTest, _ body: (BrokerFixture) async throws ->
             group.addTask { try await broker.run() }
             defer { group.cancelAll() }
             let deadline = ContinuousClock.now + .seconds(10)
-            while !(await broker.health.isAvailable) {
+            while !broker.health.isAvailable {
                 guard ContinuousClock.now < deadline else { throw RedisNotConfigured() }
                 try await Task.sleep(for: .milliseconds(20))
             }

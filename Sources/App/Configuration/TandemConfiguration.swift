@@ -52,6 +52,13 @@ struct TandemConfiguration: Sendable, Equatable {
     var defaultLanguage = Language.japanese
     var publicDirectory = "Public"
     var logLevel = Logger.Level.info
+    /// `text` (swift-log's lines) or `json` (one object per line).
+    var logFormat = LogFormat.text
+
+    enum LogFormat: String, Sendable, CaseIterable {
+        case text
+        case json
+    }
 
     /// Where each value came from, in key order.
     var origins: [(key: String, environmentName: String, origin: ConfigurationOrigin)] = []
@@ -101,6 +108,7 @@ struct TandemConfiguration: Sendable, Equatable {
         defaultLanguage = try reader.choice("defaultLanguage", default: defaults.defaultLanguage)
         publicDirectory = try reader.string("publicDirectory", default: defaults.publicDirectory)
         logLevel = try reader.choice("logLevel", default: defaults.logLevel)
+        logFormat = try reader.choice("logFormat", default: defaults.logFormat)
         try reader.rejectUnknownFileKeys()
         origins = reader.origins
     }
@@ -128,7 +136,7 @@ struct TandemConfiguration: Sendable, Equatable {
             && lhs.requestsPerMinute == rhs.requestsPerMinute && lhs.trustedProxies == rhs.trustedProxies
             && lhs.corsOrigins == rhs.corsOrigins
             && lhs.drainTimeoutSeconds == rhs.drainTimeoutSeconds && lhs.defaultLanguage == rhs.defaultLanguage
-            && lhs.publicDirectory == rhs.publicDirectory && lhs.logLevel == rhs.logLevel
+            && lhs.publicDirectory == rhs.publicDirectory && lhs.logLevel == rhs.logLevel && lhs.logFormat == rhs.logFormat
     }
 
     var sessionTTL: Duration { .seconds(sessionTTLSeconds) }

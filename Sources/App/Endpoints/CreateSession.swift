@@ -13,6 +13,7 @@ extension API {
         repeat {
             record = try await broker.openSession(SessionID.random(), ttl: configuration.sessionTTL, readerKey: key)
         } while record.readerKey != key  // an ID collision (2^-128): draw again
+        metrics.sessionOpened()
         return .json(
             JSONValue.object([
                 "sessionId": .string(record.id.rawValue),

@@ -32,6 +32,7 @@ extension API {
         if let readerKey = record.readerKey {
             if readerKey == offeredKey {
                 // This request opened the session: its browser gets the key for its reconnects.
+                metrics.sessionOpened()
                 let maxAge = max(1, (record.expiresAt - record.createdAt) / 1000)
                 headers.add(name: "Set-Cookie", value: "\(cookieName)=\(readerKey); Path=/api/events; Max-Age=\(maxAge); HttpOnly; SameSite=Strict")
             } else {
@@ -74,6 +75,7 @@ extension API {
         lastSent = missed.last?.id ?? lastSent
         try await writer.sendRetry(milliseconds: configuration.retryMilliseconds)
         try await writer.send(opening)
+        for event in missed { metrics.delivered(event, live: false) }
 
         for await item in stream.items {
             switch item {
@@ -84,11 +86,13 @@ extension API {
             case .event(let stored) where stored.id == lastSent + 1:
                 try await writer.send(ServerSentEvent(stored: stored))
                 lastSent = stored.id
+                metrics.delivered(stored, live: true)
             case .event:
                 // A gap: something arrived out of order or was lost on the way. The log has everything, in order.
                 let missing = try await broker.events(of: record.id, after: lastSent)
                 try await writer.send(missing.map(ServerSentEvent.init(stored:)))
                 lastSent = missing.last?.id ?? lastSent
+                for event in missing { metrics.delivered(event, live: true) }
             }
         }
         if Task.isShuttingDownGracefully {

@@ -1,6 +1,8 @@
 import Broker
 import HTTP
 import Logging
+import NIOCore
+import ServiceLifecycle
 import NIOHTTP1
 
 extension API {
@@ -23,5 +25,23 @@ extension API {
             ]),
             status: broker.isAvailable ? .ok : .serviceUnavailable
         )
+    }
+
+    /// `GET /readyz`: whether a load balancer should send this node traffic: its broker is reachable and it is not
+    /// draining. 503 with the reason otherwise.
+    @Sendable func readiness(_ request: Request, logger: Logger) async throws -> Response {
+        let broker = await self.broker.health
+        let draining = Task.isShuttingDownGracefully
+        let ready = broker.isAvailable && !draining
+        var body: [String: JSONValue] = ["ready": .bool(ready)]
+        if draining { body["reason"] = .string("draining") } else if !broker.isAvailable { body["reason"] = .string(broker.detail) }
+        return .json(JSONValue.object(body), status: ready ? .ok : .serviceUnavailable)
+    }
+
+    /// `GET /metrics`: every metric of this node in the Prometheus text format.
+    @Sendable func metricsText(_ request: Request, logger: Logger) async throws -> Response {
+        var buffer = ByteBuffer()
+        buffer.writeBytes(metrics.render())
+        return Response(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: buffer)
     }
 }

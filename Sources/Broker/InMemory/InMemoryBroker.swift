@@ -76,7 +76,7 @@ public final class InMemoryBroker: Broker {
             entry.record.status = event.resultingStatus
             if case .complete(let submission) = event { entry.record.submission = submission }
             entry.record.lastEventID += 1
-            let stored = StoredEvent(id: entry.record.lastEventID, event: event)
+            let stored = StoredEvent(id: entry.record.lastEventID, event: event, publishedAt: TimeSource.wallMicroseconds())
             entry.log.append(stored)
             state.sessions[id] = entry
             return (.published(stored, entry.record), state.subscriptions[id, default: 0] > 0)

@@ -10,6 +10,8 @@ struct RedisLogEntry: Decodable {
     var event: String
     var name: String?
     var phone: String?
+    /// Publish time in microseconds since the epoch (a string: cjson would print a large number with an exponent).
+    var t: String?
 
     static func decode(_ bytes: [UInt8]) -> StoredEvent? {
         guard let entry = try? JSONDecoder().decode(RedisLogEntry.self, from: Data(bytes)) else { return nil }
@@ -20,7 +22,7 @@ struct RedisLogEntry: Decodable {
         case "complete": event = .complete(Submission(name: entry.name ?? "", phone: entry.phone ?? ""))
         default: return nil
         }
-        return StoredEvent(id: entry.id, event: event)
+        return StoredEvent(id: entry.id, event: event, publishedAt: entry.t.flatMap { Int64($0) } ?? 0)
     }
 }
 

@@ -258,7 +258,7 @@ public final class RedisBroker: Broker {
             phone = submission.phone
         }
         let reply = try await runScript(\.publishScript, RedisScripts.publish, keys: [RedisKeys.session(id), RedisKeys.log(id)], arguments: [
-            event.resultingStatus.rawValue, event.name, RedisKeys.channel(id), name, phone,
+            event.resultingStatus.rawValue, event.name, RedisKeys.channel(id), name, phone, String(TimeSource.wallMicroseconds()),
         ])
         guard let parts = reply.array, let outcome = parts.first?.string else {
             throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")

@@ -12,7 +12,7 @@ enum RedisScripts {
         return redis.call('HGETALL', KEYS[1])
         """
 
-    /// KEYS[1] session hash, KEYS[2] event log. ARGV: target status, event name, channel, name, phone.
+    /// KEYS[1] session hash, KEYS[2] event log. ARGV: target status, event name, channel, name, phone, publish time.
     /// Publishes only an event that moves the session forward: numbers it, stores it (and a submission) in the same
     /// step, gives the log the session's remaining TTL, and publishes it on the session's channel.
     /// Returns {outcome, fields[, entry]} with outcome missing, completed, unchanged or published.
@@ -25,7 +25,7 @@ enum RedisScripts {
         local id = redis.call('HINCRBY', KEYS[1], 'lastEventID', 1)
         redis.call('HSET', KEYS[1], 'status', ARGV[1])
         if ARGV[1] == 'completed' then redis.call('HSET', KEYS[1], 'name', ARGV[4], 'phone', ARGV[5]) end
-        local entry = cjson.encode({id = id, event = ARGV[2], name = ARGV[4], phone = ARGV[5]})
+        local entry = cjson.encode({id = id, event = ARGV[2], name = ARGV[4], phone = ARGV[5], t = ARGV[6]})
         redis.call('RPUSH', KEYS[2], entry)
         redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
         redis.call('PUBLISH', ARGV[3], entry)

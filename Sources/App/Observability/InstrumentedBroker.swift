@@ -1,0 +1,58 @@
+import Broker
+import HTTP
+import ServiceLifecycle
+
+/// A broker that times every call and counts failures (`tandem_broker_seconds`, `tandem_broker_errors_total`), then
+/// passes it on. The node's service group runs the wrapped broker itself; this wrapper only serves requests.
+struct InstrumentedBroker: Broker {
+    let base: any Broker
+    let metrics: TandemMetrics
+
+    func run() async throws {
+        try await base.run()
+    }
+
+    private func measure<T: Sendable>(_ operation: String, _ body: () async throws -> T) async throws -> T {
+        let started = ContinuousClock.now
+        do {
+            let result = try await body()
+            metrics.brokerCall(operation, nanoseconds: (ContinuousClock.now - started).nanoseconds, failed: false)
+            return result
+        } catch {
+            metrics.brokerCall(operation, nanoseconds: (ContinuousClock.now - started).nanoseconds, failed: true)
+            throw error
+        }
+    }
+
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord {
+        try await measure("open_session") { try await base.openSession(id, ttl: ttl, readerKey: readerKey) }
+    }
+
+    func session(_ id: SessionID) async throws -> SessionRecord? {
+        try await measure("session") { try await base.session(id) }
+    }
+
+    func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
+        let outcome = try await measure("publish") { try await base.publish(event, to: id) }
+        if case .published = outcome { metrics.published(event) }
+        return outcome
+    }
+
+    func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
+        try await measure("events") { try await base.events(of: id, after: after) }
+    }
+
+    func subscribe(_ id: SessionID) async throws {
+        try await measure("subscribe") { try await base.subscribe(id) }
+    }
+
+    func unsubscribe(_ id: SessionID) async {
+        let started = ContinuousClock.now
+        await base.unsubscribe(id)
+        metrics.brokerCall("unsubscribe", nanoseconds: (ContinuousClock.now - started).nanoseconds, failed: false)
+    }
+
+    var health: BrokerHealth {
+        get async { await base.health }
+    }
+}
