@@ -9,6 +9,8 @@ struct API: Sendable {
     let registry: SessionRegistry
     let configuration: TandemConfiguration
     let staticFiles: StaticFiles?
+    /// Where phones reach this node; the QR codes and `phoneUrl` start with it.
+    var publicOrigin = PublicOriginBox()
 
     /// The router serving every path.
     func makeRouter() -> Router {
@@ -24,10 +26,15 @@ struct API: Sendable {
         router.on(.GET, "/api/validate-session", handling { try await $0.validateSession($1, logger: $2) })
         router.on(.POST, "/api/input-started", handling { try await $0.inputStarted($1, logger: $2) })
         router.on(.POST, "/api/submit", handling { try await $0.submit($1, logger: $2) })
+        router.on(.GET, "/api/qr", handling { try await $0.qrCode($1, logger: $2) })
         router.on(.GET, "/healthz", handling { try await $0.health($1, logger: $2) })
         if let staticFiles {
             router.fallback { request, _ in
-                staticFiles.response(for: request) ?? APIError.notFound.response(for: request, defaultLanguage: language)
+                guard var page = staticFiles.response(for: request) else {
+                    return APIError.notFound.response(for: request, defaultLanguage: language)
+                }
+                page.headers.add(contentsOf: Self.pageSecurityHeaders)
+                return page
             }
         }
         return router

@@ -37,7 +37,9 @@ struct TandemApplication: Sendable {
             throw ConfigurationError(description: "BROKER=redis: the Redis broker is not part of this build yet; use BROKER=memory")
         }
         let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
-        let api = API(broker: broker, registry: registry, configuration: configuration, staticFiles: staticFiles)
+        let publicOrigin = PublicOriginBox()
+        let api = API(
+            broker: broker, registry: registry, configuration: configuration, staticFiles: staticFiles, publicOrigin: publicOrigin)
         server = HTTPServer(
             configuration: .init(
                 host: configuration.host,
@@ -48,7 +50,11 @@ struct TandemApplication: Sendable {
             ),
             responder: api.makeRouter(),
             logger: logger,
-            onServerRunning: onServerRunning
+            onServerRunning: { address in
+                // The phone URL needs the bound port, known only now (a configured port of 0 picks one).
+                publicOrigin.set(PublicOrigin.resolve(configuration, port: address.port ?? configuration.port))
+                await onServerRunning(address)
+            }
         )
     }
 
