@@ -130,6 +130,9 @@ function follow(current, readerKey) {
     current.completed = true;
     source.close();
     clearInterval(ticker);
+    // The session is done: a frozen countdown would suggest it still waits for something.
+    countdown.textContent = '--:--';
+    countdown.classList.remove('soon');
     qr.classList.add('used');
     showResult(String(data.name ?? ''), String(data.phone ?? ''));
   });
