@@ -27,7 +27,7 @@ const REQUEST_TIMEOUT_MS = 15000;
 // A PC clock this far off the server's makes expiryTime useless; the TTL then counts from now instead.
 const CLOCK_SKEW_LIMIT_MS = 5000;
 
-let session = null; // { id, source, deadline, completed, renewing }
+let session = null; // { id, source, deadline, completed, renewing, startedAt }
 let ticker = 0;
 let retryTimer = 0;
 
@@ -58,12 +58,16 @@ function deadlineOf(expiryTime, ttlMinutes) {
   return Math.abs(expiry - Date.now() - ttl) > CLOCK_SKEW_LIMIT_MS && Number.isFinite(ttl) ? Date.now() + ttl : expiry;
 }
 
-/** The session ran out (or its stream was refused): start a new one, once. */
+/** The session ran out (or its stream was refused): start a new one, once. A session refused right after it
+ * was made (something is wrong on the server) is retried after a pause, so the page never loops hot. */
 function renew(current) {
   if (current !== session || current.completed || current.renewing) return;
   current.renewing = true;
+  current.source?.close();
   setStatus('expired', current);
-  startSession();
+  clearInterval(ticker);
+  const young = performance.now() - current.startedAt < RETRY_MS;
+  retryTimer = setTimeout(startSession, young ? RETRY_MS : 0);
 }
 
 function stopSession() {
@@ -75,7 +79,7 @@ function stopSession() {
 
 async function startSession() {
   stopSession();
-  const current = { id: '', source: null, deadline: 0, completed: false, renewing: false };
+  const current = { id: '', source: null, deadline: 0, completed: false, renewing: false, startedAt: performance.now() };
   session = current;
   setStatus('creating', current);
   qr.classList.remove('used');
