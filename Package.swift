@@ -16,6 +16,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
+        // Debian's libqrencode (apt: libqrencode-dev), which makes the QR codes the PC page shows.
+        .systemLibrary(
+            name: "CQRencode",
+            pkgConfig: "libqrencode",
+            providers: [.apt(["libqrencode-dev"])]
+        ),
         // HTTP/1.1 over SwiftNIO: requests, responses, SSE framing, static files. Knows nothing of sessions.
         .target(
             name: "HTTP",
@@ -50,6 +56,7 @@ let package = Package(
             dependencies: [
                 "HTTP",
                 "Broker",
+                "CQRencode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

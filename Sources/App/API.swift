@@ -10,6 +10,8 @@ struct API: Sendable {
     let configuration: TandemConfiguration
     let staticFiles: StaticFiles?
     let metrics: TandemMetrics
+    /// Where phones reach this node; the QR codes and `phoneUrl` start with it.
+    var publicOrigin = PublicOriginBox()
 
     /// The router serving every path.
     func makeRouter() -> Router {
@@ -25,13 +27,18 @@ struct API: Sendable {
         router.on(.GET, "/api/validate-session", handling { try await $0.validateSession($1, logger: $2) })
         router.on(.POST, "/api/input-started", handling { try await $0.inputStarted($1, logger: $2) })
         router.on(.POST, "/api/submit", handling { try await $0.submit($1, logger: $2) })
+        router.on(.GET, "/api/qr", handling { try await $0.qrCode($1, logger: $2) })
         router.on(.GET, "/healthz", handling { try await $0.health($1, logger: $2) })
         router.on(.GET, "/readyz", handling { try await $0.readiness($1, logger: $2) })
         router.on(.GET, "/metrics", handling { try await $0.metricsText($1, logger: $2) })
         router.metrics = metrics.factory
         if let staticFiles {
             router.fallback { request, _ in
-                staticFiles.response(for: request) ?? APIError.notFound.response(for: request, defaultLanguage: language)
+                guard var page = staticFiles.response(for: request) else {
+                    return APIError.notFound.response(for: request, defaultLanguage: language)
+                }
+                page.headers.add(contentsOf: Self.pageSecurityHeaders)
+                return page
             }
         }
         return router

@@ -63,7 +63,9 @@ enum Tandem {
                 logger.notice(
                     "Tandem listening on \(configuration.host):\(port) (broker: \(configuration.broker.rawValue), session TTL \(configuration.sessionTTLSeconds) s)"
                 )
-                logger.notice("PC page: http://127.0.0.1:\(port)/  (phones reach this machine by its LAN address)")
+                let pcPage = PublicOrigin.resolve(configuration, port: port) + "/"
+                logger.notice("PC page: \(pcPage)")
+                printPCPage(at: pcPage)
             }
             try await application.makeServiceGroup().run()
             logger.notice("Tandem stopped")
@@ -73,6 +75,17 @@ enum Tandem {
             logger.critical("Tandem failed: \(error)")
             exit(1)
         }
+    }
+
+    /// Prints the PC page's URL and a QR code of it on standard output, so a person can open it from another
+    /// machine or a phone; colours only when standard output is a terminal, so logs stay plain text.
+    private static func printPCPage(at url: String) {
+        print("Tandem PC page: \(url)")
+        if let code = try? QRCode(encoding: url) {
+            print(code.terminalText(ansiColors: isatty(1) == 1))
+        }
+        // A pipe buffers standard output until exit; the URL is wanted now.
+        fflush(nil)  // every stream, standard output included (naming `stdout` is not concurrency-safe)
     }
 
     private static func fail(_ message: String) -> Never {

@@ -44,9 +44,10 @@ struct TandemApplication: Sendable {
             broker = RedisBroker(configuration: .init(url: url), sink: registry, time: time, logger: logger)
         }
         let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
+        let publicOrigin = PublicOriginBox()
         let api = API(
             broker: InstrumentedBroker(base: broker, metrics: metrics), registry: registry, configuration: configuration,
-            staticFiles: staticFiles, metrics: metrics)
+            staticFiles: staticFiles, metrics: metrics, publicOrigin: publicOrigin)
         server = HTTPServer(
             configuration: .init(
                 host: configuration.host,
@@ -61,7 +62,11 @@ struct TandemApplication: Sendable {
             ),
             responder: SecureResponder(router: api.makeRouter(), configuration: configuration, time: time, metrics: metrics),
             logger: logger,
-            onServerRunning: onServerRunning
+            onServerRunning: { address in
+                // The phone URL needs the bound port, known only now (a configured port of 0 picks one).
+                publicOrigin.set(PublicOrigin.resolve(configuration, port: address.port ?? configuration.port))
+                await onServerRunning(address)
+            }
         )
     }
 

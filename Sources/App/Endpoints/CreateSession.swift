@@ -20,6 +20,7 @@ extension API {
                 "readerKey": .string(key),
                 "expiryTime": .integer(record.expiresAt),
                 "ttlMinutes": ttlMinutes,
+                "phoneUrl": .string(phoneURL(for: record.id)),
             ]),
             status: .created)
     }

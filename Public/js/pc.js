@@ -1,0 +1,180 @@
+// The PC page (main device): makes a session, shows its QR code and time left, and follows the phone over
+// Server-Sent Events: waiting → connected → inputting → completed. When the session expires it makes a new one.
+
+import { apiHeaders, t, translatePage } from './i18n.js';
+import { showDialog } from './dialog.js';
+
+const qr = document.getElementById('qr');
+const status = document.getElementById('status');
+const statusText = document.getElementById('status-text');
+const countdown = document.getElementById('countdown');
+const phoneUrl = document.getElementById('phone-url');
+const newSessionButton = document.getElementById('new-session');
+
+// The status line only moves forward through the phone's steps (rank 0 and up): a replayed event after a
+// reconnect never moves it back. The states without a rank belong to making a session and always show.
+const STATES = {
+  creating: { rank: -1, text: 'statusCreating', busy: true },
+  failed: { rank: -1, text: 'statusCreateFailed', busy: true },
+  expired: { rank: -1, text: 'statusExpired', busy: true },
+  waiting: { rank: 0, text: 'statusWaiting', busy: true },
+  connected: { rank: 1, text: 'statusConnected', busy: true },
+  'input-started': { rank: 2, text: 'statusInputStarted', busy: true },
+  completed: { rank: 3, text: 'statusCompleted', busy: false },
+};
+const RETRY_MS = 5000;
+const REQUEST_TIMEOUT_MS = 15000;
+// A PC clock this far off the server's makes expiryTime useless; the TTL then counts from now instead.
+const CLOCK_SKEW_LIMIT_MS = 5000;
+
+let session = null; // { id, source, deadline, completed, renewing, startedAt }
+let ticker = 0;
+let retryTimer = 0;
+
+function setStatus(state, current = session) {
+  if (current !== session) return;
+  const next = STATES[state];
+  const previous = STATES[status.dataset.state];
+  if (next.rank >= 0 && previous && previous.rank >= next.rank) return; // never backwards
+  status.dataset.state = state;
+  status.classList.toggle('busy', next.busy);
+  statusText.textContent = t(next.text);
+}
+
+function showTimeLeft() {
+  if (session === null || session.completed) return;
+  const left = Math.max(0, session.deadline - Date.now());
+  const seconds = Math.ceil(left / 1000);
+  countdown.textContent = `${String(Math.floor(seconds / 60)).padStart(2, '0')}:${String(seconds % 60).padStart(2, '0')}`;
+  countdown.classList.toggle('soon', seconds <= 60);
+  if (left === 0) renew(session);
+}
+
+/** The local deadline for a session: its expiryTime, unless this PC's clock disagrees with the server's. */
+function deadlineOf(expiryTime, ttlMinutes) {
+  const ttl = Number(ttlMinutes) * 60000;
+  const expiry = Number(expiryTime);
+  if (!Number.isFinite(expiry)) return Date.now() + ttl;
+  return Math.abs(expiry - Date.now() - ttl) > CLOCK_SKEW_LIMIT_MS && Number.isFinite(ttl) ? Date.now() + ttl : expiry;
+}
+
+/** The session ran out (or its stream was refused): start a new one, once. A session refused right after it
+ * was made (something is wrong on the server) is retried after a pause, so the page never loops hot. */
+function renew(current) {
+  if (current !== session || current.completed || current.renewing) return;
+  current.renewing = true;
+  current.source?.close();
+  setStatus('expired', current);
+  clearInterval(ticker);
+  const young = performance.now() - current.startedAt < RETRY_MS;
+  retryTimer = setTimeout(startSession, young ? RETRY_MS : 0);
+}
+
+function stopSession() {
+  session?.source?.close();
+  session = null;
+  clearInterval(ticker);
+  clearTimeout(retryTimer);
+}
+
+async function startSession() {
+  stopSession();
+  const current = { id: '', source: null, deadline: 0, completed: false, renewing: false, startedAt: performance.now() };
+  session = current;
+  setStatus('creating', current);
+  qr.classList.remove('used');
+  countdown.textContent = '--:--';
+  let created;
+  try {
+    const response = await fetch('/api/sessions', {
+      method: 'POST',
+      headers: apiHeaders(),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    created = await response.json();
+  } catch (error) {
+    console.error('could not create a session', error);
+    if (current !== session) return;
+    setStatus('failed', current);
+    retryTimer = setTimeout(startSession, RETRY_MS);
+    return;
+  }
+  if (current !== session) return;
+  current.id = String(created.sessionId);
+  current.deadline = deadlineOf(created.expiryTime, created.ttlMinutes);
+  qr.src = `/api/qr?session=${encodeURIComponent(current.id)}`;
+  qr.alt = t('qrAlt');
+  qr.hidden = false;
+  phoneUrl.textContent = String(created.phoneUrl ?? '');
+  setStatus('waiting', current);
+  follow(current, String(created.readerKey));
+  showTimeLeft();
+  ticker = setInterval(showTimeLeft, 250);
+}
+
+/** Listens to the session's stream. */
+function follow(current, readerKey) {
+  const query = `session=${encodeURIComponent(current.id)}&key=${encodeURIComponent(readerKey)}`;
+  const source = new EventSource(`/api/events?${query}`);
+  current.source = source;
+
+  source.addEventListener('message', (event) => {
+    const data = parse(event.data);
+    if (data?.type === 'session-info' && current === session) {
+      current.deadline = deadlineOf(data.expiryTime, data.ttlMinutes);
+    }
+  });
+  source.addEventListener('connected', () => setStatus('connected', current));
+  source.addEventListener('input-started', () => setStatus('input-started', current));
+  source.addEventListener('complete', (event) => {
+    if (current !== session || current.completed) return;
+    const data = parse(event.data) ?? {};
+    setStatus('completed', current);
+    current.completed = true;
+    source.close();
+    clearInterval(ticker);
+    // The session is done: a frozen countdown would suggest it still waits for something.
+    countdown.textContent = '--:--';
+    countdown.classList.remove('soon');
+    qr.classList.add('used');
+    showResult(String(data.name ?? ''), String(data.phone ?? ''));
+  });
+  source.addEventListener('error', () => {
+    // EventSource reconnects by itself (with Last-Event-ID) while it is CONNECTING. CLOSED means the server
+    // refused the stream: the session has expired (404) or is gone, so it is time for a new one.
+    if (source.readyState === EventSource.CLOSED) renew(current);
+  });
+}
+
+function showResult(name, phone) {
+  const line = (label, value, id) => {
+    const paragraph = document.createElement('p');
+    paragraph.className = 'result-line';
+    const term = document.createElement('strong');
+    term.textContent = `${t(label)}:`;
+    const text = document.createElement('span');
+    text.id = id;
+    text.className = 'result-value';
+    text.textContent = value; // never HTML: the phone typed it
+    paragraph.append(term, ' ', text);
+    return paragraph;
+  };
+  showDialog({
+    kind: 'success',
+    heading: t('completeTitle'),
+    content: [line('nameLabel', name, 'result-name'), line('phoneLabel', phone, 'result-phone')],
+  });
+}
+
+function parse(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+translatePage('pcTitle');
+newSessionButton.addEventListener('click', () => startSession());
+startSession();

@@ -1,0 +1,200 @@
+// The phone page (sub device), opened from the QR code as /phone.html?session=ID. It checks the session, tells
+// the PC when typing starts, sends the form, and handles the article's four error cases:
+//   1. invalid session on load: no form, a dialog that cannot be dismissed;
+//   2. session expired while filling: found by polling every 5 s; the form is disabled, a locked dialog;
+//   3. the server refuses the submission: its message in a dialog with OK; the button works again;
+//   4. network error: a dialog with OK; the button works again.
+
+import { apiHeaders, t, translatePage } from './i18n.js';
+import { lockedDialogShowing, showDialog } from './dialog.js';
+
+const SESSION_CHECK_INTERVAL_MS = 5000;
+const REQUEST_TIMEOUT_MS = 15000;
+// The server's limits, counted the same way: characters as people see them (grapheme clusters).
+const LIMITS = { name: 20, phone: 15 };
+
+const form = document.getElementById('info-form');
+const checking = document.getElementById('checking');
+const done = document.getElementById('done');
+const submitButton = document.getElementById('submit');
+const fields = {
+  name: { input: document.getElementById('name'), count: document.getElementById('name-count'), error: document.getElementById('name-error') },
+  phone: { input: document.getElementById('phone'), count: document.getElementById('phone-count'), error: document.getElementById('phone-error') },
+};
+
+const sessionId = new URLSearchParams(location.search).get('session') ?? '';
+const segmenter = typeof Intl.Segmenter === 'function' ? new Intl.Segmenter(undefined, { granularity: 'grapheme' }) : null;
+
+let inputStarted = 'no'; // 'no' | 'sending' | 'done'
+let submitting = false;
+let finished = false;
+let expired = false;
+let poller = 0;
+let polling = false;
+
+function characters(text) {
+  if (segmenter === null) return Array.from(text).length; // code points: close enough without Intl.Segmenter
+  return Array.from(segmenter.segment(text)).length;
+}
+
+/** GET /api/validate-session: 'valid', 'invalid' (400/404), 'unavailable' (other answers) or 'network'. */
+async function validate() {
+  try {
+    const response = await fetch(`/api/validate-session?session=${encodeURIComponent(sessionId)}`, {
+      headers: apiHeaders(),
+      cache: 'no-store',
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    if (response.status === 400 || response.status === 404) return 'invalid';
+    if (!response.ok) return 'unavailable';
+    const result = await response.json();
+    return result.valid === true ? 'valid' : 'invalid';
+  } catch {
+    return 'network';
+  }
+}
+
+function post(path, body) {
+  return fetch(path, {
+    method: 'POST',
+    headers: apiHeaders({ 'Content-Type': 'application/json' }),
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+}
+
+async function start() {
+  if (sessionId === '') {
+    showInvalid();
+    return;
+  }
+  const result = await validate();
+  checking.hidden = true;
+  if (result === 'valid') {
+    form.hidden = false;
+    poller = setInterval(checkSession, SESSION_CHECK_INTERVAL_MS);
+    fields.name.input.focus();
+  } else if (result === 'invalid') {
+    showInvalid();
+  } else {
+    // The server could not be asked: say so, and ask again once the user closes the dialog.
+    showDialog({ kind: 'error', content: t('networkError'), onClose: () => start() });
+  }
+}
+
+/** Error case 1: the session does not exist (the PC made a new QR code, or the link is wrong). */
+function showInvalid() {
+  checking.hidden = true;
+  form.hidden = true;
+  showDialog({ kind: 'error', content: t('sessionInvalid'), locked: true });
+}
+
+/** Error case 2: polled every 5 s, as the article does; network errors are ignored (the phone may be offline). */
+async function checkSession() {
+  if (polling || finished || expired) return;
+  polling = true;
+  const result = await validate();
+  polling = false;
+  if (result === 'invalid' && !finished) expire();
+}
+
+function expire() {
+  if (expired) return;
+  expired = true;
+  clearInterval(poller);
+  for (const element of form.querySelectorAll('input, button')) element.disabled = true;
+  form.classList.add('disabled');
+  showDialog({ kind: 'error', content: t('sessionExpired'), locked: true });
+}
+
+/** Tells the PC that typing started: once, on the first input; tried again on the next input if it failed. */
+async function announceInput() {
+  if (inputStarted !== 'no' || expired || finished) return;
+  inputStarted = 'sending';
+  try {
+    const response = await post('/api/input-started', { sessionId });
+    inputStarted = response.ok || response.status === 409 ? 'done' : 'no';
+    if (response.status === 404) expire();
+  } catch {
+    inputStarted = 'no';
+  }
+}
+
+/** Updates a field's counter; returns its error message key, or null. */
+function check(key, { showEmpty }) {
+  const field = fields[key];
+  const length = characters(field.input.value);
+  field.count.textContent = `${length}/${LIMITS[key]}`;
+  field.count.classList.toggle('over', length > LIMITS[key]);
+  let error = null;
+  if (length > LIMITS[key]) error = `${key}TooLong`;
+  else if (showEmpty && field.input.value.trim() === '') error = `${key}Required`;
+  showFieldError(key, error === null ? '' : t(error));
+  return error;
+}
+
+function showFieldError(key, message) {
+  const field = fields[key];
+  field.error.textContent = message;
+  field.error.hidden = message === '';
+  field.input.setAttribute('aria-invalid', String(message !== ''));
+}
+
+function setSubmitting(on) {
+  submitting = on;
+  submitButton.disabled = on || expired;
+  submitButton.textContent = t(on ? 'submitting' : 'submit');
+}
+
+async function submit(event) {
+  event.preventDefault();
+  if (submitting || expired || finished) return;
+  const errors = ['name', 'phone'].map((key) => check(key, { showEmpty: true })).filter((error) => error !== null);
+  if (errors.length > 0) {
+    fields[errors[0].startsWith('name') ? 'name' : 'phone'].input.focus();
+    return;
+  }
+  setSubmitting(true);
+  let response;
+  let result = null;
+  try {
+    response = await post('/api/submit', {
+      sessionId,
+      name: fields.name.input.value,
+      phone: fields.phone.input.value,
+    });
+    result = await response.json().catch(() => null);
+  } catch {
+    // Error case 4: the request never got an answer.
+    setSubmitting(false);
+    if (!expired) showDialog({ kind: 'error', content: t('networkError') });
+    return;
+  }
+  if (response.ok) {
+    finished = true;
+    clearInterval(poller);
+    form.hidden = true;
+    done.hidden = false;
+    showDialog({ kind: 'success', heading: String(result?.message ?? t('doneHeading')), content: t('doneText') });
+    return;
+  }
+  // Error case 3: the server said no (validation, already submitted, expired, server error): its own words.
+  setSubmitting(false);
+  for (const fieldError of Array.isArray(result?.errors) ? result.errors : []) {
+    if (fieldError?.path in fields) showFieldError(fieldError.path, String(fieldError.msg ?? ''));
+  }
+  if (!expired && !lockedDialogShowing()) {
+    const message = typeof result?.message === 'string' && result.message !== '' ? result.message : t('submitFailed');
+    showDialog({ kind: 'error', content: message });
+  }
+}
+
+translatePage('phoneTitle');
+for (const key of Object.keys(fields)) {
+  fields[key].input.addEventListener('input', () => {
+    check(key, { showEmpty: false });
+    announceInput();
+  });
+}
+form.addEventListener('submit', submit);
+start();

@@ -1,0 +1,488 @@
+"""The PC page and the phone page in real headless Chromium, against the real `tandem` binary.
+
+The PC page runs in a desktop-sized window and the phone page in another with mobile emulation. The QR code is
+proven, not assumed: the test takes a screenshot of the PC page, decodes it with `zbarimg` and opens the URL it
+finds as the phone. Then it checks the PC's live status (connected → inputting → completed), the result dialog
+(Japanese text and a `<script>` name shown as text), and the article's four error cases on the phone: the dialog's
+text, whether Escape can dismiss it, and the state of the form.
+
+A second server with a short session TTL covers expiry: the phone notices within its 5 s poll, and the PC makes a
+new session by itself, after which the old QR URL is the article's "invalid session".
+
+Needs: Debian `chromium`, `chromium-driver`, `zbar-tools`; `pip install -r Tests/e2e/requirements.txt`; a built
+binary at $TANDEM_BINARY or .build/debug/tandem. Screenshots of every step go to test-artifacts/browser/.
+
+Every wait is bounded: WebDriverWait with a timeout, page-load and script timeouts on each browser, timeouts on
+every subprocess, and the servers are stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BINARY = REPO_ROOT / ".build" / "debug" / "tandem"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+WAIT = 10.0  # one step of the UI (an SSE event, a dialog) must show within this
+SHORT_TTL_SECONDS = 12
+POLL_SECONDS = 5  # the phone's validate-session poll
+EXPIRY_SLACK = 3.0
+
+# The article's words (Japanese is the default language of both pages for a ja browser).
+JA = {
+    "waiting": "サブデバイスの接続を待っています...",
+    "connected": "サブデバイスで接続中...",
+    "input-started": "サブデバイスで入力中...",
+    "completed": "サブデバイスで入力完了",
+    "complete_title": "サブデバイスでの入力が完了しました",
+    "invalid": "このセッションは無効です。メインデバイスのQRコード画面が更新された可能性があります。",
+    "expired": "セッションの有効期限が切れました。メインデバイスのQRコード画面を更新して、再度QRコードをスキャンしてください。",
+    "network": "ネットワークエラーが発生しました。もう一度お試しください。",
+    "already_submitted": "このセッションは既に送信済みです",
+    "submitted": "送信が完了しました",
+    "name_too_long": "お名前は20文字以内で入力してください",
+}
+EN_INVALID = "This session is not valid. The QR code screen on the main device may have been refreshed."
+
+# 20 characters as people see them, the server's limit: Japanese, and markup that must stay text.
+NAME = "山田<script>1</script>"
+PHONE = "090-1234-5678"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Servers
+
+
+class TandemServer:
+    def __init__(self, process: subprocess.Popen[str], port: int, log: list[str]) -> None:
+        self.process = process
+        self.port = port
+        self.log = log
+        self.base_url = f"http://127.0.0.1:{port}"
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT)
+
+
+def _start(binary: str, port: int, ttl_seconds: int | None) -> tuple[subprocess.Popen[str] | None, list[str]]:
+    env = dict(os.environ)
+    env.update(HOST="127.0.0.1", PORT=str(port), PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    if ttl_seconds is not None:
+        env["SESSION_TTL_SECONDS"] = str(ttl_seconds)
+    process = subprocess.Popen(
+        [binary],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    log: list[str] = []
+    ready = threading.Event()
+    marker = f"Tandem listening on 127.0.0.1:{port}"
+
+    def drain() -> None:  # keeps reading stderr for the whole run, so the pipe never fills up
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+            if marker in line:
+                ready.set()
+
+    threading.Thread(target=drain, name="tandem-stderr", daemon=True).start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if ready.wait(0.1):
+            return process, log
+        if process.poll() is not None:
+            break
+    _stop(process)
+    return None, log
+
+
+def _serve(ttl_seconds: int | None) -> Iterator[TandemServer]:
+    binary = os.environ.get("TANDEM_BINARY", str(DEFAULT_BINARY))
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"Tandem binary not found or not executable: {binary} (run `swift build` or set TANDEM_BINARY)")
+    log: list[str] = []
+    for _ in range(3):  # another process may take the free port between our probe and the server's bind
+        port = _free_loopback_port()
+        process, log = _start(binary, port, ttl_seconds)
+        if process is not None:
+            break
+    else:
+        pytest.fail("Tandem did not report 'Tandem listening on ...' in time; its stderr:\n" + "".join(log[-50:]))
+    try:
+        yield TandemServer(process, port, log)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[TandemServer]:
+    yield from _serve(None)
+
+
+@pytest.fixture(scope="module")
+def short_server() -> Iterator[TandemServer]:
+    yield from _serve(SHORT_TTL_SECONDS)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Browsers
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    if path is None:
+        pytest.fail(f"`{name}` is missing: apt-get install {package} (scripts/test.sh does)")
+    return path
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    pytest.fail("Chromium is missing: apt-get install chromium chromium-driver (scripts/test.sh does)")
+
+
+def _browser(kind: str, language: str = "ja") -> WebDriver:
+    options = webdriver.ChromeOptions()
+    options.binary_location = _chromium()
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # the tests may run as root (CI does); Chromium refuses its sandbox there
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--lang={language}",
+    ):
+        options.add_argument(argument)
+    # navigator.language, which picks the pages' language, follows this preference in headless Chromium.
+    options.add_experimental_option("prefs", {"intl.accept_languages": language})
+    if kind == "phone":
+        options.add_experimental_option(
+            "mobileEmulation",
+            {
+                "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0, "touch": True, "mobile": True},
+                "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/130.0 Mobile Safari/537.36",
+            },
+        )
+    else:
+        options.add_argument("--window-size=1280,960")
+    # The driver is Debian's, found on PATH: Selenium Manager must not try to download one.
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=_tool("chromedriver", "chromium-driver")))
+    driver.set_page_load_timeout(20)
+    driver.set_script_timeout(10)
+    return driver
+
+
+@pytest.fixture
+def browsers() -> Iterator[Callable[..., WebDriver]]:
+    """Opens browsers on demand; every one is quit at the end of the test, whatever happened."""
+    opened: list[WebDriver] = []
+
+    def open_browser(kind: str, language: str = "ja") -> WebDriver:
+        driver = _browser(kind, language)
+        opened.append(driver)
+        return driver
+
+    try:
+        yield open_browser
+    finally:
+        for driver in opened:
+            try:
+                driver.quit()
+            except Exception:  # noqa: BLE001 - a browser that is already gone is fine
+                pass
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+_shot_counter = iter(range(1, 1000))
+
+
+def shot(driver: WebDriver, name: str) -> Path:
+    """Saves a screenshot of the page as test-artifacts/browser/NN-name.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{next(_shot_counter):02d}-{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str, timeout: float = WAIT) -> Any:
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    except TimeoutException:
+        shot(driver, "timeout-" + re.sub(r"[^a-z0-9]+", "-", what.lower())[:40])
+        raise AssertionError(f"timed out after {timeout} s waiting for: {what}") from None
+
+
+def pc_status(driver: WebDriver) -> tuple[str, str]:
+    state, text = driver.execute_script(
+        "return [document.getElementById('status').dataset.state, document.getElementById('status-text').textContent]"
+    )
+    return state, text
+
+
+def wait_status(driver: WebDriver, state: str, text: str) -> None:
+    wait_until(driver, lambda d: pc_status(d) == (state, text), f"PC status {state!r}")
+
+
+def dialog(driver: WebDriver) -> dict[str, Any]:
+    """What the page's <dialog> shows: open or not, its texts, whether it has a visible OK button."""
+    return driver.execute_script(
+        """
+        const d = document.getElementById('dialog');
+        const confirm = d.querySelector('.dialog-confirm');
+        return {
+          open: d.open,
+          modal: d.matches(':modal'),
+          kind: d.dataset.kind || '',
+          title: d.querySelector('.dialog-title').textContent,
+          text: d.querySelector('.dialog-body').textContent.trim(),
+          confirm: !confirm.hidden && confirm.offsetParent !== null,
+        };
+        """
+    )
+
+
+def wait_dialog(driver: WebDriver, text: str, what: str, timeout: float = WAIT) -> dict[str, Any]:
+    return wait_until(driver, lambda d: (state := dialog(d))["open"] and state["text"] == text and state, what, timeout)
+
+
+def press_escape(driver: WebDriver) -> None:
+    """Escape twice, with a pause: Chromium lets a second Escape close even a dialog whose `cancel` is prevented,
+    so a dialog that survives this cannot be dismissed from the keyboard."""
+    for _ in range(2):
+        ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+        time.sleep(0.3)
+
+
+def decode_qr(driver: WebDriver, name: str) -> str:
+    """Screenshots the page and decodes the QR code in it with zbarimg."""
+    path = shot(driver, name)
+    zbarimg = _tool("zbarimg", "zbar-tools")
+    result = subprocess.run([zbarimg, "--raw", "-q", str(path)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, f"zbarimg found no QR code in {path}: {result.stderr}"
+    codes = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(codes) == 1, f"expected one QR code in {path}, found {codes}"
+    return codes[0]
+
+
+def open_pc(driver: WebDriver, server: TandemServer) -> str:
+    """Opens the PC page, waits for its QR code and returns the URL decoded from a screenshot of it."""
+    driver.get(server.base_url + "/")
+    wait_status(driver, "waiting", JA["waiting"])
+    wait_until(driver, lambda d: d.execute_script("const q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0"), "QR image")
+    url = decode_qr(driver, "pc-qr")
+    assert re.fullmatch(re.escape(server.base_url) + r"/phone\.html\?session=[A-Za-z0-9_-]+", url), url
+    assert driver.find_element(By.ID, "phone-url").text == url
+    return url
+
+
+def open_phone(driver: WebDriver, url: str) -> None:
+    driver.get(url)
+    wait_until(driver, lambda d: d.find_element(By.ID, "info-form").is_displayed(), "the phone's form")
+
+
+def fill(driver: WebDriver, name: str, phone: str) -> None:
+    for field, value in (("name", name), ("phone", phone)):
+        element = driver.find_element(By.ID, field)
+        element.clear()
+        element.send_keys(value)
+
+
+def submit_enabled(driver: WebDriver) -> bool:
+    return driver.find_element(By.ID, "submit").is_enabled()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_pages_are_served_with_a_strict_content_security_policy(server: TandemServer, browsers: Any) -> None:
+    driver = browsers("pc")
+    driver.get(server.base_url + "/")
+    wait_status(driver, "waiting", JA["waiting"])
+    # The page's own resources loaded under the policy: no CSP violation reached the console.
+    logs = driver.get_log("browser")
+    violations = [entry for entry in logs if "Content Security Policy" in entry.get("message", "")]
+    assert violations == [], violations
+
+
+def test_pairing_flow_through_the_qr_code(server: TandemServer, browsers: Any) -> None:
+    pc = browsers("pc")
+    phone = browsers("phone")
+
+    url = open_pc(pc, server)
+    assert dialog(pc)["open"] is False
+
+    open_phone(phone, url)
+    shot(phone, "phone-form")
+    wait_status(pc, "connected", JA["connected"])
+    shot(pc, "pc-connected")
+
+    fill(phone, NAME, PHONE)
+    assert phone.find_element(By.ID, "name-count").text == "20/20"
+    wait_status(pc, "input-started", JA["input-started"])
+    shot(pc, "pc-inputting")
+    shot(phone, "phone-filled")
+
+    # Error case 4: the network is down when the phone sends. A dismissable dialog; the button works again.
+    phone.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+    try:
+        phone.find_element(By.ID, "submit").click()
+        state = wait_dialog(phone, JA["network"], "the network error dialog")
+        assert state["kind"] == "error" and state["confirm"] is True and state["modal"] is True
+        shot(phone, "phone-network-error")
+        press_escape(phone)
+        wait_until(phone, lambda d: not dialog(d)["open"], "Escape closing the network error dialog")
+        assert submit_enabled(phone)
+        assert pc_status(pc)[0] == "input-started"
+    finally:
+        phone.delete_network_conditions()
+
+    # Back online: the same button sends the form.
+    phone.find_element(By.ID, "submit").click()
+    state = wait_dialog(phone, "メインデバイスの画面をご確認ください。", "the phone's success dialog")
+    assert state["title"] == JA["submitted"] and state["kind"] == "success"
+    assert phone.find_element(By.ID, "done").is_displayed()
+    assert not phone.find_element(By.ID, "info-form").is_displayed()
+    shot(phone, "phone-completed")
+
+    wait_status(pc, "completed", JA["completed"])
+    state = wait_until(pc, lambda d: (s := dialog(d))["open"] and s, "the PC's result dialog")
+    assert state["title"] == JA["complete_title"] and state["kind"] == "success" and state["confirm"]
+    # Exactly what the phone typed, as text: the markup in the name was not parsed.
+    assert pc.find_element(By.ID, "result-name").get_attribute("textContent") == NAME
+    assert pc.find_element(By.ID, "result-phone").get_attribute("textContent") == PHONE
+    assert pc.execute_script("return document.querySelectorAll('#dialog script').length") == 0
+    shot(pc, "pc-result-dialog")
+    pc.find_element(By.CSS_SELECTOR, "#dialog .dialog-confirm").click()
+    wait_until(pc, lambda d: not dialog(d)["open"], "OK closing the PC's dialog")
+    assert pc_status(pc) == ("completed", JA["completed"])
+    shot(pc, "pc-completed")
+
+    # Error case 3: the server refuses (a second phone submits to the completed session: 409). Its message in a
+    # dismissable dialog with OK; the button works again.
+    second = browsers("phone")
+    open_phone(second, url)
+    # The client checks the server's limits first: 21 characters never leave the phone.
+    fill(second, "あ" * 21, PHONE)
+    second.find_element(By.ID, "submit").click()
+    wait_until(second, lambda d: d.find_element(By.ID, "name-error").text == JA["name_too_long"], "the inline length error")
+    assert dialog(second)["open"] is False
+    assert second.find_element(By.ID, "name-count").text == "21/20"
+    shot(second, "phone-too-long")
+
+    fill(second, "佐藤花子", "080-0000-0000")
+    second.find_element(By.ID, "submit").click()
+    state = wait_dialog(second, JA["already_submitted"], "the server's error in a dialog")
+    assert state["kind"] == "error" and state["confirm"] is True
+    shot(second, "phone-submit-error")
+    second.find_element(By.CSS_SELECTOR, "#dialog .dialog-confirm").click()
+    wait_until(second, lambda d: not dialog(d)["open"], "OK closing the error dialog")
+    assert submit_enabled(second)
+    assert second.find_element(By.ID, "name").get_attribute("value") == "佐藤花子"
+    # The PC still shows the first phone's result.
+    assert pc_status(pc) == ("completed", JA["completed"])
+
+
+def test_invalid_session_on_load_cannot_be_dismissed(server: TandemServer, browsers: Any) -> None:
+    phone = browsers("phone")
+    for query in ("?session=s_00000000000000000000000000000000", "?session=bad%20id!", ""):
+        phone.get(f"{server.base_url}/phone.html{query}")
+        state = wait_dialog(phone, JA["invalid"], f"the invalid-session dialog for {query!r}")
+        assert state["modal"] is True and state["kind"] == "error"
+        assert state["confirm"] is False, "an invalid session's dialog has no button"
+        assert not phone.find_element(By.ID, "info-form").is_displayed()
+        press_escape(phone)
+        assert dialog(phone)["open"] is True, "Escape dismissed the invalid-session dialog"
+        assert not phone.find_element(By.ID, "info-form").is_displayed()
+    shot(phone, "phone-invalid-session")
+
+    english = browsers("phone", "en-US")
+    english.get(f"{server.base_url}/phone.html?session=s_missing")
+    wait_dialog(english, EN_INVALID, "the English invalid-session dialog")
+    assert english.execute_script("return document.documentElement.lang") == "en"
+    shot(english, "phone-invalid-session-en")
+
+
+def test_expiry_while_filling_and_the_pc_renewing(short_server: TandemServer, browsers: Any) -> None:
+    pc = browsers("pc")
+    phone = browsers("phone")
+
+    created = time.monotonic()
+    url = open_pc(pc, short_server)
+    open_phone(phone, url)
+    wait_status(pc, "connected", JA["connected"])
+    phone.find_element(By.ID, "name").send_keys("山田")
+    wait_status(pc, "input-started", JA["input-started"])
+    shot(phone, "phone-before-expiry")
+
+    # Error case 2: found by the 5 s poll, so within TTL + 5 s (plus slack for the machine).
+    deadline = created + SHORT_TTL_SECONDS + POLL_SECONDS + EXPIRY_SLACK
+    state = wait_dialog(phone, JA["expired"], "the session-expired dialog", timeout=max(1.0, deadline - time.monotonic()))
+    assert time.monotonic() >= created + SHORT_TTL_SECONDS - 1, "expiry reported before the session's TTL"
+    assert state["confirm"] is False and state["modal"] is True
+    shot(phone, "phone-expired")
+    press_escape(phone)
+    assert dialog(phone)["open"] is True, "Escape dismissed the session-expired dialog"
+    for element_id in ("name", "phone", "submit"):
+        assert not phone.find_element(By.ID, element_id).is_enabled(), f"#{element_id} is still enabled"
+
+    # The PC noticed too and made a new session with a new QR code by itself.
+    wait_until(pc, lambda d: d.find_element(By.ID, "phone-url").text not in ("", url), "the PC's new session")
+    wait_status(pc, "waiting", JA["waiting"])
+    new_url = decode_qr(pc, "pc-renewed-qr")
+    assert new_url != url and new_url == pc.find_element(By.ID, "phone-url").text
+
+    # Error case 1 as the article tells it: the old QR code after the PC's screen was refreshed.
+    late = browsers("phone")
+    late.get(url)
+    state = wait_dialog(late, JA["invalid"], "the invalid-session dialog for the old QR URL")
+    assert state["confirm"] is False
+    assert not late.find_element(By.ID, "info-form").is_displayed()
+    shot(late, "phone-old-qr-invalid")
