@@ -28,10 +28,13 @@ if [ ${#needed[@]} -gt 0 ]; then
 fi
 
 venv=.build/test-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import httpx_sse, sseclient, pytest, selenium' >/dev/null 2>&1; then
+# Reinstalled whenever Tests/e2e/requirements.txt changes (its checksum is kept in the virtualenv).
+wanted=$(sha256sum Tests/e2e/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$wanted" ]; then
     step "Installing the Python test clients and Selenium into $venv (Tests/e2e/requirements.txt)"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r Tests/e2e/requirements.txt
+    echo "$wanted" > "$venv/requirements.sha256"
 fi
 
 step "Building Tandem and its tests (swift build --build-tests)"

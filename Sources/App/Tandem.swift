@@ -6,80 +6,148 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import ArgumentParser
+import HTTP
 import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// `tandem [--config PATH]`: serves Tandem with the configuration from the environment, `config.json` and defaults.
+/// `tandem`: serves Tandem (the default), or checks a configuration.
 @main
-enum Tandem {
-    static let usage = """
-        Usage: tandem [--config PATH]
+struct Tandem: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tandem",
+        abstract: "Real-time handoff between a PC and a phone: QR pairing and Server-Sent Events.",
+        discussion: """
+            Every setting comes from, in this order: a command-line option, its environment variable, config.json \
+            (or --config PATH, or $TANDEM_CONFIG), its default. With no settings at all, `tandem` serves the \
+            in-memory broker on port 8080. `tandem check-config` shows every setting and where it came from; \
+            README.md describes each one.
+            """,
+        version: "0.1.0",
+        subcommands: [Serve.self, CheckConfig.self],
+        defaultSubcommand: Serve.self
+    )
+}
 
-        Serves Tandem: the PC and phone pages from Public/ and the SSE handoff API.
-        Settings come from environment variables, then config.json (or PATH, or $TANDEM_CONFIG), then defaults;
-        see README.md for every key. With no settings it serves the in-memory broker on port 8080.
-        """
+/// The options both subcommands share: where the configuration is, and the settings most often changed by hand.
+struct ConfigurationOptions: ParsableArguments {
+    @Option(help: "A JSON configuration file (default: config.json in the working folder, if present).")
+    var config: String?
 
-    static func main() async {
-        var arguments = CommandLine.arguments.dropFirst()
-        var configPath: String?
-        while let argument = arguments.popFirst() {
-            switch argument {
-            case "-h", "--help":
-                print(usage)
-                return
-            case "--config":
-                guard let path = arguments.popFirst() else { fail("--config needs a path") }
-                configPath = path
-            default:
-                fail("unknown argument '\(argument)'\n\n\(usage)")
-            }
-        }
+    @Option(help: "Address to listen on [HOST].")
+    var host: String?
 
-        let configuration: TandemConfiguration
+    @Option(help: "Port to listen on; 0 picks a free one [PORT].")
+    var port: String?
+
+    @Option(help: "memory (one node) or redis (many nodes) [BROKER].")
+    var broker: String?
+
+    @Option(name: .customLong("redis-url"), help: "redis://[[user]:password@]host[:port][/db] [REDIS_URL].")
+    var redisURL: String?
+
+    @Option(name: .customLong("public-base-url"), help: "The origin phones use, e.g. http://192.168.1.20:8080 [PUBLIC_BASE_URL].")
+    var publicBaseURL: String?
+
+    @Option(name: .customLong("session-ttl-seconds"), help: "Session lifetime in seconds [SESSION_TTL_SECONDS].")
+    var sessionTTLSeconds: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical [LOG_LEVEL].")
+    var logLevel: String?
+
+    @Option(name: .customLong("log-format"), help: "text or json [LOG_FORMAT].")
+    var logFormat: String?
+
+    /// Loads the configuration; a problem is printed as one clear line and ends the process with status 2.
+    func load() throws -> TandemConfiguration {
+        let pairs: [(String, String?)] = [
+            ("host", host), ("port", port), ("broker", broker), ("redis.url", redisURL), ("publicBaseURL", publicBaseURL),
+            ("session.ttlSeconds", sessionTTLSeconds), ("logLevel", logLevel), ("logFormat", logFormat),
+        ]
+        var overrides: [String: String] = [:]
+        for (key, value) in pairs { if let value { overrides[key] = value } }
         do {
-            configuration = try TandemConfiguration.load(path: configPath, environment: ProcessInfo.processInfo.environment)
+            return try TandemConfiguration.load(path: config, environment: ProcessInfo.processInfo.environment, overrides: overrides)
         } catch {
-            fail("configuration error: \(error)")
+            Tandem.printError("configuration error: \(error)")
+            throw ExitCode(2)
         }
-        LoggingSystem.bootstrap { label in
-            switch configuration.logFormat {
-            case .text:
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = configuration.logLevel
-                return handler
-            case .json:
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = configuration.logLevel
-                return handler
-            }
-        }
-        let logger = Logger(label: "tandem")
+    }
+}
 
-        do {
-            let application = try TandemApplication(configuration: configuration, logger: logger) { address in
-                let port = address.port ?? configuration.port
-                logger.notice(
-                    "Tandem listening on \(configuration.host):\(port) (broker: \(configuration.broker.rawValue), session TTL \(configuration.sessionTTLSeconds) s)"
-                )
-                let pcPage = PublicOrigin.resolve(configuration, port: port) + "/"
-                logger.notice("PC page: \(pcPage)")
-                printPCPage(at: pcPage)
+extension Tandem {
+    /// `tandem serve`: runs the node until SIGINT or SIGTERM, then drains.
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Serve the pages and the API (the default).")
+
+        @OptionGroup var options: ConfigurationOptions
+
+        func run() async throws {
+            let configuration = try options.load()
+            LoggingSystem.bootstrap { label in
+                switch configuration.logFormat {
+                case .text:
+                    var handler = StreamLogHandler.standardError(label: label)
+                    handler.logLevel = configuration.logLevel
+                    return handler
+                case .json:
+                    var handler = JSONLogHandler(label: label)
+                    handler.logLevel = configuration.logLevel
+                    return handler
+                }
             }
-            try await application.makeServiceGroup().run()
-            logger.notice("Tandem stopped")
-        } catch let error as ConfigurationError {
-            fail("configuration error: \(error)")
-        } catch {
-            logger.critical("Tandem failed: \(error)")
-            exit(1)
+            let logger = Logger(label: "tandem")
+            do {
+                let application = try TandemApplication(configuration: configuration, logger: logger) { address in
+                    let port = address.port ?? configuration.port
+                    logger.notice(
+                        "Tandem listening on \(configuration.host):\(port) (broker: \(configuration.broker.rawValue), session TTL \(configuration.sessionTTLSeconds) s)"
+                    )
+                    let pcPage = PublicOrigin.resolve(configuration, port: port) + "/"
+                    logger.notice("PC page: \(pcPage)")
+                    Tandem.printPCPage(at: pcPage)
+                }
+                try await application.makeServiceGroup().run()
+                logger.notice("Tandem stopped")
+            } catch let error as ConfigurationError {
+                Tandem.printError("configuration error: \(error)")
+                throw ExitCode(2)
+            } catch {
+                logger.critical("Tandem failed: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    /// `tandem check-config`: validates the configuration and prints every setting, its value and its source.
+    struct CheckConfig: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check-config",
+            abstract: "Validate the configuration and print every setting with where it came from."
+        )
+
+        @OptionGroup var options: ConfigurationOptions
+
+        func run() async throws {
+            let configuration = try options.load()
+            let values = configuration.effectiveValues
+            let rows = configuration.origins.map { origin in
+                [origin.key, values[origin.key].map { $0.isEmpty ? "\"\"" : $0 } ?? "?", origin.origin.rawValue, origin.environmentName]
+            }
+            let header = ["setting", "value", "from", "environment variable"]
+            let widths = (0..<header.count).map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+            for row in [header] + rows {
+                let line = row.enumerated().map { $1 + String(repeating: " ", count: widths[$0] - $1.count) }.joined(separator: "  ")
+                print(line.trimmingSpaces())
+            }
+            print("configuration OK")
         }
     }
 
     /// Prints the PC page's URL and a QR code of it on standard output, so a person can open it from another
     /// machine or a phone; colours only when standard output is a terminal, so logs stay plain text.
-    private static func printPCPage(at url: String) {
+    static func printPCPage(at url: String) {
         print("Tandem PC page: \(url)")
         if let code = try? QRCode(encoding: url) {
             print(code.terminalText(ansiColors: isatty(1) == 1))
@@ -88,10 +156,9 @@ enum Tandem {
         fflush(nil)  // every stream, standard output included (naming `stdout` is not concurrency-safe)
     }
 
-    private static func fail(_ message: String) -> Never {
+    static func printError(_ message: String) {
         var standardError = FileOutputStream.standardError
         print("tandem: \(message)", to: &standardError)
-        exit(2)
     }
 }
 

@@ -10,6 +10,7 @@ enum ConfigurationOrigin: String, Sendable {
     case defaultValue = "default"
     case file = "config.json"
     case environment = "environment"
+    case commandLine = "command line"
 }
 
 /// A configuration problem found at start, naming the key, where the value came from, and what is expected.
@@ -17,18 +18,21 @@ struct ConfigurationError: Error, CustomStringConvertible, Equatable {
     var description: String
 }
 
-/// Reads settings by dotted key: the environment variable derived from the key first (`session.ttlSeconds` →
-/// `SESSION_TTL_SECONDS`), then the JSON file, then the default in code. Records where each value came from.
+/// Reads settings by dotted key: a command-line override first, then the environment variable derived from the key
+/// (`session.ttlSeconds` → `SESSION_TTL_SECONDS`), then the JSON file, then the default in code. Records where each
+/// value came from.
 struct ConfigurationReader {
     private let file: [String: JSONValue]
     private let fileName: String
     private let environment: [String: String]
+    private let overrides: [String: String]
     private(set) var origins: [(key: String, environmentName: String, origin: ConfigurationOrigin)] = []
     private var readKeys: Set<String> = []
 
     /// - Parameter fileContents: the JSON file's bytes, or nil when there is no file.
-    init(fileContents: [UInt8]?, fileName: String, environment: [String: String]) throws(ConfigurationError) {
+    init(fileContents: [UInt8]?, fileName: String, environment: [String: String], overrides: [String: String] = [:]) throws(ConfigurationError) {
         self.environment = environment
+        self.overrides = overrides
         self.fileName = fileName
         guard let fileContents else {
             self.file = [:]
@@ -132,7 +136,9 @@ struct ConfigurationReader {
         readKeys.insert(key)
         let environmentName = Self.environmentName(for: key)
         let result: (RawValue?, ConfigurationOrigin)
-        if let text = environment[environmentName] {
+        if let text = overrides[key] {
+            result = (.text(text), .commandLine)
+        } else if let text = environment[environmentName] {
             result = (.text(text), .environment)
         } else if let value = file[key] {
             result = (.json(value), .file)
@@ -158,6 +164,7 @@ struct ConfigurationReader {
         let source =
             switch origin {
             case .environment: "environment variable \(Self.environmentName(for: key))"
+            case .commandLine: "command-line option for \"\(key)\""
             case .file: "\(fileName) key \"\(key)\""
             case .defaultValue: "default of \"\(key)\""
             }

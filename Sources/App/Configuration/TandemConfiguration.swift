@@ -115,13 +115,15 @@ struct TandemConfiguration: Sendable, Equatable {
 
     /// Loads the configuration: `path` (default `config.json` in the working folder, or `TANDEM_CONFIG`) may be
     /// missing unless it was named explicitly; the environment overrides it.
-    static func load(path explicitPath: String? = nil, environment: [String: String]) throws(ConfigurationError) -> TandemConfiguration {
+    static func load(
+        path explicitPath: String? = nil, environment: [String: String], overrides: [String: String] = [:]
+    ) throws(ConfigurationError) -> TandemConfiguration {
         let path = explicitPath ?? environment["TANDEM_CONFIG"] ?? "config.json"
         let contents = FileManager.default.contents(atPath: path).map { [UInt8]($0) }
         if contents == nil, explicitPath != nil || environment["TANDEM_CONFIG"] != nil {
             throw ConfigurationError(description: "configuration file '\(path)' cannot be read")
         }
-        var reader = try ConfigurationReader(fileContents: contents, fileName: path, environment: environment)
+        var reader = try ConfigurationReader(fileContents: contents, fileName: path, environment: environment, overrides: overrides)
         return try TandemConfiguration(reader: &reader)
     }
 
@@ -137,6 +139,24 @@ struct TandemConfiguration: Sendable, Equatable {
             && lhs.corsOrigins == rhs.corsOrigins
             && lhs.drainTimeoutSeconds == rhs.drainTimeoutSeconds && lhs.defaultLanguage == rhs.defaultLanguage
             && lhs.publicDirectory == rhs.publicDirectory && lhs.logLevel == rhs.logLevel && lhs.logFormat == rhs.logFormat
+    }
+
+    /// Every setting's effective value as text, by key, secrets masked (for `tandem check-config`).
+    var effectiveValues: [String: String] {
+        var redis = redisURL
+        if let url = RedisURL(redisURL), url.password != nil { redis = url.description }
+        return [
+            "host": host, "port": String(port), "broker": broker.rawValue, "redis.url": redis, "publicBaseURL": publicBaseURL,
+            "session.ttlSeconds": String(sessionTTLSeconds), "heartbeatSeconds": String(heartbeatSeconds),
+            "sse.retryMilliseconds": String(retryMilliseconds), "sse.bufferedEvents": String(bufferedEvents),
+            "limits.maxHeaderBytes": String(maxHeaderBytes), "limits.maxBodyBytes": String(maxBodyBytes),
+            "limits.idleTimeoutSeconds": String(idleTimeoutSeconds), "limits.requestTimeoutSeconds": String(requestTimeoutSeconds),
+            "limits.maxConnections": String(maxConnections), "limits.maxConnectionsPerAddress": String(maxConnectionsPerAddress),
+            "limits.sessionsPerMinute": String(sessionsPerMinute), "limits.requestsPerMinute": String(requestsPerMinute),
+            "trustedProxies": trustedProxies, "cors.allowedOrigins": corsOrigins, "drainTimeoutSeconds": String(drainTimeoutSeconds),
+            "defaultLanguage": defaultLanguage.rawValue, "publicDirectory": publicDirectory, "logLevel": logLevel.rawValue,
+            "logFormat": logFormat.rawValue,
+        ]
     }
 
     var sessionTTL: Duration { .seconds(sessionTTLSeconds) }
