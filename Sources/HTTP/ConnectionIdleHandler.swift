@@ -18,7 +18,10 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
     private var requestsInFlight = 0
     private var timer: Scheduled<Void>?
     /// Runs from a request's head until its end has been read: a body trickling in cannot hold the connection.
+    /// Armed only when a read ends with the request still incomplete, so a request that arrives whole (nearly
+    /// all of them) costs no timer.
     private var requestTimer: Scheduled<Void>?
+    private var awaitingRequestEnd = false
     private var draining = false
 
     init(timeout: Duration, requestTimeout: Duration = .seconds(10)) {
@@ -52,18 +55,26 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
             requestsInFlight += 1
             timer?.cancel()
             timer = nil
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            requestTimer = context.eventLoop.scheduleTask(in: requestTimeout) {
-                let (handler, context) = loopBound.value
-                handler.requestTimedOut(context: context)
-            }
+            awaitingRequestEnd = true
         case .end:
+            awaitingRequestEnd = false
             requestTimer?.cancel()
             requestTimer = nil
         case .body:
             break
         }
         context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if awaitingRequestEnd, requestTimer == nil {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            requestTimer = context.eventLoop.scheduleTask(in: requestTimeout) {
+                let (handler, context) = loopBound.value
+                handler.requestTimedOut(context: context)
+            }
+        }
+        context.fireChannelReadComplete()
     }
 
     private func requestTimedOut(context: ChannelHandlerContext) {
