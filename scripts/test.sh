@@ -11,7 +11,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # Debian packages the build and the tests need, as "command:package" pairs; a few are checked another way below.
 needed=()
 for pair in python3:python3 curl:curl redis-server:redis-server redis-cli:redis-tools pkg-config:pkg-config \
-    chromium:chromium chromedriver:chromium-driver zbarimg:zbar-tools; do
+    chromium:chromium chromedriver:chromium-driver zbarimg:zbar-tools nginx:nginx; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || needed+=("${pair##*:}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || needed+=(python3-venv)

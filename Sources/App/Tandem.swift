@@ -106,7 +106,8 @@ extension Tandem {
                     )
                     let pcPage = PublicOrigin.resolve(configuration, port: port) + "/"
                     logger.notice("PC page: \(pcPage)")
-                    Tandem.printPCPage(at: pcPage)
+                    // A person at a terminal gets the QR code; JSON logs feed machines, and stay pure JSON.
+                    if configuration.logFormat == .text || isatty(1) == 1 { Tandem.printPCPage(at: pcPage) }
                 }
                 try await application.makeServiceGroup().run()
                 logger.notice("Tandem stopped")

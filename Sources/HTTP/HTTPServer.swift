@@ -130,7 +130,13 @@ public final class HTTPServer: Service, Sendable {
 
                     let keepAlive = head.isKeepAlive && !connections.isDraining
                     let response = await responder.respond(to: request, logger: logger)
-                    try await write(response, for: head, keepAlive: keepAlive, outbound: outbound, channel: channel)
+                    do {
+                        try await write(response, for: head, keepAlive: keepAlive, outbound: outbound, channel: channel)
+                    } catch {
+                        // The client went away mid-response (a stream it closed): the request still gets its line.
+                        log(head, status: response.status, since: started, logger: logger, ended: "client closed")
+                        throw error
+                    }
                     log(head, status: response.status, since: started, logger: logger)
                     if !keepAlive { return }
                 }
@@ -209,15 +215,16 @@ public final class HTTPServer: Service, Sendable {
         }
     }
 
-    private func log(_ head: HTTPRequestHead, status: HTTPResponseStatus, since started: ContinuousClock.Instant, logger: Logger) {
+    private func log(
+        _ head: HTTPRequestHead, status: HTTPResponseStatus, since started: ContinuousClock.Instant, logger: Logger, ended: String? = nil
+    ) {
         // The path only: query strings carry session IDs, which are capabilities and stay out of logs.
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         let elapsed = ContinuousClock.now - started
         let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
-        logger.info(
-            "\(head.method.rawValue) \(path) \(status.code)",
-            metadata: ["duration_ms": "\((milliseconds * 100).rounded() / 100)"]
-        )
+        var metadata: Logger.Metadata = ["duration_ms": "\((milliseconds * 100).rounded() / 100)"]
+        if let ended { metadata["ended"] = "\(ended)" }
+        logger.info("\(head.method.rawValue) \(path) \(status.code)", metadata: metadata)
     }
 }
 
