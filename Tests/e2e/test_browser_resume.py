@@ -1,0 +1,613 @@
+"""Nothing acknowledged is lost, also through real Chromium's own automatic reconnect.
+
+One `redis-server` and two Tandem nodes, A and B, share it (`BROKER=redis`). The PC page runs in headless Chromium
+on node A; the phone side is plain HTTP against node B. Between `input-started` and `complete` node A is stopped
+with SIGTERM (it drains: its streams end with a `retry: 250` hint and it exits 0). While nothing listens on A's
+port, the phone submits through B and gets 200: the event is stored in Redis. Then A starts again on the same port,
+and the page's own `EventSource`, which kept retrying by itself all along, reconnects with `Last-Event-ID` and gets
+the missed `complete`. The test checks that the page resumed (same session, same EventSource, no new
+`POST /api/sessions`) rather than renewed, and that each event reached the page exactly once.
+
+What the page does is observed without changing it:
+- a script added through the DevTools protocol before the page loads wraps `window.EventSource` in a subclass that
+  records every instance and every event it fires (type, `lastEventId`, `readyState`); pc.js keeps its source in a
+  module variable, so this is the only way to see it. Scripts added this way are not subject to the page's CSP.
+- Chromium's performance log (DevTools `Network.*` events) shows each request the page made, with its headers: the
+  reconnect's `Last-Event-ID`, the failed attempts while A was down, and every `POST /api/sessions`.
+
+Needs: Debian `chromium`, `chromium-driver`, `redis-server`; `pip install -r Tests/e2e/requirements.txt`; a built
+binary at $TANDEM_BINARY or .build/debug/tandem. Screenshots of every step go to test-artifacts/browser/resume-*.png.
+
+Every wait is bounded (WebDriverWait, process waits and HTTP requests have timeouts), and every process the test
+starts is stopped by its PID when it ends, passed or failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BINARY = REPO_ROOT / ".build" / "debug" / "tandem"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+
+HEARTBEAT_SECONDS = 2
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+DRAIN_DEADLINE = 10.0  # drainTimeoutSeconds, the default
+WAIT = 10.0  # one step of the UI (an SSE event, a dialog) must show within this
+RESUME_WAIT = 15.0  # from A listening again to the PC showing the result
+DOWN_SECONDS = 2.0  # how long A stays down after the submit, so the browser fails to reconnect several times
+REQUEST_TIMEOUT = httpx.Timeout(5.0)
+
+JA = {
+    "waiting": "サブデバイスの接続を待っています...",
+    "connected": "サブデバイスで接続中...",
+    "input-started": "サブデバイスで入力中...",
+    "completed": "サブデバイスで入力完了",
+    "complete_title": "サブデバイスでの入力が完了しました",
+}
+
+NAME = "山田太郎"
+PHONE = "090-1234-5678"
+
+# Records every EventSource the page makes and every event each one fires, before any page script runs.
+RECORDER = r"""
+(() => {
+  const Native = window.EventSource;
+  if (!Native || window.__resume) return;
+  const record = { sources: [], log: [] };
+  window.__resume = record;
+  const types = ['open', 'error', 'message', 'connected', 'input-started', 'complete'];
+  class RecordedEventSource extends Native {
+    constructor(url, init) {
+      super(url, init);
+      const index = record.sources.length;
+      record.sources.push(this);
+      record.log.push({ source: index, type: 'construct', url: String(url), readyState: this.readyState, t: Date.now() });
+      for (const type of types) {
+        this.addEventListener(type, (event) => {
+          record.log.push({
+            source: index,
+            type,
+            id: typeof event.lastEventId === 'string' ? event.lastEventId : null,
+            data: typeof event.data === 'string' ? event.data : null,
+            readyState: this.readyState,
+            t: Date.now(),
+          });
+        });
+      }
+    }
+  }
+  window.EventSource = RecordedEventSource;
+})();
+"""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Processes
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LoggedProcess:
+    """A child process whose output lines are collected by a daemon thread, so no pipe fills up."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.process = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        self.pid = self.process.pid
+        self.lines: list[str] = []
+        self.drained = threading.Event()
+        self._changed = threading.Condition()
+        threading.Thread(target=self._drain, name=f"log-{self.pid}", daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.drained.set()
+            self._changed.notify_all()
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_for_line(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if any(text in line for line in self.lines):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.drained.is_set():
+                    return any(text in line for line in self.lines)
+                self._changed.wait(min(remaining, 0.2))
+
+    def matching(self, pattern: str) -> list[str]:
+        with self._changed:
+            return [line.rstrip("\n") for line in self.lines if re.search(pattern, line)]
+
+    def tail(self, n: int = 60) -> str:
+        with self._changed:
+            return "".join(self.lines[-n:])
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Signals the process by its PID and waits (bounded) until it has exited; SIGKILL if it lingers."""
+        if self.process.poll() is not None:
+            return
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            self.process.wait(timeout=STOP_TIMEOUT)
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.settimeout(1.0)
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _binary() -> str:
+    binary = os.environ.get("TANDEM_BINARY", str(DEFAULT_BINARY))
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"Tandem binary not found or not executable: {binary} (run `swift build --product tandem`)")
+    return binary
+
+
+class Node:
+    def __init__(self, name: str, port: int, process: LoggedProcess) -> None:
+        self.name = name
+        self.port = port
+        self.process = process
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def log(self) -> str:
+        return f"--- node {self.name} (port {self.port}, pid {self.process.pid}) log:\n{self.process.tail()}"
+
+
+class Cluster:
+    """One redis-server and the Tandem nodes of the test; `close()` stops all of them by PID, nodes first."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.processes: list[LoggedProcess] = []
+        self.redis_process: LoggedProcess | None = None
+        self.redis_url = ""
+
+    def start_redis(self) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server not found on PATH (Debian: apt-get install redis-server)")
+        for _ in range(3):  # another process may take the free port between our probe and Redis's bind
+            port = _free_loopback_port()
+            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.directory)]
+            process = LoggedProcess(args, cwd=self.directory)
+            self.redis_process = process
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while time.monotonic() < deadline and process.running():
+                if _redis_ping(port):
+                    self.redis_url = f"redis://127.0.0.1:{port}/0"
+                    return
+                time.sleep(0.05)
+            process.stop(signal.SIGKILL)
+        pytest.fail(f"redis-server did not start; its log:\n{self.redis_process.tail() if self.redis_process else ''}")
+
+    def _env(self, port: int, public_port: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            HOST="127.0.0.1",
+            PORT=str(port),
+            BROKER="redis",
+            REDIS_URL=self.redis_url,
+            HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
+            PUBLIC_BASE_URL=f"http://127.0.0.1:{public_port}",
+        )
+        return env
+
+    def _launch(self, name: str, port: int, public_port: int) -> Node | None:
+        process = LoggedProcess([_binary()], env=self._env(port, public_port), cwd=REPO_ROOT)
+        self.processes.append(process)
+        if not process.wait_for_line(f"Tandem listening on 127.0.0.1:{port}", STARTUP_TIMEOUT):
+            process.stop()
+            return None
+        node = Node(name, port, process)
+        assert process.wait_for_line("connected to Redis", STARTUP_TIMEOUT), f"node {name} never connected to Redis\n{node.log()}"
+        return node
+
+    def node(self, name: str, public_port: int | None = None) -> Node:
+        """A node on a free port (retried if the port is taken); PUBLIC_BASE_URL names `public_port` (or its own)."""
+        last: LoggedProcess | None = None
+        for _ in range(3):
+            port = _free_loopback_port()
+            node = self._launch(name, port, public_port if public_port is not None else port)
+            if node is not None:
+                return node
+            last = self.processes[-1]
+        pytest.fail(f"node {name} did not report 'Tandem listening on ...' in time; its log:\n{last.tail() if last else ''}")
+
+    def restart(self, node: Node) -> Node:
+        """Starts the node again on the same port with the same environment. The port was ours a moment ago, so
+        a failure to bind is retried briefly before giving up."""
+        for _ in range(3):
+            restarted = self._launch(node.name, node.port, node.port)
+            if restarted is not None:
+                return restarted
+            time.sleep(0.5)
+        pytest.fail(f"node {node.name} did not start again on port {node.port}; its log:\n{self.processes[-1].tail()}")
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            try:
+                process.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                pass
+        if self.redis_process is not None:
+            try:
+                self.redis_process.stop()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The browser
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    if path is None:
+        pytest.fail(f"`{name}` is missing: apt-get install {package} (scripts/test.sh does)")
+    return path
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    pytest.fail("Chromium is missing: apt-get install chromium chromium-driver (scripts/test.sh does)")
+
+
+@pytest.fixture
+def pc() -> Iterator[WebDriver]:
+    """The PC page's browser: desktop window, Japanese, performance log on, EventSource recorder installed."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = _chromium()
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # the tests may run as root (CI does); Chromium refuses its sandbox there
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--lang=ja",
+        "--window-size=1280,960",
+    ):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "ja"})
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=_tool("chromedriver", "chromium-driver")))
+    try:
+        driver.set_page_load_timeout(20)
+        driver.set_script_timeout(10)
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORDER})
+        yield driver
+    finally:
+        try:
+            driver.quit()
+        except Exception:  # noqa: BLE001 - a browser that is already gone is fine
+            pass
+
+
+_shot_counter = iter(range(1, 100))
+
+
+def shot(driver: WebDriver, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"resume-{next(_shot_counter):02d}-{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str, timeout: float = WAIT) -> Any:
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    except TimeoutException:
+        shot(driver, "timeout-" + re.sub(r"[^a-z0-9]+", "-", what.lower())[:40])
+        raise AssertionError(f"timed out after {timeout} s waiting for: {what}; page record: {record(driver)}") from None
+
+
+def pc_status(driver: WebDriver) -> tuple[str, str]:
+    state, text = driver.execute_script(
+        "return [document.getElementById('status').dataset.state, document.getElementById('status-text').textContent]"
+    )
+    return state, text
+
+
+def wait_status(driver: WebDriver, state: str, text: str, timeout: float = WAIT) -> None:
+    wait_until(driver, lambda d: pc_status(d) == (state, text), f"PC status {state!r}", timeout)
+
+
+def dialog(driver: WebDriver) -> dict[str, Any]:
+    return driver.execute_script(
+        """
+        const d = document.getElementById('dialog');
+        return {
+          open: d.open,
+          kind: d.dataset.kind || '',
+          title: d.querySelector('.dialog-title').textContent,
+          text: d.querySelector('.dialog-body').textContent.trim(),
+        };
+        """
+    )
+
+
+def record(driver: WebDriver) -> dict[str, Any]:
+    """What the recorder saw: how many EventSources, each one's readyState, and every event."""
+    return driver.execute_script(
+        "const r = window.__resume;"
+        "return r ? { readyStates: r.sources.map((s) => s.readyState), log: r.log.slice() } : null;"
+    )
+
+
+def page_session(driver: WebDriver) -> dict[str, str]:
+    """The session the page shows: its phone URL, the session id in it and the QR image's address."""
+    url = driver.find_element(By.ID, "phone-url").get_attribute("textContent")
+    match = re.search(r"[?&]session=([A-Za-z0-9_-]+)$", url)
+    assert match, f"no session id in the phone URL {url!r}"
+    return {"phone_url": url, "id": match.group(1), "qr": driver.find_element(By.ID, "qr").get_attribute("src")}
+
+
+class NetworkLog:
+    """The page's requests, from Chromium's performance log (DevTools Network events), accumulated across reads."""
+
+    def __init__(self, driver: WebDriver) -> None:
+        self.driver = driver
+        self.messages: list[dict[str, Any]] = []
+
+    def read(self) -> None:
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message.get("method", "").startswith("Network."):
+                self.messages.append(message)
+
+    def requests(self, path: str, method: str | None = None) -> list[dict[str, Any]]:
+        """Every request to `path`: url, method, headers (those actually sent, when it reached a server), the
+        response's status (None without a response) and the error it failed with, if any."""
+        self.read()
+        found: dict[str, dict[str, Any]] = {}
+        order: list[str] = []
+        extra: dict[str, dict[str, str]] = {}
+        status: dict[str, int] = {}
+        failure: dict[str, str] = {}
+        for message in self.messages:
+            params = message.get("params", {})
+            request_id = params.get("requestId")
+            name = message["method"]
+            if name == "Network.requestWillBeSent":
+                request = params["request"]
+                if "127.0.0.1:" in request["url"] and request["url"].split("?")[0].endswith(path):
+                    if method is None or request["method"] == method:
+                        key = f"{request_id}#{len(order)}"  # EventSource reconnects may reuse a request id
+                        found[key] = {"url": request["url"], "method": request["method"], "headers": dict(request.get("headers", {})), "requestId": request_id}
+                        order.append(key)
+            elif name == "Network.requestWillBeSentExtraInfo":
+                extra.setdefault(request_id, {}).update(params.get("headers", {}))
+            elif name == "Network.loadingFailed":
+                failure[request_id] = params.get("errorText", "failed")
+            elif name == "Network.responseReceived":
+                status[request_id] = int(params["response"]["status"])
+        result = []
+        for key in order:
+            item = found[key]
+            headers = {k.lower(): v for k, v in {**item["headers"], **extra.get(item["requestId"], {})}.items()}
+            result.append({**item, "headers": headers, "status": status.get(item["requestId"]), "failure": failure.get(item["requestId"])})
+        return result
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """A sample's value from a Prometheus text exposition (exact label set); 0 when it is absent."""
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):].split()[0])
+    return 0.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The test
+
+
+def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster: Cluster, pc: WebDriver) -> None:
+    cluster.start_redis()
+    a = cluster.node("A")
+    b = cluster.node("B", public_port=a.port)
+    network = NetworkLog(pc)
+    phone = httpx.Client(base_url=b.base_url, timeout=REQUEST_TIMEOUT)
+
+    try:
+        # --- The PC page on A makes its session.
+        pc.get(a.base_url + "/")
+        wait_status(pc, "waiting", JA["waiting"])
+        wait_until(pc, lambda d: d.execute_script("const q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0"), "the QR image")
+        session = page_session(pc)
+        session_id = session["id"]
+        assert session["phone_url"] == f"{a.base_url}/phone.html?session={session_id}", session
+        assert session["qr"] == f"{a.base_url}/api/qr?session={session_id}", session
+        wait_until(pc, lambda d: (r := record(d)) and any(e["type"] == "open" for e in r["log"]), "the EventSource to open")
+        shot(pc, "pc-waiting")
+
+        # --- The phone, through B: validate-session, then input-started.
+        response = phone.get("/api/validate-session", params={"session": session_id})
+        assert response.status_code == 200 and response.json()["valid"] is True, response.text
+        wait_status(pc, "connected", JA["connected"])
+        shot(pc, "pc-connected")
+        response = phone.post("/api/input-started", json={"sessionId": session_id})
+        assert response.status_code == 200 and response.json() == {"success": True}, response.text
+        wait_status(pc, "input-started", JA["input-started"])
+        shot(pc, "pc-inputting")
+
+        # --- A drains and exits.
+        started = time.monotonic()
+        a.process.stop(signal.SIGTERM)
+        drain_seconds = time.monotonic() - started
+        assert a.process.process.returncode == 0, f"A exited with {a.process.process.returncode}\n{a.log()}"
+        assert drain_seconds < DRAIN_DEADLINE + 1, f"A took {drain_seconds:.1f} s to drain\n{a.log()}"
+        assert a.process.wait_for_line("Tandem stopped", 2.0), a.log()
+        stopped_at = time.monotonic()
+
+        # Nothing listens on A's port now, and the page's EventSource keeps trying by itself: each failed attempt
+        # fires `error` with readyState CONNECTING. CLOSED would make the page renew its session.
+        def failed_attempts(driver: WebDriver) -> int:
+            log = record(driver)["log"]
+            return sum(1 for e in log if e["type"] == "error" and e["readyState"] == 0)
+
+        wait_until(pc, lambda d: failed_attempts(d) >= 2, "the EventSource to retry (and fail) at least twice while A is down")
+        state = record(pc)
+        assert state["readyStates"] == [0], f"EventSource not CONNECTING while A is down: {state}"
+        assert pc_status(pc) == ("input-started", JA["input-started"])
+        shot(pc, "pc-a-down")
+
+        # --- The phone submits through B while A is down: acknowledged, so it must reach the PC.
+        response = phone.post("/api/submit", json={"sessionId": session_id, "name": NAME, "phone": PHONE})
+        assert response.status_code == 200 and response.json()["success"] is True, response.text
+        time.sleep(DOWN_SECONDS)
+        state = record(pc)
+        assert state["readyStates"] == [0], f"EventSource not CONNECTING after the submit: {state}"
+        assert pc_status(pc) == ("input-started", JA["input-started"])
+        assert page_session(pc) == session
+        shot(pc, "pc-a-down-submitted")
+
+        # --- A starts again on the same port; Chromium reconnects on its own and gets the missed `complete`.
+        down_seconds = time.monotonic() - stopped_at
+        a2 = cluster.restart(a)
+        restarted = time.monotonic()
+
+        def resumed_or_given_up(driver: WebDriver) -> str | None:
+            if pc_status(driver) == ("completed", JA["completed"]):
+                return "completed"
+            # CLOSED without `complete`: the reconnect was refused (any status but 200 fails an EventSource), and
+            # the page will renew its session, so the submission would never be shown. Fail at once, with why.
+            state = record(driver)
+            closed = state["readyStates"][:1] == [2] and not any(e["type"] == "complete" for e in state["log"])
+            return "closed" if closed else None
+
+        outcome = wait_until(pc, resumed_or_given_up, "the PC to resume and show `complete`", timeout=RESUME_WAIT)
+        if outcome == "closed":
+            time.sleep(0.5)
+            shot(pc, "eventsource-closed")
+            outcomes = [(r["status"], r["failure"], r["headers"].get("last-event-id")) for r in network.requests("/api/events")]
+            pytest.fail(
+                "the page's EventSource was CLOSED by a refused reconnect instead of resuming (the page renews its "
+                f"session, and the acknowledged submission is never shown); /api/events requests (status, error, "
+                f"Last-Event-ID): {outcomes}\n{a2.log()}"
+            )
+        assert pc_status(pc) == ("completed", JA["completed"])
+        resumed_after = time.monotonic() - restarted
+        result = wait_until(pc, lambda d: (s := dialog(d))["open"] and s, "the PC's result dialog")
+        assert result["title"] == JA["complete_title"] and result["kind"] == "success", result
+        assert pc.find_element(By.ID, "result-name").get_attribute("textContent") == NAME
+        assert pc.find_element(By.ID, "result-phone").get_attribute("textContent") == PHONE
+        shot(pc, "pc-resumed-result")
+
+        # Resumed, not renewed: the same session on the page, one EventSource ever, one POST /api/sessions ever.
+        assert page_session(pc) == session, f"the page changed its session: {page_session(pc)} != {session}"
+        state = record(pc)
+        constructed = [e for e in state["log"] if e["type"] == "construct"]
+        assert len(constructed) == 1, f"the page made {len(constructed)} EventSources: {constructed}"
+        creates = network.requests("/api/sessions", "POST")
+        assert len(creates) == 1, f"the page made {len(creates)} sessions: {creates}"
+
+        # Each event reached the page exactly once, in order, through the one EventSource.
+        events = [(e["type"], e["id"]) for e in state["log"] if e["type"] in ("connected", "input-started", "complete")]
+        assert events == [("connected", "1"), ("input-started", "2"), ("complete", "3")], state["log"]
+        complete = next(e for e in state["log"] if e["type"] == "complete")
+        assert json.loads(complete["data"]) == {"name": NAME, "phone": PHONE}, complete
+
+        # The browser's own reconnects: those while A was down were refused before any header was sent; the one
+        # that reached the restarted A carried Last-Event-ID: 2 and the reader key, and got 200. Any other status
+        # would have closed the EventSource (and made the page renew).
+        streams = network.requests("/api/events")
+        outcomes = [(r["status"], r["failure"], r["headers"].get("last-event-id")) for r in streams]
+        assert streams and streams[0]["status"] == 200 and "last-event-id" not in streams[0]["headers"], outcomes
+        reconnects = streams[1:]
+        assert f"session={session_id}&key=" in streams[0]["url"], streams[0]["url"]
+        assert all(r["url"] == streams[0]["url"] for r in reconnects), [r["url"] for r in reconnects]
+        refused = [r for r in reconnects if r["status"] is None and r["failure"] == "net::ERR_CONNECTION_REFUSED"]
+        answered = [r for r in reconnects if r["status"] is not None]
+        assert len(refused) >= 2 and len(refused) + len(answered) == len(reconnects), outcomes
+        assert [(r["status"], r["headers"].get("last-event-id")) for r in answered] == [(200, "2")], outcomes
+        # The drain's `retry: 250` took effect: the browser retried about every 250 ms, not every 2000 ms.
+        retries = [e["t"] for e in state["log"] if e["type"] == "error" and e["readyState"] == 0]
+        gaps = sorted(later - earlier for earlier, later in zip(retries, retries[1:]))
+        assert gaps and gaps[len(gaps) // 2] < 1000, f"reconnect attempts {gaps} ms apart; the drain asked for 250"
+
+        # Node A's side. The first A logged its stream when the drain ended it. The restarted A served exactly one
+        # stream (its log has no line for it: a stream the client closes is not logged, so the metrics tell), and it
+        # replayed only what came after id 2. Nobody made a session on either node after the page's first one.
+        assert len(a.process.matching(r"GET /api/events 200")) == 1, a.log()
+        assert len(a.process.matching(r"POST /api/sessions 201")) == 1, a.log()
+        assert not a2.process.matching(r"POST /api/sessions"), a2.log()
+        assert not b.process.matching(r"POST /api/sessions"), b.log()
+        metrics = httpx.get(a2.base_url + "/metrics", timeout=REQUEST_TIMEOUT).text
+        delivered = {t: metric(metrics, "tandem_events_delivered_total", f'type="{t}"') for t in ("connected", "input-started", "complete")}
+        assert delivered == {"connected": 0.0, "input-started": 0.0, "complete": 1.0}, delivered
+        assert metric(metrics, "http_requests_total", 'route="/api/events",method="GET",status="200"') == 1.0, metrics
+        assert metric(metrics, "http_requests_total", 'route="/api/sessions",method="POST",status="201"') == 0.0, metrics
+
+        print(
+            f"\n[resume] A drained in {drain_seconds:.2f} s and was down {down_seconds:.1f} s; "
+            f"{len(refused)} refused reconnects ~{gaps[len(gaps) // 2]} ms apart, {len(answered)} answered; the result showed "
+            f"{resumed_after:.2f} s after A listened again; A2 delivered {delivered}"
+        )
+    finally:
+        phone.close()
