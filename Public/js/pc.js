@@ -9,6 +9,7 @@ const status = document.getElementById('status');
 const statusText = document.getElementById('status-text');
 const countdown = document.getElementById('countdown');
 const phoneUrl = document.getElementById('phone-url');
+const linkLost = document.getElementById('link-lost');
 const newSessionButton = document.getElementById('new-session');
 
 // The status line only moves forward through the phone's steps (rank 0 and up): a replayed event after a
@@ -108,6 +109,7 @@ async function startSession() {
   qr.hidden = false;
   phoneUrl.textContent = String(created.phoneUrl ?? '');
   setStatus('waiting', current);
+  linkLost.hidden = true;
   follow(current, String(created.readerKey));
   showTimeLeft();
   ticker = setInterval(showTimeLeft, 250);
@@ -140,10 +142,19 @@ function follow(current, readerKey) {
     qr.classList.add('used');
     showResult(String(data.name ?? ''), String(data.phone ?? ''));
   });
+  source.addEventListener('open', () => {
+    if (current === session) linkLost.hidden = true;
+  });
   source.addEventListener('error', () => {
-    // EventSource reconnects by itself (with Last-Event-ID) while it is CONNECTING. CLOSED means the server
-    // refused the stream: the session has expired (404) or is gone, so it is time for a new one.
-    if (source.readyState === EventSource.CLOSED) renew(current);
+    // EventSource reconnects by itself (with Last-Event-ID) while it is CONNECTING: say so, since events cannot
+    // arrive meanwhile. CLOSED means the server refused the stream: the session has expired (404) or is gone,
+    // so it is time for a new one.
+    if (current !== session) return;
+    if (source.readyState === EventSource.CONNECTING && !current.completed) linkLost.hidden = false;
+    if (source.readyState === EventSource.CLOSED) {
+      linkLost.hidden = true;
+      renew(current);
+    }
   });
 }
 

@@ -70,6 +70,13 @@ struct ObservabilityTests {
             let refused = try await client.post("/api/input-started", json: #"{"sessionId":"sess_x"}"#)
             #expect(refused.status == 503)
             #expect(try json(refused)["code"]?.string == "service_unavailable")
+            // A stream is not refused (EventSource would give up for good) but asked to come back later.
+            let stream = try await client.openEventStream("/api/events?session=sess_x", headers: [("Last-Event-ID", "2")])
+            #expect(stream.head.status == 200)
+            let (events, ended) = try await stream.all(timeout: .seconds(3)) { _ in false }
+            #expect(ended)
+            #expect(events.contains { $0.retry == 2000 })
+            #expect(events.contains { $0.comment == "broker unavailable" })
         }
     }
 }

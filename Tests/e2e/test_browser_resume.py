@@ -515,6 +515,8 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         state = record(pc)
         assert state["readyStates"] == [0], f"EventSource not CONNECTING while A is down: {state}"
         assert pc_status(pc) == ("input-started", JA["input-started"])
+        # The page says that it lost the server and is reconnecting (events cannot arrive meanwhile).
+        wait_until(pc, lambda d: d.find_element(By.ID, "link-lost").is_displayed(), "the PC to say it is reconnecting")
         shot(pc, "pc-a-down")
 
         # --- The phone submits through B while A is down: acknowledged, so it must reach the PC.
@@ -558,6 +560,7 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         assert pc.find_element(By.ID, "result-name").get_attribute("textContent") == NAME
         assert pc.find_element(By.ID, "result-phone").get_attribute("textContent") == PHONE
         shot(pc, "pc-resumed-result")
+        assert not pc.find_element(By.ID, "link-lost").is_displayed(), "the reconnecting notice stayed after resuming"
 
         # Resumed, not renewed: the same session on the page, one EventSource ever, one POST /api/sessions ever.
         assert page_session(pc) == session, f"the page changed its session: {page_session(pc)} != {session}"

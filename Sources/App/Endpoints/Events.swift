@@ -21,11 +21,24 @@ extension API {
         let cookieName = "tandem_reader_" + id.rawValue
         let offeredKey = SessionID.randomHex128()
         let record: SessionRecord
-        if request.headers.contains(name: "last-event-id") {
-            guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
-            record = existing
-        } else {
-            record = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey)
+        do {
+            if request.headers.contains(name: "last-event-id") {
+                guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
+                record = existing
+            } else {
+                record = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey)
+            }
+        } catch let error as BrokerError where error.code == .unavailable {
+            // A 503 would make EventSource give up (and a page start a new session, hiding what the phone already
+            // sent). An empty stream with a retry hint makes it come back later with its Last-Event-ID instead.
+            logger.debug("broker unavailable; the stream is asked to retry", metadata: ["error": "\(error)"])
+            metrics.refused(status: 503)
+            let retry = configuration.retryMilliseconds
+            return Response(status: .ok, headers: EventStreamWriter.headers, body: .stream { body in
+                let writer = EventStreamWriter(body)
+                try await writer.sendComment("broker unavailable")
+                try await writer.sendRetry(milliseconds: retry)
+            })
         }
         var headers = EventStreamWriter.headers
         headers.add(name: "Connection", value: "keep-alive")
