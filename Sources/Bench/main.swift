@@ -17,7 +17,7 @@ usage: tandem-bench <hold|flow|fanout|knee|all|smoke> [options]
   --rate R            fanout: events per second (default 1000)
   --rates LIST        knee: steps (default 1000,2000,4000,8000,12000,16000,24000,32000,40000,48000,64000)
   --threads N         client event loops (default 2)
-  --pool N            publishing connections per event loop (default 8)
+  --pool N            publishing connections per event loop (default 32)
   --sources N         client source addresses 127.0.0.2... (default 16)
   --heartbeat S       heartbeat / nchan ping interval given to the servers (default 5)
   --per-worker N      streams per client process before hold re-execs itself as workers (default 15000)
@@ -44,7 +44,7 @@ func flag(_ name: String, _ fallback: Int) -> Int { flags[name].flatMap { Int($0
 func flag(_ name: String, _ fallback: Double) -> Double { flags[name].flatMap { Double($0) } ?? fallback }
 
 let threads = flag("threads", 2)
-let poolSize = flag("pool", 8)
+let poolSize = flag("pool", 32)
 let sourceCount = flag("sources", 16)
 let heartbeat = flag("heartbeat", 5)
 let perWorker = flag("per-worker", 15000)
