@@ -153,9 +153,9 @@ func runCommand(_ executable: String, _ arguments: [String]) -> Int32 {
 }
 
 func which(_ name: String) -> String? {
-    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin:/usr/sbin:/sbin").split(separator: ":") + ["/usr/sbin", "/sbin"] {
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin:/usr/sbin:/sbin").split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] {
         let path = "\(directory)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
+        if access(path, X_OK) == 0 { return path }  // follows relative symlinks (redis-server -> redis-check-rdb)
     }
     return nil
 }
