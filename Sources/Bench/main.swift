@@ -67,7 +67,8 @@ if command == "worker" {
             while !FileManager.default.fileExists(atPath: go), Date() < deadline { usleep(20_000) }
         })
         let r = outcome.result
-        print("RESULT \(r.established) \(r.openAtEnd) \(r.failedOpens) \(r.dropped) \(r.heartbeats) \(outcome.clientCPU) \(outcome.establishSeconds)")
+        let statuses = r.statuses.map { "\($0.key):\($0.value)" }.joined(separator: ",")
+        print("RESULT \(r.established) \(r.openAtEnd) \(r.failedOpens) \(r.dropped) \(r.heartbeats) \(outcome.clientCPU) \(outcome.establishSeconds) \(statuses.isEmpty ? "-" : statuses)")
         fflush(nil)
         exit(0)
     } catch {
@@ -182,6 +183,12 @@ func hold(_ target: RunningTarget, streams: Int, duration: Double, heartbeat: In
             result.dropped += Int(f[3]) ?? 0
             result.heartbeats += Int(f[4]) ?? 0
             clientCPU += Double(f[5]) ?? 0
+            if f.count > 7, f[7] != "-" {
+                for pair in f[7].split(separator: ",") {
+                    let kv = pair.split(separator: ":")
+                    if kv.count == 2, let status = Int(kv[0]), let count = Int(kv[1]) { result.statuses[status, default: 0] += count }
+                }
+            }
         }
     }
     let perStream = result.established > 0 ? Double(rssEstablished - rssBefore) / Double(result.established) : .nan
