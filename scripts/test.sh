@@ -58,4 +58,8 @@ TANDEM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0" swift test --skip-build
 step "End-to-end against the real binary: SSE through httpx-sse and sseclient-py; two nodes and one Redis; the PC and phone pages in headless Chromium, QR read by zbarimg (pytest Tests/e2e; screenshots in test-artifacts/browser/)"
 TANDEM_BINARY="$PWD/.build/debug/tandem" "$venv/bin/python" -m pytest -q Tests/e2e
 
+step "Benchmark client smoke test: tandem-bench smoke against the debug binary (memory broker, a few seconds)"
+swift build --product tandem-bench
+.build/debug/tandem-bench smoke --tandem "$PWD/.build/debug/tandem"
+
 step "All tests passed"

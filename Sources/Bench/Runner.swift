@@ -1,0 +1,126 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One in-process run: shards on `threads` event loops, each with its streams and publishing pool.
+struct RunPlan {
+    var mode: Mode
+    var flavor: Flavor
+    var streamPorts: [Int]
+    var publishPort: Int
+    var slots: Int
+    var rate: Double = 0
+    var window: Double
+    var threads: Int
+    var pool: Int
+    var sources: Int
+    var sourceOffset: Int = 0
+    var lossDeadline: Double = 5
+    var maxConnecting = 256
+    var establishTimeout: Double = 60
+}
+
+struct RunOutcome {
+    var result: ShardResult
+    var establishSeconds: Double
+    var clientCPU: Double
+}
+
+func sourceAddresses(_ count: Int, offset: Int) -> [SocketAddress] {
+    (0..<max(1, count)).map { k in
+        let host = 2 + (offset + k) % 250
+        return try! SocketAddress(ipAddress: "127.0.0.\(host)", port: 0)
+    }
+}
+
+/// Runs `plan`: opens every stream, calls `established`, runs the window, calls `windowEnded`, waits for what is
+/// still in flight (up to the loss deadline), closes everything. Bounded in time at every step.
+func runInProcess(_ plan: RunPlan, established: () -> Void = {}, windowEnded: () -> Void = {}, waitForGo: () -> Void = {}) throws -> RunOutcome {
+    let cpuStart = selfCPUSeconds()
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: plan.threads)
+    defer { try? group.syncShutdownGracefully() }
+    let nonce = String(UInt64.random(in: 0..<UInt64(1) << 40), radix: 36)
+    var shards: [Shard] = []
+    var loops = group.makeIterator()
+    for t in 0..<plan.threads {
+        let share = plan.slots / plan.threads + (t < plan.slots % plan.threads ? 1 : 0)
+        let spec = ShardSpec(
+            mode: plan.mode, flavor: plan.flavor,
+            streamTarget: try SocketAddress(ipAddress: "127.0.0.1", port: plan.streamPorts[t % plan.streamPorts.count]),
+            publishTarget: try SocketAddress(ipAddress: "127.0.0.1", port: plan.publishPort),
+            sources: sourceAddresses(plan.sources, offset: plan.sourceOffset), sourceOffset: t,
+            slots: share, ratePerSecond: plan.rate / Double(plan.threads), poolSize: plan.pool,
+            lossDeadline: .nanoseconds(Int64(plan.lossDeadline * 1e9)), maxConnecting: plan.maxConnecting,
+            idPrefix: "b\(nonce)t\(t)s\(plan.sourceOffset)")
+        shards.append(Shard(loop: loops.next()!, spec: spec, seed: UInt64.random(in: 1...UInt64.max)))
+    }
+    try EventLoopFuture.andAllSucceed(shards.map { $0.start() }, on: group.any()).wait()
+    let openStart = Date()
+    while true {
+        let progress = try shards.map { try $0.progress().wait() }
+        let done = progress.reduce(0) { $0 + $1.established + $1.failed }
+        if done >= plan.slots || Date().timeIntervalSince(openStart) > plan.establishTimeout { break }
+        usleep(50_000)
+    }
+    let establishSeconds = Date().timeIntervalSince(openStart)
+    established()
+    waitForGo()
+    let window = TimeAmount.nanoseconds(Int64(plan.window * 1e9))
+    for shard in shards { try shard.beginWindow(duration: window).wait() }
+    usleep(useconds_t(plan.window * 1e6))
+    for shard in shards { try shard.endWindow().wait() }
+    windowEnded()
+    let drainStart = Date()
+    while Date().timeIntervalSince(drainStart) < plan.lossDeadline + 0.5 {
+        let pending = try shards.reduce(0) { $0 + (try $1.pendingCount().wait()) }
+        if pending == 0 { break }
+        usleep(20_000)
+    }
+    var result = ShardResult()
+    for shard in shards { result.merge(try shard.finish().wait()) }
+    return RunOutcome(result: result, establishSeconds: establishSeconds, clientCPU: selfCPUSeconds() - cpuStart)
+}
+
+// MARK: reporting
+
+struct JSONLine {
+    private var parts: [String] = []
+
+    mutating func add(_ key: String, _ value: String) { parts.append("\"\(key)\":\"\(value.replacingOccurrences(of: "\"", with: "'"))\"") }
+    mutating func add(_ key: String, _ value: Int) { parts.append("\"\(key)\":\(value)") }
+    mutating func add(_ key: String, _ value: Double, digits: Int = 3) {
+        let factor = pow(10.0, Double(digits))
+        let rounded = (value * factor).rounded() / factor
+        parts.append("\"\(key)\":\(value.isFinite ? String(rounded) : "null")")
+    }
+    mutating func addRaw(_ key: String, _ json: String) { parts.append("\"\(key)\":\(json)") }
+
+    var text: String { "{" + parts.joined(separator: ",") + "}" }
+}
+
+/// p50/p99/p99.9/max in milliseconds, of nanosecond samples.
+func latencySummary(_ samples: [UInt64]) -> (p50: Double, p99: Double, p999: Double, max: Double, json: String) {
+    guard !samples.isEmpty else { return (.nan, .nan, .nan, .nan, "null") }
+    let sorted = samples.sorted()
+    func at(_ q: Double) -> Double { Double(sorted[min(sorted.count - 1, Int(q * Double(sorted.count)))]) / 1e6 }
+    let values = (at(0.5), at(0.99), at(0.999), Double(sorted.last!) / 1e6)
+    var line = JSONLine()
+    line.add("p50", values.0)
+    line.add("p99", values.1)
+    line.add("p99_9", values.2)
+    line.add("max", values.3)
+    return (values.0, values.1, values.2, values.3, line.text)
+}
+
+func statusesJSON(_ statuses: [Int: Int]) -> String {
+    "{" + statuses.sorted { $0.key < $1.key }.map { "\"\($0.key == -1 ? "connect_error" : $0.key == -2 ? "connection_lost" : String($0.key))\":\($0.value)" }.joined(separator: ",") + "}"
+}
+
+func emit(_ line: JSONLine) {
+    print(line.text)
+    fflush(nil)
+}

@@ -1,0 +1,412 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// tandem-bench: measures Tandem (and nginx + nchan in the same run) on this machine. See BENCHMARKS.md.
+
+let usage = """
+usage: tandem-bench <hold|flow|fanout|knee|all|smoke> [options]
+  --target LIST       tandem-memory,tandem-redis,nchan-memory,nchan-redis (default: all four; flow: Tandem only)
+  --tandem PATH       the tandem binary (default .build/release/tandem, built when missing)
+  --streams N         hold: idle streams (default 19000); fanout/knee: streams (default 1000)
+  --nodes N           hold on tandem-redis: Tandem nodes sharing one Redis (default 2: streams on A, publishes on B)
+  --duration S        seconds each window lasts (default hold 20, flow 10, fanout 10, knee step 5)
+  --flows N           flow: concurrent handoffs (default 1000)
+  --rate R            fanout: events per second (default 1000)
+  --rates LIST        knee: steps (default 1000,2000,4000,8000,12000,16000,24000,32000,40000,48000,64000)
+  --threads N         client event loops (default 2)
+  --pool N            publishing connections per event loop (default 32)
+  --sources N         client source addresses 127.0.0.2... (default 16)
+  --heartbeat S       heartbeat / nchan ping interval given to the servers (default 5)
+  --per-worker N      streams per client process before hold re-execs itself as workers (default 15000)
+"""
+
+let command = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "help"
+let flags: [String: String] = {
+    let arguments = Array(CommandLine.arguments.dropFirst(2))
+    var flags: [String: String] = [:]
+    var index = 0
+    while index < arguments.count {
+        let key = arguments[index]
+        guard key.hasPrefix("--"), index + 1 < arguments.count else {
+            print("unexpected argument \(key)\n\(usage)", to: &standardError)
+            exit(2)
+        }
+        flags[String(key.dropFirst(2))] = arguments[index + 1]
+        index += 2
+    }
+    return flags
+}()
+
+func flag(_ name: String, _ fallback: Int) -> Int { flags[name].flatMap { Int($0) } ?? fallback }
+func flag(_ name: String, _ fallback: Double) -> Double { flags[name].flatMap { Double($0) } ?? fallback }
+
+let threads = flag("threads", 2)
+let poolSize = flag("pool", 32)
+let sourceCount = flag("sources", 16)
+let heartbeat = flag("heartbeat", 5)
+let perWorker = flag("per-worker", 15000)
+
+// MARK: worker mode (hold across several client processes)
+
+if command == "worker" {
+    // tandem-bench worker --port P --streams N --duration S --source-offset K --go FILE
+    let plan = RunPlan(
+        mode: .hold, flavor: Flavor(rawValue: flags["flavor"] ?? "tandem") ?? .tandem,
+        streamPorts: [flag("port", 0)], publishPort: flag("port", 0), slots: flag("streams", 0),
+        window: flag("duration", 20.0), threads: threads, pool: 0, sources: sourceCount,
+        sourceOffset: flag("source-offset", 0), establishTimeout: flag("establish-timeout", 90.0))
+    let go = flags["go"] ?? ""
+    do {
+        let outcome = try runInProcess(plan, established: {}, windowEnded: {}, waitForGo: {
+            print("READY")
+            fflush(nil)
+            let deadline = Date().addingTimeInterval(180)
+            while !FileManager.default.fileExists(atPath: go), Date() < deadline { usleep(20_000) }
+        })
+        let r = outcome.result
+        let statuses = r.statuses.map { "\($0.key):\($0.value)" }.joined(separator: ",")
+        print("RESULT \(r.established) \(r.openAtEnd) \(r.failedOpens) \(r.dropped) \(r.heartbeats) \(outcome.clientCPU) \(outcome.establishSeconds) \(statuses.isEmpty ? "-" : statuses)")
+        fflush(nil)
+        exit(0)
+    } catch {
+        print("ERROR \(error)")
+        exit(1)
+    }
+}
+
+// MARK: setup
+
+func packageDirectory() -> String {
+    var directory = FileManager.default.currentDirectoryPath
+    while directory != "/" {
+        if FileManager.default.fileExists(atPath: directory + "/Package.swift") { return directory }
+        directory = (directory as NSString).deletingLastPathComponent
+    }
+    return FileManager.default.currentDirectoryPath
+}
+
+let package = packageDirectory()
+
+func tandemBinary() throws -> String {
+    if let path = flags["tandem"] { return path }
+    let release = package + "/.build/release/tandem"
+    if !FileManager.default.isExecutableFile(atPath: release) {
+        print("# building Tandem: swift build -c release --product tandem", to: &standardError)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: which("swift") ?? "/usr/bin/swift")
+        process.arguments = ["build", "-c", "release", "--product", "tandem", "--package-path", package]
+        try process.run()
+        process.waitUntilExit()
+    }
+    guard FileManager.default.isExecutableFile(atPath: release) else { throw BenchError("no Tandem binary; run swift build -c release --product tandem or pass --tandem PATH") }
+    return release
+}
+
+func selfExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+func targets(default kinds: [TargetKind]) -> [TargetKind] {
+    guard let list = flags["target"] else { return kinds }
+    return list.split(separator: ",").compactMap { TargetKind(rawValue: String($0)) }
+}
+
+func serverCPU(_ target: RunningTarget) -> Double { target.allPIDs.reduce(0) { $0 + cpuSeconds($1) } }
+func streamRSS(_ target: RunningTarget) -> Int { target.streamPIDs.reduce(0) { $0 + rssKiB($1) } }
+
+/// Counters that make a scenario a failure (for smoke and the exit status).
+nonisolated(unsafe) var failures: [String] = []
+
+// MARK: scenarios
+
+func hold(_ target: RunningTarget, streams: Int, duration: Double, heartbeat: Int = heartbeat, launcher: Launcher) throws {
+    let flavor = target.kind.flavor
+    let rssBefore = streamRSS(target)
+    let cpuBefore = serverCPU(target)
+    var rssEstablished = 0
+    var rssAfter = 0
+    var result = ShardResult()
+    var clientCPU = 0.0
+    var establishSeconds = 0.0
+    var processes = 1
+    if streams <= perWorker {
+        let plan = RunPlan(mode: .hold, flavor: flavor, streamPorts: target.streamPorts, publishPort: target.publishPort, slots: streams,
+                           window: duration, threads: threads, pool: 0, sources: sourceCount)
+        let outcome = try runInProcess(plan, established: { rssEstablished = streamRSS(target) }, windowEnded: { rssAfter = streamRSS(target) })
+        result = outcome.result
+        clientCPU = outcome.clientCPU
+        establishSeconds = outcome.establishSeconds
+    } else {
+        // Re-exec as workers: each holds its share against one node, on its own source addresses.
+        let nodes = target.streamPorts.count
+        var workers = (streams + perWorker - 1) / perWorker
+        workers = (workers + nodes - 1) / nodes * nodes
+        processes = workers
+        let go = "\(launcher.directory)/go-\(UUID().uuidString)"
+        var spawned: [(Process, String)] = []
+        for w in 0..<workers {
+            let share = streams / workers + (w < streams % workers ? 1 : 0)
+            let name = "worker-\(target.kind.rawValue)-\(w)"
+            let process = try launcher.spawn(name, selfExecutable(), [
+                "worker", "--flavor", flavor.rawValue, "--port", String(target.streamPorts[w % nodes]), "--streams", String(share),
+                "--duration", String(duration), "--source-offset", String(w * sourceCount), "--sources", String(sourceCount),
+                "--threads", String(threads), "--go", go,
+            ])
+            spawned.append((process, launcher.logPath(name)))
+        }
+        let start = Date()
+        func lines(_ path: String) -> [String] { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        while Date().timeIntervalSince(start) < 200 {
+            if spawned.allSatisfy({ lines($0.1).contains("READY") || !$0.0.isRunning }) { break }
+            usleep(100_000)
+        }
+        establishSeconds = Date().timeIntervalSince(start)
+        rssEstablished = streamRSS(target)
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
+        usleep(useconds_t(max(0, duration - 1) * 1e6))
+        rssAfter = streamRSS(target)
+        for (process, path) in spawned {
+            let deadline = Date().addingTimeInterval(duration + 30)
+            while process.isRunning, Date() < deadline { usleep(100_000) }
+            if process.isRunning { launcher.stop(process) }
+            guard let line = lines(path).first(where: { $0.hasPrefix("RESULT ") }) else {
+                failures.append("hold worker \(path) gave no result")
+                continue
+            }
+            let f = line.split(separator: " ").dropFirst().map(String.init)
+            result.established += Int(f[0]) ?? 0
+            result.openAtEnd += Int(f[1]) ?? 0
+            result.failedOpens += Int(f[2]) ?? 0
+            result.dropped += Int(f[3]) ?? 0
+            result.heartbeats += Int(f[4]) ?? 0
+            clientCPU += Double(f[5]) ?? 0
+            if f.count > 7, f[7] != "-" {
+                for pair in f[7].split(separator: ",") {
+                    let kv = pair.split(separator: ":")
+                    if kv.count == 2, let status = Int(kv[0]), let count = Int(kv[1]) { result.statuses[status, default: 0] += count }
+                }
+            }
+        }
+    }
+    let perStream = result.established > 0 ? Double(rssEstablished - rssBefore) / Double(result.established) : .nan
+    let perStreamEnd = result.openAtEnd > 0 ? Double(rssAfter - rssBefore) / Double(result.openAtEnd) : .nan
+    var line = JSONLine()
+    line.add("scenario", "hold")
+    line.add("target", target.kind.rawValue)
+    line.add("nodes", target.streamPIDs.count)
+    line.add("streams", streams)
+    line.add("established", result.established)
+    line.add("open_at_end", result.openAtEnd)
+    line.add("failed", result.failedOpens)
+    line.add("dropped", result.dropped)
+    line.add("hold_s", duration)
+    line.add("establish_s", establishSeconds)
+    line.add("heartbeats", result.heartbeats)
+    line.add("heartbeats_expected_min", result.openAtEnd * Int(duration / Double(heartbeat)))
+    line.add("server_rss_before_kib", rssBefore)
+    line.add("server_rss_established_kib", rssEstablished)
+    line.add("server_rss_after_kib", rssAfter)
+    line.add("rss_per_stream_kib", perStream, digits: 2)
+    line.add("rss_per_stream_end_kib", perStreamEnd, digits: 2)
+    if let redis = target.redisPID { line.add("redis_rss_kib", rssKiB(redis)) }
+    line.add("server_cpu_s", serverCPU(target) - cpuBefore)
+    line.add("client_cpu_s", clientCPU)
+    line.add("client_processes", processes)
+    line.addRaw("statuses", statusesJSON(result.statuses))
+    emit(line)
+    // nchan's shortfalls are findings, not failures of the bench; Tandem's are.
+    guard target.kind.flavor == .tandem else { return }
+    if result.openAtEnd < streams { failures.append("hold \(target.kind.rawValue): \(result.openAtEnd) of \(streams) streams open at the end") }
+    if result.heartbeats < result.openAtEnd * Int(duration / Double(heartbeat)) { failures.append("hold \(target.kind.rawValue): too few heartbeats") }
+}
+
+func flow(_ target: RunningTarget, concurrency: Int, duration: Double) throws {
+    let cpuBefore = serverCPU(target)
+    let plan = RunPlan(mode: .flow, flavor: .tandem, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort, slots: concurrency,
+                       window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
+    let outcome = try runInProcess(plan)
+    let r = outcome.result
+    let latency = latencySummary(r.latencies)
+    var line = JSONLine()
+    line.add("scenario", "flow")
+    line.add("target", target.kind.rawValue)
+    line.add("concurrency", concurrency)
+    line.add("duration_s", duration)
+    line.add("flows", r.flows)
+    line.add("flows_per_s", Double(r.flows) / duration, digits: 1)
+    line.addRaw("latency_ms", latency.json)
+    line.add("events_published", r.published)
+    line.add("events_delivered", r.delivered)
+    line.add("lost", r.lost)
+    line.add("publish_failed", r.publishFailed)
+    line.add("stream_failed", r.failedOpens)
+    line.add("dropped", r.dropped)
+    line.add("misordered", r.misordered)
+    line.add("server_cpu_s", serverCPU(target) - cpuBefore)
+    line.add("client_cpu_s", outcome.clientCPU)
+    line.addRaw("statuses", statusesJSON(r.statuses))
+    emit(line)
+    if r.lost > 0 || r.publishFailed > 0 || r.misordered > 0 || r.flows == 0 { failures.append("flow \(target.kind.rawValue): lost \(r.lost), failed \(r.publishFailed), flows \(r.flows)") }
+}
+
+@discardableResult
+func fanout(_ target: RunningTarget, streams: Int, rate: Double, duration: Double, scenario: String = "fanout") throws -> (p99: Double, healthy: Bool) {
+    let cpuBefore = serverCPU(target)
+    let plan = RunPlan(mode: .fanout, flavor: target.kind.flavor, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort,
+                       slots: streams, rate: rate, window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
+    let outcome = try runInProcess(plan)
+    let r = outcome.result
+    let latency = latencySummary(r.latencies)
+    let lag = latencySummary(r.lags)
+    var line = JSONLine()
+    line.add("scenario", scenario)
+    line.add("target", target.kind.rawValue)
+    line.add("streams", streams)
+    line.add("rate", rate, digits: 0)
+    line.add("duration_s", duration)
+    line.add("published", r.published)
+    line.add("delivered", r.delivered)
+    line.add("delivered_per_s", Double(r.delivered) / duration, digits: 1)
+    line.addRaw("latency_ms", latency.json)
+    line.add("lost", r.lost)
+    line.add("unsent", r.unsent)
+    line.add("publish_failed", r.publishFailed)
+    line.add("stream_failed", r.failedOpens)
+    line.add("dropped", r.dropped)
+    line.add("misordered", r.misordered)
+    line.add("schedule_lag_p99_ms", lag.p99)
+    if target.kind.flavor == .tandem { line.add("sessions_recreated", r.delivered / 3) }
+    line.add("server_cpu_s", serverCPU(target) - cpuBefore)
+    line.add("client_cpu_s", outcome.clientCPU)
+    line.addRaw("statuses", statusesJSON(r.statuses))
+    emit(line)
+    let healthy = r.lost == 0 && r.publishFailed == 0 && Double(r.unsent) <= 0.01 * max(1, Double(r.published)) && latency.p99 <= 10
+    if scenario == "fanout", r.lost > 0 || r.publishFailed > 0 || r.misordered > 0 {
+        failures.append("fanout \(target.kind.rawValue): lost \(r.lost), failed \(r.publishFailed), misordered \(r.misordered)")
+    }
+    return (latency.p99, healthy)
+}
+
+func knee(_ target: RunningTarget, streams: Int, rates: [Double], duration: Double) throws {
+    var knee = 0.0
+    var passedAt: Double?
+    for rate in rates {
+        let step = try fanout(target, streams: streams, rate: rate, duration: duration, scenario: "knee-step")
+        if step.healthy { knee = rate } else { passedAt = rate; break }
+    }
+    var line = JSONLine()
+    line.add("scenario", "knee")
+    line.add("target", target.kind.rawValue)
+    line.add("streams", streams)
+    line.add("knee_events_per_s", knee, digits: 0)
+    if let passedAt { line.add("first_failing_rate", passedAt, digits: 0) } else { line.add("first_failing_rate", "none (highest step passed)") }
+    line.add("rule", "highest step with p99 <= 10 ms, nothing lost, <= 1% unsent")
+    emit(line)
+}
+
+// MARK: main
+
+let launcher: Launcher
+do { launcher = try Launcher() } catch { print("\(error)", to: &standardError); exit(1) }
+
+// Stop what was started on SIGINT/SIGTERM, too.
+let signalSource: [any DispatchSourceSignal] = [SIGINT, SIGTERM].map { signalNumber in
+    signal(signalNumber, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+    source.setEventHandler {
+        launcher.stopAll()
+        exit(130)
+    }
+    source.resume()
+    return source
+}
+
+func withTarget(_ kind: TargetKind, nodes: Int = 2, heartbeatSeconds: Int = heartbeat, tandem: String, _ body: (RunningTarget) throws -> Void) {
+    do {
+        let options = TargetOptions(tandemPath: tandem, heartbeatSeconds: heartbeatSeconds, nodes: nodes, packageDirectory: package)
+        let target = try startTarget(kind, options: options, launcher: launcher)
+        print("# \(kind.rawValue): \(target.notes); logs in \(launcher.directory)", to: &standardError)
+        defer { launcher.stopAll() }
+        try body(target)
+    } catch {
+        failures.append("\(kind.rawValue): \(error)")
+        print("# \(kind.rawValue) failed: \(error)", to: &standardError)
+        launcher.stopAll()
+    }
+}
+
+let defaultRates: [Double] = [1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 40000, 48000, 64000]
+let rates = flags["rates"].map { $0.split(separator: ",").compactMap { Double($0) } } ?? defaultRates
+let tandem: String
+do { tandem = try tandemBinary() } catch { print("\(error)", to: &standardError); exit(1) }
+
+var machine = JSONLine()
+machine.add("scenario", "machine")
+machine.add("cores", ProcessInfo.processInfo.activeProcessorCount)
+machine.add("memory_gib", Double(ProcessInfo.processInfo.physicalMemory) / 1073741824, digits: 1)
+machine.add("client_threads", threads)
+machine.add("pool_per_thread", poolSize)
+machine.add("source_addresses", sourceCount)
+machine.add("heartbeat_s", heartbeat)
+machine.add("load_average_1m", (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?")
+emit(machine)
+
+switch command {
+case "hold":
+    let kinds = targets(default: TargetKind.allCases)
+    for kind in kinds {
+        withTarget(kind, nodes: flag("nodes", 2), tandem: tandem) { target in
+            try hold(target, streams: flag("streams", 19000), duration: flag("duration", 20.0), launcher: launcher)
+        }
+    }
+case "flow":
+    for kind in targets(default: [.tandemMemory, .tandemRedis]) where kind.flavor == .tandem {
+        withTarget(kind, tandem: tandem) { target in try flow(target, concurrency: flag("flows", 1000), duration: flag("duration", 10.0)) }
+    }
+case "fanout":
+    for kind in targets(default: TargetKind.allCases) {
+        withTarget(kind, tandem: tandem) { target in
+            try fanout(target, streams: flag("streams", 1000), rate: flag("rate", 1000.0), duration: flag("duration", 10.0))
+        }
+    }
+case "knee":
+    for kind in targets(default: TargetKind.allCases) {
+        withTarget(kind, tandem: tandem) { target in
+            try knee(target, streams: flag("streams", 1000), rates: rates, duration: flag("duration", 5.0))
+        }
+    }
+case "all":
+    for kind in targets(default: TargetKind.allCases) {
+        withTarget(kind, tandem: tandem) { target in
+            try hold(target, streams: flag("streams", 19000), duration: flag("hold-duration", 20.0), launcher: launcher)
+        }
+        withTarget(kind, tandem: tandem) { target in
+            if kind.flavor == .tandem { try flow(target, concurrency: flag("flows", 1000), duration: flag("duration", 10.0)) }
+            try fanout(target, streams: 1000, rate: flag("rate", 1000.0), duration: flag("duration", 10.0))
+            try knee(target, streams: 1000, rates: rates, duration: flag("knee-duration", 5.0))
+        }
+    }
+case "smoke":
+    // A few seconds, small counts, memory broker only: exits non-zero if anything is lost or fails.
+    withTarget(.tandemMemory, heartbeatSeconds: 1, tandem: tandem) { target in
+        try hold(target, streams: 200, duration: 2.5, heartbeat: 1, launcher: launcher)
+        try flow(target, concurrency: 50, duration: 2)
+        try fanout(target, streams: 100, rate: 300, duration: 2)
+    }
+default:
+    print(usage)
+    exit(2)
+}
+
+launcher.stopAll()
+if failures.isEmpty {
+    launcher.removeDirectory()
+    exit(0)
+} else {
+    for failure in failures { print("# FAIL \(failure)", to: &standardError) }
+    print("# logs kept in \(launcher.directory)", to: &standardError)
+    exit(1)
+}
