@@ -10,6 +10,7 @@ struct API: Sendable {
     let configuration: TandemConfiguration
     let staticFiles: StaticFiles?
     let metrics: TandemMetrics
+    let drainState: DrainState
     /// Where phones reach this node; the QR codes and `phoneUrl` start with it.
     var publicOrigin = PublicOriginBox()
 

@@ -3,6 +3,7 @@ import HTTP
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// One Tandem node: its broker, its session registry and its HTTP server, run as one service group. Shutdown runs
@@ -27,7 +28,6 @@ struct TandemApplication: Sendable {
         let metrics = TandemMetrics()
         self.metrics = metrics
         let registry = SessionRegistry(
-            bufferedItems: configuration.bufferedEvents,
             heartbeatInterval: configuration.heartbeat,
             time: time,
             metrics: metrics,
@@ -45,9 +45,10 @@ struct TandemApplication: Sendable {
         }
         let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
         let publicOrigin = PublicOriginBox()
+        let drainState = DrainState()
         let api = API(
             broker: InstrumentedBroker(base: broker, metrics: metrics), registry: registry, configuration: configuration,
-            staticFiles: staticFiles, metrics: metrics, publicOrigin: publicOrigin)
+            staticFiles: staticFiles, metrics: metrics, drainState: drainState, publicOrigin: publicOrigin)
         server = HTTPServer(
             configuration: .init(
                 host: configuration.host,
@@ -66,7 +67,8 @@ struct TandemApplication: Sendable {
                 // The phone URL needs the bound port, known only now (a configured port of 0 picks one).
                 publicOrigin.set(PublicOrigin.resolve(configuration, port: address.port ?? configuration.port))
                 await onServerRunning(address)
-            }
+            },
+            onDrain: { drainState.begin() }
         )
     }
 
@@ -91,4 +93,12 @@ struct TandemApplication: Sendable {
             return nil
         }
     }
+}
+
+/// Whether this node has begun draining (read by `/readyz`).
+final class DrainState: Sendable {
+    private let draining = Atomic<Bool>(false)
+
+    func begin() { draining.store(true, ordering: .relaxed) }
+    var isDraining: Bool { draining.load(ordering: .relaxed) }
 }

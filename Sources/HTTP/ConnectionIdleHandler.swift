@@ -110,6 +110,8 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
         if event is DrainEvent {
             draining = true
             if requestsInFlight == 0 { context.close(promise: nil) }
+            // Handlers after this one (an event stream) drain too.
+            context.fireUserInboundEventTriggered(event)
             return
         }
         context.fireUserInboundEventTriggered(event)

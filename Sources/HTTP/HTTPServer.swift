@@ -5,30 +5,36 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// An HTTP/1.1 server over SwiftNIO's non-blocking sockets: one task per connection reads requests in order
-/// (keep-alive, pipelining), asks the responder, and writes the response, streaming it when the body is a stream.
+/// An HTTP/1.1 server over SwiftNIO's non-blocking sockets. Each connection is served by channel handlers on its
+/// event loop (``HTTPConnectionHandler``); a task exists only while a responder works on a request, so a waiting
+/// connection or an open event stream costs its channel and nothing more.
 ///
 /// As a `Service`, `run()` serves until cancelled or shut down gracefully. Graceful shutdown stops accepting, closes
-/// idle connections, closes busy ones after their response, and returns when the last connection has ended
-/// (streaming responders end their streams on graceful shutdown themselves).
+/// idle connections, closes busy ones after their response, tells event streams to drain, and returns when the last
+/// connection has closed. Cancellation (the shutdown deadline) closes whatever is left.
 public final class HTTPServer: Service, Sendable {
     private let configuration: Configuration
     private let responder: any HTTPResponder
     private let logger: Logger
     private let eventLoopGroup: any EventLoopGroup
     private let onServerRunning: @Sendable (SocketAddress) async -> Void
+    private let onDrain: @Sendable () -> Void
     private let connections = ConnectionTracker()
-    private let requestCounter = Atomic<UInt64>(0)
+    private let requestCounter = RequestCounter()
 
-    /// - Parameter onServerRunning: called once the socket is bound, with the address it is bound to (the port
-    ///   chosen when `configuration.port` is 0).
+    /// - Parameters:
+    ///   - onServerRunning: called once the socket is bound, with the address it is bound to (the port chosen when
+    ///     `configuration.port` is 0).
+    ///   - onDrain: called when the graceful shutdown begins, before connections are told to drain.
     public init(
         configuration: Configuration,
         responder: any HTTPResponder,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger,
-        onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+        onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in },
+        onDrain: @escaping @Sendable () -> Void = {}
     ) {
+        self.onDrain = onDrain
         self.configuration = configuration
         self.responder = responder
         self.eventLoopGroup = eventLoopGroup
@@ -36,15 +42,35 @@ public final class HTTPServer: Service, Sendable {
         self.onServerRunning = onServerRunning
     }
 
+    /// Whether the server has begun its graceful shutdown (readiness checks answer "no" from then on).
+    public var isDraining: Bool { connections.isDraining }
+
+    /// Number of connections currently open.
+    public var openConnections: Int { connections.count }
+
     public func run() async throws {
         let configuration = self.configuration
+        let connections = self.connections
+        let logger = self.logger
+        let context = HTTPServerContext(
+            configuration: configuration, responder: responder, logger: logger, connections: connections, requestCounter: requestCounter)
         let server = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
-            .bind(host: configuration.host, port: configuration.port) { channel in
+            // Requests are small; start reads with a small buffer that grows only for a client that sends more.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+            .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+                    let perAddressLimit = configuration.trustedProxies.contains(peer) ? Int.max : configuration.maximumConnectionsPerAddress
+                    guard connections.add(channel, address: peer, limit: configuration.maximumConnections, perAddressLimit: perAddressLimit) else {
+                        // Over a limit: closed before anything is read, so a flood costs a moment, not memory.
+                        logger.debug("connection refused: over the connection limit", metadata: ["peer": "\(peer)"])
+                        throw ConnectionLimitReached()
+                    }
+                    channel.closeFuture.whenComplete { _ in connections.remove(channel, address: peer) }
                     var limits = NIOHTTPDecoderLimitConfiguration()
                     limits.maxHeaderListSize = configuration.maximumHeaderBytes
                     limits.maxHeaderFieldSize = configuration.maximumHeaderBytes
@@ -57,176 +83,38 @@ public final class HTTPServer: Service, Sendable {
                     )
                     try sync.addHandler(HTTPProtocolErrorHandler())
                     try sync.addHandler(ConnectionIdleHandler(timeout: configuration.idleTimeout, requestTimeout: configuration.requestTimeout))
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
-                        wrappingChannelSynchronously: channel
-                    )
+                    try sync.addHandler(HTTPConnectionHandler(server: context))
                 }
             }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
 
-        guard let address = server.channel.localAddress else {
+        guard let address = server.localAddress else {
+            server.close(promise: nil)
             throw ChannelError.unknownLocalAddress
         }
         logger.debug("listening", metadata: ["address": "\(address)"])
         await onServerRunning(address)
 
-        let connections = self.connections
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
-                    }
-                }
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                try? await server.closeFuture.get()
+                await connections.waitUntilAllClosed()
+            } onCancel: {
+                server.close(promise: nil)
+                connections.closeAll()
             }
-        } onGracefulShutdown: {
-            // Closing the listener ends the accept loop above; the task group then waits for open connections.
-            server.channel.close(promise: nil)
+        } onGracefulShutdown: { [onDrain] in
+            // Closing the listener ends the wait above; then the open connections drain.
+            onDrain()
+            server.close(promise: nil)
             connections.drainAll()
         }
     }
-
-    /// Number of connections currently open.
-    public var openConnections: Int { connections.count }
-
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
-        let channel = connection.channel
-        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
-        let perAddressLimit = configuration.trustedProxies.contains(peer) ? Int.max : configuration.maximumConnectionsPerAddress
-        guard connections.add(channel, address: peer, limit: configuration.maximumConnections, perAddressLimit: perAddressLimit) else {
-            // Over a limit: closed before anything is read, so a flood costs a moment, not memory.
-            logger.debug("connection refused: over the connection limit", metadata: ["peer": "\(peer)"])
-            try? await connection.channel.close()
-            return
-        }
-        defer { connections.remove(channel, address: peer) }
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var parts = inbound.makeAsyncIterator()
-                while let part = try await parts.next() {
-                    guard case .head(let head) = part else { continue }  // remains of a request answered early
-                    let id = String(requestCounter.wrappingAdd(1, ordering: .relaxed).newValue, radix: 36)
-                    var logger = self.logger
-                    logger[metadataKey: "request.id"] = "\(id)"
-                    let started = ContinuousClock.now
-
-                    var request = Request(
-                        method: head.method,
-                        uri: head.uri,
-                        headers: head.headers,
-                        remoteAddress: channel.remoteAddress,
-                        clientAddress: ClientAddress.of(
-                            peer: channel.remoteAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: configuration.trustedProxies),
-                        id: id
-                    )
-                    switch try await readBody(of: head, from: &parts, outbound: outbound, allocator: channel.allocator) {
-                    case .complete(let buffer):
-                        request.body = buffer
-                    case .tooLarge:
-                        // The rest of the body is never read, so the connection cannot be reused.
-                        try await write(responder.bodyTooLarge(request), for: head, keepAlive: false, outbound: outbound, channel: channel)
-                        log(head, status: .payloadTooLarge, since: started, logger: logger)
-                        return
-                    }
-
-                    let keepAlive = head.isKeepAlive && !connections.isDraining
-                    let response = await responder.respond(to: request, logger: logger)
-                    do {
-                        try await write(response, for: head, keepAlive: keepAlive, outbound: outbound, channel: channel)
-                    } catch {
-                        // The client went away mid-response (a stream it closed): the request still gets its line.
-                        log(head, status: response.status, since: started, logger: logger, ended: "client closed")
-                        throw error
-                    }
-                    log(head, status: response.status, since: started, logger: logger)
-                    if !keepAlive { return }
-                }
-            }
-        } catch {
-            logger.trace("connection closed", metadata: ["error": "\(error)"])
-        }
-    }
-
-    private enum BodyResult {
-        case complete(ByteBuffer)
-        case tooLarge
-    }
-
-    private func readBody(
-        of head: HTTPRequestHead,
-        from parts: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
-        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
-        allocator: ByteBufferAllocator
-    ) async throws -> BodyResult {
-        let limit = configuration.maximumBodyBytes
-        if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > limit {
-            return .tooLarge
-        }
-        if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
-            try await outbound.write(.head(HTTPResponseHead(version: head.version, status: .continue)))
-        }
-        var body = allocator.buffer(capacity: 0)
-        while let part = try await parts.next() {
-            switch part {
-            case .body(var chunk):
-                guard body.readableBytes + chunk.readableBytes <= limit else { return .tooLarge }
-                body.writeBuffer(&chunk)
-            case .end:
-                return .complete(body)
-            case .head:
-                throw HTTPParserError.invalidInternalState
-            }
-        }
-        throw ChannelError.eof
-    }
-
-    private func write(
-        _ response: Response,
-        for head: HTTPRequestHead,
-        keepAlive: Bool,
-        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
-        channel: any Channel
-    ) async throws {
-        var headers = response.headers
-        if !keepAlive {
-            headers.replaceOrAdd(name: "Connection", value: "close")
-        } else if head.version.minor == 0 {
-            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
-        }
-        let isHead = head.method == .HEAD
-        switch response.body {
-        case .bytes(let buffer):
-            if response.status != .notModified, response.status != .noContent {
-                headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
-            }
-            let responseHead = HTTPResponseHead(version: head.version, status: response.status, headers: headers)
-            if isHead || buffer.readableBytes == 0 {
-                try await outbound.write(contentsOf: [.head(responseHead), .end(nil)])
-            } else {
-                try await outbound.write(contentsOf: [.head(responseHead), .body(.byteBuffer(buffer)), .end(nil)])
-            }
-        case .stream(let produce):
-            headers.remove(name: "Content-Length")
-            let responseHead = HTTPResponseHead(version: head.version, status: response.status, headers: headers)
-            try await outbound.write(.head(responseHead))
-            if !isHead {
-                try await produce(ResponseBodyWriter(outbound: outbound, channel: channel))
-            }
-            try await outbound.write(.end(nil))
-        }
-    }
-
-    private func log(
-        _ head: HTTPRequestHead, status: HTTPResponseStatus, since started: ContinuousClock.Instant, logger: Logger, ended: String? = nil
-    ) {
-        // The path only: query strings carry session IDs, which are capabilities and stay out of logs.
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-        let elapsed = ContinuousClock.now - started
-        let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
-        var metadata: Logger.Metadata = ["duration_ms": "\((milliseconds * 100).rounded() / 100)"]
-        if let ended { metadata["ended"] = "\(ended)" }
-        logger.info("\(head.method.rawValue) \(path) \(status.code)", metadata: metadata)
-    }
 }
+
+/// Thrown by the channel initializer to refuse a connection over a limit (NIO then closes it).
+struct ConnectionLimitReached: Error {}
 
 /// The open connections, so that graceful shutdown can tell each one to drain.
 final class ConnectionTracker: Sendable {
@@ -234,6 +122,7 @@ final class ConnectionTracker: Sendable {
         var channels: [ObjectIdentifier: any Channel] = [:]
         var perAddress: [String: Int] = [:]
         var draining = false
+        var emptyWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -252,11 +141,33 @@ final class ConnectionTracker: Sendable {
     }
 
     func remove(_ channel: any Channel, address: String) {
-        state.withLock { state in
-            guard state.channels.removeValue(forKey: ObjectIdentifier(channel)) != nil else { return }
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard state.channels.removeValue(forKey: ObjectIdentifier(channel)) != nil else { return [] }
             let remaining = state.perAddress[address, default: 1] - 1
             state.perAddress[address] = remaining > 0 ? remaining : nil
+            guard state.channels.isEmpty else { return [] }
+            defer { state.emptyWaiters = [] }
+            return state.emptyWaiters
         }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once no connection is open.
+    func waitUntilAllClosed() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.channels.isEmpty { return true }
+                state.emptyWaiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Closes every connection now (the shutdown deadline has passed).
+    func closeAll() {
+        let channels = state.withLock { Array($0.channels.values) }
+        for channel in channels { channel.close(promise: nil) }
     }
 
     var isDraining: Bool { state.withLock { $0.draining } }

@@ -24,35 +24,37 @@ public struct Response: Sendable {
 /// The body of a ``Response``.
 public enum ResponseBody: Sendable {
     case bytes(ByteBuffer)
-    /// A body written as it is produced (chunked). The closure runs on the connection's task; when it returns the
+    /// A body written as it is produced (chunked). The closure runs in a task of its own; when it returns the
     /// response ends. It is not run for `HEAD` requests.
     case stream(@Sendable (ResponseBodyWriter) async throws -> Void)
+    /// An event stream (chunked) that lives without a task: `attach` is called once, on the connection's event
+    /// loop, right after the head is written (for `HEAD`, with a handle that is already finished). The handle's
+    /// owner writes to it and finishes it.
+    case eventStream(@Sendable (EventStreamChannel) -> Void)
 
     public static var empty: ResponseBody { .bytes(ByteBuffer()) }
 }
 
-/// Writes the parts of a streamed body. Each `write` is flushed at once; it suspends while the peer is slow to read,
-/// so a slow reader holds at most the socket's buffers here.
+/// Writes the parts of a streamed body. Each `write` is flushed at once and returns when the bytes are on their way
+/// to the socket, so a slow reader holds at most the socket's buffers here.
 public struct ResponseBodyWriter: Sendable {
-    private let outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
-    private let closeFuture: EventLoopFuture<Void>
-    /// An allocator for buffers that are written here.
-    public let allocator: ByteBufferAllocator
+    private let channel: any Channel
 
-    init(outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, channel: any Channel) {
-        self.outbound = outbound
-        self.closeFuture = channel.closeFuture
-        self.allocator = channel.allocator
+    init(channel: any Channel) {
+        self.channel = channel
     }
+
+    /// An allocator for buffers that are written here.
+    public var allocator: ByteBufferAllocator { channel.allocator }
 
     /// Writes and flushes one part of the body.
     public func write(_ buffer: ByteBuffer) async throws {
-        try await outbound.write(.body(.byteBuffer(buffer)))
+        try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).get()
     }
 
     /// Calls `callback` once when the connection closes, for whatever reason (at once if it is already closed).
     /// A producer waiting for something other than a write uses this to notice that the peer went away.
     public func onClose(_ callback: @escaping @Sendable () -> Void) {
-        closeFuture.whenComplete { _ in callback() }
+        channel.closeFuture.whenComplete { _ in callback() }
     }
 }

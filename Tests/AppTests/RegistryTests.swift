@@ -1,4 +1,6 @@
 import Broker
+import NIOCore
+import Synchronization
 import TestSupport
 import Testing
 
@@ -38,37 +40,88 @@ struct RegistryTests {
         }
     }
 
+    /// A fake connection: records what is written and can refuse writes like a full outbound buffer.
+    final class FakeOutput: EventStreamOutput {
+        private let lock = Mutex(([String](), true, false))
+
+        func write(_ buffer: ByteBuffer) -> Bool {
+            lock.withLock { state in
+                guard state.1 else { return false }
+                state.0.append(String(buffer: buffer))
+                return true
+            }
+        }
+
+        func finish() { lock.withLock { $0.2 = true } }
+
+        var text: String { lock.withLock { $0.0.joined() } }
+        var finished: Bool { lock.withLock { $0.2 } }
+        func refuseWrites() { lock.withLock { $0.1 = false } }
+    }
+
+    static func stream(_ id: SessionID, expiresAt: Int64, log: [StoredEvent] = []) -> SessionStream {
+        SessionStream(sessionID: id, expiresAt: expiresAt, resumeAfter: 0, bufferLimit: 4, metrics: nil) { after in
+            log.filter { $0.id > after }
+        }
+    }
+
+    @Test func eventsArriveInOrderOnceAndGapsAreFilledFromTheLog() async throws {
+        let id = try #require(SessionID("ordered"))
+        let log = (1...3).map { StoredEvent(id: EventID($0), event: $0 == 3 ? .complete(Submission(name: "A", phone: "1")) : .connected) }
+        let stream = Self.stream(id, expiresAt: TimeSource.system.now() + 60_000, log: log)
+        let output = FakeOutput()
+        // Event 1 arrives before the response is ready; it is kept and sent after the opening.
+        stream.deliver(log[0])
+        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
+        // 3 overtakes 2: the gap is filled from the log, and nothing is sent twice.
+        stream.deliver(log[2])
+        stream.deliver(log[1])
+        try await eventually { output.text.contains("id: 3") }
+        let ids = output.text.split(separator: "\n").filter { $0.hasPrefix("id: ") }
+        #expect(output.text.hasPrefix("OPEN\n"))
+        #expect(ids == ["id: 1", "id: 2", "id: 3"])
+    }
+
     @Test func aReaderThatFallsBehindIsCutNotBuffered() async throws {
-        let registry = SessionRegistry(bufferedItems: 4, heartbeatInterval: .seconds(3600), logger: testLogger)
+        let registry = SessionRegistry(heartbeatInterval: .seconds(3600), logger: testLogger)
         let id = try #require(SessionID("slow_reader"))
-        let stream = await registry.attach(id, expiresAt: TimeSource.system.now() + 60_000)
-        for index in 1...10 {
-            await registry.deliver(StoredEvent(id: EventID(index), event: .inputStarted), to: id)
-        }
+        let stream = Self.stream(id, expiresAt: TimeSource.system.now() + 60_000)
+        await registry.attach(stream)
+        let output = FakeOutput()
+        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
+        output.refuseWrites()  // the peer stopped reading and the outbound buffer is full
+        await registry.deliver(StoredEvent(id: 1, event: .connected), to: id)
+        #expect(stream.isEnded)
+        #expect(output.finished)
+        await registry.detach(stream)
         #expect(await registry.streamCount == 0)
-        // The reader gets the buffered prefix without a gap, then the end; it resumes from event 4.
-        var received: [EventID] = []
-        for await item in stream.items {
-            if case .event(let event) = item { received.append(event.id) }
-        }
-        #expect(received == [1, 2, 3, 4])
-        await registry.detach(id, stream: stream)
         #expect(await registry.sessionCount == 0)
     }
 
     @Test func expiredSessionsStreamsEndOnTheSweep() async throws {
         let time = ManualTime()
-        let registry = SessionRegistry(bufferedItems: 4, heartbeatInterval: .seconds(3600), time: time.source, logger: testLogger)
+        let registry = SessionRegistry(heartbeatInterval: .seconds(3600), time: time.source, logger: testLogger)
         let id = try #require(SessionID("expiring"))
-        let stream = await registry.attach(id, expiresAt: time.source.now() + 10_000)
+        let stream = Self.stream(id, expiresAt: time.source.now() + 10_000)
+        await registry.attach(stream)
+        let output = FakeOutput()
+        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
         await registry.endExpiredStreams()
         #expect(await registry.streamCount == 1)
         time.advance(by: .seconds(10))
         await registry.endExpiredStreams()
         #expect(await registry.streamCount == 0)
-        for await _ in stream.items {}
-        await registry.detach(id, stream: stream)
+        #expect(output.finished)
+        await registry.detach(stream)
         #expect(await registry.sessionCount == 0)
+    }
+
+    @Test func aStreamEndedBeforeItsResponseIsReadyEndsTheResponse() throws {
+        let stream = Self.stream(try #require(SessionID("early")), expiresAt: TimeSource.system.now() + 60_000)
+        stream.end()
+        let output = FakeOutput()
+        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
+        #expect(output.finished)
     }
 }
 

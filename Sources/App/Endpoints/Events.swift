@@ -1,8 +1,8 @@
 import Broker
 import HTTP
 import Logging
+import NIOCore
 import NIOHTTP1
-import ServiceLifecycle
 
 extension API {
     /// `GET /api/events?session=ID`: the main device's event stream.
@@ -53,65 +53,52 @@ extension API {
                 guard constantTimeEquals(presented, readerKey) else { throw APIError.readerKeyRequired }
             }
         }
-        return Response(status: .ok, headers: headers, body: .stream { body in
-            try await self.stream(record, after: resumeAfter ?? 0, to: EventStreamWriter(body), logger: logger)
-        })
+        return try await openStream(record, after: resumeAfter ?? 0, headers: headers, logger: logger)
     }
 
-    private func stream(_ record: SessionRecord, after resumeAfter: EventID, to writer: EventStreamWriter, logger: Logger) async throws {
+    /// Registers the stream and subscribes the session before answering, so nothing published from now on can be
+    /// missed; the replay of what the reader missed is read after that and sent first.
+    private func openStream(_ record: SessionRecord, after resumeAfter: EventID, headers: HTTPHeaders, logger: Logger) async throws -> Response {
         let id = record.id
-        let stream = await registry.attach(id, expiresAt: record.expiresAt)
-        writer.onClose { stream.finish() }
-        var subscribed = false
+        let broker = self.broker
+        let registry = self.registry
+        let stream = SessionStream(
+            sessionID: id, expiresAt: record.expiresAt, resumeAfter: resumeAfter, bufferLimit: configuration.bufferedEvents,
+            metrics: metrics, refill: { after in (try? await broker.events(of: id, after: after)) ?? [] })
+        await registry.attach(stream)
+        let missed: [StoredEvent]
         do {
             try await broker.subscribe(id)
-            subscribed = true
-            try await withGracefulShutdownHandler {
-                try await pump(record, after: resumeAfter, from: stream, to: writer)
-            } onGracefulShutdown: {
-                stream.finish()
+            do {
+                missed = try await broker.events(of: id, after: resumeAfter)
+            } catch {
+                await broker.unsubscribe(id)
+                throw error
             }
         } catch {
-            logger.debug("event stream ended", metadata: ["session": "\(id)", "error": "\(error)"])
+            await registry.detach(stream)
+            throw error
         }
-        await registry.detach(id, stream: stream)
-        if subscribed { await broker.unsubscribe(id) }
-    }
-
-    /// Sends the session info and missed events, then live events and heartbeats until the stream ends.
-    private func pump(_ record: SessionRecord, after resumeAfter: EventID, from stream: SessionRegistry.Stream, to writer: EventStreamWriter) async throws {
-        var lastSent = resumeAfter
+        var opening = ByteBuffer()
+        ServerSentEvent.writeRetry(milliseconds: configuration.retryMilliseconds, to: &opening)
         // The session info carries the resume point as its id, so the browser's Last-Event-ID is never lost.
-        var opening = [ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: lastSent)]
-        let missed = try await broker.events(of: record.id, after: lastSent)
-        opening += missed.map(ServerSentEvent.init(stored:))
-        lastSent = missed.last?.id ?? lastSent
-        try await writer.sendRetry(milliseconds: configuration.retryMilliseconds)
-        try await writer.send(opening)
-        for event in missed { metrics.delivered(event, live: false) }
-
-        for await item in stream.items {
-            switch item {
-            case .heartbeat:
-                try await writer.sendComment("heartbeat")
-            case .event(let stored) where stored.id <= lastSent:
-                continue  // already sent, from the replay
-            case .event(let stored) where stored.id == lastSent + 1:
-                try await writer.send(ServerSentEvent(stored: stored))
-                lastSent = stored.id
-                metrics.delivered(stored, live: true)
-            case .event:
-                // A gap: something arrived out of order or was lost on the way. The log has everything, in order.
-                let missing = try await broker.events(of: record.id, after: lastSent)
-                try await writer.send(missing.map(ServerSentEvent.init(stored:)))
-                lastSent = missing.last?.id ?? lastSent
-                for event in missing { metrics.delivered(event, live: true) }
+        ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter).write(to: &opening)
+        for event in missed { ServerSentEvent(stored: event).write(to: &opening) }
+        let opened = opening
+        return Response(status: .ok, headers: headers, body: .eventStream { channel in
+            channel.onDrain {
+                // This node is draining: tell the browser to come back at once (to another node, behind a balancer).
+                stream.end(retryMilliseconds: Self.drainRetryMilliseconds)
             }
-        }
-        if Task.isShuttingDownGracefully {
-            // This node is draining: tell the browser to come back at once (to another node, behind a balancer).
-            try? await writer.sendRetry(milliseconds: Self.drainRetryMilliseconds)
-        }
+            channel.onClose {
+                // The connection's end is an event-loop callback; the bookkeeping it starts is async.
+                Task {
+                    await registry.detach(stream)
+                    await broker.unsubscribe(id)
+                }
+            }
+            stream.bind(channel, opening: opened, replayed: missed)
+        })
     }
 
     /// The reconnect delay suggested to browsers whose stream ends because the node drains.

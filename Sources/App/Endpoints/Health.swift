@@ -2,7 +2,6 @@ import Broker
 import HTTP
 import Logging
 import NIOCore
-import ServiceLifecycle
 import NIOHTTP1
 
 extension API {
@@ -31,7 +30,7 @@ extension API {
     /// draining. 503 with the reason otherwise.
     @Sendable func readiness(_ request: Request, logger: Logger) async throws -> Response {
         let broker = await self.broker.health
-        let draining = Task.isShuttingDownGracefully
+        let draining = drainState.isDraining
         let ready = broker.isAvailable && !draining
         var body: [String: JSONValue] = ["ready": .bool(ready)]
         if draining { body["reason"] = .string("draining") } else if !broker.isAvailable { body["reason"] = .string(broker.detail) }

@@ -1,0 +1,159 @@
+import Broker
+import HTTP
+import NIOCore
+import Synchronization
+
+/// Where a session stream's bytes go: an open event-stream response (``EventStreamChannel``), or a test's fake.
+protocol EventStreamOutput: Sendable {
+    /// Queues bytes; false when the reader is too far behind (or gone) to take more.
+    func write(_ buffer: ByteBuffer) -> Bool
+    /// Ends the response.
+    func finish()
+}
+
+extension EventStreamChannel: EventStreamOutput {}
+
+/// One PC's stream of one session. No task waits on it: the registry hands it events and heartbeats, and it writes
+/// them straight to its connection, in id order and each once.
+///
+/// Before its response is ready (`bind`) it keeps what arrives, up to `bufferLimit` events. When ids jump (an event
+/// was lost or overtaken on the way) it fills the gap from the session's log first. A reader that cannot take more
+/// is cut: the stream ends, and the browser resumes from its `Last-Event-ID`.
+final class SessionStream: Sendable {
+    let sessionID: SessionID
+    let expiresAt: Int64
+
+    private struct State {
+        var output: (any EventStreamOutput)?
+        var pending: [StoredEvent] = []
+        var lastSent: EventID
+        var refilling = false
+        var ended = false
+    }
+
+    private let state: Mutex<State>
+    private let bufferLimit: Int
+    private let metrics: TandemMetrics?
+    private let refill: @Sendable (EventID) async -> [StoredEvent]
+
+    /// - Parameters:
+    ///   - resumeAfter: the last event id the reader has (its `Last-Event-ID`, or 0).
+    ///   - refill: the session's logged events after an id, for gaps.
+    init(
+        sessionID: SessionID, expiresAt: Int64, resumeAfter: EventID, bufferLimit: Int, metrics: TandemMetrics?,
+        refill: @escaping @Sendable (EventID) async -> [StoredEvent]
+    ) {
+        self.sessionID = sessionID
+        self.expiresAt = expiresAt
+        self.state = Mutex(State(lastSent: resumeAfter))
+        self.bufferLimit = bufferLimit
+        self.metrics = metrics
+        self.refill = refill
+    }
+
+    /// Connects the stream to its response: writes `opening` (which carries `replayed`, the events after the
+    /// reader's resume point), then whatever arrived meanwhile.
+    func bind(_ output: any EventStreamOutput, opening: ByteBuffer, replayed: [StoredEvent]) {
+        let cut = state.withLock { state -> Bool in
+            // Ended before its response was ready (expired, or the node drains): end the response too.
+            guard !state.ended else { return true }
+            state.output = output
+            guard output.write(opening) else { return true }
+            for event in replayed { metrics?.delivered(event, live: false) }
+            state.lastSent = max(state.lastSent, replayed.last?.id ?? 0)
+            let pending = state.pending
+            state.pending = []
+            return !send(pending, in: &state)
+        }
+        if cut {
+            end()
+            output.finish()
+        }
+    }
+
+    func deliver(_ event: StoredEvent) {
+        let cut = state.withLock { state -> Bool in
+            guard !state.ended else { return false }
+            if state.output == nil || state.refilling {
+                // Bounded: past the limit the gap is filled from the log instead.
+                if state.pending.count < bufferLimit { state.pending.append(event) }
+                return false
+            }
+            return !send([event], in: &state)
+        }
+        if cut { end() }
+    }
+
+    /// Sends a heartbeat comment; a reader that cannot take even that is cut.
+    func heartbeat() {
+        let cut = state.withLock { state -> Bool in
+            guard !state.ended, let output = state.output, !state.refilling else { return false }
+            var buffer = ByteBuffer()
+            ServerSentEvent.writeComment("heartbeat", to: &buffer)
+            return !output.write(buffer)
+        }
+        if cut { end() }
+    }
+
+    /// Ends the stream, after a `retry:` hint when one is given (a draining node asks for a quick return).
+    func end(retryMilliseconds: Int? = nil) {
+        let output = state.withLock { state -> (any EventStreamOutput)? in
+            guard !state.ended else { return nil }
+            state.ended = true
+            state.pending = []
+            return state.output
+        }
+        guard let output else { return }
+        if let retryMilliseconds {
+            var buffer = ByteBuffer()
+            ServerSentEvent.writeRetry(milliseconds: retryMilliseconds, to: &buffer)
+            _ = output.write(buffer)
+        }
+        output.finish()
+    }
+
+    var isEnded: Bool { state.withLock { $0.ended } }
+
+    /// Writes `events` in id order, skipping what the reader has; on a gap, starts a refill from the log and keeps
+    /// the rest for after it. False when the reader cannot take more.
+    private func send(_ events: [StoredEvent], in state: inout State) -> Bool {
+        guard let output = state.output else { return true }
+        var batch = ByteBuffer()
+        var sent: [StoredEvent] = []
+        for (index, event) in events.sorted(by: { $0.id < $1.id }).enumerated() {
+            if event.id <= state.lastSent { continue }
+            if event.id != state.lastSent + 1 {
+                state.refilling = true
+                state.pending = Array(events.sorted(by: { $0.id < $1.id })[index...])
+                startRefill(after: state.lastSent)
+                break
+            }
+            ServerSentEvent(stored: event).write(to: &batch)
+            state.lastSent = event.id
+            sent.append(event)
+        }
+        guard batch.readableBytes > 0 else { return true }
+        guard output.write(batch) else { return false }
+        for event in sent { metrics?.delivered(event, live: true) }
+        return true
+    }
+
+    private func startRefill(after lastSent: EventID) {
+        let refill = self.refill
+        // A gap is rare (an event lost or overtaken between nodes); the log read is async, so it gets a task.
+        Task {
+            let missing = await refill(lastSent)
+            let cut = self.state.withLock { state -> Bool in
+                guard !state.ended else { return false }
+                state.refilling = false
+                // The log holds every event before it is delivered, so it covers all that is pending; anything past
+                // its end (the session expired meanwhile) is dropped rather than refilled again.
+                let end = missing.last?.id ?? state.lastSent
+                let events = missing + state.pending.filter { $0.id <= end }
+                state.pending = []
+                return !self.send(events, in: &state)
+            }
+            if cut { self.end() }
+        }
+    }
+}

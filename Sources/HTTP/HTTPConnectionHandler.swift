@@ -1,0 +1,230 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// What every connection of one server shares.
+struct HTTPServerContext: Sendable {
+    let configuration: HTTPServer.Configuration
+    let responder: any HTTPResponder
+    let logger: Logger
+    let connections: ConnectionTracker
+    let requestCounter: RequestCounter
+}
+
+/// Numbers requests for log lines.
+final class RequestCounter: Sendable {
+    private let value = Atomic<UInt64>(0)
+
+    func next() -> String {
+        String(value.wrappingAdd(1, ordering: .relaxed).newValue, radix: 36)
+    }
+}
+
+/// Serves one connection on its event loop: reads a request (with its body, within the limits), hands it to the
+/// responder in a task of its own, and writes the response when it is ready. Requests are answered one at a time
+/// and in order; `HTTPServerPipelineHandler` holds back pipelined ones meanwhile. No task lives longer than the
+/// responder's work (and a `.stream` body's producer): an idle connection or an event stream costs a channel,
+/// not a suspended task.
+final class HTTPConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private struct Exchange {
+        var head: HTTPRequestHead
+        var request: Request
+        var logger: Logger
+        var started: ContinuousClock.Instant
+    }
+
+    private enum State {
+        case idle
+        case reading(Exchange)
+        case responding(Exchange)
+        case streamingEvents(Exchange, EventStreamChannel, HTTPResponseStatus)
+        case done
+    }
+
+    private let server: HTTPServerContext
+    private var state = State.idle
+    private var draining = false
+
+    init(server: HTTPServerContext) {
+        self.server = server
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            guard case .idle = state else { return }
+            let id = server.requestCounter.next()
+            var logger = server.logger
+            logger[metadataKey: "request.id"] = "\(id)"
+            let channel = context.channel
+            let request = Request(
+                method: head.method,
+                uri: head.uri,
+                headers: head.headers,
+                body: context.channel.allocator.buffer(capacity: 0),
+                remoteAddress: channel.remoteAddress,
+                clientAddress: ClientAddress.of(
+                    peer: channel.remoteAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies),
+                id: id
+            )
+            let exchange = Exchange(head: head, request: request, logger: logger, started: .now)
+            if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > server.configuration.maximumBodyBytes {
+                refuseOversizedBody(exchange, context: context)
+                return
+            }
+            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+            state = .reading(exchange)
+        case .body(var chunk):
+            guard case .reading(var exchange) = state else { return }
+            guard exchange.request.body.readableBytes + chunk.readableBytes <= server.configuration.maximumBodyBytes else {
+                refuseOversizedBody(exchange, context: context)
+                return
+            }
+            state = .done  // no copy of the body while it grows
+            exchange.request.body.writeBuffer(&chunk)
+            state = .reading(exchange)
+        case .end:
+            guard case .reading(let exchange) = state else { return }
+            state = .responding(exchange)
+            respond(to: exchange, context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .responding(let exchange):
+            log(exchange, status: nil, ended: "client closed")
+        case .streamingEvents(let exchange, _, let status):
+            log(exchange, status: status, ended: "client closed")
+        case .idle, .reading, .done:
+            break
+        }
+        state = .done
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ConnectionIdleHandler.DrainEvent {
+            draining = true
+            if case .streamingEvents(_, let stream, _) = state { stream.drain() }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Protocol errors are answered by HTTPProtocolErrorHandler; anything else ends the connection.
+        context.close(promise: nil)
+    }
+
+    // MARK: Responding
+
+    private func respond(to exchange: Exchange, context: ChannelHandlerContext) {
+        let responder = server.responder
+        let request = exchange.request
+        let logger = exchange.logger
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let response = context.eventLoop.makePromise(of: Response.self)
+        response.completeWithTask { await responder.respond(to: request, logger: logger) }
+        response.futureResult.whenSuccess { response in
+            let (handler, context) = loopBound.value
+            handler.write(response, for: exchange, context: context)
+        }
+    }
+
+    private func refuseOversizedBody(_ exchange: Exchange, context: ChannelHandlerContext) {
+        // The rest of the body is never read, so the connection cannot be reused.
+        state = .responding(exchange)
+        draining = true
+        write(server.responder.bodyTooLarge(exchange.request), for: exchange, context: context)
+    }
+
+    private func write(_ response: Response, for exchange: Exchange, context: ChannelHandlerContext) {
+        guard case .responding = state, context.channel.isActive else { return }
+        let head = exchange.head
+        let keepAlive = head.isKeepAlive && !draining && !server.connections.isDraining
+        var headers = response.headers
+        if !keepAlive {
+            headers.replaceOrAdd(name: "Connection", value: "close")
+        } else if head.version.minor == 0 {
+            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+        }
+        let isHead = head.method == .HEAD
+        switch response.body {
+        case .bytes(let buffer):
+            if response.status != .notModified, response.status != .noContent {
+                headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
+            }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
+            if !isHead, buffer.readableBytes > 0 {
+                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            }
+            end(exchange, status: response.status, keepAlive: keepAlive, context: context)
+
+        case .stream(let produce):
+            headers.remove(name: "Content-Length")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
+            if isHead {
+                end(exchange, status: response.status, keepAlive: keepAlive, context: context)
+                return
+            }
+            let writer = ResponseBodyWriter(channel: context.channel)
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let produced = context.eventLoop.makePromise(of: Void.self)
+            produced.completeWithTask { try await produce(writer) }
+            produced.futureResult.whenComplete { _ in
+                let (handler, context) = loopBound.value
+                guard case .responding = handler.state, context.channel.isActive else { return }
+                handler.end(exchange, status: response.status, keepAlive: keepAlive, context: context)
+            }
+
+        case .eventStream(let attach):
+            headers.remove(name: "Content-Length")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            let stream = EventStreamChannel(channel: context.channel) {
+                eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.finishEventStream(context: context)
+                }
+            }
+            state = .streamingEvents(exchange, stream, response.status)
+            attach(stream)
+            if isHead || draining || server.connections.isDraining { stream.finish() }
+        }
+    }
+
+    private func finishEventStream(context: ChannelHandlerContext) {
+        guard case .streamingEvents(let exchange, _, let status) = state else { return }
+        // Event streams end their connection: the browser reconnects anyway, and the descriptor is freed at once.
+        end(exchange, status: status, keepAlive: false, context: context)
+    }
+
+    /// Ends the response; then either waits for the next request or closes the connection.
+    private func end(_ exchange: Exchange, status: HTTPResponseStatus, keepAlive: Bool, context: ChannelHandlerContext) {
+        state = keepAlive ? .idle : .done
+        log(exchange, status: status, ended: nil)
+        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            written.whenComplete { _ in loopBound.value.close(promise: nil) }
+        }
+    }
+
+    private func log(_ exchange: Exchange, status: HTTPResponseStatus?, ended: String?) {
+        // The path only: query strings carry session IDs, which are capabilities and stay out of logs.
+        let path = exchange.head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+        let elapsed = ContinuousClock.now - exchange.started
+        let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        var metadata: Logger.Metadata = ["duration_ms": "\((milliseconds * 100).rounded() / 100)"]
+        if let ended { metadata["ended"] = "\(ended)" }
+        let code = status.map { String($0.code) } ?? "-"
+        exchange.logger.info("\(exchange.head.method.rawValue) \(path) \(code)", metadata: metadata)
+    }
+}
