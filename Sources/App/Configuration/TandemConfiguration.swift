@@ -30,7 +30,7 @@ struct TandemConfiguration: Sendable, Equatable {
     var heartbeatSeconds = 30
     /// The `retry:` hint sent at the start of every stream: how long a browser waits before reconnecting.
     var retryMilliseconds = 2000
-    /// Events buffered per stream for a reader that is slow; past this the stream is cut and the client resumes.
+    /// Events a stream keeps while its response is prepared or a gap in ids is filled from the log.
     var bufferedEvents = 32
     var maxHeaderBytes = 16 * 1024
     var maxBodyBytes = 16 * 1024
