@@ -60,7 +60,64 @@ public enum JSONValue: Sendable, Equatable, Codable {
 extension JSONValue {
     /// Compact JSON text with sorted keys, `/` unescaped and non-ASCII as UTF-8.
     public var compactText: String {
-        (try? String(decoding: JSONValue.encoder.encode(self), as: UTF8.self)) ?? "null"
+        var buffer = ByteBuffer()
+        write(to: &buffer)
+        return String(buffer: buffer)
+    }
+
+    /// Appends compact JSON (RFC 8259) with sorted keys: written straight into the buffer, since every response
+    /// and event is one of these and a general-purpose encoder costs several times as much.
+    public func write(to buffer: inout ByteBuffer) {
+        switch self {
+        case .null:
+            buffer.writeStaticString("null")
+        case .bool(let value):
+            buffer.writeStaticString(value ? "true" : "false")
+        case .integer(let value):
+            buffer.writeString(String(value))
+        case .number(let value):
+            // Swift prints the shortest text that reads back as the same Double, which is valid JSON when finite.
+            if value.isFinite { buffer.writeString(value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)") } else {
+                buffer.writeStaticString("null")
+            }
+        case .string(let value):
+            Self.writeString(value, to: &buffer)
+        case .array(let values):
+            buffer.writeInteger(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+                value.write(to: &buffer)
+            }
+            buffer.writeInteger(UInt8(ascii: "]"))
+        case .object(let members):
+            buffer.writeInteger(UInt8(ascii: "{"))
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+                Self.writeString(key, to: &buffer)
+                buffer.writeInteger(UInt8(ascii: ":"))
+                members[key]?.write(to: &buffer)
+            }
+            buffer.writeInteger(UInt8(ascii: "}"))
+        }
+    }
+
+    private static func writeString(_ text: String, to buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
+            case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
+            case 0x0A: buffer.writeStaticString("\\n")
+            case 0x0D: buffer.writeStaticString("\\r")
+            case 0x09: buffer.writeStaticString("\\t")
+            case 0x00..<0x20, 0x7F:
+                let hex = String(byte, radix: 16)
+                buffer.writeStaticString("\\u00")
+                buffer.writeString(hex.count == 1 ? "0" + hex : hex)
+            default: buffer.writeInteger(byte)
+            }
+        }
+        buffer.writeInteger(UInt8(ascii: "\""))
     }
 
     static var encoder: JSONEncoder {
@@ -94,6 +151,13 @@ extension Request {
 }
 
 extension Response {
+    /// A JSON response from a ``JSONValue``, written straight into the body.
+    public static func json(_ value: JSONValue, status: HTTPResponseStatus = .ok, headers: HTTPHeaders = [:]) -> Response {
+        var body = ByteBuffer()
+        value.write(to: &body)
+        return Response(status: status, contentType: "application/json; charset=utf-8", body: body, headers: headers)
+    }
+
     /// A JSON response; `value` is encoded with `/` unescaped and non-ASCII as UTF-8.
     public static func json(_ value: some Encodable, status: HTTPResponseStatus = .ok, headers: HTTPHeaders = [:]) -> Response {
         let encoder = JSONValue.encoder

@@ -2,6 +2,7 @@ import CoreMetrics
 import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Answers requests. The server calls it once per request; it must not throw, so errors are turned into responses here.
 public protocol HTTPResponder: Sendable {
@@ -37,6 +38,7 @@ public struct Router: HTTPResponder {
     /// (`http_request_duration_seconds{route,method}`) go; nil records nothing. Routes are path templates, never
     /// query strings, so the number of series stays bounded. A streamed response counts until its head is ready.
     public var metrics: (any MetricsFactory)?
+    private let metricHandles = RouteMetricHandles()
 
     /// - Parameters:
     ///   - notFound: the response for a path no route or fallback serves.
@@ -88,11 +90,11 @@ public struct Router: HTTPResponder {
             response = internalError(request)
         }
         if let metrics {
-            let method = request.method.rawValue
-            Counter(label: "http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(response.status.code))], factory: metrics)
-                .increment()
-            CoreMetrics.Timer(label: "http_request_duration_seconds", dimensions: [("route", route), ("method", method)], factory: metrics)
-                .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            // Methods a client makes up would each become a series; they are counted together.
+            let method = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"].contains(request.method.rawValue) ? request.method.rawValue : "other"
+            let (counter, timer) = metricHandles.handles(route: route, method: method, status: response.status.code, factory: metrics)
+            counter.increment()
+            timer.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         }
         return response
     }
@@ -119,6 +121,29 @@ public struct Router: HTTPResponder {
         }
         let notFound = self.notFound
         return ("unmatched", { request, _ in notFound(request) })
+    }
+}
+
+/// The counters and timers of each route, method and status, made once: looking a metric up in the registry by its
+/// labels on every request costs more than the request's own bookkeeping.
+final class RouteMetricHandles: Sendable {
+    private struct Key: Hashable {
+        var route: String
+        var method: String
+        var status: UInt
+    }
+
+    private let handles = Mutex<[Key: (Counter, CoreMetrics.Timer)]>([:])
+
+    func handles(route: String, method: String, status: UInt, factory: any MetricsFactory) -> (Counter, CoreMetrics.Timer) {
+        let key = Key(route: route, method: method, status: status)
+        if let found = handles.withLock({ $0[key] }) { return found }
+        let made = (
+            Counter(label: "http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))], factory: factory),
+            CoreMetrics.Timer(label: "http_request_duration_seconds", dimensions: [("route", route), ("method", method)], factory: factory)
+        )
+        handles.withLock { $0[key] = made }
+        return made
     }
 }
 

@@ -89,3 +89,26 @@ struct HTTPHeadersLiteral: ExpressibleByDictionaryLiteral {
     var value: HTTPHeaders
     init(dictionaryLiteral elements: (String, String)...) { value = HTTPHeaders(elements) }
 }
+
+import Foundation
+
+@Suite struct JSONWritingTests {
+    @Test(arguments: [
+        JSONValue.object(["b": .integer(1_795_616_820_877), "a": .string("山田 \"q\" \\ / \n\r\t\u{0}\u{1F}\u{7F} 😀"), "c": .null]),
+        .array([.bool(true), .bool(false), .number(0.05), .number(10), .number(-1e-7), .integer(-42), .object([:]), .array([])]),
+        .string("<script>alert(1)</script>"),
+    ])
+    func writesJSONThatReadsBackTheSame(value: JSONValue) throws {
+        let text = value.compactText
+        let decoded = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        #expect(decoded.compactText == text)
+        #expect(!text.contains("\n"))
+    }
+
+    @Test func keysAreSortedAndNothingIsEscapedThatNeedNotBe() {
+        let value = JSONValue.object(["type": .string("session-info"), "expiryTime": .integer(5), "ttlMinutes": .number(10)])
+        #expect(value.compactText == #"{"expiryTime":5,"ttlMinutes":10,"type":"session-info"}"#)
+        #expect(JSONValue.string("a/b é").compactText == "\"a/b é\"")
+        #expect(JSONValue.number(.infinity).compactText == "null")
+    }
+}
