@@ -365,9 +365,12 @@ class Stream:
     """Reads GET /api/events in a daemon thread with a small WHATWG-style parser; records events, comments and
     `retry` fields. The test thread only waits on it with deadlines."""
 
-    def __init__(self, node: Node, session_id: str, last_event_id: str | None = None, cookie: str | None = None) -> None:
+    def __init__(
+        self, node: Node, session_id: str, last_event_id: str | None = None, cookie: str | None = None, key: str | None = None
+    ) -> None:
         self.node = node
         self.session_id = session_id
+        self.params = {"session": session_id} if key is None else {"session": session_id, "key": key}
         self.headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             self.headers["Last-Event-ID"] = last_event_id
@@ -402,7 +405,7 @@ class Stream:
             self.opened_at = time.monotonic()
             with httpx.Client(timeout=STREAM_TIMEOUT) as client:
                 with client.stream(
-                    "GET", f"{self.node.base_url}/api/events", params={"session": self.session_id}, headers=self.headers
+                    "GET", f"{self.node.base_url}/api/events", params=self.params, headers=self.headers
                 ) as response:
                     with self._changed:
                         self.set_cookies = response.headers.get_list("set-cookie")
@@ -869,3 +872,45 @@ def test_sigterm_drains_a_node_mid_flow_and_nothing_is_lost(cluster: Cluster) ->
     resumed.close()
     assert flow_events(stream.snapshot()) == FULL_FLOW[:2], stream.describe()
     assert flow_events(resumed.snapshot()) == FULL_FLOW[2:], resumed.describe()
+
+
+def test_a_second_reader_without_the_openers_key_gets_nothing_on_any_node(cluster: Cluster) -> None:
+    """Whoever has the session ID (it is in the QR code) but not the opener's reader key is refused on every node,
+    for a session opened the article's way (key in a cookie) and for one made by POST /api/sessions (key in the
+    URL); the opener keeps getting everything, including the submitted data."""
+    redis = cluster.redis()
+    a = cluster.node("A", redis, ttl_seconds=60)
+    b = cluster.node("B", redis, ttl_seconds=60)
+
+    seed_style = new_session_id()
+    opener = Stream(a, seed_style).start()
+    opener.wait_opened()
+    cookie = opener.reader_cookie()
+    assert cookie is not None
+
+    with b.client() as client:
+        made = client.post("/api/sessions")
+    assert made.status_code == 201, made.text
+    server_made = made.json()["sessionId"]
+    key = made.json()["readerKey"]
+    key_opener = Stream(b, server_made, key=key).start()
+    key_opener.wait_opened()
+
+    for session_id in (seed_style, server_made):
+        for node in (a, b):
+            for headers in ({}, {"Cookie": f"tandem_reader_{session_id}=guessed"}, {"Last-Event-ID": "0"}):
+                with node.client() as client:
+                    response = client.get("/api/events", params={"session": session_id}, headers=headers)
+                assert response.status_code == 403, (node.name, session_id, headers, response.status_code, response.text)
+                body = response.json()
+                assert body["code"] == "reader_key_required", body
+                assert NAME not in response.text and PHONE not in response.text
+        # The phone writes (the QR code's power), through either node.
+        expect_valid(b, session_id)
+        assert expect_ok(submit(a, session_id), a, "submit")["success"] is True
+
+    assert opener.wait_for_id("2"), opener.describe()
+    assert key_opener.wait_for_id("2"), key_opener.describe()
+    for stream in (opener, key_opener):
+        stream.close()
+        assert flow_events(stream.snapshot()) == [("connected", "1", {}), ("complete", "2", {"name": NAME, "phone": PHONE})]
