@@ -8,7 +8,8 @@ import ServiceLifecycle
 actor SessionRegistry: SessionEventSink, Service {
     private struct LocalSession {
         var expiresAt: Int64
-        var streams: [ObjectIdentifier: SessionStream] = [:]
+        /// Nearly always one (the PC's stream); an array costs less than a dictionary for so few.
+        var streams: [SessionStream] = []
     }
 
     private var sessions: [SessionID: LocalSession] = [:]
@@ -44,8 +45,7 @@ actor SessionRegistry: SessionEventSink, Service {
             stream.end()
             return
         }
-        let key = ObjectIdentifier(stream)
-        sessions[stream.sessionID, default: LocalSession(expiresAt: stream.expiresAt)].streams[key] = stream
+        sessions[stream.sessionID, default: LocalSession(expiresAt: stream.expiresAt)].streams.append(stream)
         sessions[stream.sessionID]?.expiresAt = stream.expiresAt
         openStreams += 1
     }
@@ -54,14 +54,15 @@ actor SessionRegistry: SessionEventSink, Service {
     func detach(_ stream: SessionStream) {
         stream.end()
         let id = stream.sessionID
-        guard var session = sessions[id], session.streams.removeValue(forKey: ObjectIdentifier(stream)) != nil else { return }
+        guard var session = sessions[id], let index = session.streams.firstIndex(where: { $0 === stream }) else { return }
+        session.streams.remove(at: index)
         sessions[id] = session.streams.isEmpty ? nil : session
         openStreams -= 1
     }
 
     func deliver(_ event: StoredEvent, to id: SessionID) {
         guard let session = sessions[id] else { return }
-        for stream in session.streams.values { stream.deliver(event) }
+        for stream in session.streams { stream.deliver(event) }
     }
 
     /// Live streams on this node.
@@ -91,7 +92,7 @@ actor SessionRegistry: SessionEventSink, Service {
     func endExpiredStreams() {
         let now = time.now()
         for (id, session) in sessions where session.expiresAt <= now {
-            for stream in session.streams.values { stream.end() }
+            for stream in session.streams { stream.end() }
             sessions[id] = nil
             openStreams -= session.streams.count
         }
@@ -99,13 +100,13 @@ actor SessionRegistry: SessionEventSink, Service {
 
     func sendHeartbeats() {
         for session in sessions.values {
-            for stream in session.streams.values { stream.heartbeat() }
+            for stream in session.streams { stream.heartbeat() }
         }
     }
 
     private func endAllStreams() {
         for session in sessions.values {
-            for stream in session.streams.values { stream.end() }
+            for stream in session.streams { stream.end() }
         }
         sessions.removeAll()
         openStreams = 0

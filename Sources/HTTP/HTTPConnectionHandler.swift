@@ -32,9 +32,23 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     private struct Exchange {
         var head: HTTPRequestHead
-        var request: Request
-        var logger: Logger
+        /// Nil once a long-lived stream no longer needs it (see `slim()`).
+        var request: Request?
         var started: ContinuousClock.Instant
+        var requestID: String
+
+        /// What a long-lived stream keeps of its request: enough for its log line, not the headers and body.
+        func slim() -> Exchange {
+            let head = HTTPRequestHead(version: head.version, method: head.method, uri: String(request?.path ?? ""))
+            return Exchange(head: head, request: nil, started: started, requestID: requestID)
+        }
+    }
+
+    /// The server's logger with this request's id, for its handlers and its log line.
+    private func logger(for exchange: Exchange) -> Logger {
+        var logger = server.logger
+        logger[metadataKey: "request.id"] = "\(exchange.requestID)"
+        return logger
     }
 
     private enum State {
@@ -58,8 +72,6 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         case .head(let head):
             guard case .idle = state else { return }
             let id = server.requestCounter.next()
-            var logger = server.logger
-            logger[metadataKey: "request.id"] = "\(id)"
             let channel = context.channel
             let request = Request(
                 method: head.method,
@@ -71,7 +83,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
                     peer: channel.remoteAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies),
                 id: id
             )
-            let exchange = Exchange(head: head, request: request, logger: logger, started: .now)
+            let exchange = Exchange(head: head, request: request, started: .now, requestID: id)
             if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > server.configuration.maximumBodyBytes {
                 refuseOversizedBody(exchange, context: context)
                 return
@@ -82,12 +94,12 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
             state = .reading(exchange)
         case .body(var chunk):
             guard case .reading(var exchange) = state else { return }
-            guard exchange.request.body.readableBytes + chunk.readableBytes <= server.configuration.maximumBodyBytes else {
+            guard (exchange.request?.body.readableBytes ?? 0) + chunk.readableBytes <= server.configuration.maximumBodyBytes else {
                 refuseOversizedBody(exchange, context: context)
                 return
             }
             state = .done  // no copy of the body while it grows
-            exchange.request.body.writeBuffer(&chunk)
+            exchange.request?.body.writeBuffer(&chunk)
             state = .reading(exchange)
         case .end:
             guard case .reading(let exchange) = state else { return }
@@ -126,8 +138,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     private func respond(to exchange: Exchange, context: ChannelHandlerContext) {
         let responder = server.responder
-        let request = exchange.request
-        let logger = exchange.logger
+        guard let request = exchange.request else { return }
+        let logger = logger(for: exchange)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let response = context.eventLoop.makePromise(of: Response.self)
         response.completeWithTask { await responder.respond(to: request, logger: logger) }
@@ -141,7 +153,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         // The rest of the body is never read, so the connection cannot be reused.
         state = .responding(exchange)
         draining = true
-        write(server.responder.bodyTooLarge(exchange.request), for: exchange, context: context)
+        write(server.responder.bodyTooLarge(exchange.request ?? Request(method: exchange.head.method, uri: exchange.head.uri)), for: exchange, context: context)
     }
 
     private func write(_ response: Response, for exchange: Exchange, context: ChannelHandlerContext) {
@@ -194,9 +206,29 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
                     handler.finishEventStream(context: context)
                 }
             }
-            state = .streamingEvents(exchange, stream, response.status)
+            state = .streamingEvents(exchange.slim(), stream, response.status)
+            shedRequestHandlers(context: context)
             attach(stream)
             if isHead || draining || server.connections.isDraining { stream.finish() }
+        }
+    }
+
+    /// An event stream ends its connection, so no further request will be read on it, and its response head is
+    /// out: the request decoder, the pipelining, protocol-error, idle and header-validating handlers go, and
+    /// whatever the client still sends is dropped unparsed. What an open stream holds is then its channel, the
+    /// response encoder and two small handlers. (Draining still reaches this handler: user events pass through.)
+    private func shedRequestHandlers(context: ChannelHandlerContext) {
+        let pipeline = context.pipeline.syncOperations
+        do {
+            try pipeline.addHandler(DiscardingInboundHandler(), position: .before(self))
+            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPServerPipelineHandler.self))
+            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPProtocolErrorHandler.self))
+            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: ConnectionIdleHandler.self))
+            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: NIOHTTPResponseHeadersValidator.self))
+            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self))
+        } catch {
+            // Not fatal: the stream works with the full pipeline, it only costs more memory.
+            server.logger.debug("kept the request handlers of an event stream", metadata: ["error": "\(error)"])
         }
     }
 
@@ -225,6 +257,14 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         var metadata: Logger.Metadata = ["duration_ms": "\((milliseconds * 100).rounded() / 100)"]
         if let ended { metadata["ended"] = "\(ended)" }
         let code = status.map { String($0.code) } ?? "-"
-        exchange.logger.info("\(exchange.head.method.rawValue) \(path) \(code)", metadata: metadata)
+        logger(for: exchange).info("\(exchange.head.method.rawValue) \(path) \(code)", metadata: metadata)
     }
+}
+
+/// Drops whatever a client sends on a connection that reads no more requests (an event stream), so its bytes are
+/// neither parsed nor kept; the connection's end is still noticed.
+final class DiscardingInboundHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
