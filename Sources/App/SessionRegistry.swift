@@ -73,14 +73,22 @@ actor SessionRegistry: SessionEventSink, Service {
     func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
-                var sinceHeartbeat = Duration.zero
+                // Deadlines on the clock, not sleeps added up: with thousands of streams a sweep takes time, and
+                // added-up sleeps would stretch the heartbeat period past what proxies were promised.
+                let clock = ContinuousClock()
+                var nextSweep = clock.now + self.sweepInterval
+                var nextHeartbeat = clock.now + self.heartbeatInterval
                 while true {
-                    try await Task.sleep(for: self.sweepInterval)
-                    await self.endExpiredStreams()
-                    sinceHeartbeat += self.sweepInterval
-                    if sinceHeartbeat >= self.heartbeatInterval {
-                        sinceHeartbeat = .zero
+                    try await Task.sleep(until: min(nextSweep, nextHeartbeat), clock: clock)
+                    let now = clock.now
+                    if now >= nextSweep {
+                        await self.endExpiredStreams()
+                        nextSweep = now + self.sweepInterval
+                    }
+                    if now >= nextHeartbeat {
                         await self.sendHeartbeats()
+                        nextHeartbeat += self.heartbeatInterval
+                        if nextHeartbeat < now { nextHeartbeat = now + self.heartbeatInterval }
                     }
                 }
             }

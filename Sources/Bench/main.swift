@@ -132,10 +132,14 @@ func hold(_ target: RunningTarget, streams: Int, duration: Double, heartbeat: In
     var clientCPU = 0.0
     var establishSeconds = 0.0
     var processes = 1
+    var probe: HandoffProbe?
     if streams <= perWorker {
         let plan = RunPlan(mode: .hold, flavor: flavor, streamPorts: target.streamPorts, publishPort: target.publishPort, slots: streams,
                            window: duration, threads: threads, pool: 0, sources: sourceCount)
-        let outcome = try runInProcess(plan, established: { rssEstablished = streamRSS(target) }, windowEnded: { rssAfter = streamRSS(target) })
+        let outcome = try runInProcess(plan, established: {
+            rssEstablished = streamRSS(target)
+            if flavor == .tandem { probe = HandoffProbe.run(streamPort: target.streamPorts[0], publishPort: target.publishPort) }
+        }, windowEnded: { rssAfter = streamRSS(target) })
         result = outcome.result
         clientCPU = outcome.clientCPU
         establishSeconds = outcome.establishSeconds
@@ -166,7 +170,9 @@ func hold(_ target: RunningTarget, streams: Int, duration: Double, heartbeat: In
         establishSeconds = Date().timeIntervalSince(start)
         rssEstablished = streamRSS(target)
         _ = FileManager.default.createFile(atPath: go, contents: nil)
-        usleep(useconds_t(max(0, duration - 1) * 1e6))
+        let holdStarted = Date()
+        if flavor == .tandem { probe = HandoffProbe.run(streamPort: target.streamPorts[0], publishPort: target.publishPort) }
+        usleep(useconds_t(max(0, duration - 1 - Date().timeIntervalSince(holdStarted)) * 1e6))
         rssAfter = streamRSS(target)
         for (process, path) in spawned {
             let deadline = Date().addingTimeInterval(duration + 30)
@@ -215,6 +221,12 @@ func hold(_ target: RunningTarget, streams: Int, duration: Double, heartbeat: In
     line.add("server_cpu_s", serverCPU(target) - cpuBefore)
     line.add("client_cpu_s", clientCPU)
     line.add("client_processes", processes)
+    if let probe {
+        // A full handoff made while every stream was held: the node still serves people at that load.
+        line.addRaw("handoff_completed", probe.completed ? "true" : "false")
+        line.add("handoff_ms", probe.milliseconds, digits: 1)
+        if !probe.completed { failures.append("hold \(target.kind.rawValue): handoff under load failed: \(probe.detail)") }
+    }
     line.addRaw("statuses", statusesJSON(result.statuses))
     emit(line)
     // nchan's shortfalls are findings, not failures of the bench; Tandem's are.

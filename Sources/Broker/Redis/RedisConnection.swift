@@ -131,6 +131,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     private var pending = CircularBuffer<Pending>()
+    /// When a reply last arrived: a Redis that is slow because it (or this machine) is busy still answers something,
+    /// and only silence counts as a stall.
+    private var lastReplyAt = NIODeadline.now()
     private let commandTimeout: TimeAmount
     private let onMessage: (@Sendable (String, [UInt8]) -> Void)?
     private var sweep: RepeatedTask?
@@ -169,6 +172,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let reply = unwrapInboundIn(data)
+        lastReplyAt = .now()
         if let onMessage, let message = Self.pushedMessage(reply) {
             onMessage(message.channel, message.payload)
             return
@@ -200,7 +204,8 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     private func closeIfStalled(context: ChannelHandlerContext) {
-        guard let oldest = pending.first, oldest.sentAt + commandTimeout < .now() else { return }
+        let now = NIODeadline.now()
+        guard let oldest = pending.first, oldest.sentAt + commandTimeout < now, lastReplyAt + commandTimeout < now else { return }
         failAll(BrokerError(.unavailable, "Redis did not answer within \(commandTimeout.nanoseconds / 1_000_000) ms"))
         context.close(promise: nil)
     }
