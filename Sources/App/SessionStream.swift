@@ -84,13 +84,19 @@ final class SessionStream: Sendable {
         if cut { end() }
     }
 
+    /// The heartbeat comment, one buffer shared by every stream (writing a ByteBuffer does not copy it), so a sweep
+    /// over thousands of streams allocates nothing per stream.
+    static let heartbeatBytes: ByteBuffer = {
+        var buffer = ByteBuffer()
+        ServerSentEvent.writeComment("heartbeat", to: &buffer)
+        return buffer
+    }()
+
     /// Sends a heartbeat comment; a reader that cannot take even that is cut.
     func heartbeat() {
         let cut = state.withLock { state -> Bool in
             guard !state.ended, let output = state.output, !state.refilling else { return false }
-            var buffer = ByteBuffer()
-            ServerSentEvent.writeComment("heartbeat", to: &buffer)
-            return !output.write(buffer)
+            return !output.write(Self.heartbeatBytes)
         }
         if cut { end() }
     }
