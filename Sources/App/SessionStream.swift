@@ -19,7 +19,7 @@ extension EventStreamChannel: EventStreamOutput {}
 /// Before its response is ready (`bind`) it keeps what arrives, up to `bufferLimit` events. When ids jump (an event
 /// was lost or overtaken on the way) it fills the gap from the session's log first. A reader that cannot take more
 /// is cut: the stream ends, and the browser resumes from its `Last-Event-ID`.
-final class SessionStream: Sendable {
+final class SessionStream: EventStreamDelegate {
     let sessionID: SessionID
     let expiresAt: Int64
 
@@ -34,21 +34,43 @@ final class SessionStream: Sendable {
     private let state: Mutex<State>
     private let bufferLimit: Int
     private let metrics: TandemMetrics?
-    private let refill: @Sendable (EventID) async -> [StoredEvent]
+    /// The session's log, for gaps, and the subscription this stream holds (released when its connection closes).
+    private let broker: any Broker
+    private let registry: SessionRegistry?
 
     /// - Parameters:
     ///   - resumeAfter: the last event id the reader has (its `Last-Event-ID`, or 0).
-    ///   - refill: the session's logged events after an id, for gaps.
+    ///   - broker: reads the session's log to fill gaps; this stream's subscription is dropped from it on close.
+    ///   - registry: detaches the stream when its connection closes.
     init(
         sessionID: SessionID, expiresAt: Int64, resumeAfter: EventID, bufferLimit: Int, metrics: TandemMetrics?,
-        refill: @escaping @Sendable (EventID) async -> [StoredEvent]
+        broker: any Broker, registry: SessionRegistry?
     ) {
         self.sessionID = sessionID
         self.expiresAt = expiresAt
         self.state = Mutex(State(lastSent: resumeAfter))
         self.bufferLimit = bufferLimit
         self.metrics = metrics
-        self.refill = refill
+        self.broker = broker
+        self.registry = registry
+    }
+
+    /// This node drains: the browser is told to come back at once (to another node, behind a balancer).
+    func eventStreamShouldDrain() {
+        end(retryMilliseconds: API.drainRetryMilliseconds)
+    }
+
+    /// The connection is gone: the registry forgets the stream and the broker its subscription.
+    func eventStreamDidClose() {
+        end()
+        let registry = self.registry
+        let broker = self.broker
+        let id = sessionID
+        // The connection's end is an event-loop callback; the bookkeeping it starts is async.
+        Task {
+            await registry?.detach(self)
+            await broker.unsubscribe(id)
+        }
     }
 
     /// Connects the stream to its response: writes `opening` (which carries `replayed`, the events after the
@@ -145,10 +167,11 @@ final class SessionStream: Sendable {
     }
 
     private func startRefill(after lastSent: EventID) {
-        let refill = self.refill
+        let broker = self.broker
+        let id = sessionID
         // A gap is rare (an event lost or overtaken between nodes); the log read is async, so it gets a task.
         Task {
-            let missing = await refill(lastSent)
+            let missing = (try? await broker.events(of: id, after: lastSent)) ?? []
             let cut = self.state.withLock { state -> Bool in
                 guard !state.ended else { return false }
                 state.refilling = false

@@ -1,6 +1,13 @@
 import NIOCore
 import NIOHTTP1
-import Synchronization
+
+/// Told by the server what happens to an event stream's connection. Calls come from the connection's event loop.
+public protocol EventStreamDelegate: AnyObject, Sendable {
+    /// The server drains: end the stream soon, typically after a short `retry:` hint.
+    func eventStreamShouldDrain()
+    /// The connection closed, for whatever reason (the client left, the stream was finished, the server stopped).
+    func eventStreamDidClose()
+}
 
 /// The open connection of an event-stream response, handed to the responder once the response head is written.
 /// No task waits on it: the responder keeps the handle and writes whenever it has something to send, from any
@@ -11,16 +18,14 @@ import Synchronization
 /// slow reader never grows memory here.
 public final class EventStreamChannel: Sendable {
     private let channel: any Channel
-    private let onFinish: @Sendable () -> Void
-    private let drainHandler = Mutex<(@Sendable () -> Void)?>(nil)
+    private let handler: NIOLoopBound<HTTPConnectionHandler>
+    private let context: NIOLoopBound<ChannelHandlerContext>
 
-    init(channel: any Channel, onFinish: @escaping @Sendable () -> Void) {
+    init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext) {
         self.channel = channel
-        self.onFinish = onFinish
+        self.handler = NIOLoopBound(handler, eventLoop: context.eventLoop)
+        self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
     }
-
-    /// An allocator for the buffers written here.
-    public var allocator: ByteBufferAllocator { channel.allocator }
 
     /// Whether the connection is open.
     public var isOpen: Bool { channel.isActive }
@@ -37,21 +42,8 @@ public final class EventStreamChannel: Sendable {
     /// Ends the response and closes the connection (browsers reconnect to an event stream by themselves). Safe to
     /// call more than once, from any thread.
     public func finish() {
-        onFinish()
-    }
-
-    /// Calls `callback` once when the connection closes, at once if it already has.
-    public func onClose(_ callback: @escaping @Sendable () -> Void) {
-        channel.closeFuture.whenComplete { _ in callback() }
-    }
-
-    /// Sets what to do when the server drains: typically a last `retry:` hint, then `finish()`. Without one, a
-    /// draining server just finishes the stream.
-    public func onDrain(_ callback: @escaping @Sendable () -> Void) {
-        drainHandler.withLock { $0 = callback }
-    }
-
-    func drain() {
-        if let handler = drainHandler.withLock({ $0 }) { handler() } else { finish() }
+        let handler = self.handler
+        let context = self.context
+        channel.eventLoop.execute { handler.value.finishEventStream(context: context.value) }
     }
 }

@@ -31,7 +31,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private struct Exchange {
-        var head: HTTPRequestHead
+        var version: HTTPVersion
+        var method: HTTPMethod
+        /// The path only: query strings carry session IDs, which are capabilities and stay out of logs.
+        var path: String
+        var isKeepAlive: Bool
         /// Nil once a long-lived stream no longer needs it (see `slim()`).
         var request: Request?
         var started: ContinuousClock.Instant
@@ -39,8 +43,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
         /// What a long-lived stream keeps of its request: enough for its log line, not the headers and body.
         func slim() -> Exchange {
-            let head = HTTPRequestHead(version: head.version, method: head.method, uri: String(request?.path ?? ""))
-            return Exchange(head: head, request: nil, started: started, requestID: requestID)
+            var slim = self
+            slim.request = nil
+            return slim
         }
     }
 
@@ -61,6 +66,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     private let server: HTTPServerContext
     private var state = State.idle
+    /// Hears of draining and of the connection's end, from an event stream's start until the connection closes.
+    private var eventStreamDelegate: (any EventStreamDelegate)?
     private var draining = false
 
     init(server: HTTPServerContext) {
@@ -68,6 +75,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // An event stream reads no more requests; with the request decoder gone, whatever the client still sends
+        // arrives as raw bytes, and is dropped unparsed.
+        if case .streamingEvents = state { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
             guard case .idle = state else { return }
@@ -83,7 +93,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
                     peer: channel.remoteAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies),
                 id: id
             )
-            let exchange = Exchange(head: head, request: request, started: .now, requestID: id)
+            let exchange = Exchange(
+                version: head.version, method: head.method, path: String(request.path), isKeepAlive: head.isKeepAlive,
+                request: request, started: .now, requestID: id)
             if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > server.configuration.maximumBodyBytes {
                 refuseOversizedBody(exchange, context: context)
                 return
@@ -118,13 +130,19 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
             break
         }
         state = .done
+        if let delegate = eventStreamDelegate {
+            eventStreamDelegate = nil
+            delegate.eventStreamDidClose()
+        }
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ConnectionIdleHandler.DrainEvent {
             draining = true
-            if case .streamingEvents(_, let stream, _) = state { stream.drain() }
+            if case .streamingEvents(_, let stream, _) = state {
+                if let delegate = eventStreamDelegate { delegate.eventStreamShouldDrain() } else { stream.finish() }
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -153,26 +171,31 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         // The rest of the body is never read, so the connection cannot be reused.
         state = .responding(exchange)
         draining = true
-        write(server.responder.bodyTooLarge(exchange.request ?? Request(method: exchange.head.method, uri: exchange.head.uri)), for: exchange, context: context)
+        write(server.responder.bodyTooLarge(exchange.request ?? Request(method: exchange.method, uri: exchange.path)), for: exchange, context: context)
     }
 
     private func write(_ response: Response, for exchange: Exchange, context: ChannelHandlerContext) {
-        guard case .responding = state, context.channel.isActive else { return }
-        let head = exchange.head
-        let keepAlive = head.isKeepAlive && !draining && !server.connections.isDraining
+        guard case .responding = state, context.channel.isActive else {
+            // An event stream's owner still hears of it, so whatever it set up for the stream is released.
+            if case .eventStream(let attach) = response.body {
+                attach(EventStreamChannel(channel: context.channel, handler: self, context: context))?.eventStreamDidClose()
+            }
+            return
+        }
+        let keepAlive = exchange.isKeepAlive && !draining && !server.connections.isDraining
         var headers = response.headers
         if !keepAlive {
             headers.replaceOrAdd(name: "Connection", value: "close")
-        } else if head.version.minor == 0 {
+        } else if exchange.version.minor == 0 {
             headers.replaceOrAdd(name: "Connection", value: "keep-alive")
         }
-        let isHead = head.method == .HEAD
+        let isHead = exchange.method == .HEAD
         switch response.body {
         case .bytes(let buffer):
             if response.status != .notModified, response.status != .noContent {
                 headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
             }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
             if !isHead, buffer.readableBytes > 0 {
                 context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             }
@@ -180,7 +203,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
         case .stream(let produce):
             headers.remove(name: "Content-Length")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
             if isHead {
                 end(exchange, status: response.status, keepAlive: keepAlive, context: context)
                 return
@@ -197,30 +220,22 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
         case .eventStream(let attach):
             headers.remove(name: "Content-Length")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let eventLoop = context.eventLoop
-            let stream = EventStreamChannel(channel: context.channel) {
-                eventLoop.execute {
-                    let (handler, context) = loopBound.value
-                    handler.finishEventStream(context: context)
-                }
-            }
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
+            let stream = EventStreamChannel(channel: context.channel, handler: self, context: context)
             state = .streamingEvents(exchange.slim(), stream, response.status)
             shedRequestHandlers(context: context)
-            attach(stream)
+            eventStreamDelegate = attach(stream)
             if isHead || draining || server.connections.isDraining { stream.finish() }
         }
     }
 
     /// An event stream ends its connection, so no further request will be read on it, and its response head is
     /// out: the request decoder, the pipelining, protocol-error, idle and header-validating handlers go, and
-    /// whatever the client still sends is dropped unparsed. What an open stream holds is then its channel, the
-    /// response encoder and two small handlers. (Draining still reaches this handler: user events pass through.)
+    /// whatever the client still sends is dropped unparsed (see `channelRead`). What an open stream holds is then
+    /// its channel, the response encoder and this handler.
     private func shedRequestHandlers(context: ChannelHandlerContext) {
         let pipeline = context.pipeline.syncOperations
         do {
-            try pipeline.addHandler(DiscardingInboundHandler(), position: .before(self))
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPServerPipelineHandler.self))
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPProtocolErrorHandler.self))
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: ConnectionIdleHandler.self))
@@ -232,7 +247,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    private func finishEventStream(context: ChannelHandlerContext) {
+    func finishEventStream(context: ChannelHandlerContext) {
         guard case .streamingEvents(let exchange, _, let status) = state else { return }
         // Event streams end their connection: the browser reconnects anyway, and the descriptor is freed at once.
         end(exchange, status: status, keepAlive: false, context: context)
@@ -250,21 +265,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     }
 
     private func log(_ exchange: Exchange, status: HTTPResponseStatus?, ended: String?) {
-        // The path only: query strings carry session IDs, which are capabilities and stay out of logs.
-        let path = exchange.head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         let elapsed = ContinuousClock.now - exchange.started
         let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
         var metadata: Logger.Metadata = ["duration_ms": "\((milliseconds * 100).rounded() / 100)"]
         if let ended { metadata["ended"] = "\(ended)" }
         let code = status.map { String($0.code) } ?? "-"
-        logger(for: exchange).info("\(exchange.head.method.rawValue) \(path) \(code)", metadata: metadata)
+        logger(for: exchange).info("\(exchange.method.rawValue) \(exchange.path) \(code)", metadata: metadata)
     }
-}
-
-/// Drops whatever a client sends on a connection that reads no more requests (an event stream), so its bytes are
-/// neither parsed nor kept; the connection's end is still noticed.
-final class DiscardingInboundHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }

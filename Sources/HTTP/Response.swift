@@ -28,9 +28,10 @@ public enum ResponseBody: Sendable {
     /// response ends. It is not run for `HEAD` requests.
     case stream(@Sendable (ResponseBodyWriter) async throws -> Void)
     /// An event stream (chunked) that lives without a task: `attach` is called once, on the connection's event
-    /// loop, right after the head is written (for `HEAD`, with a handle that is already finished). The handle's
-    /// owner writes to it and finishes it.
-    case eventStream(@Sendable (EventStreamChannel) -> Void)
+    /// loop, right after the head is written (also when the connection is already gone, or for `HEAD`, whose
+    /// stream is finished at once). The handle's owner writes to it and finishes it; the delegate it returns hears
+    /// of draining and of the connection's end.
+    case eventStream(@Sendable (EventStreamChannel) -> (any EventStreamDelegate)?)
 
     public static var empty: ResponseBody { .bytes(ByteBuffer()) }
 }

@@ -59,16 +59,25 @@ struct RegistryTests {
         func refuseWrites() { lock.withLock { $0.1 = false } }
     }
 
-    static func stream(_ id: SessionID, expiresAt: Int64, log: [StoredEvent] = []) -> SessionStream {
-        SessionStream(sessionID: id, expiresAt: expiresAt, resumeAfter: 0, bufferLimit: 4, metrics: nil) { after in
-            log.filter { $0.id > after }
-        }
+    /// A broker that only ever sees the session of `id`: its log holds what the test published.
+    struct NoSink: SessionEventSink {
+        func deliver(_ event: StoredEvent, to id: SessionID) async {}
+    }
+
+    static func stream(_ id: SessionID, expiresAt: Int64, broker: any Broker = InMemoryBroker(sink: NoSink(), logger: testLogger)) -> SessionStream {
+        SessionStream(sessionID: id, expiresAt: expiresAt, resumeAfter: 0, bufferLimit: 4, metrics: nil, broker: broker, registry: nil)
     }
 
     @Test func eventsArriveInOrderOnceAndGapsAreFilledFromTheLog() async throws {
         let id = try #require(SessionID("ordered"))
-        let log = (1...3).map { StoredEvent(id: EventID($0), event: $0 == 3 ? .complete(Submission(name: "A", phone: "1")) : .connected) }
-        let stream = Self.stream(id, expiresAt: TimeSource.system.now() + 60_000, log: log)
+        let broker = InMemoryBroker(sink: NoSink(), logger: testLogger)
+        _ = try await broker.openSession(id, ttl: .seconds(60))
+        var log: [StoredEvent] = []
+        for event in [SessionEvent.connected, .inputStarted, .complete(Submission(name: "A", phone: "1"))] {
+            if case .published(let stored, _) = try await broker.publish(event, to: id) { log.append(stored) }
+        }
+        #expect(log.map(\.id) == [1, 2, 3])
+        let stream = Self.stream(id, expiresAt: TimeSource.system.now() + 60_000, broker: broker)
         let output = FakeOutput()
         // Event 1 arrives before the response is ready; it is kept and sent after the opening.
         stream.deliver(log[0])

@@ -64,7 +64,7 @@ extension API {
         let registry = self.registry
         let stream = SessionStream(
             sessionID: id, expiresAt: record.expiresAt, resumeAfter: resumeAfter, bufferLimit: configuration.bufferedEvents,
-            metrics: metrics, refill: { after in (try? await broker.events(of: id, after: after)) ?? [] })
+            metrics: metrics, broker: broker, registry: registry)
         await registry.attach(stream)
         let missed: [StoredEvent]
         do {
@@ -86,18 +86,8 @@ extension API {
         for event in missed { ServerSentEvent(stored: event).write(to: &opening) }
         let opened = opening
         return Response(status: .ok, headers: headers, body: .eventStream { channel in
-            channel.onDrain {
-                // This node is draining: tell the browser to come back at once (to another node, behind a balancer).
-                stream.end(retryMilliseconds: Self.drainRetryMilliseconds)
-            }
-            channel.onClose {
-                // The connection's end is an event-loop callback; the bookkeeping it starts is async.
-                Task {
-                    await registry.detach(stream)
-                    await broker.unsubscribe(id)
-                }
-            }
             stream.bind(channel, opening: opened, replayed: missed)
+            return stream
         })
     }
 
