@@ -18,150 +18,53 @@ every subprocess, and the servers are stopped by PID at the end.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
 import subprocess
-import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BINARY = REPO_ROOT / ".build" / "debug" / "tandem"
-ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+from tandem_browser import JA, WAIT, Pages, chrome_options, dialog, pc_status, qr_loaded, quit_quietly, start_chrome, tool
+from tandem_e2e import PHONE, Cluster, Node
 
-STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
-WAIT = 10.0  # one step of the UI (an SSE event, a dialog) must show within this
 SHORT_TTL_SECONDS = 12
 POLL_SECONDS = 5  # the phone's validate-session poll
 EXPIRY_SLACK = 3.0
 
-# The article's words (Japanese is the default language of both pages for a ja browser).
-JA = {
-    "waiting": "サブデバイスの接続を待っています...",
-    "connected": "サブデバイスで接続中...",
-    "input-started": "サブデバイスで入力中...",
-    "completed": "サブデバイスで入力完了",
-    "complete_title": "サブデバイスでの入力が完了しました",
-    "invalid": "このセッションは無効です。メインデバイスのQRコード画面が更新された可能性があります。",
-    "expired": "セッションの有効期限が切れました。メインデバイスのQRコード画面を更新して、再度QRコードをスキャンしてください。",
-    "network": "ネットワークエラーが発生しました。もう一度お試しください。",
-    "already_submitted": "このセッションは既に送信済みです",
-    "submitted": "送信が完了しました",
-    "name_too_long": "お名前は20文字以内で入力してください",
-}
 EN_INVALID = "This session is not valid. The QR code screen on the main device may have been refreshed."
 
 # 20 characters as people see them, the server's limit: Japanese, and markup that must stay text.
 NAME = "山田<script>1</script>"
-PHONE = "090-1234-5678"
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Servers
 
 
-class TandemServer:
-    def __init__(self, process: subprocess.Popen[str], port: int, log: list[str]) -> None:
-        self.process = process
-        self.port = port
-        self.log = log
-        self.base_url = f"http://127.0.0.1:{port}"
+def _serve(ttl_seconds: int | None) -> Iterator[Node]:
+    def settings(port: int) -> dict[str, str]:
+        values = {"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+        if ttl_seconds is not None:
+            values["SESSION_TTL_SECONDS"] = str(ttl_seconds)
+        return values
 
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-
-
-def _start(binary: str, port: int, ttl_seconds: int | None) -> tuple[subprocess.Popen[str] | None, list[str]]:
-    env = dict(os.environ)
-    env.update(HOST="127.0.0.1", PORT=str(port), PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
-    if ttl_seconds is not None:
-        env["SESSION_TTL_SECONDS"] = str(ttl_seconds)
-    process = subprocess.Popen(
-        [binary],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    log: list[str] = []
-    ready = threading.Event()
-    marker = f"Tandem listening on 127.0.0.1:{port}"
-
-    def drain() -> None:  # keeps reading stderr for the whole run, so the pipe never fills up
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-            if marker in line:
-                ready.set()
-
-    threading.Thread(target=drain, name="tandem-stderr", daemon=True).start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if ready.wait(0.1):
-            return process, log
-        if process.poll() is not None:
-            break
-    _stop(process)
-    return None, log
-
-
-def _serve(ttl_seconds: int | None) -> Iterator[TandemServer]:
-    binary = os.environ.get("TANDEM_BINARY", str(DEFAULT_BINARY))
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"Tandem binary not found or not executable: {binary} (run `swift build` or set TANDEM_BINARY)")
-    log: list[str] = []
-    for _ in range(3):  # another process may take the free port between our probe and the server's bind
-        port = _free_loopback_port()
-        process, log = _start(binary, port, ttl_seconds)
-        if process is not None:
-            break
-    else:
-        pytest.fail("Tandem did not report 'Tandem listening on ...' in time; its stderr:\n" + "".join(log[-50:]))
-    try:
-        yield TandemServer(process, port, log)
-    finally:
-        _stop(process)
+    with Cluster(stop_timeout=STOP_TIMEOUT) as cluster:
+        yield cluster.tandem("tandem", settings)
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[TandemServer]:
+def server() -> Iterator[Node]:
     yield from _serve(None)
 
 
 @pytest.fixture(scope="module")
-def short_server() -> Iterator[TandemServer]:
+def short_server() -> Iterator[Node]:
     yield from _serve(SHORT_TTL_SECONDS)
 
 
@@ -169,35 +72,8 @@ def short_server() -> Iterator[TandemServer]:
 # Browsers
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
-    if path is None:
-        pytest.fail(f"`{name}` is missing: apt-get install {package} (scripts/test.sh does)")
-    return path
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        if found := shutil.which(name):
-            return found
-    pytest.fail("Chromium is missing: apt-get install chromium chromium-driver (scripts/test.sh does)")
-
-
 def _browser(kind: str, language: str = "ja") -> WebDriver:
-    options = webdriver.ChromeOptions()
-    options.binary_location = _chromium()
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # the tests may run as root (CI does); Chromium refuses its sandbox there
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        f"--lang={language}",
-    ):
-        options.add_argument(argument)
-    # navigator.language, which picks the pages' language, follows this preference in headless Chromium.
-    options.add_experimental_option("prefs", {"intl.accept_languages": language})
+    options = chrome_options(language, desktop=kind != "phone")
     if kind == "phone":
         options.add_experimental_option(
             "mobileEmulation",
@@ -207,13 +83,7 @@ def _browser(kind: str, language: str = "ja") -> WebDriver:
                 "Chrome/130.0 Mobile Safari/537.36",
             },
         )
-    else:
-        options.add_argument("--window-size=1280,960")
-    # The driver is Debian's, found on PATH: Selenium Manager must not try to download one.
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=_tool("chromedriver", "chromium-driver")))
-    driver.set_page_load_timeout(20)
-    driver.set_script_timeout(10)
-    return driver
+    return start_chrome(options)
 
 
 @pytest.fixture
@@ -230,62 +100,15 @@ def browsers() -> Iterator[Callable[..., WebDriver]]:
         yield open_browser
     finally:
         for driver in opened:
-            try:
-                driver.quit()
-            except Exception:  # noqa: BLE001 - a browser that is already gone is fine
-                pass
+            quit_quietly(driver)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Helpers
 
 
-_shot_counter = iter(range(1, 1000))
-
-
-def shot(driver: WebDriver, name: str) -> Path:
-    """Saves a screenshot of the page as test-artifacts/browser/NN-name.png."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{next(_shot_counter):02d}-{name}.png"
-    driver.save_screenshot(str(path))
-    return path
-
-
-def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str, timeout: float = WAIT) -> Any:
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
-    except TimeoutException:
-        shot(driver, "timeout-" + re.sub(r"[^a-z0-9]+", "-", what.lower())[:40])
-        raise AssertionError(f"timed out after {timeout} s waiting for: {what}") from None
-
-
-def pc_status(driver: WebDriver) -> tuple[str, str]:
-    state, text = driver.execute_script(
-        "return [document.getElementById('status').dataset.state, document.getElementById('status-text').textContent]"
-    )
-    return state, text
-
-
-def wait_status(driver: WebDriver, state: str, text: str) -> None:
-    wait_until(driver, lambda d: pc_status(d) == (state, text), f"PC status {state!r}")
-
-
-def dialog(driver: WebDriver) -> dict[str, Any]:
-    """What the page's <dialog> shows: open or not, its texts, whether it has a visible OK button."""
-    return driver.execute_script(
-        """
-        const d = document.getElementById('dialog');
-        const confirm = d.querySelector('.dialog-confirm');
-        return {
-          open: d.open,
-          modal: d.matches(':modal'),
-          kind: d.dataset.kind || '',
-          title: d.querySelector('.dialog-title').textContent,
-          text: d.querySelector('.dialog-body').textContent.trim(),
-          confirm: !confirm.hidden && confirm.offsetParent !== null,
-        };
-        """
-    )
+pages = Pages()
+shot, wait_until, wait_status = pages.shot, pages.wait_until, pages.wait_status
 
 
 def wait_dialog(driver: WebDriver, text: str, what: str, timeout: float = WAIT) -> dict[str, Any]:
@@ -303,7 +126,7 @@ def press_escape(driver: WebDriver) -> None:
 def decode_qr(driver: WebDriver, name: str) -> str:
     """Screenshots the page and decodes the QR code in it with zbarimg."""
     path = shot(driver, name)
-    zbarimg = _tool("zbarimg", "zbar-tools")
+    zbarimg = tool("zbarimg", "zbar-tools")
     result = subprocess.run([zbarimg, "--raw", "-q", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, f"zbarimg found no QR code in {path}: {result.stderr}"
     codes = [line for line in result.stdout.splitlines() if line.strip()]
@@ -311,11 +134,11 @@ def decode_qr(driver: WebDriver, name: str) -> str:
     return codes[0]
 
 
-def open_pc(driver: WebDriver, server: TandemServer) -> str:
+def open_pc(driver: WebDriver, server: Node) -> str:
     """Opens the PC page, waits for its QR code and returns the URL decoded from a screenshot of it."""
     driver.get(server.base_url + "/")
     wait_status(driver, "waiting", JA["waiting"])
-    wait_until(driver, lambda d: d.execute_script("const q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0"), "QR image")
+    wait_until(driver, qr_loaded, "QR image")
     url = decode_qr(driver, "pc-qr")
     assert re.fullmatch(re.escape(server.base_url) + r"/phone\.html\?session=[A-Za-z0-9_-]+", url), url
     assert driver.find_element(By.ID, "phone-url").text == url
@@ -342,7 +165,7 @@ def submit_enabled(driver: WebDriver) -> bool:
 # Tests
 
 
-def test_pages_are_served_with_a_strict_content_security_policy(server: TandemServer, browsers: Any) -> None:
+def test_pages_are_served_with_a_strict_content_security_policy(server: Node, browsers: Any) -> None:
     driver = browsers("pc")
     driver.get(server.base_url + "/")
     wait_status(driver, "waiting", JA["waiting"])
@@ -352,7 +175,7 @@ def test_pages_are_served_with_a_strict_content_security_policy(server: TandemSe
     assert violations == [], violations
 
 
-def test_pairing_flow_through_the_qr_code(server: TandemServer, browsers: Any) -> None:
+def test_pairing_flow_through_the_qr_code(server: Node, browsers: Any) -> None:
     pc = browsers("pc")
     phone = browsers("phone")
 
@@ -430,7 +253,7 @@ def test_pairing_flow_through_the_qr_code(server: TandemServer, browsers: Any) -
     assert pc_status(pc) == ("completed", JA["completed"])
 
 
-def test_invalid_session_on_load_cannot_be_dismissed(server: TandemServer, browsers: Any) -> None:
+def test_invalid_session_on_load_cannot_be_dismissed(server: Node, browsers: Any) -> None:
     phone = browsers("phone")
     for query in ("?session=s_00000000000000000000000000000000", "?session=bad%20id!", ""):
         phone.get(f"{server.base_url}/phone.html{query}")
@@ -450,7 +273,7 @@ def test_invalid_session_on_load_cannot_be_dismissed(server: TandemServer, brows
     shot(english, "phone-invalid-session-en")
 
 
-def test_expiry_while_filling_and_the_pc_renewing(short_server: TandemServer, browsers: Any) -> None:
+def test_expiry_while_filling_and_the_pc_renewing(short_server: Node, browsers: Any) -> None:
     pc = browsers("pc")
     phone = browsers("phone")
 

@@ -25,49 +25,25 @@ starts is stopped by its PID when it ends, passed or failed.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
-import socket
-import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BINARY = REPO_ROOT / ".build" / "debug" / "tandem"
-ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+from tandem_browser import JA, Pages, chrome_options, dialog, pc_status, qr_loaded, quit_quietly, start_chrome
+from tandem_e2e import NAME, PHONE, REQUEST_TIMEOUT, Cluster, Node
 
 HEARTBEAT_SECONDS = 2
-STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 DRAIN_DEADLINE = 10.0  # drainTimeoutSeconds, the default
-WAIT = 10.0  # one step of the UI (an SSE event, a dialog) must show within this
 RESUME_WAIT = 15.0  # from A listening again to the PC showing the result
 DOWN_SECONDS = 2.0  # how long A stays down after the submit, so the browser fails to reconnect several times
-REQUEST_TIMEOUT = httpx.Timeout(5.0)
-
-JA = {
-    "waiting": "サブデバイスの接続を待っています...",
-    "connected": "サブデバイスで接続中...",
-    "input-started": "サブデバイスで入力中...",
-    "completed": "サブデバイスで入力完了",
-    "complete_title": "サブデバイスでの入力が完了しました",
-}
-
-NAME = "山田太郎"
-PHONE = "090-1234-5678"
 
 # Records every EventSource the page makes and every event each one fires, before any page script runs.
 RECORDER = r"""
@@ -103,292 +79,65 @@ RECORDER = r"""
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Processes
+# Redis and the nodes
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LoggedProcess:
-    """A child process whose output lines are collected by a daemon thread, so no pipe fills up."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.process = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        self.pid = self.process.pid
-        self.lines: list[str] = []
-        self.drained = threading.Event()
-        self._changed = threading.Condition()
-        threading.Thread(target=self._drain, name=f"log-{self.pid}", daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self.drained.set()
-            self._changed.notify_all()
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def wait_for_line(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                if any(text in line for line in self.lines):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.drained.is_set():
-                    return any(text in line for line in self.lines)
-                self._changed.wait(min(remaining, 0.2))
-
-    def matching(self, pattern: str) -> list[str]:
-        with self._changed:
-            return [line.rstrip("\n") for line in self.lines if re.search(pattern, line)]
-
-    def tail(self, n: int = 60) -> str:
-        with self._changed:
-            return "".join(self.lines[-n:])
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Signals the process by its PID and waits (bounded) until it has exited; SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
-            self.process.wait(timeout=STOP_TIMEOUT)
-
-
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
-            sock.settimeout(1.0)
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _binary() -> str:
-    binary = os.environ.get("TANDEM_BINARY", str(DEFAULT_BINARY))
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"Tandem binary not found or not executable: {binary} (run `swift build --product tandem`)")
-    return binary
-
-
-class Node:
-    def __init__(self, name: str, port: int, process: LoggedProcess) -> None:
-        self.name = name
-        self.port = port
-        self.process = process
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    def log(self) -> str:
-        return f"--- node {self.name} (port {self.port}, pid {self.process.pid}) log:\n{self.process.tail()}"
-
-
-class Cluster:
+class ResumeCluster(Cluster):
     """One redis-server and the Tandem nodes of the test; `close()` stops all of them by PID, nodes first."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.processes: list[LoggedProcess] = []
-        self.redis_process: LoggedProcess | None = None
+        super().__init__(directory, stop_timeout=STOP_TIMEOUT)
         self.redis_url = ""
 
     def start_redis(self) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server not found on PATH (Debian: apt-get install redis-server)")
-        for _ in range(3):  # another process may take the free port between our probe and Redis's bind
-            port = _free_loopback_port()
-            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.directory)]
-            process = LoggedProcess(args, cwd=self.directory)
-            self.redis_process = process
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            while time.monotonic() < deadline and process.running():
-                if _redis_ping(port):
-                    self.redis_url = f"redis://127.0.0.1:{port}/0"
-                    return
-                time.sleep(0.05)
-            process.stop(signal.SIGKILL)
-        pytest.fail(f"redis-server did not start; its log:\n{self.redis_process.tail() if self.redis_process else ''}")
+        self.redis_url = self.redis().url
 
-    def _env(self, port: int, public_port: int) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            HOST="127.0.0.1",
-            PORT=str(port),
-            BROKER="redis",
-            REDIS_URL=self.redis_url,
-            HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
-            PUBLIC_BASE_URL=f"http://127.0.0.1:{public_port}",
-        )
-        return env
+    def _settings(self, public_port: int | None) -> Callable[[int], Mapping[str, str]]:
+        def settings(port: int) -> Mapping[str, str]:
+            return {
+                "BROKER": "redis",
+                "REDIS_URL": self.redis_url,
+                "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+                "PUBLIC_BASE_URL": f"http://127.0.0.1:{public_port if public_port is not None else port}",
+            }
 
-    def _launch(self, name: str, port: int, public_port: int) -> Node | None:
-        process = LoggedProcess([_binary()], env=self._env(port, public_port), cwd=REPO_ROOT)
-        self.processes.append(process)
-        if not process.wait_for_line(f"Tandem listening on 127.0.0.1:{port}", STARTUP_TIMEOUT):
-            process.stop()
-            return None
-        node = Node(name, port, process)
-        assert process.wait_for_line("connected to Redis", STARTUP_TIMEOUT), f"node {name} never connected to Redis\n{node.log()}"
-        return node
+        return settings
 
     def node(self, name: str, public_port: int | None = None) -> Node:
         """A node on a free port (retried if the port is taken); PUBLIC_BASE_URL names `public_port` (or its own)."""
-        last: LoggedProcess | None = None
-        for _ in range(3):
-            port = _free_loopback_port()
-            node = self._launch(name, port, public_port if public_port is not None else port)
-            if node is not None:
-                return node
-            last = self.processes[-1]
-        pytest.fail(f"node {name} did not report 'Tandem listening on ...' in time; its log:\n{last.tail() if last else ''}")
+        return self.tandem(name, self._settings(public_port))
 
     def restart(self, node: Node) -> Node:
         """Starts the node again on the same port with the same environment. The port was ours a moment ago, so
         a failure to bind is retried briefly before giving up."""
-        for _ in range(3):
-            restarted = self._launch(node.name, node.port, node.port)
-            if restarted is not None:
-                return restarted
-            time.sleep(0.5)
-        pytest.fail(f"node {node.name} did not start again on port {node.port}; its log:\n{self.processes[-1].tail()}")
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            try:
-                process.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the rest
-                pass
-        if self.redis_process is not None:
-            try:
-                self.redis_process.stop()
-            except Exception:  # noqa: BLE001
-                pass
+        return self.tandem(node.name, self._settings(node.port), port=node.port, retry_delay=0.5)
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(tmp_path)
-    try:
+def cluster(tmp_path: Path) -> Iterator[ResumeCluster]:
+    with ResumeCluster(tmp_path) as running:
         yield running
-    finally:
-        running.close()
 
 
 # --------------------------------------------------------------------------------------------------------------
 # The browser
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
-    if path is None:
-        pytest.fail(f"`{name}` is missing: apt-get install {package} (scripts/test.sh does)")
-    return path
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        if found := shutil.which(name):
-            return found
-    pytest.fail("Chromium is missing: apt-get install chromium chromium-driver (scripts/test.sh does)")
-
-
 @pytest.fixture
 def pc() -> Iterator[WebDriver]:
     """The PC page's browser: desktop window, Japanese, performance log on, EventSource recorder installed."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = _chromium()
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # the tests may run as root (CI does); Chromium refuses its sandbox there
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        "--lang=ja",
-        "--window-size=1280,960",
-    ):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "ja"})
+    options = chrome_options("ja")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=_tool("chromedriver", "chromium-driver")))
+    driver = start_chrome(options)
     try:
-        driver.set_page_load_timeout(20)
-        driver.set_script_timeout(10)
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORDER})
         yield driver
     finally:
-        try:
-            driver.quit()
-        except Exception:  # noqa: BLE001 - a browser that is already gone is fine
-            pass
+        quit_quietly(driver)
 
 
-_shot_counter = iter(range(1, 100))
-
-
-def shot(driver: WebDriver, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"resume-{next(_shot_counter):02d}-{name}.png"
-    driver.save_screenshot(str(path))
-    return path
-
-
-def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str, timeout: float = WAIT) -> Any:
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
-    except TimeoutException:
-        shot(driver, "timeout-" + re.sub(r"[^a-z0-9]+", "-", what.lower())[:40])
-        raise AssertionError(f"timed out after {timeout} s waiting for: {what}; page record: {record(driver)}") from None
-
-
-def pc_status(driver: WebDriver) -> tuple[str, str]:
-    state, text = driver.execute_script(
-        "return [document.getElementById('status').dataset.state, document.getElementById('status-text').textContent]"
-    )
-    return state, text
-
-
-def wait_status(driver: WebDriver, state: str, text: str, timeout: float = WAIT) -> None:
-    wait_until(driver, lambda d: pc_status(d) == (state, text), f"PC status {state!r}", timeout)
-
-
-def dialog(driver: WebDriver) -> dict[str, Any]:
-    return driver.execute_script(
-        """
-        const d = document.getElementById('dialog');
-        return {
-          open: d.open,
-          kind: d.dataset.kind || '',
-          title: d.querySelector('.dialog-title').textContent,
-          text: d.querySelector('.dialog-body').textContent.trim(),
-        };
-        """
-    )
+pages = Pages("resume-", details=lambda driver: f"; page record: {record(driver)}")
+shot, wait_until, wait_status = pages.shot, pages.wait_until, pages.wait_status
 
 
 def record(driver: WebDriver) -> dict[str, Any]:
@@ -467,7 +216,7 @@ def metric(text: str, name: str, labels: str = "") -> float:
 # The test
 
 
-def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster: Cluster, pc: WebDriver) -> None:
+def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster: ResumeCluster, pc: WebDriver) -> None:
     cluster.start_redis()
     a = cluster.node("A")
     b = cluster.node("B", public_port=a.port)
@@ -478,7 +227,7 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         # --- The PC page on A makes its session.
         pc.get(a.base_url + "/")
         wait_status(pc, "waiting", JA["waiting"])
-        wait_until(pc, lambda d: d.execute_script("const q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0"), "the QR image")
+        wait_until(pc, qr_loaded, "the QR image")
         session = page_session(pc)
         session_id = session["id"]
         assert session["phone_url"] == f"{a.base_url}/phone.html?session={session_id}", session

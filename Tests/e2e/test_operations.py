@@ -18,7 +18,7 @@ Every wait is bounded: HTTP and Redis sockets have timeouts, processes are waite
 that read streams are daemons the tests only wait on with a deadline. Every process a test starts (redis-server,
 nginx's master and its workers, the nodes) is stopped by its PID when the test ends, passed or failed.
 
-This file is independent of test_multinode.py: the helpers it shares with it are copied, not imported.
+Processes, Redis, nodes, streams and requests come from tandem_e2e.py, shared with the other end-to-end tests.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -42,122 +41,42 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BINARY = REPO_ROOT / ".build" / "debug" / "tandem"
+from tandem_e2e import (
+    EVENT_WAIT,
+    HEARTBEAT_SECONDS,
+    REPO_ROOT,
+    REQUEST_TIMEOUT,
+    STARTUP_TIMEOUT,
+    STOP_TIMEOUT,
+    Cluster,
+    LoggedProcess,
+    Node,
+    RedisServer,
+    Stream,
+    expect_input_started,
+    expect_ok,
+    expect_submitted,
+    expect_valid,
+    flow_events,
+    free_loopback_port,
+    full_flow,
+    input_started,
+    new_session_id,
+    poll,
+    submit,
+    validate,
+)
+
 NGINX_SAMPLE = REPO_ROOT / "deploy" / "nginx.conf"
 
-HEARTBEAT_SECONDS = 1
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-
-REQUEST_TIMEOUT = httpx.Timeout(5.0)
-# A stream's read timeout only has to outlast the heartbeat period.
-STREAM_TIMEOUT = httpx.Timeout(connect=5.0, read=HEARTBEAT_SECONDS + 4.0, write=5.0, pool=5.0)
-# How long one event may take to reach a stream once its cause has been answered (generous: the tests that measure
-# latency assert their own, much tighter bound on the recorded arrival times).
-EVENT_WAIT = 5.0
 # From sending a request to its event arriving on the stream through nginx.
 PROXIED_EVENT_LATENCY = 0.5
 # How long a node may take to notice that a stream's client went away (it writes a heartbeat every second).
 STREAM_GONE_WAIT = HEARTBEAT_SECONDS * 3 + 3.0
 
-NAME = "山田太郎"
-PHONE = "090-1234-5678"
-
 
 # --------------------------------------------------------------------------------------------------------------
-# Processes
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LoggedProcess:
-    """A child process whose stdout and stderr lines are collected by daemon threads, so no pipe fills up. `lines`
-    holds both in arrival order; `stderr_lines` only standard error (where Tandem's logs go)."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.args = args
-        self.process = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        self.pid = self.process.pid
-        self.lines: list[str] = []
-        self.stderr_lines: list[str] = []
-        self.stdout_lines: list[str] = []
-        self.drained = threading.Event()
-        self._open_pipes = 2
-        self._changed = threading.Condition()
-        for pipe, own in ((self.process.stdout, self.stdout_lines), (self.process.stderr, self.stderr_lines)):
-            threading.Thread(target=self._drain, args=(pipe, own), name=f"log-{self.pid}", daemon=True).start()
-
-    def _drain(self, pipe: Any, own: list[str]) -> None:
-        for line in pipe:
-            with self._changed:
-                self.lines.append(line)
-                own.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._open_pipes -= 1
-            if self._open_pipes == 0:
-                self.drained.set()
-            self._changed.notify_all()
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def wait_for_line(self, text: str, timeout: float, start: int = 0) -> bool:
-        """Whether a line containing `text` (at index >= start) appears within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                if any(text in line for line in self.lines[start:]):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.drained.is_set():  # drained: the process closed its output
-                    return any(text in line for line in self.lines[start:])
-                self._changed.wait(min(remaining, 0.2))
-
-    def stdout(self) -> list[str]:
-        with self._changed:
-            return [line.rstrip("\n") for line in self.stdout_lines]
-
-    def stderr(self) -> list[str]:
-        with self._changed:
-            return [line.rstrip("\n") for line in self.stderr_lines]
-
-    def tail(self, n: int = 60) -> str:
-        with self._changed:
-            return "".join(self.lines[-n:])
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Signals the process by its PID and waits (bounded) until it has exited; SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
-            self.process.wait(timeout=STOP_TIMEOUT)
-
-    def wait_output_closed(self, timeout: float = STOP_TIMEOUT) -> bool:
-        """After the process exited: whether the reader thread has taken every line of its output."""
-        return self.drained.wait(timeout)
+# nginx's workers, found by PID
 
 
 def _children_of(pid: int) -> list[int]:
@@ -186,91 +105,6 @@ def _pid_alive(pid: int) -> bool:
         return False
     state = text[text.rfind(")") + 2:].split()[0]
     return state != "Z"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Redis
-
-
-class RedisError(Exception):
-    pass
-
-
-def redis_command(port: int, *args: str | int, timeout: float = 3.0) -> Any:
-    """Sends one command over a fresh connection and returns the parsed RESP2 reply."""
-    payload = bytearray(f"*{len(args)}\r\n".encode())
-    for arg in args:
-        data = str(arg).encode()
-        payload += f"${len(data)}\r\n".encode() + data + b"\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(payload)
-        with sock.makefile("rb") as reader:
-            return _read_reply(reader)
-
-
-def _read_reply(reader: Any) -> Any:
-    line = reader.readline()
-    if not line.endswith(b"\r\n"):
-        raise ConnectionError(f"Redis closed the connection mid-reply: {line!r}")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise RedisError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        size = int(rest)
-        if size < 0:
-            return None
-        data = reader.read(size + 2)
-        return data[:-2].decode("utf-8", errors="replace")
-    if kind == b"*":
-        size = int(rest)
-        if size < 0:
-            return None
-        return [_read_reply(reader) for _ in range(size)]
-    raise RedisError(f"unexpected reply line {line!r}")
-
-
-class RedisServer:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = 0
-        self.process: LoggedProcess | None = None
-        self.url = ""
-
-    def start(self) -> None:
-        """Starts on a free port (retrying if another process takes it first)."""
-        for _ in range(3):
-            self.port = _free_loopback_port()
-            args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", str(self.directory)]
-            self.process = LoggedProcess(args, cwd=self.directory)
-            if self._wait_ready(STARTUP_TIMEOUT):
-                self.url = f"redis://127.0.0.1:{self.port}/0"
-                return
-            self.process.stop(signal.SIGKILL)
-        raise RuntimeError(f"redis-server did not start on port {self.port}; its log:\n{self.process.tail() if self.process else ''}")
-
-    def _wait_ready(self, timeout: float) -> bool:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.process.running():
-                return False
-            try:
-                if redis_command(self.port, "PING", timeout=1.0) == "PONG":
-                    return True
-            except (OSError, RedisError):
-                pass
-            time.sleep(0.05)
-        return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(signal.SIGTERM)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -359,7 +193,7 @@ class Nginx:
     def start(self) -> None:
         binary = _nginx_binary()
         for _ in range(3):  # another process may take the free port between our probe and nginx's bind
-            self.port = _free_loopback_port()
+            self.port = free_loopback_port()
             self.workers = []
             config = self._write_config()
             check = subprocess.run(
@@ -377,22 +211,23 @@ class Nginx:
     def _wait_ready(self, timeout: float) -> bool:
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.process.running():
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
-                    pass
-            except OSError:
-                time.sleep(0.05)
-                continue
-            # Listening; remember the workers so that they can be checked when the master stops.
-            while time.monotonic() < deadline and not self.workers:
-                self.workers = _children_of(self.process.pid)
-                if not self.workers:
-                    time.sleep(0.05)
-            return bool(self.workers)
-        return False
+        if not self.process.wait_ready(self._listening, timeout):
+            return False
+        # Listening; remember the workers so that they can be checked when the master stops.
+        poll(self._found_workers, max(0.0, deadline - time.monotonic()), 0.05)
+        return bool(self.workers)
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+    def _found_workers(self) -> bool:
+        assert self.process is not None
+        self.workers = _children_of(self.process.pid)
+        return bool(self.workers)
 
     @property
     def base_url(self) -> str:
@@ -420,24 +255,7 @@ class Nginx:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Tandem nodes
-
-
-@dataclass
-class Node:
-    name: str
-    port: int
-    process: LoggedProcess
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=REQUEST_TIMEOUT)
-
-    def log(self) -> str:
-        return f"--- node {self.name} (port {self.port}, pid {self.process.pid}) log:\n{self.process.tail()}"
+# Where requests go, and what one test starts
 
 
 @dataclass
@@ -451,62 +269,25 @@ class Endpoint:
         return httpx.Client(base_url=self.base_url, timeout=REQUEST_TIMEOUT)
 
 
-def _binary() -> str:
-    binary = os.environ.get("TANDEM_BINARY", str(DEFAULT_BINARY))
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"Tandem binary not found or not executable: {binary} (run `swift build --product tandem`)")
-    return binary
-
-
-class Cluster:
-    """Starts Redis, Tandem nodes and nginx for one test; `close()` stops all of them by PID, front to back."""
+class OperationsCluster(Cluster):
+    """Redis, Tandem nodes and nginx for one test; `close()` stops all of them by PID, front to back."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.processes: list[LoggedProcess] = []
-        self.redis_servers: list[RedisServer] = []
+        super().__init__(directory)
         self.proxies: list[Nginx] = []
-
-    def redis(self) -> RedisServer:
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server not found on PATH (Debian: apt-get install redis-server)")
-        directory = self.directory / f"redis-{len(self.redis_servers)}"
-        directory.mkdir()
-        server = RedisServer(directory)
-        self.redis_servers.append(server)
-        server.start()
-        return server
 
     def node(self, name: str, redis: RedisServer | None = None, ttl_seconds: int = 120, **extra_env: str) -> Node:
         """A node on the Redis broker when `redis` is given, else on the in-memory broker."""
-        binary = _binary()
-        env = dict(os.environ)
-        for key in ("LOG_FORMAT", "TANDEM_CONFIG"):
-            env.pop(key, None)
-        env.update(
-            HOST="127.0.0.1",
-            BROKER="redis" if redis is not None else "memory",
-            SESSION_TTL_SECONDS=str(ttl_seconds),
-            HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
-            LOG_LEVEL="info",
-        )
+        settings = {
+            "BROKER": "redis" if redis is not None else "memory",
+            "SESSION_TTL_SECONDS": str(ttl_seconds),
+            "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+            "LOG_LEVEL": "info",
+        }
         if redis is not None:
-            env["REDIS_URL"] = redis.url
-        env.update(extra_env)
-        for _ in range(3):  # another process may take the free port between our probe and the node's bind
-            port = _free_loopback_port()
-            env["PORT"] = str(port)
-            process = LoggedProcess([binary], env=env, cwd=REPO_ROOT)
-            self.processes.append(process)
-            if process.wait_for_line(f"Tandem listening on 127.0.0.1:{port}", STARTUP_TIMEOUT):
-                node = Node(name, port, process)
-                if redis is not None:
-                    assert process.wait_for_line("connected to Redis", STARTUP_TIMEOUT), (
-                        f"node {name} never logged 'connected to Redis'\n{node.log()}"
-                    )
-                return node
-            process.stop()
-        pytest.fail(f"node {name} did not report 'Tandem listening on ...' in time; its log:\n{process.tail()}")
+            settings["REDIS_URL"] = redis.url
+        settings.update(extra_env)
+        return self.tandem(name, settings, unset=("LOG_FORMAT", "TANDEM_CONFIG"))
 
     def nginx(self, nodes: list[Node]) -> Nginx:
         directory = self.directory / f"nginx-{len(self.proxies)}"
@@ -522,254 +303,13 @@ class Cluster:
                 proxy.stop()
             except Exception:  # noqa: BLE001 - keep stopping the rest
                 pass
-        for process in reversed(self.processes):
-            try:
-                process.stop()
-            except Exception:  # noqa: BLE001
-                pass
-        for server in self.redis_servers:
-            try:
-                server.stop()
-            except Exception:  # noqa: BLE001
-                pass
+        super().close()
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(tmp_path)
-    try:
+def cluster(tmp_path: Path) -> Iterator[OperationsCluster]:
+    with OperationsCluster(tmp_path) as running:
         yield running
-    finally:
-        running.close()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# SSE streams read in background threads
-
-
-@dataclass
-class Event:
-    name: str
-    id: str | None
-    data: str
-    received_at: float = field(default=0.0, compare=False)  # time.monotonic() when its blank line arrived
-
-    def json(self) -> Any:
-        return json.loads(self.data)
-
-    def simple(self) -> tuple[str, str | None, Any]:
-        return (self.name, self.id, self.json())
-
-
-class Stream:
-    """Reads GET /api/events in a daemon thread with a small WHATWG-style parser; records events, comments and
-    `retry` fields, each with its arrival time. The test thread only waits on it with deadlines."""
-
-    def __init__(self, target: Node | Endpoint, session_id: str, cookie: str | None = None) -> None:
-        self.target = target
-        self.session_id = session_id
-        self.headers = {"Accept": "text/event-stream"}
-        if cookie is not None:
-            self.headers["Cookie"] = cookie
-        self.set_cookies: list[str] = []
-        self.status: int | None = None
-        self.response_headers: httpx.Headers | None = None
-        self.body = b""
-        self.events: list[Event] = []
-        self.comments: list[tuple[str, float]] = []
-        self.retries: list[str] = []
-        self.lines: list[str] = []
-        self.error: BaseException | None = None
-        self.closed_by_server = False
-        self.ended = threading.Event()
-        self._stop = threading.Event()
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=f"sse-{target.name}-{session_id}", daemon=True)
-
-    def start(self) -> "Stream":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Drops the connection at the next chunk the server sends (a heartbeat at the latest)."""
-        self._stop.set()
-
-    def _run(self) -> None:
-        try:
-            with httpx.Client(timeout=STREAM_TIMEOUT) as client:
-                with client.stream(
-                    "GET", f"{self.target.base_url}/api/events", params={"session": self.session_id}, headers=self.headers
-                ) as response:
-                    with self._changed:
-                        self.set_cookies = response.headers.get_list("set-cookie")
-                        self.response_headers = response.headers
-                        self.status = response.status_code
-                        self._changed.notify_all()
-                    if response.status_code != 200:
-                        self.body = response.read()
-                        self.closed_by_server = True
-                        return
-                    self.closed_by_server = self._read(response)
-        except BaseException as error:  # noqa: BLE001 - reported to the test thread
-            self.error = error
-        finally:
-            with self._changed:
-                self.ended.set()
-                self._changed.notify_all()
-
-    def _read(self, response: httpx.Response) -> bool:
-        """True when the server ended the stream, False when we stopped reading."""
-        buffer = b""
-        name, data, last_id = "", [], None  # type: tuple[str, list[str], str | None]
-        for chunk in response.iter_raw():
-            arrived = time.monotonic()
-            buffer += chunk
-            while True:
-                cut = buffer.find(b"\n")
-                if cut < 0:
-                    break
-                line = buffer[:cut].rstrip(b"\r").decode("utf-8")
-                buffer = buffer[cut + 1:]
-                with self._changed:
-                    self.lines.append(line)
-                    if line == "":
-                        if data:
-                            self.events.append(Event(name or "message", last_id, "\n".join(data), arrived))
-                        name, data = "", []
-                    elif line.startswith(":"):
-                        self.comments.append((line[1:].strip(), arrived))
-                    else:
-                        key, _, value = line.partition(":")
-                        value = value[1:] if value.startswith(" ") else value
-                        if key == "event":
-                            name = value
-                        elif key == "data":
-                            data.append(value)
-                        elif key == "id":
-                            last_id = value
-                        elif key == "retry":
-                            self.retries.append(value)
-                    self._changed.notify_all()
-            if self._stop.is_set():
-                return False
-        return True
-
-    # Waiting
-
-    def wait_response(self, timeout: float = EVENT_WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self.status is None and not self.ended.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._changed.wait(remaining)
-        assert self.status == 200, (
-            f"GET /api/events?session={self.session_id} via {self.target.name}: status {self.status}, "
-            f"body {self.body!r}, error {self.error!r}"
-        )
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Waits (bounded) until `predicate()`, evaluated under the stream's lock, holds or the stream ends."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                if predicate():
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.ended.is_set():
-                    return predicate()
-                self._changed.wait(remaining)
-
-    def wait_for_id(self, event_id: str, timeout: float = EVENT_WAIT) -> Event | None:
-        def found() -> Event | None:
-            return next((e for e in self.events if e.id == event_id and e.name != "message"), None)
-
-        self.wait_until(lambda: found() is not None, timeout)
-        with self._changed:
-            return found()
-
-    def wait_opened(self) -> None:
-        """Waits for the 200 and the session-info event (sent once the node has subscribed to the session)."""
-        self.wait_response()
-        assert self.wait_until(lambda: any(is_session_info(e) for e in self.events), EVENT_WAIT), (
-            f"no session-info on {self.session_id} via {self.target.name}: {self.snapshot()!r}, error {self.error!r}"
-        )
-
-    def heartbeats(self) -> list[float]:
-        with self._changed:
-            return [at for text, at in self.comments if text == "heartbeat"]
-
-    def reader_cookie(self) -> str | None:
-        """`name=value` of the reader-key cookie the server set when this stream opened the session, if any."""
-        for header in self.set_cookies:
-            pair = header.split(";", 1)[0].strip()
-            if pair.startswith(f"tandem_reader_{self.session_id}="):
-                return pair
-        return None
-
-    def close(self) -> None:
-        """Stops reading and waits (bounded) until the connection is dropped."""
-        self.stop()
-        assert self.ended.wait(HEARTBEAT_SECONDS + 3.0), f"could not drop stream {self.session_id} via {self.target.name}"
-
-    def snapshot(self) -> list[Event]:
-        with self._changed:
-            return list(self.events)
-
-    def describe(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines[-40:])
-
-
-def is_session_info(event: Event) -> bool:
-    try:
-        return event.name == "message" and event.json().get("type") == "session-info"
-    except ValueError:
-        return False
-
-
-def flow_events(events: list[Event]) -> list[tuple[str, str | None, Any]]:
-    return [e.simple() for e in events if not is_session_info(e)]
-
-
-def full_flow(name: str = NAME, phone: str = PHONE) -> list[tuple[str, str, Any]]:
-    return [("connected", "1", {}), ("input-started", "2", {}), ("complete", "3", {"name": name, "phone": phone})]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Requests
-
-
-def new_session_id(prefix: str = "op") -> str:
-    return f"{prefix}_" + secrets.token_hex(8)
-
-
-def validate(client: httpx.Client, session_id: str) -> httpx.Response:
-    return client.get("/api/validate-session", params={"session": session_id})
-
-
-def input_started(client: httpx.Client, session_id: str) -> httpx.Response:
-    return client.post("/api/input-started", json={"sessionId": session_id})
-
-
-def submit(client: httpx.Client, session_id: str, name: str = NAME, phone: str = PHONE) -> httpx.Response:
-    return client.post("/api/submit", json={"sessionId": session_id, "name": name, "phone": phone})
-
-
-def expect_ok(response: httpx.Response, what: str, context: Callable[[], str] = lambda: "") -> dict[str, Any]:
-    assert response.status_code == 200, f"{what}: {response.status_code} {response.text}\n{context()}"
-    return response.json()
-
-
-def poll(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -825,7 +365,7 @@ def http_requests_sum(node: Node) -> float:
 # 1. Behind nginx
 
 
-def test_flow_through_nginx_is_unbuffered_and_round_robin(cluster: Cluster) -> None:
+def test_flow_through_nginx_is_unbuffered_and_round_robin(cluster: OperationsCluster) -> None:
     redis = cluster.redis()
     a = cluster.node("A", redis)
     b = cluster.node("B", redis)
@@ -907,11 +447,11 @@ def _metrics_flow(node: Node, session_id: str, unknown_id: str) -> Stream:
     stream = Stream(node, session_id).start()
     stream.wait_opened()
     with node.client() as client:
-        assert expect_ok(validate(client, session_id), "validate-session", node.log)["valid"] is True
+        expect_valid(client, session_id, node.log)
         assert stream.wait_for_id("1") is not None, stream.describe()
-        assert expect_ok(input_started(client, session_id), "input-started", node.log) == {"success": True}
+        expect_input_started(client, session_id, node.log)
         assert stream.wait_for_id("2") is not None, stream.describe()
-        assert expect_ok(submit(client, session_id), "submit", node.log)["success"] is True
+        expect_submitted(client, session_id, context=node.log)
         assert stream.wait_for_id("3") is not None, stream.describe()
         missing = validate(client, unknown_id)
         assert missing.status_code == 404, f"validate-session of an unknown session: {missing.status_code} {missing.text}"
@@ -923,7 +463,7 @@ def _not_metrics(labels: dict[str, str]) -> bool:
     return labels.get("route") == "/metrics"
 
 
-def test_metrics_count_a_flow_and_accumulate(cluster: Cluster) -> None:
+def test_metrics_count_a_flow_and_accumulate(cluster: OperationsCluster) -> None:
     node = cluster.node("M")
     _, baseline = scrape(node)
     assert value(baseline, "tandem_open_streams") == 0
@@ -1011,7 +551,7 @@ def _check_json_logs(lines: list[str], secrets_: dict[str, str]) -> list[dict[st
 
 
 @pytest.mark.parametrize("broker", ["memory", "redis"])
-def test_logs_are_json_and_hold_no_submitted_data(cluster: Cluster, broker: str) -> None:
+def test_logs_are_json_and_hold_no_submitted_data(cluster: OperationsCluster, broker: str) -> None:
     redis = cluster.redis() if broker == "redis" else None
     node = cluster.node("L", redis, LOG_FORMAT="json", LOG_LEVEL="trace")
     session_id = new_session_id("logsecret") + secrets.token_hex(8)
@@ -1091,7 +631,7 @@ def test_logs_are_json_and_hold_no_submitted_data(cluster: Cluster, broker: str)
 
 
 @pytest.mark.parametrize("broker", ["memory", "redis"])
-def test_logs_of_a_stream_its_reader_closes(cluster: Cluster, broker: str) -> None:
+def test_logs_of_a_stream_its_reader_closes(cluster: OperationsCluster, broker: str) -> None:
     """The PC closes its stream (the article's page closes EventSource on `complete`), at trace level: the stream's
     request still gets its line with a request id, and the session ID appears nowhere."""
     redis = cluster.redis() if broker == "redis" else None
@@ -1101,9 +641,9 @@ def test_logs_of_a_stream_its_reader_closes(cluster: Cluster, broker: str) -> No
     stream = Stream(node, session_id).start()
     stream.wait_opened()
     with node.client() as client:
-        assert expect_ok(validate(client, session_id), "validate-session", node.log)["valid"] is True
-        assert expect_ok(input_started(client, session_id), "input-started", node.log) == {"success": True}
-        assert expect_ok(submit(client, session_id, SECRET_NAME, SECRET_PHONE), "submit", node.log)["success"] is True
+        expect_valid(client, session_id, node.log)
+        expect_input_started(client, session_id, node.log)
+        expect_submitted(client, session_id, SECRET_NAME, SECRET_PHONE, node.log)
     assert stream.wait_for_id("3") is not None, stream.describe()
     stream.close()
     # The node notices the dropped connection at its next heartbeat write; give it a few.

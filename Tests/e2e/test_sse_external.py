@@ -16,38 +16,34 @@ the server.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TypeVar
 
 import httpx
 import pytest
 import sseclient
 from httpx_sse import EventSource, ServerSentEvent, connect_sse
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BINARY = REPO_ROOT / ".build" / "debug" / "tandem"
+from tandem_e2e import (
+    HEARTBEAT_SECONDS,
+    NAME,
+    PHONE,
+    REQUEST_TIMEOUT,
+    Cluster,
+    Node,
+    StreamThread,
+    expect_input_started,
+    expect_submitted,
+    expect_valid,
+    new_session_id,
+)
 
 TTL_SECONDS = 3
-HEARTBEAT_SECONDS = 1
-STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
-
-# Plain requests: short everything. Streams: the read timeout only has to outlast the heartbeat period.
-REQUEST_TIMEOUT = httpx.Timeout(5.0)
-STREAM_TIMEOUT = httpx.Timeout(connect=5.0, read=HEARTBEAT_SECONDS + 4.0, write=5.0, pool=5.0)
-# How long one event may take to arrive once its cause has been sent.
-EVENT_WAIT = 5.0
 # The server must close an expired session's stream within TTL + this many seconds of opening it.
 EXPIRY_SLACK = 2.0
 
-NAME = "山田太郎"
-PHONE = "090-1234-5678"
 # At most 20 characters as people see them (the server's rule): a script tag, a quote, an ampersand, an emoji.
 TRICKY_NAME = '<script>"&</script>😀'
 
@@ -56,212 +52,36 @@ TRICKY_NAME = '<script>"&</script>😀'
 # The server
 
 
-class TandemServer:
-    def __init__(self, process: subprocess.Popen[str], port: int, log: list[str]) -> None:
-        self.process = process
-        self.port = port
-        self.log = log
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    def log_text(self) -> str:
-        return "".join(self.log[-200:])
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-
-
-def _start(binary: str, port: int) -> tuple[subprocess.Popen[str] | None, list[str]]:
-    env = dict(os.environ)
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        SESSION_TTL_SECONDS=str(TTL_SECONDS),
-        HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
-    )
-    process = subprocess.Popen(
-        [binary],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    log: list[str] = []
-    ready = threading.Event()
-    marker = f"Tandem listening on 127.0.0.1:{port}"
-
-    def drain() -> None:  # keeps reading stderr for the whole run, so the pipe never fills up
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-            if marker in line:
-                ready.set()
-
-    threading.Thread(target=drain, name="tandem-stderr", daemon=True).start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if ready.wait(0.1):
-            return process, log
-        if process.poll() is not None:
-            break
-    _stop(process)
-    return None, log
-
-
 @pytest.fixture(scope="module")
-def server() -> Any:
-    binary = os.environ.get("TANDEM_BINARY", str(DEFAULT_BINARY))
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"Tandem binary not found or not executable: {binary} (run `swift build` or set TANDEM_BINARY)")
-    log: list[str] = []
-    for _ in range(3):  # another process may take the free port between our probe and the server's bind
-        port = _free_loopback_port()
-        process, log = _start(binary, port)
-        if process is not None:
-            break
-    else:
-        pytest.fail("Tandem did not report 'Tandem listening on ...' in time; its stderr:\n" + "".join(log[-50:]))
-    running = TandemServer(process, port, log)
-    try:
-        yield running
-    finally:
-        _stop(process)
+def server() -> Iterator[Node]:
+    with Cluster(stop_timeout=STOP_TIMEOUT) as cluster:
+        yield cluster.tandem(
+            "tandem", {"SESSION_TTL_SECONDS": str(TTL_SECONDS), "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Stream readers running in background threads
+# Stream readers running in background threads, each with a parser we did not write
 
 
-class StreamReader:
-    """Reads GET /api/events in a daemon thread; the test thread waits on it with deadlines only."""
-
-    def __init__(
-        self, base_url: str, session_id: str, last_event_id: str | None = None, cookie: str | None = None
-    ) -> None:
-        self.url = f"{base_url}/api/events"
-        self.session_id = session_id
-        self.request_headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
-        # The opener's reader key, which the server sets as a cookie and a browser sends on every reconnect.
-        if cookie is not None:
-            self.request_headers["Cookie"] = cookie
-        self.events: list[Any] = []
-        self.status: int | None = None
-        self.headers: httpx.Headers | None = None
-        self.body: bytes = b""
-        self.error: BaseException | None = None
-        self.opened_at: float | None = None
-        self.ended_at: float | None = None
-        self.closed_by_server = False
-        self.ended = threading.Event()
-        self._stop = threading.Event()
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=f"sse-{session_id}", daemon=True)
-
-    # -- running
-
-    def start(self) -> "StreamReader":
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            self.opened_at = time.monotonic()
-            with httpx.Client(timeout=STREAM_TIMEOUT) as client:
-                if self._read(client):
-                    self.closed_by_server = True
-        except BaseException as error:  # noqa: BLE001 - reported to the test thread
-            self.error = error
-        finally:
-            self.ended_at = time.monotonic()
-            self.ended.set()
-            self._notify()
-
-    def _read(self, client: httpx.Client) -> bool:
-        """Reads the stream; True when the server ended it, False when we stopped reading."""
-        raise NotImplementedError
+class StreamReader(StreamThread):
+    """GET /api/events read by a third-party parser; `events` holds that parser's own event objects."""
 
     @property
     def reader_cookie(self) -> str | None:
         """`name=value` of the reader-key cookie the server set, as a browser would send it back."""
-        header = self.headers.get("set-cookie") if self.headers is not None else None
+        header = self.response_headers.get("set-cookie") if self.response_headers is not None else None
         return header.split(";", 1)[0] if header else None
 
-    def _got_response(self, response: httpx.Response) -> bool:
-        self.status = response.status_code
-        self.headers = response.headers
-        if response.status_code != 200:
-            self.body = response.read()
-        self._notify()
-        return response.status_code == 200
 
-    def _add(self, event: Any) -> None:
-        with self._changed:
-            self.events.append(event)
-            self._changed.notify_all()
-
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
-
-    def stop(self) -> None:
-        """Asks the reader to stop at the next thing it reads (the server may still close the stream first)."""
-        self._stop.set()
-
-    # -- waiting
-
-    def snapshot(self) -> list[Any]:
-        with self._changed:
-            return list(self.events)
-
-    def wait_for(self, predicate: Callable[[list[Any]], bool], timeout: float = EVENT_WAIT) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                if predicate(self.events):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.ended.is_set():
-                    return predicate(self.events)
-                self._changed.wait(remaining)
-
-    def wait_for_response(self, timeout: float = EVENT_WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self.status is None and not self.ended.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._changed.wait(remaining)
-        assert self.status is not None, f"no response to GET /api/events within {timeout}s (error: {self.error!r})"
-
-    def wait_ended(self, timeout: float) -> bool:
-        return self.ended.wait(timeout)
+Reader = TypeVar("Reader", bound=StreamReader)
 
 
 class HttpxSSEReader(StreamReader):
     """httpx + httpx-sse: collects httpx_sse.ServerSentEvent objects, including the retry-only first block."""
 
     def _read(self, client: httpx.Client) -> bool:
-        with connect_sse(
-            client, "GET", self.url, params={"session": self.session_id}, headers=dict(self.request_headers)
-        ) as source:
+        with connect_sse(client, "GET", self.url, params=self.params, headers=dict(self.request_headers)) as source:
             if not self._got_response(source.response):
                 return True
             # httpx-sse yields nothing for comments; reading through this wrapper lets stop() take effect on any
@@ -297,9 +117,7 @@ class SSEClientReader(StreamReader):
         self.raw = bytearray()
 
     def _read(self, client: httpx.Client) -> bool:
-        with client.stream(
-            "GET", self.url, params={"session": self.session_id}, headers=dict(self.request_headers)
-        ) as response:
+        with client.stream("GET", self.url, params=self.params, headers=dict(self.request_headers)) as response:
             if not self._got_response(response):
                 return True
             stopped = False
@@ -325,23 +143,11 @@ class SSEClientReader(StreamReader):
         return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
     def wait_for_raw_line(self, line: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if line in self.raw_lines():
-                return True
-            if self.ended.is_set():
-                break
-            with self._changed:
-                self._changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-        return line in self.raw_lines()
+        return self.wait_until(lambda: line in self.raw_lines(), timeout)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def new_session_id() -> str:
-    return "sess_" + secrets.token_hex(8)
 
 
 def simplify(events: list[Any]) -> list[tuple[str, str, Any]]:
@@ -392,32 +198,27 @@ def check_session_info(event: Any, expected_id: str, opened_at_ms: int) -> None:
     assert data["ttlMinutes"] == pytest.approx(TTL_SECONDS / 60), data
 
 
+def opened(reader: Reader) -> Reader:
+    """Starts the reader and checks the response (status and headers) and that session-info came first."""
+    reader.start()
+    reader.wait_for_response()
+    check_stream_headers(reader)
+    assert reader.wait_for(has_session_info), f"no session-info: {reader.snapshot()!r} (error {reader.error!r})"
+    return reader
+
+
 def check_stream_headers(reader: StreamReader) -> None:
     assert reader.status == 200, f"GET /api/events: status {reader.status}, body {reader.body!r}"
-    headers = reader.headers
+    headers = reader.response_headers
     assert headers is not None
     assert headers.get("content-type", "").split(";")[0].strip() == "text/event-stream", headers
     assert headers.get("cache-control") == "no-cache", headers
     assert headers.get("x-accel-buffering") == "no", headers
 
 
-def validate(client: httpx.Client, session_id: str) -> None:
-    response = client.get("/api/validate-session", params={"session": session_id})
-    assert response.status_code == 200, f"validate-session: {response.status_code} {response.text}"
-    assert response.json()["valid"] is True, response.text
-
-
-def input_started(client: httpx.Client, session_id: str) -> None:
-    response = client.post("/api/input-started", json={"sessionId": session_id})
-    assert response.status_code == 200, f"input-started: {response.status_code} {response.text}"
-    assert response.json() == {"success": True}, response.text
-
-
 def submit(client: httpx.Client, session_id: str, name: str, phone: str) -> None:
-    response = client.post("/api/submit", json={"sessionId": session_id, "name": name, "phone": phone})
-    assert response.status_code == 200, f"submit: {response.status_code} {response.text}"
-    body = response.json()
-    assert body["success"] is True and isinstance(body.get("message"), str), response.text
+    body = expect_submitted(client, session_id, name, phone)
+    assert isinstance(body.get("message"), str), body
 
 
 def now_ms() -> int:
@@ -438,18 +239,15 @@ def finish(reader: StreamReader) -> None:
 # Tests
 
 
-def test_httpx_sse_full_flow(server: TandemServer) -> None:
+def test_httpx_sse_full_flow(server: Node) -> None:
     session_id = new_session_id()
     opened_at_ms = now_ms()
-    reader = HttpxSSEReader(server.base_url, session_id).start()
-    reader.wait_for_response()
-    check_stream_headers(reader)
-    assert reader.wait_for(has_session_info), f"no session-info: {reader.snapshot()!r} (error {reader.error!r})"
+    reader = opened(HttpxSSEReader(server.base_url, session_id))
 
     with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT) as client:
-        validate(client, session_id)
+        expect_valid(client, session_id)
         assert reader.wait_for(has_id("1")), f"no `connected`: {reader.snapshot()!r}"
-        input_started(client, session_id)
+        expect_input_started(client, session_id)
         assert reader.wait_for(has_id("2")), f"no `input-started`: {reader.snapshot()!r}"
         submit(client, session_id, NAME, PHONE)
         assert reader.wait_for(has_id("3")), f"no `complete`: {reader.snapshot()!r}"
@@ -464,17 +262,14 @@ def test_httpx_sse_full_flow(server: TandemServer) -> None:
     ]
 
 
-def test_sseclient_py_flow_with_tricky_name_and_heartbeat(server: TandemServer) -> None:
+def test_sseclient_py_flow_with_tricky_name_and_heartbeat(server: Node) -> None:
     session_id = new_session_id()
     opened_at_ms = now_ms()
-    reader = SSEClientReader(server.base_url, session_id).start()
-    reader.wait_for_response()
-    check_stream_headers(reader)
-    assert reader.wait_for(has_session_info), f"no session-info: {reader.snapshot()!r} (error {reader.error!r})"
+    reader = opened(SSEClientReader(server.base_url, session_id))
 
     with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT) as client:
-        validate(client, session_id)
-        input_started(client, session_id)
+        expect_valid(client, session_id)
+        expect_input_started(client, session_id)
         submit(client, session_id, TRICKY_NAME, PHONE)
     assert reader.wait_for(has_id("3")), f"no `complete`: {[vars(e) for e in reader.snapshot()]!r}"
 
@@ -496,16 +291,13 @@ def test_sseclient_py_flow_with_tricky_name_and_heartbeat(server: TandemServer) 
     assert complete["name"] == TRICKY_NAME  # exact round trip: no HTML escaping, no mangled emoji
 
 
-def test_resume_with_last_event_id(server: TandemServer) -> None:
+def test_resume_with_last_event_id(server: Node) -> None:
     session_id = new_session_id()
     with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT) as client:
         # First connection: up to input-started, then dropped by us.
-        first_reader = HttpxSSEReader(server.base_url, session_id).start()
-        first_reader.wait_for_response()
-        check_stream_headers(first_reader)
-        assert first_reader.wait_for(has_session_info), f"no session-info: {first_reader.snapshot()!r}"
-        validate(client, session_id)
-        input_started(client, session_id)
+        first_reader = opened(HttpxSSEReader(server.base_url, session_id))
+        expect_valid(client, session_id)
+        expect_input_started(client, session_id)
         assert first_reader.wait_for(has_id("2")), f"no `input-started`: {first_reader.snapshot()!r}"
         first_reader.stop()
         assert first_reader.wait_ended(HEARTBEAT_SECONDS + 2.0), "could not drop the first connection"
@@ -515,12 +307,9 @@ def test_resume_with_last_event_id(server: TandemServer) -> None:
 
         # Second connection resumes after id 2, with the reader-key cookie the first one got, as a browser does.
         cookie = first_reader.reader_cookie
-        assert cookie is not None and cookie.startswith(f"tandem_reader_{session_id}="), first_reader.headers
+        assert cookie is not None and cookie.startswith(f"tandem_reader_{session_id}="), first_reader.response_headers
         opened_at_ms = now_ms()
-        reader = HttpxSSEReader(server.base_url, session_id, last_event_id="2", cookie=cookie).start()
-        reader.wait_for_response()
-        check_stream_headers(reader)
-        assert reader.wait_for(has_session_info), f"no session-info on resume: {reader.snapshot()!r}"
+        reader = opened(HttpxSSEReader(server.base_url, session_id, last_event_id="2", cookie=cookie))
         submit(client, session_id, NAME, PHONE)
         assert reader.wait_for(has_id("3")), f"no `complete` after resume: {reader.snapshot()!r}"
 
@@ -530,14 +319,11 @@ def test_resume_with_last_event_id(server: TandemServer) -> None:
     assert simplify(events[1:]) == [("complete", "3", {"name": NAME, "phone": PHONE})]
 
 
-def test_stream_closes_on_expiry_and_resume_is_404(server: TandemServer) -> None:
+def test_stream_closes_on_expiry_and_resume_is_404(server: Node) -> None:
     session_id = new_session_id()
-    reader = HttpxSSEReader(server.base_url, session_id).start()
-    reader.wait_for_response()
-    check_stream_headers(reader)
-    assert reader.wait_for(has_session_info), f"no session-info: {reader.snapshot()!r}"
+    reader = opened(HttpxSSEReader(server.base_url, session_id))
     with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT) as client:
-        validate(client, session_id)
+        expect_valid(client, session_id)
     assert reader.wait_for(has_id("1")), f"no `connected`: {reader.snapshot()!r}"
 
     limit = TTL_SECONDS + EXPIRY_SLACK
