@@ -58,6 +58,13 @@ public enum JSONValue: Sendable, Equatable, Codable {
 }
 
 extension JSONValue {
+    /// Parses JSON text (UTF-8) strictly; nil when it is not exactly one well-formed JSON value.
+    public init?(parsing bytes: some Collection<UInt8>) {
+        let array = Array(bytes)
+        guard let value = try? array.withUnsafeBytes({ bytes throws(JSONParser.Failure) in try JSONParser.parse(bytes) }) else { return nil }
+        self = value
+    }
+
     /// Compact JSON text with sorted keys, `/` unescaped and non-ASCII as UTF-8.
     public var compactText: String {
         var buffer = ByteBuffer()
@@ -143,7 +150,7 @@ extension Request {
             throw .unsupportedMediaType(type)
         }
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
+            return try body.withUnsafeReadableBytes { bytes throws(JSONParser.Failure) in try JSONParser.parse(bytes) }
         } catch {
             throw .malformed
         }

@@ -112,3 +112,50 @@ import Foundation
         #expect(JSONValue.number(.infinity).compactText == "null")
     }
 }
+
+@Suite struct JSONParsingTests {
+    @Test(arguments: [
+        #"{"sessionId":"sess_x","name":"山田","phone":"03"}"#, #"  [1, -2.5e3, true, false, null, "a\"b\\c\/d\n\u00e9\ud83d\ude00"] "#,
+        "0", "-0", "123456789012345678", "1.5", "1E2", #""""#, "{}", "[]", #"{"a":{"b":[{"c":[]}]}}"#,
+    ])
+    func parsesWhatFoundationParses(text: String) throws {
+        let ours = try #require(JSONValue(parsing: Array(text.utf8)))
+        let foundation = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        #expect(ours.compactText == foundation.compactText)
+    }
+
+    @Test(arguments: [
+        "", " ", "{", "}", "[1,]", #"{"a":1,}"#, "01", "1.", ".5", "+1", "1e", "--1", "tru", "nul", #""\x""#, #""\u12""#,
+        #""\ud800""#, #""\udc00""#, "\"a\u{01}b\"", "1e999", "[1] [2]", #"{"a" 1}"#, #"{1:2}"#, "NaN", "Infinity",
+        String(repeating: "[", count: 65) + String(repeating: "]", count: 65),
+    ])
+    func refusesWhatIsNotJSON(text: String) {
+        #expect(JSONValue(parsing: Array(text.utf8)) == nil)
+    }
+
+    @Test func refusesInvalidUTF8InStrings() {
+        #expect(JSONValue(parsing: [0x22, 0xC3, 0x28, 0x22]) == nil)
+        #expect(JSONValue(parsing: [0x22, 0xED, 0xA0, 0x80, 0x22]) == nil)  // an encoded surrogate
+        #expect(JSONValue(parsing: Array("\"é\"".utf8)) == .string("é"))
+    }
+
+    @Test func roundTripsWhatItWrites() {
+        var generator = SystemRandomNumberGenerator()
+        func random(_ depth: Int) -> JSONValue {
+            switch Int.random(in: 0..<(depth > 3 ? 5 : 7), using: &generator) {
+            case 0: return .null
+            case 1: return .bool(Bool.random(using: &generator))
+            case 2: return .integer(Int64.random(in: -1_000_000_000_000...1_000_000_000_000, using: &generator))
+            case 3: return .number(Double.random(in: -1e6...1e6, using: &generator))
+            case 4: return .string(String((0..<Int.random(in: 0...12, using: &generator)).map { _ in "aZ9 \"\\/\n\u{1}é山😀".randomElement(using: &generator)! }))
+            case 5: return .array((0..<Int.random(in: 0...4, using: &generator)).map { _ in random(depth + 1) })
+            default: return .object(Dictionary((0..<Int.random(in: 0...4, using: &generator)).map { ("k\($0)", random(depth + 1)) }) { $1 })
+            }
+        }
+        for _ in 0..<500 {
+            let value = random(0)
+            let parsed = JSONValue(parsing: Array(value.compactText.utf8))
+            #expect(parsed?.compactText == value.compactText)
+        }
+    }
+}
