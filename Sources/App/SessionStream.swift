@@ -171,14 +171,16 @@ final class SessionStream: EventStreamDelegate {
         let id = sessionID
         // A gap is rare (an event lost or overtaken between nodes); the log read is async, so it gets a task.
         Task {
-            let missing = (try? await broker.events(of: id, after: lastSent)) ?? []
+            let missing = try? await broker.events(of: id, after: lastSent)
             let cut = self.state.withLock { state -> Bool in
                 guard !state.ended else { return false }
                 state.refilling = false
-                // The log holds every event before it is delivered, so it covers all that is pending; anything past
-                // its end (the session expired meanwhile) is dropped rather than refilled again.
-                let end = missing.last?.id ?? state.lastSent
-                let events = missing + state.pending.filter { $0.id <= end }
+                // No log, or a log that does not reach past the gap (the session expired): rather than wait or loop,
+                // the stream ends, and the browser resumes from its Last-Event-ID wherever the log still is.
+                guard let missing, let first = missing.first, first.id == state.lastSent + 1 else { return true }
+                // Everything kept meanwhile goes too, the events stored after the log was read included; if a gap
+                // remains among them, `send` starts another refill, which has made progress by now.
+                let events = missing + state.pending
                 state.pending = []
                 return !self.send(events, in: &state)
             }

@@ -66,6 +66,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     private let server: HTTPServerContext
     private var state = State.idle
+    /// Set once the request decoder is gone (an event stream): from then on every read is raw bytes, dropped.
+    private var requestDecoderRemoved = false
     /// Hears of draining and of the connection's end, from an event stream's start until the connection closes.
     private var eventStreamDelegate: (any EventStreamDelegate)?
     private var draining = false
@@ -76,7 +78,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // An event stream reads no more requests; with the request decoder gone, whatever the client still sends
-        // arrives as raw bytes, and is dropped unparsed.
+        // arrives as raw bytes, and is dropped unparsed (also after the stream has ended).
+        if requestDecoderRemoved { return }
         if case .streamingEvents = state { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
@@ -220,11 +223,24 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
         case .eventStream(let attach):
             headers.remove(name: "Content-Length")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
+            headers.replaceOrAdd(name: "Connection", value: "close")  // an event stream's end is its connection's end
             let stream = EventStreamChannel(channel: context.channel, handler: self, context: context)
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
+            // The flush can close the connection on the spot (the peer reset it): then the owner still gets its
+            // stream, and hears at once that it is closed, so nothing it set up is left behind.
+            guard case .responding = state, context.channel.isActive else {
+                attach(stream)?.eventStreamDidClose()
+                return
+            }
             state = .streamingEvents(exchange.slim(), stream, response.status)
             shedRequestHandlers(context: context)
-            eventStreamDelegate = attach(stream)
+            let delegate = attach(stream)
+            // `attach` writes the opening bytes, whose flush can close the connection too.
+            guard case .streamingEvents = state, context.channel.isActive else {
+                delegate?.eventStreamDidClose()
+                return
+            }
+            eventStreamDelegate = delegate
             if isHead || draining || server.connections.isDraining { stream.finish() }
         }
     }
@@ -235,6 +251,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     /// its channel, the response encoder and this handler.
     private func shedRequestHandlers(context: ChannelHandlerContext) {
         let pipeline = context.pipeline.syncOperations
+        requestDecoderRemoved = true
         do {
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPServerPipelineHandler.self))
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPProtocolErrorHandler.self))
@@ -250,7 +267,12 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     func finishEventStream(context: ChannelHandlerContext) {
         guard case .streamingEvents(let exchange, _, let status) = state else { return }
         // Event streams end their connection: the browser reconnects anyway, and the descriptor is freed at once.
-        end(exchange, status: status, keepAlive: false, context: context)
+        // The close does not wait for the end to be written: a reader that stopped reading (a cut stream) would
+        // never let that write finish.
+        state = .done
+        log(exchange, status: status, ended: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.close(promise: nil)
     }
 
     /// Ends the response; then either waits for the next request or closes the connection.

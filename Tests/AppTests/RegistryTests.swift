@@ -143,3 +143,77 @@ func eventually(timeout: Duration = .seconds(3), _ condition: @Sendable () async
     }
     #expect(await condition(), "condition did not hold within \(timeout)")
 }
+
+/// A broker whose log read is scripted, to place an event between the read and its use.
+final class ScriptedLogBroker: Broker {
+    private let snapshot: [StoredEvent]
+    private let failing: Bool
+    private let duringRead: Mutex<(@Sendable () -> Void)?>
+
+    init(snapshot: [StoredEvent], failing: Bool = false) {
+        self.snapshot = snapshot
+        self.failing = failing
+        self.duringRead = Mutex(nil)
+    }
+
+    func whileReading(_ action: @escaping @Sendable () -> Void) { duringRead.withLock { $0 = action } }
+
+    func run() async throws {}
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord {
+        throw BrokerError(.unavailable, "scripted")
+    }
+    func session(_ id: SessionID) async throws -> SessionRecord? { nil }
+    func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome { .sessionNotFound }
+    func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
+        duringRead.withLock { $0 }?()
+        if failing { throw BrokerError(.unavailable, "scripted outage") }
+        return snapshot.filter { $0.id > after }
+    }
+    func subscribe(_ id: SessionID) async throws {}
+    func unsubscribe(_ id: SessionID) async {}
+    var health: BrokerHealth { .ok }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct StreamRaceTests {
+    @Test func anEventStoredWhileAGapIsBeingFilledIsNotLost() async throws {
+        let id = try #require(SessionID("race"))
+        let first = StoredEvent(id: 1, event: .connected)
+        let second = StoredEvent(id: 2, event: .inputStarted)
+        let third = StoredEvent(id: 3, event: .complete(Submission(name: "A", phone: "1")))
+        let broker = ScriptedLogBroker(snapshot: [first, second])
+        let stream = RegistryTests.stream(id, expiresAt: TimeSource.system.now() + 60_000, broker: broker)
+        // The log is read as [1, 2]; event 3 is stored and delivered before the refill uses that read.
+        broker.whileReading { stream.deliver(third) }
+        let output = RegistryTests.FakeOutput()
+        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
+        stream.deliver(second)  // 1 is late: a gap, so a refill starts
+        try await eventually { output.text.contains("id: 3") }
+        #expect(output.text.split(separator: "\n").filter { $0.hasPrefix("id: ") } == ["id: 1", "id: 2", "id: 3"])
+    }
+
+    @Test func aRefillThatCannotReadTheLogEndsTheStreamForAResume() async throws {
+        let id = try #require(SessionID("race2"))
+        let broker = ScriptedLogBroker(snapshot: [], failing: true)
+        let stream = RegistryTests.stream(id, expiresAt: TimeSource.system.now() + 60_000, broker: broker)
+        let output = RegistryTests.FakeOutput()
+        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
+        stream.deliver(StoredEvent(id: 3, event: .complete(Submission(name: "A", phone: "1"))))
+        try await eventually { output.finished }
+        #expect(stream.isEnded)
+    }
+
+    @Test func streamsWhoseClientsResetTheConnectionWhileTheyStartLeaveNothingBehind() async throws {
+        try await withTandem({ $0.sessionsPerMinute = 0 }) { application, client in
+            for index in 0..<300 {
+                let connection = try await TestConnection.connect(port: client.port)
+                try await connection.send("GET /api/events?session=rst_\(index) HTTP/1.1\r\nHost: t\r\n\r\n")
+                if index.isMultiple(of: 3) { try await Task.sleep(for: .microseconds(Int.random(in: 0...1500))) }
+                await connection.reset()
+            }
+            let broker = try #require(application.broker as? InMemoryBroker)
+            try await eventually(timeout: .seconds(10)) { await application.registry.streamCount == 0 }
+            try await eventually(timeout: .seconds(10)) { broker.subscribedSessionCount == 0 }
+        }
+    }
+}

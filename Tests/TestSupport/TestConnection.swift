@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 
@@ -88,6 +91,14 @@ public final class TestConnection: Sendable {
     }
 
     public func close() async {
+        try? await channel.close()
+    }
+
+    /// Closes with a TCP reset (SO_LINGER 0), as a client that vanishes does, instead of an orderly FIN.
+    public func reset() async {
+        if let options = channel as? any SocketOptionProvider {
+            try? await options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+        }
         try? await channel.close()
     }
 }
