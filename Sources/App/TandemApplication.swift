@@ -59,7 +59,8 @@ struct TandemApplication: Sendable {
                 requestTimeout: .seconds(configuration.requestTimeoutSeconds),
                 maximumConnections: configuration.maxConnections,
                 maximumConnectionsPerAddress: configuration.maxConnectionsPerAddress,
-                trustedProxies: configuration.trustedProxyList
+                trustedProxies: configuration.trustedProxyList,
+                protocolErrorHeaders: SecureResponder.securityHeaders
             ),
             responder: SecureResponder(router: api.makeRouter(), configuration: configuration, time: time, metrics: metrics),
             logger: logger,

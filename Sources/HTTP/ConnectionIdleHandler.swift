@@ -24,9 +24,12 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
     private var awaitingRequestEnd = false
     private var draining = false
 
-    init(timeout: Duration, requestTimeout: Duration = .seconds(10)) {
+    private let extraHeaders: [(String, String)]
+
+    init(timeout: Duration, requestTimeout: Duration = .seconds(10), extraHeaders: [(String, String)] = []) {
         self.timeout = Self.timeAmount(timeout)
         self.requestTimeout = Self.timeAmount(requestTimeout)
+        self.extraHeaders = extraHeaders
     }
 
     private static func timeAmount(_ duration: Duration) -> TimeAmount {
@@ -79,10 +82,13 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
 
     private func requestTimedOut(context: ChannelHandlerContext) {
         requestTimer = nil
-        let body = ByteBuffer(string: #"{"code":"request_timeout","message":"The request did not arrive in time."}"#)
+        let body = ByteBuffer(string: #"{"code":"request_timeout","message":"The request did not arrive in time.","success":false}"#)
         let headers = HTTPHeaders([
             ("Connection", "close"), ("Content-Type", "application/json; charset=utf-8"), ("Content-Length", String(body.readableBytes)),
-        ])
+        ] + extraHeaders)
+        // Nothing more is read: a body that completes now must not start a second response on this connection.
+        context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+        awaitingRequestEnd = false
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .requestTimeout, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)

@@ -10,6 +10,11 @@ final class HTTPProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHand
     typealias OutboundOut = HTTPServerResponsePart
 
     private var responseInProgress = false
+    private let extraHeaders: [(String, String)]
+
+    init(extraHeaders: [(String, String)] = []) {
+        self.extraHeaders = extraHeaders
+    }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let parserError = error as? HTTPParserError else {
@@ -25,12 +30,12 @@ final class HTTPProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHand
                 default:
                     (.badRequest, "malformed_request", "The request is not valid HTTP/1.1.")
                 }
-            let body = ByteBuffer(string: #"{"code":"\#(code)","message":"\#(message)"}"#)
+            let body = ByteBuffer(string: #"{"code":"\#(code)","message":"\#(message)","success":false}"#)
             let headers = HTTPHeaders([
                 ("Connection", "close"),
                 ("Content-Type", "application/json; charset=utf-8"),
                 ("Content-Length", String(body.readableBytes)),
-            ])
+            ] + extraHeaders)
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)

@@ -81,9 +81,13 @@ public final class HTTPServer: Service, Sendable {
                         withEncoderConfiguration: .init(),
                         withDecoderLimitConfiguration: limits
                     )
-                    try sync.addHandler(HTTPProtocolErrorHandler())
-                    try sync.addHandler(ConnectionIdleHandler(timeout: configuration.idleTimeout, requestTimeout: configuration.requestTimeout))
+                    try sync.addHandler(HTTPProtocolErrorHandler(extraHeaders: configuration.protocolErrorHeaders))
+                    try sync.addHandler(ConnectionIdleHandler(
+                        timeout: configuration.idleTimeout, requestTimeout: configuration.requestTimeout,
+                        extraHeaders: configuration.protocolErrorHeaders))
                     try sync.addHandler(HTTPConnectionHandler(server: context))
+                    // Accepted while the server drains: told now that its handlers are there to hear it.
+                    if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(ConnectionIdleHandler.DrainEvent()) }
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
@@ -129,15 +133,12 @@ final class ConnectionTracker: Sendable {
 
     /// Registers a new connection; false (and nothing registered) when a limit would be passed.
     func add(_ channel: any Channel, address: String, limit: Int, perAddressLimit: Int) -> Bool {
-        let admitted = state.withLock { state -> Bool? in
-            guard state.channels.count < limit, state.perAddress[address, default: 0] < perAddressLimit else { return nil }
+        state.withLock { state -> Bool in
+            guard state.channels.count < limit, state.perAddress[address, default: 0] < perAddressLimit else { return false }
             state.channels[ObjectIdentifier(channel)] = channel
             state.perAddress[address, default: 0] += 1
-            return state.draining
+            return true
         }
-        guard let draining = admitted else { return false }
-        if draining { channel.pipeline.fireUserInboundEventTriggered(ConnectionIdleHandler.DrainEvent()) }
-        return true
     }
 
     func remove(_ channel: any Channel, address: String) {

@@ -66,6 +66,17 @@ struct HostileInputTests {
         }
     }
 
+    @Test func headOnTheEventStreamHasNoEffects() async throws {
+        try await withTandem { _, client in
+            let head = try await client.request("HEAD", "/api/events?session=sess_head_only")
+            #expect(head.status == 200)
+            #expect(head.header("content-type") == "text/event-stream")
+            #expect(head.header("set-cookie") == nil)
+            // No session was opened by it.
+            #expect(try await client.request("GET", "/api/validate-session?session=sess_head_only").status == 404)
+        }
+    }
+
     @Test func aBodyThatTricklesInGets408() async throws {
         try await withTandem({ $0.requestTimeoutSeconds = 1 }) { _, client in
             let connection = try await TestConnection.connect(port: client.port)
@@ -73,6 +84,7 @@ struct HostileInputTests {
             let started = ContinuousClock.now
             let response = try await connection.readResponse(timeout: .seconds(5))
             #expect(response.status == 408)
+            #expect(response.header("x-frame-options") == "DENY")
             #expect(ContinuousClock.now - started < .seconds(3))
             #expect(await connection.isClosed(within: .seconds(2)))
             #expect(try await client.request("GET", "/healthz").status == 200)
@@ -122,6 +134,10 @@ struct HostileInputTests {
             #expect([414, 431, 400].contains(longQuery.status))
             let manyHeaders = try await client.request("GET", "/healthz", headers: (0..<200).map { ("X-H\($0)", "v") })
             #expect(manyHeaders.status == 431)
+            // Answers the HTTP layer writes itself carry the same security headers and error shape.
+            #expect(manyHeaders.header("x-content-type-options") == "nosniff")
+            #expect(manyHeaders.header("content-security-policy") != nil)
+            #expect(try json(manyHeaders)["success"]?.bool == false)
             let badUTF8 = try await client.request(
                 "POST", "/api/submit", headers: [("Content-Type", "application/json")],
                 body: String(decoding: [0x7B, 0x22, 0x6E, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D], as: UTF8.self))

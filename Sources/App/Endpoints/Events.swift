@@ -17,21 +17,16 @@ extension API {
     /// but without the key, gets 403.
     @Sendable func events(_ request: Request, logger: Logger) async throws -> Response {
         let id = try sessionIDQuery(of: request, shape: .action)
-        let resumeAfter = request.headers.first(name: "last-event-id").flatMap { EventID($0.trimmingSpaces()) }
-        let cookieName = "tandem_reader_" + id.rawValue
-        let offeredKey = SessionID.randomHex128()
-        let record: SessionRecord
+        // HEAD asks what a GET would answer, without its effects: no session is opened and nothing is subscribed.
+        if request.method == .HEAD {
+            return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in nil })
+        }
         do {
-            if request.headers.contains(name: "last-event-id") {
-                guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
-                record = existing
-            } else {
-                record = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey)
-            }
-        } catch let error as BrokerError where error.code == .unavailable {
+            return try await authorizedStream(id, request: request, logger: logger)
+        } catch let error as BrokerError {
             // A 503 would make EventSource give up (and a page start a new session, hiding what the phone already
             // sent). An empty stream with a retry hint makes it come back later with its Last-Event-ID instead.
-            logger.debug("broker unavailable; the stream is asked to retry", metadata: ["error": "\(error)"])
+            logger.debug("broker failed; the stream is asked to retry", metadata: ["error": "\(error)"])
             metrics.refused(status: 503)
             let retry = configuration.retryMilliseconds
             return Response(status: .ok, headers: EventStreamWriter.headers, body: .stream { body in
@@ -40,8 +35,21 @@ extension API {
                 try await writer.sendRetry(milliseconds: retry)
             })
         }
+    }
+
+    /// Opens or finds the session, checks the reader's key, and opens its stream.
+    private func authorizedStream(_ id: SessionID, request: Request, logger: Logger) async throws -> Response {
+        let resumeAfter = request.headers.first(name: "last-event-id").flatMap { EventID($0.trimmingSpaces()) }
+        let cookieName = "tandem_reader_" + id.rawValue
+        let offeredKey = SessionID.randomHex128()
+        let record: SessionRecord
+        if request.headers.contains(name: "last-event-id") {
+            guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
+            record = existing
+        } else {
+            record = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey)
+        }
         var headers = EventStreamWriter.headers
-        headers.add(name: "Connection", value: "keep-alive")
         if let readerKey = record.readerKey {
             if readerKey == offeredKey {
                 // This request opened the session: its browser gets the key for its reconnects.

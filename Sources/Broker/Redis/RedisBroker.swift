@@ -118,19 +118,24 @@ public final class RedisBroker: Broker {
     private func connect() async throws -> Connected {
         let url = configuration.url
         let commands = try await RedisConnection.connect(to: url, commandTimeout: configuration.commandTimeout)
+        var subscriber: RedisConnection?
         do {
-            let subscriber = try await RedisConnection.connect(to: url, commandTimeout: configuration.commandTimeout) { [weak self] channel, payload in
+            subscriber = try await RedisConnection.connect(to: url, commandTimeout: configuration.commandTimeout) { [weak self] channel, payload in
                 self?.received(payload, on: channel)
             }
             // Scripts are loaded once per connection and run by hash, so each operation sends a few bytes.
             let open = commands.send(["SCRIPT", "LOAD", RedisScripts.openSession])
             let publish = commands.send(["SCRIPT", "LOAD", RedisScripts.publish])
-            guard let openHash = try await open.get().throwingError().string, let publishHash = try await publish.get().throwingError().string else {
+            guard let openHash = try await open.get().throwingError().string, let publishHash = try await publish.get().throwingError().string,
+                let subscriber
+            else {
                 throw BrokerError(.protocolViolation, "SCRIPT LOAD did not answer a hash")
             }
             return Connected(commands: commands, subscriber: subscriber, openScript: openHash, publishScript: publishHash)
         } catch {
+            // Both connections go: one left open would leak a socket on every retry of the backoff loop.
             commands.close()
+            subscriber?.close()
             throw error
         }
     }
@@ -154,7 +159,9 @@ public final class RedisBroker: Broker {
             state.problem = "ok"
             return (ids, confirmations, wasConnected ? outage : nil)
         }
-        for confirmation in confirmations { _ = try await confirmation.get() }
+        for confirmation in confirmations {
+            for reply in try await confirmation.get() { try reply.throwingError() }
+        }
         if let outage {
             logger.notice("Redis reachable again; resubscribed held sessions", metadata: [
                 "redis": "\(configuration.url)", "outage_s": "\(outage.components.seconds)", "sessions": "\(ids.count)",
@@ -336,7 +343,7 @@ public final class RedisBroker: Broker {
             return connected.commands
         }
         let reply = try await connection.send(arguments).get()
-        if case .error(let message) = reply { throw BrokerError(.protocolViolation, "Redis error: \(message)") }
+        if case .error(let message) = reply { throw Self.error(message) }
         return reply
     }
 
@@ -351,7 +358,15 @@ public final class RedisBroker: Broker {
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
             reply = try await connection.send(["EVAL", script] + tail).get()
         }
-        if case .error(let message) = reply { throw BrokerError(.protocolViolation, "Redis error: \(message)") }
+        if case .error(let message) = reply { throw Self.error(message) }
         return reply
+    }
+
+    /// A Redis error reply as a broker error: one that says Redis cannot serve now (still loading its data, busy with
+    /// a script, a replica that lost its master) is an outage, answered 503; anything else is a bug.
+    private static func error(_ message: String) -> BrokerError {
+        let transient = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"]
+        if transient.contains(where: { message.hasPrefix($0) }) { return BrokerError(.unavailable, "Redis: \(message)") }
+        return BrokerError(.protocolViolation, "Redis error: \(message)")
     }
 }

@@ -28,7 +28,7 @@ final class RedisConnection: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(ByteToMessageHandler(RESPDecoder()))
+                    try sync.addHandler(ByteToMessageHandler(try RESPDecoder()))
                     try sync.addHandler(RedisCommandHandler(commandTimeout: commandTimeout, onMessage: onMessage))
                 }
             }
@@ -59,14 +59,18 @@ final class RedisConnection: Sendable {
     /// Sends one command that is answered by `replies` replies (SUBSCRIBE to several channels).
     func send(_ arguments: [String], replies: Int) -> EventLoopFuture<[RESPValue]> {
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
-        let request = RedisRequest(bytes: RESPCommandFormatter.format(arguments), replies: replies, promise: promise)
+        let bytes = RESPCommandFormatter.format(arguments)
+        guard !bytes.isEmpty else {
+            // Nothing to send means nothing will answer: fail now rather than wait for a reply that is not coming.
+            promise.fail(BrokerError(.protocolViolation, "could not format a Redis command"))
+            return promise.futureResult
+        }
+        let request = RedisRequest(bytes: bytes, replies: replies, promise: promise)
         channel.writeAndFlush(request).whenFailure { error in
             promise.fail(BrokerError(.unavailable, "Redis write failed: \(error)"))
         }
         return promise.futureResult
     }
-
-    var isActive: Bool { channel.isActive }
 
     func close() {
         channel.close(promise: nil)
@@ -93,10 +97,8 @@ struct RESPDecoder: ByteToMessageDecoder {
     typealias InboundOut = RESPValue
     private let reader: HiredisReader
 
-    init() {
-        // Allocation failure of a few hundred bytes at connection setup is not recoverable anyway.
-        guard let reader = try? HiredisReader() else { fatalError("hiredis could not allocate a reader") }
-        self.reader = reader
+    init() throws {
+        reader = try HiredisReader()
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
@@ -185,6 +187,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         }
         first.replies.append(reply)
         first.remaining -= 1
+        // A command refused as a whole (an ACL, a wrong argument) gets one error however many replies it would have
+        // had: it is complete, or every later reply would be matched to the wrong command.
+        if case .error = reply { first.remaining = 0 }
         if first.remaining <= 0 {
             pending.removeFirst()
             first.promise.succeed(first.replies)
