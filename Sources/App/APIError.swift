@@ -12,15 +12,6 @@ struct APIError: HTTPResponseError, Equatable {
         case action
     }
 
-    /// One invalid field, shaped like express-validator's errors (which the seed used).
-    struct FieldError: Sendable, Equatable, Encodable {
-        var type = "field"
-        var path: String
-        var location = "body"
-        var code: String
-        var msg: String
-    }
-
     var status: HTTPResponseStatus
     var code: String
     var message: Message

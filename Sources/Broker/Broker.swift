@@ -31,7 +31,9 @@ public protocol Broker: Service {
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent]
 
     /// Starts delivering the session's events to this node's sink. Counted: each call needs one ``unsubscribe(_:)``,
-    /// and the session stays subscribed while any count remains. Returns once delivery is in place.
+    /// and the session stays subscribed while any count remains. Returns once delivery is in place, or, while the
+    /// broker is disconnected, once the subscription is recorded: it is made on reconnect, and the session's logged
+    /// events are delivered again then.
     func subscribe(_ id: SessionID) async throws
 
     /// Drops one count taken by ``subscribe(_:)``.

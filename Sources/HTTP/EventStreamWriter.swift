@@ -43,9 +43,4 @@ public struct EventStreamWriter: Sendable {
         ServerSentEvent.writeRetry(milliseconds: milliseconds, to: &buffer)
         try await body.write(buffer)
     }
-
-    /// See ``ResponseBodyWriter/onClose(_:)``.
-    public func onClose(_ callback: @escaping @Sendable () -> Void) {
-        body.onClose(callback)
-    }
 }

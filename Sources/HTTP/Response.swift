@@ -52,10 +52,4 @@ public struct ResponseBodyWriter: Sendable {
     public func write(_ buffer: ByteBuffer) async throws {
         try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).get()
     }
-
-    /// Calls `callback` once when the connection closes, for whatever reason (at once if it is already closed).
-    /// A producer waiting for something other than a write uses this to notice that the peer went away.
-    public func onClose(_ callback: @escaping @Sendable () -> Void) {
-        channel.closeFuture.whenComplete { _ in callback() }
-    }
 }
