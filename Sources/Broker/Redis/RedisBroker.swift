@@ -162,6 +162,14 @@ public final class RedisBroker: Broker {
         for confirmation in confirmations {
             for reply in try await confirmation.get() { try reply.throwingError() }
         }
+        state.withLock { state in
+            for id in ids {
+                // Only the confirmation of this install: a subscription made since has its own.
+                if let current = state.subscriptions[id]?.confirmed, confirmations.contains(where: { $0 === current }) {
+                    state.subscriptions[id]?.confirmed = nil
+                }
+            }
+        }
         if let outage {
             logger.notice("Redis reachable again; resubscribed held sessions", metadata: [
                 "redis": "\(configuration.url)", "outage_s": "\(outage.components.seconds)", "sessions": "\(ids.count)",
@@ -308,7 +316,13 @@ public final class RedisBroker: Broker {
             return confirmed
         }
         // Disconnected, or lost before Redis confirmed: the reconnect subscribes it and redelivers its log.
-        _ = try? await confirmed?.get()
+        guard let confirmed else { return }
+        _ = try? await confirmed.get()
+        // Confirmed: the future (and the reply it holds) is not needed any more; a held session keeps nothing but
+        // its count.
+        state.withLock { state in
+            if let current = state.subscriptions[id]?.confirmed, current === confirmed { state.subscriptions[id]?.confirmed = nil }
+        }
     }
 
     public func unsubscribe(_ id: SessionID) async {
