@@ -103,7 +103,7 @@ final class SessionStream: EventStreamDelegate {
             }
             return !send([event], in: &state)
         }
-        if cut { end() }
+        if cut { cutSlowReader() }
     }
 
     /// The heartbeat comment, one buffer shared by every stream (writing a ByteBuffer does not copy it), so a sweep
@@ -120,7 +120,13 @@ final class SessionStream: EventStreamDelegate {
             guard !state.ended, let output = state.output, !state.refilling else { return false }
             return !output.write(Self.heartbeatBytes)
         }
-        if cut { end() }
+        if cut { cutSlowReader() }
+    }
+
+    /// A reader whose connection would not take more: the stream ends, and the browser resumes from its last id.
+    private func cutSlowReader() {
+        metrics?.streamCut(reason: "slow_reader")
+        end()
     }
 
     /// Ends the stream, after a `retry:` hint when one is given (a draining node asks for a quick return).

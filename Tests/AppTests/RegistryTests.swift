@@ -94,13 +94,17 @@ struct RegistryTests {
     @Test func aReaderThatFallsBehindIsCutNotBuffered() async throws {
         let registry = SessionRegistry(heartbeatInterval: .seconds(3600), logger: testLogger)
         let id = try #require(SessionID("slow_reader"))
-        let stream = Self.stream(id, expiresAt: TimeSource.system.now() + 60_000)
+        let metrics = TandemMetrics()
+        let stream = SessionStream(
+            sessionID: id, expiresAt: TimeSource.system.now() + 60_000, resumeAfter: 0, bufferLimit: 4, metrics: metrics,
+            broker: InMemoryBroker(sink: NoSink(), logger: testLogger), registry: nil)
         await registry.attach(stream)
         let output = FakeOutput()
         stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
         output.refuseWrites()  // the peer stopped reading and the outbound buffer is full
         await registry.deliver(StoredEvent(id: 1, event: .connected), to: id)
         #expect(stream.isEnded)
+        #expect(String(decoding: metrics.render(), as: UTF8.self).contains(#"tandem_streams_cut_total{reason="slow_reader"} 1"#))
         #expect(output.finished)
         await registry.detach(stream)
         #expect(await registry.streamCount == 0)
