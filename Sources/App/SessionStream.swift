@@ -125,7 +125,7 @@ final class SessionStream: EventStreamDelegate {
 
     /// A reader whose connection would not take more: the stream ends, and the browser resumes from its last id.
     private func cutSlowReader() {
-        metrics?.streamCut(reason: "slow_reader")
+        metrics?.slowReaderCut()
         end()
     }
 

@@ -1,6 +1,7 @@
 import Broker
 import CoreMetrics
 import Prometheus
+import Synchronization
 
 /// This node's metrics, kept in its own Prometheus registry (no global bootstrap, so several nodes can live in one
 /// test process) and served at `GET /metrics` in the Prometheus text format. Dimensions are route templates, event
@@ -8,6 +9,22 @@ import Prometheus
 final class TandemMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
+
+    // Handles are made once: looking a metric up in the registry by name and labels on every event would cost more
+    // than the event's own bookkeeping. The label sets are small and known, except refusal statuses (cached).
+    private let openStreams: CoreMetrics.Gauge
+    private let liveSessions: CoreMetrics.Gauge
+    private let sessionsOpened: CoreMetrics.Counter
+    private let publishedByType: [String: CoreMetrics.Counter]
+    private let deliveredByType: [String: CoreMetrics.Counter]
+    private let deliveryLatency: CoreMetrics.Timer
+    private let slowReadersCut: CoreMetrics.Counter
+    private let brokerLatency: [String: CoreMetrics.Timer]
+    private let brokerErrors: [String: CoreMetrics.Counter]
+    private let refusals = Mutex<[UInt: CoreMetrics.Counter]>([:])
+
+    static let eventTypes = ["connected", "input-started", "complete"]
+    static let brokerOperations = ["open_session", "session", "publish", "events", "subscribe", "unsubscribe"]
 
     init() {
         registry = PrometheusCollectorRegistry()
@@ -19,46 +36,66 @@ final class TandemMetrics: Sendable {
             .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
         ]
         self.factory = factory
+        openStreams = CoreMetrics.Gauge(label: "tandem_open_streams", factory: factory)
+        liveSessions = CoreMetrics.Gauge(label: "tandem_live_sessions", factory: factory)
+        sessionsOpened = CoreMetrics.Counter(label: "tandem_sessions_opened_total", factory: factory)
+        publishedByType = Dictionary(uniqueKeysWithValues: Self.eventTypes.map {
+            ($0, CoreMetrics.Counter(label: "tandem_events_published_total", dimensions: [("type", $0)], factory: factory))
+        })
+        deliveredByType = Dictionary(uniqueKeysWithValues: Self.eventTypes.map {
+            ($0, CoreMetrics.Counter(label: "tandem_events_delivered_total", dimensions: [("type", $0)], factory: factory))
+        })
+        deliveryLatency = CoreMetrics.Timer(label: "tandem_event_delivery_seconds", factory: factory)
+        slowReadersCut = CoreMetrics.Counter(label: "tandem_streams_cut_total", dimensions: [("reason", "slow_reader")], factory: factory)
+        brokerLatency = Dictionary(uniqueKeysWithValues: Self.brokerOperations.map {
+            ($0, CoreMetrics.Timer(label: "tandem_broker_seconds", dimensions: [("operation", $0)], factory: factory))
+        })
+        brokerErrors = Dictionary(uniqueKeysWithValues: Self.brokerOperations.map {
+            ($0, CoreMetrics.Counter(label: "tandem_broker_errors_total", dimensions: [("operation", $0)], factory: factory))
+        })
     }
 
     /// Streams and sessions this node holds right now.
     func streamsChanged(openStreams: Int, sessions: Int) {
-        Gauge(label: "tandem_open_streams", factory: factory).record(openStreams)
-        Gauge(label: "tandem_live_sessions", factory: factory).record(sessions)
+        self.openStreams.record(openStreams)
+        liveSessions.record(sessions)
     }
 
     func sessionOpened() {
-        Counter(label: "tandem_sessions_opened_total", factory: factory).increment()
+        sessionsOpened.increment()
     }
 
     func published(_ event: SessionEvent) {
-        Counter(label: "tandem_events_published_total", dimensions: [("type", event.name)], factory: factory).increment()
+        publishedByType[event.name]?.increment()
     }
 
     /// An event written to a stream; live ones also record how long they took from the publish.
     func delivered(_ event: StoredEvent, live: Bool) {
-        Counter(label: "tandem_events_delivered_total", dimensions: [("type", event.event.name)], factory: factory).increment()
+        deliveredByType[event.event.name]?.increment()
         guard live, event.publishedAt > 0 else { return }
         let latency = TimeSource.wallMicroseconds() - event.publishedAt
-        if latency >= 0 {
-            Timer(label: "tandem_event_delivery_seconds", factory: factory).recordMicroseconds(latency)
-        }
+        if latency >= 0 { deliveryLatency.recordMicroseconds(latency) }
     }
 
-    func streamCut(reason: String) {
-        Counter(label: "tandem_streams_cut_total", dimensions: [("reason", reason)], factory: factory).increment()
+    /// A stream ended because its reader fell behind.
+    func slowReaderCut() {
+        slowReadersCut.increment()
     }
 
     func brokerCall(_ operation: String, nanoseconds: Int64, failed: Bool) {
-        Timer(label: "tandem_broker_seconds", dimensions: [("operation", operation)], factory: factory).recordNanoseconds(nanoseconds)
-        if failed {
-            Counter(label: "tandem_broker_errors_total", dimensions: [("operation", operation)], factory: factory).increment()
-        }
+        brokerLatency[operation]?.recordNanoseconds(nanoseconds)
+        if failed { brokerErrors[operation]?.increment() }
     }
 
     /// A request answered with an error status, by status code (400, 403, 404, 409, 413, 429, 503, ...).
     func refused(status: UInt) {
-        Counter(label: "tandem_requests_refused_total", dimensions: [("status", String(status))], factory: factory).increment()
+        let counter = refusals.withLock { refusals in
+            if let counter = refusals[status] { return counter }
+            let made = CoreMetrics.Counter(label: "tandem_requests_refused_total", dimensions: [("status", String(status))], factory: factory)
+            refusals[status] = made
+            return made
+        }
+        counter.increment()
     }
 
     /// The Prometheus text exposition of every metric.
