@@ -1,21 +1,26 @@
 import Broker
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Owns this node's live SSE streams and their expiry. A stream is a ``SessionStream`` that writes to its
 /// connection directly; the registry only decides which streams get what. One loop in `run()` sends heartbeats to
 /// every stream and ends the streams of expired sessions; there is no timer or task per session or per stream.
-actor SessionRegistry: SessionEventSink, Service {
+final class SessionRegistry: SessionEventSink, Service {
     private struct LocalSession {
         var expiresAt: Int64
         /// Nearly always one (the PC's stream); an array costs less than a dictionary for so few.
         var streams: [SessionStream] = []
     }
 
-    private var sessions: [SessionID: LocalSession] = [:]
-    private var openStreams = 0 {
-        didSet { metrics?.streamsChanged(openStreams: openStreams, sessions: sessions.count) }
+    private struct State {
+        var sessions: [SessionID: LocalSession] = [:]
+        var openStreams = 0
     }
+
+    /// A lock, not an actor: an event is delivered on the thread that published it (a request's event loop, or the
+    /// Redis subscriber's), with no hop to another executor and back. Streams are called outside the lock.
+    private let state = Mutex(State())
     private let metrics: TandemMetrics?
     private let heartbeatInterval: Duration
     private let sweepInterval: Duration
@@ -45,30 +50,40 @@ actor SessionRegistry: SessionEventSink, Service {
             stream.end()
             return
         }
-        sessions[stream.sessionID, default: LocalSession(expiresAt: stream.expiresAt)].streams.append(stream)
-        sessions[stream.sessionID]?.expiresAt = stream.expiresAt
-        openStreams += 1
+        state.withLock { state in
+            state.sessions[stream.sessionID, default: LocalSession(expiresAt: stream.expiresAt)].streams.append(stream)
+            state.sessions[stream.sessionID]?.expiresAt = stream.expiresAt
+            state.openStreams += 1
+            countsChanged(state)
+        }
     }
 
     /// Removes a stream; the session's entry goes with its last stream.
     func detach(_ stream: SessionStream) {
         stream.end()
         let id = stream.sessionID
-        guard var session = sessions[id], let index = session.streams.firstIndex(where: { $0 === stream }) else { return }
-        session.streams.remove(at: index)
-        sessions[id] = session.streams.isEmpty ? nil : session
-        openStreams -= 1
+        state.withLock { state in
+            guard var session = state.sessions[id], let index = session.streams.firstIndex(where: { $0 === stream }) else { return }
+            session.streams.remove(at: index)
+            state.sessions[id] = session.streams.isEmpty ? nil : session
+            state.openStreams -= 1
+            countsChanged(state)
+        }
     }
 
     func deliver(_ event: StoredEvent, to id: SessionID) {
-        guard let session = sessions[id] else { return }
-        for stream in session.streams { stream.deliver(event) }
+        guard let streams = state.withLock({ $0.sessions[id]?.streams }) else { return }
+        for stream in streams { stream.deliver(event) }
     }
 
     /// Live streams on this node.
-    var streamCount: Int { openStreams }
+    var streamCount: Int { state.withLock { $0.openStreams } }
     /// Sessions with at least one live stream on this node.
-    var sessionCount: Int { sessions.count }
+    var sessionCount: Int { state.withLock { $0.sessions.count } }
+
+    private func countsChanged(_ state: borrowing State) {
+        metrics?.streamsChanged(openStreams: state.openStreams, sessions: state.sessions.count)
+    }
 
     func run() async throws {
         do {
@@ -82,11 +97,11 @@ actor SessionRegistry: SessionEventSink, Service {
                     try await Task.sleep(until: min(nextSweep, nextHeartbeat), clock: clock)
                     let now = clock.now
                     if now >= nextSweep {
-                        await self.endExpiredStreams()
+                        self.endExpiredStreams()
                         nextSweep = now + self.sweepInterval
                     }
                     if now >= nextHeartbeat {
-                        await self.sendHeartbeats()
+                        self.sendHeartbeats()
                         nextHeartbeat += self.heartbeatInterval
                         if nextHeartbeat < now { nextHeartbeat = now + self.heartbeatInterval }
                     }
@@ -99,24 +114,43 @@ actor SessionRegistry: SessionEventSink, Service {
     /// Ends the streams of every session whose expiry has passed.
     func endExpiredStreams() {
         let now = time.now()
-        for (id, session) in sessions where session.expiresAt <= now {
-            for stream in session.streams { stream.end() }
-            sessions[id] = nil
-            openStreams -= session.streams.count
+        let expired = state.withLock { state -> [SessionStream] in
+            var expired: [SessionStream] = []
+            // Ids first: removing while iterating would copy the whole dictionary.
+            for id in state.sessions.compactMap({ $0.value.expiresAt <= now ? $0.key : nil }) {
+                guard let session = state.sessions.removeValue(forKey: id) else { continue }
+                expired += session.streams
+                state.openStreams -= session.streams.count
+            }
+            if !expired.isEmpty { countsChanged(state) }
+            return expired
         }
+        for stream in expired { stream.end() }
     }
 
     func sendHeartbeats() {
-        for session in sessions.values {
-            for stream in session.streams { stream.heartbeat() }
-        }
+        for stream in allStreams() { stream.heartbeat() }
     }
 
     private func endAllStreams() {
-        for session in sessions.values {
-            for stream in session.streams { stream.end() }
+        let streams = state.withLock { state -> [SessionStream] in
+            defer {
+                state.sessions.removeAll()
+                state.openStreams = 0
+                countsChanged(state)
+            }
+            return state.sessions.values.flatMap(\.streams)
         }
-        sessions.removeAll()
-        openStreams = 0
+        for stream in streams { stream.end() }
+    }
+
+    /// A copy of the list, so the sweep writes to thousands of connections without holding the lock.
+    private func allStreams() -> [SessionStream] {
+        state.withLock { state in
+            var streams: [SessionStream] = []
+            streams.reserveCapacity(state.openStreams)
+            for session in state.sessions.values { streams += session.streams }
+            return streams
+        }
     }
 }

@@ -9,9 +9,13 @@ protocol EventStreamOutput: Sendable {
     func write(_ buffer: ByteBuffer) -> Bool
     /// Ends the response.
     func finish()
+    /// Where the stream's follow-up tasks run best (the connection's event loop); nil for the global pool.
+    var preferredExecutor: (any TaskExecutor)? { get }
 }
 
-extension EventStreamChannel: EventStreamOutput {}
+extension EventStreamChannel: EventStreamOutput {
+    var preferredExecutor: (any TaskExecutor)? { taskExecutor }
+}
 
 /// One PC's stream of one session. No task waits on it: the registry hands it events and heartbeats, and it writes
 /// them straight to its connection, in id order and each once.
@@ -62,13 +66,11 @@ final class SessionStream: EventStreamDelegate {
 
     /// The connection is gone: the registry forgets the stream and the broker its subscription.
     func eventStreamDidClose() {
-        end()
-        let registry = self.registry
+        registry?.detach(self)
         let broker = self.broker
         let id = sessionID
-        // The connection's end is an event-loop callback; the bookkeeping it starts is async.
-        Task {
-            await registry?.detach(self)
+        // The connection's end is an event-loop callback; dropping the subscription is async (Redis confirms it).
+        Task(executorPreference: state.withLock { $0.output?.preferredExecutor }) {
             await broker.unsubscribe(id)
         }
     }
@@ -159,7 +161,7 @@ final class SessionStream: EventStreamDelegate {
             if event.id != state.lastSent + 1 {
                 state.refilling = true
                 state.pending = Array(events.sorted(by: { $0.id < $1.id })[index...])
-                startRefill(after: state.lastSent)
+                startRefill(after: state.lastSent, on: output.preferredExecutor)
                 break
             }
             ServerSentEvent(stored: event).write(to: &batch)
@@ -172,11 +174,11 @@ final class SessionStream: EventStreamDelegate {
         return true
     }
 
-    private func startRefill(after lastSent: EventID) {
+    private func startRefill(after lastSent: EventID, on executor: (any TaskExecutor)?) {
         let broker = self.broker
         let id = sessionID
         // A gap is rare (an event lost or overtaken between nodes); the log read is async, so it gets a task.
-        Task {
+        Task(executorPreference: executor) {
             let missing = try? await broker.events(of: id, after: lastSent)
             let cut = self.state.withLock { state -> Bool in
                 guard !state.ended else { return false }

@@ -20,9 +20,12 @@ public final class EventStreamChannel: Sendable {
     private let channel: any Channel
     private let handler: NIOLoopBound<HTTPConnectionHandler>
     private let context: NIOLoopBound<ChannelHandlerContext>
+    /// Runs tasks on the connection's event loop, for the stream's owner's bookkeeping (see ``EventLoopTaskExecutor``).
+    public let taskExecutor: any TaskExecutor
 
-    init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext) {
+    init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext, executor: any TaskExecutor) {
         self.channel = channel
+        self.taskExecutor = executor
         self.handler = NIOLoopBound(handler, eventLoop: context.eventLoop)
         self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
     }

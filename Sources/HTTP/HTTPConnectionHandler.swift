@@ -10,14 +10,15 @@ struct HTTPServerContext: Sendable {
     let logger: Logger
     let connections: ConnectionTracker
     let requestCounter: RequestCounter
+    let executors: EventLoopTaskExecutors
 }
 
 /// Numbers requests for log lines.
 final class RequestCounter: Sendable {
     private let value = Atomic<UInt64>(0)
 
-    func next() -> String {
-        String(value.wrappingAdd(1, ordering: .relaxed).newValue, radix: 36)
+    func next() -> UInt64 {
+        value.wrappingAdd(1, ordering: .relaxed).newValue
     }
 }
 
@@ -39,7 +40,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         /// Nil once a long-lived stream no longer needs it (see `slim()`).
         var request: Request?
         var started: ContinuousClock.Instant
-        var requestID: String
+        var requestID: UInt64
 
         /// What a long-lived stream keeps of its request: enough for its log line, not the headers and body.
         func slim() -> Exchange {
@@ -49,12 +50,17 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// The server's logger with this request's id, for its handlers and its log line.
+    /// The server's logger with this request's id, for its handlers and its log line. Without access logs the id
+    /// would match nothing, and copying the logger's metadata for every request is a measurable cost: it is left out.
     private func logger(for exchange: Exchange) -> Logger {
+        guard accessLogged else { return server.logger }
         var logger = server.logger
-        logger[metadataKey: "request.id"] = "\(exchange.requestID)"
+        logger[metadataKey: "request.id"] = "\(String(exchange.requestID, radix: 36))"
         return logger
     }
+
+    /// Whether each request gets its log line (level `info` or finer).
+    private var accessLogged: Bool { server.logger.logLevel <= .info }
 
     private enum State {
         case idle
@@ -93,8 +99,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
                 body: context.channel.allocator.buffer(capacity: 0),
                 remoteAddress: channel.remoteAddress,
                 clientAddress: ClientAddress.of(
-                    peer: channel.remoteAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies),
-                id: id
+                    peer: channel.remoteAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
             )
             let exchange = Exchange(
                 version: head.version, method: head.method, path: String(request.path), isKeepAlive: head.isKeepAlive,
@@ -163,7 +168,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         let logger = logger(for: exchange)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let response = context.eventLoop.makePromise(of: Response.self)
-        response.completeWithTask { await responder.respond(to: request, logger: logger) }
+        // On this connection's loop: the task starts in this tick and its answer is written without a wake-up.
+        Task(executorPreference: server.executors.executor(for: context.eventLoop)) {
+            response.succeed(await responder.respond(to: request, logger: logger))
+        }
         response.futureResult.whenSuccess { response in
             let (handler, context) = loopBound.value
             handler.write(response, for: exchange, context: context)
@@ -181,7 +189,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         guard case .responding = state, context.channel.isActive else {
             // An event stream's owner still hears of it, so whatever it set up for the stream is released.
             if case .eventStream(let attach) = response.body {
-                attach(EventStreamChannel(channel: context.channel, handler: self, context: context))?.eventStreamDidClose()
+                attach(EventStreamChannel(channel: context.channel, handler: self, context: context, executor: server.executors.executor(for: context.eventLoop)))?.eventStreamDidClose()
             }
             return
         }
@@ -214,7 +222,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
             let writer = ResponseBodyWriter(channel: context.channel)
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let produced = context.eventLoop.makePromise(of: Void.self)
-            produced.completeWithTask { try await produce(writer) }
+            Task(executorPreference: server.executors.executor(for: context.eventLoop)) {
+                do { produced.succeed(try await produce(writer)) } catch { produced.fail(error) }
+            }
             produced.futureResult.whenComplete { _ in
                 let (handler, context) = loopBound.value
                 guard case .responding = handler.state, context.channel.isActive else { return }
@@ -224,18 +234,16 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         case .eventStream(let attach):
             headers.remove(name: "Content-Length")
             headers.replaceOrAdd(name: "Connection", value: "close")  // an event stream's end is its connection's end
-            let stream = EventStreamChannel(channel: context.channel, handler: self, context: context)
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
-            // The flush can close the connection on the spot (the peer reset it): then the owner still gets its
-            // stream, and hears at once that it is closed, so nothing it set up is left behind.
-            guard case .responding = state, context.channel.isActive else {
-                attach(stream)?.eventStreamDidClose()
-                return
-            }
+            let stream = EventStreamChannel(
+                channel: context.channel, handler: self, context: context, executor: server.executors.executor(for: context.eventLoop))
+            // Not flushed yet: the head leaves with the stream's opening bytes, in one write.
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
             state = .streamingEvents(exchange.slim(), stream, response.status)
             shedRequestHandlers(context: context)
             let delegate = attach(stream)
-            // `attach` writes the opening bytes, whose flush can close the connection too.
+            context.flush()
+            // The flush can close the connection on the spot (the peer reset it): then the owner, which has its
+            // stream, hears at once that it is closed, so nothing it set up is left behind.
             guard case .streamingEvents = state, context.channel.isActive else {
                 delegate?.eventStreamDidClose()
                 return
@@ -287,6 +295,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     }
 
     private func log(_ exchange: Exchange, status: HTTPResponseStatus?, ended: String?) {
+        guard accessLogged else { return }
         let elapsed = ContinuousClock.now - exchange.started
         let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
         var metadata: Logger.Metadata = ["duration_ms": "\((milliseconds * 100).rounded() / 100)"]

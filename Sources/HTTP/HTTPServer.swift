@@ -53,7 +53,8 @@ public final class HTTPServer: Service, Sendable {
         let connections = self.connections
         let logger = self.logger
         let context = HTTPServerContext(
-            configuration: configuration, responder: responder, logger: logger, connections: connections, requestCounter: requestCounter)
+            configuration: configuration, responder: responder, logger: logger, connections: connections, requestCounter: requestCounter,
+            executors: EventLoopTaskExecutors(eventLoopGroup))
         let server = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -17,8 +17,6 @@ public struct Request: Sendable {
     public var remoteAddress: SocketAddress?
     /// The client's IP address: the peer's, or from `X-Forwarded-For` when the peer is a trusted proxy.
     public var clientAddress: String
-    /// A short id for log lines, unique within this process.
-    public var id: String
 
     public init(
         method: HTTPMethod,
@@ -26,8 +24,7 @@ public struct Request: Sendable {
         headers: HTTPHeaders = [:],
         body: ByteBuffer = ByteBuffer(),
         remoteAddress: SocketAddress? = nil,
-        clientAddress: String? = nil,
-        id: String = "0"
+        clientAddress: String? = nil
     ) {
         self.method = method
         self.uri = uri
@@ -42,7 +39,6 @@ public struct Request: Sendable {
         self.body = body
         self.remoteAddress = remoteAddress
         self.clientAddress = clientAddress ?? remoteAddress?.ipAddress ?? "unknown"
-        self.id = id
     }
 
     /// The first value of a query parameter, percent-decoded (`+` as space); nil when absent or not valid UTF-8.

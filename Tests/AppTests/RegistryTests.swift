@@ -24,7 +24,7 @@ struct RegistryTests {
                 _ = try await client.request("GET", "/api/validate-session?session=\(id)")
                 if index.isMultiple(of: 2) { closing.append(stream) } else { expiring.append(stream) }
             }
-            #expect(await application.registry.streamCount == 120)
+            #expect(application.registry.streamCount == 120)
             for stream in closing { await stream.close() }
             for stream in expiring {
                 let (_, ended) = try await stream.events(atLeast: 99, timeout: .seconds(6))
@@ -33,8 +33,8 @@ struct RegistryTests {
             }
             let broker = try #require(application.broker as? InMemoryBroker)
             // Closing is noticed asynchronously; give the node a moment, then everything must be gone.
-            try await eventually { await application.registry.streamCount == 0 }
-            #expect(await application.registry.sessionCount == 0)
+            try await eventually { application.registry.streamCount == 0 }
+            #expect(application.registry.sessionCount == 0)
             try await eventually { broker.subscribedSessionCount == 0 }
             try await eventually(timeout: .seconds(5)) { broker.storedSessionCount == 0 }
         }
@@ -53,6 +53,7 @@ struct RegistryTests {
         }
 
         func finish() { lock.withLock { $0.2 = true } }
+        var preferredExecutor: (any TaskExecutor)? { nil }
 
         var text: String { lock.withLock { $0.0.joined() } }
         var finished: Bool { lock.withLock { $0.2 } }
@@ -98,17 +99,17 @@ struct RegistryTests {
         let stream = SessionStream(
             sessionID: id, expiresAt: TimeSource.system.now() + 60_000, resumeAfter: 0, bufferLimit: 4, metrics: metrics,
             broker: InMemoryBroker(sink: NoSink(), logger: testLogger), registry: nil)
-        await registry.attach(stream)
+        registry.attach(stream)
         let output = FakeOutput()
         stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
         output.refuseWrites()  // the peer stopped reading and the outbound buffer is full
-        await registry.deliver(StoredEvent(id: 1, event: .connected), to: id)
+        registry.deliver(StoredEvent(id: 1, event: .connected), to: id)
         #expect(stream.isEnded)
         #expect(String(decoding: metrics.render(), as: UTF8.self).contains(#"tandem_streams_cut_total{reason="slow_reader"} 1"#))
         #expect(output.finished)
-        await registry.detach(stream)
-        #expect(await registry.streamCount == 0)
-        #expect(await registry.sessionCount == 0)
+        registry.detach(stream)
+        #expect(registry.streamCount == 0)
+        #expect(registry.sessionCount == 0)
     }
 
     @Test func expiredSessionsStreamsEndOnTheSweep() async throws {
@@ -116,17 +117,17 @@ struct RegistryTests {
         let registry = SessionRegistry(heartbeatInterval: .seconds(3600), time: time.source, logger: testLogger)
         let id = try #require(SessionID("expiring"))
         let stream = Self.stream(id, expiresAt: time.source.now() + 10_000)
-        await registry.attach(stream)
+        registry.attach(stream)
         let output = FakeOutput()
         stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
-        await registry.endExpiredStreams()
-        #expect(await registry.streamCount == 1)
+        registry.endExpiredStreams()
+        #expect(registry.streamCount == 1)
         time.advance(by: .seconds(10))
-        await registry.endExpiredStreams()
-        #expect(await registry.streamCount == 0)
+        registry.endExpiredStreams()
+        #expect(registry.streamCount == 0)
         #expect(output.finished)
-        await registry.detach(stream)
-        #expect(await registry.sessionCount == 0)
+        registry.detach(stream)
+        #expect(registry.sessionCount == 0)
     }
 
     @Test func aStreamEndedBeforeItsResponseIsReadyEndsTheResponse() throws {
@@ -216,7 +217,7 @@ struct StreamRaceTests {
                 await connection.reset()
             }
             let broker = try #require(application.broker as? InMemoryBroker)
-            try await eventually(timeout: .seconds(10)) { await application.registry.streamCount == 0 }
+            try await eventually(timeout: .seconds(10)) { application.registry.streamCount == 0 }
             try await eventually(timeout: .seconds(10)) { broker.subscribedSessionCount == 0 }
         }
     }

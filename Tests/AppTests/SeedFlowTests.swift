@@ -136,7 +136,7 @@ struct SeedFlowTests {
             // The browser's automatic reconnect is refused, so EventSource stops instead of reviving the session.
             let reconnect = try await client.request("GET", "/api/events?session=\(id)", headers: [("Last-Event-ID", "1")])
             #expect(reconnect.status == 404)
-            #expect(await application.registry.streamCount == 0)
+            #expect(application.registry.streamCount == 0)
         }
     }
 

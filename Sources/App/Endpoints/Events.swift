@@ -73,7 +73,7 @@ extension API {
         let stream = SessionStream(
             sessionID: id, expiresAt: record.expiresAt, resumeAfter: resumeAfter, bufferLimit: configuration.bufferedEvents,
             metrics: metrics, broker: broker, registry: registry)
-        await registry.attach(stream)
+        registry.attach(stream)
         let missed: [StoredEvent]
         do {
             try await broker.subscribe(id)
@@ -84,7 +84,7 @@ extension API {
                 throw error
             }
         } catch {
-            await registry.detach(stream)
+            registry.detach(stream)
             throw error
         }
         var opening = ByteBuffer()

@@ -9,8 +9,8 @@ extension API {
     /// and how many streams and sessions this node holds.
     @Sendable func health(_ request: Request, logger: Logger) async throws -> Response {
         let broker = await self.broker.health
-        let streams = await registry.streamCount
-        let sessions = await registry.sessionCount
+        let streams = registry.streamCount
+        let sessions = registry.sessionCount
         return .json(
             JSONValue.object([
                 "status": .string(broker.isAvailable ? "ok" : "degraded"),
