@@ -6,7 +6,10 @@ public protocol SessionEventSink: Sendable {
     /// Called for every event of a subscribed session, after the event is stored. Calls for one session may arrive
     /// out of order or not at all if the transport loses them; readers use event ids and ``Broker/events(of:after:)``
     /// to fill gaps.
-    func deliver(_ event: StoredEvent, to id: SessionID) async
+    ///
+    /// Synchronous, and called on the thread that has the event (a publishing request's, a Redis connection's event
+    /// loop): it must hand the event on without blocking, and it costs no hop to another executor.
+    func deliver(_ event: StoredEvent, to id: SessionID)
 }
 
 /// Stores sessions and carries their events between nodes. Implementations: ``InMemoryBroker`` for one node, a Redis

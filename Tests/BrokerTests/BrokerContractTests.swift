@@ -41,7 +41,7 @@ let quietLogger: Logger = {
 final class RecordingSink: SessionEventSink {
     private let delivered = Mutex<[(SessionID, StoredEvent)]>([])
 
-    func deliver(_ event: StoredEvent, to id: SessionID) async {
+    func deliver(_ event: StoredEvent, to id: SessionID) {
         delivered.withLock { $0.append((id, event)) }
     }
 

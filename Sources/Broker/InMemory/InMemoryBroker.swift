@@ -82,7 +82,7 @@ public final class InMemoryBroker: Broker {
             return (.published(stored, entry.record), state.subscriptions[id, default: 0] > 0)
         }
         if subscribed, case .published(let stored, _) = outcome {
-            await sink.deliver(stored, to: id)
+            sink.deliver(stored, to: id)
         }
         return outcome
     }

@@ -7,8 +7,8 @@ import Synchronization
 /// The broker for many nodes: sessions live in Redis, so any node serves any session, and events cross nodes through
 /// Redis Pub/Sub.
 ///
-/// Two connections per node. The command connection pipelines every request; each operation is one Lua script, so
-/// it is one round trip and atomic. The subscriber connection subscribes to exactly the channels of the sessions
+/// A command connection per event loop, and one subscriber connection per node. A command connection pipelines the
+/// requests of its loop; each operation is one Lua script, so it is one round trip and atomic. The subscriber connection subscribes to exactly the channels of the sessions
 /// whose streams this node holds: no pattern subscription, no message for sessions held elsewhere.
 ///
 /// Losing Redis is survived. Calls fail at once with ``BrokerError/Code/unavailable`` (the app answers 503). The
@@ -37,10 +37,23 @@ public final class RedisBroker: Broker {
     }
 
     private struct Connected {
-        var commands: RedisConnection
+        /// One per event loop: a request's task runs on its connection's loop and uses the command connection of
+        /// that loop, so a round trip to Redis never hops between threads.
+        var commands: [RedisConnection]
         var subscriber: RedisConnection
         var openScript: String
         var publishScript: String
+
+        /// The command connection of the calling thread's event loop, or the first one off the loops.
+        var commandsForThisLoop: RedisConnection {
+            commands.first { $0.channel.eventLoop.inEventLoop } ?? commands[0]
+        }
+
+        var all: [RedisConnection] { commands + [subscriber] }
+
+        func closeAll() {
+            for connection in all { connection.close() }
+        }
     }
 
     private struct State {
@@ -52,35 +65,28 @@ public final class RedisBroker: Broker {
     }
 
     private let configuration: Configuration
+    private let eventLoopGroup: any EventLoopGroup
     private let sink: any SessionEventSink
     private let time: TimeSource
     private let logger: Logger
     private let state = Mutex(State())
-    /// Pushed messages, handed from the event loop to `run()`'s delivery task in the order Redis sent them.
-    private let deliveries: AsyncStream<(SessionID, StoredEvent)>
-    private let deliveryContinuation: AsyncStream<(SessionID, StoredEvent)>.Continuation
 
-    public init(configuration: Configuration, sink: any SessionEventSink, time: TimeSource = .system, logger: Logger) {
+    /// - Parameter eventLoopGroup: the loops requests run on (the server's); one command connection is made on each.
+    public init(
+        configuration: Configuration, sink: any SessionEventSink, time: TimeSource = .system,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
+    ) {
         self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
         self.sink = sink
         self.time = time
         self.logger = logger
-        // Bounded: the registry takes each delivery in microseconds; were it ever this far behind, dropped events
-        // are still in the log and reach their streams with the next event or on resubscription.
-        (deliveries, deliveryContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(65_536))
     }
 
     // MARK: Service
 
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await (id, event) in self.deliveries { await self.sink.deliver(event, to: id) }
-            }
-            await self.keepConnected()
-            self.deliveryContinuation.finish()
-            await group.waitForAll()
-        }
+        await keepConnected()
     }
 
     private func keepConnected() async {
@@ -90,7 +96,7 @@ public final class RedisBroker: Broker {
                 let connected = try await connect()
                 let resubscribed = try await install(connected)
                 backoff = configuration.initialBackoff
-                await redeliverLogs(of: resubscribed, over: connected.commands)
+                await redeliverLogs(of: resubscribed, over: connected.commands[0])
                 await waitUntilEitherCloses(connected)
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 markDown("connection lost")
@@ -111,21 +117,25 @@ public final class RedisBroker: Broker {
             state.problem = "shut down"
             return state.connected
         }
-        connected?.commands.close()
-        connected?.subscriber.close()
+        connected?.closeAll()
     }
 
     private func connect() async throws -> Connected {
         let url = configuration.url
-        let commands = try await RedisConnection.connect(to: url, commandTimeout: configuration.commandTimeout)
+        var commands: [RedisConnection] = []
         var subscriber: RedisConnection?
         do {
+            for loop in eventLoopGroup.makeIterator() {
+                commands.append(try await RedisConnection.connect(to: url, group: loop, commandTimeout: configuration.commandTimeout))
+            }
+            guard let first = commands.first else { throw BrokerError(.unavailable, "no event loop to connect on") }
             subscriber = try await RedisConnection.connect(to: url, commandTimeout: configuration.commandTimeout) { [weak self] channel, payload in
                 self?.received(payload, on: channel)
             }
             // Scripts are loaded once per connection and run by hash, so each operation sends a few bytes.
-            let open = commands.send(["SCRIPT", "LOAD", RedisScripts.openSession])
-            let publish = commands.send(["SCRIPT", "LOAD", RedisScripts.publish])
+            // The script cache is the server's: loaded once, run by hash on every connection.
+            let open = first.send(["SCRIPT", "LOAD", RedisScripts.openSession])
+            let publish = first.send(["SCRIPT", "LOAD", RedisScripts.publish])
             guard let openHash = try await open.get().throwingError().string, let publishHash = try await publish.get().throwingError().string,
                 let subscriber
             else {
@@ -133,8 +143,8 @@ public final class RedisBroker: Broker {
             }
             return Connected(commands: commands, subscriber: subscriber, openScript: openHash, publishScript: publishHash)
         } catch {
-            // Both connections go: one left open would leak a socket on every retry of the backoff loop.
-            commands.close()
+            // All connections go: one left open would leak a socket on every retry of the backoff loop.
+            for connection in commands { connection.close() }
             subscriber?.close()
             throw error
         }
@@ -188,17 +198,14 @@ public final class RedisBroker: Broker {
             for (id, reply) in zip(batch, replies) {
                 guard let entries = try? await reply.get().array else { continue }
                 for case .bulkString(let bytes) in entries {
-                    if let event = RedisLogEntry.decode(bytes) { deliveryContinuation.yield((id, event)) }
+                    if let event = RedisLogEntry.decode(bytes) { sink.deliver(event, to: id) }
                 }
             }
         }
     }
 
     private func waitUntilEitherCloses(_ connected: Connected) async {
-        let closeBoth: @Sendable () -> Void = {
-            connected.commands.close()
-            connected.subscriber.close()
-        }
+        let closeAll: @Sendable () -> Void = { connected.closeAll() }
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -206,14 +213,13 @@ public final class RedisBroker: Broker {
                     let resumeOnce: @Sendable (Result<Void, any Error>) -> Void = { _ in
                         if resumed.withLock({ let first = !$0; $0 = true; return first }) { continuation.resume() }
                     }
-                    connected.commands.channel.closeFuture.whenComplete(resumeOnce)
-                    connected.subscriber.channel.closeFuture.whenComplete(resumeOnce)
+                    for connection in connected.all { connection.channel.closeFuture.whenComplete(resumeOnce) }
                 }
             } onCancel: {
-                closeBoth()
+                closeAll()
             }
         } onGracefulShutdown: {
-            closeBoth()
+            closeAll()
         }
     }
 
@@ -229,8 +235,7 @@ public final class RedisBroker: Broker {
             if state.outageStarted == nil { state.outageStarted = .now }
             return (connected, first)
         }
-        connected?.commands.close()
-        connected?.subscriber.close()
+        connected?.closeAll()
         if firstFailure {
             logger.warning("Redis unreachable; answering 503 and reconnecting", metadata: ["redis": "\(configuration.url)", "problem": "\(problem)"])
         }
@@ -241,9 +246,8 @@ public final class RedisBroker: Broker {
             logger.debug("ignored a message that is not a Tandem event", metadata: ["channel": "\(channel)"])
             return
         }
-        if case .dropped = deliveryContinuation.yield((id, event)) {
-            logger.warning("delivery queue full; the event stays in the log", metadata: ["session": "\(id)"])
-        }
+        // On the subscriber's event loop, in the order Redis sent the messages: no queue, no hop.
+        sink.deliver(event, to: id)
     }
 
     // MARK: Broker
@@ -354,7 +358,7 @@ public final class RedisBroker: Broker {
     private func send(_ arguments: [String]) async throws -> RESPValue {
         let connection = try state.withLock { state throws(BrokerError) -> RedisConnection in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
-            return connected.commands
+            return connected.commandsForThisLoop
         }
         let reply = try await connection.send(arguments).get()
         if case .error(let message) = reply { throw Self.error(message) }
@@ -365,7 +369,7 @@ public final class RedisBroker: Broker {
     private func runScript(_ hash: KeyPath<Connected, String>, _ script: String, keys: [String], arguments: [String]) async throws -> RESPValue {
         let (connection, scriptHash) = try state.withLock { state throws(BrokerError) -> (RedisConnection, String) in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
-            return (connected.commands, connected[keyPath: hash])
+            return (connected.commandsForThisLoop, connected[keyPath: hash])
         }
         let tail = [String(keys.count)] + keys + arguments
         var reply = try await connection.send(["EVALSHA", scriptHash] + tail).get()
