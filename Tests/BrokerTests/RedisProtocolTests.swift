@@ -63,4 +63,24 @@ import Testing
         #expect(RedisKeys.session(ofChannel: "other:{x}:events") == nil)
         #expect(RedisKeys.session(ofChannel: "tandem:{bad id}:events") == nil)
     }
+
+    @Test func decodesLogEntriesAsCjsonWritesThem() {
+        func decode(_ text: String) -> StoredEvent? { RedisLogEntry.decode(Array(text.utf8)) }
+        #expect(decode(#"{"id":1,"event":"connected","t":"1700000000000001"}"#) == StoredEvent(id: 1, event: .connected))
+        #expect(decode(#"{"id":1,"event":"connected","t":"1700000000000001"}"#)?.publishedAt == 1_700_000_000_000_001)
+        // Keys in any order, whitespace, escapes (cjson writes `\/`), surrogate pairs and raw UTF-8.
+        let complete = decode(#" { "phone" : "090" , "t":"5", "event":"complete","name":"\"山田\"\\\/\n\u00e9\ud83d\ude00","id":3 } "#)
+        #expect(complete == StoredEvent(id: 3, event: .complete(Submission(name: "\"山田\"\\/\né😀", phone: "090"))))
+        #expect(decode(#"{"id":2,"event":"input-started","extra":[1]}"#) == nil)  // only flat values
+        #expect(decode(#"{"id":2,"event":"input-started","extra":null,"more":true}"#) == StoredEvent(id: 2, event: .inputStarted))
+        for malformed in [
+            "", "{", "[]", #"{"id":1,"event":"connected""#, #"{"id":1,"event":"connected",}"#, #"{"id":1 "event":"connected"}"#,
+            #"{"id":1,"event":"connected"} x"#, #"{"id":-1,"event":"connected"}"#, #"{"id":1,"event":"unknown"}"#,
+            #"{"event":"connected"}"#, #"{"id":1,"event":"conn\qected"}"#, #"{"id":1,"event":"\ud83d"}"#,
+            #"{"id":99999999999999999999,"event":"connected"}"#, "{\"id\":1,\"event\":\"a\u{1}\"}",
+        ] {
+            #expect(decode(malformed) == nil, "\(malformed)")
+        }
+        #expect(RedisLogEntry.decode([0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D]) == nil)  // not UTF-8
+    }
 }

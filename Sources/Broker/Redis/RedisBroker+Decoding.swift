@@ -1,28 +1,195 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
-/// A log entry as the publish script writes it (cjson): `{"id":3,"event":"complete","name":"…","phone":"…"}`.
-struct RedisLogEntry: Decodable {
-    var id: UInt64
-    var event: String
-    var name: String?
-    var phone: String?
-    /// Publish time in microseconds since the epoch (a string: cjson would print a large number with an exponent).
-    var t: String?
-
+/// A log entry as the publish script writes it (cjson): `{"id":3,"event":"complete","name":"…","phone":"…","t":"…"}`,
+/// keys in any order. Decoded by hand: every delivered event passes here, and Foundation's `JSONDecoder` was a tenth
+/// of a node's CPU under load.
+enum RedisLogEntry {
     static func decode(_ bytes: [UInt8]) -> StoredEvent? {
-        guard let entry = try? JSONDecoder().decode(RedisLogEntry.self, from: Data(bytes)) else { return nil }
+        var reader = FlatJSONReader(bytes)
+        var id: UInt64?
+        var name = ""
+        var phone = ""
+        var eventName: String?
+        var publishedAt: Int64 = 0
+        guard reader.beginObject() else { return nil }
+        while let key = reader.nextKey() {
+            switch key {
+            case "id": id = reader.unsignedInteger()
+            case "event": eventName = reader.string()
+            case "name": name = reader.string() ?? ""
+            case "phone": phone = reader.string() ?? ""
+            // Publish time in microseconds since the epoch, a string: cjson would print a large number with an exponent.
+            case "t": publishedAt = reader.string().flatMap { Int64($0) } ?? 0
+            default: guard reader.skipValue() else { return nil }
+            }
+            guard !reader.failed else { return nil }
+        }
+        guard reader.endedCleanly, let id, let eventName else { return nil }
         let event: SessionEvent
-        switch entry.event {
+        switch eventName {
         case "connected": event = .connected
         case "input-started": event = .inputStarted
-        case "complete": event = .complete(Submission(name: entry.name ?? "", phone: entry.phone ?? ""))
+        case "complete": event = .complete(Submission(name: name, phone: phone))
         default: return nil
         }
-        return StoredEvent(id: entry.id, event: event, publishedAt: entry.t.flatMap { Int64($0) } ?? 0)
+        return StoredEvent(id: id, event: event, publishedAt: publishedAt)
+    }
+}
+
+/// Reads one JSON object whose values are strings, integers, booleans or null (what cjson makes of a flat Lua table).
+/// Anything else, or malformed input, sets `failed`.
+struct FlatJSONReader {
+    private let bytes: [UInt8]
+    private var index = 0
+    private(set) var failed = false
+    private var closed = false
+    private var pairsRead = 0
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    /// True once the object's closing brace was read and only whitespace follows.
+    var endedCleanly: Bool {
+        var copy = self
+        copy.skipWhitespace()
+        return closed && !failed && copy.index == bytes.count
+    }
+
+    mutating func beginObject() -> Bool {
+        skipWhitespace()
+        return consume(UInt8(ascii: "{"))
+    }
+
+    /// The next key, or nil at the end of the object (or on an error).
+    mutating func nextKey() -> String? {
+        guard !failed, !closed else { return nil }
+        skipWhitespace()
+        if consume(UInt8(ascii: "}")) {
+            closed = true
+            return nil
+        }
+        if pairsRead > 0 {
+            guard consume(UInt8(ascii: ",")) else { return fail() }
+            skipWhitespace()
+        }
+        guard let key = string() else { return fail() }
+        skipWhitespace()
+        guard consume(UInt8(ascii: ":")) else { return fail() }
+        skipWhitespace()
+        pairsRead += 1
+        return key
+    }
+
+    mutating func string() -> String? {
+        guard consume(UInt8(ascii: "\"")) else { return fail() }
+        var utf8: [UInt8] = []
+        while index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            switch byte {
+            case UInt8(ascii: "\""):
+                guard let text = String(validating: utf8, as: UTF8.self) else { return fail() }
+                return text
+            case UInt8(ascii: "\\"):
+                guard index < bytes.count else { return fail() }
+                let escaped = bytes[index]
+                index += 1
+                switch escaped {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escaped)
+                case UInt8(ascii: "b"): utf8.append(0x08)
+                case UInt8(ascii: "f"): utf8.append(0x0C)
+                case UInt8(ascii: "n"): utf8.append(0x0A)
+                case UInt8(ascii: "r"): utf8.append(0x0D)
+                case UInt8(ascii: "t"): utf8.append(0x09)
+                case UInt8(ascii: "u"):
+                    guard var scalar = hex4() else { return fail() }
+                    if (0xD800..<0xDC00).contains(scalar) {
+                        guard consume(UInt8(ascii: "\\")), consume(UInt8(ascii: "u")), let low = hex4(), (0xDC00..<0xE000).contains(low) else { return fail() }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    guard let unicode = Unicode.Scalar(scalar) else { return fail() }
+                    utf8.append(contentsOf: Character(unicode).utf8)
+                default: return fail()
+                }
+            case 0..<0x20: return fail()
+            default: utf8.append(byte)
+            }
+        }
+        return fail()
+    }
+
+    mutating func unsignedInteger() -> UInt64? {
+        var value: UInt64 = 0
+        var digits = 0
+        while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
+            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return fail() }
+            value = sum
+            digits += 1
+            index += 1
+        }
+        guard digits > 0 else { return fail() }
+        return value
+    }
+
+    /// Skips a string, number, boolean or null.
+    mutating func skipValue() -> Bool {
+        guard index < bytes.count else { return refuse() }
+        switch bytes[index] {
+        case UInt8(ascii: "\""): return string() != nil
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        default:
+            let start = index
+            while index < bytes.count, "-+.eE0123456789".utf8.contains(bytes[index]) { index += 1 }
+            return index > start || (refuse())
+        }
+    }
+
+    private mutating func literal(_ word: String) -> Bool {
+        for byte in word.utf8 {
+            guard consume(byte) else { return refuse() }
+        }
+        return true
+    }
+
+    private mutating func hex4() -> UInt32? {
+        guard index + 4 <= bytes.count else { return nil }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            index += 1
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt32(digit)
+        }
+        return value
+    }
+
+    private mutating func consume(_ byte: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    private mutating func skipWhitespace() {
+        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+    }
+
+    private mutating func fail<T>() -> T? {
+        failed = true
+        return nil
+    }
+
+    private mutating func refuse() -> Bool {
+        failed = true
+        return false
     }
 }
 
