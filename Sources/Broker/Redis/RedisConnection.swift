@@ -139,6 +139,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private let commandTimeout: TimeAmount
     private let onMessage: (@Sendable (String, [UInt8]) -> Void)?
     private var sweep: RepeatedTask?
+    private var flushScheduled = false
 
     init(commandTimeout: Duration, onMessage: (@Sendable (String, [UInt8]) -> Void)?) {
         self.commandTimeout = .nanoseconds(commandTimeout.components.seconds * 1_000_000_000 + commandTimeout.components.attoseconds / 1_000_000_000)
@@ -170,6 +171,19 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         var buffer = context.channel.allocator.buffer(capacity: request.bytes.count)
         buffer.writeBytes(request.bytes)
         context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    /// Flushes once per event-loop tick, not once per command: the commands of every request handled in this tick
+    /// leave in one write, and Redis reads them in one go.
+    func flush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = loopBound.value
+            handler.flushScheduled = false
+            context.flush()
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
