@@ -262,6 +262,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         requestDecoderRemoved = true
         do {
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPServerPipelineHandler.self))
+            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: ReadAheadHandler.self))
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPProtocolErrorHandler.self))
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: ConnectionIdleHandler.self))
             _ = try pipeline.removeHandler(context: pipeline.context(handlerType: NIOHTTPResponseHeadersValidator.self))

@@ -82,6 +82,8 @@ public final class HTTPServer: Service, Sendable {
                         withEncoderConfiguration: .init(),
                         withDecoderLimitConfiguration: limits
                     )
+                    let pipelining = try sync.context(handlerType: HTTPServerPipelineHandler.self)
+                    try sync.addHandler(ReadAheadHandler(), position: .before(pipelining.handler))
                     try sync.addHandler(HTTPProtocolErrorHandler(extraHeaders: configuration.protocolErrorHeaders))
                     try sync.addHandler(ConnectionIdleHandler(
                         timeout: configuration.idleTimeout, requestTimeout: configuration.requestTimeout,
