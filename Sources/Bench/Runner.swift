@@ -22,6 +22,8 @@ struct RunPlan {
     var lossDeadline: Double = 5
     var maxConnecting = 256
     var establishTimeout: Double = 60
+    /// See ``ShardSpec/eventsPerStream``; Tandem always uses 3.
+    var eventsPerStream = 0
 }
 
 struct RunOutcome {
@@ -55,7 +57,8 @@ func runInProcess(_ plan: RunPlan, established: () -> Void = {}, windowEnded: ()
             sources: sourceAddresses(plan.sources, offset: plan.sourceOffset), sourceOffset: t,
             slots: share, ratePerSecond: plan.rate / Double(plan.threads), poolSize: plan.pool,
             lossDeadline: .nanoseconds(Int64(plan.lossDeadline * 1e9)), maxConnecting: plan.maxConnecting,
-            idPrefix: "b\(nonce)t\(t)s\(plan.sourceOffset)")
+            idPrefix: "b\(nonce)t\(t)s\(plan.sourceOffset)",
+            eventsPerStream: plan.flavor == .tandem ? 3 : plan.eventsPerStream)
         shards.append(Shard(loop: loops.next()!, spec: spec, seed: UInt64.random(in: 1...UInt64.max)))
     }
     try EventLoopFuture.andAllSucceed(shards.map { $0.start() }, on: group.any()).wait()

@@ -35,6 +35,10 @@ struct ShardSpec: Sendable {
     var lossDeadline: TimeAmount
     var maxConnecting: Int
     var idPrefix: String
+    /// Events a stream carries before it is closed and replaced by a stream on a new session (0: no limit). Tandem's
+    /// sessions end after three; nchan's channels take any number, and churn only when asked to, for a like-for-like
+    /// comparison.
+    var eventsPerStream: Int
 }
 
 /// Counters and samples of one shard, merged across shards (and worker processes) at the end.
@@ -308,7 +312,7 @@ final class Shard: @unchecked Sendable {
         if spec.flavor == .tandem, id != Int(event) { result.misordered += 1 }
         result.delivered += 1
         result.latencies.append(now &- sentAt)
-        if spec.flavor == .tandem, id == 3 {
+        if spec.eventsPerStream > 0, event == spec.eventsPerStream {
             if spec.mode == .flow, now <= windowEnd { result.flows += 1 }
             recycle(index)
         }
@@ -409,13 +413,13 @@ final class Shard: @unchecked Sendable {
         case .nchan:
             let body = String(event)
             request = "POST /pub/\(session) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-            if event >= 100 { slots[index].sent = 0 }
+            if spec.eventsPerStream == 0, event >= 100 { slots[index].sent = 0 }
         }
         let poolIndex = nextPool
         nextPool = (nextPool + 1) % pool.count
         guard let publisher = pool[poolIndex] else {
             result.publishFailed += 1
-            if running, spec.mode == .fanout, spec.flavor == .nchan { ready.append(Int32(index)) } else { recycle(index) }
+            if running, spec.mode == .fanout, spec.eventsPerStream == 0 { ready.append(Int32(index)) } else { recycle(index) }
             return
         }
         slots[index].pending.append((event, monotonicNanos()))
@@ -436,7 +440,7 @@ final class Shard: @unchecked Sendable {
             result.publishFailed += 1
             result.statuses[status, default: 0] += 1
             slots[index].pending.removeAll { $0.0 == tag.event }
-            if spec.flavor == .tandem { recycle(index) } else if running { ready.append(Int32(index)) }
+            if spec.eventsPerStream > 0 { recycle(index) } else if running { ready.append(Int32(index)) }
             return
         }
         switch spec.mode {
@@ -444,7 +448,7 @@ final class Shard: @unchecked Sendable {
         case .flow:
             if spec.flavor == .tandem, tag.event < 3 { publish(index, flush: true) }
         case .fanout:
-            if spec.flavor == .nchan || tag.event < 3 { ready.append(Int32(index)) }
+            if spec.eventsPerStream == 0 || tag.event < spec.eventsPerStream { ready.append(Int32(index)) }
         }
     }
 
@@ -454,7 +458,7 @@ final class Shard: @unchecked Sendable {
             guard let first = slots[index].pending.first, first.1 < cutoff else { continue }
             result.lost += slots[index].pending.count
             slots[index].pending.removeAll()
-            if spec.flavor == .tandem { recycle(index) }
+            if spec.eventsPerStream > 0 { recycle(index) }
         }
     }
 

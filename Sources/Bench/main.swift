@@ -15,7 +15,9 @@ usage: tandem-bench <hold|flow|fanout|knee|all|smoke> [options]
   --duration S        seconds each window lasts (default hold 20, flow 10, fanout 10, knee step 5)
   --flows N           flow: concurrent handoffs (default 1000)
   --rate R            fanout: events per second (default 1000)
-  --rates LIST        knee: steps (default 1000,2000,4000,8000,12000,16000,24000,32000,40000,48000,64000)
+  --rates LIST        knee: steps (default 1000,2000,3000,4000,6000,8000,10000,12000,16000,20000,24000,32000,40000,48000,64000)
+  --nchan-churn N     fanout/knee on nchan: a new channel and stream every N events, as Tandem's sessions (default 0: never;
+                      `all` runs nchan both ways)
   --threads N         client event loops (default 2)
   --pool N            publishing connections per event loop (default 32)
   --sources N         client source addresses 127.0.0.2... (default 16)
@@ -265,10 +267,14 @@ func flow(_ target: RunningTarget, concurrency: Int, duration: Double) throws {
 }
 
 @discardableResult
-func fanout(_ target: RunningTarget, streams: Int, rate: Double, duration: Double, scenario: String = "fanout") throws -> (p99: Double, healthy: Bool) {
+func fanout(
+    _ target: RunningTarget, streams: Int, rate: Double, duration: Double, scenario: String = "fanout", nchanChurn: Int = 0
+) throws -> (p99: Double, healthy: Bool) {
     let cpuBefore = serverCPU(target)
-    let plan = RunPlan(mode: .fanout, flavor: target.kind.flavor, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort,
+    var plan = RunPlan(mode: .fanout, flavor: target.kind.flavor, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort,
                        slots: streams, rate: rate, window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
+    plan.eventsPerStream = nchanChurn
+    let eventsPerStream = target.kind.flavor == .tandem ? 3 : nchanChurn
     let outcome = try runInProcess(plan)
     let r = outcome.result
     let latency = latencySummary(r.latencies)
@@ -279,6 +285,8 @@ func fanout(_ target: RunningTarget, streams: Int, rate: Double, duration: Doubl
     line.add("streams", streams)
     line.add("rate", rate, digits: 0)
     line.add("duration_s", duration)
+    // Streams replaced by a fresh session after this many events (0: streams stay open).
+    line.add("events_per_stream", eventsPerStream)
     line.add("published", r.published)
     line.add("delivered", r.delivered)
     line.add("delivered_per_s", Double(r.delivered) / duration, digits: 1)
@@ -290,7 +298,7 @@ func fanout(_ target: RunningTarget, streams: Int, rate: Double, duration: Doubl
     line.add("dropped", r.dropped)
     line.add("misordered", r.misordered)
     line.add("schedule_lag_p99_ms", lag.p99)
-    if target.kind.flavor == .tandem { line.add("sessions_recreated", r.delivered / 3) }
+    if eventsPerStream > 0 { line.add("sessions_recreated", r.delivered / eventsPerStream) }
     line.add("server_cpu_s", serverCPU(target) - cpuBefore)
     line.add("client_cpu_s", outcome.clientCPU)
     line.addRaw("statuses", statusesJSON(r.statuses))
@@ -302,17 +310,18 @@ func fanout(_ target: RunningTarget, streams: Int, rate: Double, duration: Doubl
     return (latency.p99, healthy)
 }
 
-func knee(_ target: RunningTarget, streams: Int, rates: [Double], duration: Double) throws {
+func knee(_ target: RunningTarget, streams: Int, rates: [Double], duration: Double, nchanChurn: Int = 0) throws {
     var knee = 0.0
     var passedAt: Double?
     for rate in rates {
-        let step = try fanout(target, streams: streams, rate: rate, duration: duration, scenario: "knee-step")
+        let step = try fanout(target, streams: streams, rate: rate, duration: duration, scenario: "knee-step", nchanChurn: nchanChurn)
         if step.healthy { knee = rate } else { passedAt = rate; break }
     }
     var line = JSONLine()
     line.add("scenario", "knee")
     line.add("target", target.kind.rawValue)
     line.add("streams", streams)
+    line.add("events_per_stream", target.kind.flavor == .tandem ? 3 : nchanChurn)
     line.add("knee_events_per_s", knee, digits: 0)
     if let passedAt { line.add("first_failing_rate", passedAt, digits: 0) } else { line.add("first_failing_rate", "none (highest step passed)") }
     line.add("rule", "highest step with p99 <= 10 ms, nothing lost, <= 1% unsent")
@@ -350,7 +359,9 @@ func withTarget(_ kind: TargetKind, nodes: Int = 2, heartbeatSeconds: Int = hear
     }
 }
 
-let defaultRates: [Double] = [1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 40000, 48000, 64000]
+let defaultRates: [Double] = [1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 16000, 20000, 24000, 32000, 40000, 48000, 64000]
+/// nchan only: replace each stream by one on a new channel after this many events (Tandem's shape is 3); 0 keeps them.
+let nchanChurn = flag("nchan-churn", 0)
 let rates = flags["rates"].map { $0.split(separator: ",").compactMap { Double($0) } } ?? defaultRates
 let tandem: String
 do { tandem = try tandemBinary() } catch { print("\(error)", to: &standardError); exit(1) }
@@ -381,13 +392,13 @@ case "flow":
 case "fanout":
     for kind in targets(default: TargetKind.allCases) {
         withTarget(kind, tandem: tandem) { target in
-            try fanout(target, streams: flag("streams", 1000), rate: flag("rate", 1000.0), duration: flag("duration", 10.0))
+            try fanout(target, streams: flag("streams", 1000), rate: flag("rate", 1000.0), duration: flag("duration", 10.0), nchanChurn: nchanChurn)
         }
     }
 case "knee":
     for kind in targets(default: TargetKind.allCases) {
         withTarget(kind, tandem: tandem) { target in
-            try knee(target, streams: flag("streams", 1000), rates: rates, duration: flag("duration", 5.0))
+            try knee(target, streams: flag("streams", 1000), rates: rates, duration: flag("duration", 5.0), nchanChurn: nchanChurn)
         }
     }
 case "all":
@@ -399,6 +410,11 @@ case "all":
             if kind.flavor == .tandem { try flow(target, concurrency: flag("flows", 1000), duration: flag("duration", 10.0)) }
             try fanout(target, streams: 1000, rate: flag("rate", 1000.0), duration: flag("duration", 10.0))
             try knee(target, streams: 1000, rates: rates, duration: flag("knee-duration", 5.0))
+            if kind.flavor == .nchan {
+                // nchan in Tandem's shape too: a new channel and stream every three events.
+                try fanout(target, streams: 1000, rate: flag("rate", 1000.0), duration: flag("duration", 10.0), nchanChurn: 3)
+                try knee(target, streams: 1000, rates: rates, duration: flag("knee-duration", 5.0), nchanChurn: 3)
+            }
         }
     }
 case "smoke":
