@@ -110,6 +110,7 @@ extension Tandem {
                     if configuration.logFormat == .text || isatty(1) == 1 { Tandem.printPCPage(at: pcPage) }
                 }
                 try await application.makeServiceGroup().run()
+                await application.shutdownEventLoops()
                 logger.notice("Tandem stopped")
             } catch let error as ConfigurationError {
                 Tandem.printError("configuration error: \(error)")

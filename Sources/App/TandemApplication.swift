@@ -2,6 +2,7 @@ import Broker
 import HTTP
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -15,6 +16,9 @@ struct TandemApplication: Sendable {
     let server: HTTPServer
     let metrics: TandemMetrics
     let logger: Logger
+    /// The loops serving connections and Redis: NIO's shared group, or one of `eventLoops` threads of this node's own.
+    let eventLoopGroup: any EventLoopGroup
+    private let ownsEventLoopGroup: Bool
 
     /// - Parameter onServerRunning: called with the bound address once the node accepts connections.
     init(
@@ -27,6 +31,13 @@ struct TandemApplication: Sendable {
         self.logger = logger
         let metrics = TandemMetrics()
         self.metrics = metrics
+        if configuration.eventLoops > 0 {
+            eventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
+            ownsEventLoopGroup = true
+        } else {
+            eventLoopGroup = MultiThreadedEventLoopGroup.singleton
+            ownsEventLoopGroup = false
+        }
         let registry = SessionRegistry(
             heartbeatInterval: configuration.heartbeat,
             time: time,
@@ -41,7 +52,7 @@ struct TandemApplication: Sendable {
             guard let url = RedisURL(configuration.redisURL) else {
                 throw ConfigurationError(description: "redis.url '\(configuration.redisURL)' is not a redis:// URL")
             }
-            broker = RedisBroker(configuration: .init(url: url), sink: registry, time: time, logger: logger)
+            broker = RedisBroker(configuration: .init(url: url), sink: registry, time: time, eventLoopGroup: eventLoopGroup, logger: logger)
         }
         let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
         let publicOrigin = PublicOriginBox()
@@ -63,6 +74,7 @@ struct TandemApplication: Sendable {
                 protocolErrorHeaders: SecureResponder.securityHeaders
             ),
             responder: SecureResponder(router: api.makeRouter(), configuration: configuration, time: time, metrics: metrics),
+            eventLoopGroup: eventLoopGroup,
             logger: logger,
             onServerRunning: { address in
                 // The phone URL needs the bound port, known only now (a configured port of 0 picks one).
@@ -82,6 +94,12 @@ struct TandemApplication: Sendable {
         )
         group.maximumGracefulShutdownDuration = .seconds(configuration.drainTimeoutSeconds)
         return ServiceGroup(configuration: group)
+    }
+
+    /// Stops this node's own event loops, if it has them; call once the service group has finished.
+    func shutdownEventLoops() async {
+        guard ownsEventLoopGroup else { return }
+        try? await eventLoopGroup.shutdownGracefully()
     }
 
     private static func loadStaticFiles(_ configuration: TandemConfiguration, logger: Logger) throws -> StaticFiles? {

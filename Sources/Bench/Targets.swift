@@ -34,6 +34,8 @@ struct TargetOptions {
     var heartbeatSeconds: Int
     var nodes: Int
     var packageDirectory: String
+    /// Given to each Tandem node as EVENT_LOOPS (0: Tandem's default, one per core).
+    var eventLoops: Int
 }
 
 /// Starts a target's processes through `launcher`; the caller stops them with `launcher.stopAll()`.
@@ -84,6 +86,7 @@ func startTandem(name: String, environment: [String: String], options: TargetOpt
         "LIMITS_REQUESTS_PER_MINUTE": "0",
         "LIMITS_MAX_CONNECTIONS_PER_ADDRESS": "100000",
         "LIMITS_MAX_CONNECTIONS": "19900",
+        "EVENT_LOOPS": String(options.eventLoops),
     ]
     for (key, value) in environment { env[key] = value }
     let process = try launcher.spawn(name, options.tandemPath, [], environment: env, cwd: options.packageDirectory)

@@ -22,6 +22,7 @@ usage: tandem-bench <hold|flow|fanout|knee|all|smoke> [options]
   --pool N            publishing connections per event loop (default 32)
   --sources N         client source addresses 127.0.0.2... (default 16)
   --heartbeat S       heartbeat / nchan ping interval given to the servers (default 5)
+  --event-loops N     event loops of each Tandem node, as EVENT_LOOPS (default 1, like nginx's one worker; 0: one per core)
   --per-worker N      streams per client process before hold re-execs itself as workers (default 15000)
 """
 
@@ -49,6 +50,9 @@ let threads = flag("threads", 2)
 let poolSize = flag("pool", 32)
 let sourceCount = flag("sources", 16)
 let heartbeat = flag("heartbeat", 5)
+/// One event loop per Tandem node, as nginx gets one worker: client, servers and Redis share two cores, and a second
+/// loop there costs more in thread switches than it adds (see BENCHMARKS.md).
+let eventLoops = flag("event-loops", 1)
 let perWorker = flag("per-worker", 15000)
 
 // MARK: worker mode (hold across several client processes)
@@ -347,7 +351,8 @@ let signalSource: [any DispatchSourceSignal] = [SIGINT, SIGTERM].map { signalNum
 
 func withTarget(_ kind: TargetKind, nodes: Int = 2, heartbeatSeconds: Int = heartbeat, tandem: String, _ body: (RunningTarget) throws -> Void) {
     do {
-        let options = TargetOptions(tandemPath: tandem, heartbeatSeconds: heartbeatSeconds, nodes: nodes, packageDirectory: package)
+        let options = TargetOptions(
+            tandemPath: tandem, heartbeatSeconds: heartbeatSeconds, nodes: nodes, packageDirectory: package, eventLoops: eventLoops)
         let target = try startTarget(kind, options: options, launcher: launcher)
         print("# \(kind.rawValue): \(target.notes); logs in \(launcher.directory)", to: &standardError)
         defer { launcher.stopAll() }
@@ -374,6 +379,7 @@ machine.add("client_threads", threads)
 machine.add("pool_per_thread", poolSize)
 machine.add("source_addresses", sourceCount)
 machine.add("heartbeat_s", heartbeat)
+machine.add("tandem_event_loops", eventLoops)
 machine.add("load_average_1m", (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?")
 emit(machine)
 

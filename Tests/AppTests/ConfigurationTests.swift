@@ -11,7 +11,7 @@ import Testing
     }
 
     @Test(arguments: [
-        ("host", "HOST"), ("port", "PORT"), ("broker", "BROKER"), ("redis.url", "REDIS_URL"),
+        ("host", "HOST"), ("port", "PORT"), ("eventLoops", "EVENT_LOOPS"), ("broker", "BROKER"), ("redis.url", "REDIS_URL"),
         ("publicBaseURL", "PUBLIC_BASE_URL"), ("session.ttlSeconds", "SESSION_TTL_SECONDS"),
         ("heartbeatSeconds", "HEARTBEAT_SECONDS"), ("limits.maxBodyBytes", "LIMITS_MAX_BODY_BYTES"),
         ("trustedProxies", "TRUSTED_PROXIES"), ("cors.allowedOrigins", "CORS_ALLOWED_ORIGINS"),

@@ -56,11 +56,12 @@ struct SeedFlowTests {
         }
     }
 
-    /// The same flow on a node whose broker is Redis (the server `scripts/test.sh` starts).
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"] != nil))
-    func wholeFlowThroughTheRedisBroker() async throws {
+    /// The same flow on a node whose broker is Redis (the server `scripts/test.sh` starts), on NIO's shared loops and
+    /// on three loops of the node's own (three command connections to Redis, one per loop).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"] != nil), arguments: [0, 3])
+    func wholeFlowThroughTheRedisBroker(eventLoops: Int) async throws {
         let url = try #require(ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"])
-        try await withTandem({ $0.broker = .redis; $0.redisURL = url }) { application, client in
+        try await withTandem({ $0.broker = .redis; $0.redisURL = url; $0.eventLoops = eventLoops }) { application, client in
             try await eventually(timeout: .seconds(10)) { await application.broker.health.isAvailable }
             let id = Self.newSessionID()
             let stream = try await client.openEventStream("/api/events?session=\(id)")

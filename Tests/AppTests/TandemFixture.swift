@@ -46,6 +46,7 @@ func withTandem<T: Sendable>(
         }
         await group.triggerGracefulShutdown()
         try await tasks.waitForAll()
+        await application.shutdownEventLoops()
         return try result.get()
     }
 }

@@ -10,7 +10,7 @@ import Logging
 /// Every knob of Tandem. Read from environment variables, then `config.json`, then these defaults; the committed
 /// `config.json` holds exactly the defaults (a test checks).
 ///
-/// Keys (environment variable in brackets): `host` [HOST], `port` [PORT], `broker` [BROKER], `redis.url`
+/// Keys (environment variable in brackets): `host` [HOST], `port` [PORT], `eventLoops` [EVENT_LOOPS], `broker` [BROKER], `redis.url`
 /// [REDIS_URL], `publicBaseURL` [PUBLIC_BASE_URL], `session.ttlSeconds` [SESSION_TTL_SECONDS], `heartbeatSeconds`
 /// [HEARTBEAT_SECONDS], `sse.retryMilliseconds`, `sse.bufferedEvents`, `limits.maxHeaderBytes`, `limits.maxBodyBytes`,
 /// `limits.idleTimeoutSeconds`, `drainTimeoutSeconds`, `defaultLanguage`, `publicDirectory`, `logLevel`.
@@ -22,6 +22,9 @@ struct TandemConfiguration: Sendable, Equatable {
 
     var host = "0.0.0.0"
     var port = 8080
+    /// Event loops (threads) serving connections and Redis; 0 is one per core. Fewer than cores leaves room for
+    /// what shares the machine (Redis, another node).
+    var eventLoops = 0
     var broker = BrokerKind.memory
     var redisURL = "redis://127.0.0.1:6379/0"
     /// The origin phones use to reach this server (for the QR code); empty means "work it out".
@@ -70,6 +73,7 @@ struct TandemConfiguration: Sendable, Equatable {
         host = try reader.string("host", default: defaults.host)
         if host.isEmpty { throw reader.invalid("host", expected: "a host name or address", value: host) }
         port = try reader.integer("port", default: defaults.port, in: 0...65535)
+        eventLoops = try reader.integer("eventLoops", default: defaults.eventLoops, in: 0...256)
         broker = try reader.choice("broker", default: defaults.broker)
         redisURL = try reader.string("redis.url", default: defaults.redisURL)
         if broker == .redis, RedisURL(redisURL) == nil {
@@ -128,7 +132,7 @@ struct TandemConfiguration: Sendable, Equatable {
     }
 
     static func == (lhs: TandemConfiguration, rhs: TandemConfiguration) -> Bool {
-        lhs.host == rhs.host && lhs.port == rhs.port && lhs.broker == rhs.broker && lhs.redisURL == rhs.redisURL
+        lhs.host == rhs.host && lhs.port == rhs.port && lhs.eventLoops == rhs.eventLoops && lhs.broker == rhs.broker && lhs.redisURL == rhs.redisURL
             && lhs.publicBaseURL == rhs.publicBaseURL && lhs.sessionTTLSeconds == rhs.sessionTTLSeconds
             && lhs.heartbeatSeconds == rhs.heartbeatSeconds && lhs.retryMilliseconds == rhs.retryMilliseconds
             && lhs.bufferedEvents == rhs.bufferedEvents && lhs.maxHeaderBytes == rhs.maxHeaderBytes
@@ -146,7 +150,7 @@ struct TandemConfiguration: Sendable, Equatable {
         var redis = redisURL
         if let url = RedisURL(redisURL), url.password != nil { redis = url.description }
         return [
-            "host": host, "port": String(port), "broker": broker.rawValue, "redis.url": redis, "publicBaseURL": publicBaseURL,
+            "host": host, "port": String(port), "eventLoops": String(eventLoops), "broker": broker.rawValue, "redis.url": redis, "publicBaseURL": publicBaseURL,
             "session.ttlSeconds": String(sessionTTLSeconds), "heartbeatSeconds": String(heartbeatSeconds),
             "sse.retryMilliseconds": String(retryMilliseconds), "sse.bufferedEvents": String(bufferedEvents),
             "limits.maxHeaderBytes": String(maxHeaderBytes), "limits.maxBodyBytes": String(maxBodyBytes),

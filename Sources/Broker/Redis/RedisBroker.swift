@@ -129,7 +129,7 @@ public final class RedisBroker: Broker {
                 commands.append(try await RedisConnection.connect(to: url, group: loop, commandTimeout: configuration.commandTimeout))
             }
             guard let first = commands.first else { throw BrokerError(.unavailable, "no event loop to connect on") }
-            subscriber = try await RedisConnection.connect(to: url, commandTimeout: configuration.commandTimeout) { [weak self] channel, payload in
+            subscriber = try await RedisConnection.connect(to: url, group: eventLoopGroup, commandTimeout: configuration.commandTimeout) { [weak self] channel, payload in
                 self?.received(payload, on: channel)
             }
             // Scripts are loaded once per connection and run by hash, so each operation sends a few bytes.
