@@ -3,7 +3,8 @@ import NIOHTTP1
 
 /// Closes a connection that has had no request in flight for `timeout`, and closes idle connections when the server
 /// drains. A request is in flight from its head until its response's end has been written, so a long streaming
-/// response is never idle. A timer exists only while the connection is idle: an SSE stream costs no timer here.
+/// response is never idle. No timer per connection: the handler notes when it became idle, and its loop's
+/// ``IdleConnectionSweeper`` closes the ones idle too long.
 final class ConnectionIdleHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -13,10 +14,12 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
     /// Sent down the pipeline when the server drains: close when idle, now or after the response in flight.
     struct DrainEvent: Sendable {}
 
-    private let timeout: TimeAmount
+    private let sweeper: IdleConnectionSweeper
     private let requestTimeout: TimeAmount
     private var requestsInFlight = 0
-    private var timer: Scheduled<Void>?
+    /// When the last response ended (or the connection opened); nil while a request is in flight.
+    private var idleSince: NIODeadline?
+    private var context: ChannelHandlerContext?
     /// Runs from a request's head until its end has been read: a body trickling in cannot hold the connection.
     /// Armed only when a read ends with the request still incomplete, so a request that arrives whole (nearly
     /// all of them) costs no timer.
@@ -26,28 +29,25 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
 
     private let extraHeaders: [(String, String)]
 
-    init(timeout: Duration, requestTimeout: Duration = .seconds(10), extraHeaders: [(String, String)] = []) {
-        self.timeout = Self.timeAmount(timeout)
+    init(sweeper: IdleConnectionSweeper, requestTimeout: Duration = .seconds(10), extraHeaders: [(String, String)] = []) {
+        self.sweeper = sweeper
         self.requestTimeout = Self.timeAmount(requestTimeout)
         self.extraHeaders = extraHeaders
     }
 
-    private static func timeAmount(_ duration: Duration) -> TimeAmount {
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
         .nanoseconds(max(1, duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000))
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { becameIdle(context: context) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        becameIdle(context: context)
-        context.fireChannelActive()
+        self.context = context
+        idleSince = .now()
+        sweeper.register(self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
+        sweeper.unregister(self)
+        self.context = nil
         requestTimer?.cancel()
         requestTimer = nil
     }
@@ -56,8 +56,7 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
         switch unwrapInboundIn(data) {
         case .head:
             requestsInFlight += 1
-            timer?.cancel()
-            timer = nil
+            idleSince = nil
             awaitingRequestEnd = true
         case .end:
             awaitingRequestEnd = false
@@ -107,7 +106,7 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
                 context.flush()
                 context.close(promise: nil)
             } else {
-                becameIdle(context: context)
+                idleSince = .now()
             }
         }
     }
@@ -123,11 +122,85 @@ final class ConnectionIdleHandler: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    private func becameIdle(context: ChannelHandlerContext) {
-        timer?.cancel()
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: timeout) {
-            loopBound.value.close(promise: nil)
+    /// Whether the connection has been idle since before `deadline`.
+    fileprivate func isIdle(before deadline: NIODeadline) -> Bool {
+        guard let idleSince else { return false }
+        return idleSince < deadline
+    }
+
+    fileprivate func close() {
+        idleSince = nil
+        context?.close(promise: nil)
+    }
+}
+
+/// Closes the idle connections of one event loop: one repeating sweep over the loop's connections, instead of a
+/// timer per connection set and cancelled around every request. A connection is closed between `timeout` and
+/// `timeout` plus one sweep interval after its last response.
+final class IdleConnectionSweeper: @unchecked Sendable {
+    // Unchecked: every property is touched only on `eventLoop` (handlers call in from their channel's loop, which is
+    // this one; `stop` hops there).
+    private let eventLoop: any EventLoop
+    private let timeout: TimeAmount
+    private let interval: TimeAmount
+    private var handlers: [ObjectIdentifier: ConnectionIdleHandler] = [:]
+    private var sweep: RepeatedTask?
+    private var stopped = false
+
+    init(eventLoop: any EventLoop, timeout: Duration) {
+        self.eventLoop = eventLoop
+        self.timeout = ConnectionIdleHandler.timeAmount(timeout)
+        // A quarter of the timeout, between 50 ms and 1 s: precise enough, and cheap with thousands of connections.
+        self.interval = .nanoseconds(min(max(self.timeout.nanoseconds / 4, 50_000_000), 1_000_000_000))
+    }
+
+    fileprivate func register(_ handler: ConnectionIdleHandler) {
+        eventLoop.preconditionInEventLoop()
+        guard !stopped else { return }
+        handlers[ObjectIdentifier(handler)] = handler
+        if sweep == nil {
+            sweep = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in closeIdleConnections() }
         }
+    }
+
+    fileprivate func unregister(_ handler: ConnectionIdleHandler) {
+        handlers.removeValue(forKey: ObjectIdentifier(handler))
+    }
+
+    private func closeIdleConnections() {
+        let deadline = NIODeadline.now() - timeout
+        // Collected first: closing removes handlers from the dictionary.
+        let idle = handlers.values.filter { $0.isIdle(before: deadline) }
+        for handler in idle { handler.close() }
+    }
+
+    /// Ends the sweep (the server has stopped).
+    func stop() {
+        eventLoop.execute { [self] in
+            stopped = true
+            sweep?.cancel()
+            sweep = nil
+            handlers = [:]
+        }
+    }
+}
+
+/// One sweeper per event loop of a group.
+struct IdleConnectionSweepers: Sendable {
+    private let sweepers: [ObjectIdentifier: IdleConnectionSweeper]
+
+    init(_ group: any EventLoopGroup, timeout: Duration) {
+        var sweepers: [ObjectIdentifier: IdleConnectionSweeper] = [:]
+        for loop in group.makeIterator() { sweepers[ObjectIdentifier(loop)] = IdleConnectionSweeper(eventLoop: loop, timeout: timeout) }
+        self.sweepers = sweepers
+    }
+
+    /// The sweeper of `eventLoop`, which must belong to the group.
+    func sweeper(for eventLoop: any EventLoop) -> IdleConnectionSweeper? {
+        sweepers[ObjectIdentifier(eventLoop)]
+    }
+
+    func stopAll() {
+        for sweeper in sweepers.values { sweeper.stop() }
     }
 }

@@ -52,6 +52,8 @@ public final class HTTPServer: Service, Sendable {
         let configuration = self.configuration
         let connections = self.connections
         let logger = self.logger
+        let sweepers = IdleConnectionSweepers(eventLoopGroup, timeout: configuration.idleTimeout)
+        defer { sweepers.stopAll() }
         let context = HTTPServerContext(
             configuration: configuration, responder: responder, logger: logger, connections: connections, requestCounter: requestCounter,
             executors: EventLoopTaskExecutors(eventLoopGroup))
@@ -85,8 +87,9 @@ public final class HTTPServer: Service, Sendable {
                     let pipelining = try sync.context(handlerType: HTTPServerPipelineHandler.self)
                     try sync.addHandler(ReadAheadHandler(), position: .before(pipelining.handler))
                     try sync.addHandler(HTTPProtocolErrorHandler(extraHeaders: configuration.protocolErrorHeaders))
+                    guard let sweeper = sweepers.sweeper(for: channel.eventLoop) else { throw ChannelError.inappropriateOperationForState }
                     try sync.addHandler(ConnectionIdleHandler(
-                        timeout: configuration.idleTimeout, requestTimeout: configuration.requestTimeout,
+                        sweeper: sweeper, requestTimeout: configuration.requestTimeout,
                         extraHeaders: configuration.protocolErrorHeaders))
                     try sync.addHandler(HTTPConnectionHandler(server: context))
                     // Accepted while the server drains: told now that its handlers are there to hear it.
