@@ -65,7 +65,7 @@ struct API: Sendable {
     /// Reads a POST body as a JSON object; an HTML form's `application/x-www-form-urlencoded` body is read as an
     /// object of strings, so a plain form (or `curl -d 'a=b'`) works too.
     func jsonObject(of request: Request) throws(APIError) -> JSONValue {
-        if request.mediaType == "application/x-www-form-urlencoded" {
+        if request.hasMediaType("application/x-www-form-urlencoded") {
             guard let fields = request.formFields() else { throw .malformedJSON }
             return .object(fields.mapValues(JSONValue.string))
         }

@@ -62,10 +62,9 @@ public struct TrustedProxies: Sendable, Equatable {
 enum ClientAddress {
     /// The peer's IP address, or, when the peer is a trusted proxy, the nearest untrusted address in
     /// `X-Forwarded-For` (walking from the right, since each proxy appends the address it saw).
-    static func of(peer: SocketAddress?, forwardedFor: [String], trusted: TrustedProxies) -> String {
-        let peerAddress = peer?.ipAddress ?? "unknown"
+    static func of(peerAddress: String, forwardedFor: @autoclosure () -> [String], trusted: TrustedProxies) -> String {
         guard trusted.contains(peerAddress) else { return peerAddress }
-        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+        let hops = forwardedFor().flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
         for hop in hops.reversed() where !trusted.contains(hop) {
             return bytes(of: hop) != nil ? hop : peerAddress
         }

@@ -82,6 +82,16 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         self.server = server
     }
 
+    /// The peer's address as text, made once per connection (formatting it costs more than a small request).
+    private var cachedPeerAddress: String?
+
+    private func peerAddress(of channel: any Channel) -> String {
+        if let cachedPeerAddress { return cachedPeerAddress }
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        cachedPeerAddress = address
+        return address
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // An event stream reads no more requests; with the request decoder gone, whatever the client still sends
         // arrives as raw bytes, and is dropped unparsed (also after the stream has ended).
@@ -99,7 +109,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
                 body: context.channel.allocator.buffer(capacity: 0),
                 remoteAddress: channel.remoteAddress,
                 clientAddress: ClientAddress.of(
-                    peer: channel.remoteAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
+                    peerAddress: peerAddress(of: channel), forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
             )
             let exchange = Exchange(
                 version: head.version, method: head.method, path: String(request.path), isKeepAlive: head.isKeepAlive,

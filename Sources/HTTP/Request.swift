@@ -80,9 +80,31 @@ public struct Request: Sendable {
     /// The media type of the body without parameters, lowercased (`application/json`), or nil.
     public var mediaType: String? {
         guard let value = headers.first(name: "content-type") else { return nil }
-        let type = value.split(separator: ";", maxSplits: 1).first ?? ""
-        let trimmed = type.trimmingSpaces()
-        return trimmed.isEmpty ? nil : trimmed.lowercased()
+        let type = Self.mediaType(in: value)
+        return type.isEmpty ? nil : String(decoding: type.map(Self.asciiLowercased), as: UTF8.self)
+    }
+
+    /// Whether the body's media type, without parameters and ignoring ASCII case, is `type` (given in lowercase) or
+    /// ends with `suffix`. Compares bytes in place: every POST asks, and `mediaType` allocates.
+    public func hasMediaType(_ type: String, orSuffix suffix: String? = nil) -> Bool {
+        guard let value = headers.first(name: "content-type") else { return false }
+        let found = Self.mediaType(in: value)
+        if found.count == type.utf8.count, zip(found, type.utf8).allSatisfy({ Self.asciiLowercased($0) == $1 }) { return true }
+        guard let suffix, found.count >= suffix.utf8.count else { return false }
+        return zip(found.suffix(suffix.utf8.count), suffix.utf8).allSatisfy { Self.asciiLowercased($0) == $1 }
+    }
+
+    /// The bytes of a Content-Type value before any `;`, without surrounding spaces and tabs.
+    static func mediaType(in value: String) -> Substring.UTF8View {
+        var type = value[...].utf8
+        if let semicolon = type.firstIndex(of: UInt8(ascii: ";")) { type = type[..<semicolon] }
+        while let first = type.first, first == 0x20 || first == 0x09 { type = type.dropFirst() }
+        while let last = type.last, last == 0x20 || last == 0x09 { type = type.dropLast() }
+        return type
+    }
+
+    private static func asciiLowercased(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte + 32 : byte
     }
 }
 

@@ -66,6 +66,11 @@ import Testing
     @Test func mediaTypeIgnoresParametersAndCase() {
         let request = Request(method: .POST, uri: "/", headers: ["Content-Type": "Application/JSON; charset=utf-8"])
         #expect(request.mediaType == "application/json")
+        #expect(request.hasMediaType("application/json"))
+        #expect(!request.hasMediaType("application/jso"))
+        #expect(Request(method: .POST, uri: "/", headers: ["Content-Type": " application/LD+JSON "]).hasMediaType("x", orSuffix: "+json"))
+        #expect(!Request(method: .POST, uri: "/", headers: ["Content-Type": "text/plain"]).hasMediaType("x", orSuffix: "+json"))
+        #expect(!Request(method: .POST, uri: "/").hasMediaType("application/json"))
     }
 
     @Test func jsonBodyRefusesOtherMediaTypesAndBadJSON() throws {

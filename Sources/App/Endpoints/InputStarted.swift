@@ -14,7 +14,10 @@ extension API {
         switch try await broker.publish(.inputStarted, to: id) {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .alreadyCompleted: throw APIError.alreadySubmitted
-        case .published, .unchanged: return .json(JSONValue.object(["success": .bool(true)]))
+        case .published, .unchanged: return Self.inputStartedResponse
         }
     }
+
+    /// Always the same answer, so it is made once.
+    private static let inputStartedResponse = Response.json(JSONValue.object(["success": .bool(true)]))
 }

@@ -14,8 +14,18 @@ extension API {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .alreadyCompleted, .unchanged: throw APIError.alreadySubmitted
         case .published:
-            let language = request.language(default: configuration.defaultLanguage)
-            return .json(JSONValue.object(["success": .bool(true), "message": .string(Message.submitted.text(in: language))]))
+            switch request.language(default: configuration.defaultLanguage) {
+            case .japanese: return Self.submittedInJapanese
+            case .english: return Self.submittedInEnglish
+            }
         }
+    }
+
+    /// The success answers, one per language, made once.
+    private static let submittedInJapanese = submitted(in: .japanese)
+    private static let submittedInEnglish = submitted(in: .english)
+
+    private static func submitted(in language: Language) -> Response {
+        .json(JSONValue.object(["success": .bool(true), "message": .string(Message.submitted.text(in: language))]))
     }
 }
