@@ -78,18 +78,13 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     private var eventStreamDelegate: (any EventStreamDelegate)?
     private var draining = false
 
-    init(server: HTTPServerContext) {
+    /// The peer's address as text, made once per connection (glibc formats it with sprintf, which costs more than
+    /// parsing a small request).
+    private let peerAddress: String
+
+    init(server: HTTPServerContext, peerAddress: String) {
         self.server = server
-    }
-
-    /// The peer's address as text, made once per connection (formatting it costs more than a small request).
-    private var cachedPeerAddress: String?
-
-    private func peerAddress(of channel: any Channel) -> String {
-        if let cachedPeerAddress { return cachedPeerAddress }
-        let address = channel.remoteAddress?.ipAddress ?? "unknown"
-        cachedPeerAddress = address
-        return address
+        self.peerAddress = peerAddress
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -109,7 +104,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
                 body: context.channel.allocator.buffer(capacity: 0),
                 remoteAddress: channel.remoteAddress,
                 clientAddress: ClientAddress.of(
-                    peerAddress: peerAddress(of: channel), forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
+                    peerAddress: peerAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
             )
             let exchange = Exchange(
                 version: head.version, method: head.method, path: String(request.path), isKeepAlive: head.isKeepAlive,

@@ -91,7 +91,7 @@ public final class HTTPServer: Service, Sendable {
                     try sync.addHandler(ConnectionIdleHandler(
                         sweeper: sweeper, requestTimeout: configuration.requestTimeout,
                         extraHeaders: configuration.protocolErrorHeaders))
-                    try sync.addHandler(HTTPConnectionHandler(server: context))
+                    try sync.addHandler(HTTPConnectionHandler(server: context, peerAddress: peer))
                     // Accepted while the server drains: told now that its handlers are there to hear it.
                     if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(ConnectionIdleHandler.DrainEvent()) }
                 }
