@@ -88,23 +88,27 @@ final class SessionRegistry: SessionEventSink, Service {
     func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
-                // Deadlines on the clock, not sleeps added up: with thousands of streams a sweep takes time, and
-                // added-up sleeps would stretch the heartbeat period past what proxies were promised.
+                // Heartbeats are spread over the interval: each sweep sends them to one slice of the streams, so
+                // 19,000 streams never stall the event loop for one burst of writes (a latency spike for every
+                // event caught behind it). Each stream still gets one heartbeat per interval.
+                let slices = max(1, Int((self.heartbeatInterval / self.sweepInterval).rounded()))
+                // Deadlines on the clock, not sleeps added up: a sweep takes time, and added-up sleeps would stretch
+                // the heartbeat period past what proxies were promised.
                 let clock = ContinuousClock()
-                var nextSweep = clock.now + self.sweepInterval
-                var nextHeartbeat = clock.now + self.heartbeatInterval
+                var tick = 0
+                var next = clock.now + self.sweepInterval
                 while true {
-                    try await Task.sleep(until: min(nextSweep, nextHeartbeat), clock: clock)
-                    let now = clock.now
-                    if now >= nextSweep {
-                        self.endExpiredStreams()
-                        nextSweep = now + self.sweepInterval
-                    }
-                    if now >= nextHeartbeat {
-                        self.sendHeartbeats()
-                        nextHeartbeat += self.heartbeatInterval
-                        if nextHeartbeat < now { nextHeartbeat = now + self.heartbeatInterval }
-                    }
+                    try await Task.sleep(until: next, clock: clock)
+                    self.endExpiredStreams()
+                    // Slices missed while the machine stalled are sent now, at most one interval's worth.
+                    var sent = 0
+                    repeat {
+                        self.sendHeartbeats(slice: tick % slices, of: slices)
+                        tick += 1
+                        sent += 1
+                        next += self.sweepInterval
+                    } while next <= clock.now && sent < slices
+                    if next <= clock.now { next = clock.now + self.sweepInterval }
                 }
             }
         } catch is CancellationError {}
@@ -128,8 +132,26 @@ final class SessionRegistry: SessionEventSink, Service {
         for stream in expired { stream.end() }
     }
 
+    /// Sends a heartbeat to every stream.
     func sendHeartbeats() {
-        for stream in allStreams() { stream.heartbeat() }
+        sendHeartbeats(slice: 0, of: 1)
+    }
+
+    /// Sends a heartbeat to the streams of one of `slices` fixed slices (a stream stays in its slice for life).
+    func sendHeartbeats(slice: Int, of slices: Int) {
+        let due = state.withLock { state -> [SessionStream] in
+            var due: [SessionStream] = []
+            for session in state.sessions.values {
+                for stream in session.streams where Self.heartbeatSlice(of: stream, among: slices) == slice { due.append(stream) }
+            }
+            return due
+        }
+        for stream in due { stream.heartbeat() }
+    }
+
+    /// A stream's slice, from its address: fixed for its life and spread evenly (allocations are 16-byte aligned).
+    static func heartbeatSlice(of stream: SessionStream, among slices: Int) -> Int {
+        Int((UInt(bitPattern: ObjectIdentifier(stream)) >> 4) % UInt(max(1, slices)))
     }
 
     private func endAllStreams() {
@@ -142,15 +164,5 @@ final class SessionRegistry: SessionEventSink, Service {
             return state.sessions.values.flatMap(\.streams)
         }
         for stream in streams { stream.end() }
-    }
-
-    /// A copy of the list, so the sweep writes to thousands of connections without holding the lock.
-    private func allStreams() -> [SessionStream] {
-        state.withLock { state in
-            var streams: [SessionStream] = []
-            streams.reserveCapacity(state.openStreams)
-            for session in state.sessions.values { streams += session.streams }
-            return streams
-        }
     }
 }

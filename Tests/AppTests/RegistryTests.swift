@@ -112,6 +112,27 @@ struct RegistryTests {
         #expect(registry.sessionCount == 0)
     }
 
+    @Test func heartbeatSlicesGiveEveryStreamExactlyOneHeartbeatPerRound() throws {
+        let registry = SessionRegistry(heartbeatInterval: .seconds(3600), logger: testLogger)
+        var outputs: [FakeOutput] = []
+        for index in 0..<200 {
+            let stream = Self.stream(try #require(SessionID("beat_\(index)")), expiresAt: TimeSource.system.now() + 60_000)
+            registry.attach(stream)
+            let output = FakeOutput()
+            stream.bind(output, opening: ByteBuffer(), replayed: [])
+            outputs.append(output)
+        }
+        var perSlice: [Int] = []
+        for slice in 0..<20 {
+            let before = outputs.filter { $0.text.contains("heartbeat") }.count
+            registry.sendHeartbeats(slice: slice, of: 20)
+            perSlice.append(outputs.filter { $0.text.contains("heartbeat") }.count - before)
+        }
+        #expect(outputs.allSatisfy { $0.text.split(separator: "\n").filter { $0 == ": heartbeat" }.count == 1 })
+        // Spread out: no slice carries a large share of the streams.
+        #expect(perSlice.allSatisfy { $0 < 40 }, "\(perSlice)")
+    }
+
     @Test func expiredSessionsStreamsEndOnTheSweep() async throws {
         let time = ManualTime()
         let registry = SessionRegistry(heartbeatInterval: .seconds(3600), time: time.source, logger: testLogger)
