@@ -149,9 +149,11 @@ final class SessionRegistry: SessionEventSink, Service {
         for stream in due { stream.heartbeat() }
     }
 
-    /// A stream's slice, from its address: fixed for its life and spread evenly (allocations are 16-byte aligned).
+    /// A stream's slice, from its address: fixed for its life. The address is mixed (Fibonacci hashing) before the
+    /// modulo, since objects allocated one after another sit a fixed stride apart and would crowd a few slices.
     static func heartbeatSlice(of stream: SessionStream, among slices: Int) -> Int {
-        Int((UInt(bitPattern: ObjectIdentifier(stream)) >> 4) % UInt(max(1, slices)))
+        let mixed = UInt64(UInt(bitPattern: ObjectIdentifier(stream))) &* 0x9E37_79B9_7F4A_7C15
+        return Int((mixed >> 32) % UInt64(max(1, slices)))
     }
 
     private func endAllStreams() {
