@@ -46,8 +46,16 @@ step "Starting redis-server for the broker contract on 127.0.0.1:$redis_port"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$redis_dir" \
     --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
 stop_redis() {
-    if [ -f "$redis_dir/redis.pid" ]; then kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null || true; fi
-    rm -rf "$redis_dir"
+    local status=$?
+    if [ -f "$redis_dir/redis.pid" ]; then
+        local pid
+        pid=$(cat "$redis_dir/redis.pid")
+        kill "$pid" 2>/dev/null || true
+        # Redis still writes its log while it exits: wait for it (up to 5 s) before removing its folder.
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -rf "$redis_dir" || true
+    exit "$status"
 }
 trap stop_redis EXIT
 for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
