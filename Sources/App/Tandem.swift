@@ -109,7 +109,12 @@ extension Tandem {
                     // A person at a terminal gets the QR code; JSON logs feed machines, and stay pure JSON.
                     if configuration.logFormat == .text || isatty(1) == 1 { Tandem.printPCPage(at: pcPage) }
                 }
-                try await application.makeServiceGroup().run()
+                do {
+                    try await application.makeServiceGroup().run()
+                } catch {
+                    await application.shutdownEventLoops()
+                    throw error
+                }
                 await application.shutdownEventLoops()
                 logger.notice("Tandem stopped")
             } catch let error as ConfigurationError {

@@ -31,6 +31,18 @@ struct TandemApplication: Sendable {
         self.logger = logger
         let metrics = TandemMetrics()
         self.metrics = metrics
+        // What can fail comes first, so a failed start leaves no event loops behind.
+        let redisURL: RedisURL?
+        switch configuration.broker {
+        case .memory:
+            redisURL = nil
+        case .redis:
+            guard let url = RedisURL(configuration.redisURL) else {
+                throw ConfigurationError(description: "redis.url '\(configuration.redisURL)' is not a redis:// URL")
+            }
+            redisURL = url
+        }
+        let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
         if configuration.eventLoops > 0 {
             eventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
             ownsEventLoopGroup = true
@@ -45,16 +57,11 @@ struct TandemApplication: Sendable {
             logger: logger
         )
         self.registry = registry
-        switch configuration.broker {
-        case .memory:
+        if let redisURL {
+            broker = RedisBroker(configuration: .init(url: redisURL), sink: registry, time: time, eventLoopGroup: eventLoopGroup, logger: logger)
+        } else {
             broker = InMemoryBroker(sink: registry, time: time, logger: logger)
-        case .redis:
-            guard let url = RedisURL(configuration.redisURL) else {
-                throw ConfigurationError(description: "redis.url '\(configuration.redisURL)' is not a redis:// URL")
-            }
-            broker = RedisBroker(configuration: .init(url: url), sink: registry, time: time, eventLoopGroup: eventLoopGroup, logger: logger)
         }
-        let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
         let publicOrigin = PublicOriginBox()
         let drainState = DrainState()
         let api = API(

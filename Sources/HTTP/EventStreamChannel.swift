@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Told by the server what happens to an event stream's connection. Calls come from the connection's event loop.
 public protocol EventStreamDelegate: AnyObject, Sendable {
@@ -22,6 +23,8 @@ public final class EventStreamChannel: Sendable {
     private let context: NIOLoopBound<ChannelHandlerContext>
     /// Runs tasks on the connection's event loop, for the stream's owner's bookkeeping (see ``EventLoopTaskExecutor``).
     public let taskExecutor: any TaskExecutor
+    /// Writes handed to the loop from other threads and not yet made.
+    private let queuedWrites = QueuedWrites()
 
     init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext, executor: any TaskExecutor) {
         self.channel = channel
@@ -35,10 +38,25 @@ public final class EventStreamChannel: Sendable {
 
     /// Queues `buffer` on the connection and flushes it. False, and nothing queued, when the connection is closed
     /// or the peer is so far behind that the outbound buffer is full.
+    ///
+    /// Writes leave in the order they were made (callers serialise their writes). On the connection's own loop a
+    /// write goes out at once, unless writes queued from other threads are still waiting on the loop: then it queues
+    /// behind them, so it never overtakes them.
     @discardableResult
     public func write(_ buffer: ByteBuffer) -> Bool {
         guard channel.isActive, channel.isWritable else { return false }
-        channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
+        let part = HTTPServerResponsePart.body(.byteBuffer(buffer))
+        if channel.eventLoop.inEventLoop, queuedWrites.isEmpty {
+            channel.writeAndFlush(part, promise: nil)
+            return true
+        }
+        queuedWrites.increment()
+        let channel = self.channel
+        let queuedWrites = self.queuedWrites
+        channel.eventLoop.execute {
+            channel.writeAndFlush(part, promise: nil)
+            queuedWrites.decrement()
+        }
         return true
     }
 
@@ -49,4 +67,13 @@ public final class EventStreamChannel: Sendable {
         let context = self.context
         channel.eventLoop.execute { handler.value.finishEventStream(context: context.value) }
     }
+}
+
+/// A count shared with the closures that make queued writes.
+final class QueuedWrites: Sendable {
+    private let count = Atomic<Int>(0)
+
+    var isEmpty: Bool { count.load(ordering: .acquiring) == 0 }
+    func increment() { count.wrappingAdd(1, ordering: .acquiringAndReleasing) }
+    func decrement() { count.wrappingSubtract(1, ordering: .acquiringAndReleasing) }
 }

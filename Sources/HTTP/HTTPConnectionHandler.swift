@@ -145,7 +145,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         state = .done
         if let delegate = eventStreamDelegate {
             eventStreamDelegate = nil
-            delegate.eventStreamDidClose()
+            // Later on the loop, not now: the close may come from inside a write the delegate is making (a peer that
+            // reset the connection), and the delegate must not be called back while it is in that write.
+            context.eventLoop.execute { delegate.eventStreamDidClose() }
         }
         context.fireChannelInactive()
     }
@@ -173,7 +175,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         let logger = logger(for: exchange)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let response = context.eventLoop.makePromise(of: Response.self)
-        // On this connection's loop: the task starts in this tick and its answer is written without a wake-up.
+        // On this connection's loop: the task runs where the request was read, and its answer is written without
+        // waking another thread.
         Task(executorPreference: server.executors.executor(for: context.eventLoop)) {
             response.succeed(await responder.respond(to: request, logger: logger))
         }

@@ -45,7 +45,12 @@ func withTandem<T: Sendable>(
             result = .failure(error)
         }
         await group.triggerGracefulShutdown()
-        try await tasks.waitForAll()
+        do {
+            try await tasks.waitForAll()
+        } catch {
+            await application.shutdownEventLoops()
+            throw error
+        }
         await application.shutdownEventLoops()
         return try result.get()
     }

@@ -4,10 +4,11 @@ import Synchronization
 
 /// The broker for a single node: sessions, logs and subscriptions in this process's memory.
 ///
-/// State sits behind one lock and no call awaits while holding it. Expired sessions are invisible at once (every read
-/// checks the expiry) and their memory is reclaimed by one sweep in `run()` every `sweepInterval`, not by a timer
-/// per session. The sweep takes sessions from a queue ordered by expiry, so it touches only what has expired: the
-/// lock that publishes need is never held for a scan of every session.
+/// Sessions are split over 64 shards by id, each behind its own lock; no call awaits while holding one. Expired
+/// sessions are invisible at once (every read checks the expiry) and their memory is reclaimed by one sweep in
+/// `run()` every `sweepInterval`, not by a timer per session. Each shard's sweep takes sessions from a queue ordered
+/// by expiry, so it touches only what has expired: a lock that publishes need is never held for a scan of every
+/// session.
 public final class InMemoryBroker: Broker {
     private struct Entry {
         var record: SessionRecord

@@ -1,11 +1,13 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// One connection to Redis. SwiftNIO moves the bytes, hiredis parses them; commands are pipelined (written without
 /// waiting) and their replies matched in order. A subscriber connection also receives pushed `message`s.
 final class RedisConnection: Sendable {
     let channel: any Channel
+    private let queuedSends = QueuedSends()
 
     private init(channel: any Channel) {
         self.channel = channel
@@ -66,15 +68,41 @@ final class RedisConnection: Sendable {
             return promise.futureResult
         }
         let request = RedisRequest(bytes: bytes, replies: replies, promise: promise)
-        channel.writeAndFlush(request).whenFailure { error in
-            promise.fail(BrokerError(.unavailable, "Redis write failed: \(error)"))
+        // Commands reach Redis in the order `send` was called (SUBSCRIBE and UNSUBSCRIBE of one session, sent under
+        // the broker's lock, must not swap places): on the connection's loop a command goes out at once unless
+        // commands queued from other threads still wait there, and then it queues behind them.
+        let channel = self.channel
+        if channel.eventLoop.inEventLoop, queuedSends.isEmpty {
+            Self.write(request, on: channel)
+        } else {
+            queuedSends.increment()
+            let queuedSends = self.queuedSends
+            channel.eventLoop.execute {
+                Self.write(request, on: channel)
+                queuedSends.decrement()
+            }
         }
         return promise.futureResult
+    }
+
+    private static func write(_ request: RedisRequest, on channel: any Channel) {
+        channel.writeAndFlush(request).whenFailure { error in
+            request.promise.fail(BrokerError(.unavailable, "Redis write failed: \(error)"))
+        }
     }
 
     func close() {
         channel.close(promise: nil)
     }
+}
+
+/// Sends handed to a connection's loop from other threads and not yet made.
+final class QueuedSends: Sendable {
+    private let count = Atomic<Int>(0)
+
+    var isEmpty: Bool { count.load(ordering: .acquiring) == 0 }
+    func increment() { count.wrappingAdd(1, ordering: .acquiringAndReleasing) }
+    func decrement() { count.wrappingSubtract(1, ordering: .acquiringAndReleasing) }
 }
 
 extension RESPValue {
