@@ -22,7 +22,7 @@ struct RunPlan {
     var lossDeadline: Double = 5
     var maxConnecting = 256
     var establishTimeout: Double = 60
-    /// See ``ShardSpec/eventsPerStream``; Tandem always uses 3.
+    /// nchan's churn (see ``Flavor/eventsPerStream(nchanChurn:)``); Tandem's sessions always take three.
     var eventsPerStream = 0
 }
 
@@ -58,7 +58,7 @@ func runInProcess(_ plan: RunPlan, established: () -> Void = {}, windowEnded: ()
             slots: share, ratePerSecond: plan.rate / Double(plan.threads), poolSize: plan.pool,
             lossDeadline: .nanoseconds(Int64(plan.lossDeadline * 1e9)), maxConnecting: plan.maxConnecting,
             idPrefix: "b\(nonce)t\(t)s\(plan.sourceOffset)",
-            eventsPerStream: plan.flavor == .tandem ? 3 : plan.eventsPerStream)
+            eventsPerStream: plan.flavor.eventsPerStream(nchanChurn: plan.eventsPerStream))
         shards.append(Shard(loop: loops.next()!, spec: spec, seed: UInt64.random(in: 1...UInt64.max)))
     }
     try EventLoopFuture.andAllSucceed(shards.map { $0.start() }, on: group.any()).wait()

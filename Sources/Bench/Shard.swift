@@ -9,6 +9,12 @@ import Glibc
 enum Flavor: String, Sendable {
     case tandem
     case nchan
+
+    /// Events a stream carries before it is replaced by one on a new session: a Tandem session ends after its
+    /// third event; an nchan channel takes any number, so it churns only when asked (`nchanChurn`, 0: never).
+    func eventsPerStream(nchanChurn: Int) -> Int {
+        self == .tandem ? 3 : nchanChurn
+    }
 }
 
 /// What a shard does with its streams.
@@ -446,7 +452,7 @@ final class Shard: @unchecked Sendable {
         switch spec.mode {
         case .hold: break
         case .flow:
-            if spec.flavor == .tandem, tag.event < 3 { publish(index, flush: true) }
+            if spec.flavor == .tandem, tag.event < spec.eventsPerStream { publish(index, flush: true) }
         case .fanout:
             if spec.eventsPerStream == 0 || tag.event < spec.eventsPerStream { ready.append(Int32(index)) }
         }

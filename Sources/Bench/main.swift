@@ -278,7 +278,7 @@ func fanout(
     var plan = RunPlan(mode: .fanout, flavor: target.kind.flavor, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort,
                        slots: streams, rate: rate, window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
     plan.eventsPerStream = nchanChurn
-    let eventsPerStream = target.kind.flavor == .tandem ? 3 : nchanChurn
+    let eventsPerStream = target.kind.flavor.eventsPerStream(nchanChurn: nchanChurn)
     let outcome = try runInProcess(plan)
     let r = outcome.result
     let latency = latencySummary(r.latencies)
@@ -325,7 +325,7 @@ func knee(_ target: RunningTarget, streams: Int, rates: [Double], duration: Doub
     line.add("scenario", "knee")
     line.add("target", target.kind.rawValue)
     line.add("streams", streams)
-    line.add("events_per_stream", target.kind.flavor == .tandem ? 3 : nchanChurn)
+    line.add("events_per_stream", target.kind.flavor.eventsPerStream(nchanChurn: nchanChurn))
     line.add("knee_events_per_s", knee, digits: 0)
     if let passedAt { line.add("first_failing_rate", passedAt, digits: 0) } else { line.add("first_failing_rate", "none (highest step passed)") }
     line.add("rule", "highest step with p99 <= 10 ms, nothing lost, <= 1% unsent")

@@ -184,23 +184,3 @@ final class IdleConnectionSweeper: @unchecked Sendable {
         }
     }
 }
-
-/// One sweeper per event loop of a group.
-struct IdleConnectionSweepers: Sendable {
-    private let sweepers: [ObjectIdentifier: IdleConnectionSweeper]
-
-    init(_ group: any EventLoopGroup, timeout: Duration) {
-        var sweepers: [ObjectIdentifier: IdleConnectionSweeper] = [:]
-        for loop in group.makeIterator() { sweepers[ObjectIdentifier(loop)] = IdleConnectionSweeper(eventLoop: loop, timeout: timeout) }
-        self.sweepers = sweepers
-    }
-
-    /// The sweeper of `eventLoop`, which must belong to the group.
-    func sweeper(for eventLoop: any EventLoop) -> IdleConnectionSweeper? {
-        sweepers[ObjectIdentifier(eventLoop)]
-    }
-
-    func stopAll() {
-        for sweeper in sweepers.values { sweeper.stop() }
-    }
-}

@@ -16,18 +16,21 @@ public final class EventLoopTaskExecutor: TaskExecutor {
     }
 }
 
-/// One executor per event loop of a group, made once, so that a request costs no executor of its own.
-struct EventLoopTaskExecutors: Sendable {
-    private let executors: [ObjectIdentifier: EventLoopTaskExecutor]
+/// One value per event loop of a group, made once when the server starts (a task executor, an idle sweeper), so a
+/// connection finds its loop's without making its own.
+struct PerEventLoop<Value: Sendable>: Sendable {
+    private let values: [ObjectIdentifier: Value]
 
-    init(_ group: any EventLoopGroup) {
-        var executors: [ObjectIdentifier: EventLoopTaskExecutor] = [:]
-        for loop in group.makeIterator() { executors[ObjectIdentifier(loop)] = EventLoopTaskExecutor(loop) }
-        self.executors = executors
+    init(_ group: any EventLoopGroup, make: (any EventLoop) -> Value) {
+        var values: [ObjectIdentifier: Value] = [:]
+        for loop in group.makeIterator() { values[ObjectIdentifier(loop)] = make(loop) }
+        self.values = values
     }
 
-    /// The executor of `eventLoop`; a new one for a loop outside the group (an embedded loop in a test).
-    func executor(for eventLoop: any EventLoop) -> EventLoopTaskExecutor {
-        executors[ObjectIdentifier(eventLoop)] ?? EventLoopTaskExecutor(eventLoop)
+    /// The value of `eventLoop`; nil for a loop outside the group.
+    subscript(_ eventLoop: any EventLoop) -> Value? {
+        values[ObjectIdentifier(eventLoop)]
     }
+
+    var all: Dictionary<ObjectIdentifier, Value>.Values { values.values }
 }

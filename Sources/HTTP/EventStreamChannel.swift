@@ -24,7 +24,7 @@ public final class EventStreamChannel: Sendable {
     /// Runs tasks on the connection's event loop, for the stream's owner's bookkeeping (see ``EventLoopTaskExecutor``).
     public let taskExecutor: any TaskExecutor
     /// Writes handed to the loop from other threads and not yet made.
-    private let queuedWrites = QueuedWrites()
+    private let queuedWrites = Atomic<Int>(0)
 
     init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext, executor: any TaskExecutor) {
         self.channel = channel
@@ -46,16 +46,14 @@ public final class EventStreamChannel: Sendable {
     public func write(_ buffer: ByteBuffer) -> Bool {
         guard channel.isActive, channel.isWritable else { return false }
         let part = HTTPServerResponsePart.body(.byteBuffer(buffer))
-        if channel.eventLoop.inEventLoop, queuedWrites.isEmpty {
+        if channel.eventLoop.inEventLoop, queuedWrites.load(ordering: .acquiring) == 0 {
             channel.writeAndFlush(part, promise: nil)
             return true
         }
-        queuedWrites.increment()
-        let channel = self.channel
-        let queuedWrites = self.queuedWrites
+        queuedWrites.wrappingAdd(1, ordering: .acquiringAndReleasing)
         channel.eventLoop.execute {
-            channel.writeAndFlush(part, promise: nil)
-            queuedWrites.decrement()
+            self.channel.writeAndFlush(part, promise: nil)
+            self.queuedWrites.wrappingSubtract(1, ordering: .acquiringAndReleasing)
         }
         return true
     }
@@ -67,13 +65,4 @@ public final class EventStreamChannel: Sendable {
         let context = self.context
         channel.eventLoop.execute { handler.value.finishEventStream(context: context.value) }
     }
-}
-
-/// A count shared with the closures that make queued writes.
-final class QueuedWrites: Sendable {
-    private let count = Atomic<Int>(0)
-
-    var isEmpty: Bool { count.load(ordering: .acquiring) == 0 }
-    func increment() { count.wrappingAdd(1, ordering: .acquiringAndReleasing) }
-    func decrement() { count.wrappingSubtract(1, ordering: .acquiringAndReleasing) }
 }

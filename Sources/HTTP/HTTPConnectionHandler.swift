@@ -10,7 +10,6 @@ struct HTTPServerContext: Sendable {
     let logger: Logger
     let connections: ConnectionTracker
     let requestCounter: RequestCounter
-    let executors: EventLoopTaskExecutors
 }
 
 /// Numbers requests for log lines.
@@ -81,10 +80,13 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     /// The peer's address as text, made once per connection (glibc formats it with sprintf, which costs more than
     /// parsing a small request).
     private let peerAddress: String
+    /// Runs this connection's request tasks on its event loop (see ``EventLoopTaskExecutor``).
+    private let taskExecutor: EventLoopTaskExecutor
 
-    init(server: HTTPServerContext, peerAddress: String) {
+    init(server: HTTPServerContext, peerAddress: String, taskExecutor: EventLoopTaskExecutor) {
         self.server = server
         self.peerAddress = peerAddress
+        self.taskExecutor = taskExecutor
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -177,7 +179,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         let response = context.eventLoop.makePromise(of: Response.self)
         // On this connection's loop: the task runs where the request was read, and its answer is written without
         // waking another thread.
-        Task(executorPreference: server.executors.executor(for: context.eventLoop)) {
+        Task(executorPreference: taskExecutor) {
             response.succeed(await responder.respond(to: request, logger: logger))
         }
         response.futureResult.whenSuccess { response in
@@ -197,7 +199,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         guard case .responding = state, context.channel.isActive else {
             // An event stream's owner still hears of it, so whatever it set up for the stream is released.
             if case .eventStream(let attach) = response.body {
-                attach(EventStreamChannel(channel: context.channel, handler: self, context: context, executor: server.executors.executor(for: context.eventLoop)))?.eventStreamDidClose()
+                attach(EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor))?.eventStreamDidClose()
             }
             return
         }
@@ -230,7 +232,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
             let writer = ResponseBodyWriter(channel: context.channel)
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let produced = context.eventLoop.makePromise(of: Void.self)
-            Task(executorPreference: server.executors.executor(for: context.eventLoop)) {
+            Task(executorPreference: taskExecutor) {
                 do { produced.succeed(try await produce(writer)) } catch { produced.fail(error) }
             }
             produced.futureResult.whenComplete { _ in
@@ -243,7 +245,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
             headers.remove(name: "Content-Length")
             headers.replaceOrAdd(name: "Connection", value: "close")  // an event stream's end is its connection's end
             let stream = EventStreamChannel(
-                channel: context.channel, handler: self, context: context, executor: server.executors.executor(for: context.eventLoop))
+                channel: context.channel, handler: self, context: context, executor: taskExecutor)
             // Not flushed yet: the head leaves with the stream's opening bytes, in one write.
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
             state = .streamingEvents(exchange.slim(), stream, response.status)

@@ -52,11 +52,11 @@ public final class HTTPServer: Service, Sendable {
         let configuration = self.configuration
         let connections = self.connections
         let logger = self.logger
-        let sweepers = IdleConnectionSweepers(eventLoopGroup, timeout: configuration.idleTimeout)
-        defer { sweepers.stopAll() }
+        let sweepers = PerEventLoop(eventLoopGroup) { IdleConnectionSweeper(eventLoop: $0, timeout: configuration.idleTimeout) }
+        defer { for sweeper in sweepers.all { sweeper.stop() } }
+        let executors = PerEventLoop(eventLoopGroup) { EventLoopTaskExecutor($0) }
         let context = HTTPServerContext(
-            configuration: configuration, responder: responder, logger: logger, connections: connections, requestCounter: requestCounter,
-            executors: EventLoopTaskExecutors(eventLoopGroup))
+            configuration: configuration, responder: responder, logger: logger, connections: connections, requestCounter: requestCounter)
         let server = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -87,11 +87,13 @@ public final class HTTPServer: Service, Sendable {
                     let pipelining = try sync.context(handlerType: HTTPServerPipelineHandler.self)
                     try sync.addHandler(ReadAheadHandler(), position: .before(pipelining.handler))
                     try sync.addHandler(HTTPProtocolErrorHandler(extraHeaders: configuration.protocolErrorHeaders))
-                    guard let sweeper = sweepers.sweeper(for: channel.eventLoop) else { throw ChannelError.inappropriateOperationForState }
+                    guard let sweeper = sweepers[channel.eventLoop], let executor = executors[channel.eventLoop] else {
+                        throw ChannelError.inappropriateOperationForState
+                    }
                     try sync.addHandler(ConnectionIdleHandler(
                         sweeper: sweeper, requestTimeout: configuration.requestTimeout,
                         extraHeaders: configuration.protocolErrorHeaders))
-                    try sync.addHandler(HTTPConnectionHandler(server: context, peerAddress: peer))
+                    try sync.addHandler(HTTPConnectionHandler(server: context, peerAddress: peer, taskExecutor: executor))
                     // Accepted while the server drains: told now that its handlers are there to hear it.
                     if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(ConnectionIdleHandler.DrainEvent()) }
                 }

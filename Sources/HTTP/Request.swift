@@ -89,9 +89,14 @@ public struct Request: Sendable {
     public func hasMediaType(_ type: String, orSuffix suffix: String? = nil) -> Bool {
         guard let value = headers.first(name: "content-type") else { return false }
         let found = Self.mediaType(in: value)
-        if found.count == type.utf8.count, zip(found, type.utf8).allSatisfy({ Self.asciiLowercased($0) == $1 }) { return true }
+        if Self.equalsIgnoringASCIICase(found, type) { return true }
         guard let suffix, found.count >= suffix.utf8.count else { return false }
-        return zip(found.suffix(suffix.utf8.count), suffix.utf8).allSatisfy { Self.asciiLowercased($0) == $1 }
+        return Self.equalsIgnoringASCIICase(found.suffix(suffix.utf8.count), suffix)
+    }
+
+    /// Whether `bytes` spell `lowercase` (given in lowercase), ignoring ASCII case.
+    private static func equalsIgnoringASCIICase(_ bytes: Substring.UTF8View, _ lowercase: String) -> Bool {
+        bytes.count == lowercase.utf8.count && zip(bytes, lowercase.utf8).allSatisfy { asciiLowercased($0) == $1 }
     }
 
     /// The bytes of a Content-Type value before any `;`, without surrounding spaces and tabs.

@@ -7,7 +7,8 @@ import Synchronization
 /// waiting) and their replies matched in order. A subscriber connection also receives pushed `message`s.
 final class RedisConnection: Sendable {
     let channel: any Channel
-    private let queuedSends = QueuedSends()
+    /// Sends handed to the loop from other threads and not yet made.
+    private let queuedSends = Atomic<Int>(0)
 
     private init(channel: any Channel) {
         self.channel = channel
@@ -71,21 +72,19 @@ final class RedisConnection: Sendable {
         // Commands reach Redis in the order `send` was called (SUBSCRIBE and UNSUBSCRIBE of one session, sent under
         // the broker's lock, must not swap places): on the connection's loop a command goes out at once unless
         // commands queued from other threads still wait there, and then it queues behind them.
-        let channel = self.channel
-        if channel.eventLoop.inEventLoop, queuedSends.isEmpty {
-            Self.write(request, on: channel)
+        if channel.eventLoop.inEventLoop, queuedSends.load(ordering: .acquiring) == 0 {
+            write(request)
         } else {
-            queuedSends.increment()
-            let queuedSends = self.queuedSends
+            queuedSends.wrappingAdd(1, ordering: .acquiringAndReleasing)
             channel.eventLoop.execute {
-                Self.write(request, on: channel)
-                queuedSends.decrement()
+                self.write(request)
+                self.queuedSends.wrappingSubtract(1, ordering: .acquiringAndReleasing)
             }
         }
         return promise.futureResult
     }
 
-    private static func write(_ request: RedisRequest, on channel: any Channel) {
+    private func write(_ request: RedisRequest) {
         channel.writeAndFlush(request).whenFailure { error in
             request.promise.fail(BrokerError(.unavailable, "Redis write failed: \(error)"))
         }
@@ -94,15 +93,6 @@ final class RedisConnection: Sendable {
     func close() {
         channel.close(promise: nil)
     }
-}
-
-/// Sends handed to a connection's loop from other threads and not yet made.
-final class QueuedSends: Sendable {
-    private let count = Atomic<Int>(0)
-
-    var isEmpty: Bool { count.load(ordering: .acquiring) == 0 }
-    func increment() { count.wrappingAdd(1, ordering: .acquiringAndReleasing) }
-    func decrement() { count.wrappingSubtract(1, ordering: .acquiringAndReleasing) }
 }
 
 extension RESPValue {
