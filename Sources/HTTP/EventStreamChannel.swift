@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import Synchronization
 
 /// Told by the server what happens to an event stream's connection. Calls come from the connection's event loop.
@@ -25,9 +24,12 @@ public final class EventStreamChannel: Sendable {
     public let taskExecutor: any TaskExecutor
     /// Writes handed to the loop from other threads and not yet made.
     private let queuedWrites = Atomic<Int>(0)
+    /// Whether each write is framed as a chunk (HTTP/1.1), or the body simply runs until the connection closes.
+    private let chunked: Bool
 
-    init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext, executor: any TaskExecutor) {
+    init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext, executor: any TaskExecutor, chunked: Bool) {
         self.channel = channel
+        self.chunked = chunked
         self.taskExecutor = executor
         self.handler = NIOLoopBound(handler, eventLoop: context.eventLoop)
         self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -45,7 +47,8 @@ public final class EventStreamChannel: Sendable {
     @discardableResult
     public func write(_ buffer: ByteBuffer) -> Bool {
         guard channel.isActive, channel.isWritable else { return false }
-        let part = HTTPServerResponsePart.body(.byteBuffer(buffer))
+        guard buffer.readableBytes > 0 else { return true }  // an empty chunk would end the body
+        let part = chunked ? HTTP1ResponseHead.chunk(buffer, allocator: channel.allocator) : buffer
         if channel.eventLoop.inEventLoop, queuedWrites.load(ordering: .acquiring) == 0 {
             channel.writeAndFlush(part, promise: nil)
             return true

@@ -21,14 +21,26 @@ final class RequestCounter: Sendable {
     }
 }
 
-/// Serves one connection on its event loop: reads a request (with its body, within the limits), hands it to the
-/// responder in a task of its own, and writes the response when it is ready. Requests are answered one at a time
-/// and in order; `HTTPServerPipelineHandler` holds back pipelined ones meanwhile. No task lives longer than the
-/// responder's work (and a `.stream` body's producer): an idle connection or an event stream costs a channel,
-/// not a suspended task.
-final class HTTPConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+/// Serves one HTTP/1.1 connection on its event loop, as the only handler of the channel: parses requests from the
+/// received bytes (``HTTP1RequestParser``), hands each to the responder in a task of its own, and writes the
+/// response head and body as one buffer. One handler instead of NIO's decoder, encoder, pipelining and helper
+/// handlers: a request passes no chain of boxed parts, and a response is one write.
+///
+/// - Requests are answered one at a time and in order; pipelined ones wait their turn, up to `pipelineLimit` in
+///   flight, beyond which reading stops (a client that pipelines without reading holds one read's worth here).
+/// - No task lives longer than the responder's work: an idle connection or an event stream costs a channel and
+///   this handler, not a suspended task.
+/// - No timer per connection: the loop's ``IdleConnectionSweeper`` closes connections idle too long, and a timer
+///   is armed only while a request's body trickles in.
+/// - Requests that cannot be parsed get 400, 431, 501 or 505, a body over the limit 413, a body that does not
+///   arrive in time 408: each with `Connection: close`, in its turn after the responses before it.
+final class HTTPConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Sent down the pipeline when the server drains: close when idle, now or after the response in flight.
+    struct DrainEvent: Sendable {}
 
     private struct Exchange {
         var version: HTTPVersion
@@ -36,17 +48,72 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         /// The path only: query strings carry session IDs, which are capabilities and stay out of logs.
         var path: String
         var isKeepAlive: Bool
-        /// Nil once a long-lived stream no longer needs it (see `slim()`).
+        /// Nil once a long-lived stream no longer needs it.
         var request: Request?
         var started: ContinuousClock.Instant
         var requestID: UInt64
+        /// `Expect: 100-continue` not answered yet: answered when the request's turn comes.
+        var awaitsContinue: Bool
+    }
 
-        /// What a long-lived stream keeps of its request: enough for its log line, not the headers and body.
-        func slim() -> Exchange {
-            var slim = self
-            slim.request = nil
-            return slim
-        }
+    /// A request's turn: answered by the responder, or refused by the connection itself.
+    private enum Turn {
+        case request(Exchange)
+        case bodyTooLarge(Exchange)
+        case unparsable(HTTP1ParseError)
+        case timedOut
+    }
+
+    private let server: HTTPServerContext
+    private let sweeper: IdleConnectionSweeper
+    /// Runs this connection's request tasks on its event loop (see ``EventLoopTaskExecutor``).
+    private let taskExecutor: EventLoopTaskExecutor
+    /// The peer's address as text, made once per connection (glibc formats it with sprintf).
+    private let peerAddress: String
+    private let pipelineLimit: Int
+    private let requestTimeout: TimeAmount
+
+    private var context: ChannelHandlerContext?
+    private var remoteAddress: SocketAddress?
+    /// Shared by every bodiless request of this connection.
+    private var emptyBody = ByteBuffer()
+
+    // Reading
+    private var parser: HTTP1RequestParser
+    /// Received bytes not parsed yet.
+    private var received: ByteBuffer?
+    /// The request whose head has arrived and whose body has not ended.
+    private var reading: Exchange?
+    /// Complete requests (and refusals) waiting for the response before them.
+    private var waiting = CircularBuffer<Turn>(initialCapacity: 2)
+    /// A `read()` held back while enough is in flight; issued when there is room again.
+    private var readHeldBack = false
+    /// Nothing more is parsed: the connection ends after the responses already due.
+    private var stopParsing = false
+
+    // Responding
+    /// The request with the responder, or whose response is being written.
+    private var responding: Exchange?
+    private var eventStream: (exchange: Exchange, channel: EventStreamChannel, status: HTTPResponseStatus, chunked: Bool)?
+    /// Hears of draining and of the connection's end, from an event stream's start until the connection closes.
+    private var eventStreamDelegate: (any EventStreamDelegate)?
+    private var draining = false
+    private var closed = false
+
+    // Idle and slow requests
+    /// When the last response ended (or the connection opened); nil while a request is in flight.
+    private var idleSince: NIODeadline?
+    /// Runs while a request's body is incomplete at the end of a read.
+    private var requestTimer: Scheduled<Void>?
+
+    init(server: HTTPServerContext, peerAddress: String, taskExecutor: EventLoopTaskExecutor, sweeper: IdleConnectionSweeper, pipelineLimit: Int = 4) {
+        self.server = server
+        self.peerAddress = peerAddress
+        self.taskExecutor = taskExecutor
+        self.sweeper = sweeper
+        self.pipelineLimit = pipelineLimit
+        self.requestTimeout = IdleConnectionSweeper.timeAmount(server.configuration.requestTimeout)
+        self.parser = HTTP1RequestParser(maximumHeadBytes: server.configuration.maximumHeaderBytes)
     }
 
     /// The server's logger with this request's id, for its handlers and its log line. Without access logs the id
@@ -61,90 +128,70 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     /// Whether each request gets its log line (level `info` or finer).
     private var accessLogged: Bool { server.logger.logLevel <= .info }
 
-    private enum State {
-        case idle
-        case reading(Exchange)
-        case responding(Exchange)
-        case streamingEvents(Exchange, EventStreamChannel, HTTPResponseStatus)
-        case done
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        remoteAddress = context.channel.remoteAddress
+        emptyBody = context.channel.allocator.buffer(capacity: 0)
+        idleSince = .now()
+        sweeper.register(self)
     }
 
-    private let server: HTTPServerContext
-    private var state = State.idle
-    /// Set once the request decoder is gone (an event stream): from then on every read is raw bytes, dropped.
-    private var requestDecoderRemoved = false
-    /// Hears of draining and of the connection's end, from an event stream's start until the connection closes.
-    private var eventStreamDelegate: (any EventStreamDelegate)?
-    private var draining = false
-
-    /// The peer's address as text, made once per connection (glibc formats it with sprintf, which costs more than
-    /// parsing a small request).
-    private let peerAddress: String
-    /// Runs this connection's request tasks on its event loop (see ``EventLoopTaskExecutor``).
-    private let taskExecutor: EventLoopTaskExecutor
-
-    init(server: HTTPServerContext, peerAddress: String, taskExecutor: EventLoopTaskExecutor) {
-        self.server = server
-        self.peerAddress = peerAddress
-        self.taskExecutor = taskExecutor
+    func handlerRemoved(context: ChannelHandlerContext) {
+        sweeper.unregister(self)
+        requestTimer?.cancel()
+        requestTimer = nil
+        self.context = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        // An event stream reads no more requests; with the request decoder gone, whatever the client still sends
-        // arrives as raw bytes, and is dropped unparsed (also after the stream has ended).
-        if requestDecoderRemoved { return }
-        if case .streamingEvents = state { return }
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            guard case .idle = state else { return }
-            let id = server.requestCounter.next()
-            let channel = context.channel
-            let request = Request(
-                method: head.method,
-                uri: head.uri,
-                headers: head.headers,
-                body: context.channel.allocator.buffer(capacity: 0),
-                remoteAddress: channel.remoteAddress,
-                clientAddress: ClientAddress.of(
-                    peerAddress: peerAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
-            )
-            let exchange = Exchange(
-                version: head.version, method: head.method, path: String(request.path), isKeepAlive: head.isKeepAlive,
-                request: request, started: .now, requestID: id)
-            if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > server.configuration.maximumBodyBytes {
-                refuseOversizedBody(exchange, context: context)
-                return
-            }
-            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
-                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
-            }
-            state = .reading(exchange)
-        case .body(var chunk):
-            guard case .reading(var exchange) = state else { return }
-            guard (exchange.request?.body.readableBytes ?? 0) + chunk.readableBytes <= server.configuration.maximumBodyBytes else {
-                refuseOversizedBody(exchange, context: context)
-                return
-            }
-            state = .done  // no copy of the body while it grows
-            exchange.request?.body.writeBuffer(&chunk)
-            state = .reading(exchange)
-        case .end:
-            guard case .reading(let exchange) = state else { return }
-            state = .responding(exchange)
-            respond(to: exchange, context: context)
+        // An event stream reads no more requests, and nothing is parsed after a refusal: whatever still arrives is
+        // dropped unparsed.
+        guard !stopParsing, eventStream == nil, !closed else { return }
+        var bytes = unwrapInboundIn(data)
+        if var pending = received, pending.readableBytes > 0 {
+            received = nil  // no copy of the pending bytes while they grow
+            if pending.readerIndex > 4096 { pending.discardReadBytes() }
+            pending.writeBuffer(&bytes)
+            received = pending
+        } else {
+            received = bytes
         }
+        parseReceived(context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // A body still trickling in at the end of a read gets a deadline; a request that arrives whole (nearly all of
+        // them) costs no timer.
+        if reading != nil, responding == nil, waiting.isEmpty, requestTimer == nil, !stopParsing {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            requestTimer = context.eventLoop.scheduleTask(in: requestTimeout) {
+                let (handler, context) = loopBound.value
+                handler.requestTimedOut(context: context)
+            }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if mayRead { context.read() } else { readHeldBack = true }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        switch state {
-        case .responding(let exchange):
-            log(exchange, status: nil, ended: "client closed")
-        case .streamingEvents(let exchange, _, let status):
-            log(exchange, status: status, ended: "client closed")
-        case .idle, .reading, .done:
-            break
-        }
-        state = .done
+        closed = true
+        if let responding { log(responding, status: nil, ended: "client closed") }
+        if let eventStream { log(eventStream.exchange, status: eventStream.status, ended: "client closed") }
+        responding = nil
+        reading = nil
+        waiting.removeAll()
+        received = nil
+        requestTimer?.cancel()
+        requestTimer = nil
         if let delegate = eventStreamDelegate {
             eventStreamDelegate = nil
             // Later on the loop, not now: the close may come from inside a write the delegate is making (a peer that
@@ -155,25 +202,172 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ConnectionIdleHandler.DrainEvent {
+        if event is DrainEvent {
             draining = true
-            if case .streamingEvents(_, let stream, _) = state {
-                if let delegate = eventStreamDelegate { delegate.eventStreamShouldDrain() } else { stream.finish() }
+            if let eventStream {
+                if let delegate = eventStreamDelegate { delegate.eventStreamShouldDrain() } else { eventStream.channel.finish() }
+            } else if isIdle {
+                context.close(promise: nil)
             }
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Protocol errors are answered by HTTPProtocolErrorHandler; anything else ends the connection.
+        // A socket error: nothing more can be read or written on this connection.
         context.close(promise: nil)
+    }
+
+    // MARK: Reading
+
+    /// Requests in flight: being read, waiting, or being answered.
+    private var inFlight: Int { (reading == nil ? 0 : 1) + waiting.count + (responding == nil ? 0 : 1) }
+
+    private var isIdle: Bool { inFlight == 0 && eventStream == nil }
+
+    /// Whether to read more: not while the pipeline is full, and not while a request queued behind another is
+    /// receiving its body (that body could be large; it waits in the client's socket instead of here).
+    private var mayRead: Bool {
+        if eventStream != nil { return true }  // to notice the client leaving; what arrives is dropped
+        if stopParsing || closed { return false }
+        if inFlight >= pipelineLimit { return false }
+        if reading != nil, responding != nil || !waiting.isEmpty { return false }
+        return true
+    }
+
+    private func parseReceived(context: ChannelHandlerContext) {
+        // Also with no bytes left: the parser may have a request's end to give (its body was in earlier bytes).
+        var bytes = received ?? emptyBody
+        received = nil
+        defer { if !stopParsing, bytes.readableBytes > 0 { received = bytes } }
+        while !stopParsing, eventStream == nil, reading != nil || inFlight < pipelineLimit {
+            // A queued request's body waits for its turn (see `mayRead`).
+            if reading != nil, responding != nil || !waiting.isEmpty { return }
+            let part: HTTP1RequestParser.Part?
+            do {
+                part = try parser.next(from: &bytes)
+            } catch {
+                refuse(.unparsable(error), context: context)
+                return
+            }
+            guard let part else { return }
+            switch part {
+            case .head(let head):
+                headArrived(head, context: context)
+            case .body(var chunk):
+                guard var exchange = reading else { continue }
+                reading = nil
+                if var request = exchange.request {
+                    exchange.request = nil
+                    guard request.body.readableBytes + chunk.readableBytes <= server.configuration.maximumBodyBytes else {
+                        exchange.request = request
+                        refuse(.bodyTooLarge(exchange), context: context)
+                        return
+                    }
+                    if request.body.readableBytes == 0 { request.body = chunk } else { request.body.writeBuffer(&chunk) }
+                    exchange.request = request
+                }
+                reading = exchange
+            case .end:
+                requestEnded(context: context)
+            }
+        }
+    }
+
+    private func headArrived(_ head: HTTP1RequestHead, context: ChannelHandlerContext) {
+        idleSince = nil
+        let request = Request(
+            method: head.method,
+            uri: head.uri,
+            headers: head.headers,
+            body: emptyBody,
+            remoteAddress: remoteAddress,
+            clientAddress: ClientAddress.of(
+                peerAddress: peerAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
+        )
+        let exchange = Exchange(
+            version: head.version, method: head.method, path: String(request.path), isKeepAlive: head.isKeepAlive,
+            request: request, started: .now, requestID: server.requestCounter.next(),
+            awaitsContinue: head.expectsContinue && head.contentLength != 0)
+        if let declared = head.contentLength, declared > server.configuration.maximumBodyBytes {
+            refuse(.bodyTooLarge(exchange), context: context)
+            return
+        }
+        reading = exchange
+        answerContinueIfDue(context: context)
+    }
+
+    /// The request being read is complete: its turn now, or after the ones before it.
+    private func requestEnded(context: ChannelHandlerContext) {
+        guard let exchange = reading else { return }
+        reading = nil
+        requestTimer?.cancel()
+        requestTimer = nil
+        if responding == nil, waiting.isEmpty {
+            respond(to: exchange, context: context)
+        } else {
+            waiting.append(.request(exchange))
+        }
+    }
+
+    /// Sends `100 Continue` to the request being read once nothing is ahead of it, so its body is sent only when it
+    /// is wanted.
+    private func answerContinueIfDue(context: ChannelHandlerContext) {
+        guard var exchange = reading, exchange.awaitsContinue, responding == nil, waiting.isEmpty else { return }
+        exchange.awaitsContinue = false
+        reading = exchange
+        context.writeAndFlush(wrapOutboundOut(HTTP1ResponseHead.continueHead), promise: nil)
+    }
+
+    /// Nothing more is read on this connection; `turn` answers in its turn and closes it.
+    private func refuse(_ turn: Turn, context: ChannelHandlerContext) {
+        stopParsing = true
+        received = nil
+        reading = nil
+        requestTimer?.cancel()
+        requestTimer = nil
+        if responding == nil, waiting.isEmpty {
+            take(turn, context: context)
+        } else {
+            waiting.append(turn)
+        }
+    }
+
+    private func requestTimedOut(context: ChannelHandlerContext) {
+        requestTimer = nil
+        guard reading != nil, !stopParsing else { return }
+        refuse(.timedOut, context: context)
     }
 
     // MARK: Responding
 
+    private func take(_ turn: Turn, context: ChannelHandlerContext) {
+        switch turn {
+        case .request(let exchange):
+            respond(to: exchange, context: context)
+        case .bodyTooLarge(let exchange):
+            // The rest of the body is never read, so the connection cannot be reused.
+            responding = exchange
+            let request = exchange.request ?? Request(method: exchange.method, uri: exchange.path)
+            write(server.responder.bodyTooLarge(request), for: exchange, context: context)
+        case .unparsable(let error):
+            let (status, code, message): (HTTPResponseStatus, String, String) =
+                switch error {
+                case .headTooLarge: (.requestHeaderFieldsTooLarge, "headers_too_large", "Request headers are too large.")
+                case .unsupportedVersion: (.httpVersionNotSupported, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are served.")
+                case .unsupportedTransferCoding: (.notImplemented, "transfer_coding_not_implemented", "Only the chunked transfer coding is accepted.")
+                case .malformed: (.badRequest, "malformed_request", "The request is not valid HTTP/1.1.")
+                }
+            writeProtocolError(status, code: code, message: message, context: context)
+        case .timedOut:
+            writeProtocolError(.requestTimeout, code: "request_timeout", message: "The request did not arrive in time.", context: context)
+        }
+    }
+
     private func respond(to exchange: Exchange, context: ChannelHandlerContext) {
-        let responder = server.responder
+        responding = exchange
         guard let request = exchange.request else { return }
+        let responder = server.responder
         let logger = logger(for: exchange)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let response = context.eventLoop.makePromise(of: Response.self)
@@ -188,121 +382,164 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    private func refuseOversizedBody(_ exchange: Exchange, context: ChannelHandlerContext) {
-        // The rest of the body is never read, so the connection cannot be reused.
-        state = .responding(exchange)
-        draining = true
-        write(server.responder.bodyTooLarge(exchange.request ?? Request(method: exchange.method, uri: exchange.path)), for: exchange, context: context)
-    }
-
     private func write(_ response: Response, for exchange: Exchange, context: ChannelHandlerContext) {
-        guard case .responding = state, context.channel.isActive else {
+        guard responding != nil, !closed, context.channel.isActive else {
             // An event stream's owner still hears of it, so whatever it set up for the stream is released.
             if case .eventStream(let attach) = response.body {
-                attach(EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor))?.eventStreamDidClose()
+                attach(EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, chunked: false))?
+                    .eventStreamDidClose()
             }
             return
         }
-        let keepAlive = exchange.isKeepAlive && !draining && !server.connections.isDraining
-        var headers = response.headers
-        if !keepAlive {
-            headers.replaceOrAdd(name: "Connection", value: "close")
-        } else if exchange.version.minor == 0 {
-            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
-        }
+        let keepAlive = exchange.isKeepAlive && !draining && !stopParsing && !server.connections.isDraining
         let isHead = exchange.method == .HEAD
-        switch response.body {
-        case .bytes(let buffer):
-            if response.status != .notModified, response.status != .noContent {
-                headers.replaceOrAdd(name: "Content-Length", value: String(buffer.readableBytes))
-            }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
-            if !isHead, buffer.readableBytes > 0 {
-                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            }
-            end(exchange, status: response.status, keepAlive: keepAlive, context: context)
-
-        case .stream(let produce):
-            headers.remove(name: "Content-Length")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
-            if isHead {
-                end(exchange, status: response.status, keepAlive: keepAlive, context: context)
-                return
-            }
-            let writer = ResponseBodyWriter(channel: context.channel)
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let produced = context.eventLoop.makePromise(of: Void.self)
-            Task(executorPreference: taskExecutor) {
-                do { produced.succeed(try await produce(writer)) } catch { produced.fail(error) }
-            }
-            produced.futureResult.whenComplete { _ in
-                let (handler, context) = loopBound.value
-                guard case .responding = handler.state, context.channel.isActive else { return }
-                handler.end(exchange, status: response.status, keepAlive: keepAlive, context: context)
-            }
-
-        case .eventStream(let attach):
-            headers.remove(name: "Content-Length")
-            headers.replaceOrAdd(name: "Connection", value: "close")  // an event stream's end is its connection's end
-            let stream = EventStreamChannel(
-                channel: context.channel, handler: self, context: context, executor: taskExecutor)
-            // Not flushed yet: the head leaves with the stream's opening bytes, in one write.
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.version, status: response.status, headers: headers))), promise: nil)
-            state = .streamingEvents(exchange.slim(), stream, response.status)
-            shedRequestHandlers(context: context)
-            let delegate = attach(stream)
-            context.flush()
-            // The flush can close the connection on the spot (the peer reset it): then the owner, which has its
-            // stream, hears at once that it is closed, so nothing it set up is left behind.
-            guard case .streamingEvents = state, context.channel.isActive else {
-                delegate?.eventStreamDidClose()
-                return
-            }
-            eventStreamDelegate = delegate
-            if isHead || draining || server.connections.isDraining { stream.finish() }
-        }
-    }
-
-    /// An event stream ends its connection, so no further request will be read on it, and its response head is
-    /// out: the request decoder, the pipelining, protocol-error, idle and header-validating handlers go, and
-    /// whatever the client still sends is dropped unparsed (see `channelRead`). What an open stream holds is then
-    /// its channel, the response encoder and this handler.
-    private func shedRequestHandlers(context: ChannelHandlerContext) {
-        let pipeline = context.pipeline.syncOperations
-        requestDecoderRemoved = true
+        let chunked = exchange.version.minor >= 1
+        var head = context.channel.allocator.buffer(capacity: 256)
         do {
-            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPServerPipelineHandler.self))
-            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: ReadAheadHandler.self))
-            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: HTTPProtocolErrorHandler.self))
-            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: ConnectionIdleHandler.self))
-            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: NIOHTTPResponseHeadersValidator.self))
-            _ = try pipeline.removeHandler(context: pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self))
+            switch response.body {
+            case .bytes(let body):
+                let bodiless = response.status == .notModified || response.status == .noContent
+                try HTTP1ResponseHead.write(
+                    status: response.status, headers: response.headers, framing: bodiless ? .none : .contentLength(body.readableBytes),
+                    keepAlive: keepAlive, requestMinorVersion: exchange.version.minor, into: &head)
+                if !isHead, !bodiless, body.readableBytes > 0 {
+                    // One write for head and body when the body is small; a large one goes as its own buffer, uncopied.
+                    if body.readableBytes <= 8192 {
+                        head.writeImmutableBuffer(body)
+                    } else {
+                        context.write(wrapOutboundOut(head), promise: nil)
+                        head = body
+                    }
+                }
+                ended(exchange, status: response.status, keepAlive: keepAlive, last: head, context: context)
+
+            case .stream(let produce):
+                try HTTP1ResponseHead.write(
+                    status: response.status, headers: response.headers, framing: chunked ? .chunked : .none,
+                    keepAlive: keepAlive && chunked, requestMinorVersion: exchange.version.minor, into: &head)
+                context.writeAndFlush(wrapOutboundOut(head), promise: nil)
+                if isHead {
+                    ended(exchange, status: response.status, keepAlive: keepAlive && chunked, last: nil, context: context)
+                    return
+                }
+                let writer = ResponseBodyWriter(channel: context.channel, chunked: chunked)
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                let produced = context.eventLoop.makePromise(of: Void.self)
+                Task(executorPreference: taskExecutor) {
+                    do { produced.succeed(try await produce(writer)) } catch { produced.fail(error) }
+                }
+                produced.futureResult.whenComplete { _ in
+                    let (handler, context) = loopBound.value
+                    guard handler.responding != nil, !handler.closed else { return }
+                    handler.ended(
+                        exchange, status: response.status, keepAlive: keepAlive && chunked,
+                        last: chunked ? HTTP1ResponseHead.lastChunk : nil, context: context)
+                }
+
+            case .eventStream(let attach):
+                // An event stream's end is its connection's end.
+                try HTTP1ResponseHead.write(
+                    status: response.status, headers: response.headers, framing: chunked ? .chunked : .none,
+                    keepAlive: false, requestMinorVersion: exchange.version.minor, into: &head)
+                let stream = EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, chunked: chunked)
+                // Not flushed yet: the head leaves with the stream's opening bytes, in one write.
+                context.write(wrapOutboundOut(head), promise: nil)
+                var slim = exchange
+                slim.request = nil
+                responding = nil
+                eventStream = (slim, stream, response.status, chunked && !isHead)
+                stopParsing = true
+                received = nil
+                waiting.removeAll()
+                sweeper.unregister(self)  // never idle from now on
+                let delegate = attach(stream)
+                context.flush()
+                // The flush can close the connection on the spot (the peer reset it): then the owner, which has its
+                // stream, hears at once that it is closed, so nothing it set up is left behind.
+                guard eventStream != nil, !closed, context.channel.isActive else {
+                    delegate?.eventStreamDidClose()
+                    return
+                }
+                eventStreamDelegate = delegate
+                if isHead || draining || server.connections.isDraining { stream.finish() }
+            }
         } catch {
-            // Not fatal: the stream works with the full pipeline, it only costs more memory.
-            server.logger.debug("kept the request handlers of an event stream", metadata: ["error": "\(error)"])
+            server.logger.error("response not sent: a header cannot be written", metadata: ["header": "\(error.name)"])
+            context.close(promise: nil)
         }
     }
 
+    /// Ends an event stream: the last chunk, then the connection (browsers reconnect to an event stream by
+    /// themselves, and the descriptor is freed at once). The close does not wait for the last chunk to be written:
+    /// a reader that stopped reading (a cut stream) would never let that write finish.
     func finishEventStream(context: ChannelHandlerContext) {
-        guard case .streamingEvents(let exchange, _, let status) = state else { return }
-        // Event streams end their connection: the browser reconnects anyway, and the descriptor is freed at once.
-        // The close does not wait for the end to be written: a reader that stopped reading (a cut stream) would
-        // never let that write finish.
-        state = .done
-        log(exchange, status: status, ended: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        guard let eventStream, !closed else { return }
+        self.eventStream = nil  // ended: its log line is written here, not again when the connection closes
+        log(eventStream.exchange, status: eventStream.status, ended: nil)
+        if eventStream.chunked { context.writeAndFlush(wrapOutboundOut(HTTP1ResponseHead.lastChunk), promise: nil) }
         context.close(promise: nil)
     }
 
-    /// Ends the response; then either waits for the next request or closes the connection.
-    private func end(_ exchange: Exchange, status: HTTPResponseStatus, keepAlive: Bool, context: ChannelHandlerContext) {
-        state = keepAlive ? .idle : .done
+    /// The response is complete once `last` is written: the next request's turn comes, or the connection closes.
+    private func ended(_ exchange: Exchange, status: HTTPResponseStatus, keepAlive: Bool, last: ByteBuffer?, context: ChannelHandlerContext) {
+        responding = nil
         log(exchange, status: status, ended: nil)
-        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
+        guard keepAlive else {
+            stopParsing = true
+            received = nil
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            written.whenComplete { _ in loopBound.value.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(last ?? ByteBuffer())).whenComplete { _ in loopBound.value.close(promise: nil) }
+            return
         }
+        if let last { context.write(wrapOutboundOut(last), promise: nil) }
+        // Requests already here are answered before the flush, so pipelined answers leave together.
+        if let next = waiting.popFirst() { take(next, context: context) }
+        parseReceived(context: context)
+        context.flush()
+        if isIdle {
+            if draining || server.connections.isDraining {
+                context.close(promise: nil)
+                return
+            }
+            idleSince = .now()
+        }
+        answerContinueIfDue(context: context)
+        if readHeldBack, mayRead {
+            readHeldBack = false
+            context.read()
+        }
+    }
+
+    private func writeProtocolError(_ status: HTTPResponseStatus, code: String, message: String, context: ChannelHandlerContext) {
+        let body = ByteBuffer(string: #"{"code":"\#(code)","message":"\#(message)","success":false}"#)
+        var headers = HTTPHeaders([("Content-Type", "application/json; charset=utf-8")])
+        headers.add(contentsOf: server.configuration.protocolErrorHeaders)
+        var buffer = context.channel.allocator.buffer(capacity: 512)
+        do {
+            try HTTP1ResponseHead.write(
+                status: status, headers: headers, framing: .contentLength(body.readableBytes), keepAlive: false, requestMinorVersion: 1,
+                into: &buffer)
+            buffer.writeImmutableBuffer(body)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        idleSince = nil
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in loopBound.value.close(promise: nil) }
+    }
+
+    // MARK: Idle connections
+
+    /// Whether the connection has been idle since before `deadline`.
+    func isIdle(before deadline: NIODeadline) -> Bool {
+        guard let idleSince else { return false }
+        return idleSince < deadline
+    }
+
+    func closeIdle() {
+        idleSince = nil
+        context?.close(promise: nil)
     }
 
     private func log(_ exchange: Exchange, status: HTTPResponseStatus?, ended: String?) {

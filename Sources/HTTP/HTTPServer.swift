@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
@@ -74,28 +73,13 @@ public final class HTTPServer: Service, Sendable {
                         throw ConnectionLimitReached()
                     }
                     channel.closeFuture.whenComplete { _ in connections.remove(channel, address: peer) }
-                    var limits = NIOHTTPDecoderLimitConfiguration()
-                    limits.maxHeaderListSize = configuration.maximumHeaderBytes
-                    limits.maxHeaderFieldSize = configuration.maximumHeaderBytes
-                    limits.maxHeaderFieldCount = 100
-                    let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(
-                        withErrorHandling: false,
-                        withEncoderConfiguration: .init(),
-                        withDecoderLimitConfiguration: limits
-                    )
-                    let pipelining = try sync.context(handlerType: HTTPServerPipelineHandler.self)
-                    try sync.addHandler(ReadAheadHandler(), position: .before(pipelining.handler))
-                    try sync.addHandler(HTTPProtocolErrorHandler(extraHeaders: configuration.protocolErrorHeaders))
                     guard let sweeper = sweepers[channel.eventLoop], let executor = executors[channel.eventLoop] else {
                         throw ChannelError.inappropriateOperationForState
                     }
-                    try sync.addHandler(ConnectionIdleHandler(
-                        sweeper: sweeper, requestTimeout: configuration.requestTimeout,
-                        extraHeaders: configuration.protocolErrorHeaders))
-                    try sync.addHandler(HTTPConnectionHandler(server: context, peerAddress: peer, taskExecutor: executor))
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPConnectionHandler(server: context, peerAddress: peer, taskExecutor: executor, sweeper: sweeper))
                     // Accepted while the server drains: told now that its handlers are there to hear it.
-                    if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(ConnectionIdleHandler.DrainEvent()) }
+                    if connections.isDraining { channel.pipeline.fireUserInboundEventTriggered(HTTPConnectionHandler.DrainEvent()) }
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
@@ -188,7 +172,7 @@ final class ConnectionTracker: Sendable {
             return Array(state.channels.values)
         }
         for channel in channels {
-            channel.pipeline.fireUserInboundEventTriggered(ConnectionIdleHandler.DrainEvent())
+            channel.pipeline.fireUserInboundEventTriggered(HTTPConnectionHandler.DrainEvent())
         }
     }
 }

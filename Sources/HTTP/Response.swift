@@ -40,9 +40,12 @@ public enum ResponseBody: Sendable {
 /// to the socket, so a slow reader holds at most the socket's buffers here.
 public struct ResponseBodyWriter: Sendable {
     private let channel: any Channel
+    /// Whether each part is framed as a chunk (HTTP/1.1), or the body runs until the connection closes (HTTP/1.0).
+    private let chunked: Bool
 
-    init(channel: any Channel) {
+    init(channel: any Channel, chunked: Bool) {
         self.channel = channel
+        self.chunked = chunked
     }
 
     /// An allocator for buffers that are written here.
@@ -50,6 +53,7 @@ public struct ResponseBodyWriter: Sendable {
 
     /// Writes and flushes one part of the body.
     public func write(_ buffer: ByteBuffer) async throws {
-        try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).get()
+        guard buffer.readableBytes > 0 else { return }  // an empty chunk would end a chunked body
+        try await channel.writeAndFlush(chunked ? HTTP1ResponseHead.chunk(buffer, allocator: channel.allocator) : buffer).get()
     }
 }

@@ -1,0 +1,337 @@
+import NIOCore
+import NIOHTTP1
+
+/// The head of one HTTP/1.x request, as parsed by ``HTTP1RequestParser``.
+struct HTTP1RequestHead {
+    var method: HTTPMethod
+    var uri: String
+    var version: HTTPVersion
+    var headers: HTTPHeaders
+    /// Whether the connection stays open after the response (HTTP/1.1 unless `Connection: close`; HTTP/1.0 only
+    /// with `Connection: keep-alive`).
+    var isKeepAlive: Bool
+    /// `Expect: 100-continue`: the client waits for a `100 Continue` before it sends the body.
+    var expectsContinue: Bool
+    /// The body's declared length; nil for a chunked body.
+    var contentLength: Int?
+}
+
+/// Why a request could not be parsed. The connection cannot be read any further after one of these.
+enum HTTP1ParseError: Error, Equatable {
+    /// Not valid HTTP/1.x (answered 400).
+    case malformed
+    /// Request line and headers larger than the limit, or too many headers (431).
+    case headTooLarge
+    /// A version other than HTTP/1.0 and HTTP/1.1 (505).
+    case unsupportedVersion
+    /// A transfer coding other than `chunked` (501).
+    case unsupportedTransferCoding
+}
+
+/// An incremental, strict HTTP/1.1 request parser over the connection's received bytes. It replaces NIO's
+/// decoder chain so a request costs one pass over its bytes and no per-part messages between handlers.
+///
+/// Strict where leniency lets requests be smuggled or confused: no whitespace before a header's colon, no folded
+/// header lines, no control characters, `Content-Length` digits only (repeats must agree), and no request with both
+/// `Content-Length` and `Transfer-Encoding`.
+struct HTTP1RequestParser {
+    enum Part {
+        case head(HTTP1RequestHead)
+        /// A piece of the body, a slice of the received bytes.
+        case body(ByteBuffer)
+        case end
+    }
+
+    private enum State {
+        case head
+        case fixedBody(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataEnd
+        case trailers(bytesSeen: Int)
+        /// The body is complete; `.end` comes next.
+        case ending
+    }
+
+    let maximumHeadBytes: Int
+    let maximumHeaderCount: Int
+    private var state = State.head
+    /// How far into the buffered bytes the search for the head's end has already looked (a head arriving in pieces
+    /// is not rescanned from its start).
+    private var scannedHeadBytes = 0
+
+    init(maximumHeadBytes: Int, maximumHeaderCount: Int = 100) {
+        self.maximumHeadBytes = maximumHeadBytes
+        self.maximumHeaderCount = maximumHeaderCount
+    }
+
+    /// Whether the parser is between requests (the last one's `.end` given, nothing of the next one parsed yet).
+    var isBetweenRequests: Bool {
+        if case .head = state { return true }
+        return false
+    }
+
+    /// The next part from `buffer`, consuming what it parsed; nil when more bytes are needed.
+    mutating func next(from buffer: inout ByteBuffer) throws(HTTP1ParseError) -> Part? {
+        switch state {
+        case .head:
+            return try nextHead(from: &buffer).map(Part.head)
+        case .fixedBody(let remaining):
+            guard buffer.readableBytes > 0 else { return nil }
+            let length = min(remaining, buffer.readableBytes)
+            guard let slice = buffer.readSlice(length: length) else { return nil }
+            state = remaining == length ? .ending : .fixedBody(remaining: remaining - length)
+            return .body(slice)
+        case .chunkSize:
+            guard let line = try Self.readLine(from: &buffer, limit: 1024, tooLong: .malformed) else { return nil }
+            let size = try Self.chunkSize(line)
+            state = size == 0 ? .trailers(bytesSeen: 0) : .chunkData(remaining: size)
+            return try next(from: &buffer)
+        case .chunkData(let remaining):
+            guard buffer.readableBytes > 0 else { return nil }
+            let length = min(remaining, buffer.readableBytes)
+            guard let slice = buffer.readSlice(length: length) else { return nil }
+            state = remaining == length ? .chunkDataEnd : .chunkData(remaining: remaining - length)
+            return .body(slice)
+        case .chunkDataEnd:
+            guard buffer.readableBytes >= 2 else { return nil }
+            guard buffer.readInteger(as: UInt16.self) == 0x0D0A else { throw .malformed }
+            state = .chunkSize
+            return try next(from: &buffer)
+        case .trailers(let seen):
+            // Trailer fields are read and dropped: nothing here needs them.
+            guard let line = try Self.readLine(from: &buffer, limit: maximumHeadBytes - seen, tooLong: .headTooLarge) else { return nil }
+            if line.readableBytes == 0 {
+                state = .ending
+                return try next(from: &buffer)
+            }
+            state = .trailers(bytesSeen: seen + line.readableBytes + 2)
+            return try next(from: &buffer)
+        case .ending:
+            state = .head
+            return .end
+        }
+    }
+
+    // MARK: Head
+
+    private mutating func nextHead(from buffer: inout ByteBuffer) throws(HTTP1ParseError) -> HTTP1RequestHead? {
+        // Empty lines before a request line are ignored (RFC 9112 §2.2): some clients send one after a body.
+        while buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
+            buffer.moveReaderIndex(forwardBy: 2)
+            scannedHeadBytes = 0
+        }
+        guard let headLength = findHeadEnd(in: buffer) else {
+            // The limit is on the head without its blank line, which may be what has not arrived yet.
+            if buffer.readableBytes > maximumHeadBytes + 3 { throw .headTooLarge }
+            return nil
+        }
+        guard headLength <= maximumHeadBytes else { throw .headTooLarge }
+        scannedHeadBytes = 0
+        let head = try buffer.withUnsafeReadableBytes { bytes throws(HTTP1ParseError) in
+            try parseHead(UnsafeRawBufferPointer(rebasing: bytes[..<headLength]))
+        }
+        buffer.moveReaderIndex(forwardBy: headLength + 4)
+        if let length = head.contentLength {
+            state = length > 0 ? .fixedBody(remaining: length) : .ending
+        } else {
+            state = .chunkSize
+        }
+        return head
+    }
+
+    /// The length of the head before its blank line, or nil when the blank line has not arrived.
+    private mutating func findHeadEnd(in buffer: ByteBuffer) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            var index = max(0, scannedHeadBytes - 3)
+            let end = bytes.count - 3
+            while index < end {
+                if bytes[index + 3] == 0x0A, bytes[index + 2] == 0x0D, bytes[index + 1] == 0x0A, bytes[index] == 0x0D {
+                    return index
+                }
+                index += 1
+            }
+            scannedHeadBytes = bytes.count
+            return nil
+        }
+    }
+
+    private func parseHead(_ bytes: UnsafeRawBufferPointer) throws(HTTP1ParseError) -> HTTP1RequestHead {
+        var lines = LineIterator(bytes: bytes)
+        guard let requestLine = lines.next() else { throw .malformed }
+        let (method, uri, version) = try Self.parseRequestLine(requestLine)
+
+        var fields: [(String, String)] = []
+        var contentLength: Int?
+        var transferEncoding: [Substring] = []
+        var sawTransferEncoding = false
+        var connectionClose = false
+        var connectionKeepAlive = false
+        var expectsContinue = false
+        while let line = lines.next() {
+            guard fields.count < maximumHeaderCount else { throw .headTooLarge }
+            let (name, value) = try Self.parseField(line)
+            fields.append((name, value))
+            switch name.count {
+            case 14 where Self.equalsLowercase(name, "content-length"):
+                let length = try Self.contentLength(value)
+                if let earlier = contentLength, earlier != length { throw .malformed }
+                contentLength = length
+            case 17 where Self.equalsLowercase(name, "transfer-encoding"):
+                sawTransferEncoding = true
+                transferEncoding += value.split(separator: ",").map { $0.trimmingSpaces()[...] }
+            case 10 where Self.equalsLowercase(name, "connection"):
+                for token in value.split(separator: ",") {
+                    let token = token.trimmingSpaces()
+                    if Self.equalsLowercase(token, "close") { connectionClose = true }
+                    if Self.equalsLowercase(token, "keep-alive") { connectionKeepAlive = true }
+                }
+            case 6 where Self.equalsLowercase(name, "expect"):
+                // Any other expectation is ignored: the request is answered as if none was sent.
+                if Self.equalsLowercase(value, "100-continue") { expectsContinue = true }
+            default:
+                break
+            }
+        }
+        if sawTransferEncoding {
+            // Both framings at once is how requests are smuggled past a proxy: refused (RFC 9112 §6.3).
+            guard contentLength == nil, version.minor == 1 else { throw .malformed }
+            guard let last = transferEncoding.last, Self.equalsLowercase(last, "chunked") else { throw .malformed }
+            guard transferEncoding.count == 1 else {
+                throw transferEncoding.dropLast().contains { Self.equalsLowercase($0, "chunked") } ? .malformed : .unsupportedTransferCoding
+            }
+        }
+        return HTTP1RequestHead(
+            method: method,
+            uri: uri,
+            version: version,
+            headers: HTTPHeaders(fields),
+            isKeepAlive: version.minor == 1 ? !connectionClose : (connectionKeepAlive && !connectionClose),
+            expectsContinue: expectsContinue && version.minor == 1,
+            contentLength: sawTransferEncoding ? nil : (contentLength ?? 0)
+        )
+    }
+
+    private static func parseRequestLine(_ line: UnsafeRawBufferPointer) throws(HTTP1ParseError) -> (HTTPMethod, String, HTTPVersion) {
+        guard let firstSpace = line.firstIndex(of: 0x20), firstSpace > 0 else { throw .malformed }
+        guard let secondSpace = line[(firstSpace + 1)...].firstIndex(of: 0x20), secondSpace > firstSpace + 1 else { throw .malformed }
+        let methodBytes = line[..<firstSpace]
+        let targetBytes = line[(firstSpace + 1)..<secondSpace]
+        let versionBytes = line[(secondSpace + 1)...]
+        guard methodBytes.allSatisfy(isTokenByte) else { throw .malformed }
+        // Visible ASCII only: a client must percent-encode anything else.
+        guard targetBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw .malformed }
+        let version = try parseVersion(versionBytes)
+        let method = HTTPMethod(rawValue: String(decoding: methodBytes, as: UTF8.self))
+        return (method, String(decoding: targetBytes, as: UTF8.self), version)
+    }
+
+    private static func parseVersion(_ bytes: Slice<UnsafeRawBufferPointer>) throws(HTTP1ParseError) -> HTTPVersion {
+        // "HTTP/" DIGIT "." DIGIT
+        guard bytes.count == 8, bytes.starts(with: "HTTP/".utf8) else { throw .malformed }
+        let major = bytes[bytes.startIndex + 5], dot = bytes[bytes.startIndex + 6], minor = bytes[bytes.startIndex + 7]
+        guard dot == UInt8(ascii: "."), isDigit(major), isDigit(minor) else { throw .malformed }
+        guard major == UInt8(ascii: "1"), minor <= UInt8(ascii: "1") else { throw .unsupportedVersion }
+        return HTTPVersion(major: 1, minor: Int(minor - UInt8(ascii: "0")))
+    }
+
+    private static func parseField(_ line: UnsafeRawBufferPointer) throws(HTTP1ParseError) -> (String, String) {
+        // A line starting with whitespace continues the one before (obsolete folding): refused, as RFC 9112 allows.
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { throw .malformed }
+        let name = line[..<colon]
+        guard name.allSatisfy(isTokenByte) else { throw .malformed }
+        var value = line[(colon + 1)...]
+        while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
+        while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
+        // Field values: visible characters, spaces, tabs and obs-text; no NUL, CR, LF or other controls.
+        guard value.allSatisfy({ $0 >= 0x20 ? $0 != 0x7F : $0 == 0x09 }) else { throw .malformed }
+        return (String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
+    }
+
+    private static func contentLength(_ value: String) throws(HTTP1ParseError) -> Int {
+        // Digits only (no sign, no spaces inside); a list of equal values is allowed (RFC 9110 §8.6).
+        var length: Int?
+        for item in value.split(separator: ",", omittingEmptySubsequences: false) {
+            let digits = item.trimmingSpaces()
+            guard !digits.isEmpty, digits.utf8.count <= 18, digits.utf8.allSatisfy(isDigit), let parsed = Int(digits) else {
+                throw .malformed
+            }
+            if let length, length != parsed { throw .malformed }
+            length = parsed
+        }
+        guard let length else { throw .malformed }
+        return length
+    }
+
+    private static func chunkSize(_ line: ByteBuffer) throws(HTTP1ParseError) -> Int {
+        // chunk-size [ ";" extensions ]: the extensions are ignored.
+        let bytes = line.readableBytesView
+        let sizeEnd = bytes.firstIndex { $0 == UInt8(ascii: ";") || $0 == 0x20 || $0 == 0x09 } ?? bytes.endIndex
+        let digits = bytes[..<sizeEnd]
+        guard !digits.isEmpty, digits.count <= 15 else { throw .malformed }
+        var size = 0
+        for byte in digits {
+            guard let value = PercentDecoding.hexValue(byte) else { throw .malformed }
+            size = size << 4 | Int(value)
+        }
+        guard bytes[sizeEnd...].allSatisfy({ $0 >= 0x20 ? $0 != 0x7F : $0 == 0x09 }) else { throw .malformed }
+        return size
+    }
+
+    /// One CRLF-terminated line (without its CRLF), or nil when it has not all arrived.
+    private static func readLine(from buffer: inout ByteBuffer, limit: Int, tooLong: HTTP1ParseError) throws(HTTP1ParseError) -> ByteBuffer? {
+        let view = buffer.readableBytesView
+        guard let lf = view.firstIndex(of: 0x0A) else {
+            if view.count > limit { throw tooLong }
+            return nil
+        }
+        let length = lf - view.startIndex
+        guard length - 1 <= limit else { throw tooLong }
+        guard length >= 1, view[lf - 1] == 0x0D else { throw .malformed }
+        guard let line = buffer.readSlice(length: length - 1) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 2)
+        return line
+    }
+
+    // MARK: Bytes
+
+    private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    /// tchar of RFC 9110 §5.6.2.
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            true
+        default:
+            false
+        }
+    }
+
+    /// Whether `text` is `lowercase` (given in lowercase), ignoring ASCII case.
+    private static func equalsLowercase<S: StringProtocol>(_ text: S, _ lowercase: StaticString) -> Bool {
+        let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        guard text.utf8.count == expected.count else { return false }
+        return zip(text.utf8, expected).allSatisfy { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }
+    }
+}
+
+/// The CRLF-separated lines of a head (which ends before its blank line). A bare LF or CR inside a line is refused
+/// by the field checks that follow, since they are control characters.
+private struct LineIterator {
+    let bytes: UnsafeRawBufferPointer
+    var position = 0
+
+    mutating func next() -> UnsafeRawBufferPointer? {
+        guard position < bytes.count else { return nil }
+        var index = position
+        while index + 1 < bytes.count, !(bytes[index] == 0x0D && bytes[index + 1] == 0x0A) { index += 1 }
+        let end = index + 1 < bytes.count ? index : bytes.count
+        let line = UnsafeRawBufferPointer(rebasing: bytes[position..<end])
+        position = end + 2
+        return line
+    }
+}
