@@ -24,12 +24,21 @@ public final class EventStreamChannel: Sendable {
     public let taskExecutor: any TaskExecutor
     /// Writes handed to the loop from other threads and not yet made.
     private let queuedWrites = Atomic<Int>(0)
-    /// Whether each write is framed as a chunk (HTTP/1.1), or the body simply runs until the connection closes.
-    private let chunked: Bool
+    /// How the body's bytes go on the wire.
+    enum Framing {
+        /// Each write is one chunk (HTTP/1.1).
+        case chunked
+        /// The body runs until the connection closes (HTTP/1.0).
+        case untilClose
+        /// No body is sent (a `HEAD` request): writes are dropped.
+        case none
+    }
 
-    init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext, executor: any TaskExecutor, chunked: Bool) {
+    private let framing: Framing
+
+    init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext, executor: any TaskExecutor, framing: Framing) {
         self.channel = channel
-        self.chunked = chunked
+        self.framing = framing
         self.taskExecutor = executor
         self.handler = NIOLoopBound(handler, eventLoop: context.eventLoop)
         self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -48,7 +57,12 @@ public final class EventStreamChannel: Sendable {
     public func write(_ buffer: ByteBuffer) -> Bool {
         guard channel.isActive, channel.isWritable else { return false }
         guard buffer.readableBytes > 0 else { return true }  // an empty chunk would end the body
-        let part = chunked ? HTTP1ResponseHead.chunk(buffer, allocator: channel.allocator) : buffer
+        let part: ByteBuffer
+        switch framing {
+        case .chunked: part = HTTP1ResponseHead.chunk(buffer, allocator: channel.allocator)
+        case .untilClose: part = buffer
+        case .none: return true
+        }
         if channel.eventLoop.inEventLoop, queuedWrites.load(ordering: .acquiring) == 0 {
             channel.writeAndFlush(part, promise: nil)
             return true

@@ -22,7 +22,7 @@ enum HTTP1ParseError: Error, Equatable {
     case malformed
     /// Request line and headers larger than the limit, or too many headers (431).
     case headTooLarge
-    /// A version other than HTTP/1.0 and HTTP/1.1 (505).
+    /// A major version other than 1 (505).
     case unsupportedVersion
     /// A transfer coding other than `chunked` (501).
     case unsupportedTransferCoding
@@ -32,8 +32,8 @@ enum HTTP1ParseError: Error, Equatable {
 /// decoder chain so a request costs one pass over its bytes and no per-part messages between handlers.
 ///
 /// Strict where leniency lets requests be smuggled or confused: no whitespace before a header's colon, no folded
-/// header lines, no control characters, `Content-Length` digits only (repeats must agree), and no request with both
-/// `Content-Length` and `Transfer-Encoding`.
+/// header lines, no control characters, `Content-Length` digits only (repeats must agree), no request with both
+/// `Content-Length` and `Transfer-Encoding`, and exactly one `Host` in an HTTP/1.1 request.
 struct HTTP1RequestParser {
     enum Part {
         case head(HTTP1RequestHead)
@@ -168,6 +168,7 @@ struct HTTP1RequestParser {
         var connectionClose = false
         var connectionKeepAlive = false
         var expectsContinue = false
+        var hostCount = 0
         while let line = lines.next() {
             guard fields.count < maximumHeaderCount else { throw .headTooLarge }
             let (name, value) = try Self.parseField(line)
@@ -186,6 +187,8 @@ struct HTTP1RequestParser {
                     if Self.equalsLowercase(token, "close") { connectionClose = true }
                     if Self.equalsLowercase(token, "keep-alive") { connectionKeepAlive = true }
                 }
+            case 4 where Self.equalsLowercase(name, "host"):
+                hostCount += 1
             case 6 where Self.equalsLowercase(name, "expect"):
                 // Any other expectation is ignored: the request is answered as if none was sent.
                 if Self.equalsLowercase(value, "100-continue") { expectsContinue = true }
@@ -193,6 +196,8 @@ struct HTTP1RequestParser {
                 break
             }
         }
+        // An HTTP/1.1 request names exactly one host (RFC 9112 §3.2).
+        if version.minor == 1 ? hostCount != 1 : hostCount > 1 { throw .malformed }
         if sawTransferEncoding {
             // Both framings at once is how requests are smuggled past a proxy: refused (RFC 9112 §6.3).
             guard contentLength == nil, version.minor == 1 else { throw .malformed }
@@ -231,8 +236,9 @@ struct HTTP1RequestParser {
         guard bytes.count == 8, bytes.starts(with: "HTTP/".utf8) else { throw .malformed }
         let major = bytes[bytes.startIndex + 5], dot = bytes[bytes.startIndex + 6], minor = bytes[bytes.startIndex + 7]
         guard dot == UInt8(ascii: "."), isDigit(major), isDigit(minor) else { throw .malformed }
-        guard major == UInt8(ascii: "1"), minor <= UInt8(ascii: "1") else { throw .unsupportedVersion }
-        return HTTPVersion(major: 1, minor: Int(minor - UInt8(ascii: "0")))
+        guard major == UInt8(ascii: "1") else { throw .unsupportedVersion }
+        // A later 1.x is served as 1.1, the highest this server speaks (RFC 9110 §2.5).
+        return HTTPVersion(major: 1, minor: minor == UInt8(ascii: "0") ? 0 : 1)
     }
 
     private static func parseField(_ line: UnsafeRawBufferPointer) throws(HTTP1ParseError) -> (String, String) {

@@ -45,7 +45,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     private struct Exchange {
         var version: HTTPVersion
         var method: HTTPMethod
-        /// The path only: query strings carry session IDs, which are capabilities and stay out of logs.
+        /// The path only, for the log line (empty without access logs): query strings carry session IDs, which are
+        /// capabilities and stay out of logs.
         var path: String
         var isKeepAlive: Bool
         /// Nil once a long-lived stream no longer needs it.
@@ -54,6 +55,22 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         var requestID: UInt64
         /// `Expect: 100-continue` not answered yet: answered when the request's turn comes.
         var awaitsContinue: Bool
+    }
+
+    /// The event stream this connection carries (a class: it is checked on every read, and never copied).
+    private final class OpenEventStream {
+        let exchange: Exchange
+        let channel: EventStreamChannel
+        let status: HTTPResponseStatus
+        /// Whether its body is chunked, so it ends with the last chunk (not for HEAD, or an HTTP/1.0 client).
+        let chunked: Bool
+
+        init(exchange: Exchange, channel: EventStreamChannel, status: HTTPResponseStatus, chunked: Bool) {
+            self.exchange = exchange
+            self.channel = channel
+            self.status = status
+            self.chunked = chunked
+        }
     }
 
     /// A request's turn: answered by the responder, or refused by the connection itself.
@@ -90,11 +107,16 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     private var readHeldBack = false
     /// Nothing more is parsed: the connection ends after the responses already due.
     private var stopParsing = false
+    /// A refusal is due: once it is written the connection closes without discarding what the client still sends,
+    /// so that the client reads the refusal instead of a reset (see `closeAfterRefusal`).
+    private var refused = false
+    /// Writing a `100 Continue` while parsing waits until the parse is over (a flush can call back into reading).
+    private var flushAfterParse = false
 
     // Responding
     /// The request with the responder, or whose response is being written.
     private var responding: Exchange?
-    private var eventStream: (exchange: Exchange, channel: EventStreamChannel, status: HTTPResponseStatus, chunked: Bool)?
+    private var eventStream: OpenEventStream?
     /// Hears of draining and of the connection's end, from an event stream's start until the connection closes.
     private var eventStreamDelegate: (any EventStreamDelegate)?
     private var draining = false
@@ -162,20 +184,38 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        // A body still trickling in at the end of a read gets a deadline; a request that arrives whole (nearly all of
-        // them) costs no timer.
-        if reading != nil, responding == nil, waiting.isEmpty, requestTimer == nil, !stopParsing {
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            requestTimer = context.eventLoop.scheduleTask(in: requestTimeout) {
-                let (handler, context) = loopBound.value
-                handler.requestTimedOut(context: context)
-            }
-        }
+        armRequestTimerIfDue(context: context)
         context.fireChannelReadComplete()
+    }
+
+    /// A request whose turn it is and whose body is still arriving gets a deadline; a request that arrives whole
+    /// (nearly all of them) costs no timer.
+    private func armRequestTimerIfDue(context: ChannelHandlerContext) {
+        guard reading != nil, responding == nil, waiting.isEmpty, requestTimer == nil, !stopParsing, !closed else { return }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        requestTimer = context.eventLoop.scheduleTask(in: requestTimeout) {
+            let (handler, context) = loopBound.value
+            handler.requestTimedOut(context: context)
+        }
     }
 
     func read(context: ChannelHandlerContext) {
         if mayRead { context.read() } else { readHeldBack = true }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // The client reads again: the requests it sent meanwhile are parsed and answered.
+        if context.channel.isWritable {
+            parseReceived(context: context)
+            resumeReadingIfHeldBack(context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func resumeReadingIfHeldBack(context: ChannelHandlerContext) {
+        guard readHeldBack, mayRead else { return }
+        readHeldBack = false
+        context.read()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -225,12 +265,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
 
     private var isIdle: Bool { inFlight == 0 && eventStream == nil }
 
-    /// Whether to read more: not while the pipeline is full, and not while a request queued behind another is
-    /// receiving its body (that body could be large; it waits in the client's socket instead of here).
+    /// Whether to read more: not while the pipeline is full, not while the client does not read its answers (the
+    /// channel is not writable), and not while a request queued behind another is receiving its body (that body
+    /// could be large; it waits in the client's socket instead of here).
     private var mayRead: Bool {
         if eventStream != nil { return true }  // to notice the client leaving; what arrives is dropped
-        if stopParsing || closed { return false }
+        if closed { return false }
+        if stopParsing { return refused }  // read and dropped while the refusal goes out (see `closeAfterRefusal`)
         if inFlight >= pipelineLimit { return false }
+        if let channel = context?.channel, !channel.isWritable { return false }
         if reading != nil, responding != nil || !waiting.isEmpty { return false }
         return true
     }
@@ -239,10 +282,16 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         // Also with no bytes left: the parser may have a request's end to give (its body was in earlier bytes).
         var bytes = received ?? emptyBody
         received = nil
-        defer { if !stopParsing, bytes.readableBytes > 0 { received = bytes } }
-        while !stopParsing, eventStream == nil, reading != nil || inFlight < pipelineLimit {
-            // A queued request's body waits for its turn (see `mayRead`).
-            if reading != nil, responding != nil || !waiting.isEmpty { return }
+        defer {
+            if !stopParsing, bytes.readableBytes > 0 { received = bytes }
+            if flushAfterParse {
+                flushAfterParse = false
+                context.flush()
+            }
+        }
+        // Bytes already received are parsed, also a queued request's body (bounded by the body limit); what bounds
+        // the requests in flight is that no more is read (see `mayRead`).
+        while !stopParsing, !closed, eventStream == nil, reading != nil || inFlight < pipelineLimit, context.channel.isWritable {
             let part: HTTP1RequestParser.Part?
             do {
                 part = try parser.next(from: &bytes)
@@ -286,7 +335,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                 peerAddress: peerAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
         )
         let exchange = Exchange(
-            version: head.version, method: head.method, path: String(request.path), isKeepAlive: head.isKeepAlive,
+            version: head.version, method: head.method, path: accessLogged ? String(request.path) : "", isKeepAlive: head.isKeepAlive,
             request: request, started: .now, requestID: server.requestCounter.next(),
             awaitsContinue: head.expectsContinue && head.contentLength != 0)
         if let declared = head.contentLength, declared > server.configuration.maximumBodyBytes {
@@ -316,12 +365,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         guard var exchange = reading, exchange.awaitsContinue, responding == nil, waiting.isEmpty else { return }
         exchange.awaitsContinue = false
         reading = exchange
-        context.writeAndFlush(wrapOutboundOut(HTTP1ResponseHead.continueHead), promise: nil)
+        context.write(wrapOutboundOut(HTTP1ResponseHead.continueHead), promise: nil)
+        flushAfterParse = true
     }
 
-    /// Nothing more is read on this connection; `turn` answers in its turn and closes it.
+    /// Nothing more is parsed on this connection; `turn` answers in its turn and closes it.
     private func refuse(_ turn: Turn, context: ChannelHandlerContext) {
         stopParsing = true
+        refused = true
         received = nil
         reading = nil
         requestTimer?.cancel()
@@ -345,10 +396,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         switch turn {
         case .request(let exchange):
             respond(to: exchange, context: context)
-        case .bodyTooLarge(let exchange):
+        case .bodyTooLarge(var exchange):
             // The rest of the body is never read, so the connection cannot be reused.
+            exchange.isKeepAlive = false
             responding = exchange
-            let request = exchange.request ?? Request(method: exchange.method, uri: exchange.path)
+            let request = exchange.request ?? Request(method: exchange.method, uri: "/")
             write(server.responder.bodyTooLarge(request), for: exchange, context: context)
         case .unparsable(let error):
             let (status, code, message): (HTTPResponseStatus, String, String) =
@@ -370,15 +422,20 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         let responder = server.responder
         let logger = logger(for: exchange)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let response = context.eventLoop.makePromise(of: Response.self)
-        // On this connection's loop: the task runs where the request was read, and its answer is written without
-        // waking another thread.
+        let eventLoop = context.eventLoop
+        // On this connection's loop: the task runs where the request was read, and its answer is written from it,
+        // with no promise or wake-up in between (the loop's executor runs the task, so it is on the loop here).
         Task(executorPreference: taskExecutor) {
-            response.succeed(await responder.respond(to: request, logger: logger))
-        }
-        response.futureResult.whenSuccess { response in
-            let (handler, context) = loopBound.value
-            handler.write(response, for: exchange, context: context)
+            let response = await responder.respond(to: request, logger: logger)
+            if eventLoop.inEventLoop {
+                let (handler, context) = loopBound.value
+                handler.write(response, for: exchange, context: context)
+            } else {
+                eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.write(response, for: exchange, context: context)
+                }
+            }
         }
     }
 
@@ -386,12 +443,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         guard responding != nil, !closed, context.channel.isActive else {
             // An event stream's owner still hears of it, so whatever it set up for the stream is released.
             if case .eventStream(let attach) = response.body {
-                attach(EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, chunked: false))?
+                attach(EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, framing: .none))?
                     .eventStreamDidClose()
             }
             return
         }
-        let keepAlive = exchange.isKeepAlive && !draining && !stopParsing && !server.connections.isDraining
+        let keepAlive = exchange.isKeepAlive && !draining && !server.connections.isDraining
         let isHead = exchange.method == .HEAD
         let chunked = exchange.version.minor >= 1
         var head = context.channel.allocator.buffer(capacity: 256)
@@ -428,9 +485,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                 Task(executorPreference: taskExecutor) {
                     do { produced.succeed(try await produce(writer)) } catch { produced.fail(error) }
                 }
-                produced.futureResult.whenComplete { _ in
+                produced.futureResult.whenComplete { result in
                     let (handler, context) = loopBound.value
                     guard handler.responding != nil, !handler.closed else { return }
+                    if case .failure = result {
+                        // Without its last chunk (or with the connection cut), the client sees the body is incomplete.
+                        handler.log(exchange, status: response.status, ended: "producer failed")
+                        context.close(promise: nil)
+                        return
+                    }
                     handler.ended(
                         exchange, status: response.status, keepAlive: keepAlive && chunked,
                         last: chunked ? HTTP1ResponseHead.lastChunk : nil, context: context)
@@ -441,15 +504,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                 try HTTP1ResponseHead.write(
                     status: response.status, headers: response.headers, framing: chunked ? .chunked : .none,
                     keepAlive: false, requestMinorVersion: exchange.version.minor, into: &head)
-                let stream = EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, chunked: chunked)
+                let stream = EventStreamChannel(
+                    channel: context.channel, handler: self, context: context, executor: taskExecutor,
+                    framing: isHead ? .none : chunked ? .chunked : .untilClose)
                 // Not flushed yet: the head leaves with the stream's opening bytes, in one write.
                 context.write(wrapOutboundOut(head), promise: nil)
                 var slim = exchange
                 slim.request = nil
                 responding = nil
-                eventStream = (slim, stream, response.status, chunked && !isHead)
+                eventStream = OpenEventStream(exchange: slim, channel: stream, status: response.status, chunked: chunked && !isHead)
                 stopParsing = true
                 received = nil
+                reading = nil
                 waiting.removeAll()
                 sweeper.unregister(self)  // never idle from now on
                 let delegate = attach(stream)
@@ -487,8 +553,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         guard keepAlive else {
             stopParsing = true
             received = nil
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.writeAndFlush(wrapOutboundOut(last ?? ByteBuffer())).whenComplete { _ in loopBound.value.close(promise: nil) }
+            closeAfterWriting(last ?? ByteBuffer(), context: context)
             return
         }
         if let last { context.write(wrapOutboundOut(last), promise: nil) }
@@ -504,10 +569,35 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
             idleSince = .now()
         }
         answerContinueIfDue(context: context)
-        if readHeldBack, mayRead {
-            readHeldBack = false
-            context.read()
+        if flushAfterParse {
+            flushAfterParse = false
+            context.flush()
         }
+        armRequestTimerIfDue(context: context)
+        resumeReadingIfHeldBack(context: context)
+    }
+
+    /// Writes the last bytes of the connection and closes it once they are out. Until then it counts as idle, so a
+    /// client that never reads them is closed by the idle sweep instead of holding the connection.
+    private func closeAfterWriting(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        idleSince = .now()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
+            let (handler, context) = loopBound.value
+            if handler.refused { handler.closeAfterRefusal(context: context) } else { context.close(promise: nil) }
+        }
+    }
+
+    /// Closes after a refusal without losing it: a close with unread bytes makes the kernel send a reset, which can
+    /// destroy the refusal before the client reads it (RFC 9112 §9.6). The output is closed first; what the client
+    /// still sends is read and dropped until it closes too, or for at most a second.
+    private func closeAfterRefusal(context: ChannelHandlerContext) {
+        guard !closed else { return }
+        context.close(mode: .output, promise: nil)
+        resumeReadingIfHeldBack(context: context)
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        requestTimer?.cancel()
+        requestTimer = context.eventLoop.scheduleTask(in: .seconds(1)) { loopBound.value.close(promise: nil) }
     }
 
     private func writeProtocolError(_ status: HTTPResponseStatus, code: String, message: String, context: ChannelHandlerContext) {
@@ -524,9 +614,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        idleSince = nil
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in loopBound.value.close(promise: nil) }
+        closeAfterWriting(buffer, context: context)
     }
 
     // MARK: Idle connections

@@ -91,7 +91,11 @@ public struct Router: HTTPResponder {
         }
         if let metrics {
             // Methods a client makes up would each become a series; they are counted together.
-            let method = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"].contains(request.method.rawValue) ? request.method.rawValue : "other"
+            let method =
+                switch request.method {
+                case .GET, .HEAD, .POST, .PUT, .DELETE, .OPTIONS, .PATCH: request.method.rawValue
+                default: "other"
+                }
             let (counter, timer) = metricHandles.handles(route: route, method: method, status: response.status.code, factory: metrics)
             counter.increment()
             timer.recordNanoseconds((ContinuousClock.now - started).nanoseconds)

@@ -67,8 +67,10 @@ private func parseByteByByte(_ text: String, maximumHeadBytes: Int = 8192) throw
 }
 
 /// A request with `line` as its request line and `fields` as its header lines, and no body.
-private func request(_ line: String = "GET / HTTP/1.1", _ fields: [String] = ["Host: a"]) -> String {
-    ([line] + fields).map { $0 + "\r\n" }.joined() + "\r\n"
+/// A request head; an HTTP/1.1 one gets the `Host` it must have unless `fields` name one.
+private func request(_ line: String = "GET / HTTP/1.1", _ fields: [String] = []) -> String {
+    let needsHost = line.hasSuffix("HTTP/1.1") && !fields.contains { $0.lowercased().hasPrefix("host:") }
+    return ([line] + (needsHost ? ["Host: a"] : []) + fields).map { $0 + "\r\n" }.joined() + "\r\n"
 }
 
 @Suite struct HTTP1RequestParserTests {
@@ -207,9 +209,23 @@ private func request(_ line: String = "GET / HTTP/1.1", _ fields: [String] = ["H
         #expect(throws: HTTP1ParseError.malformed) { try parse(request(line)) }
     }
 
-    @Test(arguments: ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.1"])
+    @Test(arguments: ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1"])
     func unsupportedVersion(_ version: String) {
         #expect(throws: HTTP1ParseError.unsupportedVersion) { try parse(request("GET / \(version)")) }
+    }
+
+    /// A later minor version is served as HTTP/1.1 (RFC 9110 §2.5).
+    @Test func laterMinorVersionIsServedAsHTTP11() throws {
+        let outcome = try parse("GET / HTTP/1.2\r\nHost: a\r\n\r\n")
+        #expect(outcome.requests.first?.version == .http1_1)
+    }
+
+    /// HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
+    @Test func hostIsRequiredOnceInHTTP11() throws {
+        #expect(throws: HTTP1ParseError.malformed) { try parse("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n") }
+        #expect(throws: HTTP1ParseError.malformed) { try parse("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") }
+        #expect(try parse("GET / HTTP/1.0\r\n\r\n").requests.count == 1)
+        #expect(try parse("GET / HTTP/1.1\r\nhOsT: a\r\n\r\n").requests.count == 1)
     }
 
     @Test(arguments: [
@@ -267,7 +283,7 @@ private func request(_ line: String = "GET / HTTP/1.1", _ fields: [String] = ["H
 
     /// Without its blank line, a head is refused once the buffer exceeds the limit plus a partial blank line (3 bytes).
     @Test func incompleteHeadLargerThanLimit() throws {
-        let start = "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 67 - 19)
+        let start = "GET / HTTP/1.0\r\nX: " + String(repeating: "a", count: 67 - 19)
         #expect(start.utf8.count == 67)
         let waiting = try parse(start, maximumHeadBytes: 64)
         #expect(waiting.requests.isEmpty)
@@ -277,14 +293,14 @@ private func request(_ line: String = "GET / HTTP/1.1", _ fields: [String] = ["H
     }
 
     @Test func completeHeadLargerThanLimit() throws {
-        let head = "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 64 - 19)
+        let head = "GET / HTTP/1.0\r\nX: " + String(repeating: "a", count: 64 - 19)
         #expect(try parse(head + "\r\n\r\n", maximumHeadBytes: 64).requests.count == 1)
         #expect(throws: HTTP1ParseError.headTooLarge) { try parse(head + "a\r\n\r\n", maximumHeadBytes: 64) }
     }
 
     /// A head the limit allows when it arrives at once is allowed when it arrives in pieces.
     @Test func headOfExactlyTheLimitArrivingByteByByte() throws {
-        let head = "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 64 - 19)
+        let head = "GET / HTTP/1.0\r\nX: " + String(repeating: "a", count: 64 - 19)
         let outcome = try parseByteByByte(head + "\r\n\r\n", maximumHeadBytes: 64)
         #expect(outcome.requests.first?.headers["X"] == [String(repeating: "a", count: 45)])
     }

@@ -45,28 +45,7 @@ struct HTTPServerTests {
         _ configure: (inout HTTPServer.Configuration) -> Void = { _ in },
         _ body: @Sendable (TestClient) async throws -> Void
     ) async throws {
-        var configuration = HTTPServer.Configuration(host: "127.0.0.1", port: 0, maximumHeaderBytes: 4096, maximumBodyBytes: 1024)
-        configure(&configuration)
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let server = HTTPServer(configuration: configuration, responder: router(), logger: logger) { address in
-            portContinuation.yield(address.port ?? 0)
-            portContinuation.finish()
-        }
-        let group = ServiceGroup(services: [server], logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            let result: Result<Void, any Error>
-            do {
-                result = .success(try await body(TestClient(port: port)))
-            } catch {
-                result = .failure(error)
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            try result.get()
-        }
+        try await Served.run(configure) { try await body($0.client) }
     }
 
     @Test func keepAliveServesSeveralRequestsOnOneConnection() async throws {
