@@ -5,12 +5,12 @@ extension ServerSentEvent {
     /// A stored event as the seed's client expects it: named `connected`, `input-started` or `complete`, with the
     /// JSON data the seed sends (`{}` or `{"name","phone"}`), and its log position as `id:`.
     init(stored: StoredEvent) {
-        let data: JSONValue =
+        let data =
             switch stored.event {
-            case .connected, .inputStarted: .object([:])
-            case .complete(let submission): .object(["name": .string(submission.name), "phone": .string(submission.phone)])
+            case .connected, .inputStarted: "{}"
+            case .complete(let submission): JSONValue.object(["name": .string(submission.name), "phone": .string(submission.phone)]).compactText
             }
-        self.init(event: stored.event.name, id: String(stored.id), data: data.compactText)
+        self.init(event: stored.event.name, id: String(stored.id), data: data)
     }
 
     /// The first message of every stream: `{"type":"session-info","expiryTime","ttlMinutes"}` as an unnamed

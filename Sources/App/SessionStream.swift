@@ -103,7 +103,7 @@ final class SessionStream: EventStreamDelegate {
                 if state.pending.count < bufferLimit { state.pending.append(event) }
                 return false
             }
-            return !send([event], in: &state)
+            return !send(event, in: &state)
         }
         if cut { cutSlowReader() }
     }
@@ -152,9 +152,21 @@ final class SessionStream: EventStreamDelegate {
 
     /// Writes `events` in id order, skipping what the reader has; on a gap, starts a refill from the log and keeps
     /// the rest for after it. False when the reader cannot take more.
+    /// One live event: the common case, written without sorting or lists when it is the next one.
+    private func send(_ event: StoredEvent, in state: inout State) -> Bool {
+        guard event.id == state.lastSent + 1 else { return send([event], in: &state) }
+        guard let output = state.output else { return true }
+        var buffer = ByteBufferAllocator().buffer(capacity: 256)
+        ServerSentEvent(stored: event).write(to: &buffer)
+        state.lastSent = event.id
+        guard output.write(buffer) else { return false }
+        metrics?.delivered(event, live: true)
+        return true
+    }
+
     private func send(_ events: [StoredEvent], in state: inout State) -> Bool {
         guard let output = state.output else { return true }
-        var batch = ByteBuffer()
+        var batch = ByteBufferAllocator().buffer(capacity: 256)
         var sent: [StoredEvent] = []
         for (index, event) in events.sorted(by: { $0.id < $1.id }).enumerated() {
             if event.id <= state.lastSent { continue }

@@ -67,7 +67,7 @@ extension JSONValue {
 
     /// Compact JSON text with sorted keys, `/` unescaped and non-ASCII as UTF-8.
     public var compactText: String {
-        var buffer = ByteBuffer()
+        var buffer = ByteBufferAllocator().buffer(capacity: 128)
         write(to: &buffer)
         return String(buffer: buffer)
     }
@@ -163,7 +163,7 @@ extension Request {
 extension Response {
     /// A JSON response from a ``JSONValue``, written straight into the body.
     public static func json(_ value: JSONValue, status: HTTPResponseStatus = .ok, headers: HTTPHeaders = [:]) -> Response {
-        var body = ByteBuffer()
+        var body = ByteBufferAllocator().buffer(capacity: 256)
         value.write(to: &body)
         return Response(status: status, contentType: "application/json; charset=utf-8", body: body, headers: headers)
     }
