@@ -110,8 +110,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     /// A refusal is due: once it is written the connection closes without discarding what the client still sends,
     /// so that the client reads the refusal instead of a reset (see `closeAfterRefusal`).
     private var refused = false
-    /// Writing a `100 Continue` while parsing waits until the parse is over (a flush can call back into reading).
+    /// Inside `parseReceived`: a response answered on the spot does not parse again (the running parse goes on) and
+    /// leaves its flush to the end of the parse, so the answers to pipelined requests leave in one write.
+    private var isParsing = false
+    /// A flush is due at the end of the parse (flushing inside it can call back into reading).
     private var flushAfterParse = false
+    /// The connection's last bytes are written; it closes once they are out.
+    private var closing = false
 
     // Responding
     /// The request with the responder, or whose response is being written.
@@ -279,11 +284,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     }
 
     private func parseReceived(context: ChannelHandlerContext) {
+        guard !isParsing else { return }
+        isParsing = true
         // Also with no bytes left: the parser may have a request's end to give (its body was in earlier bytes).
         var bytes = received ?? emptyBody
         received = nil
         defer {
-            if !stopParsing, bytes.readableBytes > 0 { received = bytes }
+            isParsing = false
+            if !stopParsing, !closed, bytes.readableBytes > 0 { received = bytes }
             if flushAfterParse {
                 flushAfterParse = false
                 context.flush()
@@ -423,9 +431,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         let logger = logger(for: exchange)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        // On this connection's loop: the task runs where the request was read, and its answer is written from it,
-        // with no promise or wake-up in between (the loop's executor runs the task, so it is on the loop here).
-        Task(executorPreference: taskExecutor) {
+        // Started at once, on this thread (the connection's loop): a responder that does not suspend answers within
+        // this read, with no task queued and no loop turn in between. After a suspension the task resumes on the
+        // loop's executor, so its answer is written from the loop too.
+        Task.immediate(executorPreference: taskExecutor) {
             let response = await responder.respond(to: request, logger: logger)
             if eventLoop.inEventLoop {
                 let (handler, context) = loopBound.value
@@ -560,7 +569,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         // Requests already here are answered before the flush, so pipelined answers leave together.
         if let next = waiting.popFirst() { take(next, context: context) }
         parseReceived(context: context)
-        context.flush()
+        // The next response may have been the last (answered on the spot, it closes the connection).
+        guard !closing else { return }
+        if isParsing { flushAfterParse = true } else { context.flush() }
         if isIdle {
             if draining || server.connections.isDraining {
                 context.close(promise: nil)
@@ -569,7 +580,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
             idleSince = .now()
         }
         answerContinueIfDue(context: context)
-        if flushAfterParse {
+        if flushAfterParse, !isParsing {
             flushAfterParse = false
             context.flush()
         }
@@ -580,6 +591,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     /// Writes the last bytes of the connection and closes it once they are out. Until then it counts as idle, so a
     /// client that never reads them is closed by the idle sweep instead of holding the connection.
     private func closeAfterWriting(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        closing = true
         idleSince = .now()
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
