@@ -124,6 +124,13 @@ struct JSONParser {
             guard let byte = current else { throw Failure() }
             switch byte {
             case UInt8(ascii: "\""):
+                // No escape in the string (nearly all of them): the run is the string, made in one step.
+                if scalars.isEmpty {
+                    let run = UnsafeRawBufferPointer(rebasing: bytes[runStart..<index])
+                    guard let text = String(validating: run, as: UTF8.self) else { throw Failure() }
+                    index += 1
+                    return text
+                }
                 try flushRun(self, to: &scalars)
                 index += 1
                 return String(scalars)

@@ -43,10 +43,16 @@ public struct Request: Sendable {
 
     /// The first value of a query parameter, percent-decoded (`+` as space); nil when absent or not valid UTF-8.
     public func query(_ name: String) -> String? {
-        for pair in queryString.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let key = PercentDecoding.decode(parts[0]), key == name else { continue }
-            return parts.count > 1 ? PercentDecoding.decode(parts[1]) : ""
+        var rest = queryString
+        while !rest.isEmpty {
+            let end = rest.utf8.firstIndex(of: UInt8(ascii: "&")) ?? rest.endIndex
+            let pair = rest[..<end]
+            rest = end == rest.endIndex ? rest[end...] : rest[rest.utf8.index(after: end)...]
+            guard !pair.isEmpty else { continue }
+            let equals = pair.utf8.firstIndex(of: UInt8(ascii: "="))
+            guard PercentDecoding.decode(equals.map { pair[..<$0] } ?? pair) == name else { continue }
+            guard let equals else { return "" }
+            return PercentDecoding.decode(pair[pair.utf8.index(after: equals)...])
         }
         return nil
     }
@@ -116,6 +122,8 @@ public struct Request: Sendable {
 /// application/x-www-form-urlencoded style decoding for query strings.
 enum PercentDecoding {
     static func decode(_ text: Substring) -> String? {
+        // Nothing encoded (IDs, names of parameters): the text as it is.
+        if !text.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(text) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count)
         var iterator = text.utf8.makeIterator()
