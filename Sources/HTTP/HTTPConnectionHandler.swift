@@ -3,13 +3,21 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// What every connection of one server shares.
-struct HTTPServerContext: Sendable {
+/// What every connection of one server shares (a class: each connection keeps a reference, not a copy).
+final class HTTPServerContext: Sendable {
     let configuration: HTTPServer.Configuration
     let responder: any HTTPResponder
     let logger: Logger
     let connections: ConnectionTracker
     let requestCounter: RequestCounter
+
+    init(configuration: HTTPServer.Configuration, responder: any HTTPResponder, logger: Logger, connections: ConnectionTracker, requestCounter: RequestCounter) {
+        self.configuration = configuration
+        self.responder = responder
+        self.logger = logger
+        self.connections = connections
+        self.requestCounter = requestCounter
+    }
 }
 
 /// Numbers requests for log lines.
@@ -42,19 +50,36 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     /// Sent down the pipeline when the server drains: close when idle, now or after the response in flight.
     struct DrainEvent: Sendable {}
 
-    private struct Exchange {
-        var version: HTTPVersion
-        var method: HTTPMethod
+    /// One request and what its response needs. A class: the handler refers to the one being read and the one being
+    /// answered, and an open event stream keeps its own for its log line, so a connection carries references, not
+    /// copies of the request.
+    private final class Exchange {
+        let version: HTTPVersion
+        let method: HTTPMethod
         /// The path only, for the log line (empty without access logs): query strings carry session IDs, which are
         /// capabilities and stay out of logs.
-        var path: String
+        let path: String
         var isKeepAlive: Bool
         /// Nil once a long-lived stream no longer needs it.
         var request: Request?
-        var started: ContinuousClock.Instant
-        var requestID: UInt64
+        let started: ContinuousClock.Instant
+        let requestID: UInt64
         /// `Expect: 100-continue` not answered yet: answered when the request's turn comes.
         var awaitsContinue: Bool
+
+        init(
+            version: HTTPVersion, method: HTTPMethod, path: String, isKeepAlive: Bool, request: Request, started: ContinuousClock.Instant,
+            requestID: UInt64, awaitsContinue: Bool
+        ) {
+            self.version = version
+            self.method = method
+            self.path = path
+            self.isKeepAlive = isKeepAlive
+            self.request = request
+            self.started = started
+            self.requestID = requestID
+            self.awaitsContinue = awaitsContinue
+        }
     }
 
     /// The event stream this connection carries (a class: it is checked on every read, and never copied).
@@ -101,8 +126,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     private var received: ByteBuffer?
     /// The request whose head has arrived and whose body has not ended.
     private var reading: Exchange?
-    /// Complete requests (and refusals) waiting for the response before them.
-    private var waiting = CircularBuffer<Turn>(initialCapacity: 2)
+    /// Complete requests (and refusals) waiting for the response before them: at most a few, and an array allocates
+    /// nothing until the first one (most connections, and every event stream, never have one).
+    private var waiting: [Turn] = []
     /// A `read()` held back while enough is in flight; issued when there is room again.
     private var readHeldBack = false
     /// Nothing more is parsed: the connection ends after the responses already due.
@@ -233,7 +259,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         if let eventStream { log(eventStream.exchange, status: eventStream.status, ended: "client closed") }
         responding = nil
         reading = nil
-        waiting.removeAll()
+        waiting = []
         received = nil
         requestTimer?.cancel()
         requestTimer = nil
@@ -312,7 +338,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
             case .head(let head):
                 headArrived(head, context: context)
             case .body(var chunk):
-                guard var exchange = reading else { continue }
+                guard let exchange = reading else { continue }
                 reading = nil
                 if var request = exchange.request {
                     exchange.request = nil
@@ -370,9 +396,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     /// Sends `100 Continue` to the request being read once nothing is ahead of it, so its body is sent only when it
     /// is wanted.
     private func answerContinueIfDue(context: ChannelHandlerContext) {
-        guard var exchange = reading, exchange.awaitsContinue, responding == nil, waiting.isEmpty else { return }
+        guard let exchange = reading, exchange.awaitsContinue, responding == nil, waiting.isEmpty else { return }
         exchange.awaitsContinue = false
-        reading = exchange
         context.write(wrapOutboundOut(HTTP1ResponseHead.continueHead), promise: nil)
         flushAfterParse = true
     }
@@ -404,7 +429,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         switch turn {
         case .request(let exchange):
             respond(to: exchange, context: context)
-        case .bodyTooLarge(var exchange):
+        case .bodyTooLarge(let exchange):
             // The rest of the body is never read, so the connection cannot be reused.
             exchange.isKeepAlive = false
             responding = exchange
@@ -429,7 +454,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         guard let request = exchange.request else { return }
         let responder = server.responder
         let logger = logger(for: exchange)
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let loopBound = NIOLoopBound((self, context, exchange), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         // Started at once, on this thread (the connection's loop): a responder that does not suspend answers within
         // this read, with no task queued and no loop turn in between. After a suspension the task resumes on the
@@ -437,11 +462,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         Task.immediate(executorPreference: taskExecutor) {
             let response = await responder.respond(to: request, logger: logger)
             if eventLoop.inEventLoop {
-                let (handler, context) = loopBound.value
+                let (handler, context, exchange) = loopBound.value
                 handler.write(response, for: exchange, context: context)
             } else {
                 eventLoop.execute {
-                    let (handler, context) = loopBound.value
+                    let (handler, context, exchange) = loopBound.value
                     handler.write(response, for: exchange, context: context)
                 }
             }
@@ -489,13 +514,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                     return
                 }
                 let writer = ResponseBodyWriter(channel: context.channel, chunked: chunked)
-                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                let loopBound = NIOLoopBound((self, context, exchange), eventLoop: context.eventLoop)
                 let produced = context.eventLoop.makePromise(of: Void.self)
                 Task(executorPreference: taskExecutor) {
                     do { produced.succeed(try await produce(writer)) } catch { produced.fail(error) }
                 }
                 produced.futureResult.whenComplete { result in
-                    let (handler, context) = loopBound.value
+                    let (handler, context, exchange) = loopBound.value
                     guard handler.responding != nil, !handler.closed else { return }
                     if case .failure = result {
                         // Without its last chunk (or with the connection cut), the client sees the body is incomplete.
@@ -518,14 +543,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                     framing: isHead ? .none : chunked ? .chunked : .untilClose)
                 // Not flushed yet: the head leaves with the stream's opening bytes, in one write.
                 context.write(wrapOutboundOut(head), promise: nil)
-                var slim = exchange
-                slim.request = nil
+                exchange.request = nil  // a long-lived stream keeps none of its request
                 responding = nil
-                eventStream = OpenEventStream(exchange: slim, channel: stream, status: response.status, chunked: chunked && !isHead)
+                eventStream = OpenEventStream(exchange: exchange, channel: stream, status: response.status, chunked: chunked && !isHead)
                 stopParsing = true
                 received = nil
                 reading = nil
-                waiting.removeAll()
+                waiting = []
                 sweeper.unregister(self)  // never idle from now on
                 let delegate = attach(stream)
                 context.flush()
@@ -567,7 +591,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         }
         if let last { context.write(wrapOutboundOut(last), promise: nil) }
         // Requests already here are answered before the flush, so pipelined answers leave together.
-        if let next = waiting.popFirst() { take(next, context: context) }
+        if !waiting.isEmpty { take(waiting.removeFirst(), context: context) }
         parseReceived(context: context)
         // The next response may have been the last (answered on the spot, it closes the connection).
         guard !closing else { return }
