@@ -235,6 +235,7 @@ func hold(_ target: RunningTarget, streams: Int, duration: Double, heartbeat: In
     }
     line.addRaw("statuses", statusesJSON(result.statuses))
     emit(line)
+    comparisons.record(.rssPerStream, target: target.kind, value: perStream)
     // nchan's shortfalls are findings, not failures of the bench; Tandem's are.
     guard target.kind.flavor == .tandem else { return }
     if result.openAtEnd < streams { failures.append("hold \(target.kind.rawValue): \(result.openAtEnd) of \(streams) streams open at the end") }
@@ -307,6 +308,7 @@ func fanout(
     line.add("client_cpu_s", outcome.clientCPU)
     line.addRaw("statuses", statusesJSON(r.statuses))
     emit(line)
+    if scenario == "fanout" { comparisons.record(.fanoutP99, target: target.kind, eventsPerStream: eventsPerStream, value: latency.p99) }
     let healthy = r.lost == 0 && r.publishFailed == 0 && Double(r.unsent) <= 0.01 * max(1, Double(r.published)) && latency.p99 <= 10
     if scenario == "fanout", r.lost > 0 || r.publishFailed > 0 || r.misordered > 0 {
         failures.append("fanout \(target.kind.rawValue): lost \(r.lost), failed \(r.publishFailed), misordered \(r.misordered)")
@@ -330,6 +332,7 @@ func knee(_ target: RunningTarget, streams: Int, rates: [Double], duration: Doub
     if let passedAt { line.add("first_failing_rate", passedAt, digits: 0) } else { line.add("first_failing_rate", "none (highest step passed)") }
     line.add("rule", "highest step with p99 <= 10 ms, nothing lost, <= 1% unsent")
     emit(line)
+    comparisons.record(.knee, target: target.kind, eventsPerStream: target.kind.flavor.eventsPerStream(nchanChurn: nchanChurn), value: knee)
 }
 
 // MARK: main
@@ -436,6 +439,7 @@ default:
 }
 
 launcher.stopAll()
+if let ratios = comparisons.line() { emit(ratios) }
 if failures.isEmpty {
     launcher.removeDirectory()
     exit(0)
