@@ -150,8 +150,6 @@ final class SessionStream: EventStreamDelegate {
 
     var isEnded: Bool { state.withLock { $0.ended } }
 
-    /// Writes `events` in id order, skipping what the reader has; on a gap, starts a refill from the log and keeps
-    /// the rest for after it. False when the reader cannot take more.
     /// One live event: the common case, written without sorting or lists when it is the next one.
     private func send(_ event: StoredEvent, in state: inout State) -> Bool {
         guard event.id == state.lastSent + 1 else { return send([event], in: &state) }
@@ -164,6 +162,8 @@ final class SessionStream: EventStreamDelegate {
         return true
     }
 
+    /// Writes `events` in id order, skipping what the reader has; on a gap, starts a refill from the log and keeps
+    /// the rest for after it. False when the reader cannot take more.
     private func send(_ events: [StoredEvent], in state: inout State) -> Bool {
         guard let output = state.output else { return true }
         var batch = ByteBufferAllocator().buffer(capacity: 256)

@@ -564,7 +564,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
             }
         } catch {
             server.logger.error("response not sent: a header cannot be written", metadata: ["header": "\(error.name)"])
-            context.close(promise: nil)
+            // The answers written before this one (pipelined, maybe not flushed yet) still go out; then it closes.
+            stopParsing = true
+            received = nil
+            closeAfterWriting(ByteBuffer(), context: context)
         }
     }
 
@@ -598,7 +601,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         if isParsing { flushAfterParse = true } else { context.flush() }
         if isIdle {
             if draining || server.connections.isDraining {
-                context.close(promise: nil)
+                // Answers of this parse may not be flushed yet: they go out before the close.
+                stopParsing = true
+                closeAfterWriting(ByteBuffer(), context: context)
                 return
             }
             idleSince = .now()

@@ -647,15 +647,19 @@ struct Served: Sendable {
         return router
     }
 
+    /// Runs a server with ``router(probe:)`` (plus `routes`, for a test that needs one of its own) around `body`.
     static func run(
         _ configure: (inout HTTPServer.Configuration) -> Void = { _ in },
+        routes: (inout Router) -> Void = { _ in },
         _ body: @Sendable (Served) async throws -> Void
     ) async throws {
         var configuration = HTTPServer.Configuration(host: "127.0.0.1", port: 0, maximumHeaderBytes: 4096, maximumBodyBytes: 1024)
         configure(&configuration)
         let probe = EventProbe()
+        var router = router(probe: probe)
+        routes(&router)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let server = HTTPServer(configuration: configuration, responder: router(probe: probe), logger: logger) { address in
+        let server = HTTPServer(configuration: configuration, responder: router, logger: logger) { address in
             portContinuation.yield(address.port ?? 0)
             portContinuation.finish()
         }
