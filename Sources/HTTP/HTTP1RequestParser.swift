@@ -174,24 +174,24 @@ struct HTTP1RequestParser {
             let (name, value) = try Self.parseField(line)
             fields.append((name, value))
             switch name.count {
-            case 14 where Self.equalsLowercase(name, "content-length"):
+            case 14 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "content-length".utf8):
                 let length = try Self.contentLength(value)
                 if let earlier = contentLength, earlier != length { throw .malformed }
                 contentLength = length
-            case 17 where Self.equalsLowercase(name, "transfer-encoding"):
+            case 17 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "transfer-encoding".utf8):
                 sawTransferEncoding = true
                 transferEncoding += value.split(separator: ",").map { $0.trimmingSpaces()[...] }
-            case 10 where Self.equalsLowercase(name, "connection"):
+            case 10 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "connection".utf8):
                 for token in value.split(separator: ",") {
                     let token = token.trimmingSpaces()
-                    if Self.equalsLowercase(token, "close") { connectionClose = true }
-                    if Self.equalsLowercase(token, "keep-alive") { connectionKeepAlive = true }
+                    if ASCII.equalsIgnoringCase(token.utf8, lowercase: "close".utf8) { connectionClose = true }
+                    if ASCII.equalsIgnoringCase(token.utf8, lowercase: "keep-alive".utf8) { connectionKeepAlive = true }
                 }
-            case 4 where Self.equalsLowercase(name, "host"):
+            case 4 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "host".utf8):
                 hostCount += 1
-            case 6 where Self.equalsLowercase(name, "expect"):
+            case 6 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "expect".utf8):
                 // Any other expectation is ignored: the request is answered as if none was sent.
-                if Self.equalsLowercase(value, "100-continue") { expectsContinue = true }
+                if ASCII.equalsIgnoringCase(value.utf8, lowercase: "100-continue".utf8) { expectsContinue = true }
             default:
                 break
             }
@@ -201,9 +201,9 @@ struct HTTP1RequestParser {
         if sawTransferEncoding {
             // Both framings at once is how requests are smuggled past a proxy: refused (RFC 9112 §6.3).
             guard contentLength == nil, version.minor == 1 else { throw .malformed }
-            guard let last = transferEncoding.last, Self.equalsLowercase(last, "chunked") else { throw .malformed }
+            guard let last = transferEncoding.last, ASCII.equalsIgnoringCase(last.utf8, lowercase: "chunked".utf8) else { throw .malformed }
             guard transferEncoding.count == 1 else {
-                throw transferEncoding.dropLast().contains { Self.equalsLowercase($0, "chunked") } ? .malformed : .unsupportedTransferCoding
+                throw transferEncoding.dropLast().contains { ASCII.equalsIgnoringCase($0.utf8, lowercase: "chunked".utf8) } ? .malformed : .unsupportedTransferCoding
             }
         }
         return HTTP1RequestHead(
@@ -315,13 +315,6 @@ struct HTTP1RequestParser {
         default:
             false
         }
-    }
-
-    /// Whether `text` is `lowercase` (given in lowercase), ignoring ASCII case.
-    private static func equalsLowercase<S: StringProtocol>(_ text: S, _ lowercase: StaticString) -> Bool {
-        let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        guard text.utf8.count == expected.count else { return false }
-        return zip(text.utf8, expected).allSatisfy { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }
     }
 }
 

@@ -30,9 +30,9 @@ enum HTTP1ResponseHead {
         buffer.writeStaticString("\r\n")
         for (name, value) in headers {
             switch name.utf8.count {
-            case 10 where name.lowercased() == "connection": continue
-            case 14 where name.lowercased() == "content-length": continue
-            case 17 where name.lowercased() == "transfer-encoding": continue
+            case 10 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "connection".utf8): continue
+            case 14 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "content-length".utf8): continue
+            case 17 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "transfer-encoding".utf8): continue
             default: break
             }
             guard isValid(name: name, value: value) else { throw InvalidHeader(name: name) }

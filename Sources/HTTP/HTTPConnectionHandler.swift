@@ -186,15 +186,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         remoteAddress = context.channel.remoteAddress
-        emptyBody = context.channel.allocator.buffer(capacity: 0)
         idleSince = .now()
         sweeper.register(self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         sweeper.unregister(self)
-        requestTimer?.cancel()
-        requestTimer = nil
+        cancelRequestTimer()
         self.context = nil
     }
 
@@ -249,10 +247,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         context.read()
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        context.write(data, promise: promise)
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
         if let responding { log(responding, status: nil, ended: "client closed") }
@@ -261,8 +255,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         reading = nil
         waiting = []
         received = nil
-        requestTimer?.cancel()
-        requestTimer = nil
+        cancelRequestTimer()
         if let delegate = eventStreamDelegate {
             eventStreamDelegate = nil
             // Later on the loop, not now: the close may come from inside a write the delegate is making (a peer that
@@ -384,8 +377,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     private func requestEnded(context: ChannelHandlerContext) {
         guard let exchange = reading else { return }
         reading = nil
-        requestTimer?.cancel()
-        requestTimer = nil
+        cancelRequestTimer()
         if responding == nil, waiting.isEmpty {
             respond(to: exchange, context: context)
         } else {
@@ -408,13 +400,17 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         refused = true
         received = nil
         reading = nil
-        requestTimer?.cancel()
-        requestTimer = nil
+        cancelRequestTimer()
         if responding == nil, waiting.isEmpty {
             take(turn, context: context)
         } else {
             waiting.append(turn)
         }
+    }
+
+    private func cancelRequestTimer() {
+        requestTimer?.cancel()
+        requestTimer = nil
     }
 
     private func requestTimedOut(context: ChannelHandlerContext) {
@@ -565,8 +561,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         } catch {
             server.logger.error("response not sent: a header cannot be written", metadata: ["header": "\(error.name)"])
             // The answers written before this one (pipelined, maybe not flushed yet) still go out; then it closes.
-            stopParsing = true
-            received = nil
             closeAfterWriting(ByteBuffer(), context: context)
         }
     }
@@ -587,8 +581,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         responding = nil
         log(exchange, status: status, ended: nil)
         guard keepAlive else {
-            stopParsing = true
-            received = nil
             closeAfterWriting(last ?? ByteBuffer(), context: context)
             return
         }
@@ -602,7 +594,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         if isIdle {
             if draining || server.connections.isDraining {
                 // Answers of this parse may not be flushed yet: they go out before the close.
-                stopParsing = true
                 closeAfterWriting(ByteBuffer(), context: context)
                 return
             }
@@ -620,6 +611,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     /// Writes the last bytes of the connection and closes it once they are out. Until then it counts as idle, so a
     /// client that never reads them is closed by the idle sweep instead of holding the connection.
     private func closeAfterWriting(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        stopParsing = true
+        received = nil
         closing = true
         idleSince = .now()
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)

@@ -41,7 +41,7 @@ final class IdleConnectionSweeper: @unchecked Sendable {
     }
 
     static func timeAmount(_ duration: Duration) -> TimeAmount {
-        .nanoseconds(max(1, duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000))
+        .nanoseconds(max(1, duration.nanoseconds))
     }
 
     /// Ends the sweep (the server has stopped).

@@ -113,27 +113,31 @@ struct JSONParser {
         index += 1  // the opening quote
         var scalars = String.UnicodeScalarView()
         var runStart = index
+        /// The bytes since the last escape, as text; invalid UTF-8 is refused, not repaired.
+        func run(_ parser: JSONParser) throws(Failure) -> String {
+            guard let text = String(validating: UnsafeRawBufferPointer(rebasing: parser.bytes[runStart..<parser.index]), as: UTF8.self) else {
+                throw Failure()
+            }
+            return text
+        }
         func flushRun(_ parser: JSONParser, to scalars: inout String.UnicodeScalarView) throws(Failure) {
             guard runStart < parser.index else { return }
-            let run = UnsafeRawBufferPointer(rebasing: parser.bytes[runStart..<parser.index])
-            // Invalid UTF-8 is refused, not repaired.
-            guard let text = String(validating: run, as: UTF8.self) else { throw Failure() }
-            scalars.append(contentsOf: text.unicodeScalars)
+            scalars.append(contentsOf: try run(parser).unicodeScalars)
         }
         while true {
             guard let byte = current else { throw Failure() }
             switch byte {
             case UInt8(ascii: "\""):
                 // No escape in the string (nearly all of them): the run is the string, made in one step.
+                let text: String
                 if scalars.isEmpty {
-                    let run = UnsafeRawBufferPointer(rebasing: bytes[runStart..<index])
-                    guard let text = String(validating: run, as: UTF8.self) else { throw Failure() }
-                    index += 1
-                    return text
+                    text = try run(self)
+                } else {
+                    try flushRun(self, to: &scalars)
+                    text = String(scalars)
                 }
-                try flushRun(self, to: &scalars)
                 index += 1
-                return String(scalars)
+                return text
             case UInt8(ascii: "\\"):
                 try flushRun(self, to: &scalars)
                 index += 1

@@ -87,7 +87,7 @@ public struct Request: Sendable {
     public var mediaType: String? {
         guard let value = headers.first(name: "content-type") else { return nil }
         let type = Self.mediaType(in: value)
-        return type.isEmpty ? nil : String(decoding: type.map(Self.asciiLowercased), as: UTF8.self)
+        return type.isEmpty ? nil : String(decoding: type.map(ASCII.lowercased), as: UTF8.self)
     }
 
     /// Whether the body's media type, without parameters and ignoring ASCII case, is `type` (given in lowercase) or
@@ -95,14 +95,9 @@ public struct Request: Sendable {
     public func hasMediaType(_ type: String, orSuffix suffix: String? = nil) -> Bool {
         guard let value = headers.first(name: "content-type") else { return false }
         let found = Self.mediaType(in: value)
-        if Self.equalsIgnoringASCIICase(found, type) { return true }
+        if ASCII.equalsIgnoringCase(found, lowercase: type.utf8) { return true }
         guard let suffix, found.count >= suffix.utf8.count else { return false }
-        return Self.equalsIgnoringASCIICase(found.suffix(suffix.utf8.count), suffix)
-    }
-
-    /// Whether `bytes` spell `lowercase` (given in lowercase), ignoring ASCII case.
-    private static func equalsIgnoringASCIICase(_ bytes: Substring.UTF8View, _ lowercase: String) -> Bool {
-        bytes.count == lowercase.utf8.count && zip(bytes, lowercase.utf8).allSatisfy { asciiLowercased($0) == $1 }
+        return ASCII.equalsIgnoringCase(found.suffix(suffix.utf8.count), lowercase: suffix.utf8)
     }
 
     /// The bytes of a Content-Type value before any `;`, without surrounding spaces and tabs.
@@ -112,10 +107,6 @@ public struct Request: Sendable {
         while let first = type.first, first == 0x20 || first == 0x09 { type = type.dropFirst() }
         while let last = type.last, last == 0x20 || last == 0x09 { type = type.dropLast() }
         return type
-    }
-
-    private static func asciiLowercased(_ byte: UInt8) -> UInt8 {
-        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte + 32 : byte
     }
 }
 
