@@ -110,15 +110,17 @@ async function startSession() {
   phoneUrl.textContent = String(created.phoneUrl ?? '');
   setStatus('waiting', current);
   linkLost.hidden = true;
-  follow(current, String(created.readerKey));
+  follow(current);
   showTimeLeft();
   ticker = setInterval(showTimeLeft, 250);
 }
 
-/** Listens to the session's stream. */
-function follow(current, readerKey) {
-  const query = `session=${encodeURIComponent(current.id)}&key=${encodeURIComponent(readerKey)}`;
-  const source = new EventSource(`/api/events?${query}`);
+/**
+ * Listens to the session's stream. The reader key came with the session as an HttpOnly cookie scoped to
+ * /api/events, which EventSource sends by itself: the key never appears in a URL (or in a proxy's access log).
+ */
+function follow(current) {
+  const source = new EventSource(`/api/events?session=${encodeURIComponent(current.id)}`);
   current.source = source;
 
   source.addEventListener('message', (event) => {

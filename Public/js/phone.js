@@ -146,6 +146,11 @@ function setSubmitting(on) {
   submitButton.textContent = t(on ? 'submitting' : 'submit');
 }
 
+/** Waits before each try of a submission: the first at once, then backing off (about 15 s in all). */
+const SUBMIT_RETRY_DELAYS_MS = [0, 500, 1000, 2000, 4000, 8000];
+/** Answers that mean "not now" rather than "no": the submission is sent again. */
+const RETRIED_STATUSES = new Set([502, 503, 504]);
+
 async function submit(event) {
   event.preventDefault();
   if (submitting || expired || finished) return;
@@ -155,17 +160,25 @@ async function submit(event) {
     return;
   }
   setSubmitting(true);
-  let response;
+  // The same body on every try: the server answers 200 to a repeat of the submission it already stored, so a
+  // retry after an answer that was lost (or a 503 while the store stalled) ends in success, never in a false error.
+  const body = { sessionId, name: fields.name.input.value, phone: fields.phone.input.value };
+  let response = null;
   let result = null;
-  try {
-    response = await post('/api/submit', {
-      sessionId,
-      name: fields.name.input.value,
-      phone: fields.phone.input.value,
-    });
-    result = await response.json().catch(() => null);
-  } catch {
-    // Error case 4: the request never got an answer.
+  for (const delay of SUBMIT_RETRY_DELAYS_MS) {
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    if (expired) break;
+    try {
+      response = await post('/api/submit', body);
+      result = await response.json().catch(() => null);
+    } catch {
+      response = null; // no answer: try again
+      continue;
+    }
+    if (!RETRIED_STATUSES.has(response.status)) break;
+  }
+  if (response === null) {
+    // Error case 4: the request never got an answer, even after retrying.
     setSubmitting(false);
     if (!expired) showDialog({ kind: 'error', content: t('networkError') });
     return;

@@ -66,7 +66,8 @@ struct SecureResponder: HTTPResponder {
     private func limiter(for request: Request) -> RateLimiter? {
         switch (request.method, request.path) {
         case (.POST, "/api/sessions"), (.GET, "/api/events"): sessionLimiter
-        case (.POST, "/api/input-started"), (.POST, "/api/submit"), (.GET, "/api/validate-session"): requestLimiter
+        // The QR code answers whether a session exists, so it is limited like the other lookups.
+        case (.POST, "/api/input-started"), (.POST, "/api/submit"), (.GET, "/api/validate-session"), (.GET, "/api/qr"): requestLimiter
         default: nil
         }
     }

@@ -150,9 +150,15 @@ final class SessionStream: EventStreamDelegate {
 
     var isEnded: Bool { state.withLock { $0.ended } }
 
+    /// Whether `id` directly follows `last`. Written without `last + 1`: ids come from outside (a resume point is
+    /// clamped, but a log entry comes from Redis), and no value from outside may make arithmetic trap.
+    static func isNext(_ id: EventID, after last: EventID) -> Bool {
+        id > last && id - last == 1
+    }
+
     /// One live event: the common case, written without sorting or lists when it is the next one.
     private func send(_ event: StoredEvent, in state: inout State) -> Bool {
-        guard event.id == state.lastSent + 1 else { return send([event], in: &state) }
+        guard Self.isNext(event.id, after: state.lastSent) else { return send([event], in: &state) }
         guard let output = state.output else { return true }
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
         ServerSentEvent(stored: event).write(to: &buffer)
@@ -170,7 +176,7 @@ final class SessionStream: EventStreamDelegate {
         var sent: [StoredEvent] = []
         for (index, event) in events.sorted(by: { $0.id < $1.id }).enumerated() {
             if event.id <= state.lastSent { continue }
-            if event.id != state.lastSent + 1 {
+            if !Self.isNext(event.id, after: state.lastSent) {
                 state.refilling = true
                 state.pending = Array(events.sorted(by: { $0.id < $1.id })[index...])
                 startRefill(after: state.lastSent, on: output.preferredExecutor)
@@ -197,7 +203,7 @@ final class SessionStream: EventStreamDelegate {
                 state.refilling = false
                 // No log, or a log that does not reach past the gap (the session expired): rather than wait or loop,
                 // the stream ends, and the browser resumes from its Last-Event-ID wherever the log still is.
-                guard let missing, let first = missing.first, first.id == state.lastSent + 1 else { return true }
+                guard let missing, let first = missing.first, Self.isNext(first.id, after: state.lastSent) else { return true }
                 // Everything kept meanwhile goes too, the events stored after the log was read included; if a gap
                 // remains among them, `send` starts another refill, which has made progress by now.
                 let events = missing + state.pending

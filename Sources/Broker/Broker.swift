@@ -20,7 +20,11 @@ public protocol SessionEventSink: Sendable {
 public protocol Broker: Service {
     /// Returns the session, creating it (status `waiting`, expiring after `ttl`, guarded by `readerKey`) when it
     /// does not exist. An existing session is returned as it is: opening it again does not reset it or its key.
-    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord
+    ///
+    /// Nil when the ID's session has ended (expired) less than its own TTL ago: an ended session leaves a tombstone
+    /// for at least its TTL, so a stranger who names an old ID (an old QR code) cannot open it again and receive what
+    /// a phone that still has the old page sends.
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord?
 
     /// The session, or nil when it does not exist or has expired.
     func session(_ id: SessionID) async throws -> SessionRecord?
@@ -48,7 +52,7 @@ public protocol Broker: Service {
 
 extension Broker {
     /// Opens a session without a reader key (the seed's way: the PC's stream opens it).
-    public func openSession(_ id: SessionID, ttl: Duration) async throws -> SessionRecord {
+    public func openSession(_ id: SessionID, ttl: Duration) async throws -> SessionRecord? {
         try await openSession(id, ttl: ttl, readerKey: nil)
     }
 }

@@ -26,6 +26,10 @@ public struct SessionID: Hashable, Sendable, CustomStringConvertible {
         return Self.hex(generator.next() as UInt64) + Self.hex(generator.next() as UInt64)
     }
 
+    /// Whether the ID has the server's reserved shape (`s_…`, made by ``random()``). Such an ID is only ever
+    /// created by the server, never opened by whoever names it; the seed's pages make `sess_…` IDs, which are not.
+    public var isServerMade: Bool { rawValue.utf8.starts(with: "s_".utf8) }
+
     /// A prefix that is safe to log: enough to tell sessions apart in a log, too short to use.
     public var redacted: String { String(rawValue.prefix(6)) + "…" }
 

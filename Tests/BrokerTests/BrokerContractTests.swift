@@ -111,12 +111,12 @@ struct BrokerContractTests {
             let broker = fixture.broker
             let id = Self.newID()
             #expect(try await broker.session(id) == nil)
-            let created = try await broker.openSession(id, ttl: .seconds(600))
+            let created = try #require(try await broker.openSession(id, ttl: .seconds(600)))
             #expect(created.status == .waiting)
             #expect(created.expiresAt - created.createdAt == 600_000)
             _ = try await broker.publish(.connected, to: id)
             try await fixture.pass(.milliseconds(20))
-            let reopened = try await broker.openSession(id, ttl: .seconds(600))
+            let reopened = try #require(try await broker.openSession(id, ttl: .seconds(600)))
             #expect(reopened.createdAt == created.createdAt)
             #expect(reopened.expiresAt == created.expiresAt)
             #expect(reopened.status == .connected)
@@ -201,10 +201,29 @@ struct BrokerContractTests {
             #expect(try await broker.publish(.inputStarted, to: id) == .sessionNotFound)
             await fixture.sweep()
             #expect(await fixture.storedSessions() == 0)
-            // Opening the ID again makes a new, empty session.
-            let fresh = try await broker.openSession(id, ttl: .seconds(10))
+        }
+    }
+
+    /// An ended session leaves a tombstone for one more TTL: its ID cannot be opened again (by a stranger holding an
+    /// old QR code), before or after the sweep. Past the tombstone the ID makes a new, empty session.
+    @Test(arguments: BrokerUnderTest.available)
+    func anEndedSessionsIDIsNotReopenedForAnotherTTL(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = Self.newID()
+            _ = try await broker.openSession(id, ttl: .milliseconds(500), readerKey: "first")
+            _ = try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: id)
+            try await fixture.pass(.milliseconds(600))
+            #expect(try await broker.openSession(id, ttl: .milliseconds(500), readerKey: "stranger") == nil)
+            await fixture.sweep()
+            #expect(try await broker.openSession(id, ttl: .milliseconds(500), readerKey: "stranger") == nil)
+            #expect(try await broker.session(id) == nil)
+            #expect(try await broker.publish(.connected, to: id) == .sessionNotFound)
+            try await fixture.pass(.milliseconds(500))
+            await fixture.sweep()
+            let fresh = try #require(try await broker.openSession(id, ttl: .seconds(10), readerKey: "later"))
             #expect(try await broker.events(of: id, after: 0) == [])
-            #expect(fresh.status == .waiting && fresh.submission == nil && fresh.lastEventID == 0)
+            #expect(fresh.status == .waiting && fresh.submission == nil && fresh.lastEventID == 0 && fresh.readerKey == "later")
         }
     }
 
@@ -237,5 +256,25 @@ func waitUntil(timeout: Duration = .seconds(3), _ condition: @Sendable () async 
     while ContinuousClock.now < deadline {
         if await condition() { return }
         try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+@Suite struct InMemoryTombstoneTests {
+    /// A tombstone is a map entry like any other: it goes by the sweep once its TTL has passed, so nothing about a
+    /// session outlives twice its TTL.
+    @Test func tombstonesAreSweptAfterTheirTTL() async throws {
+        let clock = ManualClock()
+        let broker = InMemoryBroker(sink: RecordingSink(), time: clock.source, logger: quietLogger)
+        for _ in 0..<100 { _ = try await broker.openSession(SessionID.random(), ttl: .seconds(10)) }
+        clock.advance(milliseconds: 10_000)
+        broker.removeExpiredSessions()
+        #expect(broker.storedSessionCount == 0)
+        #expect(broker.tombstoneCount == 100)
+        clock.advance(milliseconds: 9_999)
+        broker.removeExpiredSessions()
+        #expect(broker.tombstoneCount == 100)
+        clock.advance(milliseconds: 1)
+        broker.removeExpiredSessions()
+        #expect(broker.tombstoneCount == 0)
     }
 }

@@ -5,16 +5,21 @@ import NIOHTTP1
 
 extension API {
     /// `POST /api/sessions`: a new session made by the server, for the shipped PC page. Its ID (128 bits) is what
-    /// the QR code carries; its `readerKey` (another 128 bits) stays on the PC and is required to read the stream
-    /// (`/api/events?session=ID&key=KEY`), so whoever sees the QR code can write to the session but never read it.
+    /// the QR code carries; its reader key (another 128 bits) stays on the PC and is required to read the stream, so
+    /// whoever sees the QR code can write to the session but never read it.
+    ///
+    /// The key comes back as an HttpOnly cookie scoped to `/api/events` (what browsers use: it never appears in a
+    /// URL, a log line or a script) and as `readerKey` in the body, for clients without cookies, which send it as
+    /// the `tandem_reader_<ID>` cookie.
     @Sendable func createSession(_ request: Request, logger: Logger) async throws -> Response {
         let key = SessionID.randomHex128()
-        var record: SessionRecord
+        var record: SessionRecord?
         repeat {
             record = try await broker.openSession(SessionID.random(), ttl: configuration.sessionTTL, readerKey: key)
-        } while record.readerKey != key  // an ID collision (2^-128): draw again
+        } while record?.readerKey != key  // an ID collision or tombstone (2^-128): draw again
+        guard let record else { throw APIError.serverError }
         metrics.sessionOpened()
-        return .json(
+        var response = Response.json(
             JSONValue.object([
                 "sessionId": .string(record.id.rawValue),
                 "readerKey": .string(key),
@@ -23,6 +28,9 @@ extension API {
                 "phoneUrl": .string(phoneURL(for: record.id)),
             ]),
             status: .created)
+        response.headers.add(name: "Set-Cookie", value: readerCookie(of: record, key: key, request: request))
+        response.headers.add(name: "Cache-Control", value: "no-store")
+        return response
     }
 }
 

@@ -38,30 +38,67 @@ extension API {
     }
 
     /// Opens or finds the session, checks the reader's key, and opens its stream.
+    ///
+    /// A GET opens a session only the seed's way: an ID the page made, never seen before. A server-made ID
+    /// (``SessionID/isServerMade``) is only ever found, never opened, and an ID whose session ended less than a TTL
+    /// ago is refused (the broker keeps a tombstone), so a stranger cannot take over an expired QR code.
     private func authorizedStream(_ id: SessionID, request: Request, logger: Logger) async throws -> Response {
-        let resumeAfter = request.headers.first(name: "last-event-id").flatMap { EventID($0.trimmingSpaces()) }
-        let cookieName = "tandem_reader_" + id.rawValue
+        let cookieName = Self.readerCookieName(of: id)
         let offeredKey = SessionID.randomHex128()
         let record: SessionRecord
-        if request.headers.contains(name: "last-event-id") {
+        if request.headers.contains(name: "last-event-id") || id.isServerMade {
             guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
             record = existing
         } else {
-            record = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey)
+            guard let opened = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey) else {
+                throw APIError.sessionNotFound(.action)
+            }
+            record = opened
         }
         var headers = EventStreamWriter.headers
         if let readerKey = record.readerKey {
             if readerKey == offeredKey {
                 // This request opened the session: its browser gets the key for its reconnects.
                 metrics.sessionOpened()
-                let maxAge = max(1, (record.expiresAt - record.createdAt) / 1000)
-                headers.add(name: "Set-Cookie", value: "\(cookieName)=\(readerKey); Path=/api/events; Max-Age=\(maxAge); HttpOnly; SameSite=Strict")
+                headers.add(name: "Set-Cookie", value: readerCookie(of: record, key: readerKey, request: request))
             } else {
-                let presented = request.query("key") ?? request.cookie(cookieName) ?? ""
+                let presented = request.cookie(cookieName) ?? request.query("key") ?? ""
                 guard constantTimeEquals(presented, readerKey) else { throw APIError.readerKeyRequired }
             }
         }
-        return try await openStream(record, after: resumeAfter ?? 0, headers: headers, logger: logger)
+        return try await openStream(record, after: Self.resumePoint(of: request, in: record), headers: headers, logger: logger)
+    }
+
+    /// Where a reader resumes: its `Last-Event-ID`, clamped to the session's log. The header is the client's word:
+    /// a number past the log (or past 2^64) is not believed, so nothing computed from it can overflow; anything
+    /// that is not a number resumes from the start.
+    static func resumePoint(of request: Request, in record: SessionRecord) -> EventID {
+        guard let header = request.headers.first(name: "last-event-id"), let claimed = EventID(header.trimmingSpaces()) else { return 0 }
+        return min(claimed, record.lastEventID)
+    }
+
+    /// The cookie that carries a session's reader key: HttpOnly (no script reads it), sent only to the stream's path,
+    /// never cross-site, and `Secure` whenever the page is served over HTTPS (so it never travels in clear).
+    func readerCookie(of record: SessionRecord, key: String, request: Request) -> String {
+        let (lifetime, overflow) = record.expiresAt.subtractingReportingOverflow(record.createdAt)
+        let maxAge = overflow ? 1 : max(1, lifetime / 1000)
+        var cookie = "\(Self.readerCookieName(of: record.id))=\(key); Path=/api/events; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+        if isSecure(request) { cookie += "; Secure" }
+        return cookie
+    }
+
+    /// The reader cookie's name: one per session, so a PC page that starts a new session keeps no stale key.
+    static func readerCookieName(of id: SessionID) -> String { "tandem_reader_" + id.rawValue }
+
+    /// Whether the browser reached Tandem over HTTPS: the configured public URL is https, or a trusted proxy says so
+    /// (`X-Forwarded-Proto`; from anyone else the header is ignored).
+    func isSecure(_ request: Request) -> Bool {
+        if configuration.publicBaseURL.lowercased().hasPrefix("https://") { return true }
+        guard let peer = request.remoteAddress?.ipAddress, configuration.trustedProxyList.contains(peer),
+            let proto = request.headers.first(name: "x-forwarded-proto")
+        else { return false }
+        // A chain of proxies appends; the nearest (last) hop is the one that terminated the browser's connection.
+        return proto.split(separator: ",").last?.trimmingSpaces().lowercased() == "https"
     }
 
     /// Registers the stream and subscribes the session before answering, so nothing published from now on can be

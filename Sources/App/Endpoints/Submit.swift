@@ -5,19 +5,22 @@ import NIOHTTP1
 
 extension API {
     /// `POST /api/submit` `{"sessionId","name","phone"}`: stores the form and tells the main device (`complete`).
-    /// A session takes one submission; a second gets 409 and changes nothing.
+    /// A session takes one submission; a different second one gets 409 and changes nothing. The same submission again
+    /// gets 200: it is the phone retrying after an answer it never saw (a dropped connection, a 503 while Redis
+    /// stalled but still stored it), and the PC has it.
     @Sendable func submit(_ request: Request, logger: Logger) async throws -> Response {
         let body = try jsonObject(of: request)
         let (sessionID, submission) = try SubmissionRules.submission(from: body).get()
         guard let id = sessionID else { throw APIError.missingSessionID(.action) }
         switch try await broker.publish(.complete(submission), to: id) {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
+        case .alreadyCompleted(let record) where record.submission == submission: break
         case .alreadyCompleted, .unchanged: throw APIError.alreadySubmitted
-        case .published:
-            switch request.language(default: configuration.defaultLanguage) {
-            case .japanese: return Self.submittedInJapanese
-            case .english: return Self.submittedInEnglish
-            }
+        case .published: break
+        }
+        switch request.language(default: configuration.defaultLanguage) {
+        case .japanese: return Self.submittedInJapanese
+        case .english: return Self.submittedInEnglish
         }
     }
 

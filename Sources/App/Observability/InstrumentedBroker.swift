@@ -24,7 +24,7 @@ struct InstrumentedBroker: Broker {
         }
     }
 
-    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord {
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
         try await measure("open_session") { try await base.openSession(id, ttl: ttl, readerKey: readerKey) }
     }
 

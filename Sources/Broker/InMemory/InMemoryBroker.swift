@@ -19,6 +19,10 @@ public final class InMemoryBroker: Broker {
         var sessions: [SessionID: Entry] = [:]
         var subscriptions: [SessionID: Int] = [:]
         var expiries = ExpiryQueue()
+        /// IDs of ended sessions, with the time until which they may not be opened again (see
+        /// ``Broker/openSession(_:ttl:readerKey:)``). Only the ID is kept: the session's data is gone.
+        var tombstones: [SessionID: Int64] = [:]
+        var tombstoneExpiries = ExpiryQueue()
     }
 
     /// The sessions split by id over independent tables, each with its own lock: a table that grows rehashes only
@@ -62,17 +66,29 @@ public final class InMemoryBroker: Broker {
         }
     }
 
-    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord {
+    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
         let now = time.now()
         return shard(id).state.withLock { state in
-            if let entry = state.sessions[id], entry.record.expiresAt > now {
-                return entry.record
+            if let entry = state.sessions[id] {
+                // Ended but not yet swept: its tombstone starts at its expiry.
+                if entry.record.expiresAt > now { return entry.record }
+                if now < Self.tombstoneEnd(of: entry.record) { return nil }
+            }
+            if let until = state.tombstones[id] {
+                if now < until { return nil }
+                state.tombstones[id] = nil
             }
             let record = SessionRecord(id: id, createdAt: now, expiresAt: now + ttl.milliseconds, readerKey: readerKey)
             state.sessions[id] = Entry(record: record)
             state.expiries.insert(id, expiresAt: record.expiresAt)
             return record
         }
+    }
+
+    /// Until when an ended session's ID may not be opened again: its expiry plus its own TTL.
+    private static func tombstoneEnd(of record: SessionRecord) -> Int64 {
+        let ttl = max(0, record.expiresAt - record.createdAt)
+        return record.expiresAt + ttl
     }
 
     public func session(_ id: SessionID) async throws -> SessionRecord? {
@@ -127,6 +143,9 @@ public final class InMemoryBroker: Broker {
     /// Sessions held in memory, expired or not (for tests that prove nothing is left behind).
     public var storedSessionCount: Int { shards.reduce(0) { $0 + $1.state.withLock { $0.sessions.count } } }
 
+    /// IDs of ended sessions still refused to `openSession`.
+    public var tombstoneCount: Int { shards.reduce(0) { $0 + $1.state.withLock { $0.tombstones.count } } }
+
     /// Sessions with at least one subscription.
     public var subscribedSessionCount: Int { shards.reduce(0) { $0 + $1.state.withLock { $0.subscriptions.count } } }
 
@@ -139,15 +158,25 @@ public final class InMemoryBroker: Broker {
             while true {
                 let (batchRemoved, more) = shard.state.withLock { state -> (Int, Bool) in
                     var removed = 0
-                    for _ in 0..<4096 {
-                        guard let id = state.expiries.popExpired(now: now) else { return (removed, false) }
+                    var budget = 4096
+                    while budget > 0, let id = state.expiries.popExpired(now: now) {
+                        budget -= 1
                         // A session reopened after it expired has a newer entry (and its own place in the queue).
-                        if let entry = state.sessions[id], entry.record.expiresAt <= now {
-                            state.sessions[id] = nil
-                            removed += 1
+                        guard let entry = state.sessions[id], entry.record.expiresAt <= now else { continue }
+                        state.sessions[id] = nil
+                        removed += 1
+                        // The data goes now; the ID stays refused for one more TTL.
+                        let until = Self.tombstoneEnd(of: entry.record)
+                        if until > now {
+                            state.tombstones[id] = until
+                            state.tombstoneExpiries.insert(id, expiresAt: until)
                         }
                     }
-                    return (removed, true)
+                    while budget > 0, let id = state.tombstoneExpiries.popExpired(now: now) {
+                        budget -= 1
+                        if let until = state.tombstones[id], until <= now { state.tombstones[id] = nil }
+                    }
+                    return (removed, budget == 0)
                 }
                 removed += batchRemoved
                 if !more { break }

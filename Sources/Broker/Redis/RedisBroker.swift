@@ -252,11 +252,12 @@ public final class RedisBroker: Broker {
 
     // MARK: Broker
 
-    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord {
+    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
         let now = time.now()
-        let reply = try await runScript(\.openScript, RedisScripts.openSession, keys: [RedisKeys.session(id)], arguments: [
-            String(now), String(now + ttl.milliseconds), String(ttl.milliseconds), readerKey ?? "",
+        let reply = try await runScript(\.openScript, RedisScripts.openSession, keys: [RedisKeys.session(id), RedisKeys.tombstone(id)], arguments: [
+            String(now), String(now + ttl.milliseconds), String(ttl.milliseconds), readerKey ?? "", String(2 * ttl.milliseconds),
         ])
+        if let parts = reply.array, parts.count == 1, parts[0].string == "ended" { return nil }
         guard let record = SessionRecord(id: id, fields: reply) else {
             throw BrokerError(.protocolViolation, "unexpected reply to open: \(reply)")
         }

@@ -1,13 +1,17 @@
 /// The Lua scripts that make each broker operation one atomic step in Redis, so that every node sees the same
 /// session state and no event is published that is not also in the log.
 enum RedisScripts {
-    /// KEYS[1] session hash. ARGV: createdAt, expiresAt, ttl (ms), reader key or "".
-    /// Creates the session unless it exists; returns its fields (HGETALL).
+    /// KEYS[1] session hash, KEYS[2] the ID's tombstone. ARGV: createdAt, expiresAt, ttl (ms), reader key or "",
+    /// tombstone lifetime (ms). Creates the session unless it exists, and returns its fields (HGETALL); returns
+    /// {'ended'} when the ID's session has ended and its tombstone is still there. The tombstone is written with
+    /// the session and outlives it (by one more TTL): Redis has no hook at expiry to write it then.
     static let openSession = """
         if redis.call('EXISTS', KEYS[1]) == 0 then
+          if redis.call('EXISTS', KEYS[2]) == 1 then return {'ended'} end
           redis.call('HSET', KEYS[1], 'createdAt', ARGV[1], 'expiresAt', ARGV[2], 'status', 'waiting', 'lastEventID', 0)
           if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'readerKey', ARGV[4]) end
           redis.call('PEXPIRE', KEYS[1], ARGV[3])
+          redis.call('SET', KEYS[2], '1', 'PX', ARGV[5])
         end
         return redis.call('HGETALL', KEYS[1])
         """
@@ -37,6 +41,8 @@ enum RedisScripts {
 enum RedisKeys {
     static func session(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:session" }
     static func log(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:log" }
+    /// Set when a session is created, living one TTL past the session: while it exists the ID is not opened again.
+    static func tombstone(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:opened" }
     static func channel(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:events" }
 
     /// The session of a channel name, or nil for a name that is not one of ours.
