@@ -1,0 +1,155 @@
+"""Issue 14 end to end, two nodes sharing one Redis: a resume header or a Redis log entry at the top of 2^64 does not
+crash any node; an expired server-made session cannot be claimed by a stranger on any node; a submission stored while
+Redis stalled is a success when the phone sends it again, and the PC gets it once.
+
+Needs what test_multinode.py needs. Every process is stopped by its PID when the test ends.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tandem_e2e import (
+    HEARTBEAT_SECONDS,
+    NAME,
+    PHONE,
+    Cluster,
+    Node,
+    RedisServer,
+    Stream,
+    flow_events,
+    new_session_id,
+    poll,
+    submit,
+    validate,
+)
+
+TOP = "18446744073709551615"
+
+
+class RedisNodes(Cluster):
+    def node(self, name: str, redis: RedisServer, ttl_seconds: int = 60) -> Node:
+        return self.tandem(name, {
+            "BROKER": "redis",
+            "REDIS_URL": redis.url,
+            "SESSION_TTL_SECONDS": str(ttl_seconds),
+            "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+        })
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[RedisNodes]:
+    with RedisNodes(tmp_path) as running:
+        yield running
+
+
+def alive(node: Node) -> bool:
+    with node.client() as client:
+        return client.get("/healthz").status_code == 200
+
+
+def test_a_resume_point_past_the_log_crashes_no_node(nodes: RedisNodes) -> None:
+    """The report: a stream resuming from 2^64 - 1 on every node, then one validate. Every node stays up, and each
+    stream gets `connected` as id 1 (its claim is clamped to the log)."""
+    redis = nodes.redis()
+    a, b = nodes.node("A", redis), nodes.node("B", redis)
+    session_id = new_session_id()
+    opener = Stream(a, session_id).start()
+    opener.wait_opened()
+    cookie = opener.reader_cookie()
+    attackers = [Stream(node, session_id, last_event_id=TOP, cookie=cookie).start() for node in (a, b)]
+    for stream in attackers:
+        stream.wait_opened()
+        assert stream.status == 200
+    assert validate(b, session_id).status_code == 200
+    for stream in attackers + [opener]:
+        assert stream.wait_for_id("1"), stream.describe()
+    assert alive(a) and alive(b), a.log() + b.log()
+    for stream in attackers + [opener]:
+        stream.close()
+
+
+def test_a_log_entry_at_the_top_of_uint64_in_redis_crashes_no_node(nodes: RedisNodes) -> None:
+    """Redis contents are outside input too: an entry with id 2^64 - 1 in a session's log and on its channel is not
+    delivered, and no node dies; the session's real events still flow."""
+    redis = nodes.redis()
+    a, b = nodes.node("A", redis), nodes.node("B", redis)
+    session_id = new_session_id()
+    stream = Stream(a, session_id).start()
+    stream.wait_opened()
+    entry = json.dumps({"id": int(TOP), "event": "connected", "name": "", "phone": "", "t": "1"})
+    redis.command("RPUSH", f"tandem:{{{session_id}}}:log", entry)
+    redis.command("PUBLISH", f"tandem:{{{session_id}}}:events", entry)
+    # A resume from the stored top id on the other node replays the poisoned log.
+    resumed = Stream(b, session_id, last_event_id="0", cookie=stream.reader_cookie()).start()
+    resumed.wait_opened()
+    time.sleep(0.5)
+    assert alive(a) and alive(b), a.log() + b.log()
+    assert all(event.id != TOP for event in stream.snapshot() + resumed.snapshot())
+    stream.close()
+    resumed.close()
+
+
+def test_an_expired_server_made_session_cannot_be_claimed_on_any_node(nodes: RedisNodes) -> None:
+    """POST /api/sessions, let it expire, GET its stream as a stranger: 404 on both nodes (Redis keeps the tombstone),
+    and a phone with the old QR code is told the session is invalid."""
+    redis = nodes.redis()
+    a, b = nodes.node("A", redis, ttl_seconds=2), nodes.node("B", redis, ttl_seconds=2)
+    with a.client() as client:
+        made = client.post("/api/sessions")
+    assert made.status_code == 201, made.text
+    session_id = made.json()["sessionId"]
+    assert poll(lambda: validate(a, session_id).status_code == 404, timeout=5.0)
+    for node in (a, b):
+        with node.client() as client:
+            claimed = client.get("/api/events", params={"session": session_id})
+            assert claimed.status_code == 404, claimed.text
+            assert "set-cookie" not in claimed.headers
+        answer = validate(node, session_id)
+        assert answer.status_code == 404 and answer.json()["valid"] is False
+        assert submit(node, session_id).status_code == 404
+    # A seed-style ID gets the same tombstone.
+    seed_id = new_session_id()
+    first = Stream(a, seed_id).start()
+    first.wait_opened()
+    first.close()
+    assert poll(lambda: validate(b, seed_id).status_code == 404, timeout=5.0)
+    with b.client() as client:
+        assert client.get("/api/events", params={"session": seed_id}).status_code == 404
+
+
+def test_a_submission_stored_while_redis_stalled_is_a_success_when_sent_again(nodes: RedisNodes) -> None:
+    """Redis stops (SIGSTOP) during a submit: the phone gets 503. Redis resumes and stores it; the phone's retry of
+    the same submission gets 200, a different one 409, and the PC has `complete` once."""
+    redis = nodes.redis()
+    a, b = nodes.node("A", redis), nodes.node("B", redis)
+    session_id = new_session_id()
+    stream = Stream(a, session_id).start()
+    stream.wait_opened()
+    assert validate(b, session_id).status_code == 200
+    assert redis.process is not None
+    redis.process.process.send_signal(signal.SIGSTOP)
+    try:
+        stalled = submit(b, session_id)
+    finally:
+        redis.process.process.send_signal(signal.SIGCONT)
+    assert stalled.status_code == 503, stalled.text
+    assert stream.wait_for_id("2"), stream.describe()
+    retried = None
+    for _ in range(50):
+        retried = submit(b, session_id)
+        if retried.status_code != 503:
+            break
+        time.sleep(0.2)
+    assert retried is not None and retried.status_code == 200 and retried.json()["success"] is True, retried.text
+    assert submit(a, session_id, phone="000").status_code == 409
+    time.sleep(0.5)
+    completes = [event for event in flow_events(stream.snapshot()) if event[0] == "complete"]
+    assert completes == [("complete", "2", {"name": NAME, "phone": PHONE})], stream.describe()
+    stream.close()
