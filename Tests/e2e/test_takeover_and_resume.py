@@ -10,18 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import time
-from pathlib import Path
-from typing import Iterator
 
-import pytest
+from test_multinode import RedisCluster, cluster  # noqa: F401 (the fixture)
 
 from tandem_e2e import (
-    HEARTBEAT_SECONDS,
     NAME,
     PHONE,
-    Cluster,
     Node,
-    RedisServer,
     Stream,
     flow_events,
     new_session_id,
@@ -33,32 +28,16 @@ from tandem_e2e import (
 TOP = "18446744073709551615"
 
 
-class RedisNodes(Cluster):
-    def node(self, name: str, redis: RedisServer, ttl_seconds: int = 60) -> Node:
-        return self.tandem(name, {
-            "BROKER": "redis",
-            "REDIS_URL": redis.url,
-            "SESSION_TTL_SECONDS": str(ttl_seconds),
-            "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-        })
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[RedisNodes]:
-    with RedisNodes(tmp_path) as running:
-        yield running
-
-
 def alive(node: Node) -> bool:
     with node.client() as client:
         return client.get("/healthz").status_code == 200
 
 
-def test_a_resume_point_past_the_log_crashes_no_node(nodes: RedisNodes) -> None:
+def test_a_resume_point_past_the_log_crashes_no_node(cluster: RedisCluster) -> None:
     """The report: a stream resuming from 2^64 - 1 on every node, then one validate. Every node stays up, and each
     stream gets `connected` as id 1 (its claim is clamped to the log)."""
-    redis = nodes.redis()
-    a, b = nodes.node("A", redis), nodes.node("B", redis)
+    redis = cluster.redis()
+    a, b = cluster.node("A", redis, ttl_seconds=60), cluster.node("B", redis, ttl_seconds=60)
     session_id = new_session_id()
     opener = Stream(a, session_id).start()
     opener.wait_opened()
@@ -75,11 +54,11 @@ def test_a_resume_point_past_the_log_crashes_no_node(nodes: RedisNodes) -> None:
         stream.close()
 
 
-def test_a_log_entry_at_the_top_of_uint64_in_redis_crashes_no_node(nodes: RedisNodes) -> None:
+def test_a_log_entry_at_the_top_of_uint64_in_redis_crashes_no_node(cluster: RedisCluster) -> None:
     """Redis contents are outside input too: an entry with id 2^64 - 1 in a session's log and on its channel is not
     delivered, and no node dies; the session's real events still flow."""
-    redis = nodes.redis()
-    a, b = nodes.node("A", redis), nodes.node("B", redis)
+    redis = cluster.redis()
+    a, b = cluster.node("A", redis, ttl_seconds=60), cluster.node("B", redis, ttl_seconds=60)
     session_id = new_session_id()
     stream = Stream(a, session_id).start()
     stream.wait_opened()
@@ -96,11 +75,11 @@ def test_a_log_entry_at_the_top_of_uint64_in_redis_crashes_no_node(nodes: RedisN
     resumed.close()
 
 
-def test_an_expired_server_made_session_cannot_be_claimed_on_any_node(nodes: RedisNodes) -> None:
+def test_an_expired_server_made_session_cannot_be_claimed_on_any_node(cluster: RedisCluster) -> None:
     """POST /api/sessions, let it expire, GET its stream as a stranger: 404 on both nodes (Redis keeps the tombstone),
     and a phone with the old QR code is told the session is invalid."""
-    redis = nodes.redis()
-    a, b = nodes.node("A", redis, ttl_seconds=2), nodes.node("B", redis, ttl_seconds=2)
+    redis = cluster.redis()
+    a, b = cluster.node("A", redis, ttl_seconds=2), cluster.node("B", redis, ttl_seconds=2)
     with a.client() as client:
         made = client.post("/api/sessions")
     assert made.status_code == 201, made.text
@@ -124,11 +103,11 @@ def test_an_expired_server_made_session_cannot_be_claimed_on_any_node(nodes: Red
         assert client.get("/api/events", params={"session": seed_id}).status_code == 404
 
 
-def test_a_submission_stored_while_redis_stalled_is_a_success_when_sent_again(nodes: RedisNodes) -> None:
+def test_a_submission_stored_while_redis_stalled_is_a_success_when_sent_again(cluster: RedisCluster) -> None:
     """Redis stops (SIGSTOP) during a submit: the phone gets 503. Redis resumes and stores it; the phone's retry of
     the same submission gets 200, a different one 409, and the PC has `complete` once."""
-    redis = nodes.redis()
-    a, b = nodes.node("A", redis), nodes.node("B", redis)
+    redis = cluster.redis()
+    a, b = cluster.node("A", redis, ttl_seconds=60), cluster.node("B", redis, ttl_seconds=60)
     session_id = new_session_id()
     stream = Stream(a, session_id).start()
     stream.wait_opened()
