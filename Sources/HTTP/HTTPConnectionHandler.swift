@@ -133,8 +133,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     private var readHeldBack = false
     /// Nothing more is parsed: the connection ends after the responses already due.
     private var stopParsing = false
-    /// A refusal is due: once it is written the connection closes without discarding what the client still sends,
-    /// so that the client reads the refusal instead of a reset (see `closeAfterRefusal`).
+    /// A refusal (or the answer to a request with `Upgrade`) is due: once it is written the connection closes without
+    /// discarding what the client still sends, so that the client reads it instead of a reset (see `closeAfterRefusal`).
     private var refused = false
     /// Inside `parseReceived`: a response answered on the spot does not parse again (the running parse goes on) and
     /// leaves its flush to the end of the parse, so the answers to pipelined requests leave in one write.
@@ -345,6 +345,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                 }
                 reading = exchange
             case .end:
+                if parser.isFinished {
+                    // The request asked for an upgrade, which is never granted: it is answered like any other, then
+                    // the connection closes, draining like a refusal, since what follows may be the other protocol.
+                    stopParsing = true
+                    refused = true
+                }
                 requestEnded(context: context)
             }
         }
