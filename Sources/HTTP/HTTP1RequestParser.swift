@@ -382,10 +382,13 @@ struct HTTP1RequestParser {
     }
 
     private static func contentLength(_ value: String) throws(HTTP1ParseError) -> Int {
-        // Digits only (no sign, no spaces inside); a list of equal values is allowed (RFC 9110 §8.6).
+        // Digits only (no sign, no spaces inside); a list of equal values is allowed (RFC 9110 §8.6). Read in place:
+        // every request with a body comes here.
         var length: Int?
-        for item in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-            var digits = item
+        var rest = value.utf8[...]
+        while true {
+            let comma = rest.firstIndex(of: UInt8(ascii: ",")) ?? rest.endIndex
+            var digits = rest[..<comma]
             while let first = digits.first, first == 0x20 || first == 0x09 { digits = digits.dropFirst() }
             while let last = digits.last, last == 0x20 || last == 0x09 { digits = digits.dropLast() }
             guard !digits.isEmpty, digits.allSatisfy(isDigit) else { throw .malformed }
@@ -396,6 +399,8 @@ struct HTTP1RequestParser {
             let parsed = significant.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
             if let length, length != parsed { throw .malformed }
             length = parsed
+            guard comma < rest.endIndex else { break }
+            rest = rest[rest.index(after: comma)...]
         }
         guard let length else { throw .malformed }
         return length

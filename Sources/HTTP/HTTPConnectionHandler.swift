@@ -42,6 +42,8 @@ final class RequestCounter: Sendable {
 ///   is armed only while a request's body trickles in.
 /// - Requests that cannot be parsed get 400, 431, 501 or 505, a body over the limit 413, a body that does not
 ///   arrive in time 408: each with `Connection: close`, in its turn after the responses before it.
+/// - A request with `Upgrade` is answered as if it had none (no upgrade is ever granted), with `Connection: close`;
+///   what follows it is dropped, as after a refusal.
 final class HTTPConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer

@@ -300,6 +300,23 @@ struct HTTPConnectionTests {
         }
     }
 
+    /// Sizes too large to be bodies are refused, never trapped on: a chunk size that fits an Int once its body passes
+    /// the limit (413), one with more hex digits and a Content-Length with more digits than an Int holds at once (400).
+    @Test(arguments: [
+        ("Transfer-Encoding: chunked\r\n\r\nfffffffffffffff\r\n" + String(repeating: "x", count: 2000), 413),
+        ("Transfer-Encoding: chunked\r\n\r\n" + String(repeating: "f", count: 40) + "\r\nxx", 400),
+        ("Content-Length: " + String(repeating: "9", count: 40) + "\r\n\r\nxx", 400),
+        ("Content-Length: " + String(repeating: "0", count: 40) + "2\r\n\r\nxx", 200),
+    ])
+    func hugeSizesAreRefusedCleanly(framing: String, status: Int) async throws {
+        try await Served.run { served in
+            let connection = try await served.connect()
+            defer { Task { await connection.close() } }
+            try await connection.send("POST /echo HTTP/1.1\r\nHost: t\r\n" + framing)
+            #expect(try await connection.readResponse(timeout: .seconds(2)).status == status)
+        }
+    }
+
     /// An upgrade is never granted: the request is answered as if it had no `Upgrade`, with `Connection: close`, and
     /// whatever follows it (the other protocol, or a request) is never answered.
     @Test func aRequestWithUpgradeIsAnsweredAndNothingAfterIt() async throws {
