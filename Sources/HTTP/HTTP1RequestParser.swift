@@ -253,7 +253,9 @@ struct HTTP1RequestParser {
 
     /// Method, target in origin form (see ``HTTP1RequestHead/uri``), version, and the authority of an absolute-form
     /// target (nil for the other forms).
-    private static func parseRequestLine(_ line: UnsafeRawBufferPointer) throws(HTTP1ParseError) -> (HTTPMethod, String, HTTPVersion, String?) {
+    private static func parseRequestLine(
+        _ line: UnsafeRawBufferPointer
+    ) throws(HTTP1ParseError) -> (HTTPMethod, String, HTTPVersion, String?) {
         guard let firstSpace = line.firstIndex(of: 0x20), firstSpace > 0 else { throw .malformed }
         guard let secondSpace = line[(firstSpace + 1)...].firstIndex(of: 0x20), secondSpace > firstSpace + 1 else { throw .malformed }
         let methodBytes = line[..<firstSpace]

@@ -364,7 +364,8 @@ extension HTTP1RequestParserTests {
     }
 
     @Test func validTrailersAtEverySplit() throws {
-        let text = chunkedHead + "5\r\nhello\r\n0\r\nX-Checksum: abc\r\nx-empty:\r\nX-Tab:\tv a\u{80}\t\r\n\r\n" + request("GET /next HTTP/1.1")
+        let trailers = "X-Checksum: abc\r\nx-empty:\r\nX-Tab:\tv a\u{80}\t\r\n\r\n"
+        let text = chunkedHead + "5\r\nhello\r\n0\r\n" + trailers + request("GET /next HTTP/1.1")
         let outcome = try parse(text)
         #expect(outcome.requests.map(\.body) == ["hello", ""])
         #expect(outcome.requests.map(\.ended) == [true, true])
