@@ -42,6 +42,8 @@ final class RequestCounter: Sendable {
 ///   is armed only while a request's body trickles in.
 /// - Requests that cannot be parsed get 400, 431, 501 or 505, a body over the limit 413, a body that does not
 ///   arrive in time 408: each with `Connection: close`, in its turn after the responses before it.
+/// - A request with `Upgrade` is answered as if it had none (no upgrade is ever granted), with `Connection: close`;
+///   what follows it is dropped, as after a refusal.
 final class HTTPConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -133,8 +135,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     private var readHeldBack = false
     /// Nothing more is parsed: the connection ends after the responses already due.
     private var stopParsing = false
-    /// A refusal is due: once it is written the connection closes without discarding what the client still sends,
-    /// so that the client reads the refusal instead of a reset (see `closeAfterRefusal`).
+    /// A refusal (or the answer to a request with `Upgrade`) is due: once it is written the connection closes without
+    /// discarding what the client still sends, so that the client reads it instead of a reset (see `closeAfterRefusal`).
     private var refused = false
     /// Inside `parseReceived`: a response answered on the spot does not parse again (the running parse goes on) and
     /// leaves its flush to the end of the parse, so the answers to pipelined requests leave in one write.
@@ -345,6 +347,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                 }
                 reading = exchange
             case .end:
+                if parser.isFinished {
+                    // The request asked for an upgrade, which is never granted: it is answered like any other, then
+                    // the connection closes, draining like a refusal, since what follows may be the other protocol.
+                    stopParsing = true
+                    refused = true
+                }
                 requestEnded(context: context)
             }
         }

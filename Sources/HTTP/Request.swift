@@ -5,7 +5,8 @@ import NIOHTTP1
 public struct Request: Sendable {
     /// Method as sent; `HEAD` is routed like `GET` by ``Router``.
     public var method: HTTPMethod
-    /// The request target as sent, path and query.
+    /// The request target, path and query: as sent, or taken from an absolute-form target (`http://host/path?q`,
+    /// whose host is then in `Host`).
     public var uri: String
     /// The path part of `uri`, percent-decoding left to the route.
     public var path: Substring

@@ -1,6 +1,7 @@
 @testable import HTTP
 import NIOCore
 import NIOHTTP1
+import PropertyBased
 import Testing
 
 /// One request as the parser delivered it: its head, its `.body` parts concatenated, and whether `.end` came.
@@ -12,6 +13,7 @@ private struct Parsed: Equatable {
     var isKeepAlive: Bool
     var expectsContinue: Bool
     var contentLength: Int?
+    var asksUpgrade: Bool
     var body = ""
     var ended = false
 
@@ -23,6 +25,7 @@ private struct Parsed: Equatable {
         isKeepAlive = head.isKeepAlive
         expectsContinue = head.expectsContinue
         contentLength = head.contentLength
+        asksUpgrade = head.asksUpgrade
     }
 }
 
@@ -325,3 +328,229 @@ private func request(_ line: String = "GET / HTTP/1.1", _ fields: [String] = [])
         }
     }
 }
+
+/// Every split of `text` into two pieces parses as `text` does whole (or fails with the same error).
+private func expectSameAtEverySplit(_ text: String, maximumHeadBytes: Int = 8192, sourceLocation: SourceLocation = #_sourceLocation) {
+    let bytes = Array(text.utf8)
+    let whole = Result { () throws(HTTP1ParseError) in try parse(pieces: [bytes], maximumHeadBytes: maximumHeadBytes) }
+    for split in 0...bytes.count {
+        let pieces = Result { () throws(HTTP1ParseError) in
+            try parse(pieces: [Array(bytes[..<split]), Array(bytes[split...])], maximumHeadBytes: maximumHeadBytes)
+        }
+        #expect(pieces == whole, "split at \(split)", sourceLocation: sourceLocation)
+    }
+}
+
+private func expectMalformedAtEverySplit(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(throws: HTTP1ParseError.malformed, sourceLocation: sourceLocation) { try parse(text) }
+    expectSameAtEverySplit(text, sourceLocation: sourceLocation)
+}
+
+private let chunkedHead = request("POST / HTTP/1.1", ["Transfer-Encoding: chunked"])
+
+/// Issue 14, item 8: the leniencies the parser no longer has.
+extension HTTP1RequestParserTests {
+    // MARK: Trailers
+
+    /// Trailer lines are held to the rules of header lines: a request after the last chunk, or anything else that is
+    /// no field line, is refused instead of being swallowed as trailers.
+    @Test(arguments: [
+        "GET / HTTP/1.1\r\nHost: x\r\n", "No-Colon\r\n", "X-A: a\u{0}b\r\n", " Folded: x\r\n", "X-A: b\r\n continued\r\n",
+        "X-A: b\r\n\tcontinued\r\n", "Bad Name: x\r\n", ": x\r\n", "X-A : x\r\n", "X-A: a\u{7F}\r\n", "X-A: a\rb\r\n",
+        "X-A: a\nb\r\n", "X-A: a\u{1B}\r\n",
+    ])
+    func malformedTrailerLine(_ lines: String) {
+        expectMalformedAtEverySplit(chunkedHead + "5\r\nhello\r\n0\r\n" + lines + "\r\n")
+    }
+
+    @Test func validTrailersAtEverySplit() throws {
+        let trailers = "X-Checksum: abc\r\nx-empty:\r\nX-Tab:\tv a\u{80}\t\r\n\r\n"
+        let text = chunkedHead + "5\r\nhello\r\n0\r\n" + trailers + request("GET /next HTTP/1.1")
+        let outcome = try parse(text)
+        #expect(outcome.requests.map(\.body) == ["hello", ""])
+        #expect(outcome.requests.map(\.ended) == [true, true])
+        expectSameAtEverySplit(text)
+    }
+
+    /// Trailer fields count against the header count limit as header fields do (431).
+    @Test func tooManyTrailers() throws {
+        let body = "5\r\nhello\r\n0\r\n" + (0..<3).map { "T\($0): v\r\n" }.joined() + "\r\n"
+        #expect(try parse(chunkedHead + body, maximumHeaderCount: 3).requests.first?.ended == true)
+        let more = "5\r\nhello\r\n0\r\n" + (0..<4).map { "T\($0): v\r\n" }.joined() + "\r\n"
+        #expect(throws: HTTP1ParseError.headTooLarge) { try parse(chunkedHead + more, maximumHeaderCount: 3) }
+    }
+
+    // MARK: Chunk sizes
+
+    @Test(arguments: [
+        "11 zz", "5 zz", "5 ", "5\t", "5;", "5; ", "5;=x", "5;a=", "5;a= ", "5;a=b c", "5;a b", "5;a=\"x\" y", "5;a=\"unterminated",
+        "5;a=\"\u{01}\"", "5;a=\"x\\\u{01}\"", "5 5", "5;a;", "5,a", "0x5", "5;a=b;", "5;a=b=c", "5;a\u{7F}", "5 ;", "5;a=\"x\"\"",
+        String(repeating: "f", count: 16), String(repeating: "f", count: 40), "1" + String(repeating: "0", count: 15),
+    ])
+    func chunkSizeWithJunkOrTooManyDigits(_ line: String) {
+        expectMalformedAtEverySplit(chunkedHead + line + "\r\nhello\r\n0\r\n\r\n")
+    }
+
+    /// Chunk extensions in the grammar of RFC 9112 §7.1.1, with whitespace around `;` and `=`, are allowed and ignored;
+    /// leading zeros do not count against the digit limit.
+    @Test(arguments: [
+        "5;a", "5 ; a", "5 ; a = b", "5\t;\ta\t=\t\"x\"", "5;a=\"q\\\"uoted; x=y\"", "5;a=\"\";b;c=d", "0005;a=b;c", "5;a=\"\u{80}\"",
+        String(repeating: "0", count: 40) + "5", "00000000000000000000005",
+    ])
+    func chunkSizeWithExtensions(_ line: String) throws {
+        let text = chunkedHead + line + "\r\nhello\r\n0;last=1\r\n\r\n"
+        #expect(try parse(text).requests.first?.body == "hello")
+        expectSameAtEverySplit(text)
+    }
+
+    // MARK: Content-Length
+
+    @Test func contentLengthWithLeadingZeros() throws {
+        let outcome = try parse(request("POST / HTTP/1.1", ["Content-Length: " + String(repeating: "0", count: 30) + "5"]) + "hello")
+        #expect(outcome.requests.first?.contentLength == 5)
+        #expect(outcome.requests.first?.body == "hello")
+        #expect(try parse(request("POST / HTTP/1.1", ["Content-Length: 000"])).requests.first?.contentLength == 0)
+        #expect(throws: HTTP1ParseError.malformed) {
+            try parse(request("POST / HTTP/1.1", ["Content-Length: " + String(repeating: "9", count: 40)]))
+        }
+    }
+
+    // MARK: Upgrade
+
+    /// An `Upgrade` is never granted, and what follows such a request may be another protocol: the parser gives the
+    /// request (body included) and then nothing more, however the bytes arrive.
+    @Test(arguments: [
+        request("GET /chat HTTP/1.1", ["Upgrade: websocket", "Connection: Upgrade"]),
+        request("POST /up HTTP/1.1", ["Upgrade: h2c", "Content-Length: 5"]) + "hello",
+        request("POST /up HTTP/1.1", ["Transfer-Encoding: chunked", "Upgrade: x"]) + "5\r\nhello\r\n0\r\n\r\n",
+        request("GET / HTTP/1.0", ["Upgrade: websocket", "Connection: keep-alive"]),
+    ])
+    func nothingIsParsedAfterARequestWithUpgrade(_ upgrade: String) throws {
+        let after = request("GET /smuggled HTTP/1.1")
+        let outcome = try parse(upgrade + after)
+        #expect(outcome.requests.count == 1)
+        let first = try #require(outcome.requests.first)
+        #expect(first.asksUpgrade)
+        #expect(!first.isKeepAlive)
+        #expect(first.ended)
+        #expect(!outcome.isBetweenRequests)
+        #expect(outcome.unreadBytes == after.utf8.count)
+        expectSameAtEverySplit(upgrade + after)
+    }
+
+    @Test func withoutUpgradeTheNextRequestIsParsed() throws {
+        let outcome = try parse(request("GET / HTTP/1.1", ["Connection: Upgrade"]) + request("GET /next HTTP/1.1"))
+        #expect(outcome.requests.map(\.uri) == ["/", "/next"])
+        #expect(outcome.requests.map(\.asksUpgrade) == [false, false])
+    }
+
+    // MARK: Request targets
+
+    /// Absolute form (RFC 9112 §3.2.2): path and query from the target, and its authority in place of `Host`.
+    @Test(arguments: [
+        ("GET http://example.com:8080/path?q=1 HTTP/1.1", ["Host: other"], "/path?q=1", "example.com:8080"),
+        ("GET HTTP://Example.com/ HTTP/1.1", ["Host: example.com"], "/", "Example.com"),
+        ("GET https://h HTTP/1.1", ["Host: h"], "/", "h"),
+        ("GET hTtPs://h?x=1 HTTP/1.1", ["Host: h"], "/?x=1", "h"),
+        ("POST http://[::1]:80/a/b HTTP/1.1", ["hOsT: x", "Content-Length: 0"], "/a/b", "[::1]:80"),
+        ("GET http://h.example:/ HTTP/1.1", ["Host: x"], "/", "h.example:"),
+        ("GET http://a%2Db.example/x HTTP/1.1", ["Host: x"], "/x", "a%2Db.example"),
+        ("GET http://h/p HTTP/1.0", [], "/p", "h"),
+        ("GET http://h/p HTTP/1.0", ["Host: x"], "/p", "h"),
+    ] as [(String, [String], String, String)])
+    func absoluteFormTarget(line: String, fields: [String], uri: String, host: String) throws {
+        let text = request(line, fields)
+        let outcome = try parse(text)
+        let parsed = try #require(outcome.requests.first)
+        #expect(parsed.uri == uri)
+        #expect(parsed.headers["host"] == [host])
+        #expect(parsed.headers.count == max(fields.count, 1))
+        expectSameAtEverySplit(text)
+    }
+
+    @Test(arguments: [
+        "GET ftp://h/ HTTP/1.1", "GET httpx://h/ HTTP/1.1", "GET http:/h/ HTTP/1.1", "GET http:h/ HTTP/1.1", "GET http:// HTTP/1.1",
+        "GET http:///path HTTP/1.1", "GET http://user@h/ HTTP/1.1", "GET http://u:p@h/ HTTP/1.1", "GET http://h:8x/ HTTP/1.1",
+        "GET http://h:80:80/ HTTP/1.1", "GET http://[::1/ HTTP/1.1", "GET http://[]/ HTTP/1.1", "GET http://h%zz/ HTTP/1.1",
+        "GET http://h#f/ HTTP/1.1", "GET mailto:a@b HTTP/1.1", "GET * HTTP/1.1", "POST * HTTP/1.1", "GET example.com:80 HTTP/1.1",
+        "GET h/ HTTP/1.1", "GET ?q HTTP/1.1", "CONNECT / HTTP/1.1", "CONNECT h HTTP/1.1", "CONNECT h: HTTP/1.1",
+        "CONNECT http://h:80/ HTTP/1.1",
+    ])
+    func targetInNoFormIsRefused(_ line: String) {
+        expectMalformedAtEverySplit(request(line, ["Host: h"]))
+    }
+
+    /// An absolute-form target does not excuse an HTTP/1.1 request from sending exactly one `Host` (RFC 9112 §3.2).
+    @Test func absoluteFormStillNeedsOneHostInHTTP11() {
+        #expect(throws: HTTP1ParseError.malformed) { try parse("GET http://h/ HTTP/1.1\r\n\r\n") }
+        #expect(throws: HTTP1ParseError.malformed) { try parse("GET http://h/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") }
+    }
+
+    /// Asterisk form for OPTIONS and authority form for CONNECT are passed on as before.
+    @Test func asteriskAndAuthorityForms() throws {
+        #expect(try parse(request("OPTIONS * HTTP/1.1")).requests.first?.uri == "*")
+        #expect(try parse(request("CONNECT example.com:443 HTTP/1.1")).requests.first?.uri == "example.com:443")
+        #expect(try parse(request("CONNECT [::1]:443 HTTP/1.1")).requests.first?.uri == "[::1]:443")
+    }
+
+    // MARK: Properties
+
+    /// Any run of digits as Content-Length, leading zeros and hundreds of digits included: the value, or 400.
+    @Test func contentLengthOfAnyDigitsIsAValueOrMalformed() async {
+        await propertyCheck(input: Gen.int(in: 0...60), Gen.number.string(of: 1...60)) { zeros, digits in
+            let value = String(repeating: "0", count: zeros) + digits
+            let significant = value.drop(while: { $0 == "0" })
+            let result = Result { () throws(HTTP1ParseError) in try parse(request("POST / HTTP/1.1", ["Content-Length: \(value)"])) }
+            if significant.count <= 18 {
+                #expect((try? result.get())?.requests.first?.contentLength == Int(significant.isEmpty ? "0" : significant))
+            } else {
+                #expect(throws: HTTP1ParseError.malformed) { try result.get() }
+            }
+        }
+    }
+
+    /// Any hex string as a chunk size: the size (as many body bytes are read), or 400.
+    @Test func chunkSizeOfAnyHexDigitsIsASizeOrMalformed() async {
+        let hex = Array("0123456789abcdefABCDEF")
+        await propertyCheck(input: Gen.int(in: 0...40), Gen.int(in: 0...21).map { hex[$0] }.string(of: 1...40)) { zeros, digits in
+            let value = String(repeating: "0", count: zeros) + digits
+            let significant = value.drop(while: { $0 == "0" })
+            let size = significant.count <= 15 ? Int(significant.isEmpty ? "0" : String(significant), radix: 16) : nil
+            // Up to 64 bytes of data: a larger chunk takes them all and waits for the rest.
+            let data = String(repeating: "x", count: min(size ?? 64, 64))
+            let result = Result { () throws(HTTP1ParseError) in try parse(chunkedHead + value + "\r\n" + data) }
+            guard let size else {
+                #expect(throws: HTTP1ParseError.malformed) { try result.get() }
+                return
+            }
+            #expect((try? result.get())?.requests.first?.body.utf8.count == min(size, 64))
+        }
+    }
+
+    /// Any bytes as a header or trailer value: accepted, with the value as sent (without surrounding whitespace),
+    /// exactly when every byte is allowed in a field value; otherwise 400.
+    @Test func fieldValueOfAnyBytesIsAcceptedOrMalformed() async {
+        await propertyCheck(input: Gen.uint8(in: 0...255).array(of: 0...40)) { bytes in
+            let valid = bytes.allSatisfy { $0 >= 0x20 ? $0 != 0x7F : $0 == 0x09 }
+            var trimmed = bytes[...]
+            while let first = trimmed.first, first == 0x20 || first == 0x09 { trimmed = trimmed.dropFirst() }
+            while let last = trimmed.last, last == 0x20 || last == 0x09 { trimmed = trimmed.dropLast() }
+            let header = Array("GET / HTTP/1.1\r\nHost: a\r\nX-V: ".utf8) + bytes + Array("\r\n\r\n".utf8)
+            let trailer = Array((chunkedHead + "0\r\nX-V: ").utf8) + bytes + Array("\r\n\r\n".utf8)
+            for text in [header, trailer] {
+                let result = Result { () throws(HTTP1ParseError) in try parse(pieces: [text]) }
+                if valid {
+                    let parsed = (try? result.get())?.requests.first
+                    #expect(parsed?.ended == true)
+                    if text == header { #expect(parsed?.headers["x-v"] == [String(decoding: trimmed, as: UTF8.self)]) }
+                } else if !bytes.contains(0x0D) || !bytes.contains(0x0A) {
+                    // Without a CRLF inside, the value cannot pass for more lines: one bad byte is a 400.
+                    #expect(throws: HTTP1ParseError.malformed) { try result.get() }
+                } else if case .failure(let error) = result {
+                    #expect(error == .malformed)
+                }
+            }
+        }
+    }
+}
+

@@ -272,6 +272,117 @@ struct HTTPConnectionTests {
         }
     }
 
+    // MARK: Parser leniencies (issue 14, item 8)
+
+    /// A request after the last chunk is no trailer: the request is refused, and the one hidden in it never answered.
+    @Test func aRequestHiddenInTrailersGets400AndIsNotAnswered() async throws {
+        try await Served.run { served in
+            let connection = try await served.connect()
+            try await connection.send(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+                    + "GET /hello?name=smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
+            let response = try await connection.readResponse(timeout: .seconds(2))
+            #expect(response.status == 400)
+            #expect(response.header("connection") == "close")
+            let rest = try await connection.readUntilClosed(timeout: .seconds(2))
+            #expect(rest.isEmpty, "\(String(decoding: rest, as: UTF8.self))")
+        }
+    }
+
+    @Test func aChunkSizeFollowedByJunkGets400() async throws {
+        try await Served.run { served in
+            let connection = try await served.connect()
+            try await connection.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3 zz\r\nabc\r\n0\r\n\r\n")
+            let response = try await connection.readResponse(timeout: .seconds(2))
+            #expect(response.status == 400)
+            #expect(response.header("connection") == "close")
+            #expect(await connection.isClosed(within: .seconds(2)))
+        }
+    }
+
+    /// Sizes too large to be bodies are refused, never trapped on: a chunk size that fits an Int once its body passes
+    /// the limit (413), one with more hex digits and a Content-Length with more digits than an Int holds at once (400).
+    @Test(arguments: [
+        ("Transfer-Encoding: chunked\r\n\r\nfffffffffffffff\r\n" + String(repeating: "x", count: 2000), 413),
+        ("Transfer-Encoding: chunked\r\n\r\n" + String(repeating: "f", count: 40) + "\r\nxx", 400),
+        ("Content-Length: " + String(repeating: "9", count: 40) + "\r\n\r\nxx", 400),
+        ("Content-Length: " + String(repeating: "0", count: 40) + "2\r\n\r\nxx", 200),
+    ])
+    func hugeSizesAreRefusedCleanly(framing: String, status: Int) async throws {
+        try await Served.run { served in
+            let connection = try await served.connect()
+            defer { Task { await connection.close() } }
+            try await connection.send("POST /echo HTTP/1.1\r\nHost: t\r\n" + framing)
+            #expect(try await connection.readResponse(timeout: .seconds(2)).status == status)
+        }
+    }
+
+    /// An upgrade is never granted: the request is answered as if it had no `Upgrade`, with `Connection: close`, and
+    /// whatever follows it (the other protocol, or a request) is never answered.
+    @Test func aRequestWithUpgradeIsAnsweredAndNothingAfterIt() async throws {
+        try await Served.run { served in
+            let connection = try await served.connect()
+            try await connection.send(
+                "GET /hello?name=a HTTP/1.1\r\nHost: t\r\n\r\n"
+                    + "GET /hello?name=up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                    + "GET /hello?name=smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
+            let first = try await connection.readResponse(timeout: .seconds(2))
+            #expect(first.bodyText == "hello a")
+            #expect(first.header("connection") == nil)
+            let upgrade = try await connection.readResponse(timeout: .seconds(2))
+            #expect(upgrade.status == 200)
+            #expect(upgrade.bodyText == "hello up")
+            #expect(upgrade.header("connection") == "close")
+            #expect(upgrade.header("upgrade") == nil)
+            let rest = try await connection.readUntilClosed(timeout: .seconds(2))
+            #expect(rest.isEmpty, "answered after an Upgrade: \(String(decoding: rest, as: UTF8.self))")
+        }
+    }
+
+    /// What a client sends after asking for an upgrade, while its answer is prepared, is read and dropped: the answer
+    /// still arrives whole, then the connection closes.
+    @Test func bytesAfterAnUpgradeAreDroppedWhileItsAnswerIsPrepared() async throws {
+        try await Served.run { served in
+            let connection = try await served.connect()
+            try await connection.send("GET /slow?ms=150 HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            for _ in 0..<5 {
+                // A WebSocket frame the client sends as if the upgrade had happened.
+                try await connection.send(bytes: [0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58])
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let response = try await connection.readResponse(timeout: .seconds(2))
+            #expect(response.status == 200)
+            #expect(response.bodyText == "slow")
+            #expect(response.header("connection") == "close")
+            #expect(await connection.isClosed(within: .seconds(2)))
+        }
+    }
+
+    /// Absolute form (RFC 9112 §3.2.2): routed by the target's path and query, with its authority as `Host`.
+    @Test func anAbsoluteFormTargetIsServedWithItsAuthorityAsHost() async throws {
+        try await Served.run(routes: { router in
+            router.on(.GET, "/host") { request, _ in
+                Response(
+                    contentType: "text/plain",
+                    body: ByteBuffer(string: "\(request.headers["host"].joined(separator: ",")) \(request.path) \(request.queryString)"))
+            }
+        }) { served in
+            let connection = try await served.connect()
+            defer { Task { await connection.close() } }
+            try await connection.send("GET http://example.com:8080/host?q=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            let response = try await connection.readResponse(timeout: .seconds(2))
+            #expect(response.status == 200)
+            #expect(response.bodyText == "example.com:8080 /host q=1")
+            try await connection.send("GET HTTPS://h/hello?name=abs HTTP/1.1\r\nHost: h\r\n\r\n")
+            #expect(try await connection.readResponse(timeout: .seconds(2)).bodyText == "hello abs")
+
+            let ftp = try await served.connect()
+            try await ftp.send("GET ftp://example.com/host HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try await ftp.readResponse(timeout: .seconds(2)).status == 400)
+            #expect(await ftp.isClosed(within: .seconds(2)))
+        }
+    }
+
     // MARK: HTTP/1.0
 
     @Test func http10WithoutKeepAliveIsClosedAfterItsResponse() async throws {
