@@ -11,6 +11,8 @@ struct API: Sendable {
     let staticFiles: StaticFiles?
     let metrics: TandemMetrics
     let drainState: DrainState
+    /// The server's clock: `serverTime` in answers lets a page count down by the server's time, not its own.
+    let time: TimeSource
     /// Where phones reach this node; the QR codes and `phoneUrl` start with it.
     var publicOrigin = PublicOriginBox()
 
@@ -28,6 +30,7 @@ struct API: Sendable {
         router.on(.GET, "/api/validate-session", handling { try await $0.validateSession($1, logger: $2) })
         router.on(.POST, "/api/input-started", handling { try await $0.inputStarted($1, logger: $2) })
         router.on(.POST, "/api/submit", handling { try await $0.submit($1, logger: $2) })
+        router.on(.POST, "/api/cancel", handling { try await $0.cancel($1, logger: $2) })
         router.on(.GET, "/api/qr", handling { try await $0.qrCode($1, logger: $2) })
         router.on(.GET, "/healthz", handling { try await $0.health($1, logger: $2) })
         router.on(.GET, "/readyz", handling { try await $0.readiness($1, logger: $2) })

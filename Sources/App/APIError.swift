@@ -28,6 +28,13 @@ struct APIError: HTTPResponseError, Equatable {
     static func sessionNotFound(_ shape: Shape) -> APIError {
         APIError(status: .notFound, code: "session_not_found", message: shape == .validation ? .sessionInvalid : .sessionNotFound, shape: shape)
     }
+    /// The session was cancelled: its PC ended it or has been gone past the grace. The phone is told the article's
+    /// "invalid session" words: the QR code screen was refreshed (or closed).
+    static func sessionCancelled(_ shape: Shape) -> APIError {
+        APIError(status: .notFound, code: "session_cancelled", message: .sessionInvalid, shape: shape)
+    }
+    /// `validate-session` of a completed session: the phone learns before it types.
+    static let alreadySubmittedValidation = APIError(status: .conflict, code: "already_submitted", message: .alreadySubmitted, shape: .validation)
     static let readerKeyRequired = APIError(status: .forbidden, code: "reader_key_required", message: .readerKeyRequired)
     static func tooManyRequests(_ shape: Shape) -> APIError {
         APIError(status: .tooManyRequests, code: "rate_limited", message: .tooManyRequests, shape: shape)

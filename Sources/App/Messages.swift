@@ -38,7 +38,8 @@ enum Message: Sendable {
         case .sessionIDMissing: "セッションIDが指定されていません"
         case .sessionIDRequired: "セッションIDが必要です"
         case .sessionIDMalformed: "セッションIDの形式が正しくありません"
-        case .sessionInvalid: "このセッションは無効です。メインデバイスのQRコード画面が更新された可能性があります。"
+        // The article's validate-session answer, word for word.
+        case .sessionInvalid: "このセッションは無効です。QRコード画面が更新された可能性があります。"
         case .sessionNotFound: "セッションが見つからないか、有効期限が切れています"
         case .sessionValid: "セッションは有効です"
         case .nameRequired: "お名前を入力してください"
@@ -68,7 +69,7 @@ enum Message: Sendable {
         case .sessionIDMissing: "No session ID was given."
         case .sessionIDRequired: "A session ID is required."
         case .sessionIDMalformed: "The session ID is not in a valid format."
-        case .sessionInvalid: "This session is invalid. The QR code screen on the main device may have been refreshed."
+        case .sessionInvalid: "This session is invalid. The QR code screen may have been refreshed."
         case .sessionNotFound: "The session was not found or has expired."
         case .sessionValid: "The session is valid."
         case .nameRequired: "Please enter your name."

@@ -67,7 +67,9 @@ struct SecureResponder: HTTPResponder {
         switch (request.method, request.path) {
         case (.POST, "/api/sessions"), (.GET, "/api/events"): sessionLimiter
         // The QR code answers whether a session exists, so it is limited like the other lookups.
-        case (.POST, "/api/input-started"), (.POST, "/api/submit"), (.GET, "/api/validate-session"), (.GET, "/api/qr"): requestLimiter
+        case (.POST, "/api/input-started"), (.POST, "/api/submit"), (.POST, "/api/cancel"), (.GET, "/api/validate-session"),
+            (.GET, "/api/qr"):
+            requestLimiter
         default: nil
         }
     }

@@ -9,18 +9,22 @@ extension ServerSentEvent {
             switch stored.event {
             case .connected, .inputStarted: "{}"
             case .complete(let submission): JSONValue.object(["name": .string(submission.name), "phone": .string(submission.phone)]).compactText
+            case .cancelled(let reason): JSONValue.object(["reason": .string(reason.rawValue)]).compactText
             }
         self.init(event: stored.event.name, id: String(stored.id), data: data)
     }
 
-    /// The first message of every stream: `{"type":"session-info","expiryTime","ttlMinutes"}` as an unnamed
-    /// (`message`) event. Its id is the stream's resume point, so sending it never moves the browser's
-    /// `Last-Event-ID` backwards.
-    static func sessionInfo(_ record: SessionRecord, ttlMinutes: JSONValue, resumePoint: EventID) -> ServerSentEvent {
+    /// The first message of every stream: `{"type":"session-info","expiryTime","ttlMinutes","serverTime"}` as an
+    /// unnamed (`message`) event. Its id is the stream's resume point, so sending it never moves the browser's
+    /// `Last-Event-ID` backwards. `serverTime` (an addition to the article's shape) is the server's clock when it was
+    /// sent: `expiryTime - serverTime` is the time left, whatever the PC's clock says and however late the stream
+    /// was resumed.
+    static func sessionInfo(_ record: SessionRecord, ttlMinutes: JSONValue, resumePoint: EventID, now: Int64) -> ServerSentEvent {
         let data: JSONValue = .object([
             "type": .string("session-info"),
             "expiryTime": .integer(record.expiresAt),
             "ttlMinutes": ttlMinutes,
+            "serverTime": .integer(now),
         ])
         return ServerSentEvent(id: String(resumePoint), data: data.compactText)
     }

@@ -26,13 +26,20 @@ final class SessionRegistry: SessionEventSink, Service {
     private let sweepInterval: Duration
     private let time: TimeSource
     private let logger: Logger
+    private let presenceRenewalInterval: Duration
+    /// The broker that keeps the held sessions' PCs present. Set once after start-up wiring: the broker is made
+    /// after the registry, whose events it delivers.
+    private let presenceBroker = Mutex<(any Broker)?>(nil)
 
     /// - Parameters:
     ///   - heartbeatInterval: how often every stream gets a heartbeat.
     ///   - sweepInterval: how often expired sessions' streams are ended (the expiry's resolution).
+    ///   - presenceRenewalInterval: how often the sessions whose streams this node holds have their PC presence
+    ///     renewed (a third of the grace leaves room for two missed renewals).
     init(
         heartbeatInterval: Duration,
         sweepInterval: Duration = .milliseconds(250),
+        presenceRenewalInterval: Duration = .seconds(2),
         time: TimeSource = .system,
         metrics: TandemMetrics? = nil,
         logger: Logger
@@ -40,9 +47,18 @@ final class SessionRegistry: SessionEventSink, Service {
         self.metrics = metrics
         self.heartbeatInterval = heartbeatInterval
         self.sweepInterval = sweepInterval
+        self.presenceRenewalInterval = presenceRenewalInterval
         self.time = time
         self.logger = logger
     }
+
+    /// Renews the PC presence of held sessions through `broker` from now on.
+    func keepPresence(through broker: any Broker) {
+        presenceBroker.withLock { $0 = broker }
+    }
+
+    /// The sessions with a stream on this node.
+    var heldSessionIDs: [SessionID] { state.withLock { Array($0.sessions.keys) } }
 
     /// Adds a stream; it gets its session's events until it is detached or ends. The caller must `detach` it.
     func attach(_ stream: SessionStream) {
@@ -88,31 +104,55 @@ final class SessionRegistry: SessionEventSink, Service {
     func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
-                // Heartbeats are spread over the interval: each sweep sends them to one slice of the streams, so
-                // 19,000 streams never stall the event loop for one burst of writes (a latency spike for every
-                // event caught behind it). Each stream still gets one heartbeat per interval.
-                let slices = max(1, Int((self.heartbeatInterval / self.sweepInterval).rounded()))
-                // Deadlines on the clock, not sleeps added up: a sweep takes time, and added-up sleeps would stretch
-                // the heartbeat period past what proxies were promised.
-                let clock = ContinuousClock()
-                var tick = 0
-                var next = clock.now + self.sweepInterval
-                while true {
-                    try await Task.sleep(until: next, clock: clock)
-                    self.endExpiredStreams()
-                    // Slices missed while the machine stalled are sent now, at most one interval's worth.
-                    var sent = 0
-                    repeat {
-                        self.sendHeartbeats(slice: tick % slices, of: slices)
-                        tick += 1
-                        sent += 1
-                        next += self.sweepInterval
-                    } while next <= clock.now && sent < slices
-                    if next <= clock.now { next = clock.now + self.sweepInterval }
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { try await self.renewPresenceForever() }
+                    group.addTask { try await self.sweepForever() }
                 }
             }
         } catch is CancellationError {}
         endAllStreams()
+    }
+
+    /// Renews the presence of every held session's PC, one batch each `presenceRenewalInterval`. A failure (Redis
+    /// away) is retried at the next round; the grace outlasts two missed rounds.
+    private func renewPresenceForever() async throws {
+        while true {
+            try await Task.sleep(for: presenceRenewalInterval)
+            guard let broker = presenceBroker.withLock({ $0 }) else { continue }
+            let ids = heldSessionIDs
+            guard !ids.isEmpty else { continue }
+            do {
+                try await broker.renewPresence(of: ids)
+            } catch {
+                logger.debug("presence renewal failed; retried next round", metadata: ["error": "\(error)", "sessions": "\(ids.count)"])
+            }
+        }
+    }
+
+    /// Ends expired sessions' streams and sends heartbeats, every `sweepInterval`.
+    private func sweepForever() async throws {
+        // Heartbeats are spread over the interval: each sweep sends them to one slice of the streams, so 19,000
+        // streams never stall the event loop for one burst of writes (a latency spike for every event caught behind
+        // it). Each stream still gets one heartbeat per interval.
+        let slices = max(1, Int((heartbeatInterval / sweepInterval).rounded()))
+        // Deadlines on the clock, not sleeps added up: a sweep takes time, and added-up sleeps would stretch the
+        // heartbeat period past what proxies were promised.
+        let clock = ContinuousClock()
+        var tick = 0
+        var next = clock.now + sweepInterval
+        while true {
+            try await Task.sleep(until: next, clock: clock)
+            endExpiredStreams()
+            // Slices missed while the machine stalled are sent now, at most one interval's worth.
+            var sent = 0
+            repeat {
+                sendHeartbeats(slice: tick % slices, of: slices)
+                tick += 1
+                sent += 1
+                next += sweepInterval
+            } while next <= clock.now && sent < slices
+            if next <= clock.now { next = clock.now + sweepInterval }
+        }
     }
 
     /// Ends the streams of every session whose expiry has passed.

@@ -52,21 +52,26 @@ struct TandemApplication: Sendable {
         }
         let registry = SessionRegistry(
             heartbeatInterval: configuration.heartbeat,
+            presenceRenewalInterval: configuration.pairingGrace / 3,
             time: time,
             metrics: metrics,
             logger: logger
         )
         self.registry = registry
         if let redisURL {
-            broker = RedisBroker(configuration: .init(url: redisURL), sink: registry, time: time, eventLoopGroup: eventLoopGroup, logger: logger)
+            broker = RedisBroker(
+                configuration: .init(url: redisURL, presenceGrace: configuration.pairingGrace), sink: registry, time: time,
+                eventLoopGroup: eventLoopGroup, logger: logger)
         } else {
-            broker = InMemoryBroker(sink: registry, time: time, logger: logger)
+            broker = InMemoryBroker(sink: registry, time: time, presenceGrace: configuration.pairingGrace, logger: logger)
         }
+        let instrumented = InstrumentedBroker(base: broker, metrics: metrics)
+        registry.keepPresence(through: instrumented)
         let publicOrigin = PublicOriginBox()
         let drainState = DrainState()
         let api = API(
-            broker: InstrumentedBroker(base: broker, metrics: metrics), registry: registry, configuration: configuration,
-            staticFiles: staticFiles, metrics: metrics, drainState: drainState, publicOrigin: publicOrigin)
+            broker: instrumented, registry: registry, configuration: configuration,
+            staticFiles: staticFiles, metrics: metrics, drainState: drainState, time: time, publicOrigin: publicOrigin)
         server = HTTPServer(
             configuration: .init(
                 host: configuration.host,

@@ -32,7 +32,17 @@ public protocol Broker: Service {
     /// Stores `event` in the session's log and fans it out, if it moves the session forward (see ``SessionStatus``).
     /// A `.complete` event stores its submission in the record in the same step. Returns only once the event is
     /// stored, so an acknowledged event can always be replayed.
+    ///
+    /// The phone's events need the PC: when its presence has lapsed (see ``renewPresence(of:)``), the session is
+    /// cancelled instead, in the same step (`cancelled` with reason `pc-left` is stored and fanned out), and the
+    /// answer is ``PublishOutcome/cancelled(_:)``. Publishing `.cancelled` ends the session whatever its presence.
     func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome
+
+    /// Keeps the PCs of these sessions present for the broker's presence grace from now. A node calls it for the
+    /// sessions whose PC streams it holds, periodically and once more when a stream closes, so that the grace
+    /// counts from the leave. A presence that has already lapsed is not renewed: the PC was gone past the grace,
+    /// and the session will be cancelled by the next publish. A session's presence starts when it is opened.
+    func renewPresence(of ids: [SessionID]) async throws
 
     /// The session's stored events with ids greater than `after`, in order; empty for an unknown session.
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent]

@@ -6,6 +6,8 @@ public enum SessionEvent: Sendable, Equatable {
     case inputStarted
     /// The phone submitted the form.
     case complete(Submission)
+    /// The session ended before it was completed (see ``CancelReason``).
+    case cancelled(CancelReason)
 
     /// The SSE event name the seed's client listens for.
     public var name: String {
@@ -13,6 +15,7 @@ public enum SessionEvent: Sendable, Equatable {
         case .connected: "connected"
         case .inputStarted: "input-started"
         case .complete: "complete"
+        case .cancelled: "cancelled"
         }
     }
 
@@ -22,8 +25,17 @@ public enum SessionEvent: Sendable, Equatable {
         case .connected: .connected
         case .inputStarted: .inputting
         case .complete: .completed
+        case .cancelled: .cancelled
         }
     }
+}
+
+/// Why a session was cancelled.
+public enum CancelReason: String, Sendable, Equatable, CaseIterable {
+    /// The PC ended it: a new session, or its page closed (`POST /api/cancel`).
+    case pcCancelled = "pc-cancelled"
+    /// The PC's stream has been gone from every node for longer than the presence grace.
+    case pcLeft = "pc-left"
 }
 
 /// The form the phone submits.

@@ -1,11 +1,15 @@
 /// Where a session is in the handoff. It only moves forward, and each event is published only when it moves it
 /// forward: a phone that polls `validate-session` or reloads its page does not announce itself again, and every
-/// session's log holds at most three events.
+/// session's log holds at most three events, or four when it ends cancelled.
+///
+/// `completed` and `cancelled` are final. A session is cancelled when its PC ends it (a new session, the tab
+/// closed) or has been gone past the presence grace; nothing can be published to it after that.
 public enum SessionStatus: String, Sendable, Comparable, CaseIterable {
     case waiting
     case connected
     case inputting
     case completed
+    case cancelled
 
     private var rank: Int {
         switch self {
@@ -13,8 +17,12 @@ public enum SessionStatus: String, Sendable, Comparable, CaseIterable {
         case .connected: 1
         case .inputting: 2
         case .completed: 3
+        case .cancelled: 4
         }
     }
+
+    /// Whether nothing more can happen to the session.
+    public var isFinal: Bool { self == .completed || self == .cancelled }
 
     public static func < (lhs: SessionStatus, rhs: SessionStatus) -> Bool { lhs.rank < rhs.rank }
 }
@@ -60,13 +68,16 @@ public enum PublishOutcome: Sendable, Equatable {
     case unchanged(SessionRecord)
     /// The session was already completed; nothing was stored or sent.
     case alreadyCompleted(SessionRecord)
+    /// The session is cancelled (by its PC, or now, because its PC has been gone past the grace); the event was
+    /// not stored.
+    case cancelled(SessionRecord)
     /// No such session, or it has expired.
     case sessionNotFound
 
     /// The session record after the call, when the session exists.
     public var record: SessionRecord? {
         switch self {
-        case .published(_, let record), .unchanged(let record), .alreadyCompleted(let record): record
+        case .published(_, let record), .unchanged(let record), .alreadyCompleted(let record), .cancelled(let record): record
         case .sessionNotFound: nil
         }
     }

@@ -29,7 +29,7 @@ struct ErrorCaseTests {
              message: "セッションIDが指定されていません"),
         Case(label: "validate with empty ID", method: "GET", path: "/api/validate-session?session=", status: 400, code: "session_id_required"),
         Case(label: "validate unknown session", method: "GET", path: "/api/validate-session?session=sess_unknown1", status: 404,
-             code: "session_not_found", message: "このセッションは無効です。メインデバイスのQRコード画面が更新された可能性があります。"),
+             code: "session_not_found", message: "このセッションは無効です。QRコード画面が更新された可能性があります。"),
         Case(label: "validate malformed ID", method: "GET", path: "/api/validate-session?session=%3Cscript%3E", status: 400, code: "session_id_malformed"),
         Case(label: "validate too-long ID", method: "GET", path: "/api/validate-session?session=" + String(repeating: "a", count: 65), status: 400,
              code: "session_id_malformed"),

@@ -191,6 +191,7 @@ final class ScriptedLogBroker: Broker {
     }
     func session(_ id: SessionID) async throws -> SessionRecord? { nil }
     func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome { .sessionNotFound }
+    func renewPresence(of ids: [SessionID]) async throws {}
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
         duringRead.withLock { $0 }?()
         if failing { throw BrokerError(.unavailable, "scripted outage") }

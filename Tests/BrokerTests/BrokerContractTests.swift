@@ -58,6 +58,9 @@ final class ManualClock: Sendable {
 }
 
 struct BrokerFixture {
+    /// Short, so the presence tests run in real time against Redis; longer than any other test's waits.
+    static let presenceGrace: Duration = .milliseconds(1500)
+
     let broker: any Broker
     let sink: RecordingSink
     /// Lets `duration` pass for the broker: moves the manual clock, or sleeps where Redis keeps real time.
@@ -73,7 +76,7 @@ func withBroker(_ kind: BrokerUnderTest, _ body: (BrokerFixture) async throws ->
     let clock = ManualClock()
     switch kind {
     case .memory:
-        let broker = InMemoryBroker(sink: sink, time: clock.source, logger: quietLogger)
+        let broker = InMemoryBroker(sink: sink, time: clock.source, presenceGrace: BrokerFixture.presenceGrace, logger: quietLogger)
         try await body(
             BrokerFixture(
                 broker: broker, sink: sink,
@@ -82,7 +85,7 @@ func withBroker(_ kind: BrokerUnderTest, _ body: (BrokerFixture) async throws ->
                 storedSessions: { broker.storedSessionCount }))
     case .redis:
         guard let url = BrokerUnderTest.redisURL else { throw RedisNotConfigured() }
-        let broker = RedisBroker(configuration: .init(url: url), sink: sink, logger: quietLogger)
+        let broker = RedisBroker(configuration: .init(url: url, presenceGrace: BrokerFixture.presenceGrace), sink: sink, logger: quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await broker.run() }
             defer { group.cancelAll() }
@@ -276,5 +279,94 @@ func waitUntil(timeout: Duration = .seconds(3), _ condition: @Sendable () async 
         clock.advance(milliseconds: 1)
         broker.removeExpiredSessions()
         #expect(broker.tombstoneCount == 0)
+    }
+}
+
+/// The pairing's presence and cancellation (issue 15): a phone's step to a session whose PC has been gone past the
+/// grace cancels it instead, in the same step; renewals keep a PC present; a lapsed presence is not revived; a
+/// cancelled or completed session takes nothing more.
+@Suite(.timeLimit(.minutes(1)))
+struct BrokerPresenceContractTests {
+    @Test(arguments: BrokerUnderTest.available)
+    func aPhoneStepAfterThePCLeftCancelsTheSessionInstead(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60))
+            try await broker.subscribe(id)
+            guard case .published = try await broker.publish(.connected, to: id) else {
+                Issue.record("connected was not published while the PC was present")
+                return
+            }
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(200))
+            guard case .cancelled(let record) = try await broker.publish(.inputStarted, to: id) else {
+                Issue.record("the step was not refused as cancelled")
+                return
+            }
+            #expect(record.status == .cancelled && record.lastEventID == 2)
+            #expect(try await broker.events(of: id, after: 0).map(\.event) == [.connected, .cancelled(.pcLeft)])
+            try await waitUntil { fixture.sink.events(of: id).count >= 2 }
+            #expect(fixture.sink.events(of: id).last == StoredEvent(id: 2, event: .cancelled(.pcLeft)))
+            // Final: nothing more, not even a submission, and no second cancellation.
+            #expect(try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: id) == .cancelled(record))
+            #expect(try await broker.publish(.cancelled(.pcCancelled), to: id) == .cancelled(record))
+            #expect(try await broker.session(id)?.status == .cancelled)
+            await broker.unsubscribe(id)
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.available)
+    func renewalsKeepThePCPresentAndALapsedPresenceIsNotRevived(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let kept = SessionID.random()
+            let left = SessionID.random()
+            _ = try await broker.openSession(kept, ttl: .seconds(60))
+            _ = try await broker.openSession(left, ttl: .seconds(60))
+            for _ in 0..<4 {
+                try await fixture.pass(.milliseconds(600))
+                try await broker.renewPresence(of: [kept])
+            }
+            guard case .published = try await broker.publish(.connected, to: kept) else {
+                Issue.record("a renewed PC was taken for gone")
+                return
+            }
+            // `left` lapsed long ago: renewing it now does not bring it back.
+            try await broker.renewPresence(of: [left, SessionID.random()])
+            guard case .cancelled = try await broker.publish(.connected, to: left) else {
+                Issue.record("a lapsed presence was revived by a renewal")
+                return
+            }
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.available)
+    func thePCCancelsAtAnyTimeButACompletedSessionStaysCompleted(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60))
+            _ = try await broker.publish(.connected, to: id)
+            guard case .published(let stored, let record) = try await broker.publish(.cancelled(.pcCancelled), to: id) else {
+                Issue.record("the PC's cancel was not published")
+                return
+            }
+            #expect(stored == StoredEvent(id: 2, event: .cancelled(.pcCancelled)) && record.status == .cancelled)
+            #expect(try await broker.events(of: id, after: 1) == [stored])
+
+            let done = SessionID.random()
+            _ = try await broker.openSession(done, ttl: .seconds(60))
+            _ = try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: done)
+            guard case .alreadyCompleted = try await broker.publish(.cancelled(.pcCancelled), to: done) else {
+                Issue.record("a completed session was cancelled")
+                return
+            }
+            // And after the PC left, a completed session is still completed, not cancelled.
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(200))
+            guard case .alreadyCompleted = try await broker.publish(.connected, to: done) else {
+                Issue.record("a completed session was cancelled when its PC left")
+                return
+            }
+        }
     }
 }

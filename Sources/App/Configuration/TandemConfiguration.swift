@@ -30,6 +30,9 @@ struct TandemConfiguration: Sendable, Equatable {
     /// The origin phones use to reach this server (for the QR code); empty means "work it out".
     var publicBaseURL = ""
     var sessionTTLSeconds = 600
+    /// How long a session's PC may be gone (its stream closed everywhere) before the session is cancelled; 0 means
+    /// the reconnect delay plus 5 s, which covers a browser's reconnect and a node's drain.
+    var pairingGraceSeconds = 0
     var heartbeatSeconds = 30
     /// The `retry:` hint sent at the start of every stream: how long a browser waits before reconnecting.
     var retryMilliseconds = 2000
@@ -89,6 +92,7 @@ struct TandemConfiguration: Sendable, Equatable {
             while publicBaseURL.hasSuffix("/") { publicBaseURL.removeLast() }
         }
         sessionTTLSeconds = try reader.integer("session.ttlSeconds", default: defaults.sessionTTLSeconds, in: 1...86_400)
+        pairingGraceSeconds = try reader.integer("pairing.graceSeconds", default: defaults.pairingGraceSeconds, in: 0...3600)
         heartbeatSeconds = try reader.integer("heartbeatSeconds", default: defaults.heartbeatSeconds, in: 1...3600)
         retryMilliseconds = try reader.integer("sse.retryMilliseconds", default: defaults.retryMilliseconds, in: 0...600_000)
         bufferedEvents = try reader.integer("sse.bufferedEvents", default: defaults.bufferedEvents, in: 1...10_000)
@@ -134,6 +138,7 @@ struct TandemConfiguration: Sendable, Equatable {
     static func == (lhs: TandemConfiguration, rhs: TandemConfiguration) -> Bool {
         lhs.host == rhs.host && lhs.port == rhs.port && lhs.eventLoops == rhs.eventLoops && lhs.broker == rhs.broker && lhs.redisURL == rhs.redisURL
             && lhs.publicBaseURL == rhs.publicBaseURL && lhs.sessionTTLSeconds == rhs.sessionTTLSeconds
+            && lhs.pairingGraceSeconds == rhs.pairingGraceSeconds
             && lhs.heartbeatSeconds == rhs.heartbeatSeconds && lhs.retryMilliseconds == rhs.retryMilliseconds
             && lhs.bufferedEvents == rhs.bufferedEvents && lhs.maxHeaderBytes == rhs.maxHeaderBytes
             && lhs.maxBodyBytes == rhs.maxBodyBytes && lhs.idleTimeoutSeconds == rhs.idleTimeoutSeconds
@@ -151,7 +156,8 @@ struct TandemConfiguration: Sendable, Equatable {
         if let url = RedisURL(redisURL), url.password != nil { redis = url.description }
         return [
             "host": host, "port": String(port), "eventLoops": String(eventLoops), "broker": broker.rawValue, "redis.url": redis, "publicBaseURL": publicBaseURL,
-            "session.ttlSeconds": String(sessionTTLSeconds), "heartbeatSeconds": String(heartbeatSeconds),
+            "session.ttlSeconds": String(sessionTTLSeconds), "pairing.graceSeconds": String(pairingGraceSeconds),
+            "heartbeatSeconds": String(heartbeatSeconds),
             "sse.retryMilliseconds": String(retryMilliseconds), "sse.bufferedEvents": String(bufferedEvents),
             "limits.maxHeaderBytes": String(maxHeaderBytes), "limits.maxBodyBytes": String(maxBodyBytes),
             "limits.idleTimeoutSeconds": String(idleTimeoutSeconds), "limits.requestTimeoutSeconds": String(requestTimeoutSeconds),
@@ -164,6 +170,10 @@ struct TandemConfiguration: Sendable, Equatable {
     }
 
     var sessionTTL: Duration { .seconds(sessionTTLSeconds) }
+    /// The presence grace in effect (see `pairingGraceSeconds`).
+    var pairingGrace: Duration {
+        pairingGraceSeconds > 0 ? .seconds(pairingGraceSeconds) : .milliseconds(retryMilliseconds) + .seconds(5)
+    }
     var trustedProxyList: TrustedProxies { TrustedProxies(Self.list(trustedProxies)) ?? .none }
     var corsAllowedOrigins: Set<String> { Set(Self.list(corsOrigins)) }
 

@@ -24,6 +24,7 @@ extension API {
                 "sessionId": .string(record.id.rawValue),
                 "readerKey": .string(key),
                 "expiryTime": .integer(record.expiresAt),
+                "serverTime": .integer(time.now()),
                 "ttlMinutes": ttlMinutes,
                 "phoneUrl": .string(phoneURL(for: record.id)),
             ]),

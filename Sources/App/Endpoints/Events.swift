@@ -77,15 +77,19 @@ extension API {
         return min(claimed, record.lastEventID)
     }
 
-    /// The cookie that carries a session's reader key: HttpOnly (no script reads it), sent only to the stream's path,
+    /// The cookie that carries a session's reader key: HttpOnly (no script reads it), sent only to the API,
     /// never cross-site, and `Secure` whenever the page is served over HTTPS (so it never travels in clear).
     func readerCookie(of record: SessionRecord, key: String, request: Request) -> String {
         let (lifetime, overflow) = record.expiresAt.subtractingReportingOverflow(record.createdAt)
         let maxAge = overflow ? 1 : max(1, lifetime / 1000)
-        var cookie = "\(Self.readerCookieName(of: record.id))=\(key); Path=/api/events; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+        var cookie = "\(Self.readerCookieName(of: record.id))=\(key); Path=\(Self.readerCookiePath); Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
         if isSecure(request) { cookie += "; Secure" }
         return cookie
     }
+
+    /// Where the browser sends the reader cookie: the stream, and `POST /api/cancel`, which the PC calls to end its
+    /// session.
+    static let readerCookiePath = "/api"
 
     /// The reader cookie's name: one per session, so a PC page that starts a new session keeps no stale key.
     static func readerCookieName(of id: SessionID) -> String { "tandem_reader_" + id.rawValue }
@@ -113,7 +117,10 @@ extension API {
         registry.attach(stream)
         let missed: [StoredEvent]
         do {
+            // A PC that comes back within the grace is present again from now (sent alongside the subscription).
+            async let renewed: Void = broker.renewPresence(of: [id])
             try await broker.subscribe(id)
+            try? await renewed
             do {
                 missed = try await broker.events(of: id, after: resumeAfter)
             } catch {
@@ -127,7 +134,7 @@ extension API {
         var opening = ByteBuffer()
         ServerSentEvent.writeRetry(milliseconds: configuration.retryMilliseconds, to: &opening)
         // The session info carries the resume point as its id, so the browser's Last-Event-ID is never lost.
-        ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter).write(to: &opening)
+        ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter, now: time.now()).write(to: &opening)
         for event in missed { ServerSentEvent(stored: event).write(to: &opening) }
         let opened = opening
         return Response(status: .ok, headers: headers, body: .eventStream { channel in

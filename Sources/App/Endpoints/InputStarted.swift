@@ -13,6 +13,7 @@ extension API {
         }
         switch try await broker.publish(.inputStarted, to: id) {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
+        case .cancelled: throw APIError.sessionCancelled(.action)
         case .alreadyCompleted: throw APIError.alreadySubmitted
         case .published, .unchanged: return Self.inputStartedResponse
         }

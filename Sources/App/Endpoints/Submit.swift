@@ -14,6 +14,7 @@ extension API {
         guard let id = sessionID else { throw APIError.missingSessionID(.action) }
         switch try await broker.publish(.complete(submission), to: id) {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
+        case .cancelled: throw APIError.sessionCancelled(.action)
         case .alreadyCompleted(let record) where record.submission == submission: break
         case .alreadyCompleted, .unchanged: throw APIError.alreadySubmitted
         case .published: break

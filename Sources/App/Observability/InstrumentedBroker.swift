@@ -28,6 +28,10 @@ struct InstrumentedBroker: Broker {
         try await measure("open_session") { try await base.openSession(id, ttl: ttl, readerKey: readerKey) }
     }
 
+    func renewPresence(of ids: [SessionID]) async throws {
+        try await measure("renew_presence") { try await base.renewPresence(of: ids) }
+    }
+
     func session(_ id: SessionID) async throws -> SessionRecord? {
         try await measure("session") { try await base.session(id) }
     }

@@ -23,8 +23,8 @@ final class TandemMetrics: Sendable {
     private let brokerErrors: [String: CoreMetrics.Counter]
     private let refusals = Mutex<[UInt: CoreMetrics.Counter]>([:])
 
-    static let eventTypes = ["connected", "input-started", "complete"]
-    static let brokerOperations = ["open_session", "session", "publish", "events", "subscribe", "unsubscribe"]
+    static let eventTypes = ["connected", "input-started", "complete", "cancelled"]
+    static let brokerOperations = ["open_session", "session", "publish", "renew_presence", "events", "subscribe", "unsubscribe"]
 
     init() {
         registry = PrometheusCollectorRegistry()

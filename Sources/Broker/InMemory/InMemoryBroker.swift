@@ -13,6 +13,8 @@ public final class InMemoryBroker: Broker {
     private struct Entry {
         var record: SessionRecord
         var log: [StoredEvent] = []
+        /// Until when the PC counts as present (see ``Broker/renewPresence(of:)``).
+        var presentUntil: Int64
     }
 
     private struct State {
@@ -41,15 +43,21 @@ public final class InMemoryBroker: Broker {
     private let sink: any SessionEventSink
     private let time: TimeSource
     private let sweepInterval: Duration
+    private let presenceGrace: Int64
     private let logger: Logger
 
     /// - Parameters:
     ///   - sink: receives the events of subscribed sessions.
     ///   - sweepInterval: how often expired sessions are removed from memory.
-    public init(sink: any SessionEventSink, time: TimeSource = .system, sweepInterval: Duration = .seconds(1), logger: Logger) {
+    ///   - presenceGrace: how long a PC counts as present after its last renewal.
+    public init(
+        sink: any SessionEventSink, time: TimeSource = .system, sweepInterval: Duration = .seconds(1),
+        presenceGrace: Duration = .seconds(7), logger: Logger
+    ) {
         self.sink = sink
         self.time = time
         self.sweepInterval = sweepInterval
+        self.presenceGrace = presenceGrace.milliseconds
         self.logger = logger
     }
 
@@ -79,7 +87,7 @@ public final class InMemoryBroker: Broker {
                 state.tombstones[id] = nil
             }
             let record = SessionRecord(id: id, createdAt: now, expiresAt: now + ttl.milliseconds, readerKey: readerKey)
-            state.sessions[id] = Entry(record: record)
+            state.sessions[id] = Entry(record: record, presentUntil: now + presenceGrace)
             state.expiries.insert(id, expiresAt: record.expiresAt)
             return record
         }
@@ -101,22 +109,36 @@ public final class InMemoryBroker: Broker {
 
     public func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
         let now = time.now()
-        let (outcome, subscribed) = shard(id).state.withLock { state -> (PublishOutcome, Bool) in
-            guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (.sessionNotFound, false) }
-            if entry.record.status == .completed { return (.alreadyCompleted(entry.record), false) }
-            guard event.resultingStatus > entry.record.status else { return (.unchanged(entry.record), false) }
+        let (outcome, delivery) = shard(id).state.withLock { state -> (PublishOutcome, StoredEvent?) in
+            guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (.sessionNotFound, nil) }
+            if entry.record.status == .completed { return (.alreadyCompleted(entry.record), nil) }
+            if entry.record.status == .cancelled { return (.cancelled(entry.record), nil) }
+            // The phone's steps need the PC: past its presence, the session is cancelled instead.
+            let pcLeft = event.resultingStatus != .cancelled && entry.presentUntil <= now
+            let event = pcLeft ? .cancelled(.pcLeft) : event
+            guard event.resultingStatus > entry.record.status else { return (.unchanged(entry.record), nil) }
             entry.record.status = event.resultingStatus
             if case .complete(let submission) = event { entry.record.submission = submission }
             entry.record.lastEventID += 1
             let stored = StoredEvent(id: entry.record.lastEventID, event: event, publishedAt: TimeSource.wallMicroseconds())
             entry.log.append(stored)
             state.sessions[id] = entry
-            return (.published(stored, entry.record), state.subscriptions[id, default: 0] > 0)
+            let outcome: PublishOutcome = pcLeft ? .cancelled(entry.record) : .published(stored, entry.record)
+            return (outcome, state.subscriptions[id, default: 0] > 0 ? stored : nil)
         }
-        if subscribed, case .published(let stored, _) = outcome {
-            sink.deliver(stored, to: id)
-        }
+        if let delivery { sink.deliver(delivery, to: id) }
         return outcome
+    }
+
+    public func renewPresence(of ids: [SessionID]) async throws {
+        let now = time.now()
+        for id in ids {
+            shard(id).state.withLock { state in
+                guard var entry = state.sessions[id], entry.record.expiresAt > now, entry.presentUntil > now else { return }
+                entry.presentUntil = now + presenceGrace
+                state.sessions[id] = entry
+            }
+        }
     }
 
     public func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {

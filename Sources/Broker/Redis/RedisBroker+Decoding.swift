@@ -9,6 +9,7 @@ enum RedisLogEntry {
         var phone = ""
         var eventName: String?
         var publishedAt: Int64 = 0
+        var reason: CancelReason?
         guard reader.beginObject() else { return nil }
         while let key = reader.nextKey() {
             switch key {
@@ -18,6 +19,7 @@ enum RedisLogEntry {
             case "phone": phone = reader.string() ?? ""
             // Publish time in microseconds since the epoch, a string: cjson would print a large number with an exponent.
             case "t": publishedAt = reader.string().flatMap { Int64($0) } ?? 0
+            case "reason": reason = reader.string().flatMap(CancelReason.init(rawValue:))
             default: guard reader.skipValue() else { return nil }
             }
             guard !reader.failed else { return nil }
@@ -28,6 +30,9 @@ enum RedisLogEntry {
         case "connected": event = .connected
         case "input-started": event = .inputStarted
         case "complete": event = .complete(Submission(name: name, phone: phone))
+        case "cancelled":
+            guard let reason else { return nil }
+            event = .cancelled(reason)
         default: return nil
         }
         return StoredEvent(id: id, event: event, publishedAt: publishedAt)

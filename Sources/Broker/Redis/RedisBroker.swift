@@ -21,9 +21,15 @@ public final class RedisBroker: Broker {
         public var commandTimeout: Duration
         public var initialBackoff: Duration
         public var maximumBackoff: Duration
+        /// How long a PC counts as present after its last renewal (see ``Broker/renewPresence(of:)``).
+        public var presenceGrace: Duration
 
-        public init(url: RedisURL, commandTimeout: Duration = .seconds(2), initialBackoff: Duration = .milliseconds(100), maximumBackoff: Duration = .seconds(5)) {
+        public init(
+            url: RedisURL, commandTimeout: Duration = .seconds(2), initialBackoff: Duration = .milliseconds(100),
+            maximumBackoff: Duration = .seconds(5), presenceGrace: Duration = .seconds(7)
+        ) {
             self.url = url
+            self.presenceGrace = presenceGrace
             self.commandTimeout = commandTimeout
             self.initialBackoff = initialBackoff
             self.maximumBackoff = maximumBackoff
@@ -254,8 +260,10 @@ public final class RedisBroker: Broker {
 
     public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
         let now = time.now()
-        let reply = try await runScript(\.openScript, RedisScripts.openSession, keys: [RedisKeys.session(id), RedisKeys.tombstone(id)], arguments: [
+        let keys = [RedisKeys.session(id), RedisKeys.tombstone(id), RedisKeys.presence(id)]
+        let reply = try await runScript(\.openScript, RedisScripts.openSession, keys: keys, arguments: [
             String(now), String(now + ttl.milliseconds), String(ttl.milliseconds), readerKey ?? "", String(2 * ttl.milliseconds),
+            String(configuration.presenceGrace.milliseconds),
         ])
         if let parts = reply.array, parts.count == 1, parts[0].string == "ended" { return nil }
         guard let record = SessionRecord(id: id, fields: reply) else {
@@ -273,12 +281,17 @@ public final class RedisBroker: Broker {
     public func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
         var name = ""
         var phone = ""
-        if case .complete(let submission) = event {
+        var reason = ""
+        switch event {
+        case .complete(let submission):
             name = submission.name
             phone = submission.phone
+        case .cancelled(let why): reason = why.rawValue
+        case .connected, .inputStarted: break
         }
-        let reply = try await runScript(\.publishScript, RedisScripts.publish, keys: [RedisKeys.session(id), RedisKeys.log(id)], arguments: [
-            event.resultingStatus.rawValue, event.name, RedisKeys.channel(id), name, phone, String(TimeSource.wallMicroseconds()),
+        let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id)]
+        let reply = try await runScript(\.publishScript, RedisScripts.publish, keys: keys, arguments: [
+            event.resultingStatus.rawValue, event.name, RedisKeys.channel(id), name, phone, String(TimeSource.wallMicroseconds()), reason,
         ])
         guard let parts = reply.array, let outcome = parts.first?.string else {
             throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
@@ -289,12 +302,29 @@ public final class RedisBroker: Broker {
         }
         switch outcome {
         case "completed": return .alreadyCompleted(record)
+        case "cancelled", "left": return .cancelled(record)
         case "unchanged": return .unchanged(record)
         default:
             guard parts.count >= 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
                 throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
             }
             return .published(stored, record)
+        }
+    }
+
+    public func renewPresence(of ids: [SessionID]) async throws {
+        let grace = String(configuration.presenceGrace.milliseconds)
+        let connection = try state.withLock { state throws(BrokerError) -> RedisConnection in
+            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
+            return connected.commandsForThisLoop
+        }
+        // PEXPIRE renews a presence that exists and never makes one: a lapsed presence stays lapsed. Pipelined in
+        // batches, so a node holding thousands of streams renews them in a few round trips.
+        for start in stride(from: 0, to: ids.count, by: 512) {
+            let replies = ids[start..<min(start + 512, ids.count)].map { connection.send(["PEXPIRE", RedisKeys.presence($0), grace]) }
+            for reply in replies {
+                if case .error(let message) = try await reply.get() { throw Self.error(message) }
+            }
         }
     }
 
