@@ -51,12 +51,32 @@ function showTimeLeft() {
   if (left === 0) renew(session);
 }
 
-/** The local deadline for a session: its expiryTime, unless this PC's clock disagrees with the server's. */
-function deadlineOf(expiryTime, ttlMinutes) {
+/**
+ * The local deadline for a session. With the server's clock at hand (`serverTime`, sent with every session info),
+ * the time left is the server's: expiryTime - serverTime from now, whatever this PC's clock says and however late a
+ * stream was resumed. Without it (an older server), expiryTime, unless this PC's clock disagrees with the server's.
+ */
+function deadlineOf(expiryTime, ttlMinutes, serverTime) {
   const ttl = Number(ttlMinutes) * 60000;
   const expiry = Number(expiryTime);
+  const now = Number(serverTime);
+  if (Number.isFinite(expiry) && Number.isFinite(now)) return Date.now() + Math.max(0, expiry - now);
   if (!Number.isFinite(expiry)) return Date.now() + ttl;
   return Math.abs(expiry - Date.now() - ttl) > CLOCK_SKEW_LIMIT_MS && Number.isFinite(ttl) ? Date.now() + ttl : expiry;
+}
+
+/**
+ * Ends a session on the server, so its phone is told at once instead of typing into a session nobody watches.
+ * `keepalive` lets the request outlive the page (pagehide); the reader cookie authorizes it.
+ */
+function cancelOnServer(current) {
+  if (current === null || current.id === '' || current.completed || current.cancelled) return;
+  current.cancelled = true;
+  fetch(`/api/cancel?session=${encodeURIComponent(current.id)}`, {
+    method: 'POST',
+    headers: apiHeaders(),
+    keepalive: true,
+  }).catch(() => {}); // the grace ends it anyway if this never arrives
 }
 
 /** The session ran out (or its stream was refused): start a new one, once. A session refused right after it
@@ -72,6 +92,7 @@ function renew(current) {
 }
 
 function stopSession() {
+  cancelOnServer(session);
   session?.source?.close();
   session = null;
   clearInterval(ticker);
@@ -80,7 +101,7 @@ function stopSession() {
 
 async function startSession() {
   stopSession();
-  const current = { id: '', source: null, deadline: 0, completed: false, renewing: false, startedAt: performance.now() };
+  const current = { id: '', source: null, deadline: 0, completed: false, renewing: false, cancelled: false, startedAt: performance.now() };
   session = current;
   setStatus('creating', current);
   qr.classList.remove('used');
@@ -103,7 +124,7 @@ async function startSession() {
   }
   if (current !== session) return;
   current.id = String(created.sessionId);
-  current.deadline = deadlineOf(created.expiryTime, created.ttlMinutes);
+  current.deadline = deadlineOf(created.expiryTime, created.ttlMinutes, created.serverTime);
   qr.src = `/api/qr?session=${encodeURIComponent(current.id)}`;
   qr.alt = t('qrAlt');
   qr.hidden = false;
@@ -126,10 +147,17 @@ function follow(current) {
   source.addEventListener('message', (event) => {
     const data = parse(event.data);
     if (data?.type === 'session-info' && current === session) {
-      current.deadline = deadlineOf(data.expiryTime, data.ttlMinutes);
+      current.deadline = deadlineOf(data.expiryTime, data.ttlMinutes, data.serverTime);
     }
   });
   source.addEventListener('connected', () => setStatus('connected', current));
+  // The session ended without a submission: this page was gone past the grace (pc-left), or it was cancelled
+  // (pc-cancelled, by another tab of it). A new QR code at once; the phone has been told.
+  source.addEventListener('cancelled', () => {
+    if (current !== session || current.completed) return;
+    current.cancelled = true;
+    renew(current);
+  });
   source.addEventListener('input-started', () => setStatus('input-started', current));
   source.addEventListener('complete', (event) => {
     if (current !== session || current.completed) return;
@@ -190,4 +218,10 @@ function parse(text) {
 
 translatePage('pcTitle');
 newSessionButton.addEventListener('click', () => startSession());
+// Leaving (closing the tab, reloading, navigating away) ends the session, so its phone is told at once.
+window.addEventListener('pagehide', () => cancelOnServer(session));
+// Back from the back-forward cache: the session was ended on the way out, so start a new one.
+window.addEventListener('pageshow', (event) => {
+  if (event.persisted) startSession();
+});
 startSession();

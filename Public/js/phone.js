@@ -37,7 +37,11 @@ function characters(text) {
   return Array.from(segmenter.segment(text)).length;
 }
 
-/** GET /api/validate-session: 'valid', 'invalid' (400/404), 'unavailable' (other answers) or 'network'. */
+/**
+ * GET /api/validate-session: 'valid', 'cancelled' (404 session_cancelled: the PC made a new QR code or left),
+ * 'invalid' (other 400/404), 'completed' (409: the session was already submitted), 'unavailable' (other answers)
+ * or 'network'.
+ */
 async function validate() {
   try {
     const response = await fetch(`/api/validate-session?session=${encodeURIComponent(sessionId)}`, {
@@ -45,7 +49,12 @@ async function validate() {
       cache: 'no-store',
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
-    if (response.status === 400 || response.status === 404) return 'invalid';
+    if (response.status === 409) return 'completed';
+    if (response.status === 404) {
+      const body = await response.json().catch(() => null);
+      return body?.code === 'session_cancelled' ? 'cancelled' : 'invalid';
+    }
+    if (response.status === 400) return 'invalid';
     if (!response.ok) return 'unavailable';
     const result = await response.json();
     return result.valid === true ? 'valid' : 'invalid';
@@ -74,8 +83,10 @@ async function start() {
     form.hidden = false;
     poller = setInterval(checkSession, SESSION_CHECK_INTERVAL_MS);
     fields.name.input.focus();
-  } else if (result === 'invalid') {
+  } else if (result === 'invalid' || result === 'cancelled') {
     showInvalid();
+  } else if (result === 'completed') {
+    showLocked('sessionCompleted');
   } else {
     // The server could not be asked: say so, and ask again once the user closes the dialog.
     showDialog({ kind: 'error', content: t('networkError'), onClose: () => start() });
@@ -84,9 +95,28 @@ async function start() {
 
 /** Error case 1: the session does not exist (the PC made a new QR code, or the link is wrong). */
 function showInvalid() {
+  showLocked('sessionInvalid');
+}
+
+/** No form for this session, ever: a dialog that cannot be closed says why. */
+function showLocked(messageKey) {
   checking.hidden = true;
   form.hidden = true;
-  showDialog({ kind: 'error', content: t('sessionInvalid'), locked: true });
+  clearInterval(poller);
+  showDialog({ kind: 'error', content: t(messageKey), locked: true });
+}
+
+/**
+ * The session ended while the form was open: the PC made a new QR code or left ('cancelled'), or another device
+ * submitted ('completed'). The form locks, with the article's words for the first.
+ */
+function endedElsewhere(result) {
+  if (expired || finished) return;
+  expired = true;
+  clearInterval(poller);
+  for (const element of form.querySelectorAll('input, button')) element.disabled = true;
+  form.classList.add('disabled');
+  showDialog({ kind: 'error', content: t(result === 'completed' ? 'sessionCompleted' : 'sessionInvalid'), locked: true });
 }
 
 /** Error case 2: polled every 5 s, as the article does; network errors are ignored (the phone may be offline). */
@@ -96,6 +126,7 @@ async function checkSession() {
   const result = await validate();
   polling = false;
   if (result === 'invalid' && !finished) expire();
+  if (result === 'cancelled' || result === 'completed') endedElsewhere(result);
 }
 
 function expire() {
@@ -114,7 +145,11 @@ async function announceInput() {
   try {
     const response = await post('/api/input-started', { sessionId });
     inputStarted = response.ok || response.status === 409 ? 'done' : 'no';
-    if (response.status === 404) expire();
+    if (response.status === 404) {
+      const body = await response.json().catch(() => null);
+      if (body?.code === 'session_cancelled') endedElsewhere('cancelled');
+      else expire();
+    }
   } catch {
     inputStarted = 'no';
   }
@@ -194,6 +229,12 @@ async function submit(event) {
     form.hidden = true;
     done.hidden = false;
     showDialog({ kind: 'success', heading: String(result?.message ?? t('doneHeading')), content: t('doneText') });
+    return;
+  }
+  // The session ended on the PC's side: the form locks for good rather than inviting a retry.
+  if (response.status === 404 && result?.code === 'session_cancelled') {
+    setSubmitting(false);
+    endedElsewhere('cancelled');
     return;
   }
   // Error case 3: the server said no (validation, already submitted, expired, server error): its own words.

@@ -207,6 +207,18 @@ def test_pairing_flow_through_the_qr_code(server: Node, browsers: Any) -> None:
     finally:
         phone.delete_network_conditions()
 
+    # Error case 3: the server refuses what the page cannot check (a control character in the name). Its message in
+    # a dismissable dialog with OK; the button works again.
+    phone.execute_script("document.getElementById('name').value = arguments[0]", "山田\u0007")
+    phone.find_element(By.ID, "submit").click()
+    state = wait_dialog(phone, JA["control_characters"], "the server's error in a dialog")
+    assert state["kind"] == "error" and state["confirm"] is True
+    shot(phone, "phone-submit-error")
+    phone.find_element(By.CSS_SELECTOR, "#dialog .dialog-confirm").click()
+    wait_until(phone, lambda d: not dialog(d)["open"], "OK closing the error dialog")
+    assert submit_enabled(phone)
+    fill(phone, NAME, PHONE)
+
     # Back online: the same button sends the form.
     phone.find_element(By.ID, "submit").click()
     state = wait_dialog(phone, "メインデバイスの画面をご確認ください。", "the phone's success dialog")
@@ -228,29 +240,54 @@ def test_pairing_flow_through_the_qr_code(server: Node, browsers: Any) -> None:
     assert pc_status(pc) == ("completed", JA["completed"])
     shot(pc, "pc-completed")
 
-    # Error case 3: the server refuses (a second phone submits to the completed session: 409). Its message in a
-    # dismissable dialog with OK; the button works again.
+    # A second phone (or a photo of the QR code) on the completed session learns it before typing: no form, a
+    # dialog that cannot be dismissed.
     second = browsers("phone")
-    open_phone(second, url)
-    # The client checks the server's limits first: 21 characters never leave the phone.
-    fill(second, "あ" * 21, PHONE)
-    second.find_element(By.ID, "submit").click()
-    wait_until(second, lambda d: d.find_element(By.ID, "name-error").text == JA["name_too_long"], "the inline length error")
-    assert dialog(second)["open"] is False
-    assert second.find_element(By.ID, "name-count").text == "21/20"
-    shot(second, "phone-too-long")
-
-    fill(second, "佐藤花子", "080-0000-0000")
-    second.find_element(By.ID, "submit").click()
-    state = wait_dialog(second, JA["already_submitted"], "the server's error in a dialog")
-    assert state["kind"] == "error" and state["confirm"] is True
-    shot(second, "phone-submit-error")
-    second.find_element(By.CSS_SELECTOR, "#dialog .dialog-confirm").click()
-    wait_until(second, lambda d: not dialog(d)["open"], "OK closing the error dialog")
-    assert submit_enabled(second)
-    assert second.find_element(By.ID, "name").get_attribute("value") == "佐藤花子"
+    second.get(url)
+    state = wait_dialog(second, JA["session_completed"], "the already-submitted dialog")
+    assert state["confirm"] is False and state["modal"] is True
+    assert not second.find_element(By.ID, "info-form").is_displayed()
+    shot(second, "phone-already-submitted")
     # The PC still shows the first phone's result.
     assert pc_status(pc) == ("completed", JA["completed"])
+
+
+def test_client_checks_the_limits_before_sending(server: Node, browsers: Any) -> None:
+    pc = browsers("pc")
+    phone = browsers("phone")
+    open_phone(phone, open_pc(pc, server))
+    # The client checks the server's limits first: 21 characters never leave the phone.
+    fill(phone, "あ" * 21, PHONE)
+    phone.find_element(By.ID, "submit").click()
+    wait_until(phone, lambda d: d.find_element(By.ID, "name-error").text == JA["name_too_long"], "the inline length error")
+    assert dialog(phone)["open"] is False
+    assert phone.find_element(By.ID, "name-count").text == "21/20"
+    shot(phone, "phone-too-long")
+
+
+def test_a_new_session_on_the_pc_locks_the_phone_and_keeps_its_data_from_vanishing(server: Node, browsers: Any) -> None:
+    """The article's error case 1, as a user found it broken: the phone is typing, the PC presses 新しいセッション.
+    The phone is told (at its next poll) in the article's words, and its submission is refused, not "succeeded"."""
+    pc = browsers("pc")
+    phone = browsers("phone")
+    url = open_pc(pc, server)
+    open_phone(phone, url)
+    wait_status(pc, "connected", JA["connected"])
+    fill(phone, "山田", PHONE)
+    wait_status(pc, "input-started", JA["input-started"])
+    pc.find_element(By.ID, "new-session").click()
+    wait_until(pc, lambda d: d.find_element(By.ID, "phone-url").text not in ("", url), "the PC's new session")
+    state = wait_dialog(phone, JA["invalid"], "the phone told the session is invalid", timeout=POLL_SECONDS + WAIT)
+    assert state["confirm"] is False and state["modal"] is True
+    for element_id in ("name", "phone", "submit"):
+        assert not phone.find_element(By.ID, element_id).is_enabled(), f"#{element_id} is still enabled"
+    shot(phone, "phone-after-pc-new-session")
+    # Whatever the page does, the server refuses a submission to the ended session.
+    session_id = url.split("session=", 1)[1]
+    answer = phone.execute_script(
+        "return fetch('/api/submit', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify("
+        "{sessionId: arguments[0], name: 'x', phone: '1'})}).then(r => r.status)", session_id)
+    assert answer == 404
 
 
 def test_invalid_session_on_load_cannot_be_dismissed(server: Node, browsers: Any) -> None:
