@@ -140,7 +140,7 @@ struct SubmissionRulesTests {
     @Test func anyJSONNumberInAnyFieldIsAClean400OrAValidValue() async {
         let digits = Gen<Character>.number.string(of: 1...30)
         let numbers = Gen<UInt64>.value(in: 0...UInt64.max).map(Self.numberText)
-        await propertyCheck(count: 300, input: numbers, digits) { text, more in
+        await propertyCheck(count: 100, input: numbers, digits) { text, more in
             for number in [text, more, "-" + more, more + "e" + String(more.prefix(4)), "-0", "1e309", "18446744073709551616", "-9223372036854775809"] {
                 for field in ["sessionId", "name", "phone"] {
                     var members = [#""sessionId":"sess_ok""#, #""name":"山田""#, #""phone":"0312345678""#]
@@ -193,7 +193,7 @@ struct SubmissionRulesTests {
     }
 
     @Test func randomUnicodeNeverTrapsAndWhatIsAcceptedKeepsEveryRule() async {
-        await propertyCheck(count: 2000, input: Self.text, Self.text) { name, phone in
+        await propertyCheck(count: 400, input: Self.text, Self.text) { name, phone in
             switch Self.check(name: .string(name), phone: .string(phone)) {
             case .success(let (_, submission)):
                 Self.expectValid(submission)
