@@ -135,6 +135,19 @@ struct SubmissionRulesTests {
         #expect(Self.fieldCodes(Self.check(sessionID: .string(""))) == ["session_id_required"])
     }
 
+    /// Over HTTP: numbers the parser cannot hold are malformed JSON; numbers it holds are no session ID.
+    @Test(arguments: [("1e309", "malformed_json"), ("-1e309", "malformed_json"), ("-0", "session_id_malformed"),
+                      ("18446744073709551616", "session_id_malformed"), ("0.5", "session_id_malformed")])
+    func jsonNumbersAsSessionIDsAreClean400s(number: String, code: String) async throws {
+        try await withTandem { _, client in
+            for path in ["/api/submit", "/api/input-started"] {
+                let response = try await client.post(path, json: #"{"sessionId":\#(number),"name":"山田","phone":"0312345678"}"#)
+                #expect(response.status == 400, "\(path) \(number)")
+                #expect(try json(response)["code"]?.string == code, "\(path) \(number)")
+            }
+        }
+    }
+
     /// Any JSON number text in any field: the parser refuses what does not fit a finite double, and the rules answer
     /// a 400 or accept a value that keeps every rule; nothing traps.
     @Test func anyJSONNumberInAnyFieldIsAClean400OrAValidValue() async {
