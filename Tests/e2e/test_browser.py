@@ -240,6 +240,20 @@ def test_pairing_flow_through_the_qr_code(server: Node, browsers: Any) -> None:
     assert second.find_element(By.ID, "name-count").text == "21/20"
     shot(second, "phone-too-long")
 
+    # What only the server checks, shown under each field by its path: a bidi override in the name (it would
+    # reorder what the PC shows) and letters as a phone number. The first error is also the dialog's message.
+    invalid_characters = "使用できない文字が含まれています"
+    phone_format = "電話番号は数字で入力してください（先頭の+と、スペース・-・(・)・. は使えます）"
+    fill(second, "佐藤\u202e花子", "call me")
+    second.find_element(By.ID, "submit").click()
+    wait_dialog(second, invalid_characters, "the server's field error in a dialog")
+    assert second.find_element(By.ID, "name-error").text == invalid_characters
+    assert second.find_element(By.ID, "phone-error").text == phone_format
+    assert second.find_element(By.ID, "phone").get_attribute("aria-invalid") == "true"
+    shot(second, "phone-server-field-errors")
+    second.find_element(By.CSS_SELECTOR, "#dialog .dialog-confirm").click()
+    wait_until(second, lambda d: not dialog(d)["open"], "OK closing the field-error dialog")
+
     fill(second, "佐藤花子", "080-0000-0000")
     second.find_element(By.ID, "submit").click()
     state = wait_dialog(second, JA["already_submitted"], "the server's error in a dialog")
