@@ -65,13 +65,11 @@ struct API: Sendable {
         }
     }
 
-    /// Reads a POST body as a JSON object; an HTML form's `application/x-www-form-urlencoded` body is read as an
-    /// object of strings, so a plain form (or `curl -d 'a=b'`) works too.
+    /// Reads a POST body as a JSON object. Only `application/json` is read: a form, `text/plain` or a body without
+    /// a type is what a page of another site can send without a CORS preflight, so reading them would let any site
+    /// post to a session (CSRF).
     func jsonObject(of request: Request) throws(APIError) -> JSONValue {
-        if request.hasMediaType("application/x-www-form-urlencoded") {
-            guard let fields = request.formFields() else { throw .malformedJSON }
-            return .object(fields.mapValues(JSONValue.string))
-        }
+        guard request.hasMediaType("application/json") else { throw .unsupportedMediaType }
         let body: JSONValue
         do {
             body = try request.jsonBody()

@@ -53,6 +53,8 @@ struct APIError: HTTPResponseError, Equatable {
     static func invalidFields(_ errors: [(path: String, code: String, message: Message)]) -> APIError {
         APIError(status: .badRequest, code: errors.first?.code ?? "validation_failed", message: errors.first?.message ?? .serverError, fieldErrors: errors)
     }
+    /// A state-changing request from a page of another site (CSRF), refused before it changes anything.
+    static let crossSiteRequest = APIError(status: .forbidden, code: "cross_site_request", message: .crossSiteRequest)
 
     /// The response in the request's language; Japanese, the seed's language, when it names none we have.
     func response(for request: Request) -> Response {

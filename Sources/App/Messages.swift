@@ -25,6 +25,10 @@ enum Message: Sendable {
     case methodNotAllowed
     case serverError
     case serviceUnavailable
+    case nameCharacterTooComplex
+    case phoneInvalidFormat
+    case phoneTooFewDigits
+    case crossSiteRequest
 
     func text(in language: Language) -> String {
         switch language {
@@ -61,6 +65,10 @@ enum Message: Sendable {
         case .methodNotAllowed: "このメソッドは使用できません"
         case .serverError: "サーバーエラーが発生しました"
         case .serviceUnavailable: "サービスが一時的に利用できません。しばらくしてから再度お試しください"
+        case .nameCharacterTooComplex: "お名前に、記号や結合文字を重ねすぎた文字が含まれています"
+        case .phoneInvalidFormat: "電話番号は数字で入力してください（先頭の+と、スペース・-・(・)・. は使えます）"
+        case .phoneTooFewDigits: "電話番号は\(SubmissionRules.minimumPhoneDigits)桁以上の数字で入力してください"
+        case .crossSiteRequest: "他のサイトからのリクエストは受け付けていません"
         }
     }
 
@@ -91,6 +99,10 @@ enum Message: Sendable {
         case .methodNotAllowed: "This method is not allowed here."
         case .serverError: "A server error occurred."
         case .serviceUnavailable: "The service is temporarily unavailable. Please try again shortly."
+        case .nameCharacterTooComplex: "Your name contains a character built from too many marks or symbols."
+        case .phoneInvalidFormat: "Enter your phone number in digits (a leading +, spaces and - ( ) . are allowed)."
+        case .phoneTooFewDigits: "Your phone number must have at least \(SubmissionRules.minimumPhoneDigits) digits."
+        case .crossSiteRequest: "Requests from other sites are not accepted."
         }
     }
 }

@@ -4,8 +4,9 @@ import Logging
 import NIOHTTP1
 
 /// Wraps the router with what every response needs: security headers, CORS (closed unless origins are configured),
-/// and per-client rate limits (429 with `Retry-After`). Client addresses come from the HTTP layer, which takes
-/// `X-Forwarded-For` only from trusted proxies.
+/// refusal of state-changing requests from other sites (403 `cross_site_request`), and per-client rate limits (429
+/// with `Retry-After`). Client addresses come from the HTTP layer, which takes `X-Forwarded-For` only from trusted
+/// proxies.
 struct SecureResponder: HTTPResponder {
     let router: Router
     let configuration: TandemConfiguration
@@ -13,6 +14,10 @@ struct SecureResponder: HTTPResponder {
     let requestLimiter: RateLimiter
     let time: TimeSource
     let metrics: TandemMetrics
+    /// `cors.allowedOrigins`, made once rather than per request.
+    let allowedOrigins: Set<String>
+    /// The origin of `publicBaseURL`, normalized (see ``SiteCheck``), when it is set.
+    let publicOrigin: String?
 
     init(router: Router, configuration: TandemConfiguration, time: TimeSource, metrics: TandemMetrics) {
         self.metrics = metrics
@@ -21,6 +26,8 @@ struct SecureResponder: HTTPResponder {
         self.sessionLimiter = RateLimiter(perMinute: configuration.sessionsPerMinute)
         self.requestLimiter = RateLimiter(perMinute: configuration.requestsPerMinute)
         self.time = time
+        self.allowedOrigins = configuration.corsAllowedOrigins
+        self.publicOrigin = SiteCheck.origin(ofURL: configuration.publicBaseURL)
     }
 
     /// Headers every response carries unless the handler set them (pages set their own CSP).
@@ -34,7 +41,7 @@ struct SecureResponder: HTTPResponder {
 
     func respond(to request: Request, logger: Logger) async -> Response {
         let origin = request.headers.first(name: "origin")
-        let allowedOrigin = origin.flatMap { configuration.corsAllowedOrigins.contains($0) ? $0 : nil }
+        let allowedOrigin = origin.flatMap { allowedOrigins.contains($0) ? $0 : nil }
         var response: Response
         if request.method == .OPTIONS, allowedOrigin != nil {
             response = Response(status: .noContent, headers: [
@@ -42,6 +49,9 @@ struct SecureResponder: HTTPResponder {
                 "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID",
                 "Access-Control-Max-Age": "600",
             ])
+        } else if SiteCheck.isCrossSite(request, origin: origin, allowedOrigins: allowedOrigins, publicOrigin: publicOrigin) {
+            logger.notice("cross-site request refused", metadata: ["origin": "\(origin ?? "")", "path": "\(request.path)"])
+            response = APIError.crossSiteRequest.response(for: request, defaultLanguage: configuration.defaultLanguage)
         } else if let retryAfter = limiter(for: request)?.spend(request.clientAddress, now: time.now()) {
             logger.notice("rate limited", metadata: ["client": "\(request.clientAddress)", "path": "\(request.path)"])
             response = APIError.tooManyRequests(request.path == "/api/validate-session" ? .validation : .action)
@@ -80,5 +90,55 @@ struct SecureResponder: HTTPResponder {
             response.headers.add(name: name, value: value)
         }
         return response
+    }
+}
+
+/// Whether a state-changing request comes from a page of another site (cross-site request forgery). The phone and
+/// PC pages are served by this server, so their calls are same-origin; browsers send `Origin` on every POST and
+/// `Sec-Fetch-Site` on every request, while curl and other non-browser clients send neither and are not refused.
+///
+/// A request is refused when its method is not GET, HEAD or OPTIONS and either its `Origin` is present and is
+/// neither this server's own origin nor listed in `cors.allowedOrigins`, or its `Sec-Fetch-Site` is `cross-site`.
+/// An origin listed in `cors.allowedOrigins` is let through although its browser says `cross-site`: that is what
+/// listing it means.
+enum SiteCheck {
+    static func isCrossSite(_ request: Request, origin: String?, allowedOrigins: Set<String>, publicOrigin: String?) -> Bool {
+        switch request.method {
+        case .GET, .HEAD, .OPTIONS: return false
+        default: break
+        }
+        if let origin, allowedOrigins.contains(origin) { return false }
+        if request.headers.first(name: "sec-fetch-site")?.lowercased() == "cross-site" {
+            return true
+        }
+        guard let origin else { return false }
+        return !isOwnOrigin(origin, host: request.headers.first(name: "host"), publicOrigin: publicOrigin)
+    }
+
+    /// Whether `origin` is this server as the request reached it (its `Host`, over http or https) or as phones reach
+    /// it (`publicBaseURL`). `Origin: null` (sandboxed frames, some redirects) is nobody's origin.
+    static func isOwnOrigin(_ origin: String, host: String?, publicOrigin: String?) -> Bool {
+        guard let normalized = Self.origin(ofURL: origin) else { return false }
+        if normalized == publicOrigin { return true }
+        guard let host, !host.isEmpty else { return false }
+        return normalized == Self.origin(ofURL: "http://" + host) || normalized == Self.origin(ofURL: "https://" + host)
+    }
+
+    /// `scheme://host[:port]` of an http or https URL, lowercased and without the scheme's default port, or nil.
+    static func origin(ofURL url: String) -> String? {
+        let lowered = url.lowercased()
+        let scheme: String
+        let defaultPort: String
+        if lowered.hasPrefix("http://") {
+            (scheme, defaultPort) = ("http", ":80")
+        } else if lowered.hasPrefix("https://") {
+            (scheme, defaultPort) = ("https", ":443")
+        } else {
+            return nil
+        }
+        var authority = lowered.dropFirst(scheme.count + 3).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        if authority.hasSuffix(defaultPort) { authority = authority.dropLast(defaultPort.count) }
+        guard !authority.isEmpty else { return nil }
+        return scheme + "://" + authority
     }
 }

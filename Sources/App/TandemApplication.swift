@@ -72,19 +72,24 @@ struct TandemApplication: Sendable {
         let api = API(
             broker: instrumented, registry: registry, configuration: configuration,
             staticFiles: staticFiles, metrics: metrics, drainState: drainState, time: time, publicOrigin: publicOrigin)
+        var serverConfiguration = HTTPServer.Configuration(
+            host: configuration.host,
+            port: configuration.port,
+            maximumHeaderBytes: configuration.maxHeaderBytes,
+            maximumBodyBytes: configuration.maxBodyBytes,
+            idleTimeout: .seconds(configuration.idleTimeoutSeconds),
+            requestTimeout: .seconds(configuration.requestTimeoutSeconds),
+            maximumConnections: configuration.maxConnections,
+            maximumConnectionsPerAddress: configuration.maxConnectionsPerAddress,
+            trustedProxies: configuration.trustedProxyList,
+            protocolErrorHeaders: SecureResponder.securityHeaders
+        )
+        // Named as an operator sets it, for the warning about forwarding headers from untrusted peers.
+        serverConfiguration.trustedProxiesSetting =
+            "trustedProxies (environment variable \(ConfigurationReader.environmentName(for: "trustedProxies")))"
+        serverConfiguration.metrics = metrics.factory
         server = HTTPServer(
-            configuration: .init(
-                host: configuration.host,
-                port: configuration.port,
-                maximumHeaderBytes: configuration.maxHeaderBytes,
-                maximumBodyBytes: configuration.maxBodyBytes,
-                idleTimeout: .seconds(configuration.idleTimeoutSeconds),
-                requestTimeout: .seconds(configuration.requestTimeoutSeconds),
-                maximumConnections: configuration.maxConnections,
-                maximumConnectionsPerAddress: configuration.maxConnectionsPerAddress,
-                trustedProxies: configuration.trustedProxyList,
-                protocolErrorHeaders: SecureResponder.securityHeaders
-            ),
+            configuration: serverConfiguration,
             responder: SecureResponder(router: api.makeRouter(), configuration: configuration, time: time, metrics: metrics),
             eventLoopGroup: eventLoopGroup,
             logger: logger,

@@ -24,7 +24,7 @@ struct HandoffProbe {
         let requests = [
             "GET /api/validate-session?session=\(session) HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
             post("/api/input-started", #"{"sessionId":"\#(session)"}"#),
-            post("/api/submit", #"{"sessionId":"\#(session)","name":"probe","phone":"0"}"#),
+            post("/api/submit", #"{"sessionId":"\#(session)","name":"probe","phone":"00"}"#),
         ]
         for request in requests {
             guard let socket = connect(port: publishPort, timeout: timeout) else { return fail("publish connect failed") }

@@ -3,7 +3,11 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CoreMetrics
+import Logging
 import NIOCore
+import NIOHTTP1
+import Synchronization
 
 /// Which peers are proxies whose `X-Forwarded-For` is believed: exact addresses or CIDR ranges, IPv4 or IPv6.
 /// Behind a load balancer every connection comes from the balancer, so per-client limits need the client's address
@@ -71,6 +75,18 @@ enum ClientAddress {
         return hops.first ?? peerAddress
     }
 
+    /// The client of a request with `headers` from `peerAddress`; a forwarding header from a peer that is not a
+    /// trusted proxy is ignored, and told to `ignoredForwarding`.
+    static func of(peerAddress: String, headers: HTTPHeaders, trusted: TrustedProxies, ignoredForwarding: IgnoredForwarding) -> String {
+        if trusted.contains(peerAddress) {
+            return of(peerAddress: peerAddress, forwardedFor: headers["x-forwarded-for"], trusted: trusted)
+        }
+        if headers.contains(name: "x-forwarded-for") || headers.contains(name: "forwarded") {
+            ignoredForwarding.noticed(peer: peerAddress)
+        }
+        return peerAddress
+    }
+
     /// The bytes of an IPv4 or IPv6 address in text form, or nil.
     static func bytes(of text: String) -> [UInt8]? {
         var v4 = [UInt8](repeating: 0, count: 4)
@@ -78,5 +94,32 @@ enum ClientAddress {
         var v6 = [UInt8](repeating: 0, count: 16)
         if inet_pton(AF_INET6, text, &v6) == 1 { return v6 }
         return nil
+    }
+}
+
+/// Forwarding headers (`X-Forwarded-For`, `Forwarded`) that arrived from peers that are not trusted proxies. Such a
+/// header is ignored, as it must be; but when the peer is in fact the operator's load balancer, every client behind
+/// it shares the balancer's address, its rate-limit budget and its connection cap, and nothing else says so. So the
+/// first one is logged as a warning naming the setting and the peer, once per server (not per request, which a
+/// client could use to flood the log), and each one is counted in `http_forwarding_headers_ignored_total`.
+final class IgnoredForwarding: Sendable {
+    private let warned = Atomic<Bool>(false)
+    private let counter: CoreMetrics.Counter?
+    private let settingName: String
+    private let logger: Logger
+
+    init(settingName: String, metrics: (any MetricsFactory)?, logger: Logger) {
+        self.settingName = settingName
+        self.logger = logger
+        counter = metrics.map { CoreMetrics.Counter(label: "http_forwarding_headers_ignored_total", factory: $0) }
+    }
+
+    func noticed(peer: String) {
+        counter?.increment()
+        // A plain load first: after the one warning, no request writes to this shared flag.
+        guard !warned.load(ordering: .relaxed), !warned.exchange(true, ordering: .relaxed) else { return }
+        logger.warning(
+            "X-Forwarded-For or Forwarded header from \(peer), which is not a trusted proxy: the header is ignored, so every client behind that proxy shares its address and its rate limits. If \(peer) is your load balancer, add it to \(settingName). Logged once.",
+            metadata: ["peer": "\(peer)"])
     }
 }

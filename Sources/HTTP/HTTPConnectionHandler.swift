@@ -10,8 +10,10 @@ final class HTTPServerContext: Sendable {
     let logger: Logger
     let connections: ConnectionTracker
     let requestCounter: RequestCounter
+    let ignoredForwarding: IgnoredForwarding
 
     init(configuration: HTTPServer.Configuration, responder: any HTTPResponder, logger: Logger, connections: ConnectionTracker, requestCounter: RequestCounter) {
+        self.ignoredForwarding = IgnoredForwarding(settingName: configuration.trustedProxiesSetting, metrics: configuration.metrics, logger: logger)
         self.configuration = configuration
         self.responder = responder
         self.logger = logger
@@ -367,7 +369,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
             body: emptyBody,
             remoteAddress: remoteAddress,
             clientAddress: ClientAddress.of(
-                peerAddress: peerAddress, forwardedFor: head.headers["x-forwarded-for"], trusted: server.configuration.trustedProxies)
+                peerAddress: peerAddress, headers: head.headers, trusted: server.configuration.trustedProxies,
+                ignoredForwarding: server.ignoredForwarding)
         )
         let exchange = Exchange(
             version: head.version, method: head.method, path: accessLogged ? String(request.path) : "", isKeepAlive: head.isKeepAlive,

@@ -1,3 +1,5 @@
+import CoreMetrics
+
 extension HTTPServer {
     /// Where the server listens and the limits it enforces on every connection.
     public struct Configuration: Sendable {
@@ -23,6 +25,11 @@ extension HTTPServer {
         public var maximumConnectionsPerAddress: Int
         /// Peers whose `X-Forwarded-For` names the client (see ``Request/clientAddress``).
         public var trustedProxies: TrustedProxies
+        /// How the setting behind ``trustedProxies`` is named to operators, for the warning logged when a forwarding
+        /// header arrives from a peer that is not trusted (the application knows its own setting's name).
+        public var trustedProxiesSetting = "trustedProxies"
+        /// Where the HTTP layer's own counters go (`http_forwarding_headers_ignored_total`); nil counts nothing.
+        public var metrics: (any MetricsFactory)?
         /// The listen backlog.
         public var backlog: Int
         /// Headers added to the answers the HTTP layer writes itself (400 malformed, 431, 408), which no responder

@@ -52,13 +52,13 @@ struct ErrorCaseTests {
              code: "name_required", message: "お名前を入力してください", fieldCodes: ["name_required", "phone_required"]),
         Case(label: "submit empty fields in English", method: "POST", path: "/api/submit", body: #"{"sessionId":"{id}","name":"","phone":""}"#,
              language: "en", status: 400, code: "name_required", message: "Please enter your name.", fieldCodes: ["name_required", "phone_required"]),
-        Case(label: "submit without session ID", method: "POST", path: "/api/submit", body: #"{"name":"A","phone":"1"}"#, status: 400,
+        Case(label: "submit without session ID", method: "POST", path: "/api/submit", body: #"{"name":"A","phone":"12"}"#, status: 400,
              code: "session_id_required", fieldCodes: ["session_id_required"]),
-        Case(label: "submit name as object", method: "POST", path: "/api/submit", body: #"{"sessionId":"{id}","name":{"a":1},"phone":"1"}"#,
+        Case(label: "submit name as object", method: "POST", path: "/api/submit", body: #"{"sessionId":"{id}","name":{"a":1},"phone":"12"}"#,
              status: 400, code: "name_not_text"),
-        Case(label: "submit name with a line break", method: "POST", path: "/api/submit", body: #"{"sessionId":"{id}","name":"a\nb","phone":"1"}"#,
+        Case(label: "submit name with a line break", method: "POST", path: "/api/submit", body: #"{"sessionId":"{id}","name":"a\nb","phone":"12"}"#,
              status: 400, code: "name_invalid_characters"),
-        Case(label: "submit unknown session", method: "POST", path: "/api/submit", body: #"{"sessionId":"sess_nope","name":"A","phone":"1"}"#,
+        Case(label: "submit unknown session", method: "POST", path: "/api/submit", body: #"{"sessionId":"sess_nope","name":"A","phone":"12"}"#,
              status: 404, code: "session_not_found"),
         Case(label: "malformed JSON", method: "POST", path: "/api/submit", body: #"{"sessionId":"#, status: 400, code: "malformed_json"),
         Case(label: "empty body", method: "POST", path: "/api/input-started", body: "", status: 400, code: "malformed_json"),
@@ -105,12 +105,13 @@ struct ErrorCaseTests {
         }
     }
 
+    /// `stored` is the phone number as stored and sent to the PC, when it is not the one sent.
     @Test(arguments: [
-        ("山田太郎山田太郎山田太郎山田太郎山田太郎", "０９０１２３４５６７８９０１２"),  // 20 kanji, 15 full-width digits
-        ("👨‍👩‍👧‍👦" + String(repeating: "a", count: 19), "+81-90-1234-567"),  // one grapheme cluster of seven scalars
-        ("<script>x</script>", "1"),  // 18 characters, rendered as text by the pages
+        ("山田太郎山田太郎山田太郎山田太郎山田太郎", "０９０１２３４５６７８９０１２", "090123456789012"),  // 20 kanji, 15 full-width digits
+        ("👨‍👩‍👧‍👦" + String(repeating: "a", count: 19), "+81-90-1234-567", nil),  // one grapheme cluster of seven scalars
+        ("<script>x</script>", "12", nil),  // 18 characters, rendered as text by the pages
     ])
-    func acceptsNamesAndPhonesAtTheLimit(name: String, phone: String) async throws {
+    func acceptsNamesAndPhonesAtTheLimit(name: String, phone: String, stored: String?) async throws {
         try await withTandem { _, client in
             let id = SeedFlowTests.newSessionID()
             let stream = try await client.openEventStream("/api/events?session=\(id)")
@@ -119,7 +120,7 @@ struct ErrorCaseTests {
             #expect(response.status == 200)
             let (events, _) = try await stream.events(atLeast: 3)
             let complete = try #require(events.first { $0.event == "complete" })
-            #expect(try JSONAny.object(from: complete.data) == ["name": .string(name), "phone": .string(phone)])
+            #expect(try JSONAny.object(from: complete.data) == ["name": .string(name), "phone": .string(stored ?? phone)])
             await stream.close()
         }
     }
@@ -129,27 +130,41 @@ struct ErrorCaseTests {
             let id = SeedFlowTests.newSessionID()
             _ = try await client.request("GET", "/api/validate-session?session=\(id)")
             let stream = try await client.openEventStream("/api/events?session=\(id)")
-            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"First","phone":"1"}"#).status == 200)
-            let second = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"Second","phone":"2"}"#)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"First","phone":"11"}"#).status == 200)
+            let second = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"Second","phone":"22"}"#)
             #expect(second.status == 409)
             #expect(try json(second)["code"]?.string == "already_submitted")
             #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 409)
             let record = try await application.broker.session(try #require(SessionID(id)))
-            #expect(record?.submission == Submission(name: "First", phone: "1"))
+            #expect(record?.submission == Submission(name: "First", phone: "11"))
             let (events, _) = try await stream.events(atLeast: 3)
             #expect(events.filter { $0.event == "complete" }.count == 1)
             await stream.close()
         }
     }
 
-    @Test func formEncodedBodiesWorkLikeJSON() async throws {
+    /// A form or `text/plain` body is what another site's page can post without a CORS preflight: refused, and
+    /// nothing reaches the session.
+    @Test(arguments: [
+        ("application/x-www-form-urlencoded", "sessionId={id}&name=%E5%B1%B1%E7%94%B0&phone=03+1234"),
+        ("text/plain", #"{"sessionId":"{id}","name":"山田","phone":"0312"}"#),
+        ("multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"sessionId\"\r\n\r\n{id}\r\n--x--\r\n"),
+        (nil, #"{"sessionId":"{id}","name":"山田","phone":"0312"}"#),
+    ] as [(String?, String)])
+    func bodiesThatAreNotJSONAreRefused(contentType: String?, body: String) async throws {
         try await withTandem { _, client in
             let id = SeedFlowTests.newSessionID()
-            _ = try await client.openEventStream("/api/events?session=\(id)")
-            let response = try await client.request(
-                "POST", "/api/submit", headers: [("Content-Type", "application/x-www-form-urlencoded")],
-                body: "sessionId=\(id)&name=%E5%B1%B1%E7%94%B0&phone=03+1234")
-            #expect(response.status == 200)
+            let stream = try await client.openEventStream("/api/events?session=\(id)")
+            for path in ["/api/submit", "/api/input-started"] {
+                let response = try await client.request(
+                    "POST", path, headers: contentType.map { [("Content-Type", $0)] } ?? [], body: body.replacing("{id}", with: id))
+                #expect(response.status == 415)
+                #expect(try json(response)["code"]?.string == "unsupported_media_type")
+            }
+            let (events, _) = try await stream.events(atLeast: 2)
+            #expect(events.filter { !$0.event.isEmpty }.map(\.event) == ["message"])
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            await stream.close()
         }
     }
 }

@@ -44,7 +44,7 @@ struct HeaderValueFuzzTests {
                     for (method, target, body) in [
                         ("GET", "/api/validate-session?session=\(id)", nil),
                         ("POST", "/api/input-started", #"{"sessionId":"\#(id)"}"#),
-                        ("POST", "/api/submit", #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#),
+                        ("POST", "/api/submit", #"{"sessionId":"\#(id)","name":"A","phone":"01"}"#),
                         ("GET", "/api/qr?session=\(id)", nil),
                         ("POST", "/api/sessions", ""),
                     ] as [(String, String, String?)] {

@@ -28,7 +28,7 @@ struct ObservabilityTests {
             _ = try await stream.events(atLeast: 2)
             _ = try await client.request("GET", "/api/validate-session?session=\(id)")
             _ = try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#)
-            _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#)
+            _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"12"}"#)
             _ = try await client.request("GET", "/api/validate-session?session=unknown_session")
             _ = try await stream.events(atLeast: 5)
 

@@ -23,7 +23,7 @@ struct PairingTests {
             #expect(body["valid"]?.bool == false)
             #expect(body["code"]?.string == "session_cancelled")
             #expect(body["message"]?.string == "このセッションは無効です。QRコード画面が更新された可能性があります。")
-            let submitted = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#)
+            let submitted = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"01"}"#)
             #expect(submitted.status == 404)
             #expect(try json(submitted)["code"]?.string == "session_cancelled")
         }
@@ -87,7 +87,7 @@ struct PairingTests {
             let id = SeedFlowTests.newSessionID()
             let stream = try await client.openEventStream("/api/events?session=\(id)")
             let cookie = try #require(stream.cookie)
-            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#).status == 200)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"01"}"#).status == 200)
             let refused = try await client.request("POST", "/api/cancel?session=\(id)", headers: [("Cookie", cookie)], body: "")
             #expect(refused.status == 409)
             #expect(try json(refused)["code"]?.string == "already_submitted")
@@ -100,7 +100,7 @@ struct PairingTests {
         try await withTandem { _, client in
             let id = SeedFlowTests.newSessionID()
             let stream = try await client.openEventStream("/api/events?session=\(id)")
-            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#).status == 200)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"01"}"#).status == 200)
             let second = try await client.request("GET", "/api/validate-session?session=\(id)")
             #expect(second.status == 409)
             #expect(try json(second)["valid"]?.bool == false)

@@ -93,7 +93,7 @@ struct ResumeAndTakeoverTests {
             let validated = try await client.request("GET", "/api/validate-session?session=\(id)", headers: [("Accept-Language", "ja")])
             #expect(validated.status == 404)
             #expect(try json(validated)["message"]?.string == Message.sessionInvalid.text(in: .japanese))
-            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#).status == 404)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"01"}"#).status == 404)
         }
     }
 

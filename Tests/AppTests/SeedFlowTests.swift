@@ -68,7 +68,7 @@ struct SeedFlowTests {
             _ = try await stream.events(atLeast: 1)
             #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
             #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 200)
-            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"山田太郎","phone":"1"}"#).status == 200)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"山田太郎","phone":"12"}"#).status == 200)
             let (events, _) = try await stream.events(atLeast: 5)
             #expect(events.filter { !$0.event.isEmpty }.map(\.event) == ["message", "connected", "input-started", "complete"])
             #expect(events.filter { !$0.event.isEmpty }.map(\.id) == ["0", "1", "2", "3"])
@@ -103,7 +103,7 @@ struct SeedFlowTests {
             await first.close()
 
             // Submitted while the PC is disconnected.
-            _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#)
+            _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"12"}"#)
 
             let cookie = try #require(first.cookie)
             let second = try await client.openEventStream("/api/events?session=\(id)", headers: [("Last-Event-ID", "2"), ("Cookie", cookie)])
@@ -131,7 +131,7 @@ struct SeedFlowTests {
             #expect(validation.status == 404)
             #expect(try json(validation)["valid"]?.bool == false)
             #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 404)
-            let submit = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#)
+            let submit = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"12"}"#)
             #expect(submit.status == 404)
             #expect(try json(submit)["message"]?.string == "セッションが見つからないか、有効期限が切れています")
             // The browser's automatic reconnect is refused, so EventSource stops instead of reviving the session.
@@ -160,7 +160,7 @@ struct SeedFlowTests {
             let stream = try await client.openEventStream("/api/events?session=\(id)&key=\(key)")
             #expect(stream.head.status == 200)
             #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
-            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"1"}"#).status == 200)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"12"}"#).status == 200)
             let (events, _) = try await stream.events(atLeast: 4)
             #expect(events.filter { !$0.event.isEmpty }.map(\.event) == ["message", "connected", "complete"])
             await stream.close()
@@ -189,7 +189,7 @@ struct SeedFlowTests {
             let resumed = try await client.openEventStream("/api/events?session=\(id)", headers: [("Cookie", cookie), ("Last-Event-ID", "0")])
             #expect(resumed.head.status == 200)
             #expect(resumed.head.header("set-cookie") == nil)
-            _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"秘密","phone":"1"}"#)
+            _ = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"秘密","phone":"12"}"#)
             let (events, _) = try await resumed.events(atLeast: 3)
             #expect(events.contains { $0.event == "complete" })
             await opener.close()

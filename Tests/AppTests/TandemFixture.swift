@@ -22,6 +22,7 @@ let testLogger: Logger = {
 func withTandem<T: Sendable>(
     _ configure: (inout TandemConfiguration) -> Void = { _ in },
     time: TimeSource = .system,
+    logger: Logger = testLogger,
     _ body: @Sendable (TandemApplication, TestClient) async throws -> T
 ) async throws -> T {
     var configuration = TandemConfiguration()
@@ -29,7 +30,7 @@ func withTandem<T: Sendable>(
     configuration.port = 0
     configure(&configuration)
     let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let application = try TandemApplication(configuration: configuration, logger: testLogger, time: time) { address in
+    let application = try TandemApplication(configuration: configuration, logger: logger, time: time) { address in
         portContinuation.yield(address.port ?? 0)
         portContinuation.finish()
     }

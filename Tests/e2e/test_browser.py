@@ -264,6 +264,20 @@ def test_client_checks_the_limits_before_sending(server: Node, browsers: Any) ->
     assert phone.find_element(By.ID, "name-count").text == "21/20"
     shot(phone, "phone-too-long")
 
+    # What only the server checks, shown under each field by its path: a bidi override in the name (it would
+    # reorder what the PC shows) and letters as a phone number. The first error is also the dialog's message.
+    invalid_characters = "使用できない文字が含まれています"
+    phone_format = "電話番号は数字で入力してください（先頭の+と、スペース・-・(・)・. は使えます）"
+    fill(phone, "佐藤\u202e花子", "call me")
+    phone.find_element(By.ID, "submit").click()
+    wait_dialog(phone, invalid_characters, "the server's field error in a dialog")
+    assert phone.find_element(By.ID, "name-error").text == invalid_characters
+    assert phone.find_element(By.ID, "phone-error").text == phone_format
+    assert phone.find_element(By.ID, "phone").get_attribute("aria-invalid") == "true"
+    shot(phone, "phone-server-field-errors")
+    phone.find_element(By.CSS_SELECTOR, "#dialog .dialog-confirm").click()
+    wait_until(phone, lambda d: not dialog(d)["open"], "OK closing the field-error dialog")
+
 
 def test_a_new_session_on_the_pc_locks_the_phone_and_keeps_its_data_from_vanishing(server: Node, browsers: Any) -> None:
     """The article's error case 1, as a user found it broken: the phone is typing, the PC presses 新しいセッション.

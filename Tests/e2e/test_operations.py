@@ -123,13 +123,14 @@ def _nginx_binary() -> str:
     return found
 
 
-def nginx_site_config(sample: str, node_ports: list[int], listen_port: int) -> str:
+def nginx_site_config(sample: str, node_ports: list[int], listen_port: int, access_log: Path) -> str:
     """`deploy/nginx.conf` with its upstream's server lines pointed at `node_ports` (the parameters of its first
-    server line kept) and its `listen 80` moved to a loopback port. Fails when the sample no longer has that shape."""
+    server line kept), its `listen 80` moved to a loopback port and its access log's file moved to `access_log` (its
+    format kept). Fails when the sample no longer has that shape."""
     server_line = re.compile(r"^(\s*)server\s+\S+?(\s.*)?;\s*(#.*)?$")
     out: list[str] = []
     in_upstream = replaced = False
-    servers = listens = 0
+    servers = listens = access_logs = 0
     for line in sample.splitlines():
         if re.match(r"^\s*upstream\s+\w+\s*\{", line):
             in_upstream = True
@@ -145,9 +146,13 @@ def nginx_site_config(sample: str, node_ports: list[int], listen_port: int) -> s
         if re.match(r"^\s*listen\s+80\s*;", line):
             listens += 1
             line = re.sub(r"listen\s+80\s*;", f"listen 127.0.0.1:{listen_port};", line)
+        if match := re.match(r"^(\s*)access_log\s+\S+\s+(\w+)\s*;", line):
+            access_logs += 1
+            line = f"{match.group(1)}access_log {access_log} {match.group(2)};"
         out.append(line)
     assert servers >= 1, f"no `server` line in an upstream block of {NGINX_SAMPLE}"
     assert listens == 1, f"expected exactly one `listen 80;` in {NGINX_SAMPLE}, found {listens}"
+    assert access_logs == 1, f"expected exactly one `access_log <file> <format>;` in {NGINX_SAMPLE}, found {access_logs}"
     return "\n".join(out) + "\n"
 
 
@@ -162,10 +167,11 @@ class Nginx:
         self.process: LoggedProcess | None = None
         self.workers: list[int] = []
         self.error_log = directory / "error.log"
+        self.access_log = directory / "access.log"
 
     def _write_config(self) -> Path:
         site = self.directory / "tandem-site.conf"
-        site.write_text(nginx_site_config(NGINX_SAMPLE.read_text(encoding="utf-8"), self.node_ports, self.port), encoding="utf-8")
+        site.write_text(nginx_site_config(NGINX_SAMPLE.read_text(encoding="utf-8"), self.node_ports, self.port, self.access_log), encoding="utf-8")
         temp = self.directory / "temp"
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (temp / name).mkdir(parents=True, exist_ok=True)
@@ -434,6 +440,26 @@ def test_flow_through_nginx_is_unbuffered_and_round_robin(cluster: OperationsClu
 
     stream.close()
     assert stream.error is None, repr(stream.error)
+
+    # nginx's access log holds paths, never query strings: no session ID, no reader key (the sample's log_format).
+    reader_key = "zzreaderkey" + secrets.token_hex(8)
+    with front.client() as client:
+        client.get("/api/validate-session", params={"session": session_id, "key": reader_key})
+        client.get("/phone.html", params={"session": session_id})
+    assert poll(lambda: proxy.access_log.exists() and "/phone.html" in proxy.access_log.read_text(encoding="utf-8"), 5.0, 0.1), (
+        f"nginx wrote no access log at {proxy.access_log}\n{proxy.log()}"
+    )
+    access = proxy.access_log.read_text(encoding="utf-8")
+    assert "/api/events" in access and "/api/submit" in access, access
+    for leak in ("session=", "key=", session_id, reader_key, "?"):
+        assert leak not in access, f"{leak!r} is in nginx's access log:\n{access}"
+
+    # The nodes were not told to trust nginx (TRUSTED_PROXIES): each warned once, naming the setting, that the
+    # X-Forwarded-For it got was ignored.
+    for node in (a, b):
+        warnings = node.process.matching("not a trusted proxy")
+        assert len(warnings) == 1, f"node {node.name} warned {len(warnings)} times about X-Forwarded-For:\n{node.log()}"
+        assert "TRUSTED_PROXIES" in warnings[0] and "127.0.0.1" in warnings[0], warnings[0]
     print(f"\n[nginx] latencies { {k: round(v * 1000, 1) for k, v in latencies.items()} } ms; heartbeat gaps "
           f"{[round(g, 2) for g in gaps]} s; requests per node {spread}")
 
@@ -580,6 +606,8 @@ def test_logs_are_json_and_hold_no_submitted_data(cluster: OperationsCluster, br
         record(submit(client, session_id, SECRET_NAME, SECRET_PHONE * 3), 400)
         record(client.post("/api/submit", content=f'{{"sessionId":"{session_id}","name":"{SECRET_NAME}","phone":"{SECRET_PHONE}"',
                            headers={"Content-Type": "application/json"}), 400)
+        # A form-encoded body (what another site's page can post without a preflight) is refused as not JSON.
+        record(client.post("/api/submit", data={"sessionId": session_id, "name": SECRET_NAME, "phone": SECRET_PHONE}), 415)
         # The real one; the same again (a retry) succeeds; a different second one is refused as already submitted.
         record(submit(client, session_id, SECRET_NAME, SECRET_PHONE), 200)
         record(submit(client, session_id, SECRET_NAME, SECRET_PHONE), 200)
