@@ -300,7 +300,7 @@ def test_a_new_session_on_the_pc_locks_the_phone_and_keeps_its_data_from_vanishi
     session_id = url.split("session=", 1)[1]
     answer = phone.execute_script(
         "return fetch('/api/submit', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify("
-        "{sessionId: arguments[0], name: 'x', phone: '1'})}).then(r => r.status)", session_id)
+        "{sessionId: arguments[0], name: 'x', phone: '0901234567'})}).then(r => r.status)", session_id)
     assert answer == 404
 
 

@@ -126,9 +126,10 @@ def test_two_nodes_share_events_sessions_and_expiry(cluster: RedisCluster) -> No
     expect_submitted(b, session_id)
     assert stream.wait_for_id("3"), f"`complete` from B did not reach A: {stream.snapshot()!r}"
 
-    # Both nodes know the session.
-    expect_valid(a, session_id)
-    expect_valid(b, session_id)
+    # Both nodes know the session, and that it is completed.
+    for node in (a, b):
+        answer = validate(node, session_id)
+        assert answer.status_code == 409 and answer.json()["code"] == "already_submitted", answer.text
 
     # The server ends A's stream when the session expires.
     remaining = expiry_ms / 1000 - time.time()

@@ -188,7 +188,9 @@ def check_session_info(event: Any, expected_id: str, opened_at_ms: int) -> None:
     assert event.event == "message", f"session-info must be an unnamed event, got event name {event.event!r}"
     assert event.id == expected_id, f"session-info id: expected {expected_id!r}, got {event.id!r}"
     data = json.loads(event.data)
-    assert set(data) == {"expiryTime", "ttlMinutes", "type"}, f"session-info keys: {data!r}"
+    # The article's keys, plus `serverTime` (the server's clock, for a countdown that survives a resume).
+    assert set(data) == {"expiryTime", "ttlMinutes", "type", "serverTime"}, f"session-info keys: {data!r}"
+    assert isinstance(data["serverTime"], int) and data["serverTime"] <= data["expiryTime"], data
     assert data["type"] == "session-info"
     assert isinstance(data["expiryTime"], int) and not isinstance(data["expiryTime"], bool), data
     # The session was created at most a little before the stream opened, so it expires within about TTL from then.
