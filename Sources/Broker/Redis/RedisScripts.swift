@@ -1,31 +1,76 @@
 /// The Lua scripts that make each broker operation one atomic step in Redis, so that every node sees the same
 /// session state and no event is published that is not also in the log.
 enum RedisScripts {
-    /// KEYS[1] session hash. ARGV: createdAt, expiresAt, ttl (ms), reader key or "".
-    /// Creates the session unless it exists; returns its fields (HGETALL).
-    static let openSession = """
+    /// Shared by both scripts: `problem(session, log)` says why a session's keys do not hold what Tandem writes, or
+    /// returns nil when they do. Each script calls it before its first write. Redis does not roll a script back when
+    /// it fails half-way, so a check that came after a write would leave that write behind; and once a script has
+    /// written, Redis lets its later writes through even out of memory, so a script that starts writing finishes.
+    /// The bounds are the Swift decoders' (`StoredEvent.validIDs`, `SessionRecord.validTimes`): a record the script
+    /// accepts is one every node can read back.
+    static let checks = """
+        local MAX_ID = 9007199254740991
+        local MAX_TIME = 253402300799999
+        local rank = {waiting = 0, connected = 1, inputting = 2, completed = 3}
+        local function integer(text, max)
+          if type(text) ~= 'string' or #text > 16 or not string.match(text, '^%d+$') then return nil end
+          local n = tonumber(text)
+          if n > max then return nil end
+          return n
+        end
+        local function problem(session, log)
+          if redis.call('TYPE', session).ok ~= 'hash' then return 'the record is not a hash' end
+          local logType = redis.call('TYPE', log).ok
+          if logType ~= 'none' and logType ~= 'list' then return 'the log is not a list' end
+          local f = redis.call('HMGET', session, 'status', 'lastEventID', 'createdAt', 'expiresAt', 'name', 'phone')
+          if not rank[f[1]] then return 'unknown status' end
+          if not integer(f[2], MAX_ID) then return 'lastEventID is not an event id' end
+          local createdAt, expiresAt = integer(f[3], MAX_TIME), integer(f[4], MAX_TIME)
+          if not createdAt or not expiresAt or createdAt > expiresAt then return 'createdAt or expiresAt is not a time' end
+          if (f[5] == false) ~= (f[6] == false) then return 'half a submission' end
+          if redis.call('PTTL', session) <= 0 then return 'the record does not expire' end
+          return nil
+        end
+
+        """
+
+    /// KEYS[1] session hash, KEYS[2] event log. ARGV: createdAt, expiresAt, ttl (ms), reader key or "".
+    /// Creates the session unless it exists. Returns {'ok', fields (HGETALL)}, or {'corrupt', why} with nothing
+    /// changed when the existing keys are not what Tandem writes.
+    static let openSession = checks + """
         if redis.call('EXISTS', KEYS[1]) == 0 then
+          -- A log left without its record (written by something else) must not become the new session's history.
+          redis.call('DEL', KEYS[2])
           redis.call('HSET', KEYS[1], 'createdAt', ARGV[1], 'expiresAt', ARGV[2], 'status', 'waiting', 'lastEventID', 0)
           if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'readerKey', ARGV[4]) end
           redis.call('PEXPIRE', KEYS[1], ARGV[3])
+          return {'ok', redis.call('HGETALL', KEYS[1])}
         end
-        return redis.call('HGETALL', KEYS[1])
+        local why = problem(KEYS[1], KEYS[2])
+        if why then return {'corrupt', why} end
+        return {'ok', redis.call('HGETALL', KEYS[1])}
         """
 
     /// KEYS[1] session hash, KEYS[2] event log. ARGV: target status, event name, channel, name, phone, publish time.
     /// Publishes only an event that moves the session forward: numbers it, stores it (and a submission) in the same
     /// step, gives the log the session's remaining TTL, and publishes it on the session's channel.
-    /// Returns {outcome, fields[, entry]} with outcome missing, completed, unchanged or published.
-    static let publish = """
-        local rank = {waiting = 0, connected = 1, inputting = 2, completed = 3}
+    /// Returns {outcome, fields[, entry]} with outcome missing, completed, unchanged or published, or
+    /// {'corrupt', why} with nothing changed.
+    static let publish = checks + """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+        local why = problem(KEYS[1], KEYS[2])
+        if why then return {'corrupt', why} end
         local status = redis.call('HGET', KEYS[1], 'status')
-        if not status then return {'missing'} end
         if status == 'completed' then return {'completed', redis.call('HGETALL', KEYS[1])} end
         if rank[status] >= rank[ARGV[1]] then return {'unchanged', redis.call('HGETALL', KEYS[1])} end
-        local id = redis.call('HINCRBY', KEYS[1], 'lastEventID', 1)
-        redis.call('HSET', KEYS[1], 'status', ARGV[1])
+        local last = tonumber(redis.call('HGET', KEYS[1], 'lastEventID'))
+        if last >= MAX_ID then return {'corrupt', 'no event id left'} end
+        -- Everything is checked: the writes start here. The id is formatted with %d, since tostring and cjson would
+        -- write a large Lua number with an exponent.
+        local id = string.format('%d', last + 1)
+        redis.call('HSET', KEYS[1], 'lastEventID', id, 'status', ARGV[1])
         if ARGV[1] == 'completed' then redis.call('HSET', KEYS[1], 'name', ARGV[4], 'phone', ARGV[5]) end
-        local entry = cjson.encode({id = id, event = ARGV[2], name = ARGV[4], phone = ARGV[5], t = ARGV[6]})
+        local rest = cjson.encode({event = ARGV[2], name = ARGV[4], phone = ARGV[5], t = ARGV[6]})
+        local entry = '{"id":' .. id .. ',' .. string.sub(rest, 2)
         redis.call('RPUSH', KEYS[2], entry)
         redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
         redis.call('PUBLISH', ARGV[3], entry)
