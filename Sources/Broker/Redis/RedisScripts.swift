@@ -38,11 +38,13 @@ enum RedisScripts {
     /// changed when the existing keys are not what Tandem writes.
     static let openSession = checks + """
         if redis.call('EXISTS', KEYS[1]) == 0 then
-          -- A log left without its record (written by something else) must not become the new session's history.
-          redis.call('DEL', KEYS[2])
+          -- HSET first: Redis refuses a script out of memory only at its first write, and DEL, which it never
+          -- refuses, would let everything after it through.
           redis.call('HSET', KEYS[1], 'createdAt', ARGV[1], 'expiresAt', ARGV[2], 'status', 'waiting', 'lastEventID', 0)
           if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'readerKey', ARGV[4]) end
           redis.call('PEXPIRE', KEYS[1], ARGV[3])
+          -- A log left without its record (written by something else) must not become the new session's history.
+          redis.call('DEL', KEYS[2])
           return {'ok', redis.call('HGETALL', KEYS[1])}
         end
         local why = problem(KEYS[1], KEYS[2])
