@@ -35,7 +35,7 @@ import Testing
             Gen.uint8(),
             Self.pick(Array(#"{}":,0123456789-+eE.tfnlrsu\ "#.utf8))
         ).array(of: 0...80)
-        await propertyCheck(count: 2000, input: bytes) { (bytes: [UInt8]) in
+        await propertyCheck(count: 1000, input: bytes) { (bytes: [UInt8]) in
             guard let event = RedisLogEntry.decode(bytes) else { return }
             #expect(StoredEvent.validIDs.contains(event.id))
             #expect(event.publishedAt == 0 || RedisLogEntry.validPublishTimes.contains(event.publishedAt))
@@ -102,7 +102,7 @@ import Testing
         ).map { (id: String?, event: String?, t: String?, duplicate: String?, last: UInt64) -> EntryCase in
             EntryCase(id: id, event: event, t: t, duplicate: duplicate, lastEventID: last)
         }
-        await propertyCheck(count: 2000, input: cases) { (entry: EntryCase) in
+        await propertyCheck(count: 1000, input: cases) { (entry: EntryCase) in
             let decoded = RedisLogEntry.decode(entry.json, lastEventID: entry.lastEventID)
             #expect(decoded == entry.expected, "\(entry)")
             #expect(decoded?.publishedAt == entry.expected?.publishedAt, "\(entry)")
@@ -201,7 +201,7 @@ import Testing
             Gen<Int>.int(in: 0...19).map { (n: Int) -> Bool in n == 0 },
             Gen<Int>.int(in: 0...19).map { (n: Int) -> Bool in n == 0 }
         )
-        await propertyCheck(count: 2000, input: fields, shapes) {
+        await propertyCheck(count: 1000, input: fields, shapes) {
             (fields: (String?, String?, String?, String?, String?, String?), shapes: (String?, Bool, Bool)) in
             let generated = RecordCase(
                 createdAt: fields.0, expiresAt: fields.1, status: fields.2, lastEventID: fields.3, name: fields.4, phone: fields.5,
@@ -219,7 +219,7 @@ import Testing
             Gen.uint8().array(of: 0...8).map { RESPValue.bulkString($0) },
             Self.pick([RESPValue.null, .error("ERR"), .array([]), .simpleString("status")])
         )
-        await propertyCheck(count: 2000, input: element.array(of: 0...16)) { (parts: [RESPValue]) in
+        await propertyCheck(count: 1000, input: element.array(of: 0...16)) { (parts: [RESPValue]) in
             guard let record = SessionRecord(id: id, fields: .array(parts)) else { return }
             #expect(SessionRecord.validTimes.contains(record.createdAt) && SessionRecord.validTimes.contains(record.expiresAt))
             #expect(record.createdAt <= record.expiresAt)
