@@ -213,6 +213,8 @@ public final class RedisBroker: Broker {
             for (id, (log, record)) in zip(batch, replies) {
                 // No answer (the connection went again) decides nothing; the next reconnect asks again.
                 guard let entries = try? await log.get(), let last = try? await record.get() else { continue }
+                // An error other than a wrong type (Redis loading, busy, ...) says nothing about the session either.
+                if case .error(let message) = last, !message.hasPrefix("WRONGTYPE") { continue }
                 guard let lastEventID = Self.lastEventID(last) else {
                     sink.sessionEnded(id)
                     continue
@@ -448,17 +450,10 @@ public final class RedisBroker: Broker {
 
     /// A reply, or its error reply thrown as a broker error (a refusal to store is remembered for health).
     private func checked(_ reply: RESPValue) throws(BrokerError) -> RESPValue {
-        do {
-            return try Self.checked(reply)
-        } catch {
-            if error.refusal != nil { refused(error.reason) }
-            throw error
-        }
-    }
-
-    private static func checked(_ reply: RESPValue) throws(BrokerError) -> RESPValue {
-        if case .error(let message) = reply { throw error(message) }
-        return reply
+        guard case .error(let message) = reply else { return reply }
+        let error = Self.error(message)
+        if error.refusal != nil { refused(message) }
+        throw error
     }
 
     /// Remembers a refusal for health (readiness); logged once per episode, not per request.
