@@ -391,7 +391,7 @@ public final class RedisBroker: Broker {
 
     /// Unavailable while Redis is unreachable. While it is reachable but lately refused to store, `refusal` says so:
     /// for at least ``Configuration/refusalProbeInterval`` after the last refusal, then until a probe write (a key
-    /// that expires in a second) is accepted. Probes are made here, when health is asked (by `/readyz`), at most one
+    /// that expires in a second) is accepted. Probes are made here, when health is asked (`/readyz`, `/healthz`), at most one
     /// at a time and one per interval, so a node's readiness comes back by itself once Redis stores again.
     public var health: BrokerHealth {
         get async {
