@@ -3,7 +3,8 @@ import HTTP
 import ServiceLifecycle
 
 /// A broker that times every call and counts failures (`tandem_broker_seconds`, `tandem_broker_errors_total`, and
-/// refusals to store by kind, `tandem_broker_refusals_total`), then passes it on. The node's service group runs the wrapped broker itself; this wrapper only serves requests.
+/// refusals to store by kind, `tandem_broker_refusals_total`), then passes it on. The node's service group runs the
+/// wrapped broker itself; this wrapper only serves requests.
 struct InstrumentedBroker: Broker {
     let base: any Broker
     let metrics: TandemMetrics

@@ -26,8 +26,8 @@ public final class RedisBroker: Broker {
         public var refusalProbeInterval: Duration
 
         public init(
-            url: RedisURL, commandTimeout: Duration = .seconds(2), initialBackoff: Duration = .milliseconds(100), maximumBackoff: Duration = .seconds(5),
-            refusalProbeInterval: Duration = .seconds(1)
+            url: RedisURL, commandTimeout: Duration = .seconds(2), initialBackoff: Duration = .milliseconds(100),
+            maximumBackoff: Duration = .seconds(5), refusalProbeInterval: Duration = .seconds(1)
         ) {
             self.url = url
             self.commandTimeout = commandTimeout
@@ -332,7 +332,9 @@ public final class RedisBroker: Broker {
         case "completed": return .alreadyCompleted(record)
         case "unchanged": return .unchanged(record)
         default:
-            guard parts.count >= 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry, lastEventID: record.lastEventID) else {
+            guard parts.count >= 3, case .bulkString(let entry) = parts[2],
+                let stored = RedisLogEntry.decode(entry, lastEventID: record.lastEventID)
+            else {
                 throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
             }
             return .published(stored, record)
@@ -463,7 +465,9 @@ public final class RedisBroker: Broker {
             return state.refusal == nil
         }
         if first {
-            logger.warning("Redis refuses to store; answering 503 and reporting not ready", metadata: ["redis": "\(configuration.url)", "problem": "\(message)"])
+            logger.warning(
+                "Redis refuses to store; answering 503 and reporting not ready",
+                metadata: ["redis": "\(configuration.url)", "problem": "\(message)"])
         }
     }
 
