@@ -104,7 +104,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerTests",
-            dependencies: ["Broker", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [
+                "Broker", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -80,15 +80,16 @@ function cancelOnServer(current) {
 }
 
 /** The session ran out (or its stream was refused): start a new one, once. A session refused right after it
- * was made (something is wrong on the server) is retried after a pause, so the page never loops hot. */
-function renew(current) {
+ * was made (something is wrong on the server) is retried after a pause, so the page never loops hot, unless the
+ * server said the session is gone (`immediately`): then a new one starts at once. */
+function renew(current, immediately = false) {
   if (current !== session || current.completed || current.renewing) return;
   current.renewing = true;
   current.source?.close();
   setStatus('expired', current);
   clearInterval(ticker);
   const young = performance.now() - current.startedAt < RETRY_MS;
-  retryTimer = setTimeout(startSession, young ? RETRY_MS : 0);
+  retryTimer = setTimeout(startSession, young && !immediately ? RETRY_MS : 0);
 }
 
 function stopSession() {
@@ -172,6 +173,9 @@ function follow(current) {
     qr.classList.add('used');
     showResult(String(data.name ?? ''), String(data.phone ?? ''));
   });
+  // The server lost the session before its expiry (its Redis restarted empty): waiting would show a countdown
+  // for a session that no phone can reach any more.
+  source.addEventListener('expired', () => renew(current, true));
   source.addEventListener('open', () => {
     if (current === session) linkLost.hidden = true;
   });

@@ -49,7 +49,7 @@ struct API: Sendable {
     }
 
     /// Converts the failures of one endpoint into responses, in the request's language: `APIError`s as they are,
-    /// broker outages as 503, anything else as a 500 that is logged.
+    /// broker outages and refusals to store as 503, a corrupt session as 404, anything else as a 500 that is logged.
     private func handling(_ endpoint: @escaping @Sendable (API, Request, Logger) async throws -> Response) -> Router.Handler {
         let api = self
         return { request, logger in
@@ -61,6 +61,12 @@ struct API: Sendable {
                 logger.debug("broker unavailable", metadata: ["error": "\(error)"])
                 let shape: APIError.Shape = request.path == "/api/validate-session" ? .validation : .action
                 return APIError.serviceUnavailable(shape).response(for: request, defaultLanguage: api.configuration.defaultLanguage)
+            } catch let error as BrokerError where error.code == .corruptSession {
+                // A session whose stored data is damaged cannot be served, and the broker changed nothing: to the
+                // devices it is a session that does not exist (the PC starts a new one); the operator gets the why.
+                logger.warning("session data is corrupt; answered as not found", metadata: ["error": "\(error)"])
+                let shape: APIError.Shape = request.path == "/api/validate-session" ? .validation : .action
+                return APIError.sessionNotFound(shape).response(for: request, defaultLanguage: api.configuration.defaultLanguage)
             }
         }
     }

@@ -14,6 +14,11 @@ extension ServerSentEvent {
         self.init(event: stored.event.name, id: String(stored.id), data: data)
     }
 
+    /// The last event of a stream whose session is gone before its expiry (its Redis lost it): `event: expired`,
+    /// `{"type":"expired"}`, no id (the browser keeps its Last-Event-ID). The PC page starts a new session on it at
+    /// once; a client that does not know it reconnects, gets 404, and stops, as after an expiry.
+    static let sessionExpired = ServerSentEvent(event: "expired", data: #"{"type":"expired"}"#)
+
     /// The first message of every stream: `{"type":"session-info","expiryTime","ttlMinutes","serverTime"}` as an
     /// unnamed (`message`) event. Its id is the stream's resume point, so sending it never moves the browser's
     /// `Last-Event-ID` backwards. `serverTime` (an addition to the article's shape) is the server's clock when it was

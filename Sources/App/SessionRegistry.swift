@@ -92,6 +92,20 @@ final class SessionRegistry: SessionEventSink, Service {
         for stream in streams { stream.deliver(event) }
     }
 
+    /// The broker found the session gone before its expiry (Redis restarted empty or was flushed): its streams end
+    /// with an `expired` event, so the PC page starts a new session now instead of waiting for a countdown whose
+    /// session no longer exists.
+    func sessionEnded(_ id: SessionID) {
+        let streams = state.withLock { state -> [SessionStream] in
+            guard let session = state.sessions.removeValue(forKey: id) else { return [] }
+            state.openStreams -= session.streams.count
+            countsChanged(state)
+            return session.streams
+        }
+        if !streams.isEmpty { logger.info("a held session is gone from the broker; its streams end", metadata: ["streams": "\(streams.count)"]) }
+        for stream in streams { stream.end(sending: .sessionExpired) }
+    }
+
     /// Live streams on this node.
     var streamCount: Int { state.withLock { $0.openStreams } }
     /// Sessions with at least one live stream on this node.

@@ -150,6 +150,21 @@ final class SessionStream: EventStreamDelegate {
         output.finish()
     }
 
+    /// Ends the stream after one last event (``ServerSentEvent/sessionExpired``: its session is gone).
+    func end(sending last: ServerSentEvent) {
+        let output = state.withLock { state -> (any EventStreamOutput)? in
+            guard !state.ended else { return nil }
+            state.ended = true
+            state.pending = []
+            return state.output
+        }
+        guard let output else { return }
+        var buffer = ByteBuffer()
+        last.write(to: &buffer)
+        _ = output.write(buffer)
+        output.finish()
+    }
+
     var isEnded: Bool { state.withLock { $0.ended } }
 
     /// Whether `id` directly follows `last`. Written without `last + 1`: ids come from outside (a resume point is

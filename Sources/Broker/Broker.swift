@@ -10,6 +10,11 @@ public protocol SessionEventSink: Sendable {
     /// Synchronous, and called on the thread that has the event (a publishing request's, a Redis connection's event
     /// loop): it must hand the event on without blocking, and it costs no hop to another executor.
     func deliver(_ event: StoredEvent, to id: SessionID)
+
+    /// Called when a subscribed session turned out to be gone before its expiry: its store lost it (Redis restarted
+    /// empty, or was flushed). A reconnecting reader would find nothing, so its streams should end in a way that
+    /// tells the reader to start over at once. Called from the broker's own task; must not block.
+    func sessionEnded(_ id: SessionID)
 }
 
 /// Stores sessions and carries their events between nodes. Implementations: ``InMemoryBroker`` for one node, a Redis
@@ -69,12 +74,17 @@ extension Broker {
 
 /// Whether the broker can serve requests now.
 public struct BrokerHealth: Sendable, Equatable {
+    /// The store is reachable (liveness: a node that cannot reach it is degraded).
     public var isAvailable: Bool
     public var detail: String
+    /// Why the store, although reachable, refuses to store right now (out of memory, a read-only replica, ...); nil
+    /// when it stores. A node whose store refuses writes is alive but should not get traffic (readiness).
+    public var refusal: String?
 
-    public init(isAvailable: Bool, detail: String) {
+    public init(isAvailable: Bool, detail: String, refusal: String? = nil) {
         self.isAvailable = isAvailable
         self.detail = detail
+        self.refusal = refusal
     }
 
     public static let ok = BrokerHealth(isAvailable: true, detail: "ok")

@@ -54,6 +54,12 @@ public struct Submission: Sendable, Equatable, Codable {
 /// knows it missed something.
 public typealias EventID = UInt64
 
+extension StoredEvent {
+    /// The ids an event can have. Below 2^53, so an id is exact as a JavaScript number and in Redis's Lua (whose
+    /// numbers are doubles), and `id + 1` never overflows; anything outside is refused where ids are read.
+    public static let validIDs: ClosedRange<EventID> = 1...(1 << 53 - 1)
+}
+
 /// An event as stored in the session's log.
 public struct StoredEvent: Sendable, Equatable {
     public var id: EventID

@@ -29,6 +29,10 @@ public enum SessionStatus: String, Sendable, Comparable, CaseIterable {
 
 /// A session as the broker stores it. Times are milliseconds since the Unix epoch (the seed's `expiryTime`).
 public struct SessionRecord: Sendable, Equatable {
+    /// The times a record can hold: from the epoch to the end of the year 9999. A stored time outside is refused
+    /// where records are read, so no arithmetic on it can overflow.
+    public static let validTimes: ClosedRange<Int64> = 0...253_402_300_799_999
+
     public var id: SessionID
     public var createdAt: Int64
     public var expiresAt: Int64

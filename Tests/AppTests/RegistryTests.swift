@@ -64,6 +64,7 @@ struct RegistryTests {
     /// A broker that only ever sees the session of `id`: its log holds what the test published.
     struct NoSink: SessionEventSink {
         func deliver(_ event: StoredEvent, to id: SessionID) {}
+        func sessionEnded(_ id: SessionID) {}
     }
 
     static func stream(_ id: SessionID, expiresAt: Int64, broker: any Broker = InMemoryBroker(sink: NoSink(), logger: testLogger)) -> SessionStream {

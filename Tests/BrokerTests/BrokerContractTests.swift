@@ -40,10 +40,18 @@ let quietLogger: Logger = {
 /// Records what a broker delivers to this node.
 final class RecordingSink: SessionEventSink {
     private let delivered = Mutex<[(SessionID, StoredEvent)]>([])
+    private let ended = Mutex<[SessionID]>([])
 
     func deliver(_ event: StoredEvent, to id: SessionID) {
         delivered.withLock { $0.append((id, event)) }
     }
+
+    func sessionEnded(_ id: SessionID) {
+        ended.withLock { $0.append(id) }
+    }
+
+    /// The sessions reported ended, in order.
+    var endedSessions: [SessionID] { ended.withLock { $0 } }
 
     func events(of id: SessionID) -> [StoredEvent] {
         delivered.withLock { $0.filter { $0.0 == id }.map(\.1) }
@@ -90,7 +98,7 @@ func withBroker(_ kind: BrokerUnderTest, _ body: (BrokerFixture) async throws ->
             group.addTask { try await broker.run() }
             defer { group.cancelAll() }
             let deadline = ContinuousClock.now + .seconds(10)
-            while !broker.health.isAvailable {
+            while await !broker.health.isAvailable {
                 guard ContinuousClock.now < deadline else { throw RedisNotConfigured() }
                 try await Task.sleep(for: .milliseconds(20))
             }

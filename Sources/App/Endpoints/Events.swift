@@ -23,7 +23,7 @@ extension API {
         }
         do {
             return try await authorizedStream(id, request: request, logger: logger)
-        } catch let error as BrokerError {
+        } catch let error as BrokerError where error.code != .corruptSession {
             // A 503 would make EventSource give up (and a page start a new session, hiding what the phone already
             // sent). An empty stream with a retry hint makes it come back later with its Last-Event-ID instead.
             logger.debug("broker failed; the stream is asked to retry", metadata: ["error": "\(error)"])

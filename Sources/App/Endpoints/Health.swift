@@ -26,14 +26,21 @@ extension API {
         )
     }
 
-    /// `GET /readyz`: whether a load balancer should send this node traffic: its broker is reachable and it is not
-    /// draining. 503 with the reason otherwise.
+    /// `GET /readyz`: whether a load balancer should send this node traffic: its broker is reachable, stores what it
+    /// is given (Redis lately refused to store: out of memory, read-only, ...; see ``BrokerHealth/refusal``), and the
+    /// node is not draining. 503 with the reason otherwise; it comes back by itself when Redis stores again.
     @Sendable func readiness(_ request: Request, logger: Logger) async throws -> Response {
         let broker = await self.broker.health
         let draining = drainState.isDraining
-        let ready = broker.isAvailable && !draining
+        let ready = broker.isAvailable && broker.refusal == nil && !draining
         var body: [String: JSONValue] = ["ready": .bool(ready)]
-        if draining { body["reason"] = .string("draining") } else if !broker.isAvailable { body["reason"] = .string(broker.detail) }
+        if draining {
+            body["reason"] = .string("draining")
+        } else if !broker.isAvailable {
+            body["reason"] = .string(broker.detail)
+        } else if let refusal = broker.refusal {
+            body["reason"] = .string(refusal)
+        }
         return .json(JSONValue.object(body), status: ready ? .ok : .serviceUnavailable)
     }
 

@@ -2,8 +2,9 @@ import Broker
 import HTTP
 import ServiceLifecycle
 
-/// A broker that times every call and counts failures (`tandem_broker_seconds`, `tandem_broker_errors_total`), then
-/// passes it on. The node's service group runs the wrapped broker itself; this wrapper only serves requests.
+/// A broker that times every call and counts failures (`tandem_broker_seconds`, `tandem_broker_errors_total`, and
+/// refusals to store by kind, `tandem_broker_refusals_total`), then passes it on. The node's service group runs the
+/// wrapped broker itself; this wrapper only serves requests.
 struct InstrumentedBroker: Broker {
     let base: any Broker
     let metrics: TandemMetrics
@@ -20,6 +21,7 @@ struct InstrumentedBroker: Broker {
             return result
         } catch {
             metrics.brokerCall(operation, nanoseconds: (ContinuousClock.now - started).nanoseconds, failed: true)
+            if let refusal = (error as? BrokerError)?.refusal { metrics.brokerRefused(kind: refusal) }
             throw error
         }
     }

@@ -22,6 +22,7 @@ final class TandemMetrics: Sendable {
     private let brokerLatency: [String: CoreMetrics.Timer]
     private let brokerErrors: [String: CoreMetrics.Counter]
     private let refusals = Mutex<[UInt: CoreMetrics.Counter]>([:])
+    private let brokerRefusals = Mutex<[String: CoreMetrics.Counter]>([:])
 
     static let eventTypes = ["connected", "input-started", "complete", "cancelled"]
     static let brokerOperations = ["open_session", "session", "publish", "renew_presence", "events", "subscribe", "unsubscribe"]
@@ -73,8 +74,9 @@ final class TandemMetrics: Sendable {
     func delivered(_ event: StoredEvent, live: Bool) {
         deliveredByType[event.event.name]?.increment()
         guard live, event.publishedAt > 0 else { return }
-        let latency = TimeSource.wallMicroseconds() - event.publishedAt
-        if latency >= 0 { deliveryLatency.recordMicroseconds(latency) }
+        // Reporting overflow: publishedAt comes from another node (or whatever wrote Redis), so no arithmetic on it traps.
+        let (latency, overflow) = TimeSource.wallMicroseconds().subtractingReportingOverflow(event.publishedAt)
+        if !overflow, latency >= 0 { deliveryLatency.recordMicroseconds(latency) }
     }
 
     /// A stream ended because its reader fell behind.
@@ -85,6 +87,18 @@ final class TandemMetrics: Sendable {
     func brokerCall(_ operation: String, nanoseconds: Int64, failed: Bool) {
         brokerLatency[operation]?.recordNanoseconds(nanoseconds)
         if failed { brokerErrors[operation]?.increment() }
+    }
+
+    /// The broker's store refused to store, by kind (`oom`, `readonly`, `loading`, ...: a fixed set of Redis error
+    /// codes, so the series stay bounded).
+    func brokerRefused(kind: String) {
+        let counter = brokerRefusals.withLock { counters in
+            if let counter = counters[kind] { return counter }
+            let made = CoreMetrics.Counter(label: "tandem_broker_refusals_total", dimensions: [("kind", kind)], factory: factory)
+            counters[kind] = made
+            return made
+        }
+        counter.increment()
     }
 
     /// A request answered with an error status, by status code (400, 403, 404, 409, 413, 429, 503, ...).

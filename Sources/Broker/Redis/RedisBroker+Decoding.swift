@@ -2,40 +2,53 @@
 /// keys in any order. Decoded by hand: every delivered event passes here, and Foundation's `JSONDecoder` was a tenth
 /// of a node's CPU under load.
 enum RedisLogEntry {
-    static func decode(_ bytes: [UInt8]) -> StoredEvent? {
+    /// Publish times (microseconds since the epoch) an entry can carry: the record's time range, in microseconds.
+    static let validPublishTimes: ClosedRange<Int64> =
+        SessionRecord.validTimes.lowerBound * 1000...SessionRecord.validTimes.upperBound * 1000 + 999
+
+    /// The event of a log entry, or nil when the entry is malformed or out of range: an id outside
+    /// ``StoredEvent/validIDs`` or above `lastEventID` (the record's, when known: the log cannot be ahead of its
+    /// record), a publish time outside ``validPublishTimes``, an unknown event, or a key given twice. Every node
+    /// decodes what any writer put in Redis, so nothing here may trap, and nothing absurd may reach the streams.
+    static func decode(_ bytes: [UInt8], lastEventID: EventID = StoredEvent.validIDs.upperBound) -> StoredEvent? {
         var reader = FlatJSONReader(bytes)
         var id: UInt64?
-        var name = ""
-        var phone = ""
+        var name: String?
+        var phone: String?
         var eventName: String?
-        var publishedAt: Int64 = 0
+        var publishedAt: Int64?
+        var seen: Set<String> = []
         var reason: CancelReason?
         guard reader.beginObject() else { return nil }
         while let key = reader.nextKey() {
+            // A key given twice means two writers disagree; neither value can be trusted.
+            guard seen.insert(key).inserted else { return nil }
             switch key {
             case "id": id = reader.unsignedInteger()
             case "event": eventName = reader.string()
-            case "name": name = reader.string() ?? ""
-            case "phone": phone = reader.string() ?? ""
+            case "name": name = reader.string()
+            case "phone": phone = reader.string()
             // Publish time in microseconds since the epoch, a string: cjson would print a large number with an exponent.
-            case "t": publishedAt = reader.string().flatMap { Int64($0) } ?? 0
+            case "t":
+                guard let text = reader.string(), let value = Int64(text), validPublishTimes.contains(value) else { return nil }
+                publishedAt = value
             case "reason": reason = reader.string().flatMap(CancelReason.init(rawValue:))
             default: guard reader.skipValue() else { return nil }
             }
             guard !reader.failed else { return nil }
         }
-        guard reader.endedCleanly, let id, let eventName else { return nil }
+        guard reader.endedCleanly, let id, StoredEvent.validIDs.contains(id), id <= lastEventID, let eventName else { return nil }
         let event: SessionEvent
         switch eventName {
         case "connected": event = .connected
         case "input-started": event = .inputStarted
-        case "complete": event = .complete(Submission(name: name, phone: phone))
+        case "complete": event = .complete(Submission(name: name ?? "", phone: phone ?? ""))
         case "cancelled":
             guard let reason else { return nil }
             event = .cancelled(reason)
         default: return nil
         }
-        return StoredEvent(id: id, event: event, publishedAt: publishedAt)
+        return StoredEvent(id: id, event: event, publishedAt: publishedAt ?? 0)
     }
 }
 
@@ -199,22 +212,30 @@ struct FlatJSONReader {
 }
 
 extension SessionRecord {
-    /// A record from a session hash's HGETALL reply; nil when a field is missing or malformed.
+    /// A record from a session hash's HGETALL reply; nil when a field is missing, malformed or out of range (times
+    /// outside ``validTimes`` or expiring before created, an unknown status, a last event id above
+    /// ``StoredEvent/validIDs``, half a submission), or the reply is not pairs of distinct string keys.
     init?(id: SessionID, fields reply: RESPValue) {
-        guard let parts = reply.array, parts.count >= 2 else { return nil }
+        guard let parts = reply.array, parts.count >= 2, parts.count.isMultiple(of: 2) else { return nil }
         var fields: [String: String] = [:]
         var index = 0
         while index + 1 < parts.count {
-            if let key = parts[index].string, let value = parts[index + 1].string { fields[key] = value }
+            guard let key = parts[index].string, let value = parts[index + 1].string, fields.updateValue(value, forKey: key) == nil else {
+                return nil
+            }
             index += 2
         }
-        guard let createdAt = fields["createdAt"].flatMap({ Int64($0) }),
-            let expiresAt = fields["expiresAt"].flatMap({ Int64($0) }),
+        guard let createdAt = fields["createdAt"].flatMap({ Int64($0) }), Self.validTimes.contains(createdAt),
+            let expiresAt = fields["expiresAt"].flatMap({ Int64($0) }), Self.validTimes.contains(expiresAt), createdAt <= expiresAt,
             let status = fields["status"].flatMap(SessionStatus.init(rawValue:)),
-            let lastEventID = fields["lastEventID"].flatMap({ EventID($0) })
+            let lastEventID = fields["lastEventID"].flatMap({ EventID($0) }), lastEventID <= StoredEvent.validIDs.upperBound
         else { return nil }
         var submission: Submission?
-        if let name = fields["name"], let phone = fields["phone"] { submission = Submission(name: name, phone: phone) }
+        switch (fields["name"], fields["phone"]) {
+        case (let name?, let phone?): submission = Submission(name: name, phone: phone)
+        case (nil, nil): break
+        default: return nil
+        }
         self.init(
             id: id, createdAt: createdAt, expiresAt: expiresAt, status: status, submission: submission,
             lastEventID: lastEventID, readerKey: fields["readerKey"])

@@ -21,18 +21,23 @@ public final class RedisBroker: Broker {
         public var commandTimeout: Duration
         public var initialBackoff: Duration
         public var maximumBackoff: Duration
+        /// After Redis refused to store (out of memory, read-only, ...), health reports the refusal for at least
+        /// this long, then asks Redis with a probe write, at most once per this interval, until one is accepted.
+        public var refusalProbeInterval: Duration
         /// How long a PC counts as present after its last renewal (see ``Broker/renewPresence(of:)``).
         public var presenceGrace: Duration
 
         public init(
             url: RedisURL, commandTimeout: Duration = .seconds(2), initialBackoff: Duration = .milliseconds(100),
-            maximumBackoff: Duration = .seconds(5), presenceGrace: Duration = .seconds(7)
+            maximumBackoff: Duration = .seconds(5), refusalProbeInterval: Duration = .seconds(1),
+            presenceGrace: Duration = .seconds(7)
         ) {
             self.url = url
             self.presenceGrace = presenceGrace
             self.commandTimeout = commandTimeout
             self.initialBackoff = initialBackoff
             self.maximumBackoff = maximumBackoff
+            self.refusalProbeInterval = refusalProbeInterval
         }
     }
 
@@ -68,6 +73,9 @@ public final class RedisBroker: Broker {
         var outageStarted: ContinuousClock.Instant? = .now
         var problem = "not connected yet"
         var everConnected = false
+        /// The last time Redis refused to store, and what it said; nil once a probe write was accepted.
+        var refusal: (at: ContinuousClock.Instant, message: String)?
+        var probing = false
     }
 
     private let configuration: Configuration
@@ -196,17 +204,43 @@ public final class RedisBroker: Broker {
         return ids
     }
 
-    /// Hands the logged events of `ids` to the sink again; streams skip what they already sent and fill any gap.
+    /// Hands the logged events of `ids` to the sink again; streams skip what they already sent and fill any gap. A
+    /// session whose record is gone (Redis restarted empty, or was flushed) or unreadable is reported to the sink as
+    /// ended, so its readers start over instead of waiting in silence until the expiry they were told.
     private func redeliverLogs(of ids: [SessionID], over commands: RedisConnection) async {
         for start in stride(from: 0, to: ids.count, by: 512) {
             let batch = Array(ids[start..<min(start + 512, ids.count)])
-            let replies = batch.map { commands.send(["LRANGE", RedisKeys.log($0), "0", "-1"]) }
-            for (id, reply) in zip(batch, replies) {
-                guard let entries = try? await reply.get().array else { continue }
-                for case .bulkString(let bytes) in entries {
-                    if let event = RedisLogEntry.decode(bytes) { sink.deliver(event, to: id) }
-                }
+            // Pipelined, the log before its record: an entry read is never ahead of the lastEventID read after it.
+            let replies = batch.map { id in
+                (commands.send(["LRANGE", RedisKeys.log(id), "0", "-1"]), commands.send(["HGET", RedisKeys.session(id), "lastEventID"]))
             }
+            for (id, (log, record)) in zip(batch, replies) {
+                // No answer (the connection went again) decides nothing; the next reconnect asks again.
+                guard let entries = try? await log.get(), let last = try? await record.get() else { continue }
+                // An error other than a wrong type (Redis loading, busy, ...) says nothing about the session either.
+                if case .error(let message) = last, !message.hasPrefix("WRONGTYPE") { continue }
+                guard let lastEventID = Self.lastEventID(last) else {
+                    sink.sessionEnded(id)
+                    continue
+                }
+                for event in Self.decodeLog(entries, lastEventID: lastEventID) { sink.deliver(event, to: id) }
+            }
+        }
+    }
+
+    /// A `HGET … lastEventID` reply as an id; nil for a missing record or field, a key of another type, or a value
+    /// out of range.
+    private static func lastEventID(_ reply: RESPValue) -> EventID? {
+        guard let text = reply.string, let id = EventID(text), id <= StoredEvent.validIDs.upperBound else { return nil }
+        return id
+    }
+
+    /// The entries of an LRANGE reply that decode and are not ahead of the record; the rest are skipped.
+    private static func decodeLog(_ reply: RESPValue, lastEventID: EventID) -> [StoredEvent] {
+        guard let entries = reply.array else { return [] }
+        return entries.compactMap { entry in
+            guard case .bulkString(let bytes) = entry else { return nil }
+            return RedisLogEntry.decode(bytes, lastEventID: lastEventID)
         }
     }
 
@@ -260,13 +294,15 @@ public final class RedisBroker: Broker {
 
     public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
         let now = time.now()
-        let keys = [RedisKeys.session(id), RedisKeys.tombstone(id), RedisKeys.presence(id)]
+        let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.tombstone(id), RedisKeys.presence(id)]
         let reply = try await runScript(\.openScript, RedisScripts.openSession, keys: keys, arguments: [
             String(now), String(now + ttl.milliseconds), String(ttl.milliseconds), readerKey ?? "", String(2 * ttl.milliseconds),
             String(configuration.presenceGrace.milliseconds),
         ])
         if let parts = reply.array, parts.count == 1, parts[0].string == "ended" { return nil }
-        guard let record = SessionRecord(id: id, fields: reply) else {
+        guard let parts = reply.array, parts.count == 2 else { throw BrokerError(.protocolViolation, "unexpected reply to open: \(reply)") }
+        if parts[0].string == "corrupt" { throw Self.corrupt(parts[1]) }
+        guard parts[0].string == "ok", let record = SessionRecord(id: id, fields: parts[1]) else {
             throw BrokerError(.protocolViolation, "unexpected reply to open: \(reply)")
         }
         return record
@@ -275,7 +311,10 @@ public final class RedisBroker: Broker {
     public func session(_ id: SessionID) async throws -> SessionRecord? {
         let reply = try await send(["HGETALL", RedisKeys.session(id)])
         if case .array(let fields) = reply, fields.isEmpty { return nil }
-        return SessionRecord(id: id, fields: reply)
+        guard let record = SessionRecord(id: id, fields: reply) else {
+            throw BrokerError(.corruptSession, "the record's fields are missing or out of range")
+        }
+        return record
     }
 
     public func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
@@ -297,6 +336,7 @@ public final class RedisBroker: Broker {
             throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
         }
         if outcome == "missing" { return .sessionNotFound }
+        if outcome == "corrupt", parts.count == 2 { throw Self.corrupt(parts[1]) }
         guard parts.count >= 2, let record = SessionRecord(id: id, fields: parts[1]) else {
             throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
         }
@@ -305,7 +345,9 @@ public final class RedisBroker: Broker {
         case "cancelled", "left": return .cancelled(record)
         case "unchanged": return .unchanged(record)
         default:
-            guard parts.count >= 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
+            guard parts.count >= 3, case .bulkString(let entry) = parts[2],
+                let stored = RedisLogEntry.decode(entry, lastEventID: record.lastEventID)
+            else {
                 throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
             }
             return .published(stored, record)
@@ -329,13 +371,16 @@ public final class RedisBroker: Broker {
     }
 
     public func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
-        let reply = try await send(["LRANGE", RedisKeys.log(id), "0", "-1"])
-        guard let entries = reply.array else { return [] }
-        return entries.compactMap { entry in
-            guard case .bulkString(let bytes) = entry else { return nil }
-            return RedisLogEntry.decode(bytes)
-        }
-        .filter { $0.id > after }
+        // The log, then its record's lastEventID, pipelined (one round trip): Redis runs them in order, so every
+        // entry read was written before the id read after it, and an entry ahead of it is not Tandem's.
+        let connection = try commandConnection()
+        let log = connection.send(["LRANGE", RedisKeys.log(id), "0", "-1"])
+        let record = connection.send(["HGET", RedisKeys.session(id), "lastEventID"])
+        let entries = try checked(await log.get())
+        let last = try checked(await record.get())
+        if last == .null { return [] }
+        guard let lastEventID = Self.lastEventID(last) else { throw BrokerError(.corruptSession, "lastEventID is not an event id") }
+        return Self.decodeLog(entries, lastEventID: lastEventID).filter { $0.id > after }
     }
 
     public func subscribe(_ id: SessionID) async throws {
@@ -375,9 +420,46 @@ public final class RedisBroker: Broker {
         _ = try? await confirmed?.get()
     }
 
+    /// Unavailable while Redis is unreachable. While it is reachable but lately refused to store, `refusal` says so:
+    /// for at least ``Configuration/refusalProbeInterval`` after the last refusal, then until a probe write (a key
+    /// that expires in a second) is accepted. Probes are made here, when health is asked (`/readyz`, `/healthz`), at most one
+    /// at a time and one per interval, so a node's readiness comes back by itself once Redis stores again.
     public var health: BrokerHealth {
-        state.withLock { state in
-            state.connected == nil ? BrokerHealth(isAvailable: false, detail: "redis unreachable: \(state.problem)") : .ok
+        get async {
+            let interval = configuration.refusalProbeInterval
+            let (health, probe) = state.withLock { state -> (BrokerHealth, (RedisConnection, ContinuousClock.Instant)?) in
+                guard let connected = state.connected else {
+                    return (BrokerHealth(isAvailable: false, detail: "redis unreachable: \(state.problem)"), nil)
+                }
+                guard let refusal = state.refusal else { return (.ok, nil) }
+                let health = BrokerHealth(isAvailable: true, detail: "ok", refusal: "redis refuses to store: \(refusal.message)")
+                guard !state.probing, ContinuousClock.now - refusal.at >= interval else { return (health, nil) }
+                state.probing = true
+                return (health, (connected.commandsForThisLoop, refusal.at))
+            }
+            guard let (connection, refusedAt) = probe else { return health }
+            let reply = try? await connection.send(["SET", "tandem:{probe}:writable", "1", "PX", "1000"]).get()
+            let stores = state.withLock { state -> Bool in
+                state.probing = false
+                switch reply {
+                case .simpleString?:
+                    // Only the refusal this probe answers: a newer one has not been answered yet.
+                    guard state.refusal?.at == refusedAt else { return false }
+                    state.refusal = nil
+                    return true
+                case .error(let message)? where Self.refusalKind(message) != nil:
+                    state.refusal = (.now, message)
+                    return false
+                default:
+                    // No answer: the connection's own timeout and the reconnect loop deal with that.
+                    return false
+                }
+            }
+            if stores {
+                logger.notice("Redis stores again", metadata: ["redis": "\(configuration.url)"])
+                return .ok
+            }
+            return health
         }
     }
 
@@ -386,14 +468,36 @@ public final class RedisBroker: Broker {
 
     // MARK: Commands
 
-    private func send(_ arguments: [String]) async throws -> RESPValue {
-        let connection = try state.withLock { state throws(BrokerError) -> RedisConnection in
+    private func commandConnection() throws(BrokerError) -> RedisConnection {
+        try state.withLock { state throws(BrokerError) -> RedisConnection in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
             return connected.commandsForThisLoop
         }
-        let reply = try await connection.send(arguments).get()
-        if case .error(let message) = reply { throw Self.error(message) }
-        return reply
+    }
+
+    private func send(_ arguments: [String]) async throws -> RESPValue {
+        try checked(await commandConnection().send(arguments).get())
+    }
+
+    /// A reply, or its error reply thrown as a broker error (a refusal to store is remembered for health).
+    private func checked(_ reply: RESPValue) throws(BrokerError) -> RESPValue {
+        guard case .error(let message) = reply else { return reply }
+        let error = Self.error(message)
+        if error.refusal != nil { refused(message) }
+        throw error
+    }
+
+    /// Remembers a refusal for health (readiness); logged once per episode, not per request.
+    private func refused(_ message: String) {
+        let first = state.withLock { state -> Bool in
+            defer { state.refusal = (.now, message) }
+            return state.refusal == nil
+        }
+        if first {
+            logger.warning(
+                "Redis refuses to store; answering 503 and reporting not ready",
+                metadata: ["redis": "\(configuration.url)", "problem": "\(message)"])
+        }
     }
 
     /// EVALSHA, falling back to EVAL if Redis lost its script cache (SCRIPT FLUSH, or a failover).
@@ -407,15 +511,30 @@ public final class RedisBroker: Broker {
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
             reply = try await connection.send(["EVAL", script] + tail).get()
         }
-        if case .error(let message) = reply { throw Self.error(message) }
-        return reply
+        return try checked(reply)
     }
 
-    /// A Redis error reply as a broker error: one that says Redis cannot serve now (still loading its data, busy with
-    /// a script, a replica that lost its master) is an outage, answered 503; anything else is a bug.
-    private static func error(_ message: String) -> BrokerError {
-        let transient = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"]
-        if transient.contains(where: { message.hasPrefix($0) }) { return BrokerError(.unavailable, "Redis: \(message)") }
+    private static func corrupt(_ why: RESPValue) -> BrokerError {
+        BrokerError(.corruptSession, "the session's keys are not what Tandem writes: \(why.string ?? "?")")
+    }
+
+    /// The error codes with which Redis says it cannot store now, though it may later: out of memory, a read-only
+    /// replica or one without its master, loading its data, busy with a script, a cluster slot moving or down, too
+    /// few replicas, a failed background save.
+    static let refusalCodes = ["OOM", "READONLY", "MASTERDOWN", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF"]
+
+    /// The refusal kind of an error reply (its code in lower case), or nil when it is not a refusal.
+    static func refusalKind(_ message: String) -> String? {
+        // The code is the first word; `BUSYKEY` (a key exists) is not `BUSY`.
+        let code = String(message.prefix { $0 != " " })
+        return refusalCodes.contains(code) ? code.lowercased() : nil
+    }
+
+    /// A Redis error reply as a broker error: a refusal to store now is an outage, answered 503; a key of the wrong
+    /// type is a corrupt session; anything else is a bug.
+    static func error(_ message: String) -> BrokerError {
+        if let kind = refusalKind(message) { return BrokerError(.unavailable, "Redis: \(message)", refusal: kind) }
+        if message.hasPrefix("WRONGTYPE") { return BrokerError(.corruptSession, "Redis: \(message)") }
         return BrokerError(.protocolViolation, "Redis error: \(message)")
     }
 }

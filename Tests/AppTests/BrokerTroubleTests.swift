@@ -1,0 +1,63 @@
+import Broker
+import NIOCore
+import Testing
+
+@testable import App
+
+/// What the node does when its broker is in trouble short of unreachable: a session the broker lost ends its
+/// streams with the `expired` event the PC page renews on, and refusals to store are counted by kind.
+@Suite(.timeLimit(.minutes(1)))
+struct BrokerTroubleTests {
+    @Test func aSessionTheBrokerLostEndsItsStreamsWithAnExpiredEvent() throws {
+        let registry = SessionRegistry(heartbeatInterval: .seconds(3600), logger: testLogger)
+        let lost = try #require(SessionID("lost_session"))
+        let other = try #require(SessionID("other_session"))
+        var outputs: [RegistryTests.FakeOutput] = []
+        var streams: [SessionStream] = []
+        for id in [lost, lost, other] {
+            let stream = RegistryTests.stream(id, expiresAt: TimeSource.system.now() + 60_000)
+            registry.attach(stream)
+            let output = RegistryTests.FakeOutput()
+            stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
+            outputs.append(output)
+            streams.append(stream)
+        }
+        registry.sessionEnded(lost)
+        for output in outputs.prefix(2) {
+            #expect(output.text == "OPEN\nevent: expired\ndata: {\"type\":\"expired\"}\n\n")
+            #expect(output.finished)
+        }
+        #expect(!outputs[2].finished && outputs[2].text == "OPEN\n")
+        #expect(registry.streamCount == 1 && registry.sessionCount == 1)
+        // The connections' close detaches them later; that must not count them twice.
+        for stream in streams.prefix(2) { registry.detach(stream) }
+        #expect(registry.streamCount == 1 && registry.sessionCount == 1)
+        registry.sessionEnded(lost)  // again, or for a session held nowhere here: nothing happens
+        #expect(registry.streamCount == 1)
+    }
+
+    /// A broker that answers every call as a Redis out of memory would.
+    struct RefusingBroker: Broker {
+        static let refusal = BrokerError(.unavailable, "Redis: OOM command not allowed", refusal: "oom")
+        func run() async throws {}
+        func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? { throw Self.refusal }
+        func session(_ id: SessionID) async throws -> SessionRecord? { nil }
+        func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome { throw Self.refusal }
+        func renewPresence(of ids: [SessionID]) async throws { throw Self.refusal }
+        func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] { [] }
+        func subscribe(_ id: SessionID) async throws {}
+        func unsubscribe(_ id: SessionID) async {}
+        var health: BrokerHealth { BrokerHealth(isAvailable: true, detail: "ok", refusal: "redis refuses to store: OOM") }
+    }
+
+    @Test func refusalsToStoreAreCountedByKind() async throws {
+        let metrics = TandemMetrics()
+        let broker = InstrumentedBroker(base: RefusingBroker(), metrics: metrics)
+        let id = try #require(SessionID("refused"))
+        await #expect(throws: RefusingBroker.refusal) { _ = try await broker.publish(.connected, to: id) }
+        await #expect(throws: RefusingBroker.refusal) { _ = try await broker.openSession(id, ttl: .seconds(60)) }
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains(#"tandem_broker_refusals_total{kind="oom"} 2"#), "\(text)")
+        #expect(await broker.health.refusal != nil)
+    }
+}

@@ -1,0 +1,229 @@
+import PropertyBased
+import Testing
+
+@testable import Broker
+
+/// Every integer a Redis reply carries is checked before Tandem uses it: the decoders of log entries and session
+/// records never trap, whatever bytes or field values they get, and refuse what is out of range. Each structured case
+/// is compared with a model of the rules, written independently of the decoder.
+@Suite struct RedisDecodingPropertyTests {
+    /// Number-like tokens: the edges of every integer type and past them, signs, fractions, exponents, text.
+    static let numberTokens = Gen<String>.oneOf(
+        Gen.uint64().map { String($0) },
+        Gen.int64().map { String($0) },
+        Gen.uint64(in: 0...5).map { String($0) },
+        pick([
+            "0", "1", "3", "9007199254740991", "9007199254740992", "18446744073709551615", "18446744073709551616",
+            "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-1", "-0", "007", "+5", " 5", "5 ",
+            "1e3", "1.5", "0x10", "", "abc", "99999999999999999999999999", "253402300799999", "253402300800000",
+            "253402300799999999", "253402300800000000", "1700000000000000",
+        ])
+    )
+
+    /// One of `values` (never empty).
+    static func pick<T: Sendable>(_ values: [T]) -> Generator<T, Shrink.None<T?>> {
+        Gen<T?>.element(of: values).map { $0 ?? values[0] }
+    }
+
+    static let eventNames = pick(["connected", "input-started", "complete", "completed", "", "CONNECTED", "x"])
+    static let statuses = pick(["waiting", "connected", "inputting", "completed", "", "done", "Waiting"])
+
+    // MARK: Log entries
+
+    @Test func randomBytesNeverTrapTheLogEntryDecoder() async {
+        let bytes = Gen<UInt8>.oneOf(
+            Gen.uint8(),
+            Self.pick(Array(#"{}":,0123456789-+eE.tfnlrsu\ "#.utf8))
+        ).array(of: 0...80)
+        await propertyCheck(count: 1000, input: bytes) { (bytes: [UInt8]) in
+            guard let event = RedisLogEntry.decode(bytes) else { return }
+            #expect(StoredEvent.validIDs.contains(event.id))
+            #expect(event.publishedAt == 0 || RedisLogEntry.validPublishTimes.contains(event.publishedAt))
+        }
+    }
+
+    /// One generated entry: each field present or not, given once or twice, with any number-like value.
+    struct EntryCase: CustomStringConvertible {
+        var id: String?
+        var event: String?
+        var t: String?
+        var duplicate: String?
+        var lastEventID: EventID
+
+        var json: [UInt8] {
+            var pairs: [String] = []
+            if let id { pairs.append(#""id":\#(id)"#) }
+            if let event { pairs.append(#""event":"\#(event)""#) }
+            if let t { pairs.append(#""t":"\#(t)""#) }
+            pairs.append(#""name":"山田","phone":"090""#)
+            if let duplicate { pairs.append(#""\#(duplicate)":"1""#) }
+            return Array(("{" + pairs.joined(separator: ",") + "}").utf8)
+        }
+
+        /// What the decoder must answer, from the rules alone.
+        var expected: StoredEvent? {
+            var t = self.t
+            switch duplicate {
+            // A second id or event, or where there was none an id given as a string or the unknown event "1".
+            case "name", "phone", "id", "event": return nil
+            case "t": if t != nil { return nil } else { t = "1" }  // a second t, or the only one
+            default: break
+            }
+            // The id is a JSON number: digits only, with JSON whitespace around it allowed.
+            guard let id else { return nil }
+            let digits = String(id.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ (48...57).contains($0) }), let value = UInt64(digits) else { return nil }
+            guard value >= 1, value <= 9_007_199_254_740_991, value <= lastEventID else { return nil }
+            var publishedAt: Int64 = 0
+            if let t {
+                guard let time = Int64(t), time >= 0, time <= 253_402_300_799_999_999 else { return nil }
+                publishedAt = time
+            }
+            let kind: SessionEvent
+            switch event {
+            case "connected": kind = .connected
+            case "input-started": kind = .inputStarted
+            case "complete": kind = .complete(Submission(name: "山田", phone: "090"))
+            default: return nil
+            }
+            return StoredEvent(id: value, event: kind, publishedAt: publishedAt)
+        }
+
+        var description: String { String(decoding: json, as: UTF8.self) + " lastEventID=\(lastEventID)" }
+    }
+
+    @Test func logEntriesWithAnyFieldValuesAreDecodedExactlyWhenInRange() async {
+        let cases = zip(
+            Self.numberTokens.optional(valueRate: 0.9),
+            Self.eventNames.optional(valueRate: 0.9),
+            Self.numberTokens.optional(valueRate: 0.6),
+            Self.pick(["id", "event", "t", "name", "phone", "other"]).optional(valueRate: 0.2),
+            Gen<UInt64>.oneOf(Gen.uint64(), Gen.uint64(in: 0...4), Self.pick([9_007_199_254_740_991, UInt64.max]))
+        ).map { (id: String?, event: String?, t: String?, duplicate: String?, last: UInt64) -> EntryCase in
+            EntryCase(id: id, event: event, t: t, duplicate: duplicate, lastEventID: last)
+        }
+        await propertyCheck(count: 1000, input: cases) { (entry: EntryCase) in
+            let decoded = RedisLogEntry.decode(entry.json, lastEventID: entry.lastEventID)
+            #expect(decoded == entry.expected, "\(entry)")
+            #expect(decoded?.publishedAt == entry.expected?.publishedAt, "\(entry)")
+        }
+    }
+
+    @Test func theEdgesOfTheIdRangeAreExact() {
+        func decode(_ id: String, last: EventID = StoredEvent.validIDs.upperBound) -> EventID? {
+            RedisLogEntry.decode(Array(#"{"id":\#(id),"event":"connected"}"#.utf8), lastEventID: last)?.id
+        }
+        #expect(decode("1") == 1)
+        #expect(decode("9007199254740991") == 9_007_199_254_740_991)
+        #expect(decode("0") == nil)
+        #expect(decode("9007199254740992") == nil)
+        #expect(decode("18446744073709551615") == nil)
+        #expect(decode("3", last: 2) == nil)
+        #expect(decode("2", last: 2) == 2)
+        #expect(RedisLogEntry.decode(Array(#"{"id":1,"event":"connected","t":"-1"}"#.utf8)) == nil)
+        #expect(RedisLogEntry.decode(Array(#"{"id":1,"event":"connected","t":"x"}"#.utf8)) == nil)
+        #expect(RedisLogEntry.decode(Array(#"{"id":1,"id":2,"event":"connected"}"#.utf8)) == nil)
+    }
+
+    // MARK: Session records
+
+    /// One generated HGETALL reply: every field present or not, with any value, plus the shapes Redis never sends
+    /// but a broken proxy or a bug could: a key twice, an odd count, a key that is not a string.
+    struct RecordCase: CustomStringConvertible {
+        var createdAt: String?
+        var expiresAt: String?
+        var status: String?
+        var lastEventID: String?
+        var name: String?
+        var phone: String?
+        var duplicate: String?
+        var oddTail: Bool
+        var integerKey: Bool
+
+        var reply: RESPValue {
+            var parts: [RESPValue] = []
+            func add(_ key: String, _ value: String?) {
+                if let value { parts += [.bulkString(Array(key.utf8)), .bulkString(Array(value.utf8))] }
+            }
+            add("createdAt", createdAt)
+            add("expiresAt", expiresAt)
+            add("status", status)
+            add("lastEventID", lastEventID)
+            add("name", name)
+            add("phone", phone)
+            add("readerKey", "k")
+            if let duplicate { add(duplicate, "1") }
+            if integerKey { parts += [.integer(1), .bulkString(Array("x".utf8))] }
+            if oddTail { parts.append(.bulkString(Array("dangling".utf8))) }
+            return .array(parts)
+        }
+
+        /// What the decoder must answer, from the rules alone.
+        func expected(id: SessionID) -> SessionRecord? {
+            guard !oddTail, !integerKey else { return nil }
+            // The extra pair is a duplicate only when the field was there already; otherwise it gives the field "1".
+            var (createdAt, expiresAt, status, lastEventID) = (self.createdAt, self.expiresAt, self.status, self.lastEventID)
+            switch duplicate {
+            case nil: break
+            case "createdAt" where createdAt == nil: createdAt = "1"
+            case "expiresAt" where expiresAt == nil: expiresAt = "1"
+            case "status" where status == nil: status = "1"
+            case "lastEventID" where lastEventID == nil: lastEventID = "1"
+            default: return nil
+            }
+            let times: ClosedRange<Int64> = 0...253_402_300_799_999
+            guard let created = createdAt.flatMap({ Int64($0) }), times.contains(created),
+                let expires = expiresAt.flatMap({ Int64($0) }), times.contains(expires), created <= expires,
+                let status = status.flatMap(SessionStatus.init(rawValue:)),
+                let last = lastEventID.flatMap({ UInt64($0) }), last <= 9_007_199_254_740_991,
+                (name == nil) == (phone == nil)
+            else { return nil }
+            let submission = name.flatMap { name in phone.map { Submission(name: name, phone: $0) } }
+            return SessionRecord(
+                id: id, createdAt: created, expiresAt: expires, status: status, submission: submission, lastEventID: last, readerKey: "k")
+        }
+
+        var description: String { "\(reply)" }
+    }
+
+    @Test func sessionRecordsWithAnyFieldValuesAreDecodedExactlyWhenInRange() async throws {
+        let id = try #require(SessionID("prop_record"))
+        let fields = zip(
+            Self.numberTokens.optional(valueRate: 0.9),
+            Self.numberTokens.optional(valueRate: 0.9),
+            Self.statuses.optional(valueRate: 0.9),
+            Self.numberTokens.optional(valueRate: 0.9),
+            Self.pick(["山田", ""]).optional(valueRate: 0.3),
+            Self.pick(["090", ""]).optional(valueRate: 0.3)
+        )
+        let shapes = zip(
+            Self.pick(["createdAt", "expiresAt", "status", "lastEventID", "readerKey"]).optional(valueRate: 0.1),
+            Gen<Int>.int(in: 0...19).map { (n: Int) -> Bool in n == 0 },
+            Gen<Int>.int(in: 0...19).map { (n: Int) -> Bool in n == 0 }
+        )
+        await propertyCheck(count: 1000, input: fields, shapes) {
+            (fields: (String?, String?, String?, String?, String?, String?), shapes: (String?, Bool, Bool)) in
+            let generated = RecordCase(
+                createdAt: fields.0, expiresAt: fields.1, status: fields.2, lastEventID: fields.3, name: fields.4, phone: fields.5,
+                duplicate: shapes.0, oddTail: shapes.1, integerKey: shapes.2)
+            #expect(SessionRecord(id: id, fields: generated.reply) == generated.expected(id: id), "\(generated)")
+        }
+    }
+
+    @Test func randomRepliesNeverTrapTheRecordDecoder() async throws {
+        let id = try #require(SessionID("prop_reply"))
+        let element = Gen<RESPValue>.oneOf(
+            Self.numberTokens.map { RESPValue.bulkString(Array($0.utf8)) },
+            Self.pick(["createdAt", "expiresAt", "status", "lastEventID", "name", "phone", "waiting"]).map { RESPValue.bulkString(Array($0.utf8)) },
+            Gen.int64().map { RESPValue.integer($0) },
+            Gen.uint8().array(of: 0...8).map { RESPValue.bulkString($0) },
+            Self.pick([RESPValue.null, .error("ERR"), .array([]), .simpleString("status")])
+        )
+        await propertyCheck(count: 1000, input: element.array(of: 0...16)) { (parts: [RESPValue]) in
+            guard let record = SessionRecord(id: id, fields: .array(parts)) else { return }
+            #expect(SessionRecord.validTimes.contains(record.createdAt) && SessionRecord.validTimes.contains(record.expiresAt))
+            #expect(record.createdAt <= record.expiresAt)
+            #expect(record.lastEventID <= StoredEvent.validIDs.upperBound)
+        }
+    }
+}
