@@ -90,7 +90,8 @@ class ResumeCluster(Cluster):
         self.redis_url = ""
 
     def start_redis(self) -> None:
-        self.redis_url = self.redis().url
+        self.redis_server = self.redis()
+        self.redis_url = self.redis_server.url
 
     def _settings(self, public_port: int | None) -> Callable[[int], Mapping[str, str]]:
         def settings(port: int) -> Mapping[str, str]:
@@ -364,3 +365,33 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         )
     finally:
         phone.close()
+
+
+def test_the_countdown_after_a_node_restart_is_the_servers(cluster: ResumeCluster, pc: WebDriver) -> None:
+    """Issue 15: after a reconnect the PC's countdown jumped back to the full TTL (the resumed session info was taken
+    for clock skew). Now it shows the server's remaining time, within a second, after a node restart."""
+    cluster.start_redis()
+    a = cluster.node("A")
+    pc.get(a.base_url + "/")
+    wait_status(pc, "waiting", JA["waiting"])
+    session_id = page_session(pc)["id"]
+    wait_until(pc, lambda d: (r := record(d)) and any(e["type"] == "open" for e in r["log"]), "the EventSource to open")
+    time.sleep(6.5)  # past the old clock-skew limit (5 s), and the full TTL and the time left differ
+
+    a.process.stop(signal.SIGTERM)
+    cluster.restart(a)
+    wait_until(pc, lambda d: sum(1 for e in record(d)["log"] if e["type"] == "open") >= 2, "the EventSource to reopen",
+               timeout=RESUME_WAIT)
+    time.sleep(0.5)  # the session info of the resumed stream is applied, and the ticker ran
+
+    def left_on_page(driver: WebDriver) -> int:
+        minutes, seconds = driver.find_element(By.ID, "countdown").text.split(":")
+        return int(minutes) * 60 + int(seconds)
+
+    expires_at = int(cluster.redis_server.command("HGET", f"tandem:{{{session_id}}}:session", "expiresAt"))
+    left_on_server = (expires_at - time.time() * 1000) / 1000
+    shown = left_on_page(pc)
+    shot(pc, "pc-countdown-after-restart")
+    assert abs(shown - left_on_server) <= 1.5, f"the page shows {shown} s left, the server has {left_on_server:.1f} s"
+    assert shown < 600 - 3, f"the countdown went back to the full TTL: {shown} s"
+    assert page_session(pc)["id"] == session_id, "the page renewed its session instead of resuming"
