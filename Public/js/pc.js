@@ -157,21 +157,25 @@ function follow(current) {
   source.addEventListener('cancelled', () => {
     if (current !== session || current.completed) return;
     current.cancelled = true;
-    renew(current);
+    renew(current, true);
   });
   source.addEventListener('input-started', () => setStatus('input-started', current));
-  source.addEventListener('complete', (event) => {
+  // The server did not know where this stream left off: it sends the session's state in one event instead.
+  source.addEventListener('resync', (event) => {
     if (current !== session || current.completed) return;
     const data = parse(event.data) ?? {};
-    setStatus('completed', current);
-    current.completed = true;
-    source.close();
-    clearInterval(ticker);
-    // The session is done: a frozen countdown would suggest it still waits for something.
-    countdown.textContent = '--:--';
-    countdown.classList.remove('soon');
-    qr.classList.add('used');
-    showResult(String(data.name ?? ''), String(data.phone ?? ''));
+    if (data.status === 'completed') {
+      complete(current, source, data);
+    } else if (data.status === 'cancelled') {
+      current.cancelled = true;
+      renew(current, true);
+    } else if (data.status === 'connected' || data.status === 'inputting') {
+      setStatus(data.status === 'inputting' ? 'input-started' : 'connected', current);
+    }
+  });
+  source.addEventListener('complete', (event) => {
+    if (current !== session || current.completed) return;
+    complete(current, source, parse(event.data) ?? {});
   });
   // The server lost the session before its expiry (its Redis restarted empty): waiting would show a countdown
   // for a session that no phone can reach any more.
@@ -190,6 +194,19 @@ function follow(current) {
       renew(current);
     }
   });
+}
+
+/** The phone submitted: the result, and the session is done. */
+function complete(current, source, data) {
+  setStatus('completed', current);
+  current.completed = true;
+  source.close();
+  clearInterval(ticker);
+  // The session is done: a frozen countdown would suggest it still waits for something.
+  countdown.textContent = '--:--';
+  countdown.classList.remove('soon');
+  qr.classList.add('used');
+  showResult(String(data.name ?? ''), String(data.phone ?? ''));
 }
 
 function showResult(name, phone) {

@@ -19,6 +19,18 @@ extension ServerSentEvent {
     /// once; a client that does not know it reconnects, gets 404, and stops, as after an expiry.
     static let sessionExpired = ServerSentEvent(event: "expired", data: #"{"type":"expired"}"#)
 
+    /// The session's state in one event, for a reader whose resume point the log does not know:
+    /// `event: resync`, `{"status","name"?,"phone"?}` (the submission once completed, `reason` once cancelled), with
+    /// the log's last id, so the events that follow continue from it.
+    static func resync(_ record: SessionRecord) -> ServerSentEvent {
+        var data: [String: JSONValue] = ["status": .string(record.status.rawValue)]
+        if let submission = record.submission {
+            data["name"] = .string(submission.name)
+            data["phone"] = .string(submission.phone)
+        }
+        return ServerSentEvent(event: "resync", id: String(record.lastEventID), data: JSONValue.object(data).compactText)
+    }
+
     /// The first message of every stream: `{"type":"session-info","expiryTime","ttlMinutes","serverTime"}` as an
     /// unnamed (`message`) event. Its id is the stream's resume point, so sending it never moves the browser's
     /// `Last-Event-ID` backwards. `serverTime` (an addition to the article's shape) is the server's clock when it was

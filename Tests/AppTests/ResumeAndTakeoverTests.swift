@@ -29,12 +29,35 @@ struct ResumeAndTakeoverTests {
             #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
             let (all, _) = try await resumed.all { $0.contains { $0.event == "connected" } }
             let events = all.filter { !$0.event.isEmpty }
-            #expect(events.map(\.event) == ["message", "connected"])
+            // None of these ids is in the (empty) log: the reader is resynchronized, then gets what follows.
+            #expect(events.map(\.event) == ["message", "resync", "connected"])
+            #expect(events[1].data == #"{"status":"waiting"}"# && events[1].id == "0")
             #expect(events.last?.id == "1")
             // The node still answers.
             #expect(try await client.request("GET", "/healthz").status == 200)
             await resumed.close()
             await opener.close()
+        }
+    }
+
+    /// Issue 15 item 7: a resume point the log does not know gets the session's state in one `resync` event (the
+    /// submission with it), then whatever follows; a known one gets exactly the events after it, and no resync.
+    @Test func anUnknownResumePointGetsTheSessionsStateInOneResyncEvent() async throws {
+        try await withTandem { _, client in
+            let id = SeedFlowTests.newSessionID()
+            let opener = try await client.openEventStream("/api/events?session=\(id)")
+            let cookie = try #require(opener.cookie)
+            #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"山田","phone":"090"}"#).status == 200)
+            let lost = try await client.openEventStream("/api/events?session=\(id)", headers: [("Last-Event-ID", "7"), ("Cookie", cookie)])
+            let (events, _) = try await lost.all { $0.contains { $0.event == "resync" } }
+            let resync = try #require(events.first { $0.event == "resync" })
+            #expect(resync.id == "1")
+            let data = try JSONAny.object(from: resync.data)
+            #expect(data["status"]?.string == "completed" && data["name"]?.string == "山田" && data["phone"]?.string == "090")
+            let known = try await client.openEventStream("/api/events?session=\(id)", headers: [("Last-Event-ID", "0"), ("Cookie", cookie)])
+            let (replayed, _) = try await known.all { $0.contains { $0.event == "complete" } }
+            #expect(!replayed.contains { $0.event == "resync" })
+            for stream in [opener, lost, known] { await stream.close() }
         }
     }
 
@@ -61,11 +84,14 @@ struct ResumeAndTakeoverTests {
         let record = SessionRecord(id: SessionID.random(), createdAt: 0, expiresAt: 1, status: .inputting, lastEventID: 2)
         await propertyCheck(count: 500, input: Gen.uint64()) { claimed in
             let request = Request(method: .GET, uri: "/api/events", headers: ["Last-Event-ID": String(claimed)])
-            #expect(API.resumePoint(of: request, in: record) == min(claimed, 2))
+            let point = API.resumePoint(of: request, in: record)
+            #expect(point.after == min(claimed, 2) && point.resync == (claimed > 2))
         }
         await propertyCheck(count: 500, input: Gen.character(in: "\u{20}"..."\u{7E}").string(of: 0...40)) { text in
             let request = Request(method: .GET, uri: "/api/events", headers: ["Last-Event-ID": text])
-            #expect(API.resumePoint(of: request, in: record) <= 2)
+            let point = API.resumePoint(of: request, in: record)
+            #expect(point.after <= 2)
+            #expect(point.resync == (EventID(text.trimmingSpaces()).map { $0 > 2 } ?? true))
         }
     }
 

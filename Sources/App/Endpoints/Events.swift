@@ -66,15 +66,18 @@ extension API {
                 guard constantTimeEquals(presented, readerKey) else { throw APIError.readerKeyRequired }
             }
         }
-        return try await openStream(record, after: Self.resumePoint(of: request, in: record), headers: headers, logger: logger)
+        let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
+        return try await openStream(record, after: resumeAfter, resync: resync, headers: headers, logger: logger)
     }
 
-    /// Where a reader resumes: its `Last-Event-ID`, clamped to the session's log. The header is the client's word:
-    /// a number past the log (or past 2^64) is not believed, so nothing computed from it can overflow; anything
-    /// that is not a number resumes from the start.
-    static func resumePoint(of request: Request, in record: SessionRecord) -> EventID {
-        guard let header = request.headers.first(name: "last-event-id"), let claimed = EventID(header.trimmingSpaces()) else { return 0 }
-        return min(claimed, record.lastEventID)
+    /// Where a reader resumes: after its `Last-Event-ID` when the session's log knows that id. The header is the
+    /// client's word: an id past the log (or past 2^64, or not a number at all) is not believed, so nothing computed
+    /// from it can overflow; such a reader resumes after the whole log with a `resync` (the session's state in one
+    /// event) instead of silence.
+    static func resumePoint(of request: Request, in record: SessionRecord) -> (after: EventID, resync: Bool) {
+        guard let header = request.headers.first(name: "last-event-id") else { return (0, false) }
+        guard let claimed = EventID(header.trimmingSpaces()), claimed <= record.lastEventID else { return (record.lastEventID, true) }
+        return (claimed, false)
     }
 
     /// The cookie that carries a session's reader key: HttpOnly (no script reads it), sent only to the API,
@@ -107,7 +110,9 @@ extension API {
 
     /// Registers the stream and subscribes the session before answering, so nothing published from now on can be
     /// missed; the replay of what the reader missed is read after that and sent first.
-    private func openStream(_ record: SessionRecord, after resumeAfter: EventID, headers: HTTPHeaders, logger: Logger) async throws -> Response {
+    private func openStream(
+        _ record: SessionRecord, after resumeAfter: EventID, resync: Bool, headers: HTTPHeaders, logger: Logger
+    ) async throws -> Response {
         let id = record.id
         let broker = self.broker
         let registry = self.registry
@@ -135,6 +140,7 @@ extension API {
         ServerSentEvent.writeRetry(milliseconds: configuration.retryMilliseconds, to: &opening)
         // The session info carries the resume point as its id, so the browser's Last-Event-ID is never lost.
         ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter, now: time.now()).write(to: &opening)
+        if resync { ServerSentEvent.resync(record).write(to: &opening) }
         for event in missed { ServerSentEvent(stored: event).write(to: &opening) }
         let opened = opening
         return Response(status: .ok, headers: headers, body: .eventStream { channel in
