@@ -63,14 +63,31 @@ async function validate() {
   }
 }
 
-function post(path, body) {
+/**
+ * POSTs JSON. `idempotencyKey` marks the call's retries as the same call: the server answers a retry after a lost
+ * answer as it answered the first.
+ */
+function post(path, body, idempotencyKey) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
   return fetch(path, {
     method: 'POST',
-    headers: apiHeaders({ 'Content-Type': 'application/json' }),
+    headers: apiHeaders(headers),
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
 }
+
+/** 128 random bits as hex (crypto.randomUUID needs HTTPS; a phone on the LAN may have plain HTTP). */
+function newIdempotencyKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+/** One key per distinct submission: pressing the button again with the same form is a retry of the same call. */
+let lastSubmission = { text: '', key: '' };
+
+/** The key for input-started, made once: a retry of it is the same call. */
+const inputStartedKey = newIdempotencyKey();
 
 async function start() {
   if (sessionId === '') {
@@ -143,7 +160,7 @@ async function announceInput() {
   if (inputStarted !== 'no' || expired || finished) return;
   inputStarted = 'sending';
   try {
-    const response = await post('/api/input-started', { sessionId });
+    const response = await post('/api/input-started', { sessionId }, inputStartedKey);
     inputStarted = response.ok || response.status === 409 ? 'done' : 'no';
     if (response.status === 404) {
       const body = await response.json().catch(() => null);
@@ -201,13 +218,16 @@ async function submit(event) {
   // The same body on every try: the server answers 200 to a repeat of the submission it already stored, so a
   // retry after an answer that was lost (or a 503 while the store stalled) ends in success, never in a false error.
   const body = { sessionId, name: fields.name.input.value, phone: fields.phone.input.value };
+  const text = JSON.stringify(body);
+  if (lastSubmission.text !== text) lastSubmission = { text, key: newIdempotencyKey() };
+  const key = lastSubmission.key;
   let response = null;
   let result = null;
   for (const delay of SUBMIT_RETRY_DELAYS_MS) {
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
     if (expired) break;
     try {
-      response = await post('/api/submit', body);
+      response = await post('/api/submit', body, key);
       result = await response.json().catch(() => null);
     } catch {
       response = null;

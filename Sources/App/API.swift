@@ -88,6 +88,14 @@ struct API: Sendable {
         return body
     }
 
+    /// The request's `Idempotency-Key`: nil when absent; 1 to 64 visible ASCII characters, else 400.
+    func idempotencyKey(of request: Request) throws(APIError) -> String? {
+        guard let key = request.headers.first(name: "idempotency-key") else { return nil }
+        let bytes = key.utf8
+        guard (1...64).contains(bytes.count), bytes.allSatisfy({ (0x21...0x7E).contains($0) }) else { throw .idempotencyKeyInvalid }
+        return key
+    }
+
     /// The session of a request's `?session=` parameter.
     func sessionIDQuery(of request: Request, shape: APIError.Shape) throws(APIError) -> SessionID {
         guard let raw = request.query("session"), !raw.isEmpty else { throw .missingSessionID(shape) }

@@ -55,6 +55,9 @@ struct APIError: HTTPResponseError, Equatable {
     }
     /// A state-changing request from a page of another site (CSRF), refused before it changes anything.
     static let crossSiteRequest = APIError(status: .forbidden, code: "cross_site_request", message: .crossSiteRequest)
+    static let idempotencyKeyInvalid = APIError(status: .badRequest, code: "idempotency_key_invalid", message: .idempotencyKeyInvalid)
+    /// The same `Idempotency-Key` with a different body (RFC draft "The Idempotency-Key HTTP Header Field": 422).
+    static let idempotencyKeyReused = APIError(status: .unprocessableEntity, code: "idempotency_key_reused", message: .idempotencyKeyReused)
 
     /// The response in the request's language; Japanese, the seed's language, when it names none we have.
     func response(for request: Request) -> Response {

@@ -29,6 +29,8 @@ enum Message: Sendable {
     case phoneInvalidFormat
     case phoneTooFewDigits
     case crossSiteRequest
+    case idempotencyKeyInvalid
+    case idempotencyKeyReused
 
     func text(in language: Language) -> String {
         switch language {
@@ -69,6 +71,8 @@ enum Message: Sendable {
         case .phoneInvalidFormat: "電話番号は数字で入力してください（先頭の+と、スペース・-・(・)・. は使えます）"
         case .phoneTooFewDigits: "電話番号は\(SubmissionRules.minimumPhoneDigits)桁以上の数字で入力してください"
         case .crossSiteRequest: "他のサイトからのリクエストは受け付けていません"
+        case .idempotencyKeyInvalid: "Idempotency-Key は1〜64文字の英数字記号で指定してください"
+        case .idempotencyKeyReused: "この Idempotency-Key は別の内容の送信に使われています"
         }
     }
 
@@ -103,6 +107,8 @@ enum Message: Sendable {
         case .phoneInvalidFormat: "Enter your phone number in digits (a leading +, spaces and - ( ) . are allowed)."
         case .phoneTooFewDigits: "Your phone number must have at least \(SubmissionRules.minimumPhoneDigits) digits."
         case .crossSiteRequest: "Requests from other sites are not accepted."
+        case .idempotencyKeyInvalid: "The Idempotency-Key must be 1 to 64 visible ASCII characters."
+        case .idempotencyKeyReused: "This Idempotency-Key was used for a different submission."
         }
     }
 }

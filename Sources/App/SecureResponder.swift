@@ -46,7 +46,7 @@ struct SecureResponder: HTTPResponder {
         if request.method == .OPTIONS, allowedOrigin != nil {
             response = Response(status: .noContent, headers: [
                 "Access-Control-Allow-Methods": "GET, POST",
-                "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID",
+                "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID, Idempotency-Key",
                 "Access-Control-Max-Age": "600",
             ])
         } else if SiteCheck.isCrossSite(request, origin: origin, allowedOrigins: allowedOrigins, publicOrigin: publicOrigin) {

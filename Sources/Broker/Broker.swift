@@ -41,7 +41,10 @@ public protocol Broker: Service {
     /// The phone's events need the PC: when its presence has lapsed (see ``renewPresence(of:)``), the session is
     /// cancelled instead, in the same step (`cancelled` with reason `pc-left` is stored and fanned out), and the
     /// answer is ``PublishOutcome/cancelled(_:)``. Publishing `.cancelled` ends the session whatever its presence.
-    func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome
+    ///
+    /// `idempotencyKey`, when given, is stored with the step it publishes (in ``SessionRecord/idempotencyKeys``), so
+    /// that a retry of the same call can be recognised after the session has moved on.
+    func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome
 
     /// Keeps the PCs of these sessions present for the broker's presence grace from now. A node calls it for the
     /// sessions whose PC streams it holds, periodically and once more when a stream closes, so that the grace
@@ -66,6 +69,11 @@ public protocol Broker: Service {
 }
 
 extension Broker {
+    /// Publishes without an idempotency key.
+    public func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
+        try await publish(event, to: id, idempotencyKey: nil)
+    }
+
     /// Opens a session without a reader key (the seed's way: the PC's stream opens it).
     public func openSession(_ id: SessionID, ttl: Duration) async throws -> SessionRecord? {
         try await openSession(id, ttl: ttl, readerKey: nil)

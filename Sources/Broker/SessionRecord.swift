@@ -44,6 +44,8 @@ public struct SessionRecord: Sendable, Equatable {
     /// The secret the session's opener must show to read its stream; nil for sessions opened the seed's way, by
     /// their stream, which have no secret.
     public var readerKey: String?
+    /// The `Idempotency-Key` each step was published with, by the status it reached.
+    public var idempotencyKeys: [SessionStatus: String]
 
     public init(
         id: SessionID,
@@ -52,7 +54,8 @@ public struct SessionRecord: Sendable, Equatable {
         status: SessionStatus = .waiting,
         submission: Submission? = nil,
         lastEventID: EventID = 0,
-        readerKey: String? = nil
+        readerKey: String? = nil,
+        idempotencyKeys: [SessionStatus: String] = [:]
     ) {
         self.id = id
         self.createdAt = createdAt
@@ -61,6 +64,7 @@ public struct SessionRecord: Sendable, Equatable {
         self.submission = submission
         self.lastEventID = lastEventID
         self.readerKey = readerKey
+        self.idempotencyKeys = idempotencyKeys
     }
 }
 

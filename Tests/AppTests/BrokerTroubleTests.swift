@@ -42,7 +42,7 @@ struct BrokerTroubleTests {
         func run() async throws {}
         func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? { throw Self.refusal }
         func session(_ id: SessionID) async throws -> SessionRecord? { nil }
-        func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome { throw Self.refusal }
+        func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome { throw Self.refusal }
         func renewPresence(of ids: [SessionID]) async throws { throw Self.refusal }
         func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] { [] }
         func subscribe(_ id: SessionID) async throws {}

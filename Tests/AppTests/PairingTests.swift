@@ -131,3 +131,45 @@ struct PairingTests {
         }
     }
 }
+
+/// Issue 15 item 6: the phone's calls take an `Idempotency-Key`; a retry gets the original answer, the same key with a
+/// different body 422.
+@Suite(.timeLimit(.minutes(1)))
+struct IdempotencyTests {
+    @Test func aRetryWithTheSameKeyGetsTheOriginalAnswerAndADifferentBody422() async throws {
+        try await withTandem { _, client in
+            let id = SeedFlowTests.newSessionID()
+            let stream = try await client.openEventStream("/api/events?session=\(id)")
+            let started = [("Idempotency-Key", "in-1")]
+            #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#, headers: started).status == 200)
+            let body = #"{"sessionId":"\#(id)","name":"山田","phone":"090"}"#
+            let key = [("Idempotency-Key", "sub-1")]
+            #expect(try await client.post("/api/submit", json: body, headers: key).status == 200)
+            #expect(try await client.post("/api/submit", json: body, headers: key).status == 200)
+            let reused = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"山田","phone":"091"}"#, headers: key)
+            #expect(reused.status == 422)
+            #expect(try json(reused)["code"]?.string == "idempotency_key_reused")
+            let other = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"山田","phone":"091"}"#, headers: [("Idempotency-Key", "sub-2")])
+            #expect(other.status == 409)
+            // The input-started that was answered before the submission, retried after it: its original 200.
+            #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#, headers: started).status == 200)
+            #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#, headers: [("Idempotency-Key", "in-2")]).status == 409)
+            let (events, _) = try await stream.all { $0.contains { $0.event == "complete" } }
+            #expect(events.filter { $0.event == "complete" }.count == 1)
+            await stream.close()
+        }
+    }
+
+    @Test(arguments: ["", String(repeating: "k", count: 65), "with space", "ключ"])
+    func aMalformedKeyIsRefusedAndChangesNothing(_ key: String) async throws {
+        try await withTandem { _, client in
+            let id = SeedFlowTests.newSessionID()
+            let stream = try await client.openEventStream("/api/events?session=\(id)")
+            let refused = try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"01"}"#, headers: [("Idempotency-Key", key)])
+            #expect(refused.status == 400)
+            #expect(try json(refused)["code"]?.string == "idempotency_key_invalid")
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            await stream.close()
+        }
+    }
+}

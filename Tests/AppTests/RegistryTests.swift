@@ -191,7 +191,7 @@ final class ScriptedLogBroker: Broker {
         throw BrokerError(.unavailable, "scripted")
     }
     func session(_ id: SessionID) async throws -> SessionRecord? { nil }
-    func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome { .sessionNotFound }
+    func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome { .sessionNotFound }
     func renewPresence(of ids: [SessionID]) async throws {}
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
         duringRead.withLock { $0 }?()

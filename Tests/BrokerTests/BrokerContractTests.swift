@@ -378,3 +378,24 @@ struct BrokerPresenceContractTests {
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(1)))
+struct BrokerIdempotencyContractTests {
+    /// The key a step was published with is kept with the record, by the status it reached, and read back as stored.
+    @Test(arguments: BrokerUnderTest.available)
+    func theKeyOfEachPublishedStepIsKept(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60))
+            _ = try await broker.publish(.inputStarted, to: id, idempotencyKey: "input-1")
+            _ = try await broker.publish(.complete(Submission(name: "A", phone: "01")), to: id, idempotencyKey: "submit-1")
+            guard case .alreadyCompleted(let record) = try await broker.publish(.complete(Submission(name: "B", phone: "02")), to: id, idempotencyKey: "submit-2") else {
+                Issue.record("a second submission was not refused")
+                return
+            }
+            #expect(record.idempotencyKeys == [.inputting: "input-1", .completed: "submit-1"])
+            #expect(try await broker.session(id)?.idempotencyKeys == [.inputting: "input-1", .completed: "submit-1"])
+        }
+    }
+}

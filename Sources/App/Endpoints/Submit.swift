@@ -8,13 +8,19 @@ extension API {
     /// A session takes one submission; a different second one gets 409 and changes nothing. The same submission again
     /// gets 200: it is the phone retrying after an answer it never saw (a dropped connection, a 503 while Redis
     /// stalled but still stored it), and the PC has it.
+    ///
+    /// With an `Idempotency-Key`, a retry is recognised by its key: the same key and body get the original 200, the
+    /// same key with a different body 422 `idempotency_key_reused`.
     @Sendable func submit(_ request: Request, logger: Logger) async throws -> Response {
+        let key = try idempotencyKey(of: request)
         let body = try jsonObject(of: request)
         let (sessionID, submission) = try SubmissionRules.submission(from: body).get()
         guard let id = sessionID else { throw APIError.missingSessionID(.action) }
-        switch try await broker.publish(.complete(submission), to: id) {
+        switch try await broker.publish(.complete(submission), to: id, idempotencyKey: key) {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .cancelled: throw APIError.sessionCancelled(.action)
+        case .alreadyCompleted(let record) where key != nil && record.idempotencyKeys[.completed] == key:
+            guard record.submission == submission else { throw APIError.idempotencyKeyReused }
         case .alreadyCompleted(let record) where record.submission == submission: break
         case .alreadyCompleted, .unchanged: throw APIError.alreadySubmitted
         case .published: break

@@ -38,8 +38,8 @@ struct InstrumentedBroker: Broker {
         try await measure("session") { try await base.session(id) }
     }
 
-    func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
-        let outcome = try await measure("publish") { try await base.publish(event, to: id) }
+    func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome {
+        let outcome = try await measure("publish") { try await base.publish(event, to: id, idempotencyKey: idempotencyKey) }
         if case .published = outcome { metrics.published(event) }
         return outcome
     }

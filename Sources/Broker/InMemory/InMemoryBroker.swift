@@ -107,7 +107,7 @@ public final class InMemoryBroker: Broker {
         }
     }
 
-    public func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
+    public func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome {
         let now = time.now()
         let (outcome, delivery) = shard(id).state.withLock { state -> (PublishOutcome, StoredEvent?) in
             guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (.sessionNotFound, nil) }
@@ -119,6 +119,7 @@ public final class InMemoryBroker: Broker {
             guard event.resultingStatus > entry.record.status else { return (.unchanged(entry.record), nil) }
             entry.record.status = event.resultingStatus
             if case .complete(let submission) = event { entry.record.submission = submission }
+            if !pcLeft, let idempotencyKey { entry.record.idempotencyKeys[event.resultingStatus] = idempotencyKey }
             entry.record.lastEventID += 1
             let stored = StoredEvent(id: entry.record.lastEventID, event: event, publishedAt: TimeSource.wallMicroseconds())
             entry.log.append(stored)

@@ -236,8 +236,13 @@ extension SessionRecord {
         case (nil, nil): break
         default: return nil
         }
+        var idempotencyKeys: [SessionStatus: String] = [:]
+        for (field, value) in fields where field.hasPrefix("idem:") {
+            guard let keyed = SessionStatus(rawValue: String(field.dropFirst("idem:".count))) else { return nil }
+            idempotencyKeys[keyed] = value
+        }
         self.init(
             id: id, createdAt: createdAt, expiresAt: expiresAt, status: status, submission: submission,
-            lastEventID: lastEventID, readerKey: fields["readerKey"])
+            lastEventID: lastEventID, readerKey: fields["readerKey"], idempotencyKeys: idempotencyKeys)
     }
 }

@@ -317,7 +317,7 @@ public final class RedisBroker: Broker {
         return record
     }
 
-    public func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
+    public func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome {
         var name = ""
         var phone = ""
         var reason = ""
@@ -331,6 +331,7 @@ public final class RedisBroker: Broker {
         let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id)]
         let reply = try await runScript(\.publishScript, RedisScripts.publish, keys: keys, arguments: [
             event.resultingStatus.rawValue, event.name, RedisKeys.channel(id), name, phone, String(TimeSource.wallMicroseconds()), reason,
+            idempotencyKey ?? "",
         ])
         guard let parts = reply.array, let outcome = parts.first?.string else {
             throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")

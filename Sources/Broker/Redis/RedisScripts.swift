@@ -59,7 +59,7 @@ enum RedisScripts {
         """
 
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the PC's presence. ARGV: target status, event name,
-    /// channel, name, phone, publish time, cancel reason.
+    /// channel, name, phone, publish time, cancel reason, idempotency key or "" (stored as `idem:<status>`).
     /// Publishes only an event that moves the session forward: numbers it, stores it (and a submission) in the same
     /// step, gives the log the session's remaining TTL, and publishes it on the session's channel. A phone's event to
     /// a session whose PC presence has lapsed cancels the session instead (reason pc-left).
@@ -83,6 +83,7 @@ enum RedisScripts {
         local id = string.format('%d', last + 1)
         redis.call('HSET', KEYS[1], 'lastEventID', id, 'status', target)
         if target == 'completed' then redis.call('HSET', KEYS[1], 'name', name, 'phone', phone) end
+        if outcome == 'published' and ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'idem:' .. target, ARGV[8]) end
         local fields = {event = event, name = name, phone = phone, t = ARGV[6]}
         if reason ~= '' then fields.reason = reason end
         local rest = cjson.encode(fields)
