@@ -199,7 +199,8 @@ async function submit(event) {
   if (response === null) {
     // Error case 4: the request never got an answer, even after retrying.
     setSubmitting(false);
-    if (!expired) showDialog({ kind: 'error', content: () => t('networkError') });
+    // Focus comes back to the button, which was disabled (and so lost focus) while sending.
+    if (!expired) showDialog({ kind: 'error', content: () => t('networkError'), returnFocus: submitButton });
     return;
   }
   if (response.ok) {
@@ -214,12 +215,15 @@ async function submit(event) {
   }
   // Error case 3: the server said no (validation, already submitted, expired, server error): its own words.
   setSubmitting(false);
+  let invalidInput = null;
   for (const fieldError of Array.isArray(result?.errors) ? result.errors : []) {
-    if (fieldError?.path in fields) showFieldError(fieldError.path, { text: String(fieldError.msg ?? '') });
+    if (!(fieldError?.path in fields)) continue;
+    showFieldError(fieldError.path, { text: String(fieldError.msg ?? '') });
+    invalidInput ??= fields[fieldError.path].input;
   }
   if (!expired && !lockedDialogShowing()) {
     const message = typeof result?.message === 'string' && result.message !== '' ? result.message : null;
-    showDialog({ kind: 'error', content: () => message ?? t('submitFailed') });
+    showDialog({ kind: 'error', content: () => message ?? t('submitFailed'), returnFocus: invalidInput ?? submitButton });
   }
 }
 

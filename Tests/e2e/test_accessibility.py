@@ -358,3 +358,113 @@ def test_every_state_of_both_pages_passes_axe(server: Node, short_server: Node, 
     audit(expiring, "phone", "dialog-expired")
 
     audit.check()
+
+
+def lang_button(driver: WebDriver, language: str, in_dialog: bool = False) -> Any:
+    where = "#dialog .lang-switch" if in_dialog else ".card-head .lang-switch"
+    return driver.find_element(By.CSS_SELECTOR, f"{where} [data-lang='{language}']")
+
+
+def page_language(driver: WebDriver) -> str:
+    return driver.execute_script("return document.documentElement.lang")
+
+
+def test_language_switch_is_visible_remembered_and_translates_everything(server: Node, browsers: Any) -> None:
+    en = WORDS["en"]
+    # Japanese browsers: the default stays the browser's language; the switch overrides it.
+    pc = browsers("pc", "ja")
+    pc.get(server.base_url + "/")
+    wait_status(pc, "waiting", JA["waiting"])
+    assert page_language(pc) == "ja"
+    switch = pc.find_element(By.CSS_SELECTOR, ".card-head .lang-switch")
+    assert switch.is_displayed() and switch.get_attribute("aria-label")
+    assert lang_button(pc, "ja").get_attribute("aria-pressed") == "true"
+    lang_button(pc, "en").click()
+    wait_status(pc, "waiting", en["waiting"])
+    assert page_language(pc) == "en" and lang_button(pc, "en").get_attribute("aria-pressed") == "true"
+    assert pc.title == "Tandem - cross-device handoff"
+    assert pc.find_element(By.TAG_NAME, "h1").text == "Scan the QR code with your phone"
+    assert pc.find_element(By.ID, "qr").get_attribute("alt") == "QR code of the page to open on the phone"
+    pc.refresh()  # remembered on the device
+    wait_status(pc, "waiting", en["waiting"])
+    assert page_language(pc) == "en"
+    shot(pc, "switch-pc-en")
+    url = pc.find_element(By.ID, "phone-url").text
+
+    phone = browsers("phone", "ja")
+    open_form(phone, url)
+    assert phone.find_element(By.CSS_SELECTOR, "label[for='name']").text == "お名前"
+    lang_button(phone, "en").click()
+    assert page_language(phone) == "en"
+    assert phone.find_element(By.CSS_SELECTOR, "label[for='name']").text == "Name"
+    assert phone.find_element(By.ID, "name").get_attribute("placeholder") == "Taro Yamada"
+    assert phone.find_element(By.ID, "submit").text == "Submit"
+
+    # Counters are not live regions; only reaching and passing the limit is announced.
+    assert phone.execute_script(
+        "return [...document.querySelectorAll('.counter')].every((c) => !c.closest('[aria-live], [role=status]'))"
+    )
+    announcer = phone.find_element(By.ID, "limit-announcer")
+    assert announcer.get_attribute("aria-live") == "polite"
+    name = phone.find_element(By.ID, "name")
+    name.send_keys("あ" * 19)
+    assert announcer.get_attribute("textContent") == ""
+    name.send_keys("あ")
+    assert announcer.get_attribute("textContent") == "Name: the limit of 20 characters is reached"
+    name.send_keys("あ")
+    assert announcer.get_attribute("textContent") == en["name_too_long"]
+
+    # Field errors are tied to their inputs, and follow the language.
+    assert "name-error" in name.get_attribute("aria-describedby").split()
+    assert name.get_attribute("aria-invalid") == "true"
+    assert phone.find_element(By.ID, "name-error").text == en["name_too_long"]
+    lang_button(phone, "ja").click()
+    assert phone.find_element(By.ID, "name-error").text == JA["name_too_long"]
+    lang_button(phone, "en").click()
+    shot(phone, "switch-phone-en-error")
+
+    # A second phone, in English by the switch on a Japanese browser: the API answers it in English.
+    second = browsers("phone", "ja")
+    open_form(second, url)
+    lang_button(second, "en").click()
+
+    fill(phone, "山田太郎", PHONE)
+    assert name.get_attribute("aria-invalid") == "false"
+    phone.find_element(By.ID, "submit").click()
+    wait_dialog(phone, en["done_text"], "the success dialog")
+    # Named by its heading, described by its text, focus on its button; one term for submitting.
+    assert dialog_name_and_description(phone) == (en["submitted"], en["done_text"])
+    assert "dialog-confirm" in active_element(phone)
+    assert phone.find_element(By.ID, "done-heading").get_attribute("textContent") == en["submitted"]
+    close_dialog(phone)
+    wait_until(phone, lambda d: active_element(d) == "done-heading", "focus on the confirmation's heading")
+
+    wait_status(pc, "completed", en["completed"])
+    wait_until(pc, lambda d: dialog(d)["open"], "the PC's result dialog")
+    name_, description = dialog_name_and_description(pc)
+    assert name_ == en["complete_title"] and "山田太郎" in description and PHONE in description
+    assert "dialog-confirm" in active_element(pc)
+    shot(pc, "switch-pc-result-en")
+    close_dialog(pc)
+
+    fill(second, "佐藤花子", "080-0000-0000")
+    second.find_element(By.ID, "submit").click()
+    wait_dialog(second, en["submit_error"], "the server's error in English")
+    assert dialog_name_and_description(second) == ("Error", en["submit_error"])
+    assert "dialog-confirm" in active_element(second)
+    close_dialog(second)
+    wait_until(second, lambda d: active_element(d) == "submit", "focus back on the submit button")
+
+    # A locked dialog: focus on its heading; its own switch translates it, and the choice is remembered.
+    invalid = browsers("phone", "ja")
+    invalid.get(server.base_url + "/phone.html?session=s_00000000000000000000000000000000")
+    wait_dialog(invalid, JA["invalid"], "the invalid-session dialog")
+    assert dialog_name_and_description(invalid) == ("エラー", JA["invalid"])
+    assert active_element(invalid) == "dialog-title"
+    lang_button(invalid, "en", in_dialog=True).click()
+    wait_dialog(invalid, en["invalid"], "the invalid-session dialog in English")
+    assert page_language(invalid) == "en" and dialog_name_and_description(invalid) == ("Error", en["invalid"])
+    shot(invalid, "switch-phone-invalid-en")
+    invalid.refresh()
+    wait_dialog(invalid, en["invalid"], "the invalid-session dialog, still in English")
+    assert page_language(invalid) == "en"
