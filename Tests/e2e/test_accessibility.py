@@ -12,7 +12,8 @@ The other tests check what axe cannot: the ja/en switch (visible on both pages a
 remembered on the device, applied to every text, `<html lang>` and the API's Accept-Language), the dialogs' names,
 descriptions and focus, field errors tied to their inputs, and counters that are not live regions.
 
-Set TANDEM_A11Y_REPORT_ONLY=1 to audit without failing (to measure pages from another PUBLIC_DIRECTORY).
+Set TANDEM_A11Y_REPORT_ONLY=1 to audit without failing (to measure pages from another PUBLIC_DIRECTORY), and
+TANDEM_AXE_SCRIPT=/path/to/axe.min.js to use another axe-core.
 
 Needs: Debian `chromium`, `chromium-driver`; `pip install -r Tests/e2e/requirements.txt`; a built binary at
 $TANDEM_BINARY or .build/debug/tandem.
@@ -42,6 +43,8 @@ from tandem_e2e import PHONE, Cluster, Node
 def _axe_script() -> Path:
     """axe-core 4 when `axe-playwright-python` is installed (its package holds only the script and a Playwright
     wrapper that is never imported), else axe-core 3.1.1 from `axe-selenium-python`."""
+    if chosen := os.environ.get("TANDEM_AXE_SCRIPT"):
+        return Path(chosen)
     spec = importlib.util.find_spec("axe_playwright_python")
     if spec is not None and spec.origin is not None:
         newer = Path(spec.origin).parent / "axe.min.js"
