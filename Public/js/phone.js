@@ -139,6 +139,7 @@ function check(key, { showEmpty }) {
   if (level !== (field.level ?? 'under')) {
     if (level === 'at') limitAnnouncer.textContent = t('limitReached', { field: t(`${key}Label`), max: LIMITS[key] });
     else if (level === 'over') limitAnnouncer.textContent = t(error);
+    else limitAnnouncer.textContent = ''; // back under: the same words can be announced again later
   }
   field.level = level;
   return error;
