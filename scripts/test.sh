@@ -28,12 +28,14 @@ if [ ${#needed[@]} -gt 0 ]; then
 fi
 
 venv=.build/test-venv
-# Reinstalled whenever Tests/e2e/requirements.txt changes (its checksum is kept in the virtualenv).
-wanted=$(sha256sum Tests/e2e/requirements.txt | cut -d' ' -f1)
+# Reinstalled whenever Tests/e2e/requirements*.txt change (their checksum is kept in the virtualenv).
+wanted=$(cat Tests/e2e/requirements.txt Tests/e2e/requirements-axe.txt | sha256sum | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$wanted" ]; then
     step "Installing the Python test clients and Selenium into $venv (Tests/e2e/requirements.txt)"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r Tests/e2e/requirements.txt
+    # Only axe-core's script from this one, not its Playwright dependency (see the file).
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r Tests/e2e/requirements-axe.txt
     echo "$wanted" > "$venv/requirements.sha256"
 fi
 

@@ -1,8 +1,24 @@
-// The pages' words in Japanese (the article's wording) and English. The language follows the browser
+// The pages' words in Japanese (the article's wording) and English. The language is the one chosen with the
+// page's ja/en switch, remembered on the device (localStorage); until one is chosen it follows the browser
 // (navigator.language): Japanese for ja-*, English otherwise. Requests send the same language in
 // Accept-Language so that the server's messages match the page.
 
-export const lang = (navigator.language || 'ja').toLowerCase().startsWith('ja') ? 'ja' : 'en';
+const STORAGE_KEY = 'tandem.lang';
+const LANGUAGES = ['ja', 'en'];
+
+function remembered() {
+  try {
+    const value = localStorage.getItem(STORAGE_KEY);
+    return LANGUAGES.includes(value) ? value : null;
+  } catch {
+    return null; // storage disabled: the browser's language
+  }
+}
+
+/** The page's language, 'ja' or 'en' (a live binding: it changes with the switch). */
+export let lang = remembered() ?? ((navigator.language || 'ja').toLowerCase().startsWith('ja') ? 'ja' : 'en');
+
+const listeners = [];
 
 const words = {
   ja: {
@@ -44,6 +60,9 @@ const words = {
     sessionCompleted: 'このセッションは既に送信済みです。',
     networkError: 'ネットワークエラーが発生しました。もう一度お試しください。',
     submitFailed: '送信に失敗しました。もう一度お試しください。',
+    errorTitle: 'エラー',
+    limitReached: '{field}は上限の{max}文字に達しました',
+    languageSwitch: '表示言語 / Language',
   },
   en: {
     pcTitle: 'Tandem - cross-device handoff',
@@ -67,13 +86,13 @@ const words = {
     ok: 'OK',
     phoneTitle: 'Tandem - your details',
     phoneHeading: 'Your details',
-    phoneLead: 'Enter your name and phone number, then send them.',
+    phoneLead: 'Enter your name and phone number, then submit them.',
     checking: 'Checking the session...',
     namePlaceholder: 'Taro Yamada',
     phonePlaceholder: '090-1234-5678',
-    submit: 'Send',
-    submitting: 'Sending...',
-    doneHeading: 'Sent',
+    submit: 'Submit',
+    submitting: 'Submitting...',
+    doneHeading: 'Submitted',
     doneText: 'Have a look at the main device.',
     nameRequired: 'Please enter your name',
     nameTooLong: 'Your name must be at most 20 characters',
@@ -83,26 +102,80 @@ const words = {
     sessionExpired: 'The session has expired. Refresh the QR code screen on the main device and scan the QR code again.',
     sessionCompleted: 'This session has already been submitted.',
     networkError: 'A network error occurred. Please try again.',
-    submitFailed: 'Sending failed. Please try again.',
+    submitFailed: 'Submission failed. Please try again.',
+    errorTitle: 'Error',
+    limitReached: '{field}: the limit of {max} characters is reached',
+    languageSwitch: 'Language / 表示言語',
   },
 };
 
-/** The word for `key` in the page's language. */
-export function t(key) {
-  return words[lang][key] ?? words.ja[key] ?? key;
+/** The word for `key` in the page's language; `{name}` in it is replaced by values[name]. */
+export function t(key, values = {}) {
+  const text = words[lang][key] ?? words.ja[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
 }
 
-/** Sets the page's language and fills every element marked data-i18n (text) or data-i18n-placeholder. */
-export function translatePage(titleKey) {
+/**
+ * Sets the page's language and fills every element marked data-i18n (text), data-i18n-placeholder or
+ * data-i18n-alt. Text that changes while the page runs is marked the same way (see setText), so switching the
+ * language later translates it too.
+ */
+export function translatePage(titleKey = document.documentElement.dataset.titleKey) {
+  document.documentElement.dataset.titleKey = titleKey;
   document.documentElement.lang = lang;
   document.title = t(titleKey);
   for (const element of document.querySelectorAll('[data-i18n]')) element.textContent = t(element.dataset.i18n);
   for (const element of document.querySelectorAll('[data-i18n-placeholder]')) {
     element.placeholder = t(element.dataset.i18nPlaceholder);
   }
+  for (const element of document.querySelectorAll('[data-i18n-alt]')) element.alt = t(element.dataset.i18nAlt);
+  for (const element of document.querySelectorAll('[data-i18n-label]')) {
+    element.setAttribute('aria-label', t(element.dataset.i18nLabel));
+  }
+  for (const button of document.querySelectorAll('.lang-switch [data-lang]')) {
+    button.setAttribute('aria-pressed', String(button.dataset.lang === lang));
+  }
 }
 
-/** Headers for the API: JSON, in the page's language. */
+/** Shows the word for `key` in `element`, and keeps it translated when the language changes. */
+export function setText(element, key) {
+  element.dataset.i18n = key;
+  element.textContent = t(key);
+}
+
+/** Shows text that is not one of the page's words (the server's, or the user's) in `element`. */
+export function setLiteral(element, text) {
+  delete element.dataset.i18n;
+  element.textContent = text;
+}
+
+/** Calls `listener` after every change of language (the page has been translated by then). */
+export function onLanguageChange(listener) {
+  listeners.push(listener);
+}
+
+/** Switches the page to `next` ('ja' or 'en'), remembers it on this device, and translates everything. */
+export function setLanguage(next) {
+  if (!LANGUAGES.includes(next)) return;
+  try {
+    localStorage.setItem(STORAGE_KEY, next);
+  } catch {
+    // storage disabled: the choice lasts as long as the page
+  }
+  if (next === lang) return;
+  lang = next;
+  translatePage();
+  for (const listener of listeners) listener(lang);
+}
+
+/** Wires every ja/en switch on the page (buttons with data-lang inside .lang-switch). */
+export function bindLanguageSwitches() {
+  for (const button of document.querySelectorAll('.lang-switch [data-lang]')) {
+    button.addEventListener('click', () => setLanguage(button.dataset.lang));
+  }
+}
+
+/** Headers for the API: JSON, in the page's language (the one the switch shows). */
 export function apiHeaders(extra = {}) {
   return { Accept: 'application/json', 'Accept-Language': lang, ...extra };
 }

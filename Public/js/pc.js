@@ -1,7 +1,7 @@
 // The PC page (main device): makes a session, shows its QR code and time left, and follows the phone over
 // Server-Sent Events: waiting → connected → inputting → completed. When the session expires it makes a new one.
 
-import { apiHeaders, t, translatePage } from './i18n.js';
+import { apiHeaders, bindLanguageSwitches, setText, t, translatePage } from './i18n.js';
 import { showDialog } from './dialog.js';
 
 const qr = document.getElementById('qr');
@@ -39,7 +39,7 @@ function setStatus(state, current = session) {
   if (next.rank >= 0 && previous && previous.rank >= next.rank) return; // never backwards
   status.dataset.state = state;
   status.classList.toggle('busy', next.busy);
-  statusText.textContent = t(next.text);
+  setText(statusText, next.text);
 }
 
 function showTimeLeft() {
@@ -127,6 +127,7 @@ async function startSession() {
   current.id = String(created.sessionId);
   current.deadline = deadlineOf(created.expiryTime, created.ttlMinutes, created.serverTime);
   qr.src = `/api/qr?session=${encodeURIComponent(current.id)}`;
+  qr.dataset.i18nAlt = 'qrAlt';
   qr.alt = t('qrAlt');
   qr.hidden = false;
   phoneUrl.textContent = String(created.phoneUrl ?? '');
@@ -224,8 +225,8 @@ function showResult(name, phone) {
   };
   showDialog({
     kind: 'success',
-    heading: t('completeTitle'),
-    content: [line('nameLabel', name, 'result-name'), line('phoneLabel', phone, 'result-phone')],
+    heading: () => t('completeTitle'),
+    content: () => [line('nameLabel', name, 'result-name'), line('phoneLabel', phone, 'result-phone')],
   });
 }
 
@@ -238,6 +239,7 @@ function parse(text) {
 }
 
 translatePage('pcTitle');
+bindLanguageSwitches();
 newSessionButton.addEventListener('click', () => startSession());
 // Leaving (closing the tab, reloading, navigating away) ends the session, so its phone is told at once.
 window.addEventListener('pagehide', () => cancelOnServer(session));

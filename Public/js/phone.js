@@ -5,7 +5,7 @@
 //   3. the server refuses the submission: its message in a dialog with OK; the button works again;
 //   4. network error: a dialog with OK; the button works again.
 
-import { apiHeaders, t, translatePage } from './i18n.js';
+import { apiHeaders, bindLanguageSwitches, setLiteral, setText, t, translatePage } from './i18n.js';
 import { lockedDialogShowing, showDialog } from './dialog.js';
 
 const SESSION_CHECK_INTERVAL_MS = 5000;
@@ -17,6 +17,8 @@ const form = document.getElementById('info-form');
 const checking = document.getElementById('checking');
 const done = document.getElementById('done');
 const submitButton = document.getElementById('submit');
+const limitAnnouncer = document.getElementById('limit-announcer');
+const doneHeading = document.getElementById('done-heading');
 const fields = {
   name: { input: document.getElementById('name'), count: document.getElementById('name-count'), error: document.getElementById('name-error') },
   phone: { input: document.getElementById('phone'), count: document.getElementById('phone-count'), error: document.getElementById('phone-error') },
@@ -106,7 +108,7 @@ async function start() {
     showLocked('sessionCompleted');
   } else {
     // The server could not be asked: say so, and ask again once the user closes the dialog.
-    showDialog({ kind: 'error', content: t('networkError'), onClose: () => start() });
+    showDialog({ kind: 'error', content: () => t('networkError'), onClose: () => start() });
   }
 }
 
@@ -120,7 +122,7 @@ function showLocked(messageKey) {
   checking.hidden = true;
   form.hidden = true;
   clearInterval(poller);
-  showDialog({ kind: 'error', content: t(messageKey), locked: true });
+  showDialog({ kind: 'error', content: () => t(messageKey), locked: true });
 }
 
 /**
@@ -133,7 +135,7 @@ function endedElsewhere(result) {
   clearInterval(poller);
   for (const element of form.querySelectorAll('input, button')) element.disabled = true;
   form.classList.add('disabled');
-  showDialog({ kind: 'error', content: t(result === 'completed' ? 'sessionCompleted' : 'sessionInvalid'), locked: true });
+  showDialog({ kind: 'error', content: () => t(result === 'completed' ? 'sessionCompleted' : 'sessionInvalid'), locked: true });
 }
 
 /** Error case 2: polled every 5 s, as the article does; network errors are ignored (the phone may be offline). */
@@ -152,7 +154,7 @@ function expire() {
   clearInterval(poller);
   for (const element of form.querySelectorAll('input, button')) element.disabled = true;
   form.classList.add('disabled');
-  showDialog({ kind: 'error', content: t('sessionExpired'), locked: true });
+  showDialog({ kind: 'error', content: () => t('sessionExpired'), locked: true });
 }
 
 /** Tells the PC that typing started: once, on the first input; tried again on the next input if it failed. */
@@ -172,30 +174,43 @@ async function announceInput() {
   }
 }
 
-/** Updates a field's counter; returns its error message key, or null. */
+/**
+ * Updates a field's counter; returns its error message key, or null. The counter is not a live region (it would
+ * be read on every keystroke): only reaching the limit, and passing it, are announced, once each time.
+ */
 function check(key, { showEmpty }) {
   const field = fields[key];
   const length = characters(field.input.value);
   field.count.textContent = `${length}/${LIMITS[key]}`;
   field.count.classList.toggle('over', length > LIMITS[key]);
+  const level = length > LIMITS[key] ? 'over' : length === LIMITS[key] ? 'at' : 'under';
   let error = null;
   if (length > LIMITS[key]) error = `${key}TooLong`;
   else if (showEmpty && field.input.value.trim() === '') error = `${key}Required`;
-  showFieldError(key, error === null ? '' : t(error));
+  showFieldError(key, { key: error });
+  if (level !== (field.level ?? 'under')) {
+    if (level === 'at') limitAnnouncer.textContent = t('limitReached', { field: t(`${key}Label`), max: LIMITS[key] });
+    else if (level === 'over') limitAnnouncer.textContent = t(error);
+    else limitAnnouncer.textContent = ''; // back under: the same words can be announced again later
+  }
+  field.level = level;
   return error;
 }
 
-function showFieldError(key, message) {
+/** Shows a field's error under it (linked by the input's aria-describedby): one of the page's words, or a text. */
+function showFieldError(key, { key: messageKey = null, text = null } = {}) {
   const field = fields[key];
-  field.error.textContent = message;
-  field.error.hidden = message === '';
-  field.input.setAttribute('aria-invalid', String(message !== ''));
+  if (messageKey !== null) setText(field.error, messageKey);
+  else setLiteral(field.error, text ?? '');
+  const shown = field.error.textContent !== '';
+  field.error.hidden = !shown;
+  field.input.setAttribute('aria-invalid', String(shown));
 }
 
 function setSubmitting(on) {
   submitting = on;
   submitButton.disabled = on || expired;
-  submitButton.textContent = t(on ? 'submitting' : 'submit');
+  setText(submitButton, on ? 'submitting' : 'submit');
 }
 
 /**
@@ -240,7 +255,8 @@ async function submit(event) {
   if (response === null) {
     // Error case 4: the request never got an answer, even after retrying.
     setSubmitting(false);
-    if (!expired) showDialog({ kind: 'error', content: t('networkError') });
+    // Focus comes back to the button, which was disabled (and so lost focus) while sending.
+    if (!expired) showDialog({ kind: 'error', content: () => t('networkError'), returnFocus: submitButton });
     return;
   }
   if (response.ok) {
@@ -248,7 +264,9 @@ async function submit(event) {
     clearInterval(poller);
     form.hidden = true;
     done.hidden = false;
-    showDialog({ kind: 'success', heading: String(result?.message ?? t('doneHeading')), content: t('doneText') });
+    // The page's own words (the server's message in Japanese is the same), so that the dialog, the page and a
+    // later switch of language all say the same thing.
+    showDialog({ kind: 'success', heading: () => t('doneHeading'), content: () => t('doneText'), returnFocus: doneHeading });
     return;
   }
   // The session ended on the PC's side: the form locks for good rather than inviting a retry.
@@ -259,16 +277,20 @@ async function submit(event) {
   }
   // Error case 3: the server said no (validation, already submitted, expired, server error): its own words.
   setSubmitting(false);
+  let invalidInput = null;
   for (const fieldError of Array.isArray(result?.errors) ? result.errors : []) {
-    if (fieldError?.path in fields) showFieldError(fieldError.path, String(fieldError.msg ?? ''));
+    if (!(fieldError?.path in fields)) continue;
+    showFieldError(fieldError.path, { text: String(fieldError.msg ?? '') });
+    invalidInput ??= fields[fieldError.path].input;
   }
   if (!expired && !lockedDialogShowing()) {
-    const message = typeof result?.message === 'string' && result.message !== '' ? result.message : t('submitFailed');
-    showDialog({ kind: 'error', content: message });
+    const message = typeof result?.message === 'string' && result.message !== '' ? result.message : null;
+    showDialog({ kind: 'error', content: () => message ?? t('submitFailed'), returnFocus: invalidInput ?? submitButton });
   }
 }
 
 translatePage('phoneTitle');
+bindLanguageSwitches();
 for (const key of Object.keys(fields)) {
   fields[key].input.addEventListener('input', () => {
     check(key, { showEmpty: false });
