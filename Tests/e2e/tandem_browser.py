@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 from selenium import webdriver
@@ -18,7 +18,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tandem_e2e import REPO_ROOT
+from tandem_e2e import REPO_ROOT, Cluster, Node
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 WAIT = 10.0  # one step of the UI (an SSE event, a dialog) must show within this
@@ -98,6 +98,50 @@ def quit_quietly(driver: WebDriver) -> None:
         driver.quit()
     except Exception:  # noqa: BLE001 - a browser that is already gone is fine
         pass
+
+
+def open_browser(kind: str, language: str = "ja") -> WebDriver:
+    """A desktop-sized browser (`pc`) or one with a phone's screen, touch and user agent (`phone`)."""
+    options = chrome_options(language, desktop=kind != "phone")
+    if kind == "phone":
+        options.add_experimental_option(
+            "mobileEmulation",
+            {
+                "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0, "touch": True, "mobile": True},
+                "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/130.0 Mobile Safari/537.36",
+            },
+        )
+    return start_chrome(options)
+
+
+@pytest.fixture
+def browsers() -> Iterator[Callable[..., WebDriver]]:
+    """Opens browsers on demand (`browsers("phone", "en-US")`); every one is quit at the end of the test."""
+    opened: list[WebDriver] = []
+
+    def open_one(kind: str, language: str = "ja") -> WebDriver:
+        driver = open_browser(kind, language)
+        opened.append(driver)
+        return driver
+
+    try:
+        yield open_one
+    finally:
+        for driver in opened:
+            quit_quietly(driver)
+
+
+def serve_pages(ttl_seconds: int | None = None, stop_timeout: float = 5.0) -> Iterator[Node]:
+    """One node serving the pages, its public URL its own port, with an optional session TTL; stopped after."""
+    def settings(port: int) -> dict[str, str]:
+        values = {"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+        if ttl_seconds is not None:
+            values["SESSION_TTL_SECONDS"] = str(ttl_seconds)
+        return values
+
+    with Cluster(stop_timeout=stop_timeout) as cluster:
+        yield cluster.tandem("tandem", settings)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
@@ -29,8 +29,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tandem_browser import JA, WAIT, Pages, chrome_options, dialog, pc_status, qr_loaded, quit_quietly, start_chrome, tool
-from tandem_e2e import PHONE, Cluster, Node
+from tandem_browser import JA, WAIT, Pages, browsers, dialog, pc_status, qr_loaded, serve_pages, tool  # noqa: F401 (browsers: a fixture)
+from tandem_e2e import PHONE, Node
 
 STOP_TIMEOUT = 5.0
 SHORT_TTL_SECONDS = 12
@@ -47,60 +47,18 @@ NAME = "山田<script>1</script>"
 # Servers
 
 
-def _serve(ttl_seconds: int | None) -> Iterator[Node]:
-    def settings(port: int) -> dict[str, str]:
-        values = {"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
-        if ttl_seconds is not None:
-            values["SESSION_TTL_SECONDS"] = str(ttl_seconds)
-        return values
-
-    with Cluster(stop_timeout=STOP_TIMEOUT) as cluster:
-        yield cluster.tandem("tandem", settings)
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[Node]:
-    yield from _serve(None)
+    yield from serve_pages(None, STOP_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
 def short_server() -> Iterator[Node]:
-    yield from _serve(SHORT_TTL_SECONDS)
+    yield from serve_pages(SHORT_TTL_SECONDS, STOP_TIMEOUT)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Browsers
-
-
-def _browser(kind: str, language: str = "ja") -> WebDriver:
-    options = chrome_options(language, desktop=kind != "phone")
-    if kind == "phone":
-        options.add_experimental_option(
-            "mobileEmulation",
-            {
-                "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0, "touch": True, "mobile": True},
-                "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-                "Chrome/130.0 Mobile Safari/537.36",
-            },
-        )
-    return start_chrome(options)
-
-
-@pytest.fixture
-def browsers() -> Iterator[Callable[..., WebDriver]]:
-    """Opens browsers on demand; every one is quit at the end of the test, whatever happened."""
-    opened: list[WebDriver] = []
-
-    def open_browser(kind: str, language: str = "ja") -> WebDriver:
-        driver = _browser(kind, language)
-        opened.append(driver)
-        return driver
-
-    try:
-        yield open_browser
-    finally:
-        for driver in opened:
-            quit_quietly(driver)
 
 
 # --------------------------------------------------------------------------------------------------------------
