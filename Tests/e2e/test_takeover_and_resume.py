@@ -14,6 +14,7 @@ import time
 from test_multinode import RedisCluster, cluster  # noqa: F401 (the fixture)
 
 from tandem_e2e import (
+    HEARTBEAT_SECONDS,
     NAME,
     PHONE,
     Node,
@@ -132,3 +133,37 @@ def test_a_submission_stored_while_redis_stalled_is_a_success_when_sent_again(cl
     completes = [event for event in flow_events(stream.snapshot()) if event[0] == "complete"]
     assert completes == [("complete", "2", {"name": NAME, "phone": PHONE})], stream.describe()
     stream.close()
+
+
+def test_a_pc_gone_past_the_grace_is_known_on_every_node_and_a_reconnect_within_it_loses_nothing(cluster: RedisCluster) -> None:
+    """Issue 15, presence across nodes: the PC's stream on A closes; within the grace it comes back on B and the flow
+    goes on; then it closes again, and past the grace every node answers 404 session_cancelled, in the same step
+    storing `cancelled` (reason pc-left), which a resumed stream replays."""
+    redis = cluster.redis()
+    grace = {"PAIRING_GRACE_SECONDS": "2", "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
+    a = cluster.tandem("A", {"BROKER": "redis", "REDIS_URL": redis.url, **grace})
+    b = cluster.tandem("B", {"BROKER": "redis", "REDIS_URL": redis.url, **grace})
+    session_id = new_session_id()
+    first = Stream(a, session_id).start()
+    first.wait_opened()
+    cookie = first.reader_cookie()
+    assert validate(b, session_id).status_code == 200
+    assert first.wait_for_id("1"), first.describe()
+    first.close()
+    time.sleep(1.0)  # within the grace
+    second = Stream(b, session_id, last_event_id="1", cookie=cookie).start()
+    second.wait_opened()
+    time.sleep(3.0)  # past the grace, with the stream open on B: renewals keep the PC present
+    with a.client() as client:
+        assert client.post("/api/input-started", json={"sessionId": session_id}).status_code == 200
+    assert second.wait_for_id("2"), second.describe()
+    second.close()
+    time.sleep(2.5)  # past the grace, no stream anywhere
+    for node in (a, b):
+        answer = validate(node, session_id)
+        assert answer.status_code == 404 and answer.json()["code"] == "session_cancelled", answer.text
+    assert submit(a, session_id).status_code == 404
+    replay = Stream(a, session_id, last_event_id="2", cookie=cookie).start()
+    assert replay.wait_for_id("3"), replay.describe()
+    assert [e for e in flow_events(replay.snapshot())] == [("cancelled", "3", {"reason": "pc-left"})], replay.describe()
+    replay.close()
