@@ -71,8 +71,6 @@ final class SessionStream: EventStreamDelegate {
         let id = sessionID
         // The connection's end is an event-loop callback; dropping the subscription is async (Redis confirms it).
         Task(executorPreference: state.withLock { $0.output?.preferredExecutor }) {
-            // The PC's grace counts from now: a browser that reconnects within it finds its session as it was.
-            try? await broker.renewPresence(of: [id])
             await broker.unsubscribe(id)
         }
     }

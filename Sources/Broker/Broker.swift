@@ -47,8 +47,8 @@ public protocol Broker: Service {
     func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome
 
     /// Keeps the PCs of these sessions present for the broker's presence grace from now. A node calls it for the
-    /// sessions whose PC streams it holds, periodically and once more when a stream closes, so that the grace
-    /// counts from the leave. A presence that has already lapsed is not renewed: the PC was gone past the grace,
+    /// sessions whose PC streams it holds: when a stream reattaches, and every third of the grace, so a PC that
+    /// leaves stays present for between two thirds of the grace and the whole of it. A presence that has already lapsed is not renewed: the PC was gone past the grace,
     /// and the session will be cancelled by the next publish. A session's presence starts when it is opened.
     func renewPresence(of ids: [SessionID]) async throws
 

@@ -38,7 +38,7 @@ struct PairingTests {
             try await Task.sleep(for: .milliseconds(2500))  // well past the grace, with the stream open
             #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
             await first.close()
-            try await Task.sleep(for: .milliseconds(500))  // a reconnect within the grace
+            try await Task.sleep(for: .milliseconds(300))  // a reconnect well within the grace
             let second = try await client.openEventStream("/api/events?session=\(id)", headers: [("Last-Event-ID", "1"), ("Cookie", cookie)])
             try await Task.sleep(for: .milliseconds(1500))
             #expect(try await client.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 200)

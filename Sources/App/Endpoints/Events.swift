@@ -67,7 +67,9 @@ extension API {
             }
         }
         let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
-        return try await openStream(record, after: resumeAfter, resync: resync, headers: headers, logger: logger)
+        // A session opened by this request is present from its opening; a PC that comes back renews its presence.
+        let opened = record.readerKey == offeredKey
+        return try await openStream(record, after: resumeAfter, resync: resync, renewingPresence: !opened, headers: headers, logger: logger)
     }
 
     /// Where a reader resumes: after its `Last-Event-ID` when the session's log knows that id. The header is the
@@ -111,7 +113,8 @@ extension API {
     /// Registers the stream and subscribes the session before answering, so nothing published from now on can be
     /// missed; the replay of what the reader missed is read after that and sent first.
     private func openStream(
-        _ record: SessionRecord, after resumeAfter: EventID, resync: Bool, headers: HTTPHeaders, logger: Logger
+        _ record: SessionRecord, after resumeAfter: EventID, resync: Bool, renewingPresence: Bool, headers: HTTPHeaders,
+        logger: Logger
     ) async throws -> Response {
         let id = record.id
         let broker = self.broker
@@ -123,7 +126,7 @@ extension API {
         let missed: [StoredEvent]
         do {
             // A PC that comes back within the grace is present again from now (sent alongside the subscription).
-            async let renewed: Void = broker.renewPresence(of: [id])
+            async let renewed: Void = renewingPresence ? broker.renewPresence(of: [id]) : ()
             try await broker.subscribe(id)
             try? await renewed
             do {
