@@ -75,15 +75,18 @@ final class SessionRegistry: SessionEventSink, Service {
     }
 
     /// Removes a stream; the session's entry goes with its last stream.
-    func detach(_ stream: SessionStream) {
+    /// Returns whether it was the session's last stream on this node.
+    @discardableResult
+    func detach(_ stream: SessionStream) -> Bool {
         stream.end()
         let id = stream.sessionID
-        state.withLock { state in
-            guard var session = state.sessions[id], let index = session.streams.firstIndex(where: { $0 === stream }) else { return }
+        return state.withLock { state -> Bool in
+            guard var session = state.sessions[id], let index = session.streams.firstIndex(where: { $0 === stream }) else { return false }
             session.streams.remove(at: index)
             state.sessions[id] = session.streams.isEmpty ? nil : session
             state.openStreams -= 1
             countsChanged(state)
+            return session.streams.isEmpty
         }
     }
 
@@ -127,8 +130,9 @@ final class SessionRegistry: SessionEventSink, Service {
         endAllStreams()
     }
 
-    /// Renews the presence of every held session's PC, one batch each `presenceRenewalInterval`. A failure (Redis
-    /// away) is retried at the next round; the grace outlasts two missed rounds.
+    /// Holds the presence of every held session's PC, one batch each `presenceRenewalInterval`; a session the broker
+    /// no longer has (Redis lost it) ends its streams with `expired`. A failure (Redis away) is retried at the next
+    /// round; the hold lease outlasts many missed rounds.
     private func renewPresenceForever() async throws {
         while true {
             try await Task.sleep(for: presenceRenewalInterval)
@@ -136,7 +140,7 @@ final class SessionRegistry: SessionEventSink, Service {
             let ids = heldSessionIDs
             guard !ids.isEmpty else { continue }
             do {
-                try await broker.renewPresence(of: ids)
+                for id in try await broker.holdPresence(of: ids) { sessionEnded(id) }
             } catch {
                 logger.debug("presence renewal failed; retried next round", metadata: ["error": "\(error)", "sessions": "\(ids.count)"])
             }

@@ -33,6 +33,8 @@ final class SessionStream: EventStreamDelegate {
         var lastSent: EventID
         var refilling = false
         var ended = false
+        /// A final event (`complete`, `cancelled`) reached the stream: its session needs no PC any more.
+        var sawFinalEvent = false
     }
 
     private let state: Mutex<State>
@@ -66,11 +68,14 @@ final class SessionStream: EventStreamDelegate {
 
     /// The connection is gone: the registry forgets the stream and the broker its subscription.
     func eventStreamDidClose() {
-        registry?.detach(self)
+        let wasLast = registry?.detach(self) ?? false
         let broker = self.broker
         let id = sessionID
+        let (executor, finished) = state.withLock { ($0.output?.preferredExecutor, $0.sawFinalEvent) }
         // The connection's end is an event-loop callback; dropping the subscription is async (Redis confirms it).
-        Task(executorPreference: state.withLock { $0.output?.preferredExecutor }) {
+        Task(executorPreference: executor) {
+            // The PC left (its last stream here closed, its session not over): the grace starts now.
+            if wasLast && !finished { try? await broker.releasePresence(of: id) }
             await broker.unsubscribe(id)
         }
     }
@@ -79,6 +84,7 @@ final class SessionStream: EventStreamDelegate {
     /// reader's resume point), then whatever arrived meanwhile.
     func bind(_ output: any EventStreamOutput, opening: ByteBuffer, replayed: [StoredEvent]) {
         let cut = state.withLock { state -> Bool in
+            if replayed.contains(where: { $0.event.resultingStatus.isFinal }) { state.sawFinalEvent = true }
             // Ended before its response was ready (expired, or the node drains): end the response too.
             guard !state.ended else { return true }
             state.output = output
@@ -97,6 +103,7 @@ final class SessionStream: EventStreamDelegate {
 
     func deliver(_ event: StoredEvent) {
         let cut = state.withLock { state -> Bool in
+            if event.event.resultingStatus.isFinal { state.sawFinalEvent = true }
             guard !state.ended else { return false }
             if state.output == nil || state.refilling {
                 // Bounded: past the limit the gap is filled from the log instead.

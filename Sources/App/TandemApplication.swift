@@ -60,7 +60,9 @@ struct TandemApplication: Sendable {
         self.registry = registry
         if let redisURL {
             broker = RedisBroker(
-                configuration: .init(url: redisURL, presenceGrace: configuration.pairingGrace), sink: registry, time: time,
+                configuration: .init(
+                    url: redisURL, presenceGrace: configuration.pairingGrace, lostSessionTombstone: configuration.sessionTTL * 2),
+                sink: registry, time: time,
                 eventLoopGroup: eventLoopGroup, logger: logger)
         } else {
             broker = InMemoryBroker(sink: registry, time: time, presenceGrace: configuration.pairingGrace, logger: logger)

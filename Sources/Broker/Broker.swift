@@ -29,7 +29,11 @@ public protocol Broker: Service {
     /// Nil when the ID's session has ended (expired) less than its own TTL ago: an ended session leaves a tombstone
     /// for at least its TTL, so a stranger who names an old ID (an old QR code) cannot open it again and receive what
     /// a phone that still has the old page sends.
-    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord?
+    ///
+    /// A new session's PC is present from its opening: for the hold lease when the opener is the PC's own stream
+    /// (`heldByStream`, the article's way), for the grace otherwise (`POST /api/sessions`; its stream holds it once
+    /// it attaches).
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord?
 
     /// The session, or nil when it does not exist or has expired.
     func session(_ id: SessionID) async throws -> SessionRecord?
@@ -38,7 +42,7 @@ public protocol Broker: Service {
     /// A `.complete` event stores its submission in the record in the same step. Returns only once the event is
     /// stored, so an acknowledged event can always be replayed.
     ///
-    /// The phone's events need the PC: when its presence has lapsed (see ``renewPresence(of:)``), the session is
+    /// The phone's events need the PC: when its presence has lapsed (see ``holdPresence(of:)``), the session is
     /// cancelled instead, in the same step (`cancelled` with reason `pc-left` is stored and fanned out), and the
     /// answer is ``PublishOutcome/cancelled(_:)``. Publishing `.cancelled` ends the session whatever its presence.
     ///
@@ -46,11 +50,20 @@ public protocol Broker: Service {
     /// that a retry of the same call can be recognised after the session has moved on.
     func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome
 
-    /// Keeps the PCs of these sessions present for the broker's presence grace from now. A node calls it for the
-    /// sessions whose PC streams it holds: when a stream reattaches, and every third of the grace, so a PC that
-    /// leaves stays present for between two thirds of the grace and the whole of it. A presence that has already lapsed is not renewed: the PC was gone past the grace,
-    /// and the session will be cancelled by the next publish. A session's presence starts when it is opened.
-    func renewPresence(of ids: [SessionID]) async throws
+    /// This node holds PC streams of these sessions: each one's PC is present for the broker's *hold* lease from
+    /// now, made anew if it had lapsed (a held stream is proof that the PC is there). A node calls it when a stream
+    /// attaches again and every third of the grace. The hold lease is long (a minute), so that a stall of the store
+    /// or of the node shorter than that never makes a PC look gone; a PC that leaves is told by
+    /// ``releasePresence(of:)``.
+    ///
+    /// Returns the IDs among `ids` whose sessions no longer exist (the store lost them, or they expired), so their
+    /// streams can be ended; a lost session's ID keeps a tombstone, so it is not opened again by a stranger.
+    func holdPresence(of ids: [SessionID]) async throws -> [SessionID]
+
+    /// The last stream of this session on this node closed: its PC stays present for the presence grace from now,
+    /// unless a stream holds it again before (a reconnect, to any node). A lapsed presence stays lapsed. A session's
+    /// presence starts, for the grace, when it is opened.
+    func releasePresence(of id: SessionID) async throws
 
     /// The session's stored events with ids greater than `after`, in order; empty for an unknown session.
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent]
@@ -75,6 +88,11 @@ extension Broker {
     }
 
     /// Opens a session without a reader key (the seed's way: the PC's stream opens it).
+    /// Opens a session whose PC attaches later.
+    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
+        try await openSession(id, ttl: ttl, readerKey: readerKey, heldByStream: false)
+    }
+
     public func openSession(_ id: SessionID, ttl: Duration) async throws -> SessionRecord? {
         try await openSession(id, ttl: ttl, readerKey: nil)
     }

@@ -40,10 +40,11 @@ struct BrokerTroubleTests {
     struct RefusingBroker: Broker {
         static let refusal = BrokerError(.unavailable, "Redis: OOM command not allowed", refusal: "oom")
         func run() async throws {}
-        func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? { throw Self.refusal }
+        func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? { throw Self.refusal }
         func session(_ id: SessionID) async throws -> SessionRecord? { nil }
         func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome { throw Self.refusal }
-        func renewPresence(of ids: [SessionID]) async throws { throw Self.refusal }
+        func holdPresence(of ids: [SessionID]) async throws -> [SessionID] { throw Self.refusal }
+        func releasePresence(of id: SessionID) async throws { throw Self.refusal }
         func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] { [] }
         func subscribe(_ id: SessionID) async throws {}
         func unsubscribe(_ id: SessionID) async {}

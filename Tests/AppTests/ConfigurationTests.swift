@@ -20,6 +20,17 @@ import Testing
         #expect(ConfigurationReader.environmentName(for: key) == name)
     }
 
+    /// A grace shorter than the reconnect delay would cancel sessions whose streams merely blip: refused at start.
+    @Test func aPairingGraceShorterThanTheReconnectIsRefused() throws {
+        #expect(throws: ConfigurationError.self) {
+            try TandemConfiguration.load(path: "config.json", environment: ["PAIRING_GRACE_SECONDS": "2"])
+        }
+        let accepted = try TandemConfiguration.load(path: "config.json", environment: ["PAIRING_GRACE_SECONDS": "3"])
+        #expect(accepted.pairingGrace == .seconds(3))
+        let automatic = try TandemConfiguration.load(path: "config.json", environment: ["SSE_RETRY_MILLISECONDS": "4000"])
+        #expect(automatic.pairingGrace == .seconds(9))
+    }
+
     @Test func environmentOverridesTheFileAndRecordsWhereValuesCameFrom() throws {
         let loaded = try TandemConfiguration.load(
             path: "config.json",

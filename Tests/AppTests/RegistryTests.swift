@@ -187,12 +187,13 @@ final class ScriptedLogBroker: Broker {
     func whileReading(_ action: @escaping @Sendable () -> Void) { duringRead.withLock { $0 = action } }
 
     func run() async throws {}
-    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? {
         throw BrokerError(.unavailable, "scripted")
     }
     func session(_ id: SessionID) async throws -> SessionRecord? { nil }
     func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome { .sessionNotFound }
-    func renewPresence(of ids: [SessionID]) async throws {}
+    func holdPresence(of ids: [SessionID]) async throws -> [SessionID] { [] }
+    func releasePresence(of id: SessionID) async throws {}
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
         duringRead.withLock { $0 }?()
         if failing { throw BrokerError(.unavailable, "scripted outage") }

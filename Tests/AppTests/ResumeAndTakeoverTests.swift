@@ -150,6 +150,18 @@ struct ResumeAndTakeoverTests {
         }
     }
 
+    /// A session record without a reader key (written by something else than Tandem) is read and cancelled by nobody,
+    /// not by everybody.
+    @Test func aSessionWithoutAReaderKeyIsReadByNobody() async throws {
+        try await withTandem { application, client in
+            let id = SessionID.random()
+            _ = try await application.broker.openSession(id, ttl: .seconds(60))
+            #expect(try await client.request("GET", "/api/events?session=\(id.rawValue)").status == 403)
+            #expect(try await client.request("GET", "/api/events?session=\(id.rawValue)", headers: [("Last-Event-ID", "0")]).status == 403)
+            #expect(try await client.request("POST", "/api/cancel?session=\(id.rawValue)", body: "").status == 403)
+        }
+    }
+
     // MARK: Item 3: a repeated submission
 
     @Test func theSameSubmissionAgainIsASuccessAndADifferentOneIsRefused() async throws {

@@ -323,26 +323,39 @@ struct BrokerPresenceContractTests {
         }
     }
 
+    /// A held stream keeps its PC present (a stall of the store shorter than the hold lease changes nothing), and
+    /// brings a lapsed presence back; a release starts the grace, after which a phone's step cancels the session;
+    /// holding an unknown session reports it gone.
     @Test(arguments: BrokerUnderTest.available)
-    func renewalsKeepThePCPresentAndALapsedPresenceIsNotRevived(_ kind: BrokerUnderTest) async throws {
+    func holdingKeepsThePCPresentAndAReleaseStartsTheGrace(_ kind: BrokerUnderTest) async throws {
         try await withBroker(kind) { fixture throws in
             let broker = fixture.broker
-            let kept = SessionID.random()
-            let left = SessionID.random()
-            _ = try await broker.openSession(kept, ttl: .seconds(60))
-            _ = try await broker.openSession(left, ttl: .seconds(60))
-            for _ in 0..<4 {
-                try await fixture.pass(.milliseconds(600))
-                try await broker.renewPresence(of: [kept])
-            }
-            guard case .published = try await broker.publish(.connected, to: kept) else {
-                Issue.record("a renewed PC was taken for gone")
+            let held = SessionID.random()
+            let lapsed = SessionID.random()
+            let released = SessionID.random()
+            for id in [held, lapsed, released] { _ = try await broker.openSession(id, ttl: .seconds(60)) }
+            let unknown = SessionID.random()
+            #expect(try await broker.holdPresence(of: [held, released, unknown]) == [unknown])
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(300))
+            guard case .published = try await broker.publish(.connected, to: held) else {
+                Issue.record("a held PC was taken for gone after the grace")
                 return
             }
-            // `left` lapsed long ago: renewing it now does not bring it back.
-            try await broker.renewPresence(of: [left, SessionID.random()])
-            guard case .cancelled = try await broker.publish(.connected, to: left) else {
-                Issue.record("a lapsed presence was revived by a renewal")
+            // `lapsed` was never held: gone past the grace. A stream holding it again brings it back.
+            #expect(try await broker.holdPresence(of: [lapsed]) == [])
+            guard case .published = try await broker.publish(.connected, to: lapsed) else {
+                Issue.record("a held stream did not bring a lapsed presence back")
+                return
+            }
+            // `released`: its last stream closed; within the grace it is still there, past it the session is cancelled.
+            try await broker.releasePresence(of: released)
+            guard case .published = try await broker.publish(.connected, to: released) else {
+                Issue.record("a released PC was gone before its grace")
+                return
+            }
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(300))
+            guard case .cancelled = try await broker.publish(.inputStarted, to: released) else {
+                Issue.record("a released PC was still present after its grace")
                 return
             }
         }

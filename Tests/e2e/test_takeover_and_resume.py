@@ -140,7 +140,7 @@ def test_a_pc_gone_past_the_grace_is_known_on_every_node_and_a_reconnect_within_
     goes on; then it closes again, and past the grace every node answers 404 session_cancelled, in the same step
     storing `cancelled` (reason pc-left), which a resumed stream replays."""
     redis = cluster.redis()
-    grace = {"PAIRING_GRACE_SECONDS": "2", "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
+    grace = {"PAIRING_GRACE_SECONDS": "2", "SSE_RETRY_MILLISECONDS": "1000", "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
     a = cluster.tandem("A", {"BROKER": "redis", "REDIS_URL": redis.url, **grace})
     b = cluster.tandem("B", {"BROKER": "redis", "REDIS_URL": redis.url, **grace})
     session_id = new_session_id()
@@ -167,3 +167,57 @@ def test_a_pc_gone_past_the_grace_is_known_on_every_node_and_a_reconnect_within_
     assert replay.wait_for_id("3"), replay.describe()
     assert [e for e in flow_events(replay.snapshot())] == [("cancelled", "3", {"reason": "pc-left"})], replay.describe()
     replay.close()
+
+
+def test_a_redis_stall_longer_than_the_grace_cancels_nothing(cluster: RedisCluster) -> None:
+    """Found by the attack on this round's first version: Redis paused (SIGSTOP) for longer than the grace expired the
+    PC's presence inside Redis, so the submission in flight became a cancellation and was lost. A held stream's
+    presence lasts the hold lease (a minute) now: the submission is stored, its retry is 200, the PC gets it once."""
+    redis = cluster.redis()
+    settings = {"BROKER": "redis", "REDIS_URL": redis.url, "PAIRING_GRACE_SECONDS": "2", "SSE_RETRY_MILLISECONDS": "1000", "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
+    a = cluster.tandem("A", settings)
+    b = cluster.tandem("B", settings)
+    session_id = new_session_id()
+    stream = Stream(a, session_id).start()
+    stream.wait_opened()
+    assert validate(b, session_id).status_code == 200
+    assert redis.process is not None
+    redis.process.process.send_signal(signal.SIGSTOP)
+    try:
+        stalled = submit(b, session_id)
+        time.sleep(3.0)  # the stall outlasts the 2 s grace
+    finally:
+        redis.process.process.send_signal(signal.SIGCONT)
+    assert stalled.status_code == 503, stalled.text
+    retried = None
+    for _ in range(50):
+        retried = submit(b, session_id)
+        if retried.status_code != 503:
+            break
+        time.sleep(0.2)
+    assert retried is not None and retried.status_code == 200, retried.text
+    assert stream.wait_for_id("2"), stream.describe()
+    time.sleep(1.0)
+    events = flow_events(stream.snapshot())
+    assert [e[0] for e in events] == ["connected", "complete"], stream.describe()
+    stream.close()
+
+
+def test_a_flushed_redis_ends_the_pcs_stream_and_keeps_the_id_from_strangers(cluster: RedisCluster) -> None:
+    """Found by the same attack: FLUSHALL under an open PC stream, with the connection staying up, sent no `expired`;
+    and after a wipe an old page-made ID could be opened by a stranger. The node's next presence round finds the
+    session gone: `expired` on the stream, and the ID's tombstone written again."""
+    redis = cluster.redis()
+    settings = {"BROKER": "redis", "REDIS_URL": redis.url, "PAIRING_GRACE_SECONDS": "3", "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
+    a = cluster.tandem("A", settings)
+    b = cluster.tandem("B", settings)
+    session_id = new_session_id()
+    stream = Stream(a, session_id).start()
+    stream.wait_opened()
+    redis.command("FLUSHALL")
+    assert stream.wait_until(lambda: any(event.name == "expired" for event in stream.events), timeout=5.0), stream.describe()
+    assert stream.wait_ended(3.0), stream.describe()
+    with b.client() as client:
+        stranger = client.get("/api/events", params={"session": session_id})
+    assert stranger.status_code == 404, stranger.text
+    assert validate(b, session_id).status_code == 404

@@ -95,6 +95,12 @@ struct TandemConfiguration: Sendable, Equatable {
         pairingGraceSeconds = try reader.integer("pairing.graceSeconds", default: defaults.pairingGraceSeconds, in: 0...3600)
         heartbeatSeconds = try reader.integer("heartbeatSeconds", default: defaults.heartbeatSeconds, in: 1...3600)
         retryMilliseconds = try reader.integer("sse.retryMilliseconds", default: defaults.retryMilliseconds, in: 0...600_000)
+        // A grace shorter than the browser's reconnect delay would cancel every session whose stream blips.
+        if pairingGraceSeconds > 0, pairingGraceSeconds * 1000 < retryMilliseconds + 1000 {
+            throw reader.invalid(
+                "pairing.graceSeconds", expected: "0 (automatic) or at least sse.retryMilliseconds + 1 s (\(retryMilliseconds / 1000 + 1) s)",
+                value: String(pairingGraceSeconds))
+        }
         bufferedEvents = try reader.integer("sse.bufferedEvents", default: defaults.bufferedEvents, in: 1...10_000)
         maxHeaderBytes = try reader.integer("limits.maxHeaderBytes", default: defaults.maxHeaderBytes, in: 1024...1_048_576)
         maxBodyBytes = try reader.integer("limits.maxBodyBytes", default: defaults.maxBodyBytes, in: 256...16_777_216)

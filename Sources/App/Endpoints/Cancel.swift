@@ -21,9 +21,8 @@ extension API {
             id = fromBody
         }
         guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
-        if let readerKey = record.readerKey {
-            let presented = request.cookie(Self.readerCookieName(of: id)) ?? ""
-            guard constantTimeEquals(presented, readerKey) else { throw APIError.readerKeyRequired }
+        guard let readerKey = record.readerKey, constantTimeEquals(request.cookie(Self.readerCookieName(of: id)) ?? "", readerKey) else {
+            throw APIError.readerKeyRequired
         }
         switch try await broker.publish(.cancelled(.pcCancelled), to: id) {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)

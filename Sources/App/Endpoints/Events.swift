@@ -50,21 +50,23 @@ extension API {
             guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
             record = existing
         } else {
-            guard let opened = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey) else {
+            guard let opened = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey, heldByStream: true) else {
                 throw APIError.sessionNotFound(.action)
             }
             record = opened
         }
         var headers = EventStreamWriter.headers
-        if let readerKey = record.readerKey {
-            if readerKey == offeredKey {
-                // This request opened the session: its browser gets the key for its reconnects.
-                metrics.sessionOpened()
-                headers.add(name: "Set-Cookie", value: readerCookie(of: record, key: readerKey, request: request))
-            } else {
-                let presented = request.cookie(cookieName) ?? request.query("key") ?? ""
-                guard constantTimeEquals(presented, readerKey) else { throw APIError.readerKeyRequired }
-            }
+        // Every session Tandem opens has a reader key; one without (a record written by something else) is read by
+        // nobody rather than by everybody.
+        guard let readerKey = record.readerKey else { throw APIError.readerKeyRequired }
+        if readerKey == offeredKey {
+            // This request opened the session: its browser gets the key for its reconnects.
+            metrics.sessionOpened()
+            headers.add(name: "Set-Cookie", value: readerCookie(of: record, key: readerKey, request: request))
+        } else {
+            // The cookie, or for clients without one the `key` query; either may be stale while the other is right.
+            let presented = [request.cookie(cookieName), request.query("key")].compactMap { $0 }
+            guard presented.contains(where: { constantTimeEquals($0, readerKey) }) else { throw APIError.readerKeyRequired }
         }
         let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
         // A session opened by this request is present from its opening; a PC that comes back renews its presence.
@@ -126,9 +128,9 @@ extension API {
         let missed: [StoredEvent]
         do {
             // A PC that comes back within the grace is present again from now (sent alongside the subscription).
-            async let renewed: Void = renewingPresence ? broker.renewPresence(of: [id]) : ()
+            async let held: [SessionID] = renewingPresence ? broker.holdPresence(of: [id]) : []
             try await broker.subscribe(id)
-            try? await renewed
+            _ = try? await held
             do {
                 missed = try await broker.events(of: id, after: resumeAfter)
             } catch {

@@ -26,12 +26,16 @@ struct InstrumentedBroker: Broker {
         }
     }
 
-    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
-        try await measure("open_session") { try await base.openSession(id, ttl: ttl, readerKey: readerKey) }
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? {
+        try await measure("open_session") { try await base.openSession(id, ttl: ttl, readerKey: readerKey, heldByStream: heldByStream) }
     }
 
-    func renewPresence(of ids: [SessionID]) async throws {
-        try await measure("renew_presence") { try await base.renewPresence(of: ids) }
+    func holdPresence(of ids: [SessionID]) async throws -> [SessionID] {
+        try await measure("hold_presence") { try await base.holdPresence(of: ids) }
+    }
+
+    func releasePresence(of id: SessionID) async throws {
+        try await measure("release_presence") { try await base.releasePresence(of: id) }
     }
 
     func session(_ id: SessionID) async throws -> SessionRecord? {

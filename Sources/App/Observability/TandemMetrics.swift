@@ -25,7 +25,7 @@ final class TandemMetrics: Sendable {
     private let brokerRefusals = Mutex<[String: CoreMetrics.Counter]>([:])
 
     static let eventTypes = ["connected", "input-started", "complete", "cancelled"]
-    static let brokerOperations = ["open_session", "session", "publish", "renew_presence", "events", "subscribe", "unsubscribe"]
+    static let brokerOperations = ["open_session", "session", "publish", "hold_presence", "release_presence", "events", "subscribe", "unsubscribe"]
 
     init() {
         registry = PrometheusCollectorRegistry()

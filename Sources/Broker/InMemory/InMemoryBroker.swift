@@ -13,7 +13,7 @@ public final class InMemoryBroker: Broker {
     private struct Entry {
         var record: SessionRecord
         var log: [StoredEvent] = []
-        /// Until when the PC counts as present (see ``Broker/renewPresence(of:)``).
+        /// Until when the PC counts as present (see ``Broker/holdPresence(of:)``).
         var presentUntil: Int64
     }
 
@@ -44,20 +44,23 @@ public final class InMemoryBroker: Broker {
     private let time: TimeSource
     private let sweepInterval: Duration
     private let presenceGrace: Int64
+    private let presenceHold: Int64
     private let logger: Logger
 
     /// - Parameters:
     ///   - sink: receives the events of subscribed sessions.
     ///   - sweepInterval: how often expired sessions are removed from memory.
-    ///   - presenceGrace: how long a PC counts as present after its last renewal.
+    ///   - presenceGrace: how long a PC counts as present after its stream left.
+    ///   - presenceHold: how long a held stream keeps its PC present without another renewal.
     public init(
         sink: any SessionEventSink, time: TimeSource = .system, sweepInterval: Duration = .seconds(1),
-        presenceGrace: Duration = .seconds(7), logger: Logger
+        presenceGrace: Duration = .seconds(7), presenceHold: Duration = .seconds(60), logger: Logger
     ) {
         self.sink = sink
         self.time = time
         self.sweepInterval = sweepInterval
         self.presenceGrace = presenceGrace.milliseconds
+        self.presenceHold = presenceHold.milliseconds
         self.logger = logger
     }
 
@@ -74,7 +77,7 @@ public final class InMemoryBroker: Broker {
         }
     }
 
-    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
+    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? {
         let now = time.now()
         return shard(id).state.withLock { state in
             if let entry = state.sessions[id] {
@@ -87,7 +90,7 @@ public final class InMemoryBroker: Broker {
                 state.tombstones[id] = nil
             }
             let record = SessionRecord(id: id, createdAt: now, expiresAt: now + ttl.milliseconds, readerKey: readerKey)
-            state.sessions[id] = Entry(record: record, presentUntil: now + presenceGrace)
+            state.sessions[id] = Entry(record: record, presentUntil: now + (heldByStream ? presenceHold : presenceGrace))
             state.expiries.insert(id, expiresAt: record.expiresAt)
             return record
         }
@@ -131,14 +134,27 @@ public final class InMemoryBroker: Broker {
         return outcome
     }
 
-    public func renewPresence(of ids: [SessionID]) async throws {
+    public func holdPresence(of ids: [SessionID]) async throws -> [SessionID] {
         let now = time.now()
+        var gone: [SessionID] = []
         for id in ids {
-            shard(id).state.withLock { state in
-                guard var entry = state.sessions[id], entry.record.expiresAt > now, entry.presentUntil > now else { return }
-                entry.presentUntil = now + presenceGrace
+            let exists = shard(id).state.withLock { state -> Bool in
+                guard var entry = state.sessions[id], entry.record.expiresAt > now else { return false }
+                entry.presentUntil = max(entry.presentUntil, now + presenceHold)
                 state.sessions[id] = entry
+                return true
             }
+            if !exists { gone.append(id) }
+        }
+        return gone
+    }
+
+    public func releasePresence(of id: SessionID) async throws {
+        let now = time.now()
+        shard(id).state.withLock { state in
+            guard var entry = state.sessions[id], entry.presentUntil > now else { return }
+            entry.presentUntil = now + presenceGrace
+            state.sessions[id] = entry
         }
     }
 

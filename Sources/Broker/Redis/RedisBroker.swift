@@ -24,16 +24,24 @@ public final class RedisBroker: Broker {
         /// After Redis refused to store (out of memory, read-only, ...), health reports the refusal for at least
         /// this long, then asks Redis with a probe write, at most once per this interval, until one is accepted.
         public var refusalProbeInterval: Duration
-        /// How long a PC counts as present after its last renewal (see ``Broker/renewPresence(of:)``).
+        /// How long a PC counts as present after its stream left (see ``Broker/releasePresence(of:)``).
         public var presenceGrace: Duration
+        /// How long a held stream keeps its PC present without another renewal (see ``Broker/holdPresence(of:)``):
+        /// longer than any stall of Redis or of a node that should not look like the PC leaving.
+        public var presenceHold: Duration
+        /// How long the ID of a session Redis lost keeps a tombstone (twice the session TTL, like a session's own).
+        public var lostSessionTombstone: Duration
 
         public init(
             url: RedisURL, commandTimeout: Duration = .seconds(2), initialBackoff: Duration = .milliseconds(100),
             maximumBackoff: Duration = .seconds(5), refusalProbeInterval: Duration = .seconds(1),
-            presenceGrace: Duration = .seconds(7)
+            presenceGrace: Duration = .seconds(7), presenceHold: Duration = .seconds(60),
+            lostSessionTombstone: Duration = .seconds(1200)
         ) {
             self.url = url
             self.presenceGrace = presenceGrace
+            self.presenceHold = presenceHold
+            self.lostSessionTombstone = lostSessionTombstone
             self.commandTimeout = commandTimeout
             self.initialBackoff = initialBackoff
             self.maximumBackoff = maximumBackoff
@@ -54,6 +62,7 @@ public final class RedisBroker: Broker {
         var subscriber: RedisConnection
         var openScript: String
         var publishScript: String
+        var holdScript: String
 
         /// The command connection of the calling thread's event loop, or the first one off the loops.
         var commandsForThisLoop: RedisConnection {
@@ -150,12 +159,14 @@ public final class RedisBroker: Broker {
             // The script cache is the server's: loaded once, run by hash on every connection.
             let open = first.send(["SCRIPT", "LOAD", RedisScripts.openSession])
             let publish = first.send(["SCRIPT", "LOAD", RedisScripts.publish])
+            let hold = first.send(["SCRIPT", "LOAD", RedisScripts.holdPresence])
             guard let openHash = try await open.get().throwingError().string, let publishHash = try await publish.get().throwingError().string,
-                let subscriber
+                let holdHash = try await hold.get().throwingError().string, let subscriber
             else {
                 throw BrokerError(.protocolViolation, "SCRIPT LOAD did not answer a hash")
             }
-            return Connected(commands: commands, subscriber: subscriber, openScript: openHash, publishScript: publishHash)
+            return Connected(
+                commands: commands, subscriber: subscriber, openScript: openHash, publishScript: publishHash, holdScript: holdHash)
         } catch {
             // All connections go: one left open would leak a socket on every retry of the backoff loop.
             for connection in commands { connection.close() }
@@ -292,12 +303,12 @@ public final class RedisBroker: Broker {
 
     // MARK: Broker
 
-    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?) async throws -> SessionRecord? {
+    public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? {
         let now = time.now()
         let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.tombstone(id), RedisKeys.presence(id)]
         let reply = try await runScript(\.openScript, RedisScripts.openSession, keys: keys, arguments: [
             String(now), String(now + ttl.milliseconds), String(ttl.milliseconds), readerKey ?? "", String(2 * ttl.milliseconds),
-            String(configuration.presenceGrace.milliseconds),
+            String((heldByStream ? configuration.presenceHold : configuration.presenceGrace).milliseconds),
         ])
         if let parts = reply.array, parts.count == 1, parts[0].string == "ended" { return nil }
         guard let parts = reply.array, parts.count == 2 else { throw BrokerError(.protocolViolation, "unexpected reply to open: \(reply)") }
@@ -355,20 +366,38 @@ public final class RedisBroker: Broker {
         }
     }
 
-    public func renewPresence(of ids: [SessionID]) async throws {
-        let grace = String(configuration.presenceGrace.milliseconds)
-        let connection = try state.withLock { state throws(BrokerError) -> RedisConnection in
+    public func holdPresence(of ids: [SessionID]) async throws -> [SessionID] {
+        let (connection, scriptHash) = try state.withLock { state throws(BrokerError) -> (RedisConnection, String) in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
-            return connected.commandsForThisLoop
+            return (connected.commandsForThisLoop, connected.holdScript)
         }
-        // PEXPIRE renews a presence that exists and never makes one: a lapsed presence stays lapsed. Pipelined in
-        // batches, so a node holding thousands of streams renews them in a few round trips.
+        let arguments = [String(configuration.presenceHold.milliseconds), String(configuration.lostSessionTombstone.milliseconds)]
+        var gone: [SessionID] = []
+        // Pipelined in batches, so a node holding thousands of streams renews them in a few round trips.
         for start in stride(from: 0, to: ids.count, by: 512) {
-            let replies = ids[start..<min(start + 512, ids.count)].map { connection.send(["PEXPIRE", RedisKeys.presence($0), grace]) }
-            for reply in replies {
-                if case .error(let message) = try await reply.get() { throw Self.error(message) }
+            let batch = Array(ids[start..<min(start + 512, ids.count)])
+            let replies = batch.map { id in
+                connection.send(
+                    ["EVALSHA", scriptHash, "3", RedisKeys.session(id), RedisKeys.presence(id), RedisKeys.tombstone(id)] + arguments)
+            }
+            for (id, reply) in zip(batch, replies) {
+                var answer = try await reply.get()
+                if case .error(let message) = answer, message.hasPrefix("NOSCRIPT") {
+                    answer = try await connection.send(
+                        ["EVAL", RedisScripts.holdPresence, "3", RedisKeys.session(id), RedisKeys.presence(id), RedisKeys.tombstone(id)]
+                            + arguments
+                    ).get()
+                }
+                if case .integer(0) = try checked(answer) { gone.append(id) }
             }
         }
+        return gone
+    }
+
+    public func releasePresence(of id: SessionID) async throws {
+        // XX: only a presence that is still there starts its grace; a lapsed one stays lapsed.
+        let grace = String(configuration.presenceGrace.milliseconds)
+        _ = try checked(await commandConnection().send(["SET", RedisKeys.presence(id), "1", "PX", grace, "XX"]).get())
     }
 
     public func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {

@@ -34,7 +34,7 @@ enum RedisScripts {
         """
 
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the ID's tombstone, KEYS[4] the PC's presence. ARGV:
-    /// createdAt, expiresAt, ttl (ms), reader key or "", tombstone lifetime (ms), presence grace (ms).
+    /// createdAt, expiresAt, ttl (ms), reader key or "", tombstone lifetime (ms), first presence lease (ms).
     /// Creates the session unless it exists. Returns {'ok', fields (HGETALL)}; {'ended'} when the ID's session has
     /// ended and its tombstone is still there; or {'corrupt', why} with nothing changed when the existing keys are
     /// not what Tandem writes. The tombstone is written with the session and outlives it by one more TTL: Redis has
@@ -92,6 +92,19 @@ enum RedisScripts {
         redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
         redis.call('PUBLISH', ARGV[3], entry)
         return {outcome, redis.call('HGETALL', KEYS[1]), entry}
+        """
+
+    /// KEYS[1] session hash, KEYS[2] the PC's presence, KEYS[3] the ID's tombstone. ARGV: hold lease (ms), tombstone
+    /// lifetime (ms). A node holds the PC's stream: the presence is set for the hold lease (made anew if it had
+    /// lapsed). Returns 1, or 0 when the session is gone (lost by Redis, or expired), after making sure its ID keeps
+    /// a tombstone (NX: an expired session's own tombstone is left as it is).
+    static let holdPresence = """
+        if redis.call('EXISTS', KEYS[1]) == 1 then
+          redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+          return 1
+        end
+        redis.call('SET', KEYS[3], '1', 'PX', ARGV[2], 'NX')
+        return 0
         """
 }
 
