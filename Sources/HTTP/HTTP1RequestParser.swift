@@ -144,7 +144,7 @@ struct HTTP1RequestParser {
             buffer.moveReaderIndex(forwardBy: 2)
             scannedHeadBytes = 0
         }
-        guard let headLength = findHeadEnd(in: buffer) else {
+        guard let headLength = try findHeadEnd(in: buffer) else {
             // The limit is on the head without its blank line, which may be what has not arrived yet.
             if buffer.readableBytes > maximumHeadBytes + 3 { throw .headTooLarge }
             return nil
@@ -165,13 +165,16 @@ struct HTTP1RequestParser {
     }
 
     /// The length of the head before its blank line, or nil when the blank line has not arrived.
-    private mutating func findHeadEnd(in buffer: ByteBuffer) -> Int? {
-        buffer.withUnsafeReadableBytes { bytes -> Int? in
-            var index = max(0, scannedHeadBytes - 3)
-            let end = bytes.count - 3
-            while index < end {
-                if bytes[index + 3] == 0x0A, bytes[index + 2] == 0x0D, bytes[index + 1] == 0x0A, bytes[index] == 0x0D {
-                    return index
+    /// The offset of the blank line that ends the head, or nil until it has arrived. A line of the head ended by a
+    /// bare LF is refused (RFC 9112 §2.2 lets a server accept or refuse it; waiting for a CRLF that never comes
+    /// would leave such a client without an answer until the idle timeout).
+    private mutating func findHeadEnd(in buffer: ByteBuffer) throws(HTTP1ParseError) -> Int? {
+        try buffer.withUnsafeReadableBytes { bytes throws(HTTP1ParseError) -> Int? in
+            var index = scannedHeadBytes
+            while index < bytes.count {
+                if bytes[index] == 0x0A {
+                    guard index > 0, bytes[index - 1] == 0x0D else { throw .malformed }
+                    if index >= 3, bytes[index - 2] == 0x0A, bytes[index - 3] == 0x0D { return index - 3 }
                 }
                 index += 1
             }

@@ -212,6 +212,20 @@ private func request(_ line: String = "GET / HTTP/1.1", _ fields: [String] = [])
         #expect(throws: HTTP1ParseError.malformed) { try parse(request(line)) }
     }
 
+    /// Lines ended by a bare LF are refused as soon as the LF arrives, not waited on until the idle timeout.
+    @Test(arguments: [
+        "GET /healthz HTTP/1.1\nHost: x\n\n", "GET / HTTP/1.1\r\nHost: x\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\n\n",
+        "\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ])
+    func bareLineFeedsAreRefusedAtOnce(_ text: String) {
+        #expect(throws: HTTP1ParseError.malformed) { try parse(text) }
+        #expect(throws: HTTP1ParseError.malformed) { try parseByteByByte(text) }
+        // Before the head is complete: the refusal does not wait for a blank line.
+        let firstLF = text.utf8.firstIndex(of: 0x0A)!
+        let upToIt = String(decoding: text.utf8[...firstLF], as: UTF8.self)
+        if !upToIt.hasSuffix("\r\n") { #expect(throws: HTTP1ParseError.malformed) { try parse(upToIt) } }
+    }
+
     @Test(arguments: ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1"])
     func unsupportedVersion(_ version: String) {
         #expect(throws: HTTP1ParseError.unsupportedVersion) { try parse(request("GET / \(version)")) }
