@@ -78,15 +78,24 @@ enum SubmissionRules {
             checkCharacters(phone, path: "phone", errors: &errors)
         else { return nil }
         var digits = 0
+        // At most one pair of parentheses, in order, around an area code: `(03) 1234-5678`, not `((((12`.
+        var opened = 0
+        var closed = 0
         for (offset, byte) in phone.utf8.enumerated() {
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): digits += 1
             case UInt8(ascii: "+") where offset == 0: continue
-            case UInt8(ascii: " "), UInt8(ascii: "-"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "."): continue
+            case UInt8(ascii: "(") where opened == 0: opened = 1
+            case UInt8(ascii: ")") where opened == 1 && closed == 0: closed = 1
+            case UInt8(ascii: " "), UInt8(ascii: "-"), UInt8(ascii: "."): continue
             default:
                 errors.append(("phone", "phone_invalid_format", .phoneInvalidFormat))
                 return nil
             }
+        }
+        guard opened == closed else {
+            errors.append(("phone", "phone_invalid_format", .phoneInvalidFormat))
+            return nil
         }
         guard digits >= minimumPhoneDigits else {
             errors.append(("phone", "phone_too_few_digits", .phoneTooFewDigits))
@@ -148,11 +157,17 @@ enum SubmissionRules {
                 }
                 return scalar
             default:
+                // Invisible letters and marks that render as nothing (the combining grapheme joiner, the Hangul
+                // fillers) would let two different names look the same.
+                if invisibleScalars.contains(scalar.value) { return scalar }
                 continue
             }
         }
         return nil
     }
+
+    /// Scalars outside the control and format categories that show nothing.
+    private static let invisibleScalars: Set<UInt32> = [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0]
 
     /// An emoji that can start or continue a ZWJ sequence. ASCII digits, `#` and `*` count as emoji in Unicode
     /// (keycaps), but a joiner between them is no picture.

@@ -162,6 +162,22 @@ struct ResumeAndTakeoverTests {
         }
     }
 
+    /// HEAD answers what a GET would: an unknown server-made ID is 404; the QR code of a cancelled session is 404.
+    @Test func headAndTheQRCodeAgreeWithWhatTheSessionIs() async throws {
+        try await withTandem { _, client in
+            #expect(try await client.request("HEAD", "/api/events?session=\(SessionID.random().rawValue)").status == 404)
+            let created = try await client.post("/api/sessions", json: "")
+            let id = try #require(try json(created)["sessionId"]?.string)
+            let cookie = try #require(created.header("set-cookie")?.split(separator: ";").first.map(String.init))
+            #expect(try await client.request("HEAD", "/api/events?session=\(id)").status == 200)
+            #expect(try await client.request("GET", "/api/qr?session=\(id)").status == 200)
+            #expect(try await client.request("POST", "/api/cancel?session=\(id)", headers: [("Cookie", cookie)], body: "").status == 200)
+            let qr = try await client.request("GET", "/api/qr?session=\(id)")
+            #expect(qr.status == 404)
+            #expect(try json(qr)["code"]?.string == "session_cancelled")
+        }
+    }
+
     // MARK: Item 3: a repeated submission
 
     @Test func theSameSubmissionAgainIsASuccessAndADifferentOneIsRefused() async throws {

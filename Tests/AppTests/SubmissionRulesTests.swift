@@ -47,6 +47,8 @@ struct SubmissionRulesTests {
         "\u{202A}", "\u{202B}", "\u{202C}", "\u{202D}", "\u{202E}", "\u{2066}", "\u{2067}", "\u{2068}", "\u{2069}",
         "\u{200E}", "\u{200F}", "\u{061C}", "\u{200B}", "\u{200C}", "\u{200D}", "\u{2060}", "\u{FEFF}", "\u{00AD}",
         "\u{E0041}", "\u{2028}", "\u{2029}", "\u{0085}", "\u{007F}", "\u{0000}",
+        // Invisible though not format characters (found by the attack pass): the grapheme joiner, Hangul fillers.
+        "\u{034F}", "\u{3164}", "\u{115F}", "\u{FFA0}",
     ])
     func invisibleAndReorderingCharactersAreRefusedInNames(_ scalar: String) {
         #expect(Self.fieldCodes(Self.check(name: .string("山田\(scalar)太郎"))) == ["name_invalid_characters"])
@@ -97,6 +99,10 @@ struct SubmissionRulesTests {
         ("javascript:1", "phone_invalid_format"),
         ("090_1234", "phone_invalid_format"),
         ("12+34", "phone_invalid_format"),
+        ("(((((((((12", "phone_invalid_format"),
+        (")12(", "phone_invalid_format"),
+        ("(03 1234", "phone_invalid_format"),
+        ("(03)(12)34", "phone_invalid_format"),
         ("1e9", "phone_invalid_format"),
         ("+", "phone_too_few_digits"),
         ("1", "phone_too_few_digits"),

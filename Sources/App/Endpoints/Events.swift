@@ -19,6 +19,8 @@ extension API {
         let id = try sessionIDQuery(of: request, shape: .action)
         // HEAD asks what a GET would answer, without its effects: no session is opened and nothing is subscribed.
         if request.method == .HEAD {
+            // A GET of a server-made ID never opens it: unknown, it is 404 for HEAD too.
+            if id.isServerMade, try await broker.session(id) == nil { throw APIError.sessionNotFound(.action) }
             return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in nil })
         }
         do {

@@ -10,7 +10,9 @@ extension API {
     /// session, never read it. 400 without a well-formed ID, 404 for an unknown or expired session.
     @Sendable func qrCode(_ request: Request, logger: Logger) async throws -> Response {
         let id = try sessionIDQuery(of: request, shape: .action)
-        guard try await broker.session(id) != nil else { throw APIError.sessionNotFound(.action) }
+        guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
+        // A cancelled session's code would only lead a phone to the invalid-session dialog.
+        guard record.status != .cancelled else { throw APIError.sessionCancelled(.action) }
         let svg = try QRCode(encoding: phoneURL(for: id)).svg()
         // no-store: the picture belongs to one short-lived session and is cheap to draw again.
         return Response(
