@@ -201,3 +201,19 @@ def test_an_absurd_log_entry_is_never_delivered_and_the_node_stays_up(cluster: F
     assert node.process.running(), node.log()
     stream.close()
     replay.close()
+
+
+def test_a_node_that_writes_nothing_also_stops_being_ready_while_redis_refuses(cluster: FaultCluster) -> None:
+    """Found by the attack pass: only the node whose own write was refused went not-ready, so a balancer kept sending
+    traffic to the others, which would 503. Health now asks Redis with a probe write now and then."""
+    redis = cluster.redis()
+    node = cluster.node("idle", redis)
+    assert get(node, "/readyz").status_code == 200
+    assert redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction") == "OK"
+    assert redis.command("CONFIG", "SET", "maxmemory", "1") == "OK"
+    try:
+        assert poll(lambda: get(node, "/readyz").status_code == 503, 5.0, 0.3), get(node, "/readyz").text
+        assert "OOM" in get(node, "/readyz").json()["reason"]
+    finally:
+        redis.command("CONFIG", "SET", "maxmemory", "0")
+    assert poll(lambda: get(node, "/readyz").status_code == 200, RECOVERY_WAIT, 0.2), get(node, "/readyz").text

@@ -85,6 +85,8 @@ public final class RedisBroker: Broker {
         /// The last time Redis refused to store, and what it said; nil once a probe write was accepted.
         var refusal: (at: ContinuousClock.Instant, message: String)?
         var probing = false
+        /// When health last asked Redis with a probe write.
+        var lastProbe: ContinuousClock.Instant?
     }
 
     private let configuration: Configuration
@@ -457,38 +459,48 @@ public final class RedisBroker: Broker {
     public var health: BrokerHealth {
         get async {
             let interval = configuration.refusalProbeInterval
-            let (health, probe) = state.withLock { state -> (BrokerHealth, (RedisConnection, ContinuousClock.Instant)?) in
+            let (health, probe) = state.withLock { state -> (BrokerHealth, (RedisConnection, ContinuousClock.Instant?)?) in
                 guard let connected = state.connected else {
                     return (BrokerHealth(isAvailable: false, detail: "redis unreachable: \(state.problem)"), nil)
                 }
-                guard let refusal = state.refusal else { return (.ok, nil) }
+                guard let refusal = state.refusal else {
+                    // No refusal met by this node's own writes. A node that holds no stream may write nothing for a
+                    // while, so health still asks Redis with a probe write now and then, and readiness fails on
+                    // every node that is asked while Redis refuses to store, not only on those that wrote.
+                    guard !state.probing, state.lastProbe.map({ ContinuousClock.now - $0 >= interval }) ?? true else { return (.ok, nil) }
+                    state.probing = true
+                    state.lastProbe = .now
+                    return (.ok, (connected.commandsForThisLoop, nil))
+                }
                 let health = BrokerHealth(isAvailable: true, detail: "ok", refusal: "redis refuses to store: \(refusal.message)")
                 guard !state.probing, ContinuousClock.now - refusal.at >= interval else { return (health, nil) }
                 state.probing = true
+                state.lastProbe = .now
                 return (health, (connected.commandsForThisLoop, refusal.at))
             }
             guard let (connection, refusedAt) = probe else { return health }
             let reply = try? await connection.send(["SET", "tandem:{probe}:writable", "1", "PX", "1000"]).get()
-            let stores = state.withLock { state -> Bool in
+            let (recovered, refusal) = state.withLock { state -> (Bool, String?) in
                 state.probing = false
                 switch reply {
                 case .simpleString?:
                     // Only the refusal this probe answers: a newer one has not been answered yet.
-                    guard state.refusal?.at == refusedAt else { return false }
+                    guard let refusedAt, state.refusal?.at == refusedAt else { return (false, state.refusal?.message) }
                     state.refusal = nil
-                    return true
+                    return (true, nil)
                 case .error(let message)? where Self.refusalKind(message) != nil:
                     state.refusal = (.now, message)
-                    return false
+                    return (false, message)
                 default:
                     // No answer: the connection's own timeout and the reconnect loop deal with that.
-                    return false
+                    return (false, state.refusal?.message)
                 }
             }
-            if stores {
+            if recovered {
                 logger.notice("Redis stores again", metadata: ["redis": "\(configuration.url)"])
                 return .ok
             }
+            if let refusal { return BrokerHealth(isAvailable: true, detail: "ok", refusal: "redis refuses to store: \(refusal)") }
             return health
         }
     }
