@@ -156,10 +156,12 @@ struct HostileInputTests {
                 "POST /api/submit HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 45\r\n\r\n{\"sessionId\":\"sess_x\",\"name\":\"a\",\"phone\":\"1\"}",
                 "GET /api/validate-session?session=sess_x HTTP/1.1\r\nHost: t\r\n\r\n",
             ]
-            let deadline = ContinuousClock.now + .seconds(6)
+            // Until 60 mutated requests went out, or 12 s passed: a request left without an answer waits 300 ms,
+            // so on a busy machine fewer fit in the time.
+            let deadline = ContinuousClock.now + .seconds(12)
             var sent = 0
             var statuses: [Int: Int] = [:]
-            while ContinuousClock.now < deadline {
+            while ContinuousClock.now < deadline, sent < 60 {
                 var bytes = Array(valid[Int.random(in: 0..<valid.count, using: &generator)].utf8)
                 for _ in 0..<Int.random(in: 1...6, using: &generator) {
                     Self.mutate(&bytes, using: &generator)
@@ -176,7 +178,7 @@ struct HostileInputTests {
                     #expect(try await client.request("GET", "/healthz").status == 200)
                 }
             }
-            #expect(sent > 50)
+            #expect(sent >= 30, "only \(sent) mutated requests went out in 12 s")
             #expect(try await client.request("GET", "/healthz").status == 200)
         }
     }

@@ -592,7 +592,7 @@ struct HTTPConnectionTests {
         try await Served.run { served in
             let idle = try await served.connect()
             try await idle.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
-            _ = try await idle.readResponse(timeout: .seconds(2))
+            _ = try await idle.readResponse(timeout: .seconds(5))
 
             let busy = try await served.connect()
             try await busy.send("GET /stream?count=3&pauseMs=150 HTTP/1.1\r\nHost: t\r\n\r\n")
