@@ -88,8 +88,17 @@ struct API: Sendable {
         return body
     }
 
+    /// The session of a JSON body's `sessionId`: 400 `session_id_required` or `session_id_malformed` otherwise.
+    func sessionIDField(of body: JSONValue) throws(APIError) -> SessionID {
+        var errors: [(path: String, code: String, message: Message)] = []
+        guard let id = SubmissionRules.sessionIDField(body["sessionId"], errors: &errors) else {
+            throw errors.first?.code == "session_id_malformed" ? .malformedSessionID(.action) : .missingSessionID(.action)
+        }
+        return id
+    }
+
     /// The request's `Idempotency-Key`: nil when absent; 1 to 64 visible ASCII characters, else 400.
-    func idempotencyKey(of request: Request) throws(APIError) -> String? {
+    static func idempotencyKey(of request: Request) throws(APIError) -> String? {
         guard let key = request.headers.first(name: "idempotency-key") else { return nil }
         let bytes = key.utf8
         guard (1...64).contains(bytes.count), bytes.allSatisfy({ (0x21...0x7E).contains($0) }) else { throw .idempotencyKeyInvalid }

@@ -140,23 +140,18 @@ final class SessionStream: EventStreamDelegate {
 
     /// Ends the stream, after a `retry:` hint when one is given (a draining node asks for a quick return).
     func end(retryMilliseconds: Int? = nil) {
-        let output = state.withLock { state -> (any EventStreamOutput)? in
-            guard !state.ended else { return nil }
-            state.ended = true
-            state.pending = []
-            return state.output
+        end { buffer in
+            if let retryMilliseconds { ServerSentEvent.writeRetry(milliseconds: retryMilliseconds, to: &buffer) }
         }
-        guard let output else { return }
-        if let retryMilliseconds {
-            var buffer = ByteBuffer()
-            ServerSentEvent.writeRetry(milliseconds: retryMilliseconds, to: &buffer)
-            _ = output.write(buffer)
-        }
-        output.finish()
     }
 
     /// Ends the stream after one last event (``ServerSentEvent/sessionExpired``: its session is gone).
     func end(sending last: ServerSentEvent) {
+        end { last.write(to: &$0) }
+    }
+
+    /// Ends the stream once, writing what `lastWords` puts in a buffer (if anything) before it finishes.
+    private func end(writing lastWords: (inout ByteBuffer) -> Void) {
         let output = state.withLock { state -> (any EventStreamOutput)? in
             guard !state.ended else { return nil }
             state.ended = true
@@ -165,8 +160,8 @@ final class SessionStream: EventStreamDelegate {
         }
         guard let output else { return }
         var buffer = ByteBuffer()
-        last.write(to: &buffer)
-        _ = output.write(buffer)
+        lastWords(&buffer)
+        if buffer.readableBytes > 0 { _ = output.write(buffer) }
         output.finish()
     }
 

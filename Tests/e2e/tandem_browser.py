@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -174,6 +175,19 @@ class Pages:
 
     def wait_status(self, driver: WebDriver, state: str, text: str, timeout: float = WAIT) -> None:
         self.wait_until(driver, lambda d: pc_status(d) == (state, text), f"PC status {state!r}", timeout)
+
+    def open_phone(self, driver: WebDriver, url: str) -> None:
+        """Opens the phone page at `url` and waits for its form."""
+        driver.get(url)
+        self.wait_until(driver, lambda d: d.find_element(By.ID, "info-form").is_displayed(), "the phone's form")
+
+
+def fill(driver: WebDriver, name: str, phone: str) -> None:
+    """Types a name and a phone number into the phone page's fields, replacing what they held."""
+    for field, value in (("name", name), ("phone", phone)):
+        element = driver.find_element(By.ID, field)
+        element.clear()
+        element.send_keys(value)
 
 
 def pc_status(driver: WebDriver) -> tuple[str, str]:

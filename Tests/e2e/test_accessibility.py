@@ -34,7 +34,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tandem_browser import ARTIFACTS, JA, WAIT, Pages, browsers, dialog, pc_status, qr_loaded, serve_pages  # noqa: F401 (browsers: a fixture)
+from tandem_browser import ARTIFACTS, JA, WAIT, Pages, browsers, dialog, fill, pc_status, qr_loaded, serve_pages  # noqa: F401 (browsers: a fixture)
 from tandem_e2e import PHONE, Node
 
 
@@ -100,7 +100,7 @@ def short_server() -> Iterator[Node]:
 
 
 pages = Pages(prefix="a11y-")
-shot, wait_until, wait_status = pages.shot, pages.wait_until, pages.wait_status
+shot, wait_until, wait_status, open_form = pages.shot, pages.wait_until, pages.wait_status, pages.open_phone
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -203,16 +203,6 @@ def wait_dialog(driver: WebDriver, text: str, what: str, timeout: float = WAIT) 
     return wait_until(driver, lambda d: (state := dialog(d))["open"] and state["text"] == text and state, what, timeout)
 
 
-def open_form(driver: WebDriver, url: str) -> None:
-    driver.get(url)
-    wait_until(driver, lambda d: d.find_element(By.ID, "info-form").is_displayed(), "the phone's form")
-
-
-def fill(driver: WebDriver, name: str, phone: str) -> None:
-    for field, value in (("name", name), ("phone", phone)):
-        element = driver.find_element(By.ID, field)
-        element.clear()
-        element.send_keys(value)
 
 
 def close_dialog(driver: WebDriver) -> None:

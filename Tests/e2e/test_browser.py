@@ -29,7 +29,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tandem_browser import JA, WAIT, Pages, browsers, dialog, pc_status, qr_loaded, serve_pages, tool  # noqa: F401 (browsers: a fixture)
+from tandem_browser import JA, WAIT, Pages, browsers, dialog, fill, pc_status, qr_loaded, serve_pages, tool  # noqa: F401 (browsers: a fixture)
 from tandem_e2e import PHONE, Node
 
 STOP_TIMEOUT = 5.0
@@ -66,7 +66,7 @@ def short_server() -> Iterator[Node]:
 
 
 pages = Pages()
-shot, wait_until, wait_status = pages.shot, pages.wait_until, pages.wait_status
+shot, wait_until, wait_status, open_phone = pages.shot, pages.wait_until, pages.wait_status, pages.open_phone
 
 
 def wait_dialog(driver: WebDriver, text: str, what: str, timeout: float = WAIT) -> dict[str, Any]:
@@ -103,16 +103,6 @@ def open_pc(driver: WebDriver, server: Node) -> str:
     return url
 
 
-def open_phone(driver: WebDriver, url: str) -> None:
-    driver.get(url)
-    wait_until(driver, lambda d: d.find_element(By.ID, "info-form").is_displayed(), "the phone's form")
-
-
-def fill(driver: WebDriver, name: str, phone: str) -> None:
-    for field, value in (("name", name), ("phone", phone)):
-        element = driver.find_element(By.ID, field)
-        element.clear()
-        element.send_keys(value)
 
 
 def submit_enabled(driver: WebDriver) -> bool:

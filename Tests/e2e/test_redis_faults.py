@@ -18,9 +18,10 @@ from typing import Iterator
 import httpx
 import pytest
 
+from test_multinode import RedisCluster
+
 from tandem_e2e import (
     HEARTBEAT_SECONDS,
-    Cluster,
     Node,
     RedisServer,
     Stream,
@@ -37,14 +38,11 @@ from tandem_e2e import (
 RECOVERY_WAIT = 5.0
 
 
-class FaultCluster(Cluster):
+class FaultCluster(RedisCluster):
+    """test_multinode's nodes, with a TTL long enough that no session expires during a fault."""
+
     def node(self, name: str, redis: RedisServer, ttl_seconds: int = 120) -> Node:
-        return self.tandem(name, {
-            "BROKER": "redis",
-            "REDIS_URL": redis.url,
-            "SESSION_TTL_SECONDS": str(ttl_seconds),
-            "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-        })
+        return super().node(name, redis, ttl_seconds)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import json
 import signal
 import time
 
+import httpx
+
 from test_multinode import RedisCluster, cluster  # noqa: F401 (the fixture)
 
 from tandem_e2e import (
@@ -18,6 +20,7 @@ from tandem_e2e import (
     NAME,
     PHONE,
     Node,
+    RedisServer,
     Stream,
     flow_events,
     new_session_id,
@@ -27,6 +30,28 @@ from tandem_e2e import (
 )
 
 TOP = "18446744073709551615"
+
+
+def submit_while_redis_stalls(redis: RedisServer, node: Node, session_id: str, stall_after: float) -> httpx.Response:
+    """Stops Redis (SIGSTOP), submits through `node`, keeps Redis stopped `stall_after` seconds more, resumes it."""
+    assert redis.process is not None
+    redis.process.process.send_signal(signal.SIGSTOP)
+    try:
+        answer = submit(node, session_id)
+        time.sleep(stall_after)
+    finally:
+        redis.process.process.send_signal(signal.SIGCONT)
+    return answer
+
+
+def submit_until_redis_answers(node: Node, session_id: str) -> httpx.Response:
+    """The phone's retry of the same submission, until Redis is back (at most 10 s)."""
+    for _ in range(50):
+        answer = submit(node, session_id)
+        if answer.status_code != 503:
+            return answer
+        time.sleep(0.2)
+    return answer
 
 
 def alive(node: Node) -> bool:
@@ -113,21 +138,11 @@ def test_a_submission_stored_while_redis_stalled_is_a_success_when_sent_again(cl
     stream = Stream(a, session_id).start()
     stream.wait_opened()
     assert validate(b, session_id).status_code == 200
-    assert redis.process is not None
-    redis.process.process.send_signal(signal.SIGSTOP)
-    try:
-        stalled = submit(b, session_id)
-    finally:
-        redis.process.process.send_signal(signal.SIGCONT)
+    stalled = submit_while_redis_stalls(redis, b, session_id, 0.0)
     assert stalled.status_code == 503, stalled.text
     assert stream.wait_for_id("2"), stream.describe()
-    retried = None
-    for _ in range(50):
-        retried = submit(b, session_id)
-        if retried.status_code != 503:
-            break
-        time.sleep(0.2)
-    assert retried is not None and retried.status_code == 200 and retried.json()["success"] is True, retried.text
+    retried = submit_until_redis_answers(b, session_id)
+    assert retried.status_code == 200 and retried.json()["success"] is True, retried.text
     assert submit(a, session_id, phone="000").status_code == 409
     time.sleep(0.5)
     completes = [event for event in flow_events(stream.snapshot()) if event[0] == "complete"]
@@ -181,21 +196,10 @@ def test_a_redis_stall_longer_than_the_grace_cancels_nothing(cluster: RedisClust
     stream = Stream(a, session_id).start()
     stream.wait_opened()
     assert validate(b, session_id).status_code == 200
-    assert redis.process is not None
-    redis.process.process.send_signal(signal.SIGSTOP)
-    try:
-        stalled = submit(b, session_id)
-        time.sleep(3.0)  # the stall outlasts the 2 s grace
-    finally:
-        redis.process.process.send_signal(signal.SIGCONT)
+    stalled = submit_while_redis_stalls(redis, b, session_id, 3.0)  # the stall outlasts the 2 s grace
     assert stalled.status_code == 503, stalled.text
-    retried = None
-    for _ in range(50):
-        retried = submit(b, session_id)
-        if retried.status_code != 503:
-            break
-        time.sleep(0.2)
-    assert retried is not None and retried.status_code == 200, retried.text
+    retried = submit_until_redis_answers(b, session_id)
+    assert retried.status_code == 200, retried.text
     assert stream.wait_for_id("2"), stream.describe()
     time.sleep(1.0)
     events = flow_events(stream.snapshot())

@@ -14,11 +14,7 @@ extension API {
         if request.query("session") != nil {
             id = try sessionIDQuery(of: request, shape: .action)
         } else {
-            var errors: [(path: String, code: String, message: Message)] = []
-            guard let fromBody = SubmissionRules.sessionIDField(try jsonObject(of: request)["sessionId"], errors: &errors) else {
-                throw errors.first?.code == "session_id_malformed" ? APIError.malformedSessionID(.action) : APIError.missingSessionID(.action)
-            }
-            id = fromBody
+            id = try sessionIDField(of: jsonObject(of: request))
         }
         guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
         guard let readerKey = record.readerKey, constantTimeEquals(request.cookie(Self.readerCookieName(of: id)) ?? "", readerKey) else {

@@ -8,12 +8,9 @@ extension API {
     /// With an `Idempotency-Key`, a retry of the call that moved the session to `inputting` gets its original 200
     /// even after the session was completed.
     @Sendable func inputStarted(_ request: Request, logger: Logger) async throws -> Response {
-        let key = try idempotencyKey(of: request)
+        let key = try Self.idempotencyKey(of: request)
         let body = try jsonObject(of: request)
-        var errors: [(path: String, code: String, message: Message)] = []
-        guard let id = SubmissionRules.sessionIDField(body["sessionId"], errors: &errors) else {
-            throw errors.first?.code == "session_id_malformed" ? APIError.malformedSessionID(.action) : APIError.missingSessionID(.action)
-        }
+        let id = try sessionIDField(of: body)
         switch try await broker.publish(.inputStarted, to: id, idempotencyKey: key) {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .cancelled: throw APIError.sessionCancelled(.action)

@@ -12,7 +12,7 @@ extension API {
     /// With an `Idempotency-Key`, a retry is recognised by its key: the same key and body get the original 200, the
     /// same key with a different body 422 `idempotency_key_reused`.
     @Sendable func submit(_ request: Request, logger: Logger) async throws -> Response {
-        let key = try idempotencyKey(of: request)
+        let key = try Self.idempotencyKey(of: request)
         let body = try jsonObject(of: request)
         let (sessionID, submission) = try SubmissionRules.submission(from: body).get()
         guard let id = sessionID else { throw APIError.missingSessionID(.action) }
