@@ -92,7 +92,7 @@ extension API {
         let (lifetime, overflow) = record.expiresAt.subtractingReportingOverflow(record.createdAt)
         let maxAge = overflow ? 1 : max(1, lifetime / 1000)
         var cookie = "\(Self.readerCookieName(of: record.id))=\(key); Path=\(Self.readerCookiePath); Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
-        if isSecure(request) { cookie += "; Secure" }
+        if Self.isSecure(request, configuration: configuration) { cookie += "; Secure" }
         return cookie
     }
 
@@ -105,13 +105,13 @@ extension API {
 
     /// Whether the browser reached Tandem over HTTPS: the configured public URL is https, or a trusted proxy says so
     /// (`X-Forwarded-Proto`; from anyone else the header is ignored).
-    func isSecure(_ request: Request) -> Bool {
+    static func isSecure(_ request: Request, configuration: TandemConfiguration) -> Bool {
         if configuration.publicBaseURL.lowercased().hasPrefix("https://") { return true }
         guard let peer = request.remoteAddress?.ipAddress, configuration.trustedProxyList.contains(peer),
             let proto = request.headers.first(name: "x-forwarded-proto")
         else { return false }
         // A chain of proxies appends; the nearest (last) hop is the one that terminated the browser's connection.
-        return proto.split(separator: ",").last?.trimmingSpaces().lowercased() == "https"
+        return proto.split(separator: ",", omittingEmptySubsequences: false).last?.trimmingSpaces().lowercased() == "https"
     }
 
     /// Registers the stream and subscribes the session before answering, so nothing published from now on can be
