@@ -73,7 +73,7 @@ struct SessionStream: Sendable {
         var sawFinalEvent = replayed.contains { $0.event.isFinal }
         serve: do {
             guard output.write(opening) else { break serve }
-            for event in replayed { metrics?.delivered(event, live: false) }
+            for event in replayed where ServerSentEvent(stored: event, for: audience) != nil { metrics?.delivered(event, live: false) }
             for await item in items {
                 switch item {
                 case .heartbeat:
@@ -124,8 +124,9 @@ struct SessionStream: Sendable {
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
         var sent: [StoredEvent] = []
         for event in events where Self.isNext(event.id, after: lastSent) {
-            ServerSentEvent(stored: event, for: audience)?.write(to: &buffer)
             lastSent = event.id
+            guard let frame = ServerSentEvent(stored: event, for: audience) else { continue }
+            frame.write(to: &buffer)
             sent.append(event)
         }
         guard buffer.readableBytes > 0 else { return true }

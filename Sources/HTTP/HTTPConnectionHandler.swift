@@ -262,9 +262,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         waiting = []
         received = nil
         cancelRequestTimer()
-        // The producer ends: its `for await` returns on cancellation, and it releases what it holds.
+        // The producer ends: its `for await` returns on cancellation, and it releases what it holds. The stream's
+        // handle refers back to this handler: dropping it here breaks that cycle, so the connection is freed.
         eventStreamProducer?.cancel()
         eventStreamProducer = nil
+        eventStream = nil
         context.fireChannelInactive()
     }
 
