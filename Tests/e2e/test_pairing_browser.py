@@ -370,9 +370,9 @@ def test_a_pc_reload_locks_the_phone_within_a_second(deployment: Deployment, bro
 def test_a_pc_gone_without_a_word_is_told_to_the_phone_within_the_grace(deployment: Deployment, browsers: Any) -> None:
     pc = browsers("pc")
     phone = browsers("phone")
-    pc.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NO_CANCEL})
     keep = pc.current_window_handle  # the browser stays up after the PC's tab is closed
     pc.switch_to.new_window("tab")
+    pc.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NO_CANCEL})  # this tab's documents
     url = deployment.for_phone(open_pc(pc, deployment))
     open_form(phone, url)
     wait_status(pc, "connected", JA["connected"])
