@@ -342,9 +342,12 @@ def test_every_state_of_both_pages_passes_axe(
     # The phone's page goes away for longer than the grace: the PC says so.
     pc.get(grace_server.base_url + "/")
     wait_status(pc, "waiting", words["waiting"])
+    first_tab = stale.current_window_handle
+    stale.switch_to.new_window("tab")
     open_form(stale, pc.find_element(By.ID, "phone-url").text)
     wait_status(pc, "connected", words["connected"])
-    stale.get("about:blank")
+    stale.close()  # the phone's tab
+    stale.switch_to.window(first_tab)
     wait_until(pc, lambda d: d.find_element(By.ID, "phone-left").text == words["phone_left"], "the PC's phone-left note",
                GRACE_SECONDS + 2 + WAIT)
     audit(pc, "pc", "phone-left")
