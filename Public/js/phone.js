@@ -433,4 +433,12 @@ for (const key of Object.keys(fields)) {
   });
 }
 form.addEventListener('submit', submit);
+// Leaving the page closes the channel (the PC is told, after the grace, that the phone has gone), also when the
+// page is kept in the back-forward cache; coming back from there opens it again and asks after the session.
+window.addEventListener('pagehide', () => closeChannel());
+window.addEventListener('pageshow', (event) => {
+  if (!event.persisted || finished || locked !== null || form.hidden) return;
+  checkSession();
+  openChannel();
+});
 start();
