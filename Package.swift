@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // HMAC-SHA256 for the QR codes' pairing tokens (no hand-written cryptography).
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         // Tests only: property-based checks of every integer that comes from outside.
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
@@ -60,6 +62,7 @@ let package = Package(
             dependencies: [
                 "HTTP",
                 "Broker",
+                .product(name: "Crypto", package: "swift-crypto"),
                 "CQRencode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -35,6 +35,17 @@ struct APIError: HTTPResponseError, Equatable {
     }
     /// `validate-session` of a completed session: the phone learns before it types.
     static let alreadySubmittedValidation = APIError(status: .conflict, code: "already_submitted", message: .alreadySubmitted, shape: .validation)
+    /// Another device claimed the session first (first scan wins); nothing changed.
+    static func alreadyClaimed(_ shape: Shape) -> APIError {
+        APIError(status: .conflict, code: "already_claimed", message: .alreadyClaimed, shape: shape)
+    }
+    /// A server-made session's QR token is missing, malformed or older than its lifetime: a photo of an old code.
+    static func qrStale(_ shape: Shape) -> APIError {
+        APIError(status: .gone, code: "qr_stale", message: .qrStale, shape: shape)
+    }
+    /// The phone's channel of a session that no phone claimed yet.
+    static let phoneKeyRequired = APIError(status: .forbidden, code: "phone_key_required", message: .phoneKeyRequired)
+    static let cancelReasonInvalid = APIError(status: .badRequest, code: "reason_invalid", message: .cancelReasonInvalid)
     static let readerKeyRequired = APIError(status: .forbidden, code: "reader_key_required", message: .readerKeyRequired)
     static func tooManyRequests(_ shape: Shape) -> APIError {
         APIError(status: .tooManyRequests, code: "rate_limited", message: .tooManyRequests, shape: shape)

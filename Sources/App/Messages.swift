@@ -31,6 +31,10 @@ enum Message: Sendable {
     case crossSiteRequest
     case idempotencyKeyInvalid
     case idempotencyKeyReused
+    case alreadyClaimed
+    case qrStale
+    case phoneKeyRequired
+    case cancelReasonInvalid
 
     func text(in language: Language) -> String {
         switch language {
@@ -58,6 +62,10 @@ enum Message: Sendable {
         case .submitted: "送信が完了しました"
         case .tooManyRequests: "リクエストが多すぎます。しばらくしてから再度お試しください"
         case .readerKeyRequired: "このセッションを表示する権限がありません"
+        case .alreadyClaimed: "このQRコードは別の端末ですでに使われています。"
+        case .qrStale: "このQRコードは古くなっています。PCに表示されている最新のQRコードを読み取ってください。"
+        case .phoneKeyRequired: "このセッションに接続した端末からのみ利用できます。"
+        case .cancelReasonInvalid: "reason には not-my-phone だけを指定できます"
         case .alreadySubmitted: "このセッションは既に送信済みです"
         case .malformedJSON: "リクエストの形式が正しくありません（JSONとして読み取れません）"
         case .bodyNotObject: "リクエスト本文はJSONオブジェクトで送信してください"
@@ -94,6 +102,10 @@ enum Message: Sendable {
         case .submitted: "Submitted."
         case .tooManyRequests: "Too many requests. Please wait a moment and try again."
         case .readerKeyRequired: "Only the device that opened this session can read it."
+        case .alreadyClaimed: "This QR code has already been used on another device."
+        case .qrStale: "This QR code is out of date. Scan the code the PC shows now."
+        case .phoneKeyRequired: "Only the device that opened this session from its QR code can use this."
+        case .cancelReasonInvalid: "The only reason accepted is not-my-phone."
         case .alreadySubmitted: "This session has already been submitted."
         case .malformedJSON: "The request body is not valid JSON."
         case .bodyNotObject: "The request body must be a JSON object."

@@ -7,11 +7,29 @@ extension ServerSentEvent {
     init(stored: StoredEvent) {
         let data =
             switch stored.event {
-            case .connected, .inputStarted: "{}"
+            case .connected(let code?): JSONValue.object(["code": .string(code)]).compactText
+            case .connected(nil), .inputStarted, .phoneLeft, .phoneReturned: "{}"
             case .complete(let submission): JSONValue.object(["name": .string(submission.name), "phone": .string(submission.phone)]).compactText
             case .cancelled(let reason): JSONValue.object(["reason": .string(reason.rawValue)]).compactText
             }
         self.init(event: stored.event.name, id: String(stored.id), data: data)
+    }
+
+    /// A stored event as `audience` is sent it; nil when that side is not sent it. The PC gets every event. The
+    /// phone's channel gets only how the session ended: `pc-left` `{}`, `cancelled` `{"reason"}` (the PC ended it),
+    /// `completed` `{}`; never the submission (the phone has it) nor its own steps.
+    init?(stored: StoredEvent, for audience: PresenceSide) {
+        guard audience == .phone else {
+            self.init(stored: stored)
+            return
+        }
+        switch stored.event {
+        case .cancelled(.pcLeft): self.init(event: "pc-left", id: String(stored.id), data: "{}")
+        case .cancelled(let reason):
+            self.init(event: "cancelled", id: String(stored.id), data: JSONValue.object(["reason": .string(reason.rawValue)]).compactText)
+        case .complete: self.init(event: "completed", id: String(stored.id), data: "{}")
+        case .connected, .inputStarted, .phoneLeft, .phoneReturned: return nil
+        }
     }
 
     /// The last event of a stream whose session is gone before its expiry (its Redis lost it): `event: expired`,
@@ -22,12 +40,15 @@ extension ServerSentEvent {
     /// The session's state in one event, for a reader whose resume point the log does not know:
     /// `event: resync`, `{"status","name"?,"phone"?}` (the submission once completed, `reason` once cancelled), with
     /// the log's last id, so the events that follow continue from it.
-    static func resync(_ record: SessionRecord) -> ServerSentEvent {
+    static func resync(_ record: SessionRecord, for audience: PresenceSide = .pc) -> ServerSentEvent {
         var data: [String: JSONValue] = ["status": .string(record.status.rawValue)]
-        if let submission = record.submission {
+        if let submission = record.submission, audience == .pc {
             data["name"] = .string(submission.name)
             data["phone"] = .string(submission.phone)
         }
+        if let code = record.pairingCode { data[audience == .pc ? "code" : "pairingCode"] = .string(code) }
+        if let reason = record.cancelReason { data["reason"] = .string(reason.rawValue) }
+        if audience == .pc, record.phoneAway { data["phoneAway"] = .bool(true) }
         return ServerSentEvent(event: "resync", id: String(record.lastEventID), data: JSONValue.object(data).compactText)
     }
 
@@ -36,13 +57,21 @@ extension ServerSentEvent {
     /// `Last-Event-ID` backwards. `serverTime` (an addition to the article's shape) is the server's clock when it was
     /// sent: `expiryTime - serverTime` is the time left, whatever the PC's clock says and however late the stream
     /// was resumed.
-    static func sessionInfo(_ record: SessionRecord, ttlMinutes: JSONValue, resumePoint: EventID, now: Int64) -> ServerSentEvent {
-        let data: JSONValue = .object([
+    ///
+    /// The phone's channel also gets the session's `status` and its `pairingCode`.
+    static func sessionInfo(
+        _ record: SessionRecord, ttlMinutes: JSONValue, resumePoint: EventID, now: Int64, for audience: PresenceSide = .pc
+    ) -> ServerSentEvent {
+        var data: [String: JSONValue] = [
             "type": .string("session-info"),
             "expiryTime": .integer(record.expiresAt),
             "ttlMinutes": ttlMinutes,
             "serverTime": .integer(now),
-        ])
-        return ServerSentEvent(id: String(resumePoint), data: data.compactText)
+        ]
+        if audience == .phone {
+            data["status"] = .string(record.status.rawValue)
+            if let code = record.pairingCode { data["pairingCode"] = .string(code) }
+        }
+        return ServerSentEvent(id: String(resumePoint), data: JSONValue.object(data).compactText)
     }
 }

@@ -60,6 +60,11 @@ final class SessionRegistry: SessionEventSink, Service {
     /// The sessions with a stream on this node.
     var heldSessionIDs: [SessionID] { state.withLock { Array($0.sessions.keys) } }
 
+    /// The sessions with a stream of `side` on this node.
+    func heldSessionIDs(_ side: PresenceSide) -> [SessionID] {
+        state.withLock { state in state.sessions.compactMap { $0.value.streams.contains { $0.audience == side } ? $0.key : nil } }
+    }
+
     /// Adds a stream; it gets its session's events until it is detached or ends. The caller must `detach` it.
     func attach(_ stream: SessionStream) {
         guard stream.expiresAt > time.now() else {
@@ -75,7 +80,7 @@ final class SessionRegistry: SessionEventSink, Service {
     }
 
     /// Removes a stream; the session's entry goes with its last stream.
-    /// Returns whether it was the session's last stream on this node.
+    /// Returns whether it was the session's last stream of its audience (the PC's, or the phone's) on this node.
     @discardableResult
     func detach(_ stream: SessionStream) -> Bool {
         stream.end()
@@ -86,7 +91,7 @@ final class SessionRegistry: SessionEventSink, Service {
             state.sessions[id] = session.streams.isEmpty ? nil : session
             state.openStreams -= 1
             countsChanged(state)
-            return session.streams.isEmpty
+            return !session.streams.contains { $0.audience == stream.audience }
         }
     }
 
@@ -130,19 +135,29 @@ final class SessionRegistry: SessionEventSink, Service {
         endAllStreams()
     }
 
-    /// Holds the presence of every held session's PC, one batch each `presenceRenewalInterval`; a session the broker
-    /// no longer has (Redis lost it) ends its streams with `expired`. A failure (Redis away) is retried at the next
-    /// round; the hold lease outlasts many missed rounds.
+    /// Holds the presence of every held stream's device (the PCs', the phones'), one batch per side each
+    /// `presenceRenewalInterval`; a session the broker no longer has (Redis lost it) ends its streams with `expired`.
+    /// The PCs of sessions whose phones are held here are looked at too: a PC whose node died (no release, no
+    /// review) is noticed once its hold lease lapses, and its phone is told. A failure (Redis away) is retried at the
+    /// next round; the hold lease outlasts many missed rounds.
     private func renewPresenceForever() async throws {
         while true {
             try await Task.sleep(for: presenceRenewalInterval)
             guard let broker = presenceBroker.withLock({ $0 }) else { continue }
-            let ids = heldSessionIDs
-            guard !ids.isEmpty else { continue }
-            do {
-                for id in try await broker.holdPresence(of: ids) { sessionEnded(id) }
-            } catch {
-                logger.debug("presence renewal failed; retried next round", metadata: ["error": "\(error)", "sessions": "\(ids.count)"])
+            for side in PresenceSide.allCases {
+                let ids = heldSessionIDs(side)
+                guard !ids.isEmpty else { continue }
+                do {
+                    for id in try await broker.holdPresence(of: ids, side: side) { sessionEnded(id) }
+                    if side == .phone {
+                        let pcHeldHere = Set(heldSessionIDs(.pc))
+                        for id in ids where !pcHeldHere.contains(id) { _ = try await broker.reviewPresence(of: id, side: .pc) }
+                    }
+                } catch {
+                    logger.debug(
+                        "presence renewal failed; retried next round",
+                        metadata: ["error": "\(error)", "sessions": "\(ids.count)", "side": "\(side.rawValue)"])
+                }
             }
         }
     }
@@ -187,7 +202,10 @@ final class SessionRegistry: SessionEventSink, Service {
             if !expired.isEmpty { countsChanged(state) }
             return expired
         }
-        for stream in expired { stream.end() }
+        // The PC counts down by itself; the phone's channel is told, so the phone locks at once.
+        for stream in expired {
+            if stream.audience == .phone { stream.end(sending: .sessionExpired) } else { stream.end() }
+        }
     }
 
     /// Sends a heartbeat to every stream.

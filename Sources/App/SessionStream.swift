@@ -17,7 +17,8 @@ extension EventStreamChannel: EventStreamOutput {
     var preferredExecutor: (any TaskExecutor)? { taskExecutor }
 }
 
-/// One PC's stream of one session. No task waits on it: the registry hands it events and heartbeats, and it writes
+/// One device's stream of one session: the PC's (every event) or the phone's own channel (what the phone must
+/// know: the session ended, and how). No task waits on it: the registry hands it events and heartbeats, and it writes
 /// them straight to its connection, in id order and each once.
 ///
 /// Before its response is ready (`bind`) it keeps what arrives, up to `bufferLimit` events. When ids jump (an event
@@ -26,6 +27,8 @@ extension EventStreamChannel: EventStreamOutput {
 final class SessionStream: EventStreamDelegate {
     let sessionID: SessionID
     let expiresAt: Int64
+    /// Whose stream this is: what it is sent, and whose presence it holds.
+    let audience: PresenceSide
 
     private struct State {
         var output: (any EventStreamOutput)?
@@ -33,7 +36,7 @@ final class SessionStream: EventStreamDelegate {
         var lastSent: EventID
         var refilling = false
         var ended = false
-        /// A final event (`complete`, `cancelled`) reached the stream: its session needs no PC any more.
+        /// A final event (`complete`, `cancelled`) reached the stream: its session needs no device any more.
         var sawFinalEvent = false
     }
 
@@ -43,17 +46,24 @@ final class SessionStream: EventStreamDelegate {
     /// The session's log, for gaps, and the subscription this stream holds (released when its connection closes).
     private let broker: any Broker
     private let registry: SessionRegistry?
+    /// How long after its device's last stream here closed the broker is asked whether it came back (the presence
+    /// grace and a little more); nil: never asked.
+    private let reviewDelay: Duration?
 
     /// - Parameters:
     ///   - resumeAfter: the last event id the reader has (its `Last-Event-ID`, or 0).
     ///   - broker: reads the session's log to fill gaps; this stream's subscription is dropped from it on close.
     ///   - registry: detaches the stream when its connection closes.
+    ///   - audience: the PC's stream or the phone's channel.
+    ///   - reviewDelay: when to ask whether the device came back after its last stream here closed.
     init(
         sessionID: SessionID, expiresAt: Int64, resumeAfter: EventID, bufferLimit: Int, metrics: TandemMetrics?,
-        broker: any Broker, registry: SessionRegistry?
+        broker: any Broker, registry: SessionRegistry?, audience: PresenceSide = .pc, reviewDelay: Duration? = nil
     ) {
         self.sessionID = sessionID
         self.expiresAt = expiresAt
+        self.audience = audience
+        self.reviewDelay = reviewDelay
         self.state = Mutex(State(lastSent: resumeAfter))
         self.bufferLimit = bufferLimit
         self.metrics = metrics
@@ -71,12 +81,24 @@ final class SessionStream: EventStreamDelegate {
         let wasLast = registry?.detach(self) ?? false
         let broker = self.broker
         let id = sessionID
+        let side = audience
+        let reviewDelay = self.reviewDelay
         let (executor, finished) = state.withLock { ($0.output?.preferredExecutor, $0.sawFinalEvent) }
         // The connection's end is an event-loop callback; dropping the subscription is async (Redis confirms it).
         Task(executorPreference: executor) {
-            // The PC left (its last stream here closed, its session not over): the grace starts now.
-            if wasLast && !finished { try? await broker.releasePresence(of: id) }
             await broker.unsubscribe(id)
+            // The device left (its last stream here closed, its session not over): the grace starts now. Once it is
+            // over, the broker is asked whether the device came back (to any node): if not, the other side is told
+            // now (the PC gone: the session is cancelled; the phone gone: the PC hears phone-left).
+            guard wasLast && !finished else { return }
+            do {
+                try await broker.releasePresence(of: id, side: side)
+                guard let reviewDelay else { return }
+                try await Task.sleep(for: reviewDelay)
+                _ = try await broker.reviewPresence(of: id, side: side)
+            } catch {
+                // The store was away: the hold lease lapses by itself, and the other side's rounds notice.
+            }
         }
     }
 
@@ -84,7 +106,7 @@ final class SessionStream: EventStreamDelegate {
     /// reader's resume point), then whatever arrived meanwhile.
     func bind(_ output: any EventStreamOutput, opening: ByteBuffer, replayed: [StoredEvent]) {
         let cut = state.withLock { state -> Bool in
-            if replayed.contains(where: { $0.event.resultingStatus.isFinal }) { state.sawFinalEvent = true }
+            if replayed.contains(where: { $0.event.isFinal }) { state.sawFinalEvent = true }
             // Ended before its response was ready (expired, or the node drains): end the response too.
             guard !state.ended else { return true }
             state.output = output
@@ -103,7 +125,7 @@ final class SessionStream: EventStreamDelegate {
 
     func deliver(_ event: StoredEvent) {
         let cut = state.withLock { state -> Bool in
-            if event.event.resultingStatus.isFinal { state.sawFinalEvent = true }
+            if event.event.isFinal { state.sawFinalEvent = true }
             guard !state.ended else { return false }
             if state.output == nil || state.refilling {
                 // Bounded: past the limit the gap is filled from the log instead.
@@ -177,9 +199,11 @@ final class SessionStream: EventStreamDelegate {
     private func send(_ event: StoredEvent, in state: inout State) -> Bool {
         guard Self.isNext(event.id, after: state.lastSent) else { return send([event], in: &state) }
         guard let output = state.output else { return true }
-        var buffer = ByteBufferAllocator().buffer(capacity: 256)
-        ServerSentEvent(stored: event).write(to: &buffer)
         state.lastSent = event.id
+        // An event the phone is not sent still moves its resume point.
+        guard let frame = ServerSentEvent(stored: event, for: audience) else { return true }
+        var buffer = ByteBufferAllocator().buffer(capacity: 256)
+        frame.write(to: &buffer)
         guard output.write(buffer) else { return false }
         metrics?.delivered(event, live: true)
         return true
@@ -199,7 +223,7 @@ final class SessionStream: EventStreamDelegate {
                 startRefill(after: state.lastSent, on: output.preferredExecutor)
                 break
             }
-            ServerSentEvent(stored: event).write(to: &batch)
+            ServerSentEvent(stored: event, for: audience)?.write(to: &batch)
             state.lastSent = event.id
             sent.append(event)
         }

@@ -42,28 +42,49 @@ public protocol Broker: Service {
     /// A `.complete` event stores its submission in the record in the same step. Returns only once the event is
     /// stored, so an acknowledged event can always be replayed.
     ///
-    /// The phone's events need the PC: when its presence has lapsed (see ``holdPresence(of:)``), the session is
-    /// cancelled instead, in the same step (`cancelled` with reason `pc-left` is stored and fanned out), and the
-    /// answer is ``PublishOutcome/cancelled(_:)``. Publishing `.cancelled` ends the session whatever its presence.
+    /// The phone's steps (``SessionEvent/isPhoneStep``) need the phone's claim and the PC, checked in this order, in
+    /// the same atomic step as the publish:
+    /// - `phone` (when given) must be the phone that claimed the session (``PhoneClaim/key``), else
+    ///   ``PublishOutcome/claimedByAnother(_:)``. A session nobody claimed is claimed by this step when
+    ///   ``PhoneClaim/mayClaim`` (the record keeps the key and the pairing code, and `.connected` carries the code),
+    ///   else ``PublishOutcome/notClaimed(_:)``. Without `phone` (a trusted caller: tools, tests) the claim is not
+    ///   looked at.
+    /// - When the PC's presence has lapsed (see ``holdPresence(of:side:)``), the session is cancelled instead
+    ///   (`cancelled` with reason `pc-left` is stored and fanned out), and the answer is
+    ///   ``PublishOutcome/cancelled(_:)``.
+    ///
+    /// Publishing `.cancelled` ends the session whatever its presence. The presence notices are published by the
+    /// broker itself (``reviewPresence(of:side:)``, ``holdPresence(of:side:)``).
     ///
     /// `idempotencyKey`, when given, is stored with the step it publishes (in ``SessionRecord/idempotencyKeys``), so
     /// that a retry of the same call can be recognised after the session has moved on.
-    func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome
+    func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome
 
-    /// This node holds PC streams of these sessions: each one's PC is present for the broker's *hold* lease from
-    /// now, made anew if it had lapsed (a held stream is proof that the PC is there). A node calls it when a stream
-    /// attaches again and every third of the grace. The hold lease is long (a minute), so that a stall of the store
-    /// or of the node shorter than that never makes a PC look gone; a PC that leaves is told by
-    /// ``releasePresence(of:)``.
+    /// Looks at one side's presence of a session that is not over, and acts on what it finds, atomically:
+    /// - `.pc`: the PC's presence has lapsed: the session is cancelled (`pc-left`, stored and fanned out), so the
+    ///   phone is told now, not at its next call. A node calls it once the grace after its last PC stream closed is
+    ///   over, and every presence round for the sessions whose phone streams it holds.
+    /// - `.phone`: the phone's presence has lapsed and the phone was not already away: `phone-left` is stored and
+    ///   fanned out (to the PC). A node calls it once the grace after its last phone stream closed is over.
+    /// Returns what was published, or ``PublishOutcome/unchanged(_:)``.
+    func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome
+
+    /// This node holds streams of these sessions, of one side (the PC's, or the phone's channel): that device is
+    /// present for the broker's *hold* lease from now, made anew if it had lapsed (a held stream is proof that it is
+    /// there). A node calls it when a stream attaches again and every third of the grace. The hold lease is long (a
+    /// minute), so that a stall of the store or of the node shorter than that never makes a device look gone; a
+    /// device that leaves is told by ``releasePresence(of:side:)``. A phone that comes back after
+    /// ``SessionEvent/phoneLeft`` gets ``SessionEvent/phoneReturned`` published, in the same step.
     ///
     /// Returns the IDs among `ids` whose sessions no longer exist (the store lost them, or they expired), so their
     /// streams can be ended; a lost session's ID keeps a tombstone, so it is not opened again by a stranger.
-    func holdPresence(of ids: [SessionID]) async throws -> [SessionID]
+    func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID]
 
-    /// The last stream of this session on this node closed: its PC stays present for the presence grace from now,
-    /// unless a stream holds it again before (a reconnect, to any node). A lapsed presence stays lapsed. A session's
-    /// presence starts, for the grace, when it is opened.
-    func releasePresence(of id: SessionID) async throws
+    /// The last stream of this side of this session on this node closed: the device stays present for the presence
+    /// grace from now, unless a stream holds it again before (a reconnect, to any node). A lapsed presence stays
+    /// lapsed. A session's PC presence starts, for the grace, when it is opened; its phone's, when the phone's channel
+    /// first attaches.
+    func releasePresence(of id: SessionID, side: PresenceSide) async throws
 
     /// The session's stored events with ids greater than `after`, in order; empty for an unknown session.
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent]
@@ -82,9 +103,24 @@ public protocol Broker: Service {
 }
 
 extension Broker {
-    /// Publishes without an idempotency key.
+    /// Publishes without a claim or an idempotency key (a trusted caller).
     public func publish(_ event: SessionEvent, to id: SessionID) async throws -> PublishOutcome {
-        try await publish(event, to: id, idempotencyKey: nil)
+        try await publish(event, to: id, from: nil, idempotencyKey: nil)
+    }
+
+    /// Publishes without a claim (a trusted caller).
+    public func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome {
+        try await publish(event, to: id, from: nil, idempotencyKey: idempotencyKey)
+    }
+
+    /// Holds the PCs' presence.
+    public func holdPresence(of ids: [SessionID]) async throws -> [SessionID] {
+        try await holdPresence(of: ids, side: .pc)
+    }
+
+    /// Releases the PC's presence.
+    public func releasePresence(of id: SessionID) async throws {
+        try await releasePresence(of: id, side: .pc)
     }
 
     /// Opens a session without a reader key (the seed's way: the PC's stream opens it).

@@ -1,13 +1,18 @@
 /// What the phone did, as the PC sees it. Names are the seed's SSE event names.
 public enum SessionEvent: Sendable, Equatable {
-    /// The phone opened the session (validated it).
-    case connected
+    /// The phone opened the session (validated it), with the pairing code both screens show once a phone claimed
+    /// the session (nil when the step came without a claim).
+    case connected(pairingCode: String? = nil)
     /// The phone started filling the form.
     case inputStarted
     /// The phone submitted the form.
     case complete(Submission)
     /// The session ended before it was completed (see ``CancelReason``).
     case cancelled(CancelReason)
+    /// The phone's own stream has been gone from every node past the presence grace (its tab closed, it slept).
+    case phoneLeft
+    /// The phone's stream is back after a ``phoneLeft``.
+    case phoneReturned
 
     /// The SSE event name the seed's client listens for.
     public var name: String {
@@ -16,18 +21,56 @@ public enum SessionEvent: Sendable, Equatable {
         case .inputStarted: "input-started"
         case .complete: "complete"
         case .cancelled: "cancelled"
+        case .phoneLeft: "phone-left"
+        case .phoneReturned: "phone-returned"
         }
     }
 
-    /// The status a session reaches by this event.
-    public var resultingStatus: SessionStatus {
+    /// The status a session reaches by this event; nil for the phone's presence notices, which are stored and sent
+    /// like steps but move the session nowhere.
+    public var resultingStatus: SessionStatus? {
         switch self {
         case .connected: .connected
         case .inputStarted: .inputting
         case .complete: .completed
         case .cancelled: .cancelled
+        case .phoneLeft, .phoneReturned: nil
         }
     }
+
+    /// Whether the session is over after this event.
+    public var isFinal: Bool { resultingStatus?.isFinal ?? false }
+
+    /// Whether this is a step the phone takes (and so needs the PC present and the phone's claim).
+    public var isPhoneStep: Bool {
+        switch self {
+        case .connected, .inputStarted, .complete: true
+        case .cancelled, .phoneLeft, .phoneReturned: false
+        }
+    }
+}
+
+/// The device a step comes from, as far as the session's claim goes (see ``Broker/publish(_:to:from:idempotencyKey:)``).
+public struct PhoneClaim: Sendable, Equatable {
+    /// The phone key the device presents (its cookie), or a fresh one it would claim the session with.
+    public var key: String
+    /// The pairing code the session gets if this step claims it.
+    public var pairingCode: String
+    /// Whether this step may claim a session nobody claimed yet. A server-made session is claimed only by a
+    /// `validate-session` with a good QR token.
+    public var mayClaim: Bool
+
+    public init(key: String, pairingCode: String, mayClaim: Bool) {
+        self.key = key
+        self.pairingCode = pairingCode
+        self.mayClaim = mayClaim
+    }
+}
+
+/// Which device's presence a node holds or releases: the PC's stream or the phone's own channel.
+public enum PresenceSide: String, Sendable, Equatable, CaseIterable {
+    case pc
+    case phone
 }
 
 /// Why a session was cancelled.
@@ -36,6 +79,8 @@ public enum CancelReason: String, Sendable, Equatable, CaseIterable {
     case pcCancelled = "pc-cancelled"
     /// The PC's stream has been gone from every node for longer than the presence grace.
     case pcLeft = "pc-left"
+    /// The PC said the phone that claimed the session is not its user's ("not my phone").
+    case phoneRejected = "phone-rejected"
 }
 
 /// The form the phone submits.

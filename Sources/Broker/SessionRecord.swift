@@ -46,6 +46,14 @@ public struct SessionRecord: Sendable, Equatable {
     public var readerKey: String?
     /// The `Idempotency-Key` each step was published with, by the status it reached.
     public var idempotencyKeys: [SessionStatus: String]
+    /// The key of the phone that claimed the session (the first to act on it); nil until one did.
+    public var phoneKey: String?
+    /// The short code both screens show once a phone claimed the session.
+    public var pairingCode: String?
+    /// The phone's own stream is gone past the grace (``SessionEvent/phoneLeft`` was the last presence notice).
+    public var phoneAway: Bool
+    /// Why the session was cancelled, once it is.
+    public var cancelReason: CancelReason?
 
     public init(
         id: SessionID,
@@ -55,7 +63,11 @@ public struct SessionRecord: Sendable, Equatable {
         submission: Submission? = nil,
         lastEventID: EventID = 0,
         readerKey: String? = nil,
-        idempotencyKeys: [SessionStatus: String] = [:]
+        idempotencyKeys: [SessionStatus: String] = [:],
+        phoneKey: String? = nil,
+        pairingCode: String? = nil,
+        phoneAway: Bool = false,
+        cancelReason: CancelReason? = nil
     ) {
         self.id = id
         self.createdAt = createdAt
@@ -65,6 +77,25 @@ public struct SessionRecord: Sendable, Equatable {
         self.lastEventID = lastEventID
         self.readerKey = readerKey
         self.idempotencyKeys = idempotencyKeys
+        self.phoneKey = phoneKey
+        self.pairingCode = pairingCode
+        self.phoneAway = phoneAway
+        self.cancelReason = cancelReason
+    }
+}
+
+extension SessionRecord {
+    /// Whether `text` is a pairing code as Tandem makes them: four ASCII digits.
+    public static func isPairingCode(_ text: String) -> Bool {
+        text.utf8.count == 4 && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+    }
+
+    /// A new pairing code: four random digits.
+    public static func randomPairingCode() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let value = Int.random(in: 0..<10_000, using: &generator)
+        let digits = String(value)
+        return String(repeating: "0", count: 4 - digits.count) + digits
     }
 }
 
@@ -79,13 +110,19 @@ public enum PublishOutcome: Sendable, Equatable {
     /// The session is cancelled (by its PC, or now, because its PC has been gone past the grace); the event was
     /// not stored.
     case cancelled(SessionRecord)
+    /// Another phone claimed the session; nothing was stored or sent.
+    case claimedByAnother(SessionRecord)
+    /// Nobody claimed the session and this step may not (``PhoneClaim/mayClaim``); nothing was stored or sent.
+    case notClaimed(SessionRecord)
     /// No such session, or it has expired.
     case sessionNotFound
 
     /// The session record after the call, when the session exists.
     public var record: SessionRecord? {
         switch self {
-        case .published(_, let record), .unchanged(let record), .alreadyCompleted(let record), .cancelled(let record): record
+        case .published(_, let record), .unchanged(let record), .alreadyCompleted(let record), .cancelled(let record),
+            .claimedByAnother(let record), .notClaimed(let record):
+            record
         case .sessionNotFound: nil
         }
     }

@@ -42,9 +42,10 @@ struct BrokerTroubleTests {
         func run() async throws {}
         func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? { throw Self.refusal }
         func session(_ id: SessionID) async throws -> SessionRecord? { nil }
-        func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome { throw Self.refusal }
-        func holdPresence(of ids: [SessionID]) async throws -> [SessionID] { throw Self.refusal }
-        func releasePresence(of id: SessionID) async throws { throw Self.refusal }
+        func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome { throw Self.refusal }
+        func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] { throw Self.refusal }
+        func releasePresence(of id: SessionID, side: PresenceSide) async throws { throw Self.refusal }
+        func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome { throw Self.refusal }
         func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] { [] }
         func subscribe(_ id: SessionID) async throws {}
         func unsubscribe(_ id: SessionID) async {}
@@ -55,7 +56,7 @@ struct BrokerTroubleTests {
         let metrics = TandemMetrics()
         let broker = InstrumentedBroker(base: RefusingBroker(), metrics: metrics)
         let id = try #require(SessionID("refused"))
-        await #expect(throws: RefusingBroker.refusal) { _ = try await broker.publish(.connected, to: id) }
+        await #expect(throws: RefusingBroker.refusal) { _ = try await broker.publish(.connected(), to: id) }
         await #expect(throws: RefusingBroker.refusal) { _ = try await broker.openSession(id, ttl: .seconds(60)) }
         let text = String(decoding: metrics.render(), as: UTF8.self)
         #expect(text.contains(#"tandem_broker_refusals_total{kind="oom"} 2"#), "\(text)")

@@ -51,6 +51,8 @@ struct CrossSiteTests {
             let created = try await client.post("/api/sessions", json: "", headers: [("Origin", "http://test"), ("Sec-Fetch-Site", "same-origin")])
             #expect(created.status == 201)
             let id = try #require(try json(created)["sessionId"]?.string)
+            let token = try #require(try json(created)["token"]?.string)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)&t=\(token)").status == 200)
             for headers in [
                 [("Origin", "http://test"), ("Sec-Fetch-Site", "same-origin")],
                 [("Origin", "https://TEST:443")],  // https, the default port and case do not matter

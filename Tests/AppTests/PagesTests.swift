@@ -101,10 +101,13 @@ struct PagesTests {
         try await withTandem({ $0.publicBaseURL = "http://192.0.2.10:8080" }) { _, client in
             let created = try json(try await client.post("/api/sessions", json: "{}"))
             let id = try #require(created["sessionId"]?.string)
-            let phoneURL = "http://192.0.2.10:8080/phone.html?session=\(id)"
+            let token = try #require(created["token"]?.string)
+            let phoneURL = "http://192.0.2.10:8080/phone.html?session=\(id)&t=\(token)"
             #expect(created["phoneUrl"]?.string == phoneURL)
+            #expect(created["qr"]?.string == "/api/qr?session=\(id)&t=\(token)")
+            #expect(created["qrRotateSeconds"]?.number == 30)
 
-            let image = try await client.request("GET", "/api/qr?session=\(id)")
+            let image = try await client.request("GET", "/api/qr?session=\(id)&t=\(token)")
             #expect(image.status == 200)
             #expect(image.header("content-type") == "image/svg+xml")
             #expect(image.header("cache-control") == "no-store")
@@ -123,7 +126,8 @@ struct PagesTests {
         try await withTandem { _, client in
             let created = try json(try await client.post("/api/sessions", json: "{}"))
             let id = try #require(created["sessionId"]?.string)
-            #expect(created["phoneUrl"]?.string == "http://127.0.0.1:\(client.port)/phone.html?session=\(id)")
+            let token = try #require(created["token"]?.string)
+            #expect(created["phoneUrl"]?.string == "http://127.0.0.1:\(client.port)/phone.html?session=\(id)&t=\(token)")
         }
     }
 

@@ -56,7 +56,8 @@ struct PairingTests {
             let id = try #require(try json(created)["sessionId"]?.string)
             let cookie = try #require(created.header("set-cookie")?.split(separator: ";").first.map(String.init))
             let stream = try await client.openEventStream("/api/events?session=\(id)", headers: [("Cookie", cookie)])
-            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            let token = try #require(try json(created)["token"]?.string)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)&t=\(token)").status == 200)
 
             let stranger = try await client.post("/api/cancel", json: #"{"sessionId":"\#(id)"}"#)
             #expect(stranger.status == 403)

@@ -77,7 +77,7 @@ struct RegistryTests {
         let broker = InMemoryBroker(sink: NoSink(), logger: testLogger)
         _ = try await broker.openSession(id, ttl: .seconds(60))
         var log: [StoredEvent] = []
-        for event in [SessionEvent.connected, .inputStarted, .complete(Submission(name: "A", phone: "1"))] {
+        for event in [SessionEvent.connected(), .inputStarted, .complete(Submission(name: "A", phone: "1"))] {
             if case .published(let stored, _) = try await broker.publish(event, to: id) { log.append(stored) }
         }
         #expect(log.map(\.id) == [1, 2, 3])
@@ -106,7 +106,7 @@ struct RegistryTests {
         let output = FakeOutput()
         stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
         output.refuseWrites()  // the peer stopped reading and the outbound buffer is full
-        registry.deliver(StoredEvent(id: 1, event: .connected), to: id)
+        registry.deliver(StoredEvent(id: 1, event: .connected()), to: id)
         #expect(stream.isEnded)
         #expect(String(decoding: metrics.render(), as: UTF8.self).contains(#"tandem_streams_cut_total{reason="slow_reader"} 1"#))
         #expect(output.finished)
@@ -192,9 +192,10 @@ final class ScriptedLogBroker: Broker {
         throw BrokerError(.unavailable, "scripted")
     }
     func session(_ id: SessionID) async throws -> SessionRecord? { nil }
-    func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome { .sessionNotFound }
-    func holdPresence(of ids: [SessionID]) async throws -> [SessionID] { [] }
-    func releasePresence(of id: SessionID) async throws {}
+    func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome { .sessionNotFound }
+    func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] { [] }
+    func releasePresence(of id: SessionID, side: PresenceSide) async throws {}
+    func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome { .sessionNotFound }
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
         duringRead.withLock { $0 }?()
         if failing { throw BrokerError(.unavailable, "scripted outage") }
@@ -209,7 +210,7 @@ final class ScriptedLogBroker: Broker {
 struct StreamRaceTests {
     @Test func anEventStoredWhileAGapIsBeingFilledIsNotLost() async throws {
         let id = try #require(SessionID("race"))
-        let first = StoredEvent(id: 1, event: .connected)
+        let first = StoredEvent(id: 1, event: .connected())
         let second = StoredEvent(id: 2, event: .inputStarted)
         let third = StoredEvent(id: 3, event: .complete(Submission(name: "A", phone: "1")))
         let broker = ScriptedLogBroker(snapshot: [first, second])

@@ -67,11 +67,12 @@ struct ResumeAndTakeoverTests {
             let created = try await client.post("/api/sessions", json: "")
             let cookie = try #require(created.header("set-cookie")?.split(separator: ";").first.map(String.init))
             let id = try #require(try json(created)["sessionId"]?.string)
+            let token = try #require(try json(created)["token"]?.string)
             let stream = try await client.openEventStream(
                 "/api/events?session=\(id)", headers: [("Last-Event-ID", "18446744073709551615"), ("Cookie", cookie)])
             #expect(stream.head.status == 200)
             _ = try await stream.events(atLeast: 1)
-            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)&t=\(token)").status == 200)
             #expect(try await client.request("GET", "/healthz").status == 200)
             let (events, _) = try await stream.all { $0.contains { $0.event == "connected" } }
             #expect(events.last?.event == "connected")
@@ -170,9 +171,10 @@ struct ResumeAndTakeoverTests {
             let id = try #require(try json(created)["sessionId"]?.string)
             let cookie = try #require(created.header("set-cookie")?.split(separator: ";").first.map(String.init))
             #expect(try await client.request("HEAD", "/api/events?session=\(id)").status == 200)
-            #expect(try await client.request("GET", "/api/qr?session=\(id)").status == 200)
+            let token = try #require(try json(created)["token"]?.string)
+            #expect(try await client.request("GET", "/api/qr?session=\(id)&t=\(token)").status == 200)
             #expect(try await client.request("POST", "/api/cancel?session=\(id)", headers: [("Cookie", cookie)], body: "").status == 200)
-            let qr = try await client.request("GET", "/api/qr?session=\(id)")
+            let qr = try await client.request("GET", "/api/qr?session=\(id)&t=\(token)")
             #expect(qr.status == 404)
             #expect(try json(qr)["code"]?.string == "session_cancelled")
         }

@@ -47,7 +47,9 @@ struct SeedFlowTests {
             let named = events.filter { $0.event != "" }
             #expect(named.map(\.event) == ["message", "connected", "input-started", "complete"])
             #expect(named.map(\.id) == ["0", "1", "2", "3"])
-            #expect(named[1].data == "{}")
+            // The phone's validate claimed the session: connected carries the pairing code both screens show.
+            let code = try JSONAny.object(from: named[1].data)["code"]
+            #expect(code.map { if case .string(let text) = $0 { SessionRecord.isPairingCode(text) } else { false } } == true)
             #expect(named[2].data == "{}")
             let complete = try JSONAny.object(from: named[3].data)
             #expect(complete == ["name": .string("山田太郎"), "phone": .string("090-1234-5678")])
@@ -159,7 +161,10 @@ struct SeedFlowTests {
             }
             let stream = try await client.openEventStream("/api/events?session=\(id)&key=\(key)")
             #expect(stream.head.status == 200)
-            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            // The QR code carries the ID and a pairing token; the ID alone claims nothing.
+            let token = try #require(body["token"]?.string)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 410)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)&t=\(token)").status == 200)
             #expect(try await client.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"12"}"#).status == 200)
             let (events, _) = try await stream.events(atLeast: 4)
             #expect(events.filter { !$0.event.isEmpty }.map(\.event) == ["message", "connected", "complete"])

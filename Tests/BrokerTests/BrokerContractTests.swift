@@ -125,7 +125,7 @@ struct BrokerContractTests {
             let created = try #require(try await broker.openSession(id, ttl: .seconds(600)))
             #expect(created.status == .waiting)
             #expect(created.expiresAt - created.createdAt == 600_000)
-            _ = try await broker.publish(.connected, to: id)
+            _ = try await broker.publish(.connected(), to: id)
             try await fixture.pass(.milliseconds(20))
             let reopened = try #require(try await broker.openSession(id, ttl: .seconds(600)))
             #expect(reopened.createdAt == created.createdAt)
@@ -141,19 +141,19 @@ struct BrokerContractTests {
             let broker = fixture.broker
             let id = Self.newID()
             _ = try await broker.openSession(id, ttl: .seconds(600))
-            guard case .published(let first, let record) = try await broker.publish(.connected, to: id) else {
+            guard case .published(let first, let record) = try await broker.publish(.connected(), to: id) else {
                 Issue.record("connected was not published")
                 return
             }
-            #expect(first == StoredEvent(id: 1, event: .connected))
+            #expect(first == StoredEvent(id: 1, event: .connected()))
             #expect(record.status == .connected && record.lastEventID == 1)
-            #expect(try await broker.publish(.connected, to: id) == .unchanged(record))
+            #expect(try await broker.publish(.connected(), to: id) == .unchanged(record))
             guard case .published(let second, _) = try await broker.publish(.inputStarted, to: id) else {
                 Issue.record("input-started was not published")
                 return
             }
             #expect(second.id == 2)
-            #expect(try await broker.publish(.connected, to: id).record?.status == .inputting)
+            #expect(try await broker.publish(.connected(), to: id).record?.status == .inputting)
             // Characters JSON must escape, and some it need not, survive the log (Redis keeps it as cjson text).
             let submission = Submission(name: "山田 \"a\\b/c\u{1}\n😀", phone: "0312345678")
             guard case .published(let third, let completed) = try await broker.publish(.complete(submission), to: id) else {
@@ -189,7 +189,7 @@ struct BrokerContractTests {
     func unknownSessionsAreNotFoundAndNotCreatedByPublishing(_ kind: BrokerUnderTest) async throws {
         try await withBroker(kind) { fixture throws in
             let id = Self.newID()
-            #expect(try await fixture.broker.publish(.connected, to: id) == .sessionNotFound)
+            #expect(try await fixture.broker.publish(.connected(), to: id) == .sessionNotFound)
             #expect(try await fixture.broker.publish(.complete(Submission(name: "A", phone: "1")), to: id) == .sessionNotFound)
             #expect(try await fixture.broker.session(id) == nil)
             #expect(try await fixture.broker.events(of: id, after: 0) == [])
@@ -230,7 +230,7 @@ struct BrokerContractTests {
             await fixture.sweep()
             #expect(try await broker.openSession(id, ttl: .milliseconds(500), readerKey: "stranger") == nil)
             #expect(try await broker.session(id) == nil)
-            #expect(try await broker.publish(.connected, to: id) == .sessionNotFound)
+            #expect(try await broker.publish(.connected(), to: id) == .sessionNotFound)
             try await fixture.pass(.milliseconds(500))
             await fixture.sweep()
             let fresh = try #require(try await broker.openSession(id, ttl: .seconds(10), readerKey: "later"))
@@ -249,8 +249,8 @@ struct BrokerContractTests {
             _ = try await broker.openSession(other, ttl: .seconds(60))
             try await broker.subscribe(watched)
             try await broker.subscribe(watched)
-            _ = try await broker.publish(.connected, to: watched)
-            _ = try await broker.publish(.connected, to: other)
+            _ = try await broker.publish(.connected(), to: watched)
+            _ = try await broker.publish(.connected(), to: other)
             await broker.unsubscribe(watched)
             _ = try await broker.publish(.inputStarted, to: watched)
             await broker.unsubscribe(watched)
@@ -303,7 +303,7 @@ struct BrokerPresenceContractTests {
             let id = SessionID.random()
             _ = try await broker.openSession(id, ttl: .seconds(60))
             try await broker.subscribe(id)
-            guard case .published = try await broker.publish(.connected, to: id) else {
+            guard case .published = try await broker.publish(.connected(), to: id) else {
                 Issue.record("connected was not published while the PC was present")
                 return
             }
@@ -313,7 +313,7 @@ struct BrokerPresenceContractTests {
                 return
             }
             #expect(record.status == .cancelled && record.lastEventID == 2)
-            #expect(try await broker.events(of: id, after: 0).map(\.event) == [.connected, .cancelled(.pcLeft)])
+            #expect(try await broker.events(of: id, after: 0).map(\.event) == [.connected(), .cancelled(.pcLeft)])
             try await waitUntil { fixture.sink.events(of: id).count >= 2 }
             #expect(fixture.sink.events(of: id).last == StoredEvent(id: 2, event: .cancelled(.pcLeft)))
             // Final: nothing more, not even a submission, and no second cancellation.
@@ -338,19 +338,19 @@ struct BrokerPresenceContractTests {
             let unknown = SessionID.random()
             #expect(try await broker.holdPresence(of: [held, released, unknown]) == [unknown])
             try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(300))
-            guard case .published = try await broker.publish(.connected, to: held) else {
+            guard case .published = try await broker.publish(.connected(), to: held) else {
                 Issue.record("a held PC was taken for gone after the grace")
                 return
             }
             // `lapsed` was never held: gone past the grace. A stream holding it again brings it back.
             #expect(try await broker.holdPresence(of: [lapsed]) == [])
-            guard case .published = try await broker.publish(.connected, to: lapsed) else {
+            guard case .published = try await broker.publish(.connected(), to: lapsed) else {
                 Issue.record("a held stream did not bring a lapsed presence back")
                 return
             }
             // `released`: its last stream closed; within the grace it is still there, past it the session is cancelled.
             try await broker.releasePresence(of: released)
-            guard case .published = try await broker.publish(.connected, to: released) else {
+            guard case .published = try await broker.publish(.connected(), to: released) else {
                 Issue.record("a released PC was gone before its grace")
                 return
             }
@@ -368,7 +368,7 @@ struct BrokerPresenceContractTests {
             let broker = fixture.broker
             let id = SessionID.random()
             _ = try await broker.openSession(id, ttl: .seconds(60))
-            _ = try await broker.publish(.connected, to: id)
+            _ = try await broker.publish(.connected(), to: id)
             guard case .published(let stored, let record) = try await broker.publish(.cancelled(.pcCancelled), to: id) else {
                 Issue.record("the PC's cancel was not published")
                 return
@@ -385,7 +385,7 @@ struct BrokerPresenceContractTests {
             }
             // And after the PC left, a completed session is still completed, not cancelled.
             try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(200))
-            guard case .alreadyCompleted = try await broker.publish(.connected, to: done) else {
+            guard case .alreadyCompleted = try await broker.publish(.connected(), to: done) else {
                 Issue.record("a completed session was cancelled when its PC left")
                 return
             }

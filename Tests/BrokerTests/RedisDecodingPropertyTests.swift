@@ -81,7 +81,7 @@ import Testing
             }
             let kind: SessionEvent
             switch event {
-            case "connected": kind = .connected
+            case "connected": kind = .connected()
             case "input-started": kind = .inputStarted
             case "complete": kind = .complete(Submission(name: "山田", phone: "090"))
             default: return nil

@@ -72,7 +72,7 @@ struct RedisIntegrityTests {
             let id = SessionID.random()
             _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: "key")
             try await broker.subscribe(id)
-            _ = try await broker.publish(.connected, to: id)
+            _ = try await broker.publish(.connected(), to: id)
             try await waitUntil { sink.events(of: id).count == 1 }
             for command in corruption.commands(session: RedisKeys.session(id), log: RedisKeys.log(id)) {
                 _ = try await connection.send(command).get().throwingError()
@@ -116,7 +116,7 @@ struct RedisIntegrityTests {
             }
             _ = try await connection.send(["RPUSH", RedisKeys.log(id), #"{"id":2,"event":"input-started"}"#]).get().throwingError()
             _ = try await connection.send(["PUBLISH", RedisKeys.channel(id), #"{"id":1,"event":"connected","t":"-9223372036854775808"}"#]).get()
-            guard case .published(let first, _) = try await broker.publish(.connected, to: id) else {
+            guard case .published(let first, _) = try await broker.publish(.connected(), to: id) else {
                 Issue.record("connected was not published")
                 return
             }
@@ -156,7 +156,7 @@ struct RedisIntegrityTests {
 
             for (operation, call) in [
                 ("open", { @Sendable in _ = try await broker.openSession(SessionID.random(), ttl: .seconds(60)) }),
-                ("publish", { @Sendable in _ = try await broker.publish(.connected, to: held) }),
+                ("publish", { @Sendable in _ = try await broker.publish(.connected(), to: held) }),
             ] as [(String, @Sendable () async throws -> Void)] {
                 do {
                     try await call()
@@ -176,7 +176,7 @@ struct RedisIntegrityTests {
             let deadline = ContinuousClock.now + .seconds(3)
             while await broker.health.refusal != nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             #expect(await broker.health == .ok)
-            #expect(try await broker.publish(.connected, to: held).record?.lastEventID == 1)
+            #expect(try await broker.publish(.connected(), to: held).record?.lastEventID == 1)
         }
     }
 
@@ -191,7 +191,7 @@ struct RedisIntegrityTests {
             for id in [lost, kept] {
                 _ = try await broker.openSession(id, ttl: .seconds(60))
                 try await broker.subscribe(id)
-                _ = try await broker.publish(.connected, to: id)
+                _ = try await broker.publish(.connected(), to: id)
             }
             try await waitUntil { sink.events(of: kept).count == 1 && sink.events(of: lost).count == 1 }
             // An absurd entry in the kept session's log must not come back with the redelivery either.

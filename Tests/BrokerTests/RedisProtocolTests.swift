@@ -66,7 +66,7 @@ import Testing
 
     @Test func decodesLogEntriesAsCjsonWritesThem() {
         func decode(_ text: String) -> StoredEvent? { RedisLogEntry.decode(Array(text.utf8)) }
-        #expect(decode(#"{"id":1,"event":"connected","t":"1700000000000001"}"#) == StoredEvent(id: 1, event: .connected))
+        #expect(decode(#"{"id":1,"event":"connected","t":"1700000000000001"}"#) == StoredEvent(id: 1, event: .connected()))
         #expect(decode(#"{"id":1,"event":"connected","t":"1700000000000001"}"#)?.publishedAt == 1_700_000_000_000_001)
         // Keys in any order, whitespace, escapes (cjson writes `\/`), surrogate pairs and raw UTF-8.
         let complete = decode(#" { "phone" : "090" , "t":"5", "event":"complete","name":"\"山田\"\\\/\n\u00e9\ud83d\ude00","id":3 } "#)

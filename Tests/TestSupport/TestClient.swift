@@ -1,11 +1,51 @@
-/// Requests over fresh real sockets, for tests that do not care about the connection itself.
+import Synchronization
+
+/// The phone key cookies (`tandem_phone_<ID>`) one device was given: a client keeps them, as a phone's browser
+/// does, and sends them with its later requests. Reader cookies are not kept: tests of the reader key send them
+/// explicitly.
+public final class PhoneCookieJar: Sendable {
+    private let cookies = Mutex<[String: String]>([:])
+
+    public init() {}
+
+    /// `name=value; name2=value2` of every kept cookie, or nil.
+    public var header: String? {
+        let all = cookies.withLock { $0 }
+        return all.isEmpty ? nil : all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")
+    }
+
+    public func keep(from response: RawResponse) {
+        for (name, value) in response.headers where name == "set-cookie" {
+            guard let pair = value.split(separator: ";").first, let equals = pair.firstIndex(of: "=") else { continue }
+            let cookieName = String(pair[..<equals])
+            guard cookieName.hasPrefix("tandem_phone_") else { continue }
+            cookies.withLock { $0[cookieName] = String(pair[pair.index(after: equals)...]) }
+        }
+    }
+}
+
+/// Requests over fresh real sockets, for tests that do not care about the connection itself. A client is one
+/// device: it keeps the phone key cookies it is given (see ``PhoneCookieJar``); ``anotherDevice()`` is a second one.
 public struct TestClient: Sendable {
     public let port: Int
     public let host: String
+    public let jar: PhoneCookieJar
 
     public init(host: String = "127.0.0.1", port: Int) {
         self.host = host
         self.port = port
+        self.jar = PhoneCookieJar()
+    }
+
+    /// A client for another device: the same server, none of this one's cookies.
+    public func anotherDevice() -> TestClient {
+        TestClient(host: host, port: port)
+    }
+
+    /// The request's headers with this device's phone cookies added, unless the test sends its own `Cookie`.
+    private func withCookies(_ headers: [(String, String)]) -> [(String, String)] {
+        guard let cookie = jar.header, !headers.contains(where: { $0.0.lowercased() == "cookie" }) else { return headers }
+        return headers + [("Cookie", cookie)]
     }
 
     /// Sends one request on a new connection and reads its response.
@@ -18,8 +58,10 @@ public struct TestClient: Sendable {
     ) async throws -> RawResponse {
         let connection = try await TestConnection.connect(host: host, port: port)
         defer { Task { await connection.close() } }
-        try await connection.send(Self.requestText(method, target, headers: headers, body: body))
-        return try await connection.readResponse(timeout: timeout, headRequest: method == "HEAD")
+        try await connection.send(Self.requestText(method, target, headers: withCookies(headers), body: body))
+        let response = try await connection.readResponse(timeout: timeout, headRequest: method == "HEAD")
+        jar.keep(from: response)
+        return response
     }
 
     /// `POST` with a JSON body.
@@ -30,7 +72,7 @@ public struct TestClient: Sendable {
     /// Opens an event stream and returns once its response head has arrived.
     public func openEventStream(_ target: String, headers: [(String, String)] = []) async throws -> EventStream {
         let connection = try await TestConnection.connect(host: host, port: port)
-        try await connection.send(Self.requestText("GET", target, headers: [("Accept", "text/event-stream")] + headers, body: nil))
+        try await connection.send(Self.requestText("GET", target, headers: withCookies([("Accept", "text/event-stream")] + headers), body: nil))
         let head = try await connection.readStreamingHead()
         return EventStream(connection: connection, head: head)
     }

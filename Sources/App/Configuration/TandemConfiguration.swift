@@ -33,6 +33,8 @@ struct TandemConfiguration: Sendable, Equatable {
     /// How long a session's PC may be gone (its stream closed everywhere) before the session is cancelled; 0 means
     /// the reconnect delay plus 5 s, which covers a browser's reconnect and a node's drain.
     var pairingGraceSeconds = 0
+    /// How often the QR code of a server-made session changes; a code is good for twice this (see docs/protocol.md).
+    var qrRotateSeconds = 30
     var heartbeatSeconds = 30
     /// The `retry:` hint sent at the start of every stream: how long a browser waits before reconnecting.
     var retryMilliseconds = 2000
@@ -93,6 +95,7 @@ struct TandemConfiguration: Sendable, Equatable {
         }
         sessionTTLSeconds = try reader.integer("session.ttlSeconds", default: defaults.sessionTTLSeconds, in: 1...86_400)
         pairingGraceSeconds = try reader.integer("pairing.graceSeconds", default: defaults.pairingGraceSeconds, in: 0...3600)
+        qrRotateSeconds = try reader.integer("pairing.qrRotateSeconds", default: defaults.qrRotateSeconds, in: 5...3600)
         heartbeatSeconds = try reader.integer("heartbeatSeconds", default: defaults.heartbeatSeconds, in: 1...3600)
         retryMilliseconds = try reader.integer("sse.retryMilliseconds", default: defaults.retryMilliseconds, in: 0...600_000)
         // A grace shorter than the browser's reconnect delay would cancel every session whose stream blips.
@@ -144,7 +147,7 @@ struct TandemConfiguration: Sendable, Equatable {
     static func == (lhs: TandemConfiguration, rhs: TandemConfiguration) -> Bool {
         lhs.host == rhs.host && lhs.port == rhs.port && lhs.eventLoops == rhs.eventLoops && lhs.broker == rhs.broker && lhs.redisURL == rhs.redisURL
             && lhs.publicBaseURL == rhs.publicBaseURL && lhs.sessionTTLSeconds == rhs.sessionTTLSeconds
-            && lhs.pairingGraceSeconds == rhs.pairingGraceSeconds
+            && lhs.pairingGraceSeconds == rhs.pairingGraceSeconds && lhs.qrRotateSeconds == rhs.qrRotateSeconds
             && lhs.heartbeatSeconds == rhs.heartbeatSeconds && lhs.retryMilliseconds == rhs.retryMilliseconds
             && lhs.bufferedEvents == rhs.bufferedEvents && lhs.maxHeaderBytes == rhs.maxHeaderBytes
             && lhs.maxBodyBytes == rhs.maxBodyBytes && lhs.idleTimeoutSeconds == rhs.idleTimeoutSeconds
@@ -163,7 +166,7 @@ struct TandemConfiguration: Sendable, Equatable {
         return [
             "host": host, "port": String(port), "eventLoops": String(eventLoops), "broker": broker.rawValue, "redis.url": redis, "publicBaseURL": publicBaseURL,
             "session.ttlSeconds": String(sessionTTLSeconds), "pairing.graceSeconds": String(pairingGraceSeconds),
-            "heartbeatSeconds": String(heartbeatSeconds),
+            "pairing.qrRotateSeconds": String(qrRotateSeconds), "heartbeatSeconds": String(heartbeatSeconds),
             "sse.retryMilliseconds": String(retryMilliseconds), "sse.bufferedEvents": String(bufferedEvents),
             "limits.maxHeaderBytes": String(maxHeaderBytes), "limits.maxBodyBytes": String(maxBodyBytes),
             "limits.idleTimeoutSeconds": String(idleTimeoutSeconds), "limits.requestTimeoutSeconds": String(requestTimeoutSeconds),

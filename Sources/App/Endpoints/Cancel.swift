@@ -8,22 +8,39 @@ extension API {
     /// page goes away. Only the PC may: the reader key (its cookie) is required. The phone learns it at its next call
     /// (404 `session_cancelled`, the article's "invalid session") and on the stream, as a `cancelled` event.
     ///
+    /// `reason=not-my-phone` (or `"reason"` in the body): the PC's user says the phone that claimed the session is
+    /// not theirs; the session is cancelled with reason `phone-rejected`, and that phone is told so.
+    ///
     /// Cancelling twice is a success; a completed session cannot be cancelled (409).
     @Sendable func cancel(_ request: Request, logger: Logger) async throws -> Response {
         let id: SessionID
+        let reasonText: String?
         if request.query("session") != nil {
             id = try sessionIDQuery(of: request, shape: .action)
+            reasonText = request.query("reason")
         } else {
-            id = try sessionIDField(of: jsonObject(of: request))
+            let body = try jsonObject(of: request)
+            id = try sessionIDField(of: body)
+            switch body["reason"] {
+            case nil, .null?: reasonText = nil
+            case .string(let text)?: reasonText = text
+            default: throw APIError.cancelReasonInvalid
+            }
+        }
+        let reason: CancelReason
+        switch reasonText {
+        case nil: reason = .pcCancelled
+        case "not-my-phone"?: reason = .phoneRejected
+        default: throw APIError.cancelReasonInvalid
         }
         guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
         guard let readerKey = record.readerKey, constantTimeEquals(request.cookie(Self.readerCookieName(of: id)) ?? "", readerKey) else {
             throw APIError.readerKeyRequired
         }
-        switch try await broker.publish(.cancelled(.pcCancelled), to: id) {
+        switch try await broker.publish(.cancelled(reason), to: id) {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .alreadyCompleted: throw APIError.alreadySubmitted
-        case .published, .cancelled, .unchanged: return Self.cancelledResponse
+        case .published, .cancelled, .unchanged, .claimedByAnother, .notClaimed: return Self.cancelledResponse
         }
     }
 

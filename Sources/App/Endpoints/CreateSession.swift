@@ -19,16 +19,17 @@ extension API {
         } while record?.readerKey != key  // an ID collision or tombstone (2^-128): draw again
         guard let record else { throw APIError.serverError }
         metrics.sessionOpened()
-        var response = Response.json(
-            JSONValue.object([
-                "sessionId": .string(record.id.rawValue),
-                "readerKey": .string(key),
-                "expiryTime": .integer(record.expiresAt),
-                "serverTime": .integer(time.now()),
-                "ttlMinutes": ttlMinutes,
-                "phoneUrl": .string(phoneURL(for: record.id)),
-            ]),
-            status: .created)
+        var fields: [String: JSONValue] = [
+            "sessionId": .string(record.id.rawValue),
+            "readerKey": .string(key),
+            "expiryTime": .integer(record.expiresAt),
+            "serverTime": .integer(time.now()),
+            "ttlMinutes": ttlMinutes,
+        ]
+        // phoneUrl, qr, token: the QR code's first pairing token; qrRotateSeconds: when to ask for the next one.
+        for (name, value) in pairingFields(of: record) where name != "rotateSeconds" { fields[name] = value }
+        fields["qrRotateSeconds"] = .integer(Int64(configuration.qrRotateSeconds))
+        var response = Response.json(JSONValue.object(fields), status: .created)
         response.headers.add(name: "Set-Cookie", value: readerCookie(of: record, key: key, request: request))
         response.headers.add(name: "Cache-Control", value: "no-store")
         return response

@@ -73,7 +73,36 @@ extension API {
         let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
         // A session opened by this request is present from its opening; a PC that comes back renews its presence.
         let opened = record.readerKey == offeredKey
-        return try await openStream(record, after: resumeAfter, resync: resync, renewingPresence: !opened, headers: headers, logger: logger)
+        return try await openStream(
+            record, after: resumeAfter, resync: resync, renewingPresence: !opened, audience: .pc, headers: headers, logger: logger)
+    }
+
+    /// `GET /api/phone/events?session=ID`: the phone's own channel (see docs/protocol.md). Only the phone that
+    /// claimed the session reads it: 403 `phone_key_required` while nobody has, 409 `already_claimed` for another
+    /// device. Holding it keeps the phone present; the PC hears `phone-left` when it is gone past the grace.
+    @Sendable func phoneEvents(_ request: Request, logger: Logger) async throws -> Response {
+        let id = try sessionIDQuery(of: request, shape: .action)
+        guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
+        guard record.phoneKey != nil else { throw APIError.phoneKeyRequired }
+        guard Self.isClaimant(request, of: record) else { throw APIError.alreadyClaimed(.action) }
+        if request.method == .HEAD {
+            return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in nil })
+        }
+        let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
+        do {
+            return try await openStream(
+                record, after: resumeAfter, resync: resync, renewingPresence: true, audience: .phone, headers: EventStreamWriter.headers,
+                logger: logger)
+        } catch let error as BrokerError where error.code != .corruptSession {
+            logger.debug("broker failed; the phone's stream is asked to retry", metadata: ["error": "\(error)"])
+            metrics.refused(status: 503)
+            let retry = configuration.retryMilliseconds
+            return Response(status: .ok, headers: EventStreamWriter.headers, body: .stream { body in
+                let writer = EventStreamWriter(body)
+                try await writer.sendComment("broker unavailable")
+                try await writer.sendRetry(milliseconds: retry)
+            })
+        }
     }
 
     /// Where a reader resumes: after its `Last-Event-ID` when the session's log knows that id. The header is the
@@ -89,9 +118,14 @@ extension API {
     /// The cookie that carries a session's reader key: HttpOnly (no script reads it), sent only to the API,
     /// never cross-site, and `Secure` whenever the page is served over HTTPS (so it never travels in clear).
     func readerCookie(of record: SessionRecord, key: String, request: Request) -> String {
+        sessionCookie(named: Self.readerCookieName(of: record.id), of: record, key: key, request: request)
+    }
+
+    /// A cookie that carries one of a session's keys, for as long as the session lives.
+    func sessionCookie(named name: String, of record: SessionRecord, key: String, request: Request) -> String {
         let (lifetime, overflow) = record.expiresAt.subtractingReportingOverflow(record.createdAt)
         let maxAge = overflow ? 1 : max(1, lifetime / 1000)
-        var cookie = "\(Self.readerCookieName(of: record.id))=\(key); Path=\(Self.readerCookiePath); Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+        var cookie = "\(name)=\(key); Path=\(Self.readerCookiePath); Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
         if Self.isSecure(request, configuration: configuration) { cookie += "; Secure" }
         return cookie
     }
@@ -117,20 +151,21 @@ extension API {
     /// Registers the stream and subscribes the session before answering, so nothing published from now on can be
     /// missed; the replay of what the reader missed is read after that and sent first.
     private func openStream(
-        _ record: SessionRecord, after resumeAfter: EventID, resync: Bool, renewingPresence: Bool, headers: HTTPHeaders,
-        logger: Logger
+        _ record: SessionRecord, after resumeAfter: EventID, resync: Bool, renewingPresence: Bool, audience: PresenceSide,
+        headers: HTTPHeaders, logger: Logger
     ) async throws -> Response {
         let id = record.id
         let broker = self.broker
         let registry = self.registry
         let stream = SessionStream(
             sessionID: id, expiresAt: record.expiresAt, resumeAfter: resumeAfter, bufferLimit: configuration.bufferedEvents,
-            metrics: metrics, broker: broker, registry: registry)
+            metrics: metrics, broker: broker, registry: registry, audience: audience,
+            reviewDelay: configuration.pairingGrace + .milliseconds(250))
         registry.attach(stream)
         let missed: [StoredEvent]
         do {
-            // A PC that comes back within the grace is present again from now (sent alongside the subscription).
-            async let held: [SessionID] = renewingPresence ? broker.holdPresence(of: [id]) : []
+            // A device that comes back within the grace is present again from now (sent alongside the subscription).
+            async let held: [SessionID] = renewingPresence ? broker.holdPresence(of: [id], side: audience) : []
             try await broker.subscribe(id)
             _ = try? await held
             do {
@@ -146,9 +181,10 @@ extension API {
         var opening = ByteBuffer()
         ServerSentEvent.writeRetry(milliseconds: configuration.retryMilliseconds, to: &opening)
         // The session info carries the resume point as its id, so the browser's Last-Event-ID is never lost.
-        ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter, now: time.now()).write(to: &opening)
-        if resync { ServerSentEvent.resync(record).write(to: &opening) }
-        for event in missed { ServerSentEvent(stored: event).write(to: &opening) }
+        ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter, now: time.now(), for: audience)
+            .write(to: &opening)
+        if resync { ServerSentEvent.resync(record, for: audience).write(to: &opening) }
+        for event in missed { ServerSentEvent(stored: event, for: audience)?.write(to: &opening) }
         let opened = opening
         return Response(status: .ok, headers: headers, body: .eventStream { channel in
             stream.bind(channel, opening: opened, replayed: missed)

@@ -4,19 +4,26 @@ import Logging
 import NIOHTTP1
 
 extension API {
-    /// `POST /api/input-started` `{"sessionId"}`: the phone started typing.
+    /// `POST /api/input-started` `{"sessionId"}`: the phone started typing. Only the phone that claimed the session
+    /// (409 `already_claimed` for any other); the first phone step of an article-made session claims it.
     /// With an `Idempotency-Key`, a retry of the call that moved the session to `inputting` gets its original 200
     /// even after the session was completed.
     @Sendable func inputStarted(_ request: Request, logger: Logger) async throws -> Response {
         let key = try Self.idempotencyKey(of: request)
         let body = try jsonObject(of: request)
         let id = try sessionIDField(of: body)
-        switch try await broker.publish(.inputStarted, to: id, idempotencyKey: key) {
+        let claim = Self.phoneClaim(of: request, for: id, mayClaim: !id.isServerMade)
+        let outcome = try await broker.publish(.inputStarted, to: id, from: claim, idempotencyKey: key)
+        switch outcome {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .cancelled: throw APIError.sessionCancelled(.action)
+        case .claimedByAnother: throw APIError.alreadyClaimed(.action)
+        case .notClaimed: throw APIError.qrStale(.action)
+        case .alreadyCompleted(let record) where !Self.isClaimant(request, of: record): throw APIError.alreadyClaimed(.action)
         case .alreadyCompleted(let record) where key != nil && record.idempotencyKeys[.inputting] == key: return Self.inputStartedResponse
         case .alreadyCompleted: throw APIError.alreadySubmitted
-        case .published, .unchanged: return Self.inputStartedResponse
+        case .published, .unchanged:
+            return settingPhoneCookie(Self.inputStartedResponse, claim: claim, record: outcome.record, request: request)
         }
     }
 

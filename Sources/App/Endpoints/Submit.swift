@@ -11,24 +11,34 @@ extension API {
     ///
     /// With an `Idempotency-Key`, a retry is recognised by its key: the same key and body get the original 200, the
     /// same key with a different body 422 `idempotency_key_reused`.
+    ///
+    /// Only the phone that claimed the session (409 `already_claimed` for any other); the first phone step of an
+    /// article-made session claims it.
     @Sendable func submit(_ request: Request, logger: Logger) async throws -> Response {
         let key = try Self.idempotencyKey(of: request)
         let body = try jsonObject(of: request)
         let (sessionID, submission) = try SubmissionRules.submission(from: body).get()
         guard let id = sessionID else { throw APIError.missingSessionID(.action) }
-        switch try await broker.publish(.complete(submission), to: id, idempotencyKey: key) {
+        let claim = Self.phoneClaim(of: request, for: id, mayClaim: !id.isServerMade)
+        let outcome = try await broker.publish(.complete(submission), to: id, from: claim, idempotencyKey: key)
+        switch outcome {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .cancelled: throw APIError.sessionCancelled(.action)
+        case .claimedByAnother: throw APIError.alreadyClaimed(.action)
+        case .notClaimed: throw APIError.qrStale(.action)
+        case .alreadyCompleted(let record) where !Self.isClaimant(request, of: record): throw APIError.alreadyClaimed(.action)
         case .alreadyCompleted(let record) where key != nil && record.idempotencyKeys[.completed] == key:
             guard record.submission == submission else { throw APIError.idempotencyKeyReused }
         case .alreadyCompleted(let record) where record.submission == submission: break
         case .alreadyCompleted, .unchanged: throw APIError.alreadySubmitted
         case .published: break
         }
-        switch request.language(default: configuration.defaultLanguage) {
-        case .japanese: return Self.submittedInJapanese
-        case .english: return Self.submittedInEnglish
-        }
+        let response =
+            switch request.language(default: configuration.defaultLanguage) {
+            case .japanese: Self.submittedInJapanese
+            case .english: Self.submittedInEnglish
+            }
+        return settingPhoneCookie(response, claim: claim, record: outcome.record, request: request)
     }
 
     /// The success answers, one per language, made once.

@@ -30,20 +30,26 @@ struct InstrumentedBroker: Broker {
         try await measure("open_session") { try await base.openSession(id, ttl: ttl, readerKey: readerKey, heldByStream: heldByStream) }
     }
 
-    func holdPresence(of ids: [SessionID]) async throws -> [SessionID] {
-        try await measure("hold_presence") { try await base.holdPresence(of: ids) }
+    func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {
+        try await measure("hold_presence") { try await base.holdPresence(of: ids, side: side) }
     }
 
-    func releasePresence(of id: SessionID) async throws {
-        try await measure("release_presence") { try await base.releasePresence(of: id) }
+    func releasePresence(of id: SessionID, side: PresenceSide) async throws {
+        try await measure("release_presence") { try await base.releasePresence(of: id, side: side) }
+    }
+
+    func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome {
+        let outcome = try await measure("review_presence") { try await base.reviewPresence(of: id, side: side) }
+        if case .published(let stored, _) = outcome { metrics.published(stored.event) }
+        return outcome
     }
 
     func session(_ id: SessionID) async throws -> SessionRecord? {
         try await measure("session") { try await base.session(id) }
     }
 
-    func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome {
-        let outcome = try await measure("publish") { try await base.publish(event, to: id, idempotencyKey: idempotencyKey) }
+    func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome {
+        let outcome = try await measure("publish") { try await base.publish(event, to: id, from: phone, idempotencyKey: idempotencyKey) }
         if case .published = outcome { metrics.published(event) }
         return outcome
     }

@@ -24,7 +24,7 @@ final class TandemMetrics: Sendable {
     private let refusals = Mutex<[UInt: CoreMetrics.Counter]>([:])
     private let brokerRefusals = Mutex<[String: CoreMetrics.Counter]>([:])
 
-    static let eventTypes = ["connected", "input-started", "complete", "cancelled"]
+    static let eventTypes = ["connected", "input-started", "complete", "cancelled", "phone-left", "phone-returned"]
     static let brokerOperations = ["open_session", "session", "publish", "hold_presence", "release_presence", "events", "subscribe", "unsubscribe"]
 
     init() {

@@ -13,8 +13,24 @@ public final class InMemoryBroker: Broker {
     private struct Entry {
         var record: SessionRecord
         var log: [StoredEvent] = []
-        /// Until when the PC counts as present (see ``Broker/holdPresence(of:)``).
+        /// Until when the PC counts as present (see ``Broker/holdPresence(of:side:)``).
         var presentUntil: Int64
+        /// Until when the phone's channel counts as present; 0 before it first attached.
+        var phonePresentUntil: Int64 = 0
+
+        func presence(_ side: PresenceSide) -> Int64 { side == .pc ? presentUntil : phonePresentUntil }
+
+        mutating func setPresence(_ side: PresenceSide, until: Int64) {
+            if side == .pc { presentUntil = until } else { phonePresentUntil = until }
+        }
+
+        /// Numbers and stores `event` (its status and notice effects already decided by the caller).
+        mutating func append(_ event: SessionEvent) -> StoredEvent {
+            record.lastEventID += 1
+            let stored = StoredEvent(id: record.lastEventID, event: event, publishedAt: TimeSource.wallMicroseconds())
+            log.append(stored)
+            return stored
+        }
     }
 
     private struct State {
@@ -110,22 +126,45 @@ public final class InMemoryBroker: Broker {
         }
     }
 
-    public func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome {
+    public func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome {
         let now = time.now()
         let (outcome, delivery) = shard(id).state.withLock { state -> (PublishOutcome, StoredEvent?) in
             guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (.sessionNotFound, nil) }
             if entry.record.status == .completed { return (.alreadyCompleted(entry.record), nil) }
             if entry.record.status == .cancelled { return (.cancelled(entry.record), nil) }
+            var claims = false
+            if event.isPhoneStep, let phone {
+                if let holder = entry.record.phoneKey {
+                    guard holder == phone.key else { return (.claimedByAnother(entry.record), nil) }
+                } else {
+                    guard phone.mayClaim else { return (.notClaimed(entry.record), nil) }
+                    claims = true
+                }
+            }
             // The phone's steps need the PC: past its presence, the session is cancelled instead.
-            let pcLeft = event.resultingStatus != .cancelled && entry.presentUntil <= now
-            let event = pcLeft ? .cancelled(.pcLeft) : event
-            guard event.resultingStatus > entry.record.status else { return (.unchanged(entry.record), nil) }
-            entry.record.status = event.resultingStatus
+            let pcLeft = event.isPhoneStep && entry.presentUntil <= now
+            var event = pcLeft ? .cancelled(.pcLeft) : event
+            if claims && !pcLeft {
+                entry.record.phoneKey = phone?.key
+                entry.record.pairingCode = phone?.pairingCode
+            }
+            switch event {
+            case .phoneLeft, .phoneReturned:
+                // Not published by callers; see reviewPresence and holdPresence.
+                return (.unchanged(entry.record), nil)
+            case .connected:
+                event = .connected(pairingCode: entry.record.pairingCode)
+            default: break
+            }
+            guard let target = event.resultingStatus, target > entry.record.status else {
+                state.sessions[id] = entry
+                return (.unchanged(entry.record), nil)
+            }
+            entry.record.status = target
             if case .complete(let submission) = event { entry.record.submission = submission }
-            if !pcLeft, let idempotencyKey { entry.record.idempotencyKeys[event.resultingStatus] = idempotencyKey }
-            entry.record.lastEventID += 1
-            let stored = StoredEvent(id: entry.record.lastEventID, event: event, publishedAt: TimeSource.wallMicroseconds())
-            entry.log.append(stored)
+            if case .cancelled(let reason) = event { entry.record.cancelReason = reason }
+            if !pcLeft, let idempotencyKey { entry.record.idempotencyKeys[target] = idempotencyKey }
+            let stored = entry.append(event)
             state.sessions[id] = entry
             let outcome: PublishOutcome = pcLeft ? .cancelled(entry.record) : .published(stored, entry.record)
             return (outcome, state.subscriptions[id, default: 0] > 0 ? stored : nil)
@@ -134,26 +173,57 @@ public final class InMemoryBroker: Broker {
         return outcome
     }
 
-    public func holdPresence(of ids: [SessionID]) async throws -> [SessionID] {
+    public func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome {
+        let now = time.now()
+        let (outcome, delivery) = shard(id).state.withLock { state -> (PublishOutcome, StoredEvent?) in
+            guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (.sessionNotFound, nil) }
+            guard !entry.record.status.isFinal, entry.presence(side) <= now else { return (.unchanged(entry.record), nil) }
+            let event: SessionEvent
+            switch side {
+            case .pc:
+                event = .cancelled(.pcLeft)
+                entry.record.status = .cancelled
+                entry.record.cancelReason = .pcLeft
+            case .phone:
+                // Only a phone that had a channel and is not already away.
+                guard entry.phonePresentUntil > 0, !entry.record.phoneAway else { return (.unchanged(entry.record), nil) }
+                event = .phoneLeft
+                entry.record.phoneAway = true
+            }
+            let stored = entry.append(event)
+            state.sessions[id] = entry
+            return (.published(stored, entry.record), state.subscriptions[id, default: 0] > 0 ? stored : nil)
+        }
+        if let delivery { sink.deliver(delivery, to: id) }
+        return outcome
+    }
+
+    public func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {
         let now = time.now()
         var gone: [SessionID] = []
         for id in ids {
-            let exists = shard(id).state.withLock { state -> Bool in
-                guard var entry = state.sessions[id], entry.record.expiresAt > now else { return false }
-                entry.presentUntil = max(entry.presentUntil, now + presenceHold)
+            let (exists, delivery) = shard(id).state.withLock { state -> (Bool, StoredEvent?) in
+                guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (false, nil) }
+                entry.setPresence(side, until: max(entry.presence(side), now + presenceHold))
+                var stored: StoredEvent?
+                if side == .phone, entry.record.phoneAway, !entry.record.status.isFinal {
+                    entry.record.phoneAway = false
+                    stored = entry.append(.phoneReturned)
+                }
                 state.sessions[id] = entry
-                return true
+                return (true, state.subscriptions[id, default: 0] > 0 ? stored : nil)
             }
+            if let delivery { sink.deliver(delivery, to: id) }
             if !exists { gone.append(id) }
         }
         return gone
     }
 
-    public func releasePresence(of id: SessionID) async throws {
+    public func releasePresence(of id: SessionID, side: PresenceSide) async throws {
         let now = time.now()
         shard(id).state.withLock { state in
-            guard var entry = state.sessions[id], entry.presentUntil > now else { return }
-            entry.presentUntil = now + presenceGrace
+            guard var entry = state.sessions[id], entry.presence(side) > now else { return }
+            entry.setPresence(side, until: now + presenceGrace)
             state.sessions[id] = entry
         }
     }

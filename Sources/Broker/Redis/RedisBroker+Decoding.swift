@@ -19,6 +19,7 @@ enum RedisLogEntry {
         var publishedAt: Int64?
         var seen: Set<String> = []
         var reason: CancelReason?
+        var pairingCode: String?
         guard reader.beginObject() else { return nil }
         while let key = reader.nextKey() {
             // A key given twice means two writers disagree; neither value can be trusted.
@@ -33,6 +34,9 @@ enum RedisLogEntry {
                 guard let text = reader.string(), let value = Int64(text), validPublishTimes.contains(value) else { return nil }
                 publishedAt = value
             case "reason": reason = reader.string().flatMap(CancelReason.init(rawValue:))
+            case "code":
+                guard let code = reader.string(), SessionRecord.isPairingCode(code) else { return nil }
+                pairingCode = code
             default: guard reader.skipValue() else { return nil }
             }
             guard !reader.failed else { return nil }
@@ -40,7 +44,9 @@ enum RedisLogEntry {
         guard reader.endedCleanly, let id, StoredEvent.validIDs.contains(id), id <= lastEventID, let eventName else { return nil }
         let event: SessionEvent
         switch eventName {
-        case "connected": event = .connected
+        case "connected": event = .connected(pairingCode: pairingCode)
+        case "phone-left": event = .phoneLeft
+        case "phone-returned": event = .phoneReturned
         case "input-started": event = .inputStarted
         case "complete": event = .complete(Submission(name: name ?? "", phone: phone ?? ""))
         case "cancelled":
@@ -241,8 +247,20 @@ extension SessionRecord {
             guard let keyed = SessionStatus(rawValue: String(field.dropFirst("idem:".count))) else { return nil }
             idempotencyKeys[keyed] = value
         }
+        // The claim: a key as Tandem makes them, a code of four digits, both or neither.
+        let phoneKey = fields["phoneKey"]
+        let pairingCode = fields["pairingCode"]
+        guard (phoneKey == nil) == (pairingCode == nil) else { return nil }
+        if let phoneKey, !(1...64).contains(phoneKey.utf8.count) { return nil }
+        if let pairingCode, !Self.isPairingCode(pairingCode) { return nil }
+        var cancelReason: CancelReason?
+        if let reason = fields["cancelReason"] {
+            guard let known = CancelReason(rawValue: reason) else { return nil }
+            cancelReason = known
+        }
         self.init(
             id: id, createdAt: createdAt, expiresAt: expiresAt, status: status, submission: submission,
-            lastEventID: lastEventID, readerKey: fields["readerKey"], idempotencyKeys: idempotencyKeys)
+            lastEventID: lastEventID, readerKey: fields["readerKey"], idempotencyKeys: idempotencyKeys, phoneKey: phoneKey,
+            pairingCode: pairingCode, phoneAway: fields["phoneAway"] == "1", cancelReason: cancelReason)
     }
 }

@@ -63,6 +63,8 @@ public final class RedisBroker: Broker {
         var openScript: String
         var publishScript: String
         var holdScript: String
+        var reviewScript: String
+        var holdPhoneScript: String
 
         /// The command connection of the calling thread's event loop, or the first one off the loops.
         var commandsForThisLoop: RedisConnection {
@@ -162,13 +164,17 @@ public final class RedisBroker: Broker {
             let open = first.send(["SCRIPT", "LOAD", RedisScripts.openSession])
             let publish = first.send(["SCRIPT", "LOAD", RedisScripts.publish])
             let hold = first.send(["SCRIPT", "LOAD", RedisScripts.holdPresence])
+            let review = first.send(["SCRIPT", "LOAD", RedisScripts.reviewPresence])
+            let holdPhone = first.send(["SCRIPT", "LOAD", RedisScripts.holdPhonePresence])
             guard let openHash = try await open.get().throwingError().string, let publishHash = try await publish.get().throwingError().string,
-                let holdHash = try await hold.get().throwingError().string, let subscriber
+                let holdHash = try await hold.get().throwingError().string, let reviewHash = try await review.get().throwingError().string,
+                let holdPhoneHash = try await holdPhone.get().throwingError().string, let subscriber
             else {
                 throw BrokerError(.protocolViolation, "SCRIPT LOAD did not answer a hash")
             }
             return Connected(
-                commands: commands, subscriber: subscriber, openScript: openHash, publishScript: publishHash, holdScript: holdHash)
+                commands: commands, subscriber: subscriber, openScript: openHash, publishScript: publishHash, holdScript: holdHash,
+                reviewScript: reviewHash, holdPhoneScript: holdPhoneHash)
         } catch {
             // All connections go: one left open would leak a socket on every retry of the backoff loop.
             for connection in commands { connection.close() }
@@ -330,65 +336,95 @@ public final class RedisBroker: Broker {
         return record
     }
 
-    public func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome {
+    public func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome {
         var name = ""
-        var phone = ""
+        var phoneNumber = ""
         var reason = ""
+        let target: SessionStatus
         switch event {
         case .complete(let submission):
             name = submission.name
-            phone = submission.phone
-        case .cancelled(let why): reason = why.rawValue
-        case .connected, .inputStarted: break
+            phoneNumber = submission.phone
+            target = .completed
+        case .cancelled(let why):
+            reason = why.rawValue
+            target = .cancelled
+        case .connected: target = .connected
+        case .inputStarted: target = .inputting
+        case .phoneLeft, .phoneReturned:
+            // Published by the presence scripts only (reviewPresence, holdPresence).
+            guard let record = try await session(id) else { return .sessionNotFound }
+            return .unchanged(record)
         }
         let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id)]
         let reply = try await runScript(\.publishScript, RedisScripts.publish, keys: keys, arguments: [
-            event.resultingStatus.rawValue, event.name, RedisKeys.channel(id), name, phone, String(TimeSource.wallMicroseconds()), reason,
-            idempotencyKey ?? "",
+            target.rawValue, event.name, RedisKeys.channel(id), name, phoneNumber, String(TimeSource.wallMicroseconds()), reason,
+            idempotencyKey ?? "", phone?.key ?? "", phone?.pairingCode ?? "", phone?.mayClaim == true ? "1" : "0",
         ])
+        return try outcome(of: reply, for: id, what: "publish")
+    }
+
+    public func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome {
+        let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id, side: side)]
+        let reply = try await runScript(\.reviewScript, RedisScripts.reviewPresence, keys: keys, arguments: [
+            side.rawValue, RedisKeys.channel(id), String(TimeSource.wallMicroseconds()),
+        ])
+        return try outcome(of: reply, for: id, what: "review")
+    }
+
+    /// A publish or review script's reply as an outcome.
+    private func outcome(of reply: RESPValue, for id: SessionID, what: String) throws -> PublishOutcome {
         guard let parts = reply.array, let outcome = parts.first?.string else {
-            throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
+            throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
         }
         if outcome == "missing" { return .sessionNotFound }
         if outcome == "corrupt", parts.count == 2 { throw Self.corrupt(parts[1]) }
         guard parts.count >= 2, let record = SessionRecord(id: id, fields: parts[1]) else {
-            throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
+            throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
         }
         switch outcome {
         case "completed": return .alreadyCompleted(record)
         case "cancelled", "left": return .cancelled(record)
         case "unchanged": return .unchanged(record)
+        case "claimed": return .claimedByAnother(record)
+        case "unclaimed": return .notClaimed(record)
         default:
             guard parts.count >= 3, case .bulkString(let entry) = parts[2],
                 let stored = RedisLogEntry.decode(entry, lastEventID: record.lastEventID)
             else {
-                throw BrokerError(.protocolViolation, "unexpected reply to publish: \(reply)")
+                throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
             }
             return .published(stored, record)
         }
     }
 
-    public func holdPresence(of ids: [SessionID]) async throws -> [SessionID] {
+    public func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {
         let (connection, scriptHash) = try state.withLock { state throws(BrokerError) -> (RedisConnection, String) in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
-            return (connected.commandsForThisLoop, connected.holdScript)
+            return (connected.commandsForThisLoop, side == .pc ? connected.holdScript : connected.holdPhoneScript)
         }
-        let arguments = [String(configuration.presenceHold.milliseconds), String(configuration.lostSessionTombstone.milliseconds)]
+        let hold = String(configuration.presenceHold.milliseconds)
+        let tombstone = String(configuration.lostSessionTombstone.milliseconds)
+        let script = side == .pc ? RedisScripts.holdPresence : RedisScripts.holdPhonePresence
+        func tail(_ id: SessionID) -> [String] {
+            switch side {
+            case .pc: ["3", RedisKeys.session(id), RedisKeys.presence(id), RedisKeys.tombstone(id), hold, tombstone]
+            case .phone:
+                [
+                    "4", RedisKeys.session(id), RedisKeys.log(id), RedisKeys.phonePresence(id), RedisKeys.tombstone(id), hold, tombstone,
+                    RedisKeys.channel(id), String(TimeSource.wallMicroseconds()),
+                ]
+            }
+        }
         var gone: [SessionID] = []
         // Pipelined in batches, so a node holding thousands of streams renews them in a few round trips.
         for start in stride(from: 0, to: ids.count, by: 512) {
             let batch = Array(ids[start..<min(start + 512, ids.count)])
-            let replies = batch.map { id in
-                connection.send(
-                    ["EVALSHA", scriptHash, "3", RedisKeys.session(id), RedisKeys.presence(id), RedisKeys.tombstone(id)] + arguments)
-            }
+            let replies = batch.map { id in connection.send(["EVALSHA", scriptHash] + tail(id)) }
             for (id, reply) in zip(batch, replies) {
                 var answer = try await reply.get()
                 if case .error(let message) = answer, message.hasPrefix("NOSCRIPT") {
-                    answer = try await connection.send(
-                        ["EVAL", RedisScripts.holdPresence, "3", RedisKeys.session(id), RedisKeys.presence(id), RedisKeys.tombstone(id)]
-                            + arguments
-                    ).get()
+                    answer = try await connection.send(["EVAL", script] + tail(id)).get()
                 }
                 if case .integer(0) = try checked(answer) { gone.append(id) }
             }
@@ -396,10 +432,10 @@ public final class RedisBroker: Broker {
         return gone
     }
 
-    public func releasePresence(of id: SessionID) async throws {
+    public func releasePresence(of id: SessionID, side: PresenceSide) async throws {
         // XX: only a presence that is still there starts its grace; a lapsed one stays lapsed.
         let grace = String(configuration.presenceGrace.milliseconds)
-        _ = try checked(await commandConnection().send(["SET", RedisKeys.presence(id), "1", "PX", grace, "XX"]).get())
+        _ = try checked(await commandConnection().send(["SET", RedisKeys.presence(id, side: side), "1", "PX", grace, "XX"]).get())
     }
 
     public func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {

@@ -30,6 +30,20 @@ enum RedisScripts {
           if redis.call('PTTL', session) <= 0 then return 'the record does not expire' end
           return nil
         end
+        -- Numbers an event, stores it with the record's changes `hash` (one HSET: the script's first write), gives the
+        -- log the session's remaining TTL and publishes it. Nil, with nothing written, when no id is left. The id is
+        -- formatted with %d, since tostring and cjson would write a large Lua number with an exponent.
+        local function append(session, log, channel, hash, fields)
+          local last = tonumber(redis.call('HGET', session, 'lastEventID'))
+          if last >= MAX_ID then return nil end
+          local id = string.format('%d', last + 1)
+          redis.call('HSET', session, 'lastEventID', id, unpack(hash))
+          local entry = '{"id":' .. id .. ',' .. string.sub(cjson.encode(fields), 2)
+          redis.call('RPUSH', log, entry)
+          redis.call('PEXPIRE', log, redis.call('PTTL', session))
+          redis.call('PUBLISH', channel, entry)
+          return entry
+        end
 
         """
 
@@ -59,12 +73,14 @@ enum RedisScripts {
         """
 
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the PC's presence. ARGV: target status, event name,
-    /// channel, name, phone, publish time, cancel reason, idempotency key or "" (stored as `idem:<status>`).
+    /// channel, name, phone, publish time, cancel reason, idempotency key or "" (stored as `idem:<status>`), phone key
+    /// or "" (no claim check), pairing code, "1" when the step may claim an unclaimed session.
     /// Publishes only an event that moves the session forward: numbers it, stores it (and a submission) in the same
-    /// step, gives the log the session's remaining TTL, and publishes it on the session's channel. A phone's event to
-    /// a session whose PC presence has lapsed cancels the session instead (reason pc-left).
-    /// Returns {outcome, fields[, entry]} with outcome missing, completed, cancelled, unchanged, published or left
-    /// (cancelled by this call), or {'corrupt', why} with nothing changed.
+    /// step, gives the log the session's remaining TTL, and publishes it on the session's channel. A phone's step is
+    /// refused when another phone claimed the session (or, without the right to claim, when nobody did), and claims
+    /// it otherwise; to a session whose PC presence has lapsed it cancels the session instead (reason pc-left).
+    /// Returns {outcome, fields[, entry]} with outcome missing, completed, cancelled, claimed, unclaimed, unchanged,
+    /// published or left (cancelled by this call), or {'corrupt', why} with nothing changed.
     static let publish = checks + """
         if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
         local why = problem(KEYS[1], KEYS[2])
@@ -72,26 +88,91 @@ enum RedisScripts {
         local status = redis.call('HGET', KEYS[1], 'status')
         if status == 'completed' or status == 'cancelled' then return {status, redis.call('HGETALL', KEYS[1])} end
         local target, event, name, phone, reason, outcome = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7], 'published'
-        if target ~= 'cancelled' and redis.call('EXISTS', KEYS[3]) == 0 then
-          target, event, name, phone, reason, outcome = 'cancelled', 'cancelled', '', '', 'pc-left', 'left'
+        local step = target ~= 'cancelled'
+        local hash = {}
+        if step and ARGV[9] ~= '' then
+          local holder = redis.call('HGET', KEYS[1], 'phoneKey')
+          if holder then
+            if holder ~= ARGV[9] then return {'claimed', redis.call('HGETALL', KEYS[1])} end
+          elseif ARGV[11] ~= '1' then
+            return {'unclaimed', redis.call('HGETALL', KEYS[1])}
+          else
+            hash = {'phoneKey', ARGV[9], 'pairingCode', ARGV[10]}
+          end
         end
-        if rank[status] >= rank[target] then return {'unchanged', redis.call('HGETALL', KEYS[1])} end
-        local last = tonumber(redis.call('HGET', KEYS[1], 'lastEventID'))
-        if last >= MAX_ID then return {'corrupt', 'no event id left'} end
-        -- Everything is checked: the writes start here. The id is formatted with %d, since tostring and cjson would
-        -- write a large Lua number with an exponent.
-        local id = string.format('%d', last + 1)
-        redis.call('HSET', KEYS[1], 'lastEventID', id, 'status', target)
-        if target == 'completed' then redis.call('HSET', KEYS[1], 'name', name, 'phone', phone) end
-        if outcome == 'published' and ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'idem:' .. target, ARGV[8]) end
-        local fields = {event = event, name = name, phone = phone, t = ARGV[6]}
-        if reason ~= '' then fields.reason = reason end
-        local rest = cjson.encode(fields)
-        local entry = '{"id":' .. id .. ',' .. string.sub(rest, 2)
-        redis.call('RPUSH', KEYS[2], entry)
-        redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
-        redis.call('PUBLISH', ARGV[3], entry)
+        if step and redis.call('EXISTS', KEYS[3]) == 0 then
+          target, event, name, phone, reason, outcome, hash = 'cancelled', 'cancelled', '', '', 'pc-left', 'left', {}
+        end
+        if rank[status] >= rank[target] then
+          -- Everything is checked: a claim made by a step that moves nothing is still kept.
+          if #hash > 0 then redis.call('HSET', KEYS[1], unpack(hash)) end
+          return {'unchanged', redis.call('HGETALL', KEYS[1])}
+        end
+        local code = hash[4] or redis.call('HGET', KEYS[1], 'pairingCode')
+        table.insert(hash, 'status')
+        table.insert(hash, target)
+        local fields = {event = event, t = ARGV[6]}
+        if target == 'completed' then
+          fields.name, fields.phone = name, phone
+          table.insert(hash, 'name'); table.insert(hash, name); table.insert(hash, 'phone'); table.insert(hash, phone)
+        end
+        if reason ~= '' then
+          fields.reason = reason
+          table.insert(hash, 'cancelReason'); table.insert(hash, reason)
+        end
+        if event == 'connected' and code then fields.code = code end
+        if outcome == 'published' and ARGV[8] ~= '' then table.insert(hash, 'idem:' .. target); table.insert(hash, ARGV[8]) end
+        local entry = append(KEYS[1], KEYS[2], ARGV[3], hash, fields)
+        if not entry then return {'corrupt', 'no event id left'} end
         return {outcome, redis.call('HGETALL', KEYS[1]), entry}
+        """
+
+    /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the presence of side ARGV[1] (pc or phone). ARGV: side,
+    /// channel, publish time. When the side's presence has lapsed and the session is not over: for the PC, cancels
+    /// the session (pc-left); for a phone whose channel had attached and that is not already away, publishes
+    /// phone-left. Returns {'published', fields, entry}, {'unchanged', fields}, {'missing'} or {'corrupt', why}.
+    static let reviewPresence = checks + """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+        local why = problem(KEYS[1], KEYS[2])
+        if why then return {'corrupt', why} end
+        local status = redis.call('HGET', KEYS[1], 'status')
+        if status == 'completed' or status == 'cancelled' or redis.call('EXISTS', KEYS[3]) == 1 then
+          return {'unchanged', redis.call('HGETALL', KEYS[1])}
+        end
+        local entry
+        if ARGV[1] == 'pc' then
+          entry = append(KEYS[1], KEYS[2], ARGV[2], {'status', 'cancelled', 'cancelReason', 'pc-left'},
+            {event = 'cancelled', reason = 'pc-left', t = ARGV[3]})
+        else
+          if redis.call('HGET', KEYS[1], 'phoneSeen') ~= '1' or redis.call('HGET', KEYS[1], 'phoneAway') == '1' then
+            return {'unchanged', redis.call('HGETALL', KEYS[1])}
+          end
+          entry = append(KEYS[1], KEYS[2], ARGV[2], {'phoneAway', '1'}, {event = 'phone-left', t = ARGV[3]})
+        end
+        if not entry then return {'corrupt', 'no event id left'} end
+        return {'published', redis.call('HGETALL', KEYS[1]), entry}
+        """
+
+    /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the phone's presence, KEYS[4] the ID's tombstone. ARGV: hold
+    /// lease (ms), tombstone lifetime (ms), channel, publish time. A node holds the phone's channel: as
+    /// ``holdPresence`` for the PC, and the session remembers that its phone had a channel; a phone that was away
+    /// gets phone-returned published. Returns 1, or 0 when the session is gone (its ID keeps a tombstone).
+    static let holdPhonePresence = checks + """
+        if redis.call('EXISTS', KEYS[1]) == 0 then
+          redis.call('SET', KEYS[4], '1', 'PX', ARGV[2], 'NX')
+          return 0
+        end
+        if problem(KEYS[1], KEYS[2]) then return 1 end
+        local f = redis.call('HMGET', KEYS[1], 'status', 'phoneSeen', 'phoneAway')
+        if f[3] == '1' and f[1] ~= 'completed' and f[1] ~= 'cancelled' then
+          if not append(KEYS[1], KEYS[2], ARGV[3], {'phoneAway', '0', 'phoneSeen', '1'}, {event = 'phone-returned', t = ARGV[4]}) then
+            return 1
+          end
+        elseif f[2] ~= '1' then
+          redis.call('HSET', KEYS[1], 'phoneSeen', '1')
+        end
+        redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
+        return 1
         """
 
     /// KEYS[1] session hash, KEYS[2] the PC's presence, KEYS[3] the ID's tombstone. ARGV: hold lease (ms), tombstone
@@ -117,6 +198,9 @@ enum RedisKeys {
     static func tombstone(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:opened" }
     /// Exists while the session's PC counts as present; renewed (PEXPIRE) by the node that holds its stream.
     static func presence(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:pc" }
+    /// Exists while the session's phone channel counts as present.
+    static func phonePresence(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:phone" }
+    static func presence(_ id: SessionID, side: PresenceSide) -> String { side == .pc ? presence(id) : phonePresence(id) }
 
     /// The session of a channel name, or nil for a name that is not one of ours.
     static func session(ofChannel channel: String) -> SessionID? {
