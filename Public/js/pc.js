@@ -317,6 +317,8 @@ function follow(current) {
     } else if (data.status === 'connected' || data.status === 'inputting') {
       claimed(current, data.code);
       setStatus(data.status === 'inputting' ? 'input-started' : 'connected', current);
+      // Whether the phone is away now (the phone-left and phone-returned events the resync stands for).
+      showPhoneLeft(data.phoneAway === true);
     }
   });
   source.addEventListener('complete', (event) => {
