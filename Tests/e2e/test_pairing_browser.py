@@ -17,7 +17,8 @@ The nodes run with a short grace (PAIRING_GRACE_SECONDS=3, SSE retry 1 s) and a 
 - the PC's tab goes away without a word (its cancel never sent): the phone is told within the grace + 1 s;
 - the phone's tab goes away: the PC says so (a polite live region) after the grace, and stops saying it when the
   phone page is opened again;
-- "not my phone" on the PC: the phone shows that the PC refused it, and the PC shows a new QR code.
+- "not my phone" on the PC: the phone shows that the PC refused it, and the PC shows a new QR code;
+- a phone whose key cookie is gone is locked out (409 already_claimed) at its next call.
 
 Needs: Debian `chromium`, `chromium-driver`, `zbar-tools`, `redis-server`; `pip install -r
 Tests/e2e/requirements.txt`; a built binary at $TANDEM_BINARY or .build/debug/tandem. Screenshots of every step go to
@@ -461,3 +462,21 @@ def test_not_my_phone_ends_the_session_and_makes_a_new_qr_code(deployment: Deplo
     # The same phone may pair with the new code.
     open_form(phone, deployment.for_phone(shown_url(pc)))
     wait_status(pc, "connected", JA["connected"])
+
+
+def test_a_phone_that_lost_its_key_is_locked_out(deployment: Deployment, browsers: Any) -> None:
+    """The phone key cookie is gone (cleared, or the page opened in another browser of the phone): its next call is
+    refused with 409 already_claimed, and the page locks with those words rather than inviting a retry."""
+    pc = browsers("pc")
+    phone = browsers("phone")
+    url = deployment.for_phone(open_pc(pc, deployment))
+    open_form(phone, url)
+    wait_status(pc, "connected", JA["connected"])
+    phone.execute_cdp_cmd("Network.clearBrowserCookies", {})  # the key is HttpOnly, for /api only
+    phone.find_element(By.ID, "name").send_keys("山田")  # input-started, without the key
+    wait_locked(phone, CLAIMED, "the phone locked once its key is gone")
+    assert form_disabled(phone)
+    shot(phone, f"{deployment.name}-phone-key-lost")
+    answer = submit_from_page(phone, session_of(url))
+    assert answer["status"] == 409 and answer["body"]["code"] == "already_claimed", answer
+    assert pc_status(pc) == ("connected", JA["connected"]), "a call without the phone key moved the session"
