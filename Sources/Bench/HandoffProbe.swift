@@ -21,24 +21,29 @@ struct HandoffProbe {
         guard send(stream, "GET /api/events?session=\(session) HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"),
             read(stream, until: "session-info", timeout: timeout) != nil
         else { return fail("no session-info") }
-        let requests = [
-            "GET /api/validate-session?session=\(session) HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
-            post("/api/input-started", #"{"sessionId":"\#(session)"}"#),
-            post("/api/submit", #"{"sessionId":"\#(session)","name":"probe","phone":"00"}"#),
+        // The validate claims the session for this phone (first scan wins): its cookie goes with the later steps.
+        var cookie = ""
+        let requests: [(String) -> String] = [
+            { _ in "GET /api/validate-session?session=\(session) HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" },
+            { post("/api/input-started", #"{"sessionId":"\#(session)"}"#, cookie: $0) },
+            { post("/api/submit", #"{"sessionId":"\#(session)","name":"probe","phone":"00"}"#, cookie: $0) },
         ]
         for request in requests {
             guard let socket = connect(port: publishPort, timeout: timeout) else { return fail("publish connect failed") }
             defer { close(socket) }
-            guard send(socket, request), let answer = read(socket, until: "\r\n\r\n", timeout: timeout), answer.hasPrefix("HTTP/1.1 200") else {
+            guard send(socket, request(cookie)), let answer = read(socket, until: "\r\n\r\n", timeout: timeout), answer.hasPrefix("HTTP/1.1 200") else {
                 return fail("a phone request was not answered 200")
+            }
+            for line in answer.split(separator: "\r\n") where line.lowercased().hasPrefix("set-cookie: tandem_phone_") {
+                cookie = String(line.dropFirst("set-cookie: ".count).prefix { $0 != ";" })
             }
         }
         guard read(stream, until: "event: complete", timeout: timeout) != nil else { return fail("complete never arrived") }
         return HandoffProbe(completed: true, milliseconds: Date().timeIntervalSince(started) * 1000, detail: "ok")
     }
 
-    private static func post(_ path: String, _ json: String) -> String {
-        "POST \(path) HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n\(json)"
+    private static func post(_ path: String, _ json: String, cookie: String) -> String {
+        "POST \(path) HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nCookie: \(cookie)\r\nContent-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n\(json)"
     }
 
     private static func connect(port: Int, timeout: Double) -> Int32? {

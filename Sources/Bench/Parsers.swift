@@ -1,7 +1,7 @@
 import NIOCore
 
 /// The head of an HTTP/1.1 response, read byte by byte until the blank line. Only what the bench needs: the status,
-/// `Content-Length` and whether the body is chunked. Its buffer lives only while a head is being read.
+/// `Content-Length`, whether the body is chunked, and the phone key cookie a claim sets. Its buffer lives only while a head is being read.
 struct ResponseHeadParser {
     private var bytes: [UInt8] = []
     private var matched = 0  // how much of "\r\n\r\n" was just seen
@@ -10,6 +10,8 @@ struct ResponseHeadParser {
         var status: Int
         var contentLength: Int?
         var chunked: Bool
+        /// `tandem_phone_<ID>=<key>` from `Set-Cookie`: the phone's later steps must carry it (first scan wins).
+        var phoneCookie: String?
     }
 
     /// Consumes bytes from `p` starting at `i` until the head is complete; returns it then, nil when more is needed.
@@ -52,6 +54,8 @@ struct ResponseHeadParser {
                 head.contentLength = Int(value)
             } else if name == "transfer-encoding", value.lowercased().contains("chunked") {
                 head.chunked = true
+            } else if name == "set-cookie", value.hasPrefix("tandem_phone_") {
+                head.phoneCookie = value.split(separator: ";").first.map(String.init)
             }
         }
         return head

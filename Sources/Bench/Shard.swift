@@ -102,6 +102,8 @@ final class Shard: @unchecked Sendable {
         var channel: (any Channel)?
         var generation: UInt32 = 0
         var session = ""
+        /// The phone key cookie the session's claim gave this slot's phone (Tandem's flow).
+        var phoneCookie = ""
         var sent: Int8 = 0
         var opened = false
         /// Published events not yet seen on the stream: (event number, send time).
@@ -226,6 +228,7 @@ final class Shard: @unchecked Sendable {
         slots[index].channel = nil
         sessionCounter += 1
         slots[index].session = spec.idPrefix + String(index, radix: 36) + "x" + String(sessionCounter, radix: 36)
+        slots[index].phoneCookie = ""
         if connecting >= spec.maxConnecting {
             waitingToConnect.append(index)
         } else {
@@ -411,10 +414,10 @@ final class Shard: @unchecked Sendable {
                 request = "GET /api/validate-session?session=\(session) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
             case 2:
                 let body = "{\"sessionId\":\"\(session)\"}"
-                request = "POST /api/input-started HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                request = "POST /api/input-started HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: \(slots[index].phoneCookie)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
             default:
                 let body = "{\"sessionId\":\"\(session)\",\"name\":\"bench\",\"phone\":\"0901234\"}"
-                request = "POST /api/submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                request = "POST /api/submit HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: \(slots[index].phoneCookie)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
             }
         case .nchan:
             let body = String(event)
@@ -439,9 +442,10 @@ final class Shard: @unchecked Sendable {
         poolDirty.removeAll(keepingCapacity: true)
     }
 
-    func published(_ tag: PublishTag, status: Int) {
+    func published(_ tag: PublishTag, status: Int, phoneCookie: String? = nil) {
         let index = Int(tag.slot)
         guard slots[index].generation == tag.generation else { return }
+        if let phoneCookie { slots[index].phoneCookie = phoneCookie }
         guard (200..<300).contains(status) else {
             result.publishFailed += 1
             result.statuses[status, default: 0] += 1
@@ -576,6 +580,7 @@ final class PublishHandler: ChannelInboundHandler {
     private var tags = CircularBuffer<PublishTag>(initialCapacity: 64)
     private var head = ResponseHeadParser()
     private var status = 0
+    private var phoneCookie: String?
     private var bodyLeft = 0
     private var chunks: ChunkedDecoder?
 
@@ -613,6 +618,7 @@ final class PublishHandler: ChannelInboundHandler {
                     if bodyLeft == 0 { complete() }
                 } else if let parsed = head.feed(p, &i) {
                     status = parsed.status
+                    phoneCookie = parsed.phoneCookie
                     if parsed.chunked {
                         chunks = ChunkedDecoder()
                     } else if let length = parsed.contentLength, length > 0 {
@@ -627,7 +633,7 @@ final class PublishHandler: ChannelInboundHandler {
 
     private func complete() {
         guard let tag = tags.popFirst() else { return }
-        shard.published(tag, status: status)
+        shard.published(tag, status: status, phoneCookie: phoneCookie)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

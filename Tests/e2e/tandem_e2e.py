@@ -628,6 +628,16 @@ class Stream(StreamThread):
             return "\n".join(self.lines[-40:])
 
 
+class PhoneStream(Stream):
+    """The phone's own channel, GET /api/phone/events, with the phone key cookie its validate got (see `_request`)."""
+
+    def __init__(self, target: Target, session_id: str, last_event_id: str | None = None) -> None:
+        name = f"tandem_phone_{session_id}"
+        cookie = f"{name}={_PHONE_COOKIES[name]}" if name in _PHONE_COOKIES else None
+        super().__init__(target, session_id, last_event_id, cookie)
+        self.url = f"{target.base_url}/api/phone/events"
+
+
 def is_session_info(event: Event) -> bool:
     try:
         return event.name == "message" and event.json().get("type") == "session-info"
@@ -640,8 +650,25 @@ def flow_events(events: list[Event]) -> list[tuple[str, str | None, Any]]:
     return [e.simple() for e in events if not is_session_info(e)]
 
 
+class _PairingCode:
+    """Equal to any pairing code as the server makes them (four digits): `connected` carries the code of the phone
+    that claimed the session, made by the server, so a test cannot know it in advance."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and len(other) == 4 and other.isdigit()
+
+    def __repr__(self) -> str:
+        return "<pairing code>"
+
+
+PAIRING_CODE: Any = _PairingCode()
+
+
 def full_flow(name: str = NAME, phone: str = PHONE) -> list[tuple[str, str, Any]]:
-    return [("connected", "1", {}), ("input-started", "2", {}), ("complete", "3", {"name": name, "phone": phone})]
+    return [
+        ("connected", "1", {"code": PAIRING_CODE}), ("input-started", "2", {}),
+        ("complete", "3", {"name": name, "phone": phone}),
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -652,16 +679,30 @@ def new_session_id(prefix: str = "sess") -> str:
     return f"{prefix}_" + secrets.token_hex(8)
 
 
+# The phone: the first phone call to a session claims it and gets a phone key cookie (first scan wins). Requests made
+# through a node (a client of their own) are one phone per session, whatever node they go to: its cookies are kept
+# here. A test that needs a second phone passes an httpx.Client of its own.
+_PHONE_COOKIES: dict[str, str] = {}
+
+
 def _request(target: httpx.Client | Target, method: str, path: str, **kwargs: Any) -> httpx.Response:
     """One request through `target`: an open client, or a node (a client of its own, closed afterwards)."""
     if isinstance(target, httpx.Client):
         return target.request(method, path, **kwargs)
     with target.client() as client:
-        return client.request(method, path, **kwargs)
+        for name, value in _PHONE_COOKIES.items():
+            client.cookies.set(name, value)
+        response = client.request(method, path, **kwargs)
+        for name, value in response.cookies.items():
+            if name.startswith("tandem_phone_"):
+                _PHONE_COOKIES[name] = value
+        return response
 
 
-def validate(target: httpx.Client | Target, session_id: str) -> httpx.Response:
-    return _request(target, "GET", "/api/validate-session", params={"session": session_id})
+def validate(target: httpx.Client | Target, session_id: str, token: str | None = None) -> httpx.Response:
+    """validate-session; `token` is the QR code's pairing token, which a session made by POST /api/sessions needs."""
+    params = {"session": session_id} if token is None else {"session": session_id, "t": token}
+    return _request(target, "GET", "/api/validate-session", params=params)
 
 
 def input_started(target: httpx.Client | Target, session_id: str) -> httpx.Response:
@@ -684,9 +725,11 @@ def _context_of(target: httpx.Client | Target, context: Callable[[], str] | None
     return target.log if isinstance(target, Node) else _no_context
 
 
-def expect_valid(target: httpx.Client | Target, session_id: str, context: Callable[[], str] | None = None) -> None:
+def expect_valid(
+    target: httpx.Client | Target, session_id: str, context: Callable[[], str] | None = None, token: str | None = None,
+) -> None:
     """validate-session answers 200 with `valid: true` (a node's log, or `context()`, goes into the message)."""
-    body = expect_ok(validate(target, session_id), f"validate-session {session_id}", _context_of(target, context))
+    body = expect_ok(validate(target, session_id, token), f"validate-session {session_id}", _context_of(target, context))
     assert body["valid"] is True, body
 
 

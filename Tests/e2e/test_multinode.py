@@ -28,6 +28,7 @@ import pytest
 from tandem_e2e import (
     HEARTBEAT_SECONDS,
     NAME,
+    PAIRING_CODE,
     PHONE,
     Cluster,
     Node,
@@ -321,7 +322,7 @@ def test_resume_on_other_node_with_last_event_id(cluster: RedisCluster) -> None:
     assert first.wait_for_id("1"), f"`connected` did not reach A: {first.snapshot()!r}"
     first.close()
     assert first.error is None, repr(first.error)
-    assert flow_events(first.snapshot()) == [("connected", "1", {})]
+    assert flow_events(first.snapshot()) == [("connected", "1", {"code": PAIRING_CODE})]
 
     expect_input_started(b, session_id)
     expect_submitted(b, session_id)
@@ -393,6 +394,7 @@ def test_a_second_reader_without_the_openers_key_gets_nothing_on_any_node(cluste
     assert made.status_code == 201, made.text
     server_made = made.json()["sessionId"]
     key = made.json()["readerKey"]
+    tokens = {seed_style: None, server_made: made.json()["token"]}
     key_opener = Stream(b, server_made, key=key).start()
     key_opener.wait_opened()
 
@@ -406,11 +408,13 @@ def test_a_second_reader_without_the_openers_key_gets_nothing_on_any_node(cluste
                 assert body["code"] == "reader_key_required", body
                 assert NAME not in response.text and PHONE not in response.text
         # The phone writes (the QR code's power), through either node.
-        expect_valid(b, session_id)
+        expect_valid(b, session_id, token=tokens[session_id])
         expect_submitted(a, session_id)
 
     assert opener.wait_for_id("2"), opener.describe()
     assert key_opener.wait_for_id("2"), key_opener.describe()
     for stream in (opener, key_opener):
         stream.close()
-        assert flow_events(stream.snapshot()) == [("connected", "1", {}), ("complete", "2", {"name": NAME, "phone": PHONE})]
+        assert flow_events(stream.snapshot()) == [
+            ("connected", "1", {"code": PAIRING_CODE}), ("complete", "2", {"name": NAME, "phone": PHONE}),
+        ]

@@ -28,6 +28,7 @@ from httpx_sse import EventSource, ServerSentEvent, connect_sse
 from tandem_e2e import (
     HEARTBEAT_SECONDS,
     NAME,
+    PAIRING_CODE,
     PHONE,
     REQUEST_TIMEOUT,
     Cluster,
@@ -258,7 +259,7 @@ def test_httpx_sse_full_flow(server: Node) -> None:
     events = drop_retry_block(reader.snapshot())
     check_session_info(events[0], "0", opened_at_ms)
     assert simplify(events[1:]) == [
-        ("connected", "1", {}),
+        ("connected", "1", {"code": PAIRING_CODE}),
         ("input-started", "2", {}),
         ("complete", "3", {"name": NAME, "phone": PHONE}),
     ]
@@ -285,7 +286,7 @@ def test_sseclient_py_flow_with_tricky_name_and_heartbeat(server: Node) -> None:
     events = reader.snapshot()
     check_session_info(events[0], "0", opened_at_ms)
     assert simplify(events[1:]) == [
-        ("connected", "1", {}),
+        ("connected", "1", {"code": PAIRING_CODE}),
         ("input-started", "2", {}),
         ("complete", "3", {"name": TRICKY_NAME, "phone": PHONE}),
     ]

@@ -23,6 +23,7 @@ from tandem_e2e import (
     RedisServer,
     Stream,
     flow_events,
+    input_started,
     new_session_id,
     poll,
     submit,
@@ -169,8 +170,7 @@ def test_a_pc_gone_past_the_grace_is_known_on_every_node_and_a_reconnect_within_
     second = Stream(b, session_id, last_event_id="1", cookie=cookie).start()
     second.wait_opened()
     time.sleep(3.0)  # past the grace, with the stream open on B: renewals keep the PC present
-    with a.client() as client:
-        assert client.post("/api/input-started", json={"sessionId": session_id}).status_code == 200
+    assert input_started(a, session_id).status_code == 200  # the phone that validated, through A
     assert second.wait_for_id("2"), second.describe()
     second.close()
     time.sleep(2.5)  # past the grace, no stream anywhere

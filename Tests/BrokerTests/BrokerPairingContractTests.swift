@@ -1,0 +1,166 @@
+import Broker
+import Testing
+
+/// The pairing's contract (docs/protocol.md): the first phone claims the session, the phones' presence notices, and
+/// a presence reviewed once its grace is over. Run against every broker, as the rest of the contract.
+@Suite(.timeLimit(.minutes(1)))
+struct BrokerPairingContractTests {
+    static func phone(_ key: String, code: String = "1234", mayClaim: Bool = true) -> PhoneClaim {
+        PhoneClaim(key: key, pairingCode: code, mayClaim: mayClaim)
+    }
+
+    static let first = String(repeating: "a", count: 32)
+    static let second = String(repeating: "b", count: 32)
+
+    @Test(arguments: BrokerUnderTest.available)
+    func theFirstPhoneClaimsTheSessionAndNoOtherPhoneCanAct(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60))
+            try await broker.subscribe(id)
+            guard case .published(let connected, let record) = try await broker.publish(.connected(), to: id, from: Self.phone(Self.first, code: "0042"), idempotencyKey: nil) else {
+                Issue.record("the first phone's validate was not published")
+                return
+            }
+            // The claim is in the record and the code in the event the PC gets; the key never leaves the broker.
+            #expect(connected == StoredEvent(id: 1, event: .connected(pairingCode: "0042")))
+            #expect(record.phoneKey == Self.first && record.pairingCode == "0042")
+            #expect(try await broker.events(of: id, after: 0) == [connected])
+            // Another phone, with its own fresh claim: refused, nothing stored, the first claim unchanged.
+            for event in [SessionEvent.connected(), .inputStarted, .complete(Submission(name: "X", phone: "1"))] {
+                guard case .claimedByAnother(let current) = try await broker.publish(event, to: id, from: Self.phone(Self.second, code: "9999"), idempotencyKey: nil) else {
+                    Issue.record("a second phone's \(event.name) was not refused")
+                    return
+                }
+                #expect(current.phoneKey == Self.first && current.pairingCode == "0042" && current.lastEventID == 1)
+            }
+            // The first phone again: its steps go on; its validate again changes nothing.
+            guard case .unchanged = try await broker.publish(.connected(), to: id, from: Self.phone(Self.first, code: "7777"), idempotencyKey: nil),
+                case .published = try await broker.publish(.inputStarted, to: id, from: Self.phone(Self.first), idempotencyKey: nil),
+                case .published(_, let done) = try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: id, from: Self.phone(Self.first), idempotencyKey: nil)
+            else {
+                Issue.record("the claiming phone could not go on")
+                return
+            }
+            #expect(done.status == .completed && done.pairingCode == "0042")
+            #expect(fixture.sink.events(of: id).map(\.event.name).contains("connected"))
+            await broker.unsubscribe(id)
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.available)
+    func aStepThatMayNotClaimLeavesAnUnclaimedSessionAlone(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60))
+            for event in [SessionEvent.connected(), .inputStarted, .complete(Submission(name: "X", phone: "1"))] {
+                guard case .notClaimed(let record) = try await broker.publish(event, to: id, from: Self.phone(Self.first, mayClaim: false), idempotencyKey: nil) else {
+                    Issue.record("\(event.name) without the right to claim was not refused")
+                    return
+                }
+                #expect(record.phoneKey == nil && record.status == .waiting && record.lastEventID == 0)
+            }
+            // Two phones at once: exactly one claims.
+            async let one = broker.publish(.connected(), to: id, from: Self.phone(Self.first), idempotencyKey: nil)
+            async let other = broker.publish(.connected(), to: id, from: Self.phone(Self.second), idempotencyKey: nil)
+            let outcomes = try await [one, other]
+            #expect(outcomes.filter { if case .published = $0 { true } else { false } }.count == 1)
+            #expect(outcomes.filter { if case .claimedByAnother = $0 { true } else { false } }.count == 1)
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.available)
+    func aPCNotBackAfterTheGraceIsCancelledByTheReviewAndOneThatCameBackIsNot(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let gone = SessionID.random()
+            let back = SessionID.random()
+            for id in [gone, back] {
+                _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: nil, heldByStream: true)
+                try await broker.releasePresence(of: id)
+            }
+            guard case .unchanged = try await broker.reviewPresence(of: gone, side: .pc) else {
+                Issue.record("a PC within its grace was taken for gone")
+                return
+            }
+            _ = try await broker.holdPresence(of: [back])
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(300))
+            guard case .published(let cancelled, let record) = try await broker.reviewPresence(of: gone, side: .pc) else {
+                Issue.record("a PC gone past its grace was not cancelled by the review")
+                return
+            }
+            #expect(cancelled == StoredEvent(id: 1, event: .cancelled(.pcLeft)))
+            #expect(record.status == .cancelled && record.cancelReason == .pcLeft)
+            guard case .unchanged = try await broker.reviewPresence(of: gone, side: .pc),
+                case .unchanged = try await broker.reviewPresence(of: back, side: .pc)
+            else {
+                Issue.record("a review published twice, or cancelled a PC that came back")
+                return
+            }
+            #expect(try await broker.reviewPresence(of: SessionID.random(), side: .pc) == .sessionNotFound)
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.available)
+    func aPhoneWhoseChannelIsGoneIsToldToThePCAndItsReturnToo(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: nil, heldByStream: true)
+            _ = try await broker.publish(.connected(), to: id, from: Self.phone(Self.first), idempotencyKey: nil)
+            // A phone that never had a channel (the article's pages) is never "gone".
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(300))
+            _ = try await broker.holdPresence(of: [id])
+            guard case .unchanged = try await broker.reviewPresence(of: id, side: .phone) else {
+                Issue.record("a phone without a channel was announced as gone")
+                return
+            }
+            #expect(try await broker.holdPresence(of: [id], side: .phone) == [])
+            try await broker.releasePresence(of: id, side: .phone)
+            guard case .unchanged = try await broker.reviewPresence(of: id, side: .phone) else {
+                Issue.record("a phone within its grace was announced as gone")
+                return
+            }
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(300))
+            _ = try await broker.holdPresence(of: [id])  // the PC is still there
+            guard case .published(let left, let away) = try await broker.reviewPresence(of: id, side: .phone) else {
+                Issue.record("a phone gone past its grace was not announced")
+                return
+            }
+            #expect(left == StoredEvent(id: 2, event: .phoneLeft) && away.phoneAway && away.status == .connected)
+            guard case .unchanged = try await broker.reviewPresence(of: id, side: .phone) else {
+                Issue.record("phone-left was published twice")
+                return
+            }
+            // The phone's channel comes back: phone-returned, once.
+            #expect(try await broker.holdPresence(of: [id], side: .phone) == [])
+            #expect(try await broker.holdPresence(of: [id], side: .phone) == [])
+            #expect(try await broker.events(of: id, after: 1) == [left, StoredEvent(id: 3, event: .phoneReturned)])
+            #expect(try await broker.session(id)?.phoneAway == false)
+            // The presence notices move the session nowhere: the phone's steps go on.
+            guard case .published(let started, _) = try await broker.publish(.inputStarted, to: id, from: Self.phone(Self.first), idempotencyKey: nil) else {
+                Issue.record("the phone's step after its return was refused")
+                return
+            }
+            #expect(started.id == 4)
+        }
+    }
+
+    @Test(arguments: BrokerUnderTest.available)
+    func theReasonOfACancelIsKept(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60))
+            _ = try await broker.publish(.connected(), to: id, from: Self.phone(Self.first), idempotencyKey: nil)
+            guard case .published(let stored, let record) = try await broker.publish(.cancelled(.phoneRejected), to: id) else {
+                Issue.record("not my phone was not published")
+                return
+            }
+            #expect(stored.event == .cancelled(.phoneRejected) && record.cancelReason == .phoneRejected)
+            #expect(try await broker.session(id)?.cancelReason == .phoneRejected)
+        }
+    }
+}
