@@ -16,6 +16,7 @@ import { lockedDialogShowing, showDialog } from './dialog.js';
 
 const SESSION_CHECK_INTERVAL_MS = 5000;
 const CHANNEL_RETRY_MS = 5000;
+const REASON_WAIT_MS = 3000;
 const REQUEST_TIMEOUT_MS = 15000;
 // The server's limits, counted the same way: characters as people see them (grapheme clusters).
 const LIMITS = { name: 20, phone: 15 };
@@ -191,7 +192,10 @@ function lock(messageKey) {
   locked = messageKey;
   clearInterval(poller);
   clearTimeout(channelRetry);
-  closeChannel();
+  // The channel may still say why the session ended (a poll can learn of a cancellation just before the channel,
+  // reconnecting, tells that the PC refused this phone): it stays open a moment for that.
+  if (messageKey === 'sessionInvalid' && channel !== null) setTimeout(closeChannel, REASON_WAIT_MS);
+  else closeChannel();
   checking.hidden = true;
   for (const element of form.querySelectorAll('input, button')) element.disabled = true;
   form.classList.add('disabled');

@@ -18,7 +18,9 @@ The nodes run with a short grace (PAIRING_GRACE_SECONDS=3, SSE retry 1 s) and a 
 - the phone's tab goes away: the PC says so (a polite live region) after the grace, and stops saying it when the
   phone page is opened again;
 - "not my phone" on the PC: the phone shows that the PC refused it, and the PC shows a new QR code;
-- a phone whose key cookie is gone is locked out (409 already_claimed) at its next call.
+- a phone whose key cookie is gone is locked out (409 already_claimed) at its next call;
+- (two nodes only) the phone's node restarts while the PC refuses the phone: the phone's channel reconnects by
+  itself, resumes with Last-Event-ID, and the page shows that the PC refused it.
 
 Needs: Debian `chromium`, `chromium-driver`, `zbar-tools`, `redis-server`; `pip install -r
 Tests/e2e/requirements.txt`; a built binary at $TANDEM_BINARY or .build/debug/tandem. Screenshots of every step go to
@@ -28,6 +30,7 @@ test-artifacts/browser/pairing-*.png. Every wait is bounded, and every process i
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -106,6 +109,8 @@ class Deployment:
     name: str
     pc: Node
     phone: Node
+    cluster: Cluster
+    phone_settings: dict[str, str]  # to start the phone's node again
 
     def for_phone(self, url: str) -> str:
         """The URL of the QR code (it names the PC's node) on the phone's node."""
@@ -118,13 +123,14 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     with Cluster(tmp_path_factory.mktemp(f"pairing-{request.param}"), stop_timeout=STOP_TIMEOUT) as cluster:
         if request.param == "memory":
             node = cluster.tandem("tandem", lambda port: {**SETTINGS, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
-            yield Deployment("memory", node, node)
+            yield Deployment("memory", node, node, cluster, {})
             return
         redis_url = cluster.redis().url
         shared = {**SETTINGS, "BROKER": "redis", "REDIS_URL": redis_url}
         a = cluster.tandem("A", lambda port: {**shared, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
-        b = cluster.tandem("B", {**shared, "PUBLIC_BASE_URL": a.base_url})
-        yield Deployment("redis", a, b)
+        b_settings = {**shared, "PUBLIC_BASE_URL": a.base_url}
+        b = cluster.tandem("B", b_settings)
+        yield Deployment("redis", a, b, cluster, b_settings)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -480,3 +486,48 @@ def test_a_phone_that_lost_its_key_is_locked_out(deployment: Deployment, browser
     answer = submit_from_page(phone, session_of(url))
     assert answer["status"] == 409 and answer["body"]["code"] == "already_claimed", answer
     assert pc_status(pc) == ("connected", JA["connected"]), "a call without the phone key moved the session"
+
+
+# Counts, on the phone page, how often its EventSource opened and failed (added before any page script runs).
+CHANNEL_RECORDER = r"""
+(() => {
+  const Native = window.EventSource;
+  window.__channel = { opens: 0, errors: 0 };
+  window.EventSource = class extends Native {
+    constructor(url, init) {
+      super(url, init);
+      this.addEventListener('open', () => { window.__channel.opens += 1; });
+      this.addEventListener('error', () => { window.__channel.errors += 1; });
+    }
+  };
+})();
+"""
+
+
+def test_the_phone_hears_what_it_missed_while_its_node_restarted(deployment: Deployment, browsers: Any) -> None:
+    """The phone's node is down (drained, then restarted) when the PC refuses the phone; the phone's channel keeps
+    reconnecting by itself, resumes with Last-Event-ID once the node is back, and the page shows that the PC refused
+    it, not only that the session is over."""
+    if deployment.phone is deployment.pc:
+        pytest.skip("one node with the in-memory broker: its sessions do not outlive a restart")
+    pc = browsers("pc")
+    phone = browsers("phone")
+    phone.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CHANNEL_RECORDER})
+    url = deployment.for_phone(open_pc(pc, deployment))
+    open_form(phone, url)
+    wait_until(pc, lambda d: d.find_element(By.ID, "not-my-phone").is_displayed(), "the PC's 'not my phone' button")
+    wait_until(phone, lambda d: d.execute_script("return window.__channel.opens") == 1, "the phone's channel to open")
+
+    deployment.phone.process.stop(signal.SIGTERM)
+    wait_until(phone, lambda d: d.execute_script("return window.__channel.errors") >= 1, "the phone's channel to drop")
+    pc.find_element(By.ID, "not-my-phone").click()
+    wait_status(pc, "waiting", JA["waiting"])
+    time.sleep(1.0)
+    assert dialog(phone)["open"] is False, "the phone heard of the end while its node was down"
+    deployment.phone = deployment.cluster.tandem(deployment.phone.name, deployment.phone_settings, port=deployment.phone.port, retry_delay=0.5)
+
+    wait_locked(phone, REJECTED, "the phone told, once its node is back, that the PC refused it")
+    state = phone.execute_script("return [window.__channel.opens, document.readyState]")
+    assert state[0] >= 2, f"the channel did not reconnect: {state}"
+    assert form_disabled(phone)
+    shot(phone, f"{deployment.name}-phone-rejected-after-node-restart")
