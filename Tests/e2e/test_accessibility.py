@@ -73,6 +73,8 @@ WORDS = {
         "claimed": "このQRコードは別の端末ですでに使われています。",
         "stale": "このQRコードは古くなっています。PCに表示されている最新のQRコードを読み取ってください。",
         "phone_left": "スマートフォンとの接続が切れました",
+        "pairing_code": "確認コード",
+        "not_my_phone": "自分のスマートフォンではない",
     },
     "en": {
         "waiting": "Waiting for the phone to connect...",
@@ -91,6 +93,8 @@ WORDS = {
         "claimed": "This QR code has already been used on another device.",
         "stale": "This QR code is out of date. Scan the code the PC shows now.",
         "phone_left": "The phone has disconnected",
+        "pairing_code": "Pairing code",
+        "not_my_phone": "Not my phone",
     },
 }
 
@@ -276,9 +280,14 @@ def test_every_state_of_both_pages_passes_axe(
 
     open_form(phone, url)
     wait_until(phone, shows_pairing_code, "the phone's pairing code")
+    code = phone.find_element(By.ID, "pairing-code").text
+    assert phone.find_element(By.ID, "pairing").text.startswith(words["pairing_code"])
     audit(phone, "phone", "form-pairing-code")
     wait_status(pc, "connected", words["connected"])
     wait_until(pc, shows_pairing_code, "the PC's pairing code")
+    assert pc.find_element(By.ID, "pairing-code").text == code
+    assert pc.find_element(By.ID, "pairing").text.startswith(words["pairing_code"])
+    assert pc.find_element(By.ID, "not-my-phone").text == words["not_my_phone"]
     audit(pc, "pc", "connected-pairing-code")
 
     # A second phone on the same QR code: the session is the first one's (409 already_claimed), a locked dialog.
