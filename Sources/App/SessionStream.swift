@@ -1,6 +1,7 @@
 import Broker
 import HTTP
 import NIOCore
+import Synchronization
 
 /// Where a session stream's bytes go: an open event-stream response (``EventStreamChannel``), or a test's fake.
 protocol EventStreamOutput: Sendable {
@@ -25,10 +26,9 @@ struct SessionStream: Sendable {
     let audience: PresenceSide
     /// The last event id the reader has (its `Last-Event-ID`, or 0).
     let resumeAfter: EventID
-    /// The stream's first bytes (the retry hint, session-info, a resync, the replay of `replayed`).
-    let opening: ByteBuffer
-    /// The events after the resume point, read from the log when the stream opened; `opening` carries them.
-    let replayed: [StoredEvent]
+    /// The stream's first bytes and the events they replay, taken once by ``run(on:)``: a held stream keeps
+    /// neither for its life.
+    let opening: Opening
     let items: AsyncStream<StreamItem>
     /// The registry that holds this stream, and its token there.
     let registry: SessionRegistry
@@ -41,6 +41,23 @@ struct SessionStream: Sendable {
     /// grace and a little more); nil: never asked.
     let reviewDelay: Duration?
 
+    /// A stream's first bytes (the retry hint, session-info, a resync, the replay) and the events replayed in them.
+    final class Opening: Sendable {
+        private let parts: Mutex<(bytes: ByteBuffer, replayed: [StoredEvent])?>
+
+        init(_ bytes: ByteBuffer, replayed: [StoredEvent]) {
+            parts = Mutex((bytes, replayed))
+        }
+
+        /// The parts, once; empty after that.
+        func take() -> (bytes: ByteBuffer, replayed: [StoredEvent]) {
+            parts.withLock { parts in
+                defer { parts = nil }
+                return parts ?? (ByteBuffer(), [])
+            }
+        }
+    }
+
     /// The heartbeat comment, one buffer shared by every stream (writing a ByteBuffer does not copy it).
     static let heartbeatBytes: ByteBuffer = {
         var buffer = ByteBuffer()
@@ -51,6 +68,7 @@ struct SessionStream: Sendable {
     /// Serves the stream until its session ends, it is cut, its connection closes or the node drains; then
     /// releases what it holds. Cancellation (the connection closed, the node drains) ends the `for await` at once.
     func run(on output: any EventStreamOutput) async {
+        let (opening, replayed) = self.opening.take()
         var lastSent = max(resumeAfter, replayed.last?.id ?? 0)
         var sawFinalEvent = replayed.contains { $0.event.isFinal }
         serve: do {

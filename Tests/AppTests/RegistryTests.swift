@@ -92,7 +92,7 @@ struct RegistryTests {
             let registry = registries.route(id)
             let (token, items) = try #require(await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now))
             let stream = SessionStream(
-                sessionID: id, audience: audience, resumeAfter: 0, opening: ByteBuffer(string: opening), replayed: [], items: items,
+                sessionID: id, audience: audience, resumeAfter: 0, opening: SessionStream.Opening(ByteBuffer(string: opening), replayed: []), items: items,
                 registry: registry, token: token, registries: registries, broker: broker, metrics: metrics, reviewDelay: nil)
             let output = FakeOutput()
             let begin: @Sendable () -> Void = {

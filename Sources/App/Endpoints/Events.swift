@@ -197,7 +197,7 @@ extension API {
         if resync { ServerSentEvent.resync(record, for: audience).write(to: &opening) }
         for event in missed { ServerSentEvent(stored: event, for: audience)?.write(to: &opening) }
         let stream = SessionStream(
-            sessionID: id, audience: audience, resumeAfter: resumeAfter, opening: opening, replayed: missed, items: items,
+            sessionID: id, audience: audience, resumeAfter: resumeAfter, opening: SessionStream.Opening(opening, replayed: missed), items: items,
             registry: registry, token: token, registries: registries, broker: broker, metrics: metrics,
             reviewDelay: configuration.pairingGrace + .milliseconds(250))
         return Response(status: .ok, headers: headers, body: .eventStream { channel in await stream.run(on: channel) })
