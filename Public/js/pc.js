@@ -1,10 +1,21 @@
 // The PC page (main device): makes a session, shows its QR code and time left, and follows the phone over
 // Server-Sent Events: waiting → connected → inputting → completed. When the session expires it makes a new one.
+//
+// The pairing (docs/protocol.md): the QR code carries a token that goes stale, so while the session waits the page
+// fetches a new one every `qrRotateSeconds` and swaps the image once the new one has loaded. The first phone to
+// open the code claims the session; from then on the page shows the session's pairing code (the phone shows the
+// same) and a "not my phone" button, which ends the session and starts a new one. If the phone's page goes away
+// for longer than the grace, a note says so until it comes back.
 
-import { apiHeaders, bindLanguageSwitches, setText, t, translatePage } from './i18n.js';
+import { apiHeaders, bindLanguageSwitches, setLiteral, setText, t, translatePage } from './i18n.js';
 import { showDialog } from './dialog.js';
 
 const qr = document.getElementById('qr');
+const heading = document.querySelector('main h1');
+const pairing = document.getElementById('pairing');
+const pairingCode = document.getElementById('pairing-code');
+const notMyPhoneButton = document.getElementById('not-my-phone');
+const phoneLeft = document.getElementById('phone-left');
 const status = document.getElementById('status');
 const statusText = document.getElementById('status-text');
 const countdown = document.getElementById('countdown');
@@ -24,11 +35,14 @@ const STATES = {
   completed: { rank: 3, text: 'statusCompleted', busy: false },
 };
 const RETRY_MS = 5000;
+// After a failed fetch of a new QR token: soon, since the token shown is good for only two rotations.
+const ROTATE_RETRY_MS = 2000;
 const REQUEST_TIMEOUT_MS = 15000;
 // A PC clock this far off the server's makes expiryTime useless; the TTL then counts from now instead.
 const CLOCK_SKEW_LIMIT_MS = 5000;
 
-let session = null; // { id, source, deadline, completed, renewing, startedAt }
+// { id, source, deadline, completed, renewing, cancelled, claimed, startedAt, rotateSeconds, rotateTimer, rotatedAt }
+let session = null;
 let ticker = 0;
 let retryTimer = 0;
 
@@ -95,6 +109,7 @@ function renew(current, immediately = false) {
 function stopSession() {
   cancelOnServer(session);
   session?.source?.close();
+  if (session !== null) clearTimeout(session.rotateTimer);
   session = null;
   clearInterval(ticker);
   clearTimeout(retryTimer);
@@ -102,10 +117,19 @@ function stopSession() {
 
 async function startSession() {
   stopSession();
-  const current = { id: '', source: null, deadline: 0, completed: false, renewing: false, cancelled: false, startedAt: performance.now() };
+  const current = {
+    id: '', source: null, deadline: 0, completed: false, renewing: false, cancelled: false, claimed: false,
+    startedAt: performance.now(), rotateSeconds: 0, rotateTimer: 0, rotatedAt: 0,
+  };
   session = current;
   setStatus('creating', current);
   qr.classList.remove('used');
+  qr.dataset.i18nAlt = 'qrAlt';
+  qr.alt = t('qrAlt');
+  pairing.hidden = true;
+  pairingCode.textContent = '';
+  notMyPhoneButton.hidden = false;
+  showPhoneLeft(false);
   countdown.textContent = '--:--';
   let created;
   try {
@@ -126,16 +150,124 @@ async function startSession() {
   if (current !== session) return;
   current.id = String(created.sessionId);
   current.deadline = deadlineOf(created.expiryTime, created.ttlMinutes, created.serverTime);
-  qr.src = `/api/qr?session=${encodeURIComponent(current.id)}`;
-  qr.dataset.i18nAlt = 'qrAlt';
-  qr.alt = t('qrAlt');
+  // The QR image's path carries the pairing token (an older server answers without `qr`: the ID alone).
+  qr.src = typeof created.qr === 'string' && created.qr !== '' ? created.qr : `/api/qr?session=${encodeURIComponent(current.id)}`;
   qr.hidden = false;
   phoneUrl.textContent = String(created.phoneUrl ?? '');
+  current.rotatedAt = performance.now();
   setStatus('waiting', current);
   linkLost.hidden = true;
   follow(current);
+  scheduleRotation(current, created.qrRotateSeconds);
   showTimeLeft();
   ticker = setInterval(showTimeLeft, 250);
+}
+
+/** Fetches a new QR token after `seconds` (the server's `qrRotateSeconds`), while the session waits for a phone. */
+function scheduleRotation(current, seconds, delayMs = Number(seconds) * 1000) {
+  clearTimeout(current.rotateTimer);
+  const rotateSeconds = Number(seconds);
+  if (!Number.isFinite(rotateSeconds) || rotateSeconds <= 0) return; // a server without rotating tokens
+  current.rotateSeconds = rotateSeconds;
+  if (!waitingForPhone(current)) return;
+  current.rotateTimer = setTimeout(() => rotate(current), Math.max(0, delayMs));
+}
+
+function waitingForPhone(current) {
+  return current === session && !current.claimed && !current.completed && !current.cancelled && !current.renewing;
+}
+
+/**
+ * GET /api/pairing (the reader cookie goes by itself): a new token, its phone URL and its QR image. The new image
+ * is loaded before it replaces the old one, so the code never blinks; the URL changes with it. A failure leaves
+ * the shown code (still good for another rotation) and tries again soon.
+ */
+async function rotate(current) {
+  if (!waitingForPhone(current)) return;
+  let next = null;
+  try {
+    const response = await fetch(`/api/pairing?session=${encodeURIComponent(current.id)}`, {
+      headers: apiHeaders(),
+      cache: 'no-store',
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    if (response.ok) next = await response.json();
+  } catch {
+    next = null;
+  }
+  if (!waitingForPhone(current)) return;
+  if (next !== null && typeof next.qr === 'string' && next.qr !== '' && (await showQr(current, next.qr, String(next.phoneUrl ?? '')))) {
+    current.rotatedAt = performance.now();
+    scheduleRotation(current, next.rotateSeconds ?? current.rotateSeconds);
+  } else {
+    scheduleRotation(current, current.rotateSeconds, ROTATE_RETRY_MS);
+  }
+}
+
+/** Loads the image at `src` off screen, then shows it and `url` together; false if it did not load, or too late. */
+async function showQr(current, src, url) {
+  const image = new Image();
+  image.src = src;
+  try {
+    await image.decode();
+  } catch {
+    return false;
+  }
+  if (!waitingForPhone(current)) return false;
+  // The same URL, now in the document's list of available images: the swap shows it at once.
+  qr.src = src;
+  phoneUrl.textContent = url;
+  return true;
+}
+
+/**
+ * A phone has claimed the session: the QR code is used up (no more rotation, shown faded), and the pairing code
+ * shows, if the server sent it, with the "not my phone" button.
+ */
+function claimed(current, code) {
+  if (current !== session) return;
+  current.claimed = true;
+  clearTimeout(current.rotateTimer);
+  qr.classList.add('used');
+  qr.dataset.i18nAlt = 'qrUsedAlt';
+  qr.alt = t('qrUsedAlt');
+  if (typeof code === 'string' && code !== '') {
+    pairingCode.textContent = code;
+    notMyPhoneButton.hidden = current.completed;
+    pairing.hidden = false;
+  }
+}
+
+/**
+ * "Not my phone": the phone the PC sees is someone else's (the QR code was photographed). The session is cancelled
+ * with that reason (the phone is told at once) and a new one starts, with a new QR code.
+ */
+function rejectPhone() {
+  const current = session;
+  if (current === null || current.id === '' || current.completed || current.cancelled) return;
+  current.cancelled = true;
+  fetch(`/api/cancel?session=${encodeURIComponent(current.id)}&reason=not-my-phone`, {
+    method: 'POST',
+    headers: apiHeaders(),
+    keepalive: true,
+  }).catch(() => {}); // the grace ends it anyway if this never arrives
+  startSession();
+  // The button is gone with the old session: focus goes to the page's heading, above the new QR code.
+  heading.tabIndex = -1;
+  heading.focus();
+}
+
+/** The phone's page has been gone past the grace (phone-left), or is back (phone-returned). */
+function showPhoneLeft(gone) {
+  if (gone) setText(phoneLeft, 'phoneLeft');
+  else setLiteral(phoneLeft, '');
+}
+
+/** A new QR code may be due when the page comes back to the foreground (timers are throttled in the background). */
+function rotateIfDue() {
+  const current = session;
+  if (document.visibilityState !== 'visible' || current === null || !waitingForPhone(current) || current.rotateSeconds <= 0) return;
+  if (performance.now() - current.rotatedAt >= current.rotateSeconds * 1000) rotate(current);
 }
 
 /**
@@ -152,7 +284,16 @@ function follow(current) {
       current.deadline = deadlineOf(data.expiryTime, data.ttlMinutes, data.serverTime);
     }
   });
-  source.addEventListener('connected', () => setStatus('connected', current));
+  source.addEventListener('connected', (event) => {
+    claimed(current, parse(event.data)?.code);
+    setStatus('connected', current);
+  });
+  source.addEventListener('phone-left', () => {
+    if (current === session && !current.completed) showPhoneLeft(true);
+  });
+  source.addEventListener('phone-returned', () => {
+    if (current === session) showPhoneLeft(false);
+  });
   // The session ended without a submission: this page was gone past the grace (pc-left), or it was cancelled
   // (pc-cancelled, by another tab of it). A new QR code at once; the phone has been told.
   source.addEventListener('cancelled', () => {
@@ -160,7 +301,10 @@ function follow(current) {
     current.cancelled = true;
     renew(current, true);
   });
-  source.addEventListener('input-started', () => setStatus('input-started', current));
+  source.addEventListener('input-started', () => {
+    claimed(current);
+    setStatus('input-started', current);
+  });
   // The server did not know where this stream left off: it sends the session's state in one event instead.
   source.addEventListener('resync', (event) => {
     if (current !== session || current.completed) return;
@@ -171,7 +315,10 @@ function follow(current) {
       current.cancelled = true;
       renew(current, true);
     } else if (data.status === 'connected' || data.status === 'inputting') {
+      claimed(current, data.code);
       setStatus(data.status === 'inputting' ? 'input-started' : 'connected', current);
+      // Whether the phone is away now (the phone-left and phone-returned events the resync stands for).
+      showPhoneLeft(data.phoneAway === true);
     }
   });
   source.addEventListener('complete', (event) => {
@@ -203,6 +350,9 @@ function complete(current, source, data) {
   current.completed = true;
   source.close();
   clearInterval(ticker);
+  clearTimeout(current.rotateTimer);
+  notMyPhoneButton.hidden = true; // a completed session cannot be cancelled
+  showPhoneLeft(false);
   // The session is done: a frozen countdown would suggest it still waits for something.
   countdown.textContent = '--:--';
   countdown.classList.remove('soon');
@@ -241,6 +391,8 @@ function parse(text) {
 translatePage('pcTitle');
 bindLanguageSwitches();
 newSessionButton.addEventListener('click', () => startSession());
+notMyPhoneButton.addEventListener('click', rejectPhone);
+document.addEventListener('visibilitychange', rotateIfDue);
 // Leaving (closing the tab, reloading, navigating away) ends the session, so its phone is told at once.
 window.addEventListener('pagehide', () => cancelOnServer(session));
 // Back from the back-forward cache: the session was ended on the way out, so start a new one.

@@ -1,14 +1,22 @@
-// The phone page (sub device), opened from the QR code as /phone.html?session=ID. It checks the session, tells
-// the PC when typing starts, sends the form, and handles the article's four error cases:
+// The phone page (sub device), opened from the QR code as /phone.html?session=ID&t=TOKEN (the article's pages
+// make ?session=ID alone). It checks the session (the first check claims it for this device: the answer sets the
+// phone key cookie), shows the pairing code, tells the PC when typing starts, sends the form, and handles the
+// article's four error cases:
 //   1. invalid session on load: no form, a dialog that cannot be dismissed;
-//   2. session expired while filling: found by polling every 5 s; the form is disabled, a locked dialog;
+//   2. session expired while filling: the form is disabled, a locked dialog;
 //   3. the server refuses the submission: its message in a dialog with OK; the button works again;
 //   4. network error: a dialog with OK; the button works again.
+// and those of the pairing (docs/protocol.md): another device claimed the session first (409 already_claimed), the
+// QR code is out of date (410 qr_stale), and what the phone's own channel (GET /api/phone/events) tells it at once:
+// the PC left, ended the session or refused this phone, the session expired or was submitted. Each of these locks
+// the page with a dialog that cannot be dismissed. The article's 5 s poll stays, as a second way to learn the same.
 
 import { apiHeaders, bindLanguageSwitches, setLiteral, setText, t, translatePage } from './i18n.js';
 import { lockedDialogShowing, showDialog } from './dialog.js';
 
 const SESSION_CHECK_INTERVAL_MS = 5000;
+const CHANNEL_RETRY_MS = 5000;
+const REASON_WAIT_MS = 3000;
 const REQUEST_TIMEOUT_MS = 15000;
 // The server's limits, counted the same way: characters as people see them (grapheme clusters).
 const LIMITS = { name: 20, phone: 15 };
@@ -19,20 +27,27 @@ const done = document.getElementById('done');
 const submitButton = document.getElementById('submit');
 const limitAnnouncer = document.getElementById('limit-announcer');
 const doneHeading = document.getElementById('done-heading');
+const pairing = document.getElementById('pairing');
+const pairingCode = document.getElementById('pairing-code');
 const fields = {
   name: { input: document.getElementById('name'), count: document.getElementById('name-count'), error: document.getElementById('name-error') },
   phone: { input: document.getElementById('phone'), count: document.getElementById('phone-count'), error: document.getElementById('phone-error') },
 };
 
-const sessionId = new URLSearchParams(location.search).get('session') ?? '';
+const query = new URLSearchParams(location.search);
+const sessionId = query.get('session') ?? '';
+// The QR code's pairing token: needed once, to claim the session; after that the phone key cookie is enough.
+let pairingToken = query.get('t');
 const segmenter = typeof Intl.Segmenter === 'function' ? new Intl.Segmenter(undefined, { granularity: 'grapheme' }) : null;
 
 let inputStarted = 'no'; // 'no' | 'sending' | 'done'
 let submitting = false;
-let finished = false;
-let expired = false;
+let finished = false; // this page submitted the form
+let locked = null; // the message key of the locked dialog, once the session is over for this page
 let poller = 0;
 let polling = false;
+let channel = null; // the phone's EventSource
+let channelRetry = 0;
 
 function characters(text) {
   if (segmenter === null) return Array.from(text).length; // code points: close enough without Intl.Segmenter
@@ -40,30 +55,57 @@ function characters(text) {
 }
 
 /**
- * GET /api/validate-session: 'valid', 'cancelled' (404 session_cancelled: the PC made a new QR code or left),
- * 'invalid' (other 400/404), 'completed' (409: the session was already submitted), 'unavailable' (other answers)
- * or 'network'.
+ * GET /api/validate-session, with the QR code's token until the session is claimed (then the phone key cookie,
+ * which the browser sends by itself, is enough). Answers `{ state, pairingCode }`, the state one of 'valid',
+ * 'cancelled' (404 session_cancelled: the PC made a new QR code or left), 'invalid' (other 400/404), 'completed'
+ * (409 already_submitted), 'claimed' (409 already_claimed: another device has the session), 'stale' (410
+ * qr_stale: an old QR code), 'unavailable' (other answers) or 'network'.
  */
 async function validate() {
+  let url = `/api/validate-session?session=${encodeURIComponent(sessionId)}`;
+  if (pairingToken) url += `&t=${encodeURIComponent(pairingToken)}`;
   try {
-    const response = await fetch(`/api/validate-session?session=${encodeURIComponent(sessionId)}`, {
+    const response = await fetch(url, {
       headers: apiHeaders(),
       cache: 'no-store',
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
-    if (response.status === 409) return 'completed';
-    if (response.status === 404) {
-      const body = await response.json().catch(() => null);
-      return body?.code === 'session_cancelled' ? 'cancelled' : 'invalid';
-    }
-    if (response.status === 400) return 'invalid';
-    if (!response.ok) return 'unavailable';
-    const result = await response.json();
-    return result.valid === true ? 'valid' : 'invalid';
+    const body = await response.json().catch(() => null);
+    const refused = refusal(response.status, body);
+    if (refused !== null) return { state: refused };
+    if (response.status === 409) return { state: 'completed' };
+    if (response.status === 400 || response.status === 404) return { state: 'invalid' };
+    if (!response.ok) return { state: 'unavailable' };
+    if (body?.valid !== true) return { state: 'invalid' };
+    return { state: 'valid', pairingCode: body.pairingCode };
   } catch {
-    return 'network';
+    return { state: 'network' };
   }
 }
+
+/**
+ * What the answer to any of the phone's calls says when it ends the session for this page: 'claimed' (409
+ * already_claimed), 'stale' (410 qr_stale) or 'cancelled' (404 session_cancelled); null for any other answer.
+ */
+function refusal(status, body) {
+  if (status === 409 && body?.code === 'already_claimed') return 'claimed';
+  if (status === 410) return 'stale';
+  if (status === 404 && body?.code === 'session_cancelled') return 'cancelled';
+  return null;
+}
+
+/**
+ * The locked dialog's words for each way a session is not (or no longer) this page's. The server's messages for
+ * already_claimed and qr_stale are the same words; the page's own are used so that a later switch of language
+ * translates the dialog too.
+ */
+const LOCK_MESSAGES = {
+  claimed: 'alreadyClaimed',
+  stale: 'qrStale',
+  cancelled: 'sessionInvalid',
+  completed: 'sessionCompleted',
+  invalid: 'sessionInvalid',
+};
 
 /**
  * POSTs JSON. `idempotencyKey` marks the call's retries as the same call: the server answers a retry after a lost
@@ -93,82 +135,174 @@ const inputStartedKey = newIdempotencyKey();
 
 async function start() {
   if (sessionId === '') {
-    showInvalid();
+    lock('sessionInvalid');
     return;
   }
   const result = await validate();
   checking.hidden = true;
-  if (result === 'valid') {
+  if (result.state === 'valid') {
+    claimed(result.pairingCode);
     form.hidden = false;
     poller = setInterval(checkSession, SESSION_CHECK_INTERVAL_MS);
+    openChannel();
     fields.name.input.focus();
-  } else if (result === 'invalid' || result === 'cancelled') {
-    showInvalid();
-  } else if (result === 'completed') {
-    showLocked('sessionCompleted');
+  } else if (result.state in LOCK_MESSAGES) {
+    // Error case 1 (the session does not exist: the PC made a new QR code, or the link is wrong), or the session
+    // is not this device's to fill (claimed by another, an old QR code, already submitted): no form, ever.
+    lock(LOCK_MESSAGES[result.state]);
   } else {
     // The server could not be asked: say so, and ask again once the user closes the dialog.
     showDialog({ kind: 'error', content: () => t('networkError'), onClose: () => start() });
   }
 }
 
-/** Error case 1: the session does not exist (the PC made a new QR code, or the link is wrong). */
-function showInvalid() {
-  showLocked('sessionInvalid');
+/**
+ * The session is this device's: its pairing code shows (to compare with the PC's), and the token leaves the
+ * address bar, since the phone key cookie now carries the claim: a reload or a shared link must not carry a token
+ * that no longer matters.
+ */
+function claimed(code) {
+  showPairingCode(code);
+  if (pairingToken === null) return;
+  pairingToken = null;
+  try {
+    const url = new URL(location.href);
+    url.searchParams.delete('t');
+    history.replaceState(history.state, '', url);
+  } catch {
+    // an address that cannot be rewritten: the cookie works all the same
+  }
 }
 
-/** No form for this session, ever: a dialog that cannot be closed says why. */
-function showLocked(messageKey) {
-  checking.hidden = true;
-  form.hidden = true;
-  clearInterval(poller);
-  showDialog({ kind: 'error', content: () => t(messageKey), locked: true });
+function showPairingCode(code) {
+  if (typeof code !== 'string' || code === '') return;
+  pairingCode.textContent = code;
+  pairing.hidden = false;
 }
 
 /**
- * The session ended while the form was open: the PC made a new QR code or left ('cancelled'), or another device
- * submitted ('completed'). The form locks, with the article's words for the first.
+ * This page is done with the session (it ended or expired, or it is another device's): the form is disabled (or
+ * never shown), the poll and the channel stop, and a dialog that cannot be closed says why. The first reason wins,
+ * except that "the PC refused this phone" replaces the general "invalid session" (a poll may learn of the
+ * cancellation before the channel says why). Nothing locks a page that has submitted: it shows its success.
  */
-function endedElsewhere(result) {
-  if (expired || finished) return;
-  expired = true;
+function lock(messageKey) {
+  if (finished) return;
+  if (locked !== null && !(locked === 'sessionInvalid' && messageKey === 'phoneRejected')) return;
+  locked = messageKey;
   clearInterval(poller);
+  clearTimeout(channelRetry);
+  // The channel may still say why the session ended (a poll can learn of a cancellation just before the channel,
+  // reconnecting, tells that the PC refused this phone): it stays open a moment for that.
+  if (messageKey === 'sessionInvalid' && channel !== null) setTimeout(closeChannel, REASON_WAIT_MS);
+  else closeChannel();
+  checking.hidden = true;
   for (const element of form.querySelectorAll('input, button')) element.disabled = true;
   form.classList.add('disabled');
-  showDialog({ kind: 'error', content: () => t(result === 'completed' ? 'sessionCompleted' : 'sessionInvalid'), locked: true });
+  showDialog({ kind: 'error', content: () => t(messageKey), locked: true });
+}
+
+/** Acts on what a later validate-session said (the poll, or the check after the channel was refused). */
+function apply(result) {
+  if (finished || locked !== null) return;
+  if (result.state === 'valid') showPairingCode(result.pairingCode);
+  // Error case 2: a session that is unknown while its form is open has expired.
+  else if (result.state === 'invalid') lock('sessionExpired');
+  else if (result.state === 'completed') completedElsewhere();
+  else if (result.state in LOCK_MESSAGES) lock(LOCK_MESSAGES[result.state]);
+}
+
+/** The session was submitted: by another page (locked), or by this one (its answer shows the success). */
+function completedElsewhere() {
+  if (submitting || finished) return;
+  lock('sessionCompleted');
 }
 
 /** Error case 2: polled every 5 s, as the article does; network errors are ignored (the phone may be offline). */
 async function checkSession() {
-  if (polling || finished || expired) return;
+  if (polling || finished || locked !== null) return;
   polling = true;
   const result = await validate();
   polling = false;
-  if (result === 'invalid' && !finished) expire();
-  if (result === 'cancelled' || result === 'completed') endedElsewhere(result);
+  apply(result);
 }
 
-function expire() {
-  if (expired) return;
-  expired = true;
-  clearInterval(poller);
-  for (const element of form.querySelectorAll('input, button')) element.disabled = true;
-  form.classList.add('disabled');
-  showDialog({ kind: 'error', content: () => t('sessionExpired'), locked: true });
+/**
+ * The phone's own channel: the server tells this page at once when the session ends, with no poll. EventSource
+ * reconnects by itself (with Last-Event-ID); a refused stream (CLOSED) is followed by a validate-session, which
+ * says why, and the channel opens again a little later if the session is still good.
+ */
+function openChannel() {
+  if (channel !== null || finished || locked !== null || typeof EventSource !== 'function') return;
+  const source = new EventSource(`/api/phone/events?session=${encodeURIComponent(sessionId)}`);
+  channel = source;
+  const data = (event) => {
+    try {
+      return JSON.parse(event.data) ?? {};
+    } catch {
+      return {};
+    }
+  };
+  // First on every (re)connect: the session's state now.
+  source.addEventListener('message', (event) => {
+    const info = data(event);
+    if (info.type !== 'session-info') return;
+    showPairingCode(info.pairingCode);
+    applyStatus(info.status, info.reason);
+  });
+  // The PC has been gone past the grace: the article's words for a session whose QR screen went away.
+  source.addEventListener('pc-left', () => lock('sessionInvalid'));
+  source.addEventListener('cancelled', (event) => lock(data(event).reason === 'phone-rejected' ? 'phoneRejected' : 'sessionInvalid'));
+  source.addEventListener('expired', () => lock('sessionExpired'));
+  source.addEventListener('completed', () => completedElsewhere());
+  // The server did not know where this stream left off: the state in one event instead.
+  source.addEventListener('resync', (event) => {
+    const state = data(event);
+    showPairingCode(state.pairingCode);
+    applyStatus(state.status, state.reason);
+  });
+  source.addEventListener('error', () => {
+    if (source.readyState !== EventSource.CLOSED || channel !== source) return;
+    channel = null;
+    recheck();
+  });
+}
+
+/** A session's status as the channel gives it (session info, resync). */
+function applyStatus(state, reason) {
+  if (state === 'cancelled') lock(reason === 'phone-rejected' ? 'phoneRejected' : 'sessionInvalid');
+  else if (state === 'completed') completedElsewhere();
+}
+
+function closeChannel() {
+  channel?.close();
+  channel = null;
+}
+
+/** The channel was refused: validate-session says why; if the session is still good, the channel opens again. */
+async function recheck() {
+  if (finished || locked !== null) return;
+  const result = await validate();
+  apply(result);
+  if (finished || locked !== null) return;
+  clearTimeout(channelRetry);
+  channelRetry = setTimeout(() => {
+    if (channel === null) openChannel();
+  }, CHANNEL_RETRY_MS);
 }
 
 /** Tells the PC that typing started: once, on the first input; tried again on the next input if it failed. */
 async function announceInput() {
-  if (inputStarted !== 'no' || expired || finished) return;
+  if (inputStarted !== 'no' || locked !== null || finished) return;
   inputStarted = 'sending';
   try {
     const response = await post('/api/input-started', { sessionId }, inputStartedKey);
-    inputStarted = response.ok || response.status === 409 ? 'done' : 'no';
-    if (response.status === 404) {
-      const body = await response.json().catch(() => null);
-      if (body?.code === 'session_cancelled') endedElsewhere('cancelled');
-      else expire();
-    }
+    const body = response.ok ? null : await response.json().catch(() => null);
+    const refused = refusal(response.status, body);
+    // 409 already_submitted: nothing left to announce (the channel and the poll tell the rest).
+    inputStarted = response.ok || (response.status === 409 && refused === null) ? 'done' : 'no';
+    if (refused !== null) lock(LOCK_MESSAGES[refused]);
+    else if (response.status === 404) lock('sessionExpired');
   } catch {
     inputStarted = 'no';
   }
@@ -209,7 +343,7 @@ function showFieldError(key, { key: messageKey = null, text = null } = {}) {
 
 function setSubmitting(on) {
   submitting = on;
-  submitButton.disabled = on || expired;
+  submitButton.disabled = on || locked !== null;
   setText(submitButton, on ? 'submitting' : 'submit');
 }
 
@@ -223,7 +357,7 @@ const RETRIED_STATUSES = new Set([502, 503, 504]);
 
 async function submit(event) {
   event.preventDefault();
-  if (submitting || expired || finished) return;
+  if (submitting || locked !== null || finished) return;
   const errors = ['name', 'phone'].map((key) => check(key, { showEmpty: true })).filter((error) => error !== null);
   if (errors.length > 0) {
     fields[errors[0].startsWith('name') ? 'name' : 'phone'].input.focus();
@@ -240,7 +374,7 @@ async function submit(event) {
   let result = null;
   for (const delay of SUBMIT_RETRY_DELAYS_MS) {
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
-    if (expired) break;
+    if (locked !== null) break;
     try {
       response = await post('/api/submit', body, key);
       result = await response.json().catch(() => null);
@@ -256,12 +390,15 @@ async function submit(event) {
     // Error case 4: the request never got an answer, even after retrying.
     setSubmitting(false);
     // Focus comes back to the button, which was disabled (and so lost focus) while sending.
-    if (!expired) showDialog({ kind: 'error', content: () => t('networkError'), returnFocus: submitButton });
+    if (locked === null) showDialog({ kind: 'error', content: () => t('networkError'), returnFocus: submitButton });
     return;
   }
   if (response.ok) {
     finished = true;
+    submitting = false;
     clearInterval(poller);
+    clearTimeout(channelRetry);
+    closeChannel();
     form.hidden = true;
     done.hidden = false;
     // The page's own words (the server's message in Japanese is the same), so that the dialog, the page and a
@@ -269,10 +406,12 @@ async function submit(event) {
     showDialog({ kind: 'success', heading: () => t('doneHeading'), content: () => t('doneText'), returnFocus: doneHeading });
     return;
   }
-  // The session ended on the PC's side: the form locks for good rather than inviting a retry.
-  if (response.status === 404 && result?.code === 'session_cancelled') {
+  // The session ended on the PC's side, or it is not this device's: the form locks for good rather than inviting
+  // a retry.
+  const refused = refusal(response.status, result);
+  if (refused !== null) {
     setSubmitting(false);
-    endedElsewhere('cancelled');
+    lock(LOCK_MESSAGES[refused]);
     return;
   }
   // Error case 3: the server said no (validation, already submitted, expired, server error): its own words.
@@ -283,7 +422,7 @@ async function submit(event) {
     showFieldError(fieldError.path, { text: String(fieldError.msg ?? '') });
     invalidInput ??= fields[fieldError.path].input;
   }
-  if (!expired && !lockedDialogShowing()) {
+  if (locked === null && !lockedDialogShowing()) {
     const message = typeof result?.message === 'string' && result.message !== '' ? result.message : null;
     showDialog({ kind: 'error', content: () => message ?? t('submitFailed'), returnFocus: invalidInput ?? submitButton });
   }
@@ -298,4 +437,12 @@ for (const key of Object.keys(fields)) {
   });
 }
 form.addEventListener('submit', submit);
+// Leaving the page closes the channel (the PC is told, after the grace, that the phone has gone), also when the
+// page is kept in the back-forward cache; coming back from there opens it again and asks after the session.
+window.addEventListener('pagehide', () => closeChannel());
+window.addEventListener('pageshow', (event) => {
+  if (!event.persisted || finished || locked !== null || form.hidden) return;
+  checkSession();
+  openChannel();
+});
 start();

@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 from selenium import webdriver
@@ -133,10 +133,11 @@ def browsers() -> Iterator[Callable[..., WebDriver]]:
             quit_quietly(driver)
 
 
-def serve_pages(ttl_seconds: int | None = None, stop_timeout: float = 5.0) -> Iterator[Node]:
-    """One node serving the pages, its public URL its own port, with an optional session TTL; stopped after."""
+def serve_pages(ttl_seconds: int | None = None, stop_timeout: float = 5.0, extra: Mapping[str, str] | None = None) -> Iterator[Node]:
+    """One node serving the pages, its public URL its own port, with an optional session TTL and `extra` settings
+    (environment variables); stopped after."""
     def settings(port: int) -> dict[str, str]:
-        values = {"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+        values = {"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **(extra or {})}
         if ttl_seconds is not None:
             values["SESSION_TTL_SECONDS"] = str(ttl_seconds)
         return values

@@ -2,9 +2,11 @@
 
 axe-core (shipped inside a Python package, so nothing is fetched: 4.12.1 from `axe-playwright-python` installed
 with --no-deps, see requirements-axe.txt, else 3.1.1 from `axe-selenium-python`) audits both pages in every state,
-in Japanese and in English: the PC waiting with its QR code, connected, inputting, completed (with and without its
-result dialog) and expired; the phone's form, its field errors, and each of its dialogs (success, submit error,
-network error, invalid session, session expired). Any violation of impact "serious" or "critical" fails the test;
+in Japanese and in English: the PC waiting with its QR code, connected (with the pairing code and "not my phone"),
+inputting, completed (with and without its result dialog), expired, and saying that the phone has disconnected; the
+phone's form (with the pairing code), its field errors, and each of its dialogs (success, submit error, network
+error, invalid session, session expired, already submitted, QR code already used by another device, QR code out of
+date). Any violation of impact "serious" or "critical" fails the test;
 "moderate" and "minor" ones are listed in the report. Every audit writes a screenshot (a PC-sized window and a
 phone-sized one) and test-artifacts/browser/axe-report.json holds every finding.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,6 +60,7 @@ AXE_SCRIPT = _axe_script()
 FAILING_IMPACTS = {"serious", "critical"}
 REPORT_ONLY = os.environ.get("TANDEM_A11Y_REPORT_ONLY") == "1"
 SHORT_TTL_SECONDS = 4  # short enough that the PC's renewal waits (and shows "expired") for a while
+GRACE_SECONDS = 3  # how long a phone's page may be gone before the PC says so, on `grace_server`
 
 # What the pages say, in both languages (Japanese is the article's wording).
 WORDS = {
@@ -66,6 +70,11 @@ WORDS = {
         "submit_error": "使用できない文字が含まれています",
         "session_completed": "このセッションは既に送信済みです。",
         "done_text": "メインデバイスの画面をご確認ください。",
+        "claimed": "このQRコードは別の端末ですでに使われています。",
+        "stale": "このQRコードは古くなっています。PCに表示されている最新のQRコードを読み取ってください。",
+        "phone_left": "スマートフォンとの接続が切れました",
+        "pairing_code": "確認コード",
+        "not_my_phone": "自分のスマートフォンではない",
     },
     "en": {
         "waiting": "Waiting for the phone to connect...",
@@ -81,6 +90,11 @@ WORDS = {
         "session_completed": "This session has already been submitted.",
         "done_text": "Have a look at the main device.",
         "name_too_long": "Your name must be at most 20 characters",
+        "claimed": "This QR code has already been used on another device.",
+        "stale": "This QR code is out of date. Scan the code the PC shows now.",
+        "phone_left": "The phone has disconnected",
+        "pairing_code": "Pairing code",
+        "not_my_phone": "Not my phone",
     },
 }
 
@@ -97,6 +111,12 @@ def server() -> Iterator[Node]:
 @pytest.fixture(scope="module")
 def short_server() -> Iterator[Node]:
     yield from serve_pages(SHORT_TTL_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def grace_server() -> Iterator[Node]:
+    """A node with a short grace (the SSE retry must be a second shorter), so the PC soon says the phone left."""
+    yield from serve_pages(None, extra={"PAIRING_GRACE_SECONDS": str(GRACE_SECONDS), "SSE_RETRY_MILLISECONDS": "1000"})
 
 
 pages = Pages(prefix="a11y-")
@@ -228,6 +248,10 @@ def dialog_name_and_description(driver: WebDriver) -> tuple[str, str]:
     )
 
 
+def shows_pairing_code(driver: WebDriver) -> bool:
+    return driver.find_element(By.ID, "pairing").is_displayed() and driver.find_element(By.ID, "pairing-code").text != ""
+
+
 def new_session(server: Node) -> str:
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
         response = client.post("/api/sessions")
@@ -240,7 +264,9 @@ def new_session(server: Node) -> str:
 
 
 @pytest.mark.parametrize("language", ["ja", "en"])
-def test_every_state_of_both_pages_passes_axe(server: Node, short_server: Node, browsers: Any, language: str) -> None:
+def test_every_state_of_both_pages_passes_axe(
+    server: Node, short_server: Node, grace_server: Node, browsers: Any, language: str,
+) -> None:
     words = WORDS[language]
     audit = Audit(language)
     pc = browsers("pc", language)
@@ -253,23 +279,33 @@ def test_every_state_of_both_pages_passes_axe(server: Node, short_server: Node, 
     url = pc.find_element(By.ID, "phone-url").text
 
     open_form(phone, url)
-    audit(phone, "phone", "form")
+    wait_until(phone, shows_pairing_code, "the phone's pairing code")
+    code = phone.find_element(By.ID, "pairing-code").text
+    assert phone.find_element(By.ID, "pairing").text.startswith(words["pairing_code"])
+    audit(phone, "phone", "form-pairing-code")
     wait_status(pc, "connected", words["connected"])
-    audit(pc, "pc", "connected")
+    wait_until(pc, shows_pairing_code, "the PC's pairing code")
+    assert pc.find_element(By.ID, "pairing-code").text == code
+    assert pc.find_element(By.ID, "pairing").text.startswith(words["pairing_code"])
+    assert pc.find_element(By.ID, "not-my-phone").text == words["not_my_phone"]
+    audit(pc, "pc", "connected-pairing-code")
 
-    # A second phone on the same session: the server refuses what the page cannot check (its error in a dialog);
-    # once the first phone has submitted, its poll locks it (the session is completed).
+    # A second phone on the same QR code: the session is the first one's (409 already_claimed), a locked dialog.
     second = browsers("phone", language)
-    open_form(second, url)
-    fill(second, "佐藤\u202e花子", "080-0000-0000")
-    second.find_element(By.ID, "submit").click()
-    wait_dialog(second, words["submit_error"], "the server's error in a dialog")
-    audit(second, "phone", "dialog-submit-error")
-    close_dialog(second)
+    second.get(url)
+    wait_dialog(second, words["claimed"], "the already-claimed dialog")
+    audit(second, "phone", "dialog-already-claimed")
 
-    fill(phone, "あ" * 21, "")
+    # What the page cannot check (a bidi override in the name): the server's error in a dialog that can be closed.
+    fill(phone, "佐藤\u202e花子", "080-0000-0000")
     wait_status(pc, "input-started", words["input-started"])
     audit(pc, "pc", "inputting")
+    phone.find_element(By.ID, "submit").click()
+    wait_dialog(phone, words["submit_error"], "the server's error in a dialog")
+    audit(phone, "phone", "dialog-submit-error")
+    close_dialog(phone)
+
+    fill(phone, "あ" * 21, "")
     phone.find_element(By.ID, "submit").click()
     wait_until(phone, lambda d: d.find_element(By.ID, "name-error").text == words["name_too_long"], "the field errors")
     audit(phone, "phone", "field-errors")
@@ -296,13 +332,34 @@ def test_every_state_of_both_pages_passes_axe(server: Node, short_server: Node, 
     close_dialog(pc)
     audit(pc, "pc", "completed")
 
-    wait_dialog(second, words["session_completed"], "the already-submitted dialog", timeout=WAIT + 5)
-    audit(second, "phone", "dialog-already-submitted")
+    # The phone that submitted opens its page again: already submitted.
+    phone.get(phone.current_url)
+    wait_dialog(phone, words["session_completed"], "the already-submitted dialog")
+    audit(phone, "phone", "dialog-already-submitted")
+
+    # An out-of-date QR code (its token was issued long ago: 410 qr_stale): a locked dialog, no form.
+    stale = browsers("phone", language)
+    stale.get(re.sub(r"&t=[^&]*", "&t=1.AAAAAAAAAAAAAAAAAAAAAA", new_session(server)))
+    wait_dialog(stale, words["stale"], "the qr-stale dialog")
+    audit(stale, "phone", "dialog-qr-stale")
 
     invalid = browsers("phone", language)
     invalid.get(server.base_url + "/phone.html?session=s_00000000000000000000000000000000")
     wait_dialog(invalid, words["invalid"], "the invalid-session dialog")
     audit(invalid, "phone", "dialog-invalid")
+
+    # The phone's page goes away for longer than the grace: the PC says so.
+    pc.get(grace_server.base_url + "/")
+    wait_status(pc, "waiting", words["waiting"])
+    first_tab = stale.current_window_handle
+    stale.switch_to.new_window("tab")
+    open_form(stale, pc.find_element(By.ID, "phone-url").text)
+    wait_status(pc, "connected", words["connected"])
+    stale.close()  # the phone's tab
+    stale.switch_to.window(first_tab)
+    wait_until(pc, lambda d: d.find_element(By.ID, "phone-left").text == words["phone_left"], "the PC's phone-left note",
+               GRACE_SECONDS + 2 + WAIT)
+    audit(pc, "pc", "phone-left")
 
     # Expiry: a session that lives 4 s. The PC shows "expired" while it waits to make a new one; the phone's
     # 5 s poll locks the form.
@@ -381,17 +438,25 @@ def test_language_switch_is_visible_remembered_and_translates_everything(server:
     lang_button(phone, "en").click()
     shot(phone, "switch-phone-en-error")
 
-    # A second phone, in English by the switch on a Japanese browser: the API answers it in English.
+    # The phone, in English by the switch on a Japanese browser: the API answers it in English.
+    fill(phone, "佐藤\u202e花子", "080-0000-0000")
+    phone.find_element(By.ID, "submit").click()
+    wait_dialog(phone, en["submit_error"], "the server's error in English")
+    assert dialog_name_and_description(phone) == ("Error", en["submit_error"])
+    assert "dialog-confirm" in active_element(phone)
+    close_dialog(phone)
+    wait_until(phone, lambda d: active_element(d) in ("submit", "name"), "focus back on the form")
+
+    # A second phone on the same QR code (a Japanese browser): the locked already-claimed dialog, named and described,
+    # focus on its heading; its own switch translates it.
     second = browsers("phone", "ja")
-    open_form(second, url)
-    lang_button(second, "en").click()
-    fill(second, "佐藤\u202e花子", "080-0000-0000")
-    second.find_element(By.ID, "submit").click()
-    wait_dialog(second, en["submit_error"], "the server's error in English")
-    assert dialog_name_and_description(second) == ("Error", en["submit_error"])
-    assert "dialog-confirm" in active_element(second)
-    close_dialog(second)
-    wait_until(second, lambda d: active_element(d) in ("submit", "name"), "focus back on the form")
+    second.get(url)
+    wait_dialog(second, WORDS["ja"]["claimed"], "the already-claimed dialog")
+    assert dialog_name_and_description(second) == ("エラー", WORDS["ja"]["claimed"])
+    assert active_element(second) == "dialog-title"
+    lang_button(second, "en", in_dialog=True).click()
+    wait_dialog(second, en["claimed"], "the already-claimed dialog in English")
+    assert page_language(second) == "en" and dialog_name_and_description(second) == ("Error", en["claimed"])
 
     fill(phone, "山田太郎", PHONE)
     assert name.get_attribute("aria-invalid") == "false"
@@ -412,8 +477,9 @@ def test_language_switch_is_visible_remembered_and_translates_everything(server:
     shot(pc, "switch-pc-result-en")
     close_dialog(pc)
 
-    # The second phone is locked once the session is completed, in its chosen language.
-    wait_dialog(second, en["session_completed"], "the already-submitted dialog in English", timeout=WAIT + 5)
+    # The phone, opening its page again once the session is completed: locked, in its chosen language.
+    phone.get(phone.current_url)
+    wait_dialog(phone, en["session_completed"], "the already-submitted dialog in English")
 
     # A locked dialog: focus on its heading; its own switch translates it, and the choice is remembered.
     invalid = browsers("phone", "ja")

@@ -38,6 +38,7 @@ POLL_SECONDS = 5  # the phone's validate-session poll
 EXPIRY_SLACK = 3.0
 
 EN_INVALID = "This session is not valid. The QR code screen on the main device may have been refreshed."
+CLAIMED = "このQRコードは別の端末ですでに使われています。"
 
 # 20 characters as people see them, the server's limit: Japanese, and markup that must stay text.
 NAME = "山田<script>1</script>"
@@ -98,7 +99,7 @@ def open_pc(driver: WebDriver, server: Node) -> str:
     wait_status(driver, "waiting", JA["waiting"])
     wait_until(driver, qr_loaded, "QR image")
     url = decode_qr(driver, "pc-qr")
-    assert re.fullmatch(re.escape(server.base_url) + r"/phone\.html\?session=[A-Za-z0-9_-]+", url), url
+    assert re.fullmatch(re.escape(server.base_url) + r"/phone\.html\?session=[A-Za-z0-9_-]+&t=[0-9]+\.[A-Za-z0-9_-]+", url), url
     assert driver.find_element(By.ID, "phone-url").text == url
     return url
 
@@ -188,14 +189,20 @@ def test_pairing_flow_through_the_qr_code(server: Node, browsers: Any) -> None:
     assert pc_status(pc) == ("completed", JA["completed"])
     shot(pc, "pc-completed")
 
-    # A second phone (or a photo of the QR code) on the completed session learns it before typing: no form, a
-    # dialog that cannot be dismissed.
+    # A second phone (or a photo of the QR code) on the completed session learns before typing that the session is
+    # another device's: no form, a dialog that cannot be dismissed.
     second = browsers("phone")
     second.get(url)
-    state = wait_dialog(second, JA["session_completed"], "the already-submitted dialog")
+    state = wait_dialog(second, CLAIMED, "the already-claimed dialog")
     assert state["confirm"] is False and state["modal"] is True
     assert not second.find_element(By.ID, "info-form").is_displayed()
-    shot(second, "phone-already-submitted")
+    shot(second, "phone-already-claimed")
+    # The phone that submitted, opening the page again, learns that it is done.
+    phone.get(phone.current_url)
+    state = wait_dialog(phone, JA["session_completed"], "the already-submitted dialog")
+    assert state["confirm"] is False and state["modal"] is True
+    assert not phone.find_element(By.ID, "info-form").is_displayed()
+    shot(phone, "phone-already-submitted")
     # The PC still shows the first phone's result.
     assert pc_status(pc) == ("completed", JA["completed"])
 
@@ -245,7 +252,7 @@ def test_a_new_session_on_the_pc_locks_the_phone_and_keeps_its_data_from_vanishi
         assert not phone.find_element(By.ID, element_id).is_enabled(), f"#{element_id} is still enabled"
     shot(phone, "phone-after-pc-new-session")
     # Whatever the page does, the server refuses a submission to the ended session.
-    session_id = url.split("session=", 1)[1]
+    session_id = re.search(r"[?&]session=([A-Za-z0-9_-]+)", url).group(1)
     answer = phone.execute_script(
         "return fetch('/api/submit', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify("
         "{sessionId: arguments[0], name: 'x', phone: '0901234567'})}).then(r => r.status)", session_id)

@@ -51,7 +51,7 @@ pages = Pages("redis-lost-")
 
 def page_session_id(driver: WebDriver) -> str:
     url = driver.find_element(By.ID, "phone-url").get_attribute("textContent") or ""
-    match = re.search(r"[?&]session=([A-Za-z0-9_-]+)$", url)
+    match = re.search(r"[?&]session=([A-Za-z0-9_-]+)(?:&|$)", url)
     return match.group(1) if match else ""
 
 

@@ -150,11 +150,12 @@ def record(driver: WebDriver) -> dict[str, Any]:
 
 
 def page_session(driver: WebDriver) -> dict[str, str]:
-    """The session the page shows: its phone URL, the session id in it and the QR image's address."""
+    """The session the page shows: its phone URL, the session id and the pairing token in it, and the QR image's
+    address (the token changes every qrRotateSeconds while the session waits for a phone)."""
     url = driver.find_element(By.ID, "phone-url").get_attribute("textContent")
-    match = re.search(r"[?&]session=([A-Za-z0-9_-]+)$", url)
-    assert match, f"no session id in the phone URL {url!r}"
-    return {"phone_url": url, "id": match.group(1), "qr": driver.find_element(By.ID, "qr").get_attribute("src")}
+    match = re.search(r"[?&]session=([A-Za-z0-9_-]+)&t=([0-9]+\.[A-Za-z0-9_-]+)$", url)
+    assert match, f"no session id and pairing token in the phone URL {url!r}"
+    return {"phone_url": url, "id": match.group(1), "t": match.group(2), "qr": driver.find_element(By.ID, "qr").get_attribute("src")}
 
 
 class NetworkLog:
@@ -231,13 +232,14 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         wait_until(pc, qr_loaded, "the QR image")
         session = page_session(pc)
         session_id = session["id"]
-        assert session["phone_url"] == f"{a.base_url}/phone.html?session={session_id}", session
-        assert session["qr"] == f"{a.base_url}/api/qr?session={session_id}", session
+        assert session["phone_url"] == f"{a.base_url}/phone.html?session={session_id}&t={session['t']}", session
+        assert session["qr"] == f"{a.base_url}/api/qr?session={session_id}&t={session['t']}", session
         wait_until(pc, lambda d: (r := record(d)) and any(e["type"] == "open" for e in r["log"]), "the EventSource to open")
         shot(pc, "pc-waiting")
 
-        # --- The phone, through B: validate-session, then input-started.
-        response = phone.get("/api/validate-session", params={"session": session_id})
+        # --- The phone, through B: validate-session (with the QR code's token; it claims the session, and the
+        # client keeps the phone key cookie for its later calls), then input-started.
+        response = phone.get("/api/validate-session", params={"session": session_id, "t": session["t"]})
         assert response.status_code == 200 and response.json()["valid"] is True, response.text
         wait_status(pc, "connected", JA["connected"])
         shot(pc, "pc-connected")
@@ -276,7 +278,7 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         state = record(pc)
         assert state["readyStates"] == [0], f"EventSource not CONNECTING after the submit: {state}"
         assert pc_status(pc) == ("input-started", JA["input-started"])
-        assert page_session(pc) == session
+        assert page_session(pc)["id"] == session_id
         shot(pc, "pc-a-down-submitted")
 
         # --- A starts again on the same port; Chromium reconnects on its own and gets the missed `complete`.
@@ -313,7 +315,7 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         assert not pc.find_element(By.ID, "link-lost").is_displayed(), "the reconnecting notice stayed after resuming"
 
         # Resumed, not renewed: the same session on the page, one EventSource ever, one POST /api/sessions ever.
-        assert page_session(pc) == session, f"the page changed its session: {page_session(pc)} != {session}"
+        assert page_session(pc)["id"] == session_id, f"the page changed its session: {page_session(pc)} != {session}"
         state = record(pc)
         constructed = [e for e in state["log"] if e["type"] == "construct"]
         assert len(constructed) == 1, f"the page made {len(constructed)} EventSources: {constructed}"
