@@ -6,7 +6,7 @@ import NIOHTTP1
 /// The seed's endpoints, health, and the pages in `Public/`, wired to a broker and this node's session registry.
 struct API: Sendable {
     let broker: any Broker
-    let registry: SessionRegistry
+    let registry: SessionRegistries
     let configuration: TandemConfiguration
     let staticFiles: StaticFiles?
     let metrics: TandemMetrics

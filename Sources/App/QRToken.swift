@@ -19,7 +19,7 @@ enum QRToken {
         guard let token, let readerKey, token.utf8.count <= 40 else { return false }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, (1...12).contains(parts[0].utf8.count), parts[0].utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-            let issuedAt = Int64(parts[0])
+            let issuedAt = Int64(parts[0]), String(issuedAt) == parts[0]  // one spelling per token: no leading zeros
         else { return false }
         // Both sides are below 10^12 here, so the difference cannot overflow.
         let age = now - issuedAt

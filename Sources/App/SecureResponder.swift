@@ -75,10 +75,14 @@ struct SecureResponder: HTTPResponder {
 
     private func limiter(for request: Request) -> RateLimiter? {
         switch (request.method, request.path) {
-        case (.POST, "/api/sessions"), (.GET, "/api/events"): sessionLimiter
-        // The QR code answers whether a session exists, so it is limited like the other lookups.
+        // Streams cost a connection and a task each: opening them is limited like making sessions (HEAD answers
+        // what a GET would, so it is limited the same).
+        case (.POST, "/api/sessions"), (.GET, "/api/events"), (.HEAD, "/api/events"), (.GET, "/api/phone/events"),
+            (.HEAD, "/api/phone/events"):
+            sessionLimiter
+        // The QR code and a pairing token answer whether a session exists, so they are limited like the other lookups.
         case (.POST, "/api/input-started"), (.POST, "/api/submit"), (.POST, "/api/cancel"), (.GET, "/api/validate-session"),
-            (.GET, "/api/qr"):
+            (.GET, "/api/qr"), (.GET, "/api/pairing"):
             requestLimiter
         default: nil
         }

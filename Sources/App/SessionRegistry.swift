@@ -1,42 +1,221 @@
 import Broker
+import HTTP
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
-/// Owns this node's live SSE streams and their expiry. A stream is a ``SessionStream`` that writes to its
-/// connection directly; the registry only decides which streams get what. One loop in `run()` sends heartbeats to
-/// every stream and ends the streams of expired sessions; there is no timer or task per session or per stream.
-final class SessionRegistry: SessionEventSink, Service {
+/// What a stream's task is handed by its session's registry, in order.
+enum StreamItem: Sendable {
+    /// A stored event of the session (the reader skips what it has, and fills gaps from the log).
+    case event(StoredEvent)
+    /// Time for a heartbeat comment.
+    case heartbeat
+    /// The stream ends now, after these last words, if any (``ServerSentEvent/sessionExpired``).
+    case end(ServerSentEvent?)
+}
+
+/// Owns the live streams of the sessions routed to one event loop, and their expiry and heartbeats. An actor whose
+/// executor *is* its loop: code already on the loop (the broker's delivery from a request or from the Redis
+/// subscriber, a stream's own task, pinned to its connection's loop) enters it with `assumeIsolated`, with no hop
+/// and no allocation; a call from another loop hops once (`loop.execute`).
+///
+/// Each stream is an `AsyncStream<StreamItem>` made here with `bufferingOldest(bufferLimit)` and read by one small
+/// task pinned to its connection's loop (``SessionStream``). A reader whose buffer overflows (its task cannot keep up)
+/// is cut: its stream finishes, and the browser resumes from the log with `Last-Event-ID`; nothing is skipped
+/// silently.
+actor SessionRegistry {
+    nonisolated let eventLoop: any EventLoop
+    nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
+
+    private struct Attached {
+        let token: Int
+        let audience: PresenceSide
+        let continuation: AsyncStream<StreamItem>.Continuation
+        let slice: Int
+        /// Cut (its buffer overflowed) or ended: nothing more is yielded; it stays until its task detaches it.
+        var finished = false
+    }
+
     private struct LocalSession {
         var expiresAt: Int64
-        /// Nearly always one (the PC's stream); an array costs less than a dictionary for so few.
-        var streams: [SessionStream] = []
+        /// Nearly always one or two (the PC's stream, the phone's channel): an array costs less than a dictionary.
+        var streams: [Attached] = []
     }
 
-    private struct State {
-        var sessions: [SessionID: LocalSession] = [:]
-        var openStreams = 0
-    }
-
-    /// A lock, not an actor: an event is delivered on the thread that published it (a request's event loop, or the
-    /// Redis subscriber's), with no hop to another executor and back. Streams are called outside the lock.
-    private let state = Mutex(State())
+    private var sessions: [SessionID: LocalSession] = [:]
+    private var nextToken = 0
+    private let counts: SessionRegistries.Counts
+    private let bufferLimit: Int
+    private let slices: Int
     private let metrics: TandemMetrics?
+
+    init(eventLoop: any EventLoop, bufferLimit: Int, heartbeatSlices: Int, counts: SessionRegistries.Counts, metrics: TandemMetrics?) {
+        self.eventLoop = eventLoop
+        self.bufferLimit = bufferLimit
+        self.slices = max(1, heartbeatSlices)
+        self.counts = counts
+        self.metrics = metrics
+    }
+
+    /// Adds a stream of `id`; nil when the session has expired by `now`. The caller's task reads the returned
+    /// stream and must `detach` its token when it ends.
+    func attach(_ id: SessionID, expiresAt: Int64, audience: PresenceSide, now: Int64) -> (token: Int, items: AsyncStream<StreamItem>)? {
+        guard expiresAt > now else { return nil }
+        let (items, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(bufferLimit))
+        nextToken &+= 1
+        let attached = Attached(token: nextToken, audience: audience, continuation: continuation, slice: nextToken % slices)
+        if sessions[id] == nil { counts.sessions.add(1, ordering: .relaxed) }
+        sessions[id, default: LocalSession(expiresAt: expiresAt)].streams.append(attached)
+        sessions[id]?.expiresAt = expiresAt
+        counts.streams.add(1, ordering: .relaxed)
+        countsChanged()
+        return (nextToken, items)
+    }
+
+    /// Removes a stream; the session's entry goes with its last stream. Returns whether it was the session's last
+    /// stream of its audience here (false when it was not here any more: its session expired or ended).
+    func detach(_ id: SessionID, token: Int) -> Bool {
+        guard var session = sessions[id], let index = session.streams.firstIndex(where: { $0.token == token }) else { return false }
+        let gone = session.streams.remove(at: index)
+        gone.continuation.finish()
+        sessions[id] = session.streams.isEmpty ? nil : session
+        counts.streams.subtract(1, ordering: .relaxed)
+        if session.streams.isEmpty { counts.sessions.subtract(1, ordering: .relaxed) }
+        countsChanged()
+        return !session.streams.contains { $0.audience == gone.audience }
+    }
+
+    /// Hands an event to every stream of the session here; a stream whose buffer is full is cut.
+    func deliver(_ event: StoredEvent, to id: SessionID) {
+        guard var session = sessions[id] else { return }
+        var cut = false
+        for index in session.streams.indices where !session.streams[index].finished {
+            if case .dropped = session.streams[index].continuation.yield(.event(event)) {
+                session.streams[index].finished = true
+                session.streams[index].continuation.finish()
+                metrics?.slowReaderCut()
+                cut = true
+            }
+        }
+        if cut { sessions[id] = session }
+    }
+
+    /// Ends every stream of the session here, after `lastWords` for the streams of `audience` (nil: every stream).
+    func end(_ id: SessionID, lastWords: ServerSentEvent?, for audience: PresenceSide? = nil) {
+        guard let session = sessions.removeValue(forKey: id) else { return }
+        for stream in session.streams {
+            stream.continuation.yield(.end(audience == nil || stream.audience == audience ? lastWords : nil))
+            stream.continuation.finish()
+        }
+        counts.streams.subtract(session.streams.count, ordering: .relaxed)
+        counts.sessions.subtract(1, ordering: .relaxed)
+        countsChanged()
+    }
+
+    /// The sessions with a stream of `side` here.
+    func heldSessionIDs(_ side: PresenceSide) -> [SessionID] {
+        sessions.compactMap { $0.value.streams.contains { $0.audience == side && !$0.finished } ? $0.key : nil }
+    }
+
+    /// Ends the streams of every session whose expiry has passed by `now`. The PC counts down by itself; the phone's
+    /// channel is told (`expired`), so the phone locks at once.
+    func endExpired(now: Int64) {
+        // Ids first: removing while iterating would copy the whole dictionary.
+        for id in sessions.compactMap({ $0.value.expiresAt <= now ? $0.key : nil }) {
+            end(id, lastWords: .sessionExpired, for: .phone)
+        }
+    }
+
+    /// A heartbeat for the streams of one of the fixed slices (a stream stays in its slice for life), so a sweep over
+    /// thousands of streams never stalls the loop for one burst of writes.
+    func sendHeartbeats(slice: Int) {
+        for session in sessions.values {
+            for stream in session.streams where stream.slice == slice % slices && !stream.finished {
+                stream.continuation.yield(.heartbeat)
+            }
+        }
+    }
+
+    /// Ends every stream (the node stops).
+    func endAll() {
+        for id in Array(sessions.keys) { end(id, lastWords: nil) }
+    }
+
+    /// Heartbeats and expiry, on this loop, until cancelled.
+    func run(heartbeatInterval: Duration, sweepInterval: Duration, time: TimeSource) async {
+        // Deadlines on the clock, not sleeps added up: a sweep takes time, and added-up sleeps would stretch the
+        // heartbeat period past what proxies were promised.
+        let clock = ContinuousClock()
+        var tick = 0
+        var next = clock.now + sweepInterval
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(until: next, clock: clock)
+            } catch {
+                break
+            }
+            endExpired(now: time.now())
+            // Slices missed while the machine stalled are sent now, at most one interval's worth.
+            var sent = 0
+            repeat {
+                sendHeartbeats(slice: tick % slices)
+                tick += 1
+                sent += 1
+                next += sweepInterval
+            } while next <= clock.now && sent < slices
+            if next <= clock.now { next = clock.now + sweepInterval }
+        }
+        endAll()
+    }
+
+    private func countsChanged() {
+        metrics?.streamsChanged(openStreams: counts.streams.load(ordering: .relaxed), sessions: counts.sessions.load(ordering: .relaxed))
+    }
+}
+
+/// This node's registries, one per event loop, and the sharded table that routes each session to the one that holds
+/// its streams: the loop of its first stream, for as long as any of its streams is open. The broker's sink: an event
+/// goes to its session's loop, entered at once when the caller is on it, with one hop otherwise.
+final class SessionRegistries: SessionEventSink, Service {
+    /// Counts across the registries, for health and metrics.
+    final class Counts: Sendable {
+        let streams = Atomic<Int>(0)
+        let sessions = Atomic<Int>(0)
+    }
+
+    private struct Route {
+        var registry: Int
+        var streams: Int
+    }
+
+    private final class RouteShard: Sendable {
+        let routes = Mutex<[SessionID: Route]>([:])
+    }
+
+    private static let routeShards = 16
+    private let routes = (0..<SessionRegistries.routeShards).map { _ in RouteShard() }
+    let registries: [SessionRegistry]
+    private let byLoop: [ObjectIdentifier: Int]
+    private let counts = Counts()
     private let heartbeatInterval: Duration
     private let sweepInterval: Duration
+    private let presenceRenewalInterval: Duration
     private let time: TimeSource
     private let logger: Logger
-    private let presenceRenewalInterval: Duration
-    /// The broker that keeps the held sessions' PCs present. Set once after start-up wiring: the broker is made
-    /// after the registry, whose events it delivers.
+    /// The broker that keeps the held sessions' devices present. Set once after start-up wiring: the broker is made
+    /// after the registries, whose events it delivers.
     private let presenceBroker = Mutex<(any Broker)?>(nil)
 
     /// - Parameters:
+    ///   - eventLoopGroup: the loops the server's connections run on; one registry each.
+    ///   - bufferLimit: events a stream's buffer holds before its reader is cut (`sse.bufferedEvents`).
     ///   - heartbeatInterval: how often every stream gets a heartbeat.
     ///   - sweepInterval: how often expired sessions' streams are ended (the expiry's resolution).
-    ///   - presenceRenewalInterval: how often the sessions whose streams this node holds have their PC presence
-    ///     renewed (a third of the grace leaves room for two missed renewals).
+    ///   - presenceRenewalInterval: how often the held sessions' devices have their presence renewed.
     init(
+        eventLoopGroup: any EventLoopGroup,
+        bufferLimit: Int,
         heartbeatInterval: Duration,
         sweepInterval: Duration = .milliseconds(250),
         presenceRenewalInterval: Duration = .seconds(2),
@@ -44,7 +223,16 @@ final class SessionRegistry: SessionEventSink, Service {
         metrics: TandemMetrics? = nil,
         logger: Logger
     ) {
-        self.metrics = metrics
+        let slices = max(1, Int((heartbeatInterval / sweepInterval).rounded()))
+        let counts = self.counts
+        var registries: [SessionRegistry] = []
+        var byLoop: [ObjectIdentifier: Int] = [:]
+        for loop in eventLoopGroup.makeIterator() {
+            byLoop[ObjectIdentifier(loop)] = registries.count
+            registries.append(SessionRegistry(eventLoop: loop, bufferLimit: bufferLimit, heartbeatSlices: slices, counts: counts, metrics: metrics))
+        }
+        self.registries = registries
+        self.byLoop = byLoop
         self.heartbeatInterval = heartbeatInterval
         self.sweepInterval = sweepInterval
         self.presenceRenewalInterval = presenceRenewalInterval
@@ -52,87 +240,108 @@ final class SessionRegistry: SessionEventSink, Service {
         self.logger = logger
     }
 
-    /// Renews the PC presence of held sessions through `broker` from now on.
+    /// Renews the presence of held sessions' devices through `broker` from now on.
     func keepPresence(through broker: any Broker) {
         presenceBroker.withLock { $0 = broker }
     }
 
-    /// The sessions with a stream on this node.
-    var heldSessionIDs: [SessionID] { state.withLock { Array($0.sessions.keys) } }
-
-    /// The sessions with a stream of `side` on this node.
-    func heldSessionIDs(_ side: PresenceSide) -> [SessionID] {
-        state.withLock { state in state.sessions.compactMap { $0.value.streams.contains { $0.audience == side } ? $0.key : nil } }
+    private func shard(_ id: SessionID) -> RouteShard {
+        routes[Int(UInt(bitPattern: id.hashValue) % UInt(Self.routeShards))]
     }
 
-    /// Adds a stream; it gets its session's events until it is detached or ends. The caller must `detach` it.
-    func attach(_ stream: SessionStream) {
-        guard stream.expiresAt > time.now() else {
-            stream.end()
-            return
+    /// The registry of the calling thread's loop, or the first.
+    private var localIndex: Int {
+        for (index, registry) in registries.enumerated() where registry.eventLoop.inEventLoop { return index }
+        return 0
+    }
+
+    /// Routes a new stream of `id`: to the registry that holds the session's streams, or, for its first, to the
+    /// caller's loop. Each call needs one ``release(_:)``.
+    func route(_ id: SessionID) -> SessionRegistry {
+        let local = byLoop.isEmpty ? 0 : localIndex
+        let index = shard(id).routes.withLock { routes -> Int in
+            var route = routes[id] ?? Route(registry: local, streams: 0)
+            route.streams += 1
+            routes[id] = route
+            return route.registry
         }
-        state.withLock { state in
-            state.sessions[stream.sessionID, default: LocalSession(expiresAt: stream.expiresAt)].streams.append(stream)
-            state.sessions[stream.sessionID]?.expiresAt = stream.expiresAt
-            state.openStreams += 1
-            countsChanged(state)
+        return registries[index]
+    }
+
+    /// Drops one count taken by ``route(_:)``; the route goes with the session's last stream.
+    func release(_ id: SessionID) {
+        shard(id).routes.withLock { routes in
+            guard var route = routes[id] else { return }
+            route.streams -= 1
+            routes[id] = route.streams > 0 ? route : nil
         }
     }
 
-    /// Removes a stream; the session's entry goes with its last stream.
-    /// Returns whether it was the session's last stream of its audience (the PC's, or the phone's) on this node.
-    @discardableResult
-    func detach(_ stream: SessionStream) -> Bool {
-        stream.end()
-        let id = stream.sessionID
-        return state.withLock { state -> Bool in
-            guard var session = state.sessions[id], let index = session.streams.firstIndex(where: { $0 === stream }) else { return false }
-            session.streams.remove(at: index)
-            state.sessions[id] = session.streams.isEmpty ? nil : session
-            state.openStreams -= 1
-            countsChanged(state)
-            return !session.streams.contains { $0.audience == stream.audience }
+    private func routed(_ id: SessionID) -> SessionRegistry? {
+        shard(id).routes.withLock { $0[id] }.map { registries[$0.registry] }
+    }
+
+    /// Runs `body` isolated to `registry` at once when the caller is on its loop (no hop, no allocation); nil when it
+    /// is not (the caller then awaits the actor). Synchronous, so an async caller on the loop can use it too.
+    static func onItsLoop<T: Sendable>(_ registry: SessionRegistry, _ body: (isolated SessionRegistry) -> T) -> T? {
+        guard registry.eventLoop.inEventLoop else { return nil }
+        return registry.assumeIsolated(body)
+    }
+
+    /// Runs `body` on `registry`: entered at once when the caller is on its loop, after one hop otherwise.
+    static func enter(_ registry: SessionRegistry, _ body: @escaping @Sendable (isolated SessionRegistry) -> Void) {
+        if registry.eventLoop.inEventLoop {
+            registry.assumeIsolated(body)
+        } else {
+            registry.eventLoop.execute { registry.assumeIsolated(body) }
         }
     }
+
+    // MARK: SessionEventSink
 
     func deliver(_ event: StoredEvent, to id: SessionID) {
-        guard let streams = state.withLock({ $0.sessions[id]?.streams }) else { return }
-        for stream in streams { stream.deliver(event) }
+        guard let registry = routed(id) else { return }
+        Self.enter(registry) { $0.deliver(event, to: id) }
     }
 
     /// The broker found the session gone before its expiry (Redis restarted empty or was flushed): its streams end
     /// with an `expired` event, so the PC page starts a new session now instead of waiting for a countdown whose
     /// session no longer exists.
     func sessionEnded(_ id: SessionID) {
-        let streams = state.withLock { state -> [SessionStream] in
-            guard let session = state.sessions.removeValue(forKey: id) else { return [] }
-            state.openStreams -= session.streams.count
-            countsChanged(state)
-            return session.streams
-        }
-        if !streams.isEmpty { logger.info("a held session is gone from the broker; its streams end", metadata: ["streams": "\(streams.count)"]) }
-        for stream in streams { stream.end(sending: .sessionExpired) }
+        guard let registry = routed(id) else { return }
+        logger.info("a held session is gone from the broker; its streams end")
+        Self.enter(registry) { $0.end(id, lastWords: .sessionExpired) }
     }
+
+    // MARK: Counts
 
     /// Live streams on this node.
-    var streamCount: Int { state.withLock { $0.openStreams } }
+    var streamCount: Int { counts.streams.load(ordering: .relaxed) }
     /// Sessions with at least one live stream on this node.
-    var sessionCount: Int { state.withLock { $0.sessions.count } }
+    var sessionCount: Int { counts.sessions.load(ordering: .relaxed) }
 
-    private func countsChanged(_ state: borrowing State) {
-        metrics?.streamsChanged(openStreams: state.openStreams, sessions: state.sessions.count)
+    /// The sessions with a stream of `side` on this node.
+    func heldSessionIDs(_ side: PresenceSide) async -> [SessionID] {
+        var ids: [SessionID] = []
+        for registry in registries { ids += await registry.heldSessionIDs(side) }
+        return ids
     }
 
+    // MARK: Service
+
     func run() async throws {
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await withThrowingDiscardingTaskGroup { group in
-                    group.addTask { try await self.renewPresenceForever() }
-                    group.addTask { try await self.sweepForever() }
+        let heartbeat = heartbeatInterval
+        let sweep = sweepInterval
+        let time = self.time
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for registry in self.registries {
+                    group.addTask { await registry.run(heartbeatInterval: heartbeat, sweepInterval: sweep, time: time) }
                 }
+                group.addTask { await self.renewPresenceForever() }
             }
-        } catch is CancellationError {}
-        endAllStreams()
+        }
+        for registry in registries { await registry.endAll() }
     }
 
     /// Holds the presence of every held stream's device (the PCs', the phones'), one batch per side each
@@ -140,17 +349,21 @@ final class SessionRegistry: SessionEventSink, Service {
     /// The PCs of sessions whose phones are held here are looked at too: a PC whose node died (no release, no
     /// review) is noticed once its hold lease lapses, and its phone is told. A failure (Redis away) is retried at the
     /// next round; the hold lease outlasts many missed rounds.
-    private func renewPresenceForever() async throws {
-        while true {
-            try await Task.sleep(for: presenceRenewalInterval)
+    private func renewPresenceForever() async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: presenceRenewalInterval)
+            } catch {
+                return
+            }
             guard let broker = presenceBroker.withLock({ $0 }) else { continue }
             for side in PresenceSide.allCases {
-                let ids = heldSessionIDs(side)
+                let ids = await heldSessionIDs(side)
                 guard !ids.isEmpty else { continue }
                 do {
                     for id in try await broker.holdPresence(of: ids, side: side) { sessionEnded(id) }
                     if side == .phone {
-                        let pcHeldHere = Set(heldSessionIDs(.pc))
+                        let pcHeldHere = Set(await heldSessionIDs(.pc))
                         for id in ids where !pcHeldHere.contains(id) { _ = try await broker.reviewPresence(of: id, side: .pc) }
                     }
                 } catch {
@@ -160,87 +373,5 @@ final class SessionRegistry: SessionEventSink, Service {
                 }
             }
         }
-    }
-
-    /// Ends expired sessions' streams and sends heartbeats, every `sweepInterval`.
-    private func sweepForever() async throws {
-        // Heartbeats are spread over the interval: each sweep sends them to one slice of the streams, so 19,000
-        // streams never stall the event loop for one burst of writes (a latency spike for every event caught behind
-        // it). Each stream still gets one heartbeat per interval.
-        let slices = max(1, Int((heartbeatInterval / sweepInterval).rounded()))
-        // Deadlines on the clock, not sleeps added up: a sweep takes time, and added-up sleeps would stretch the
-        // heartbeat period past what proxies were promised.
-        let clock = ContinuousClock()
-        var tick = 0
-        var next = clock.now + sweepInterval
-        while true {
-            try await Task.sleep(until: next, clock: clock)
-            endExpiredStreams()
-            // Slices missed while the machine stalled are sent now, at most one interval's worth.
-            var sent = 0
-            repeat {
-                sendHeartbeats(slice: tick % slices, of: slices)
-                tick += 1
-                sent += 1
-                next += sweepInterval
-            } while next <= clock.now && sent < slices
-            if next <= clock.now { next = clock.now + sweepInterval }
-        }
-    }
-
-    /// Ends the streams of every session whose expiry has passed.
-    func endExpiredStreams() {
-        let now = time.now()
-        let expired = state.withLock { state -> [SessionStream] in
-            var expired: [SessionStream] = []
-            // Ids first: removing while iterating would copy the whole dictionary.
-            for id in state.sessions.compactMap({ $0.value.expiresAt <= now ? $0.key : nil }) {
-                guard let session = state.sessions.removeValue(forKey: id) else { continue }
-                expired += session.streams
-                state.openStreams -= session.streams.count
-            }
-            if !expired.isEmpty { countsChanged(state) }
-            return expired
-        }
-        // The PC counts down by itself; the phone's channel is told, so the phone locks at once.
-        for stream in expired {
-            if stream.audience == .phone { stream.end(sending: .sessionExpired) } else { stream.end() }
-        }
-    }
-
-    /// Sends a heartbeat to every stream.
-    func sendHeartbeats() {
-        sendHeartbeats(slice: 0, of: 1)
-    }
-
-    /// Sends a heartbeat to the streams of one of `slices` fixed slices (a stream stays in its slice for life).
-    func sendHeartbeats(slice: Int, of slices: Int) {
-        let due = state.withLock { state -> [SessionStream] in
-            var due: [SessionStream] = []
-            for session in state.sessions.values {
-                for stream in session.streams where Self.heartbeatSlice(of: stream, among: slices) == slice { due.append(stream) }
-            }
-            return due
-        }
-        for stream in due { stream.heartbeat() }
-    }
-
-    /// A stream's slice, from its address: fixed for its life. The address is mixed (Fibonacci hashing) before the
-    /// modulo, since objects allocated one after another sit a fixed stride apart and would crowd a few slices.
-    static func heartbeatSlice(of stream: SessionStream, among slices: Int) -> Int {
-        let mixed = UInt64(UInt(bitPattern: ObjectIdentifier(stream))) &* 0x9E37_79B9_7F4A_7C15
-        return Int((mixed >> 32) % UInt64(max(1, slices)))
-    }
-
-    private func endAllStreams() {
-        let streams = state.withLock { state -> [SessionStream] in
-            defer {
-                state.sessions.removeAll()
-                state.openStreams = 0
-                countsChanged(state)
-            }
-            return state.sessions.values.flatMap(\.streams)
-        }
-        for stream in streams { stream.end() }
     }
 }

@@ -7,90 +7,155 @@ import Synchronization
 protocol EventStreamOutput: Sendable {
     /// Queues bytes; false when the reader is too far behind (or gone) to take more.
     func write(_ buffer: ByteBuffer) -> Bool
-    /// Ends the response.
-    func finish()
-    /// Where the stream's follow-up tasks run best (the connection's event loop); nil for the global pool.
-    var preferredExecutor: (any TaskExecutor)? { get }
+    /// Whether the server drains (the stream's task was cancelled to end it soon).
+    var isDraining: Bool { get }
 }
 
-extension EventStreamChannel: EventStreamOutput {
-    var preferredExecutor: (any TaskExecutor)? { taskExecutor }
-}
+extension EventStreamChannel: EventStreamOutput {}
 
 /// One device's stream of one session: the PC's (every event) or the phone's own channel (what the phone must
-/// know: the session ended, and how). No task waits on it: the registry hands it events and heartbeats, and it writes
-/// them straight to its connection, in id order and each once.
+/// know: the session ended, and how). Its ``run(on:)`` is the one task that serves the stream, pinned to the
+/// connection's loop: it reads its session's ``StreamItem``s from the registry's `AsyncStream` and writes them, in id
+/// order and each once. It owns its state, so it needs no lock.
 ///
-/// Before its response is ready (`bind`) it keeps what arrives, up to `bufferLimit` events. When ids jump (an event
-/// was lost or overtaken on the way) it fills the gap from the session's log first. A reader that cannot take more
-/// is cut: the stream ends, and the browser resumes from its `Last-Event-ID`.
-final class SessionStream: EventStreamDelegate {
+/// When ids jump (an event was lost or overtaken on the way) it fills the gap from the session's log first. A reader
+/// that cannot take more is cut: the stream ends, and the browser resumes from its `Last-Event-ID`.
+struct SessionStream: Sendable {
     let sessionID: SessionID
-    let expiresAt: Int64
     /// Whose stream this is: what it is sent, and whose presence it holds.
     let audience: PresenceSide
-
-    private struct State {
-        var output: (any EventStreamOutput)?
-        var pending: [StoredEvent] = []
-        var lastSent: EventID
-        var refilling = false
-        var ended = false
-        /// A final event (`complete`, `cancelled`) reached the stream: its session needs no device any more.
-        var sawFinalEvent = false
-    }
-
-    private let state: Mutex<State>
-    private let bufferLimit: Int
-    private let metrics: TandemMetrics?
-    /// The session's log, for gaps, and the subscription this stream holds (released when its connection closes).
-    private let broker: any Broker
-    private let registry: SessionRegistry?
+    /// The last event id the reader has (its `Last-Event-ID`, or 0).
+    let resumeAfter: EventID
+    /// The stream's first bytes and the events they replay, taken once by ``run(on:)``: a held stream keeps
+    /// neither for its life.
+    let opening: Opening
+    let items: AsyncStream<StreamItem>
+    /// The registry that holds this stream, and its token there.
+    let registry: SessionRegistry
+    let token: Int
+    let registries: SessionRegistries
+    /// The session's log, for gaps, and the subscription this stream holds (released when it ends).
+    let broker: any Broker
+    let metrics: TandemMetrics?
     /// How long after its device's last stream here closed the broker is asked whether it came back (the presence
     /// grace and a little more); nil: never asked.
-    private let reviewDelay: Duration?
+    let reviewDelay: Duration?
 
-    /// - Parameters:
-    ///   - resumeAfter: the last event id the reader has (its `Last-Event-ID`, or 0).
-    ///   - broker: reads the session's log to fill gaps; this stream's subscription is dropped from it on close.
-    ///   - registry: detaches the stream when its connection closes.
-    ///   - audience: the PC's stream or the phone's channel.
-    ///   - reviewDelay: when to ask whether the device came back after its last stream here closed.
-    init(
-        sessionID: SessionID, expiresAt: Int64, resumeAfter: EventID, bufferLimit: Int, metrics: TandemMetrics?,
-        broker: any Broker, registry: SessionRegistry?, audience: PresenceSide = .pc, reviewDelay: Duration? = nil
-    ) {
-        self.sessionID = sessionID
-        self.expiresAt = expiresAt
-        self.audience = audience
-        self.reviewDelay = reviewDelay
-        self.state = Mutex(State(lastSent: resumeAfter))
-        self.bufferLimit = bufferLimit
-        self.metrics = metrics
-        self.broker = broker
-        self.registry = registry
+    /// A stream's first bytes (the retry hint, session-info, a resync, the replay) and the events replayed in them.
+    final class Opening: Sendable {
+        private let parts: Mutex<(bytes: ByteBuffer, replayed: [StoredEvent])?>
+
+        init(_ bytes: ByteBuffer, replayed: [StoredEvent]) {
+            parts = Mutex((bytes, replayed))
+        }
+
+        /// The parts, once; empty after that.
+        func take() -> (bytes: ByteBuffer, replayed: [StoredEvent]) {
+            parts.withLock { parts in
+                defer { parts = nil }
+                return parts ?? (ByteBuffer(), [])
+            }
+        }
     }
 
-    /// This node drains: the browser is told to come back at once (to another node, behind a balancer).
-    func eventStreamShouldDrain() {
-        end(retryMilliseconds: API.drainRetryMilliseconds)
+    /// The heartbeat comment, one buffer shared by every stream (writing a ByteBuffer does not copy it).
+    static let heartbeatBytes: ByteBuffer = {
+        var buffer = ByteBuffer()
+        ServerSentEvent.writeComment("heartbeat", to: &buffer)
+        return buffer
+    }()
+
+    /// Serves the stream until its session ends, it is cut, its connection closes or the node drains; then
+    /// releases what it holds. Cancellation (the connection closed, the node drains) ends the `for await` at once.
+    func run(on output: any EventStreamOutput) async {
+        let (opening, replayed) = self.opening.take()
+        var lastSent = max(resumeAfter, replayed.last?.id ?? 0)
+        var sawFinalEvent = replayed.contains { $0.event.isFinal }
+        serve: do {
+            guard output.write(opening) else { break serve }
+            for event in replayed where ServerSentEvent(stored: event, for: audience) != nil { metrics?.delivered(event, live: false) }
+            for await item in items {
+                switch item {
+                case .heartbeat:
+                    guard output.write(Self.heartbeatBytes) else {
+                        metrics?.slowReaderCut()
+                        break serve
+                    }
+                case .end(let lastWords):
+                    if let lastWords {
+                        var buffer = ByteBuffer()
+                        lastWords.write(to: &buffer)
+                        _ = output.write(buffer)
+                    }
+                    break serve
+                case .event(let event):
+                    if event.event.isFinal { sawFinalEvent = true }
+                    guard event.id > lastSent else { continue }
+                    var events = [event]
+                    if !Self.isNext(event.id, after: lastSent) {
+                        // A gap (an event lost or overtaken between nodes): the log has everything up to this event.
+                        // No log, or one that does not reach past the gap (the session expired): rather than wait or
+                        // loop, the stream ends, and the browser resumes from its Last-Event-ID wherever the log is.
+                        guard let missing = try? await broker.events(of: sessionID, after: lastSent), let first = missing.first,
+                            Self.isNext(first.id, after: lastSent)
+                        else { break serve }
+                        events = missing
+                        if missing.contains(where: { $0.event.isFinal }) { sawFinalEvent = true }
+                    }
+                    guard send(events, after: &lastSent, to: output) else {
+                        metrics?.slowReaderCut()
+                        break serve
+                    }
+                }
+            }
+        }
+        // The node drains: the browser is told to come back at once (to another node, behind a balancer).
+        if output.isDraining {
+            var buffer = ByteBuffer()
+            ServerSentEvent.writeRetry(milliseconds: API.drainRetryMilliseconds, to: &buffer)
+            _ = output.write(buffer)
+        }
+        await finish(sawFinalEvent: sawFinalEvent)
     }
 
-    /// The connection is gone: the registry forgets the stream and the broker its subscription.
-    func eventStreamDidClose() {
-        let wasLast = registry?.detach(self) ?? false
-        let broker = self.broker
+    /// Writes `events` after `lastSent`, in one write; the events the audience is not sent still move its resume
+    /// point. False when the reader cannot take more.
+    private func send(_ events: [StoredEvent], after lastSent: inout EventID, to output: any EventStreamOutput) -> Bool {
+        var buffer = ByteBufferAllocator().buffer(capacity: 256)
+        var sent: [StoredEvent] = []
+        for event in events where Self.isNext(event.id, after: lastSent) {
+            lastSent = event.id
+            guard let frame = ServerSentEvent(stored: event, for: audience) else { continue }
+            frame.write(to: &buffer)
+            sent.append(event)
+        }
+        guard buffer.readableBytes > 0 else { return true }
+        guard output.write(buffer) else { return false }
+        for event in sent { metrics?.delivered(event, live: true) }
+        return true
+    }
+
+    /// The stream is over: the registry forgets it and the broker its subscription. The device left (its last
+    /// stream here closed, its session not over): the grace starts now, and once it is over the broker is asked
+    /// whether the device came back (to any node): if not, the other side is told now (the PC gone: the session is
+    /// cancelled; the phone gone: the PC hears phone-left).
+    private func finish(sawFinalEvent: Bool) async {
         let id = sessionID
+        let token = self.token
+        let wasLast: Bool
+        if let local = SessionRegistries.onItsLoop(registry, { $0.detach(id, token: token) }) {
+            wasLast = local
+        } else {
+            wasLast = await registry.detach(id, token: token)
+        }
+        registries.release(id)
+        await broker.unsubscribe(id)
+        guard wasLast && !sawFinalEvent else { return }
+        let broker = self.broker
         let side = audience
         let reviewDelay = self.reviewDelay
-        let (executor, finished) = state.withLock { ($0.output?.preferredExecutor, $0.sawFinalEvent) }
-        // The connection's end is an event-loop callback; dropping the subscription is async (Redis confirms it).
-        Task(executorPreference: executor) {
-            await broker.unsubscribe(id)
-            // The device left (its last stream here closed, its session not over): the grace starts now. Once it is
-            // over, the broker is asked whether the device came back (to any node): if not, the other side is told
-            // now (the PC gone: the session is cancelled; the phone gone: the PC hears phone-left).
-            guard wasLast && !finished else { return }
+        // Its own task: the connection's end does not wait for the grace.
+        Task {
             do {
                 try await broker.releasePresence(of: id, side: side)
                 guard let reviewDelay else { return }
@@ -102,156 +167,9 @@ final class SessionStream: EventStreamDelegate {
         }
     }
 
-    /// Connects the stream to its response: writes `opening` (which carries `replayed`, the events after the
-    /// reader's resume point), then whatever arrived meanwhile.
-    func bind(_ output: any EventStreamOutput, opening: ByteBuffer, replayed: [StoredEvent]) {
-        let cut = state.withLock { state -> Bool in
-            if replayed.contains(where: { $0.event.isFinal }) { state.sawFinalEvent = true }
-            // Ended before its response was ready (expired, or the node drains): end the response too.
-            guard !state.ended else { return true }
-            state.output = output
-            guard output.write(opening) else { return true }
-            for event in replayed { metrics?.delivered(event, live: false) }
-            state.lastSent = max(state.lastSent, replayed.last?.id ?? 0)
-            let pending = state.pending
-            state.pending = []
-            return !send(pending, in: &state)
-        }
-        if cut {
-            end()
-            output.finish()
-        }
-    }
-
-    func deliver(_ event: StoredEvent) {
-        let cut = state.withLock { state -> Bool in
-            if event.event.isFinal { state.sawFinalEvent = true }
-            guard !state.ended else { return false }
-            if state.output == nil || state.refilling {
-                // Bounded: past the limit the gap is filled from the log instead.
-                if state.pending.count < bufferLimit { state.pending.append(event) }
-                return false
-            }
-            return !send(event, in: &state)
-        }
-        if cut { cutSlowReader() }
-    }
-
-    /// The heartbeat comment, one buffer shared by every stream (writing a ByteBuffer does not copy it), so a sweep
-    /// over thousands of streams allocates nothing per stream.
-    static let heartbeatBytes: ByteBuffer = {
-        var buffer = ByteBuffer()
-        ServerSentEvent.writeComment("heartbeat", to: &buffer)
-        return buffer
-    }()
-
-    /// Sends a heartbeat comment; a reader that cannot take even that is cut.
-    func heartbeat() {
-        let cut = state.withLock { state -> Bool in
-            guard !state.ended, let output = state.output, !state.refilling else { return false }
-            return !output.write(Self.heartbeatBytes)
-        }
-        if cut { cutSlowReader() }
-    }
-
-    /// A reader whose connection would not take more: the stream ends, and the browser resumes from its last id.
-    private func cutSlowReader() {
-        metrics?.slowReaderCut()
-        end()
-    }
-
-    /// Ends the stream, after a `retry:` hint when one is given (a draining node asks for a quick return).
-    func end(retryMilliseconds: Int? = nil) {
-        end { buffer in
-            if let retryMilliseconds { ServerSentEvent.writeRetry(milliseconds: retryMilliseconds, to: &buffer) }
-        }
-    }
-
-    /// Ends the stream after one last event (``ServerSentEvent/sessionExpired``: its session is gone).
-    func end(sending last: ServerSentEvent) {
-        end { last.write(to: &$0) }
-    }
-
-    /// Ends the stream once, writing what `lastWords` puts in a buffer (if anything) before it finishes.
-    private func end(writing lastWords: (inout ByteBuffer) -> Void) {
-        let output = state.withLock { state -> (any EventStreamOutput)? in
-            guard !state.ended else { return nil }
-            state.ended = true
-            state.pending = []
-            return state.output
-        }
-        guard let output else { return }
-        var buffer = ByteBuffer()
-        lastWords(&buffer)
-        if buffer.readableBytes > 0 { _ = output.write(buffer) }
-        output.finish()
-    }
-
-    var isEnded: Bool { state.withLock { $0.ended } }
-
     /// Whether `id` directly follows `last`. Written without `last + 1`: ids come from outside (a resume point is
     /// clamped, but a log entry comes from Redis), and no value from outside may make arithmetic trap.
     static func isNext(_ id: EventID, after last: EventID) -> Bool {
         id > last && id - last == 1
-    }
-
-    /// One live event: the common case, written without sorting or lists when it is the next one.
-    private func send(_ event: StoredEvent, in state: inout State) -> Bool {
-        guard Self.isNext(event.id, after: state.lastSent) else { return send([event], in: &state) }
-        guard let output = state.output else { return true }
-        state.lastSent = event.id
-        // An event the phone is not sent still moves its resume point.
-        guard let frame = ServerSentEvent(stored: event, for: audience) else { return true }
-        var buffer = ByteBufferAllocator().buffer(capacity: 256)
-        frame.write(to: &buffer)
-        guard output.write(buffer) else { return false }
-        metrics?.delivered(event, live: true)
-        return true
-    }
-
-    /// Writes `events` in id order, skipping what the reader has; on a gap, starts a refill from the log and keeps
-    /// the rest for after it. False when the reader cannot take more.
-    private func send(_ events: [StoredEvent], in state: inout State) -> Bool {
-        guard let output = state.output else { return true }
-        var batch = ByteBufferAllocator().buffer(capacity: 256)
-        var sent: [StoredEvent] = []
-        for (index, event) in events.sorted(by: { $0.id < $1.id }).enumerated() {
-            if event.id <= state.lastSent { continue }
-            if !Self.isNext(event.id, after: state.lastSent) {
-                state.refilling = true
-                state.pending = Array(events.sorted(by: { $0.id < $1.id })[index...])
-                startRefill(after: state.lastSent, on: output.preferredExecutor)
-                break
-            }
-            ServerSentEvent(stored: event, for: audience)?.write(to: &batch)
-            state.lastSent = event.id
-            sent.append(event)
-        }
-        guard batch.readableBytes > 0 else { return true }
-        guard output.write(batch) else { return false }
-        for event in sent { metrics?.delivered(event, live: true) }
-        return true
-    }
-
-    private func startRefill(after lastSent: EventID, on executor: (any TaskExecutor)?) {
-        let broker = self.broker
-        let id = sessionID
-        // A gap is rare (an event lost or overtaken between nodes); the log read is async, so it gets a task.
-        Task(executorPreference: executor) {
-            let missing = try? await broker.events(of: id, after: lastSent)
-            let cut = self.state.withLock { state -> Bool in
-                guard !state.ended else { return false }
-                state.refilling = false
-                // No log, or a log that does not reach past the gap (the session expired): rather than wait or loop,
-                // the stream ends, and the browser resumes from its Last-Event-ID wherever the log still is.
-                guard let missing, let first = missing.first, Self.isNext(first.id, after: state.lastSent) else { return true }
-                // Everything kept meanwhile goes too, the events stored after the log was read included; if a gap
-                // remains among them, `send` starts another refill, which has made progress by now.
-                let events = missing + state.pending
-                state.pending = []
-                return !self.send(events, in: &state)
-            }
-            if cut { self.end() }
-        }
     }
 }

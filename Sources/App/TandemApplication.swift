@@ -11,7 +11,7 @@ import UnixSignals
 /// in reverse order: the server drains first while the registry and broker still work.
 struct TandemApplication: Sendable {
     let configuration: TandemConfiguration
-    let registry: SessionRegistry
+    let registry: SessionRegistries
     let broker: any Broker
     let server: HTTPServer
     let metrics: TandemMetrics
@@ -50,7 +50,9 @@ struct TandemApplication: Sendable {
             eventLoopGroup = MultiThreadedEventLoopGroup.singleton
             ownsEventLoopGroup = false
         }
-        let registry = SessionRegistry(
+        let registry = SessionRegistries(
+            eventLoopGroup: eventLoopGroup,
+            bufferLimit: configuration.bufferedEvents,
             heartbeatInterval: configuration.heartbeat,
             presenceRenewalInterval: configuration.pairingGrace / 3,
             time: time,

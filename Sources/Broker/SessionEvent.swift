@@ -52,18 +52,27 @@ public enum SessionEvent: Sendable, Equatable {
 
 /// The device a step comes from, as far as the session's claim goes (see ``Broker/publish(_:to:from:idempotencyKey:)``).
 public struct PhoneClaim: Sendable, Equatable {
-    /// The phone key the device presents (its cookie), or a fresh one it would claim the session with.
-    public var key: String
+    /// The phone key the device presents (its cookie), checked against the session's claim; nil when it has none.
+    public var presentedKey: String?
+    /// The key the session is claimed with if this step claims it. Made by the server for each step, never the
+    /// presented one: nobody can choose, or plant in a victim's browser, the key of a claim.
+    public var newKey: String
     /// The pairing code the session gets if this step claims it.
     public var pairingCode: String
     /// Whether this step may claim a session nobody claimed yet. A server-made session is claimed only by a
     /// `validate-session` with a good QR token.
     public var mayClaim: Bool
 
-    public init(key: String, pairingCode: String, mayClaim: Bool) {
-        self.key = key
+    public init(presentedKey: String?, newKey: String, pairingCode: String, mayClaim: Bool) {
+        self.presentedKey = presentedKey
+        self.newKey = newKey
         self.pairingCode = pairingCode
         self.mayClaim = mayClaim
+    }
+
+    /// A phone that holds `key` (a tool, a test): it presents the key and claims with it.
+    public init(key: String, pairingCode: String, mayClaim: Bool) {
+        self.init(presentedKey: key, newKey: key, pairingCode: pairingCode, mayClaim: mayClaim)
     }
 }
 

@@ -1,21 +1,13 @@
 import NIOCore
 import Synchronization
 
-/// Told by the server what happens to an event stream's connection. Calls come from the connection's event loop.
-public protocol EventStreamDelegate: AnyObject, Sendable {
-    /// The server drains: end the stream soon, typically after a short `retry:` hint.
-    func eventStreamShouldDrain()
-    /// The connection closed, for whatever reason (the client left, the stream was finished, the server stopped).
-    func eventStreamDidClose()
-}
-
-/// The open connection of an event-stream response, handed to the responder once the response head is written.
-/// No task waits on it: the responder keeps the handle and writes whenever it has something to send, from any
-/// thread, so a waiting stream costs only its connection.
+/// The open connection of an event-stream response, handed to its producer task (see
+/// ``ResponseBody/eventStream(_:)``).
 ///
 /// Writes are refused (`write` returns false) once the peer stops reading and the channel's outbound buffer
-/// passes its high watermark: the stream's owner then ends it, and the client resumes with `Last-Event-ID`, so a
-/// slow reader never grows memory here.
+/// passes its high watermark: the producer then ends the stream, and the client resumes with `Last-Event-ID`, so a
+/// slow reader never grows memory here. A write does not wait for the socket: the producer, on the connection's
+/// loop, writes straight into the channel.
 public final class EventStreamChannel: Sendable {
     private let channel: any Channel
     private let handler: NIOLoopBound<HTTPConnectionHandler>
@@ -24,6 +16,7 @@ public final class EventStreamChannel: Sendable {
     public let taskExecutor: any TaskExecutor
     /// Writes handed to the loop from other threads and not yet made.
     private let queuedWrites = Atomic<Int>(0)
+    private let draining = Atomic<Bool>(false)
     /// How the body's bytes go on the wire.
     enum Framing {
         /// Each write is one chunk (HTTP/1.1).
@@ -46,6 +39,15 @@ public final class EventStreamChannel: Sendable {
 
     /// Whether the connection is open.
     public var isOpen: Bool { channel.isActive }
+
+    /// Whether the server drains: the producer was cancelled to end the stream soon, and may write a last `retry:`
+    /// hint so the browser comes back at once (to another node, behind a balancer).
+    public var isDraining: Bool { draining.load(ordering: .acquiring) }
+
+    func markDraining() { draining.store(true, ordering: .releasing) }
+
+    /// An allocator for the buffers written here.
+    public var allocator: ByteBufferAllocator { channel.allocator }
 
     /// Queues `buffer` on the connection and flushes it. False, and nothing queued, when the connection is closed
     /// or the peer is so far behind that the outbound buffer is full.
@@ -76,8 +78,8 @@ public final class EventStreamChannel: Sendable {
     }
 
     /// Ends the response and closes the connection (browsers reconnect to an event stream by themselves). Safe to
-    /// call more than once, from any thread.
-    public func finish() {
+    /// call more than once, from any thread. The server calls it when the producer returns.
+    func finish() {
         let handler = self.handler
         let context = self.context
         channel.eventLoop.execute { handler.value.finishEventStream(context: context.value) }

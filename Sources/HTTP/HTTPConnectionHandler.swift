@@ -93,6 +93,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         let status: HTTPResponseStatus
         /// Whether its body is chunked, so it ends with the last chunk (not for HEAD, or an HTTP/1.0 client).
         let chunked: Bool
+        /// The producer's task: cancelled when the connection closes or the server drains.
+        var producer: Task<Void, Never>?
 
         init(exchange: Exchange, channel: EventStreamChannel, status: HTTPResponseStatus, chunked: Bool) {
             self.exchange = exchange
@@ -152,8 +154,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     /// The request with the responder, or whose response is being written.
     private var responding: Exchange?
     private var eventStream: OpenEventStream?
-    /// Hears of draining and of the connection's end, from an event stream's start until the connection closes.
-    private var eventStreamDelegate: (any EventStreamDelegate)?
+    /// The event stream's producer, from its start until the connection closes (also once the stream has ended).
+    private var eventStreamProducer: Task<Void, Never>?
     private var draining = false
     private var closed = false
 
@@ -260,12 +262,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         waiting = []
         received = nil
         cancelRequestTimer()
-        if let delegate = eventStreamDelegate {
-            eventStreamDelegate = nil
-            // Later on the loop, not now: the close may come from inside a write the delegate is making (a peer that
-            // reset the connection), and the delegate must not be called back while it is in that write.
-            context.eventLoop.execute { delegate.eventStreamDidClose() }
-        }
+        // The producer ends: its `for await` returns on cancellation, and it releases what it holds. The stream's
+        // handle refers back to this handler: dropping it here breaks that cycle, so the connection is freed.
+        eventStreamProducer?.cancel()
+        eventStreamProducer = nil
+        eventStream = nil
         context.fireChannelInactive()
     }
 
@@ -273,7 +274,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         if event is DrainEvent {
             draining = true
             if let eventStream {
-                if let delegate = eventStreamDelegate { delegate.eventStreamShouldDrain() } else { eventStream.channel.finish() }
+                eventStream.channel.markDraining()
+                if let producer = eventStreamProducer { producer.cancel() } else { eventStream.channel.finish() }
             } else if isIdle {
                 context.close(promise: nil)
             }
@@ -482,10 +484,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
 
     private func write(_ response: Response, for exchange: Exchange, context: ChannelHandlerContext) {
         guard responding != nil, !closed, context.channel.isActive else {
-            // An event stream's owner still hears of it, so whatever it set up for the stream is released.
-            if case .eventStream(let attach) = response.body {
-                attach(EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, framing: .none))?
-                    .eventStreamDidClose()
+            // An event stream's producer still runs, cancelled, so whatever its responder set up is released.
+            if case .eventStream(let produce) = response.body {
+                let stream = EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, framing: .none)
+                Task(executorPreference: taskExecutor) { await produce(stream) }.cancel()
             }
             return
         }
@@ -540,7 +542,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                         last: chunked ? HTTP1ResponseHead.lastChunk : nil, context: context)
                 }
 
-            case .eventStream(let attach):
+            case .eventStream(let produce):
                 // An event stream's end is its connection's end.
                 try HTTP1ResponseHead.write(
                     status: response.status, headers: response.headers, framing: chunked ? .chunked : .none,
@@ -548,26 +550,28 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
                 let stream = EventStreamChannel(
                     channel: context.channel, handler: self, context: context, executor: taskExecutor,
                     framing: isHead ? .none : chunked ? .chunked : .untilClose)
-                // Not flushed yet: the head leaves with the stream's opening bytes, in one write.
+                // Not flushed yet: the head leaves with the stream's opening bytes, in one write, the producer's first.
                 context.write(wrapOutboundOut(head), promise: nil)
                 exchange.request = nil  // a long-lived stream keeps none of its request
                 responding = nil
-                eventStream = OpenEventStream(exchange: exchange, channel: stream, status: response.status, chunked: chunked && !isHead)
+                let open = OpenEventStream(exchange: exchange, channel: stream, status: response.status, chunked: chunked && !isHead)
+                eventStream = open
                 stopParsing = true
                 received = nil
                 reading = nil
                 waiting = []
                 sweeper.unregister(self)  // never idle from now on
-                let delegate = attach(stream)
-                context.flush()
-                // The flush can close the connection on the spot (the peer reset it): then the owner, which has its
-                // stream, hears at once that it is closed, so nothing it set up is left behind.
-                guard eventStream != nil, !closed, context.channel.isActive else {
-                    delegate?.eventStreamDidClose()
-                    return
+                // The producer's one task, on this loop. When it returns, the stream ends (if it still is this one).
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                let producer = Task(executorPreference: taskExecutor) {
+                    await produce(stream)
+                    loopBound.value.0.finishEventStream(context: loopBound.value.1)
                 }
-                eventStreamDelegate = delegate
-                if isHead || draining || server.connections.isDraining { stream.finish() }
+                eventStreamProducer = producer
+                if isHead || draining || server.connections.isDraining {
+                    if !isHead { stream.markDraining() }
+                    producer.cancel()
+                }
             }
         } catch {
             server.logger.error("response not sent: a header cannot be written", metadata: ["header": "\(error.name)"])
@@ -580,10 +584,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     /// themselves, and the descriptor is freed at once). The close does not wait for the last chunk to be written:
     /// a reader that stopped reading (a cut stream) would never let that write finish.
     func finishEventStream(context: ChannelHandlerContext) {
-        guard let eventStream, !closed else { return }
+        guard let eventStream, !closed else {
+            context.flush()  // a head never followed by a write
+            return
+        }
         self.eventStream = nil  // ended: its log line is written here, not again when the connection closes
         log(eventStream.exchange, status: eventStream.status, ended: nil)
-        if eventStream.chunked { context.writeAndFlush(wrapOutboundOut(HTTP1ResponseHead.lastChunk), promise: nil) }
+        // The head may still be unflushed (a producer that wrote nothing, a HEAD): it leaves before the close.
+        if eventStream.chunked { context.writeAndFlush(wrapOutboundOut(HTTP1ResponseHead.lastChunk), promise: nil) } else { context.flush() }
         context.close(promise: nil)
     }
 

@@ -27,11 +27,13 @@ public enum ResponseBody: Sendable {
     /// A body written as it is produced (chunked). The closure runs in a task of its own; when it returns the
     /// response ends. It is not run for `HEAD` requests.
     case stream(@Sendable (ResponseBodyWriter) async throws -> Void)
-    /// An event stream (chunked) that lives without a task: `attach` is called once, on the connection's event
-    /// loop, right after the head is written (also when the connection is already gone, or for `HEAD`, whose
-    /// stream is finished at once). The handle's owner writes to it and finishes it; the delegate it returns hears
-    /// of draining and of the connection's end.
-    case eventStream(@Sendable (EventStreamChannel) -> (any EventStreamDelegate)?)
+    /// An event stream (chunked), produced by one task pinned to the connection's event loop (a task executor
+    /// preference). `produce` starts once the head is written, when the request's own task has already ended, so a
+    /// long-lived stream keeps no request chain suspended; the response ends when it returns. The task is cancelled
+    /// when the connection closes, and when the server drains (then ``EventStreamChannel/isDraining`` is true and
+    /// the producer may write a last `retry:` hint). It also runs, already cancelled, when the connection is gone
+    /// before the head could be written or for `HEAD`, so whatever the responder set up for it is released.
+    case eventStream(@Sendable (EventStreamChannel) async -> Void)
 
     public static var empty: ResponseBody { .bytes(ByteBuffer()) }
 }

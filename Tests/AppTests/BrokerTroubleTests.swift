@@ -8,32 +8,25 @@ import Testing
 /// streams with the `expired` event the PC page renews on, and refusals to store are counted by kind.
 @Suite(.timeLimit(.minutes(1)))
 struct BrokerTroubleTests {
-    @Test func aSessionTheBrokerLostEndsItsStreamsWithAnExpiredEvent() throws {
-        let registry = SessionRegistry(heartbeatInterval: .seconds(3600), logger: testLogger)
+    @Test func aSessionTheBrokerLostEndsItsStreamsWithAnExpiredEvent() async throws {
+        let harness = RegistryTests.Harness()
         let lost = try #require(SessionID("lost_session"))
         let other = try #require(SessionID("other_session"))
         var outputs: [RegistryTests.FakeOutput] = []
-        var streams: [SessionStream] = []
-        for id in [lost, lost, other] {
-            let stream = RegistryTests.stream(id, expiresAt: TimeSource.system.now() + 60_000)
-            registry.attach(stream)
-            let output = RegistryTests.FakeOutput()
-            stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
-            outputs.append(output)
-            streams.append(stream)
-        }
-        registry.sessionEnded(lost)
-        for output in outputs.prefix(2) {
-            #expect(output.text == "OPEN\nevent: expired\ndata: {\"type\":\"expired\"}\n\n")
-            #expect(output.finished)
-        }
+        for id in [lost, lost, other] { outputs.append(try await harness.open(id).output) }
+        let opened = outputs
+        try await eventually { opened.allSatisfy { $0.text == "OPEN\n" } }
+        harness.registries.sessionEnded(lost)
+        try await eventually { opened.prefix(2).allSatisfy(\.finished) }
+        for output in outputs.prefix(2) { #expect(output.text == "OPEN\nevent: expired\ndata: {\"type\":\"expired\"}\n\n") }
         #expect(!outputs[2].finished && outputs[2].text == "OPEN\n")
-        #expect(registry.streamCount == 1 && registry.sessionCount == 1)
-        // The connections' close detaches them later; that must not count them twice.
-        for stream in streams.prefix(2) { registry.detach(stream) }
-        #expect(registry.streamCount == 1 && registry.sessionCount == 1)
-        registry.sessionEnded(lost)  // again, or for a session held nowhere here: nothing happens
-        #expect(registry.streamCount == 1)
+        // The streams' own ends detach them later; that must not count them twice.
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(harness.registries.streamCount == 1 && harness.registries.sessionCount == 1)
+        harness.registries.sessionEnded(lost)  // again, or for a session held nowhere here: nothing happens
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(harness.registries.streamCount == 1)
+        for registry in harness.registries.registries { await registry.endAll() }
     }
 
     /// A broker that answers every call as a Redis out of memory would.

@@ -1,4 +1,5 @@
 import Broker
+import Foundation
 import PropertyBased
 import TestSupport
 import Testing
@@ -223,6 +224,73 @@ struct PhoneChannelTests {
             _ = ended
             await channel.close()
             await pcStream.close()
+        }
+    }
+
+    /// Found by the attack pass: a phone key cookie the phone presents (planted by whoever could set a cookie for the
+    /// host) is never adopted as the key of a new claim; the claim gets a key the server made.
+    @Test func aPlantedPhoneKeyIsNotAdoptedByTheClaim() async throws {
+        try await withTandem { _, pc in
+            let id = SeedFlowTests.newSessionID()
+            let stream = try await pc.openEventStream("/api/events?session=\(id)")
+            let planted = "tandem_phone_\(id)=\(String(repeating: "0123456789abcdef", count: 2))"
+            let victim = try await pc.anotherDevice().request("GET", "/api/validate-session?session=\(id)", headers: [("Cookie", planted)])
+            #expect(victim.status == 200)
+            let cookie = try #require(victim.header("set-cookie"))
+            #expect(!cookie.hasPrefix(planted + ";"))
+            let attacker = try await pc.anotherDevice().post(
+                "/api/submit", json: #"{"sessionId":"\#(id)","name":"Mallory","phone":"0123"}"#, headers: [("Cookie", planted)])
+            #expect(attacker.status == 409)
+            await stream.close()
+        }
+    }
+
+    /// Found by the attack pass: a reason is never dropped because it came in another place than the ID.
+    @Test func theCancelReasonIsReadWhereverItComes() async throws {
+        try await withTandem { _, pc in
+            for (target, body, status, reason) in [
+                ("/api/cancel?session=ID", #"{"reason":"not-my-phone"}"#, 200, "phone-rejected"),
+                ("/api/cancel?reason=not-my-phone", #"{"sessionId":"ID"}"#, 200, "phone-rejected"),
+                ("/api/cancel?session=ID&reason=not-my-phone", #"{"reason":"other"}"#, 400, nil),
+                ("/api/cancel?session=ID", #"{"reason":7}"#, 400, nil),
+            ] as [(String, String, Int, String?)] {
+                let id = SeedFlowTests.newSessionID()
+                let stream = try await pc.openEventStream("/api/events?session=\(id)")
+                let cookie = try #require(stream.cookie)
+                let answer = try await pc.post(
+                    target.replacingOccurrences(of: "ID", with: id), json: body.replacingOccurrences(of: "ID", with: id),
+                    headers: [("Cookie", cookie)])
+                #expect(answer.status == status, "\(target) \(body)")
+                if let reason {
+                    let (events, _) = try await stream.all(timeout: .seconds(2)) { $0.contains { $0.event == "cancelled" } }
+                    #expect(events.first { $0.event == "cancelled" }?.data == #"{"reason":"\#(reason)"}"#)
+                }
+                await stream.close()
+            }
+        }
+    }
+
+    /// Found by the attack pass: one spelling per token (no leading zeros).
+    @Test func aTokenWithLeadingZerosIsRefused() async throws {
+        try await withTandem { _, pc in
+            let session = try await Self.makeSession(pc)
+            #expect(try await pc.anotherDevice().request("GET", "/api/validate-session?session=\(session.id)&t=0\(session.token)").status == 410)
+            #expect(try await pc.request("GET", "/api/qr?session=\(session.id)&t=00\(session.token)").status == 410)
+            #expect(try await pc.anotherDevice().request("GET", "/api/validate-session?session=\(session.id)&t=\(session.token)").status == 200)
+        }
+    }
+
+    /// Found by the attack pass: opening the phone's channel and asking for a pairing token are rate-limited like the
+    /// other lookups (they tell whether a session exists).
+    @Test func thePhonesChannelAndThePairingTokenAreRateLimited() async throws {
+        try await withTandem({ $0.sessionsPerMinute = 3; $0.requestsPerMinute = 3 }) { _, client in
+            var channel: [Int] = []
+            var pairing: [Int] = []
+            for _ in 0..<6 {
+                channel.append(try await client.request("GET", "/api/phone/events?session=nobody").status)
+                pairing.append(try await client.request("GET", "/api/pairing?session=nobody").status)
+            }
+            #expect(channel.contains(429) && pairing.contains(429), "\(channel) \(pairing)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import Broker
 import NIOCore
+import NIOPosix
 import Synchronization
 import TestSupport
 import Testing
@@ -42,7 +43,8 @@ struct RegistryTests {
         }
     }
 
-    /// A fake connection: records what is written and can refuse writes like a full outbound buffer.
+    /// A fake connection: records what is written and can refuse writes like a full outbound buffer; `finished`
+    /// once the stream's task has returned (the response would end then).
     final class FakeOutput: EventStreamOutput {
         private let lock = Mutex(([String](), true, false))
 
@@ -54,12 +56,12 @@ struct RegistryTests {
             }
         }
 
-        func finish() { lock.withLock { $0.2 = true } }
-        var preferredExecutor: (any TaskExecutor)? { nil }
-
+        var isDraining: Bool { false }
+        func markFinished() { lock.withLock { $0.2 = true } }
         var text: String { lock.withLock { $0.0.joined() } }
         var finished: Bool { lock.withLock { $0.2 } }
         func refuseWrites() { lock.withLock { $0.1 = false } }
+        var ids: [Substring] { text.split(separator: "\n").filter { $0.hasPrefix("id: ") } }
     }
 
     /// A broker that only ever sees the session of `id`: its log holds what the test published.
@@ -68,8 +70,40 @@ struct RegistryTests {
         func sessionEnded(_ id: SessionID) {}
     }
 
-    static func stream(_ id: SessionID, expiresAt: Int64, broker: any Broker = InMemoryBroker(sink: NoSink(), logger: testLogger)) -> SessionStream {
-        SessionStream(sessionID: id, expiresAt: expiresAt, resumeAfter: 0, bufferLimit: 4, metrics: nil, broker: broker, registry: nil)
+    /// Registries on real event loops (the shared group's), with streams served by their own tasks into fake outputs.
+    struct Harness {
+        let registries: SessionRegistries
+        let metrics: TandemMetrics
+
+        init(bufferLimit: Int = 4, heartbeatInterval: Duration = .seconds(3600)) {
+            metrics = TandemMetrics()
+            registries = SessionRegistries(
+                eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: bufferLimit, heartbeatInterval: heartbeatInterval,
+                metrics: metrics, logger: testLogger)
+        }
+
+        /// Attaches a stream of `id` and returns its output; its task starts only when `start` is true (else call
+        /// the returned closure), so a test can place events before the task reads them.
+        func open(
+            _ id: SessionID, expiresAt: Int64 = TimeSource.system.now() + 60_000, now: Int64 = TimeSource.system.now(),
+            broker: any Broker = InMemoryBroker(sink: NoSink(), logger: testLogger), opening: String = "OPEN\n",
+            audience: PresenceSide = .pc, start: Bool = true
+        ) async throws -> (output: FakeOutput, registry: SessionRegistry, start: @Sendable () -> Void) {
+            let registry = registries.route(id)
+            let (token, items) = try #require(await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now))
+            let stream = SessionStream(
+                sessionID: id, audience: audience, resumeAfter: 0, opening: SessionStream.Opening(ByteBuffer(string: opening), replayed: []), items: items,
+                registry: registry, token: token, registries: registries, broker: broker, metrics: metrics, reviewDelay: nil)
+            let output = FakeOutput()
+            let begin: @Sendable () -> Void = {
+                Task {
+                    await stream.run(on: output)
+                    output.markFinished()
+                }
+            }
+            if start { begin() }
+            return (output, registry, begin)
+        }
     }
 
     @Test func eventsArriveInOrderOnceAndGapsAreFilledFromTheLog() async throws {
@@ -81,85 +115,99 @@ struct RegistryTests {
             if case .published(let stored, _) = try await broker.publish(event, to: id) { log.append(stored) }
         }
         #expect(log.map(\.id) == [1, 2, 3])
-        let stream = Self.stream(id, expiresAt: TimeSource.system.now() + 60_000, broker: broker)
-        let output = FakeOutput()
-        // Event 1 arrives before the response is ready; it is kept and sent after the opening.
-        stream.deliver(log[0])
-        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
+        let harness = Harness()
+        let (output, _, start) = try await harness.open(id, broker: broker, start: false)
+        // Event 1 arrives before the stream's task reads: it waits in the stream's buffer, sent after the opening.
+        harness.registries.deliver(log[0], to: id)
+        start()
         // 3 overtakes 2: the gap is filled from the log, and nothing is sent twice.
-        stream.deliver(log[2])
-        stream.deliver(log[1])
+        harness.registries.deliver(log[2], to: id)
+        harness.registries.deliver(log[1], to: id)
         try await eventually { output.text.contains("id: 3") }
-        let ids = output.text.split(separator: "\n").filter { $0.hasPrefix("id: ") }
+        try await Task.sleep(for: .milliseconds(50))
         #expect(output.text.hasPrefix("OPEN\n"))
-        #expect(ids == ["id: 1", "id: 2", "id: 3"])
+        #expect(output.ids == ["id: 1", "id: 2", "id: 3"])
     }
 
-    @Test func aReaderThatFallsBehindIsCutNotBuffered() async throws {
-        let registry = SessionRegistry(heartbeatInterval: .seconds(3600), logger: testLogger)
+    @Test func aReaderWhoseConnectionIsFullIsCut() async throws {
+        let harness = Harness()
         let id = try #require(SessionID("slow_reader"))
-        let metrics = TandemMetrics()
-        let stream = SessionStream(
-            sessionID: id, expiresAt: TimeSource.system.now() + 60_000, resumeAfter: 0, bufferLimit: 4, metrics: metrics,
-            broker: InMemoryBroker(sink: NoSink(), logger: testLogger), registry: nil)
-        registry.attach(stream)
-        let output = FakeOutput()
-        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
+        let (output, _, _) = try await harness.open(id)
+        try await eventually { output.text == "OPEN\n" }
         output.refuseWrites()  // the peer stopped reading and the outbound buffer is full
-        registry.deliver(StoredEvent(id: 1, event: .connected()), to: id)
-        #expect(stream.isEnded)
-        #expect(String(decoding: metrics.render(), as: UTF8.self).contains(#"tandem_streams_cut_total{reason="slow_reader"} 1"#))
-        #expect(output.finished)
-        registry.detach(stream)
-        #expect(registry.streamCount == 0)
-        #expect(registry.sessionCount == 0)
+        harness.registries.deliver(StoredEvent(id: 1, event: .connected()), to: id)
+        try await eventually { output.finished }
+        #expect(String(decoding: harness.metrics.render(), as: UTF8.self).contains(#"tandem_streams_cut_total{reason="slow_reader"} 1"#))
+        try await eventually { harness.registries.streamCount == 0 && harness.registries.sessionCount == 0 }
     }
 
-    @Test func heartbeatSlicesGiveEveryStreamExactlyOneHeartbeatPerRound() throws {
-        let registry = SessionRegistry(heartbeatInterval: .seconds(3600), logger: testLogger)
+    /// A stream's buffer is bounded (`sse.bufferedEvents`): a reader whose task cannot keep up is cut, never
+    /// silently skipped; the browser resumes from the log.
+    @Test func aReaderWhoseBufferOverflowsIsCutNotSkipped() async throws {
+        let harness = Harness(bufferLimit: 4)
+        let id = try #require(SessionID("overflow"))
+        let (output, _, start) = try await harness.open(id, start: false)
+        for eventID in 1...6 { harness.registries.deliver(StoredEvent(id: EventID(eventID), event: .inputStarted), to: id) }
+        try await Task.sleep(for: .milliseconds(50))
+        start()
+        try await eventually { output.finished }
+        #expect(output.ids == ["id: 1", "id: 2", "id: 3", "id: 4"])
+        #expect(String(decoding: harness.metrics.render(), as: UTF8.self).contains(#"tandem_streams_cut_total{reason="slow_reader"} 1"#))
+        try await eventually { harness.registries.streamCount == 0 }
+    }
+
+    @Test func heartbeatSlicesGiveEveryStreamExactlyOneHeartbeatPerRound() async throws {
+        // 5 s heartbeats, a sweep every 250 ms: 20 slices.
+        let harness = Harness(heartbeatInterval: .seconds(5))
         var outputs: [FakeOutput] = []
+        var registry: SessionRegistry?
         for index in 0..<200 {
-            let stream = Self.stream(try #require(SessionID("beat_\(index)")), expiresAt: TimeSource.system.now() + 60_000)
-            registry.attach(stream)
-            let output = FakeOutput()
-            stream.bind(output, opening: ByteBuffer(), replayed: [])
-            outputs.append(output)
+            let opened = try await harness.open(try #require(SessionID("beat_\(index)")), opening: "")
+            outputs.append(opened.output)
+            registry = opened.registry
         }
+        let only = try #require(registry)
+        let all = outputs
         var perSlice: [Int] = []
         for slice in 0..<20 {
             let before = outputs.filter { $0.text.contains("heartbeat") }.count
-            registry.sendHeartbeats(slice: slice, of: 20)
+            await only.sendHeartbeats(slice: slice)
+            try await Task.sleep(for: .milliseconds(20))
             perSlice.append(outputs.filter { $0.text.contains("heartbeat") }.count - before)
         }
-        #expect(outputs.allSatisfy { $0.text.split(separator: "\n").filter { $0 == ": heartbeat" }.count == 1 })
+        try await eventually { all.allSatisfy { $0.text.split(separator: "\n").filter { $0 == ": heartbeat" }.count == 1 } }
         // Spread out: no slice carries a large share of the streams.
         #expect(perSlice.allSatisfy { $0 < 25 }, "\(perSlice)")
+        await only.endAll()
     }
 
-    @Test func expiredSessionsStreamsEndOnTheSweep() async throws {
+    @Test func expiredSessionsStreamsEndOnTheSweepAndThePhoneIsTold() async throws {
         let time = ManualTime()
-        let registry = SessionRegistry(heartbeatInterval: .seconds(3600), time: time.source, logger: testLogger)
+        let harness = Harness()
         let id = try #require(SessionID("expiring"))
-        let stream = Self.stream(id, expiresAt: time.source.now() + 10_000)
-        registry.attach(stream)
-        let output = FakeOutput()
-        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
-        registry.endExpiredStreams()
-        #expect(registry.streamCount == 1)
+        let now = time.source.now()
+        let pc = try await harness.open(id, expiresAt: now + 10_000, now: now)
+        let phone = try await harness.open(id, expiresAt: now + 10_000, now: now, audience: .phone)
+        await pc.registry.endExpired(now: time.source.now())
+        #expect(harness.registries.streamCount == 2)
         time.advance(by: .seconds(10))
-        registry.endExpiredStreams()
-        #expect(registry.streamCount == 0)
-        #expect(output.finished)
-        registry.detach(stream)
-        #expect(registry.sessionCount == 0)
+        await pc.registry.endExpired(now: time.source.now())
+        try await eventually { pc.output.finished && phone.output.finished }
+        #expect(pc.output.text == "OPEN\n")
+        #expect(phone.output.text == "OPEN\nevent: expired\ndata: {\"type\":\"expired\"}\n\n")
+        #expect(harness.registries.streamCount == 0 && harness.registries.sessionCount == 0)
+        // An expired session is not attached again.
+        #expect(await pc.registry.attach(id, expiresAt: now + 10_000, audience: .pc, now: time.source.now()) == nil)
     }
 
-    @Test func aStreamEndedBeforeItsResponseIsReadyEndsTheResponse() throws {
-        let stream = Self.stream(try #require(SessionID("early")), expiresAt: TimeSource.system.now() + 60_000)
-        stream.end()
-        let output = FakeOutput()
-        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
-        #expect(output.finished)
+    @Test func aStreamEndedBeforeItsTaskReadsEndsWithItsLastWords() async throws {
+        let harness = Harness()
+        let id = try #require(SessionID("early"))
+        let (output, registry, start) = try await harness.open(id, start: false)
+        await registry.end(id, lastWords: .sessionExpired)
+        start()
+        try await eventually { output.finished }
+        #expect(output.text == "OPEN\nevent: expired\ndata: {\"type\":\"expired\"}\n\n")
     }
 }
 
@@ -214,25 +262,22 @@ struct StreamRaceTests {
         let second = StoredEvent(id: 2, event: .inputStarted)
         let third = StoredEvent(id: 3, event: .complete(Submission(name: "A", phone: "1")))
         let broker = ScriptedLogBroker(snapshot: [first, second])
-        let stream = RegistryTests.stream(id, expiresAt: TimeSource.system.now() + 60_000, broker: broker)
+        let harness = RegistryTests.Harness()
         // The log is read as [1, 2]; event 3 is stored and delivered before the refill uses that read.
-        broker.whileReading { stream.deliver(third) }
-        let output = RegistryTests.FakeOutput()
-        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
-        stream.deliver(second)  // 1 is late: a gap, so a refill starts
+        broker.whileReading { harness.registries.deliver(third, to: id) }
+        let (output, _, _) = try await harness.open(id, broker: broker)
+        harness.registries.deliver(second, to: id)  // 1 is late: a gap, so a refill starts
         try await eventually { output.text.contains("id: 3") }
-        #expect(output.text.split(separator: "\n").filter { $0.hasPrefix("id: ") } == ["id: 1", "id: 2", "id: 3"])
+        #expect(output.ids == ["id: 1", "id: 2", "id: 3"])
     }
 
     @Test func aRefillThatCannotReadTheLogEndsTheStreamForAResume() async throws {
         let id = try #require(SessionID("race2"))
-        let broker = ScriptedLogBroker(snapshot: [], failing: true)
-        let stream = RegistryTests.stream(id, expiresAt: TimeSource.system.now() + 60_000, broker: broker)
-        let output = RegistryTests.FakeOutput()
-        stream.bind(output, opening: ByteBuffer(string: "OPEN\n"), replayed: [])
-        stream.deliver(StoredEvent(id: 3, event: .complete(Submission(name: "A", phone: "1"))))
+        let harness = RegistryTests.Harness()
+        let (output, _, _) = try await harness.open(id, broker: ScriptedLogBroker(snapshot: [], failing: true))
+        harness.registries.deliver(StoredEvent(id: 3, event: .complete(Submission(name: "A", phone: "1"))), to: id)
         try await eventually { output.finished }
-        #expect(stream.isEnded)
+        #expect(!output.text.contains("id: 3"))
     }
 
     @Test func streamsWhoseClientsResetTheConnectionWhileTheyStartLeaveNothingBehind() async throws {

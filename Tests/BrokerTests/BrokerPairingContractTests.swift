@@ -164,3 +164,30 @@ struct BrokerPairingContractTests {
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(1)))
+struct BrokerClaimFixationTests {
+    /// Found by the attack: a key the phone presents is only ever checked against a claim, never adopted by one, so a
+    /// key planted in a victim's browser is not the key of the victim's claim.
+    @Test(arguments: BrokerUnderTest.available)
+    func aPresentedKeyIsNeverTheKeyOfANewClaim(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60))
+            let planted = String(repeating: "c", count: 32)
+            let minted = String(repeating: "d", count: 32)
+            let claim = PhoneClaim(presentedKey: planted, newKey: minted, pairingCode: "5555", mayClaim: true)
+            guard case .published(_, let record) = try await broker.publish(.connected(), to: id, from: claim, idempotencyKey: nil) else {
+                Issue.record("the claim was not made")
+                return
+            }
+            #expect(record.phoneKey == minted)
+            let attacker = PhoneClaim(presentedKey: planted, newKey: String(repeating: "e", count: 32), pairingCode: "0000", mayClaim: true)
+            guard case .claimedByAnother = try await broker.publish(.complete(Submission(name: "M", phone: "1")), to: id, from: attacker, idempotencyKey: nil) else {
+                Issue.record("the planted key acted on the session")
+                return
+            }
+        }
+    }
+}

@@ -752,7 +752,7 @@ struct Served: Sendable {
         router.on(.GET, "/events") { _, _ in
             Response(headers: EventStreamWriter.headers, body: .eventStream { channel in
                 channel.write(ByteBuffer(string: "data: open\n\n"))
-                return probe.attach(channel)
+                await probe.serve(channel)
             })
         }
         return router
@@ -805,7 +805,8 @@ final class EventProbe: Sendable {
         var slowStarted = 0
     }
 
-    private let state = Mutex<(snapshot: Snapshot, channels: [EventStreamChannel])>((Snapshot(), []))
+    private let state = Mutex<(snapshot: Snapshot, channels: [EventStreamChannel], finishers: [AsyncStream<Void>.Continuation])>(
+        (Snapshot(), [], []))
 
     var snapshot: Snapshot { state.withLock { $0.snapshot } }
 
@@ -817,12 +818,21 @@ final class EventProbe: Sendable {
         state.withLock { $0.snapshot.bigServed += 1 }
     }
 
-    func attach(_ channel: EventStreamChannel) -> any EventStreamDelegate {
+    /// An event stream's producer: waits until the test finishes it or the server cancels it (the connection closed,
+    /// or the server drains: then it writes a retry hint, as Tandem's streams do).
+    func serve(_ channel: EventStreamChannel) async {
+        let (finished, finisher) = AsyncStream.makeStream(of: Void.self)
         state.withLock {
             $0.snapshot.streams += 1
             $0.channels.append(channel)
+            $0.finishers.append(finisher)
         }
-        return Delegate(probe: self, channel: channel)
+        for await _ in finished { break }
+        if channel.isDraining {
+            state.withLock { $0.snapshot.drains += 1 }
+            channel.write(ByteBuffer(string: "retry: 10\n\n"))
+        }
+        state.withLock { $0.snapshot.closes += 1 }
     }
 
     @discardableResult
@@ -830,27 +840,11 @@ final class EventProbe: Sendable {
         state.withLock { $0.channels }.map { $0.write(ByteBuffer(string: text)) }
     }
 
+    /// Ends every stream's producer, so its response ends.
     func finishAll() {
-        for channel in state.withLock({ $0.channels }) { channel.finish() }
-    }
-
-    final class Delegate: EventStreamDelegate {
-        let probe: EventProbe
-        let channel: EventStreamChannel
-
-        init(probe: EventProbe, channel: EventStreamChannel) {
-            self.probe = probe
-            self.channel = channel
-        }
-
-        func eventStreamShouldDrain() {
-            probe.state.withLock { $0.snapshot.drains += 1 }
-            channel.write(ByteBuffer(string: "retry: 10\n\n"))
-            channel.finish()
-        }
-
-        func eventStreamDidClose() {
-            probe.state.withLock { $0.snapshot.closes += 1 }
+        for finisher in state.withLock({ $0.finishers }) {
+            finisher.yield()
+            finisher.finish()
         }
     }
 }

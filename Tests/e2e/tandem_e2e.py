@@ -628,6 +628,16 @@ class Stream(StreamThread):
             return "\n".join(self.lines[-40:])
 
 
+class PhoneStream(Stream):
+    """The phone's own channel, GET /api/phone/events, with the phone key cookie its validate got (see `_request`)."""
+
+    def __init__(self, target: Target, session_id: str, last_event_id: str | None = None) -> None:
+        name = f"tandem_phone_{session_id}"
+        cookie = f"{name}={_PHONE_COOKIES[name]}" if name in _PHONE_COOKIES else None
+        super().__init__(target, session_id, last_event_id, cookie)
+        self.url = f"{target.base_url}/api/phone/events"
+
+
 def is_session_info(event: Event) -> bool:
     try:
         return event.name == "message" and event.json().get("type") == "session-info"

@@ -1,6 +1,7 @@
 import Broker
 import HTTP
 import Logging
+import NIOCore
 import NIOHTTP1
 
 extension API {
@@ -14,18 +15,21 @@ extension API {
     /// Cancelling twice is a success; a completed session cannot be cancelled (409).
     @Sendable func cancel(_ request: Request, logger: Logger) async throws -> Response {
         let id: SessionID
-        let reasonText: String?
+        var reasonText = request.query("reason")
+        // A body, when there is one, is read whichever place the ID comes from, so a reason in it is never ignored.
+        let body = request.body.readableBytes > 0 || request.query("session") == nil ? try jsonObject(of: request) : nil
         if request.query("session") != nil {
             id = try sessionIDQuery(of: request, shape: .action)
-            reasonText = request.query("reason")
         } else {
-            let body = try jsonObject(of: request)
-            id = try sessionIDField(of: body)
-            switch body["reason"] {
-            case nil, .null?: reasonText = nil
-            case .string(let text)?: reasonText = text
-            default: throw APIError.cancelReasonInvalid
-            }
+            id = try sessionIDField(of: body ?? .object([:]))
+        }
+        switch body?["reason"] {
+        case nil, .null?: break
+        case .string(let text)?:
+            // Two reasons that disagree are not guessed between.
+            guard reasonText == nil || reasonText == text else { throw APIError.cancelReasonInvalid }
+            reasonText = text
+        default: throw APIError.cancelReasonInvalid
         }
         let reason: CancelReason
         switch reasonText {

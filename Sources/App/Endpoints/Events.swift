@@ -21,7 +21,7 @@ extension API {
         if request.method == .HEAD {
             // A GET of a server-made ID never opens it: unknown, it is 404 for HEAD too.
             if id.isServerMade, try await broker.session(id) == nil { throw APIError.sessionNotFound(.action) }
-            return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in nil })
+            return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in })
         }
         do {
             return try await authorizedStream(id, request: request, logger: logger)
@@ -86,7 +86,7 @@ extension API {
         guard record.phoneKey != nil else { throw APIError.phoneKeyRequired }
         guard Self.isClaimant(request, of: record) else { throw APIError.alreadyClaimed(.action) }
         if request.method == .HEAD {
-            return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in nil })
+            return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in })
         }
         let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
         do {
@@ -156,12 +156,22 @@ extension API {
     ) async throws -> Response {
         let id = record.id
         let broker = self.broker
-        let registry = self.registry
-        let stream = SessionStream(
-            sessionID: id, expiresAt: record.expiresAt, resumeAfter: resumeAfter, bufferLimit: configuration.bufferedEvents,
-            metrics: metrics, broker: broker, registry: registry, audience: audience,
-            reviewDelay: configuration.pairingGrace + .milliseconds(250))
-        registry.attach(stream)
+        let registries = self.registry
+        // The stream is in its session's registry before the subscription, so nothing published from now on can be
+        // missed: what arrives meanwhile waits in its buffer.
+        let registry = registries.route(id)
+        let now = time.now()
+        let expiresAt = record.expiresAt
+        let attached: (token: Int, items: AsyncStream<StreamItem>)?
+        if let local = SessionRegistries.onItsLoop(registry, { $0.attach(id, expiresAt: expiresAt, audience: audience, now: now) }) {
+            attached = local
+        } else {
+            attached = await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now)
+        }
+        guard let (token, items) = attached else {
+            registries.release(id)
+            throw APIError.sessionNotFound(.action)
+        }
         let missed: [StoredEvent]
         do {
             // A device that comes back within the grace is present again from now (sent alongside the subscription).
@@ -175,21 +185,22 @@ extension API {
                 throw error
             }
         } catch {
-            registry.detach(stream)
+            _ = await registry.detach(id, token: token)
+            registries.release(id)
             throw error
         }
         var opening = ByteBuffer()
         ServerSentEvent.writeRetry(milliseconds: configuration.retryMilliseconds, to: &opening)
         // The session info carries the resume point as its id, so the browser's Last-Event-ID is never lost.
-        ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter, now: time.now(), for: audience)
+        ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter, now: now, for: audience)
             .write(to: &opening)
         if resync { ServerSentEvent.resync(record, for: audience).write(to: &opening) }
         for event in missed { ServerSentEvent(stored: event, for: audience)?.write(to: &opening) }
-        let opened = opening
-        return Response(status: .ok, headers: headers, body: .eventStream { channel in
-            stream.bind(channel, opening: opened, replayed: missed)
-            return stream
-        })
+        let stream = SessionStream(
+            sessionID: id, audience: audience, resumeAfter: resumeAfter, opening: SessionStream.Opening(opening, replayed: missed), items: items,
+            registry: registry, token: token, registries: registries, broker: broker, metrics: metrics,
+            reviewDelay: configuration.pairingGrace + .milliseconds(250))
+        return Response(status: .ok, headers: headers, body: .eventStream { channel in await stream.run(on: channel) })
     }
 
     /// The reconnect delay suggested to browsers whose stream ends because the node drains.

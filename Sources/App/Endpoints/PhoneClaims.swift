@@ -17,22 +17,20 @@ extension API {
         return key
     }
 
-    /// The claim a phone step is published with: the key the phone presents, or a fresh one (with a fresh pairing
-    /// code) that claims the session if nobody has and `mayClaim`.
+    /// The claim a phone step is published with: the key the phone presents (checked against an existing claim),
+    /// and a fresh key and pairing code, which claim the session if nobody has and `mayClaim`.
     static func phoneClaim(of request: Request, for id: SessionID, mayClaim: Bool) -> PhoneClaim {
         PhoneClaim(
-            key: presentedPhoneKey(of: request, for: id) ?? SessionID.randomHex128(), pairingCode: SessionRecord.randomPairingCode(),
-            mayClaim: mayClaim)
+            presentedKey: presentedPhoneKey(of: request, for: id), newKey: SessionID.randomHex128(),
+            pairingCode: SessionRecord.randomPairingCode(), mayClaim: mayClaim)
     }
 
-    /// Adds the phone key cookie to `response` when this request's step claimed the session (its key is the
-    /// record's and the phone did not present it already).
+    /// Adds the phone key cookie to `response` when this request's step claimed the session (the record holds the
+    /// step's new key).
     func settingPhoneCookie(_ response: Response, claim: PhoneClaim, record: SessionRecord?, request: Request) -> Response {
-        guard let record, record.phoneKey == claim.key, Self.presentedPhoneKey(of: request, for: record.id) != claim.key else {
-            return response
-        }
+        guard let record, record.phoneKey == claim.newKey else { return response }
         var response = response
-        response.headers.add(name: "Set-Cookie", value: sessionCookie(named: Self.phoneCookieName(of: record.id), of: record, key: claim.key, request: request))
+        response.headers.add(name: "Set-Cookie", value: sessionCookie(named: Self.phoneCookieName(of: record.id), of: record, key: claim.newKey, request: request))
         return response
     }
 

@@ -17,12 +17,11 @@ extension API {
         var claim = Self.phoneClaim(of: request, for: id, mayClaim: !id.isServerMade)
         var outcome = try await broker.publish(.connected(), to: id, from: claim, idempotencyKey: nil)
         if case .notClaimed(let record) = outcome {
-            // Nobody claimed this server-made session yet: the phone must show a QR token the PC made lately. A key
-            // it presented is not one Tandem gave for this session; the claim gets a new one.
+            // Nobody claimed this server-made session yet: the phone must show a QR token the PC made lately.
             guard QRToken.isGood(request.query("t"), for: id, readerKey: record.readerKey, now: time.now() / 1000, lifetime: qrTokenLifetime) else {
                 throw APIError.qrStale(.validation)
             }
-            claim = PhoneClaim(key: SessionID.randomHex128(), pairingCode: SessionRecord.randomPairingCode(), mayClaim: true)
+            claim.mayClaim = true
             outcome = try await broker.publish(.connected(), to: id, from: claim, idempotencyKey: nil)
         }
         let record: SessionRecord

@@ -135,7 +135,7 @@ public final class InMemoryBroker: Broker {
             var claims = false
             if event.isPhoneStep, let phone {
                 if let holder = entry.record.phoneKey {
-                    guard holder == phone.key else { return (.claimedByAnother(entry.record), nil) }
+                    guard holder == phone.presentedKey else { return (.claimedByAnother(entry.record), nil) }
                 } else {
                     guard phone.mayClaim else { return (.notClaimed(entry.record), nil) }
                     claims = true
@@ -145,7 +145,7 @@ public final class InMemoryBroker: Broker {
             let pcLeft = event.isPhoneStep && entry.presentUntil <= now
             var event = pcLeft ? .cancelled(.pcLeft) : event
             if claims && !pcLeft {
-                entry.record.phoneKey = phone?.key
+                entry.record.phoneKey = phone?.newKey
                 entry.record.pairingCode = phone?.pairingCode
             }
             switch event {

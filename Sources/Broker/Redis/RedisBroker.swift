@@ -359,7 +359,8 @@ public final class RedisBroker: Broker {
         let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id)]
         let reply = try await runScript(\.publishScript, RedisScripts.publish, keys: keys, arguments: [
             target.rawValue, event.name, RedisKeys.channel(id), name, phoneNumber, String(TimeSource.wallMicroseconds()), reason,
-            idempotencyKey ?? "", phone?.key ?? "", phone?.pairingCode ?? "", phone?.mayClaim == true ? "1" : "0",
+            idempotencyKey ?? "", phone.map { $0.presentedKey ?? "-" } ?? "", phone?.pairingCode ?? "", phone?.mayClaim == true ? "1" : "0",
+            phone?.newKey ?? "",
         ])
         return try outcome(of: reply, for: id, what: "publish")
     }

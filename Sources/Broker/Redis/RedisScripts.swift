@@ -92,8 +92,9 @@ enum RedisScripts {
         """
 
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the PC's presence. ARGV: target status, event name,
-    /// channel, name, phone, publish time, cancel reason, idempotency key or "" (stored as `idem:<status>`), phone key
-    /// or "" (no claim check), pairing code, "1" when the step may claim an unclaimed session.
+    /// channel, name, phone, publish time, cancel reason, idempotency key or "" (stored as `idem:<status>`), the phone
+    /// key presented ("-" for none; "" for no claim check), pairing code, "1" when the step may claim an unclaimed
+    /// session, the new key a claim is made with.
     /// Publishes only an event that moves the session forward: numbers it, stores it (and a submission) in the same
     /// step, gives the log the session's remaining TTL, and publishes it on the session's channel. A phone's step is
     /// refused when another phone claimed the session (or, without the right to claim, when nobody did), and claims
@@ -116,7 +117,7 @@ enum RedisScripts {
           elseif ARGV[11] ~= '1' then
             return {'unclaimed', redis.call('HGETALL', KEYS[1])}
           else
-            hash = {'phoneKey', ARGV[9], 'pairingCode', ARGV[10]}
+            hash = {'phoneKey', ARGV[12], 'pairingCode', ARGV[10]}
           end
         end
         if step and redis.call('EXISTS', KEYS[3]) == 0 then
