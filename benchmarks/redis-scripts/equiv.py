@@ -29,7 +29,7 @@ def snap(i):
 def op(S, i, name):
     t = str(now * 1000)
     o = lambda rk="rk": ["EVAL", S["openSession"], 4, K(i, "session"), K(i, "log"), K(i, "opened"), K(i, "pc"), now, now + 600000, 600000, rk, 1200000, 60000]
-    p = lambda target, ev, pk="pk", claim="0", idem="", name="", phone="", reason="": ["EVAL", S["publish"], 3, K(i, "session"), K(i, "log"), K(i, "pc"), target, ev, K(i, "events"), name, phone, t, reason, idem, pk, "1234", claim]
+    p = lambda target, ev, pk="pk", claim="0", idem="", name="", phone="", reason="": ["EVAL", S["publish"], 3, K(i, "session"), K(i, "log"), K(i, "pc"), target, ev, K(i, "events"), name, phone, t, reason, idem, pk, "1234", claim, "nk" + pk]
     ops = {
         "open": o(), "open-other": o("other"), "open-nokey": o(""),
         "connected-claim": p("connected", "connected", claim="1"), "connected-noclaim": p("connected", "connected"),

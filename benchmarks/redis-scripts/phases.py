@@ -66,7 +66,7 @@ def run(name, make, check=None):
     return name, (c1 - c0) / n * 1e6, ((u1 - u0) / calls if calls else 0)
 def pub(target, event, idem):
     return lambda i: ["EVALSHA", sha["publish"], 3, K(i, "session"), K(i, "log"), K(i, "pc"), target, event, K(i, "events"), 
-                      "Probe" if target == "completed" else "", "000" if target == "completed" else "", str(now * 1000), "", idem, "pk" + i, "123456", "1" if target == "connected" else "0"]
+                      "Probe" if target == "completed" else "", "000" if target == "completed" else "", str(now * 1000), "", idem, "pk" + i, "123456", "1" if target == "connected" else "0", "pk" + i]
 OLD = label == "old"
 if OLD:
     def pub(target, event, idem):
