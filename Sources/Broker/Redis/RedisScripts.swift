@@ -1,8 +1,14 @@
 /// The Lua scripts that make each broker operation one atomic step in Redis, so that every node sees the same
 /// session state and no event is published that is not also in the log.
+///
+/// What a script costs Redis, counted in instructions (see "Winning back the Redis flow" in BENCHMARKS.md): the
+/// call itself about 19k, each key or argument about 1.2k, each `redis.call` 4-7k, each hash field read 2-3k, each
+/// `tonumber` or `string.match` of a field about 2k. So a script reads the record once (one `HMGET`, which also
+/// refuses a key of another type, instead of a `TYPE`), reads its `PTTL` once (for the check and the log's expiry),
+/// and a new session is opened with one `EXISTS` and before the checks are even defined.
 enum RedisScripts {
-    /// Shared by both scripts: `problem(session, log)` says why a session's keys do not hold what Tandem writes, or
-    /// returns nil when they do. Each script calls it before its first write. Redis does not roll a script back when
+    /// Shared by the scripts: `load(session, log, ...)` reads the record once and says why a session's keys do not
+    /// hold what Tandem writes. Each script calls it before its first write. Redis does not roll a script back when
     /// it fails half-way, so a check that came after a write would leave that write behind; and once a script has
     /// written, Redis lets its later writes through even out of memory, so a script that starts writing finishes.
     /// The bounds are the Swift decoders' (`StoredEvent.validIDs`, `SessionRecord.validTimes`): a record the script
@@ -17,30 +23,37 @@ enum RedisScripts {
           if n > max then return nil end
           return n
         end
-        local function problem(session, log)
-          if redis.call('TYPE', session).ok ~= 'hash' then return 'the record is not a hash' end
+        -- Reads the record's status, lastEventID, createdAt, expiresAt, name, phone and then the fields `...`, in one
+        -- HMGET. Returns nil when the session does not exist; otherwise the fields (f.last: lastEventID as a number), the
+        -- record's PTTL and why the keys are not what Tandem writes (nil when they are). pcall: a record that is not a
+        -- hash is a reason to refuse, not an error.
+        local function load(session, log, ...)
+          local f = redis.pcall('HMGET', session, 'status', 'lastEventID', 'createdAt', 'expiresAt', 'name', 'phone', ...)
+          if f.err then return f, 0, 'the record is not a hash' end
+          if not f[1] and redis.call('EXISTS', session) == 0 then return nil end
           local logType = redis.call('TYPE', log).ok
-          if logType ~= 'none' and logType ~= 'list' then return 'the log is not a list' end
-          local f = redis.call('HMGET', session, 'status', 'lastEventID', 'createdAt', 'expiresAt', 'name', 'phone')
-          if not rank[f[1]] then return 'unknown status' end
-          if not integer(f[2], MAX_ID) then return 'lastEventID is not an event id' end
+          if logType ~= 'none' and logType ~= 'list' then return f, 0, 'the log is not a list' end
+          if not rank[f[1]] then return f, 0, 'unknown status' end
+          f.last = integer(f[2], MAX_ID)
+          if not f.last then return f, 0, 'lastEventID is not an event id' end
           local createdAt, expiresAt = integer(f[3], MAX_TIME), integer(f[4], MAX_TIME)
-          if not createdAt or not expiresAt or createdAt > expiresAt then return 'createdAt or expiresAt is not a time' end
-          if (f[5] == false) ~= (f[6] == false) then return 'half a submission' end
-          if redis.call('PTTL', session) <= 0 then return 'the record does not expire' end
-          return nil
+          if not createdAt or not expiresAt or createdAt > expiresAt then return f, 0, 'createdAt or expiresAt is not a time' end
+          if (f[5] == false) ~= (f[6] == false) then return f, 0, 'half a submission' end
+          local ttl = redis.call('PTTL', session)
+          if ttl <= 0 then return f, ttl, 'the record does not expire' end
+          return f, ttl, nil
         end
-        -- Numbers an event, stores it with the record's changes `hash` (one HSET: the script's first write), gives the
-        -- log the session's remaining TTL and publishes it. Nil, with nothing written, when no id is left. The id is
-        -- formatted with %d, since tostring and cjson would write a large Lua number with an exponent.
-        local function append(session, log, channel, hash, fields)
-          local last = tonumber(redis.call('HGET', session, 'lastEventID'))
+        -- Numbers an event after `last` (the record's lastEventID, as load read it), stores it with the record's
+        -- changes `hash` (one HSET: the script's first write), gives the log the record's remaining `ttl` and
+        -- publishes it. Nil, with nothing written, when no id is left. The id is formatted with %d, since tostring and
+        -- cjson would write a large Lua number with an exponent.
+        local function append(session, log, channel, last, ttl, hash, fields)
           if last >= MAX_ID then return nil end
           local id = string.format('%d', last + 1)
           redis.call('HSET', session, 'lastEventID', id, unpack(hash))
           local entry = '{"id":' .. id .. ',' .. string.sub(cjson.encode(fields), 2)
           redis.call('RPUSH', log, entry)
-          redis.call('PEXPIRE', log, redis.call('PTTL', session))
+          redis.call('PEXPIRE', log, ttl)
           redis.call('PUBLISH', channel, entry)
           return entry
         end
@@ -52,22 +65,28 @@ enum RedisScripts {
     /// Creates the session unless it exists. Returns {'ok', fields (HGETALL)}; {'ended'} when the ID's session has
     /// ended and its tombstone is still there; or {'corrupt', why} with nothing changed when the existing keys are
     /// not what Tandem writes. The tombstone is written with the session and outlives it by one more TTL: Redis has
-    /// no hook at expiry to write it then.
-    static let openSession = checks + """
-        if redis.call('EXISTS', KEYS[1]) == 0 then
-          if redis.call('EXISTS', KEYS[3]) == 1 then return {'ended'} end
+    /// no hook at expiry to write it then. A new session's branch comes before the checks, so it does not define them.
+    static let openSession = """
+        -- One EXISTS for the usual case: no record, no tombstone and no log.
+        local found = redis.call('EXISTS', KEYS[1], KEYS[3], KEYS[2])
+        if found == 0 or (found == 1 and redis.call('EXISTS', KEYS[2]) == 1) then
+          local fields = {'createdAt', ARGV[1], 'expiresAt', ARGV[2], 'status', 'waiting', 'lastEventID', '0'}
+          if ARGV[4] ~= '' then table.insert(fields, 'readerKey'); table.insert(fields, ARGV[4]) end
           -- HSET first: Redis refuses a script out of memory only at its first write, and DEL, which it never
           -- refuses, would let everything after it through.
-          redis.call('HSET', KEYS[1], 'createdAt', ARGV[1], 'expiresAt', ARGV[2], 'status', 'waiting', 'lastEventID', 0)
-          if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'readerKey', ARGV[4]) end
+          redis.call('HSET', KEYS[1], unpack(fields))
           redis.call('PEXPIRE', KEYS[1], ARGV[3])
           -- A log left without its record (written by something else) must not become the new session's history.
-          redis.call('DEL', KEYS[2])
+          if found == 1 then redis.call('DEL', KEYS[2]) end
           redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
           redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
-          return {'ok', redis.call('HGETALL', KEYS[1])}
+          -- The record did not exist: it holds exactly these fields.
+          return {'ok', fields}
         end
-        local why = problem(KEYS[1], KEYS[2])
+        if redis.call('EXISTS', KEYS[1]) == 0 then return {'ended'} end
+
+        """ + checks + """
+        local f, ttl, why = load(KEYS[1], KEYS[2])
         if why then return {'corrupt', why} end
         return {'ok', redis.call('HGETALL', KEYS[1])}
         """
@@ -83,16 +102,16 @@ enum RedisScripts {
     /// Returns {outcome, fields[, entry]} with outcome missing, completed, cancelled, claimed, unclaimed, unchanged,
     /// published or left (cancelled by this call), or {'corrupt', why} with nothing changed.
     static let publish = checks + """
-        if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-        local why = problem(KEYS[1], KEYS[2])
+        local f, ttl, why = load(KEYS[1], KEYS[2], 'phoneKey', 'pairingCode')
+        if not f then return {'missing'} end
         if why then return {'corrupt', why} end
-        local status = redis.call('HGET', KEYS[1], 'status')
+        local status = f[1]
         if status == 'completed' or status == 'cancelled' then return {status, redis.call('HGETALL', KEYS[1])} end
         local target, event, name, phone, reason, outcome = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7], 'published'
         local step = target ~= 'cancelled'
         local hash = {}
         if step and ARGV[9] ~= '' then
-          local holder = redis.call('HGET', KEYS[1], 'phoneKey')
+          local holder = f[7]
           if holder then
             if holder ~= ARGV[9] then return {'claimed', redis.call('HGETALL', KEYS[1])} end
           elseif ARGV[11] ~= '1' then
@@ -109,7 +128,7 @@ enum RedisScripts {
           if #hash > 0 then redis.call('HSET', KEYS[1], unpack(hash)) end
           return {'unchanged', redis.call('HGETALL', KEYS[1])}
         end
-        local code = hash[4] or redis.call('HGET', KEYS[1], 'pairingCode')
+        local code = hash[4] or f[8]
         table.insert(hash, 'status')
         table.insert(hash, target)
         local fields = {event = event, t = ARGV[6]}
@@ -123,7 +142,7 @@ enum RedisScripts {
         end
         if event == 'connected' and code then fields.code = code end
         if outcome == 'published' and ARGV[8] ~= '' then table.insert(hash, 'idem:' .. target); table.insert(hash, ARGV[8]) end
-        local entry = append(KEYS[1], KEYS[2], ARGV[3], hash, fields)
+        local entry = append(KEYS[1], KEYS[2], ARGV[3], f.last, ttl, hash, fields)
         if not entry then return {'corrupt', 'no event id left'} end
         return {outcome, redis.call('HGETALL', KEYS[1]), entry}
         """
@@ -133,22 +152,22 @@ enum RedisScripts {
     /// the session (pc-left); for a phone whose channel had attached and that is not already away, publishes
     /// phone-left. Returns {'published', fields, entry}, {'unchanged', fields}, {'missing'} or {'corrupt', why}.
     static let reviewPresence = checks + """
-        if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-        local why = problem(KEYS[1], KEYS[2])
+        local f, ttl, why = load(KEYS[1], KEYS[2], 'phoneSeen', 'phoneAway')
+        if not f then return {'missing'} end
         if why then return {'corrupt', why} end
-        local status = redis.call('HGET', KEYS[1], 'status')
+        local status = f[1]
         if status == 'completed' or status == 'cancelled' or redis.call('EXISTS', KEYS[3]) == 1 then
           return {'unchanged', redis.call('HGETALL', KEYS[1])}
         end
         local entry
         if ARGV[1] == 'pc' then
-          entry = append(KEYS[1], KEYS[2], ARGV[2], {'status', 'cancelled', 'cancelReason', 'pc-left'},
+          entry = append(KEYS[1], KEYS[2], ARGV[2], f.last, ttl, {'status', 'cancelled', 'cancelReason', 'pc-left'},
             {event = 'cancelled', reason = 'pc-left', t = ARGV[3]})
         else
-          if redis.call('HGET', KEYS[1], 'phoneSeen') ~= '1' or redis.call('HGET', KEYS[1], 'phoneAway') == '1' then
+          if f[7] ~= '1' or f[8] == '1' then
             return {'unchanged', redis.call('HGETALL', KEYS[1])}
           end
-          entry = append(KEYS[1], KEYS[2], ARGV[2], {'phoneAway', '1'}, {event = 'phone-left', t = ARGV[3]})
+          entry = append(KEYS[1], KEYS[2], ARGV[2], f.last, ttl, {'phoneAway', '1'}, {event = 'phone-left', t = ARGV[3]})
         end
         if not entry then return {'corrupt', 'no event id left'} end
         return {'published', redis.call('HGETALL', KEYS[1]), entry}
@@ -159,17 +178,17 @@ enum RedisScripts {
     /// ``holdPresence`` for the PC, and the session remembers that its phone had a channel; a phone that was away
     /// gets phone-returned published. Returns 1, or 0 when the session is gone (its ID keeps a tombstone).
     static let holdPhonePresence = checks + """
-        if redis.call('EXISTS', KEYS[1]) == 0 then
+        local f, ttl, why = load(KEYS[1], KEYS[2], 'phoneSeen', 'phoneAway')
+        if not f then
           redis.call('SET', KEYS[4], '1', 'PX', ARGV[2], 'NX')
           return 0
         end
-        if problem(KEYS[1], KEYS[2]) then return 1 end
-        local f = redis.call('HMGET', KEYS[1], 'status', 'phoneSeen', 'phoneAway')
-        if f[3] == '1' and f[1] ~= 'completed' and f[1] ~= 'cancelled' then
-          if not append(KEYS[1], KEYS[2], ARGV[3], {'phoneAway', '0', 'phoneSeen', '1'}, {event = 'phone-returned', t = ARGV[4]}) then
+        if why then return 1 end
+        if f[8] == '1' and f[1] ~= 'completed' and f[1] ~= 'cancelled' then
+          if not append(KEYS[1], KEYS[2], ARGV[3], f.last, ttl, {'phoneAway', '0', 'phoneSeen', '1'}, {event = 'phone-returned', t = ARGV[4]}) then
             return 1
           end
-        elseif f[2] ~= '1' then
+        elseif f[7] ~= '1' then
           redis.call('HSET', KEYS[1], 'phoneSeen', '1')
         end
         redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
