@@ -60,13 +60,32 @@ public struct Request: Sendable {
 
     /// The value of cookie `name` from the `Cookie` headers, or nil.
     public func cookie(_ name: String) -> String? {
+        // Read on every phone step and stream open: scanned as bytes, allocating only the value it returns.
+        let semicolon = UInt8(ascii: ";")
+        let equals = UInt8(ascii: "=")
         for header in headers["cookie"] {
-            for pair in header.split(separator: ";") {
-                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                if parts.count == 2, parts[0].trimmingSpaces() == name { return parts[1].trimmingSpaces() }
+            let bytes = header.utf8
+            var start = bytes.startIndex
+            while start < bytes.endIndex {
+                let end = bytes[start...].firstIndex(of: semicolon) ?? bytes.endIndex
+                if let separator = bytes[start..<end].firstIndex(of: equals),
+                    Self.trimmed(bytes[start..<separator]).elementsEqual(name.utf8)
+                {
+                    return String(Substring(Self.trimmed(bytes[bytes.index(after: separator)..<end])))
+                }
+                start = end < bytes.endIndex ? bytes.index(after: end) : end
             }
         }
         return nil
+    }
+
+    /// `bytes` without spaces and tabs at either end.
+    private static func trimmed(_ bytes: Substring.UTF8View) -> Substring.UTF8View {
+        let isSpace: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else {
+            return bytes[bytes.endIndex...]
+        }
+        return bytes[first...last]
     }
 
     /// The body as `application/x-www-form-urlencoded` fields (first value of each name), or nil when it is not

@@ -57,6 +57,32 @@ import Testing
         #expect(request.query("missing") == nil)
     }
 
+    @Test(arguments: [
+        ("a=1; tandem_phone_x=KEY; b=2", "KEY"),
+        ("tandem_phone_x=KEY", "KEY"),
+        ("  tandem_phone_x = KEY  ;", "KEY"),
+        ("tandem_phone_x=", ""),
+        ("tandem_phone_x=a=b", "a=b"),
+        ("xtandem_phone_x=1; tandem_phone_xy=2", nil),
+        ("tandem_phone_x", nil),
+        (";;;=;", nil),
+        ("", nil),
+        ("a=ü; tandem_phone_x=ä", "ä"),
+        ("tandem_phone_x=first; tandem_phone_x=second", "first"),
+    ] as [(String, String?)])
+    func cookiesAreFoundByExactName(header: String, expected: String?) {
+        var request = Request(method: .GET, uri: "/")
+        request.headers.add(name: "Cookie", value: header)
+        #expect(request.cookie("tandem_phone_x") == expected)
+    }
+
+    @Test func cookiesInSeveralHeadersAreAllRead() {
+        var request = Request(method: .GET, uri: "/")
+        request.headers.add(name: "Cookie", value: "a=1")
+        request.headers.add(name: "Cookie", value: "b=2")
+        #expect(request.cookie("b") == "2" && request.cookie("a") == "1" && request.cookie("c") == nil)
+    }
+
     @Test func brokenPercentEncodingIsNil() {
         #expect(Request(method: .GET, uri: "/?a=%zz").query("a") == nil)
         #expect(Request(method: .GET, uri: "/?a=%ff").query("a") == nil)

@@ -12,8 +12,7 @@ extension API {
         let key = try Self.idempotencyKey(of: request)
         let body = try jsonObject(of: request)
         let id = try sessionIDField(of: body)
-        let claim = Self.phoneClaim(of: request, for: id, mayClaim: !id.isServerMade)
-        let outcome = try await broker.publish(.inputStarted, to: id, from: claim, idempotencyKey: key)
+        let (outcome, claim) = try await publishPhoneStep(.inputStarted, to: id, request: request, mayClaim: !id.isServerMade, idempotencyKey: key)
         switch outcome {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .cancelled: throw APIError.sessionCancelled(.action)

@@ -17,12 +17,26 @@ extension API {
         return key
     }
 
-    /// The claim a phone step is published with: the key the phone presents (checked against an existing claim),
-    /// and a fresh key and pairing code, which claim the session if nobody has and `mayClaim`.
-    static func phoneClaim(of request: Request, for id: SessionID, mayClaim: Bool) -> PhoneClaim {
-        PhoneClaim(
-            presentedKey: presentedPhoneKey(of: request, for: id), newKey: SessionID.randomHex128(),
-            pairingCode: SessionRecord.randomPairingCode(), mayClaim: mayClaim)
+    /// A claim with a key and pairing code made now, which claims the session if nobody has and `mayClaim`.
+    static func freshClaim(mayClaim: Bool) -> PhoneClaim {
+        PhoneClaim(presentedKey: nil, newKey: SessionID.randomHex128(), pairingCode: SessionRecord.randomPairingCode(), mayClaim: mayClaim)
+    }
+
+    /// Publishes a phone step. A phone that presents a key is checked against the session's claim, and claims
+    /// nothing with it (a key it has is the claim's, or one planted in its browser); only when nobody claimed the
+    /// session yet and the step `mayClaim` is it published again, with a key made now. A phone that presents none
+    /// gets a key made now at once. The common steps (a claimed session, its phone's cookie) cost one publish and no
+    /// key made.
+    func publishPhoneStep(
+        _ event: SessionEvent, to id: SessionID, request: Request, mayClaim: Bool, idempotencyKey: String?
+    ) async throws -> (outcome: PublishOutcome, claim: PhoneClaim) {
+        if let presented = Self.presentedPhoneKey(of: request, for: id) {
+            let claim = PhoneClaim(presentedKey: presented, newKey: "", pairingCode: "", mayClaim: false)
+            let outcome = try await broker.publish(event, to: id, from: claim, idempotencyKey: idempotencyKey)
+            guard case .notClaimed = outcome, mayClaim else { return (outcome, claim) }
+        }
+        let claim = Self.freshClaim(mayClaim: mayClaim)
+        return (try await broker.publish(event, to: id, from: claim, idempotencyKey: idempotencyKey), claim)
     }
 
     /// Adds the phone key cookie to `response` when this request's step claimed the session (the record holds the

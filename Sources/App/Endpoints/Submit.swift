@@ -19,8 +19,7 @@ extension API {
         let body = try jsonObject(of: request)
         let (sessionID, submission) = try SubmissionRules.submission(from: body).get()
         guard let id = sessionID else { throw APIError.missingSessionID(.action) }
-        let claim = Self.phoneClaim(of: request, for: id, mayClaim: !id.isServerMade)
-        let outcome = try await broker.publish(.complete(submission), to: id, from: claim, idempotencyKey: key)
+        let (outcome, claim) = try await publishPhoneStep(.complete(submission), to: id, request: request, mayClaim: !id.isServerMade, idempotencyKey: key)
         switch outcome {
         case .sessionNotFound: throw APIError.sessionNotFound(.action)
         case .cancelled: throw APIError.sessionCancelled(.action)

@@ -14,14 +14,13 @@ extension API {
     /// session is claimed only with a good QR token (`t`): 410 `qr_stale` otherwise.
     @Sendable func validateSession(_ request: Request, logger: Logger) async throws -> Response {
         let id = try sessionIDQuery(of: request, shape: .validation)
-        var claim = Self.phoneClaim(of: request, for: id, mayClaim: !id.isServerMade)
-        var outcome = try await broker.publish(.connected(), to: id, from: claim, idempotencyKey: nil)
+        var (outcome, claim) = try await publishPhoneStep(.connected(), to: id, request: request, mayClaim: !id.isServerMade, idempotencyKey: nil)
         if case .notClaimed(let record) = outcome {
             // Nobody claimed this server-made session yet: the phone must show a QR token the PC made lately.
             guard QRToken.isGood(request.query("t"), for: id, readerKey: record.readerKey, now: time.now() / 1000, lifetime: qrTokenLifetime) else {
                 throw APIError.qrStale(.validation)
             }
-            claim.mayClaim = true
+            claim = Self.freshClaim(mayClaim: true)
             outcome = try await broker.publish(.connected(), to: id, from: claim, idempotencyKey: nil)
         }
         let record: SessionRecord
