@@ -8,6 +8,8 @@ import itertools
 import os
 import re
 import shutil
+import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -16,6 +18,8 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -166,6 +170,16 @@ class Pages:
         driver.save_screenshot(str(path))
         return path
 
+    def decode_qr(self, driver: WebDriver, name: str) -> str:
+        """Screenshots the page and decodes the one QR code in it with zbarimg."""
+        path = self.shot(driver, name)
+        zbarimg = tool("zbarimg", "zbar-tools")
+        result = subprocess.run([zbarimg, "--raw", "-q", str(path)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"zbarimg found no QR code in {path}: {result.stderr}"
+        codes = [line for line in result.stdout.splitlines() if line.strip()]
+        assert len(codes) == 1, f"expected one QR code in {path}, found {codes}"
+        return codes[0]
+
     def wait_until(self, driver: WebDriver, condition: Callable[[WebDriver], Any], what: str, timeout: float = WAIT) -> Any:
         try:
             return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
@@ -181,6 +195,14 @@ class Pages:
         """Opens the phone page at `url` and waits for its form."""
         driver.get(url)
         self.wait_until(driver, lambda d: d.find_element(By.ID, "info-form").is_displayed(), "the phone's form")
+
+
+def press_escape(driver: WebDriver) -> None:
+    """Escape twice, with a pause: Chromium lets a second Escape close even a dialog whose `cancel` is prevented,
+    so a dialog that survives this cannot be dismissed from the keyboard."""
+    for _ in range(2):
+        ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+        time.sleep(0.3)
 
 
 def fill(driver: WebDriver, name: str, phone: str) -> None:

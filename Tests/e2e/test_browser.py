@@ -19,17 +19,14 @@ every subprocess, and the servers are stopped by PID at the end.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from typing import Any, Iterator
 
 import pytest
-from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tandem_browser import JA, WAIT, Pages, browsers, dialog, fill, pc_status, qr_loaded, serve_pages, tool  # noqa: F401 (browsers: a fixture)
+from tandem_browser import JA, WAIT, Pages, browsers, dialog, fill, pc_status, press_escape, qr_loaded, serve_pages  # noqa: F401 (browsers: a fixture)
 from tandem_e2e import PHONE, Node
 
 STOP_TIMEOUT = 5.0
@@ -67,6 +64,7 @@ def short_server() -> Iterator[Node]:
 
 
 pages = Pages()
+decode_qr = pages.decode_qr
 shot, wait_until, wait_status, open_phone = pages.shot, pages.wait_until, pages.wait_status, pages.open_phone
 
 
@@ -74,23 +72,8 @@ def wait_dialog(driver: WebDriver, text: str, what: str, timeout: float = WAIT) 
     return wait_until(driver, lambda d: (state := dialog(d))["open"] and state["text"] == text and state, what, timeout)
 
 
-def press_escape(driver: WebDriver) -> None:
-    """Escape twice, with a pause: Chromium lets a second Escape close even a dialog whose `cancel` is prevented,
-    so a dialog that survives this cannot be dismissed from the keyboard."""
-    for _ in range(2):
-        ActionChains(driver).send_keys(Keys.ESCAPE).perform()
-        time.sleep(0.3)
 
 
-def decode_qr(driver: WebDriver, name: str) -> str:
-    """Screenshots the page and decodes the QR code in it with zbarimg."""
-    path = shot(driver, name)
-    zbarimg = tool("zbarimg", "zbar-tools")
-    result = subprocess.run([zbarimg, "--raw", "-q", str(path)], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, f"zbarimg found no QR code in {path}: {result.stderr}"
-    codes = [line for line in result.stdout.splitlines() if line.strip()]
-    assert len(codes) == 1, f"expected one QR code in {path}, found {codes}"
-    return codes[0]
 
 
 def open_pc(driver: WebDriver, server: Node) -> str:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -39,12 +38,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tandem_browser import JA, WAIT, Pages, browsers, dialog, fill, pc_status, qr_loaded, tool  # noqa: F401 (browsers: a fixture)
+from tandem_browser import JA, WAIT, Pages, browsers, dialog, fill, pc_status, press_escape, qr_loaded  # noqa: F401 (browsers: a fixture)
 from tandem_e2e import NAME, PHONE, REQUEST_TIMEOUT, Cluster, Node
 
 GRACE_SECONDS = 3
@@ -138,6 +135,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 pages = Pages("pairing-")
+decode_qr = pages.decode_qr
 shot, wait_until, wait_status = pages.shot, pages.wait_until, pages.wait_status
 
 
@@ -148,22 +146,8 @@ def wait_locked(driver: WebDriver, text: str, what: str, timeout: float = WAIT) 
     return state
 
 
-def press_escape(driver: WebDriver) -> None:
-    """Escape twice, with a pause (Chromium lets a second Escape through even a dialog whose cancel is prevented)."""
-    for _ in range(2):
-        ActionChains(driver).send_keys(Keys.ESCAPE).perform()
-        time.sleep(0.3)
 
 
-def decode_qr(driver: WebDriver, name: str) -> str:
-    """Screenshots the page and decodes the one QR code in it with zbarimg."""
-    path = shot(driver, name)
-    zbarimg = tool("zbarimg", "zbar-tools")
-    result = subprocess.run([zbarimg, "--raw", "-q", str(path)], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, f"zbarimg found no QR code in {path}: {result.stderr}"
-    codes = [line for line in result.stdout.splitlines() if line.strip()]
-    assert len(codes) == 1, f"expected one QR code in {path}, found {codes}"
-    return codes[0]
 
 
 def open_pc(driver: WebDriver, deployment: Deployment) -> str:

@@ -40,19 +40,26 @@ def two_nodes(cluster: RedisCluster) -> tuple[Node, Node]:
     return cluster.tandem("A", settings), cluster.tandem("B", settings)
 
 
+def paired(pc_node: Node, phone_node: Node) -> tuple[str, Stream, PhoneStream]:
+    """A session opened by the PC's stream on `pc_node`, claimed by a phone through `phone_node`, whose own channel
+    is open there."""
+    session_id = new_session_id()
+    pc = Stream(pc_node, session_id).start()
+    pc.wait_opened()
+    assert validate(phone_node, session_id).status_code == 200
+    phone = PhoneStream(phone_node, session_id).start()
+    phone.wait_opened()
+    assert phone.status == 200, phone.describe()
+    return session_id, pc, phone
+
+
 def names(stream: Stream) -> list[str]:
     return [name for name, _, _ in flow_events(stream.snapshot())]
 
 
 def test_the_phone_on_one_node_hears_at_once_that_the_pc_left_the_other(cluster: RedisCluster) -> None:
     a, b = two_nodes(cluster)
-    session_id = new_session_id()
-    pc = Stream(a, session_id).start()
-    pc.wait_opened()
-    assert validate(b, session_id).status_code == 200
-    phone = PhoneStream(b, session_id).start()
-    phone.wait_opened()
-    assert phone.status == 200, phone.describe()
+    session_id, pc, phone = paired(a, b)
     pc.close()
     closed = time.monotonic()
     assert phone.wait_for(lambda events: any(e.name == "pc-left" for e in events), timeout=GRACE + 3), phone.describe()
@@ -65,12 +72,7 @@ def test_the_phone_on_one_node_hears_at_once_that_the_pc_left_the_other(cluster:
 
 def test_the_pc_hears_the_phone_leave_and_come_back_across_nodes(cluster: RedisCluster) -> None:
     a, b = two_nodes(cluster)
-    session_id = new_session_id()
-    pc = Stream(a, session_id).start()
-    pc.wait_opened()
-    assert validate(b, session_id).status_code == 200
-    phone = PhoneStream(b, session_id).start()
-    phone.wait_opened()
+    session_id, pc, phone = paired(a, b)
     phone.close()
     assert pc.wait_for(lambda events: any(e.name == "phone-left" for e in events), timeout=GRACE + 3), pc.describe()
     back = PhoneStream(a, session_id).start()  # the phone comes back, through the other node
@@ -111,12 +113,7 @@ def test_two_phones_racing_on_two_nodes_get_one_claim(cluster: RedisCluster) -> 
 
 def test_a_sigtermed_pc_node_is_no_departure_for_the_phone(cluster: RedisCluster) -> None:
     a, b = two_nodes(cluster)
-    session_id = new_session_id()
-    pc = Stream(a, session_id).start()
-    pc.wait_opened()
-    assert validate(b, session_id).status_code == 200
-    phone = PhoneStream(b, session_id).start()
-    phone.wait_opened()
+    session_id, pc, phone = paired(a, b)
     a.process.stop(signal.SIGTERM)
     assert pc.wait_ended(5.0), "A's stream did not end when A drained"
     # The browser comes back to the other node, as EventSource would through a balancer, with its Last-Event-ID.

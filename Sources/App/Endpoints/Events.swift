@@ -26,17 +26,22 @@ extension API {
         do {
             return try await authorizedStream(id, request: request, logger: logger)
         } catch let error as BrokerError where error.code != .corruptSession {
-            // A 503 would make EventSource give up (and a page start a new session, hiding what the phone already
-            // sent). An empty stream with a retry hint makes it come back later with its Last-Event-ID instead.
-            logger.debug("broker failed; the stream is asked to retry", metadata: ["error": "\(error)"])
-            metrics.refused(status: 503)
-            let retry = configuration.retryMilliseconds
-            return Response(status: .ok, headers: EventStreamWriter.headers, body: .stream { body in
-                let writer = EventStreamWriter(body)
-                try await writer.sendComment("broker unavailable")
-                try await writer.sendRetry(milliseconds: retry)
-            })
+            return retryLater(after: error, logger: logger)
         }
+    }
+
+    /// The answer to a stream request the broker failed: a 503 would make EventSource give up (and a page start a
+    /// new session, hiding what the phone already sent); an empty stream with a retry hint makes it come back later
+    /// with its Last-Event-ID instead.
+    private func retryLater(after error: BrokerError, logger: Logger) -> Response {
+        logger.debug("broker failed; the stream is asked to retry", metadata: ["error": "\(error)"])
+        metrics.refused(status: 503)
+        let retry = configuration.retryMilliseconds
+        return Response(status: .ok, headers: EventStreamWriter.headers, body: .stream { body in
+            let writer = EventStreamWriter(body)
+            try await writer.sendComment("broker unavailable")
+            try await writer.sendRetry(milliseconds: retry)
+        })
     }
 
     /// Opens or finds the session, checks the reader's key, and opens its stream.
@@ -94,14 +99,7 @@ extension API {
                 record, after: resumeAfter, resync: resync, renewingPresence: true, audience: .phone, headers: EventStreamWriter.headers,
                 logger: logger)
         } catch let error as BrokerError where error.code != .corruptSession {
-            logger.debug("broker failed; the phone's stream is asked to retry", metadata: ["error": "\(error)"])
-            metrics.refused(status: 503)
-            let retry = configuration.retryMilliseconds
-            return Response(status: .ok, headers: EventStreamWriter.headers, body: .stream { body in
-                let writer = EventStreamWriter(body)
-                try await writer.sendComment("broker unavailable")
-                try await writer.sendRetry(milliseconds: retry)
-            })
+            return retryLater(after: error, logger: logger)
         }
     }
 
