@@ -210,6 +210,49 @@ import Testing
         }
     }
 
+    /// The claim's fields come from Redis too: a phone key of 1 to 64 bytes and a pairing code of four ASCII digits,
+    /// both or neither; a known cancel reason; anything else makes the record unreadable, never a trap.
+    @Test func theClaimFieldsOfARecordAreDecodedExactlyWhenInShape() async throws {
+        let id = try #require(SessionID("prop_claim"))
+        let keys = Gen<String>.oneOf(
+            Gen.character(in: "a"..."f").string(of: 0...80), Self.pick(["", "é", String(repeating: "k", count: 64), String(repeating: "k", count: 65)]))
+        let codes = Gen<String>.oneOf(
+            Gen.character(in: "0"..."9").string(of: 0...6), Self.pick(["0042", "٠١٢٣", "12a4", " 123", "", "99999"]))
+        let reasons = Self.pick(["pc-cancelled", "pc-left", "phone-rejected", "", "PC-LEFT", "other"])
+        let away = Self.pick(["1", "0", "", "yes"])
+        await propertyCheck(count: 1000, input: keys.optional(valueRate: 0.7), codes.optional(valueRate: 0.7), reasons.optional(valueRate: 0.3), away.optional(valueRate: 0.5)) {
+            (key: String?, code: String?, reason: String?, phoneAway: String?) in
+            var parts: [RESPValue] = []
+            for (field, value) in [("createdAt", "1"), ("expiresAt", "2"), ("status", "connected"), ("lastEventID", "1")] {
+                parts += [.bulkString(Array(field.utf8)), .bulkString(Array(value.utf8))]
+            }
+            for (field, value) in [("phoneKey", key), ("pairingCode", code), ("cancelReason", reason), ("phoneAway", phoneAway)] {
+                if let value { parts += [.bulkString(Array(field.utf8)), .bulkString(Array(value.utf8))] }
+            }
+            // The model, written from the rules alone.
+            let keyGood = key.map { (1...64).contains($0.utf8.count) } ?? true
+            let codeGood = code.map { $0.utf8.count == 4 && $0.utf8.allSatisfy { (48...57).contains($0) } } ?? true
+            let reasonGood = reason.map { ["pc-cancelled", "pc-left", "phone-rejected"].contains($0) } ?? true
+            let readable = (key == nil) == (code == nil) && keyGood && codeGood && reasonGood
+            let record = SessionRecord(id: id, fields: .array(parts))
+            #expect((record != nil) == readable, "\(String(describing: key)) \(String(describing: code)) \(String(describing: reason))")
+            if let record {
+                #expect(record.phoneKey == key && record.pairingCode == code && record.cancelReason?.rawValue == reason)
+                #expect(record.phoneAway == (phoneAway == "1"))
+            }
+        }
+    }
+
+    /// A `connected` entry's pairing code is four ASCII digits or the entry is refused.
+    @Test func theCodeOfAConnectedEntryIsTakenOnlyInShape() async {
+        let codes = Gen<String>.oneOf(Gen.character(in: "0"..."9").string(of: 0...6), Self.pick(["٠١٢٣", "12a4", "", "0000"]))
+        await propertyCheck(count: 500, input: codes) { (code: String) in
+            let decoded = RedisLogEntry.decode(Array(#"{"id":1,"event":"connected","code":"\#(code)","t":"1"}"#.utf8))
+            let good = code.utf8.count == 4 && code.utf8.allSatisfy { (48...57).contains($0) }
+            #expect(decoded == (good ? StoredEvent(id: 1, event: .connected(pairingCode: code)) : nil), "\(code)")
+        }
+    }
+
     @Test func randomRepliesNeverTrapTheRecordDecoder() async throws {
         let id = try #require(SessionID("prop_reply"))
         let element = Gen<RESPValue>.oneOf(

@@ -1,3 +1,4 @@
+import PropertyBased
 import HTTP
 import NIOCore
 import Testing
@@ -74,6 +75,20 @@ import Testing
         var request = Request(method: .GET, uri: "/")
         request.headers.add(name: "Cookie", value: header)
         #expect(request.cookie("tandem_phone_x") == expected)
+    }
+
+    /// Whatever a Cookie header holds, finding a cookie never traps, and a value is found only where the name is.
+    @Test func anyCookieHeaderIsScannedSafely() async {
+        let characters = Gen<Character>.oneOf(
+            Gen.character(in: "a"..."c"), Gen.character(in: ";"...";"), Gen.character(in: "="..."="), Gen.character(in: " "..." "),
+            Gen.character(in: "é"..."é"), Gen.character(in: "\t"..."\t"))
+        await propertyCheck(count: 1000, input: characters.string(of: 0...40)) { (header: String) in
+            var request = Request(method: .GET, uri: "/")
+            request.headers.add(name: "Cookie", value: header)
+            if let value = request.cookie("ab") {
+                #expect(header.contains("ab") && header.contains("=") && header.contains(value), "\(header)")
+            }
+        }
     }
 
     @Test func cookiesInSeveralHeadersAreAllRead() {
