@@ -77,6 +77,13 @@ struct ObservabilityTests {
             #expect(ended)
             #expect(events.contains { $0.retry == 2000 })
             #expect(events.contains { $0.comment == "broker unavailable" })
+            // The phone's channel too, even before its session could be looked up (a node restarting without Redis
+            // yet): found by a Chromium test whose phone reconnected in that window and was refused for good.
+            let phone = try await client.openEventStream(
+                "/api/phone/events?session=sess_x", headers: [("Last-Event-ID", "2"), ("Cookie", "tandem_phone_sess_x=\(String(repeating: "a", count: 32))")])
+            #expect(phone.head.status == 200)
+            let (phoneEvents, phoneEnded) = try await phone.all(timeout: .seconds(3)) { _ in false }
+            #expect(phoneEnded && phoneEvents.contains { $0.comment == "broker unavailable" })
         }
     }
 }

@@ -87,14 +87,16 @@ extension API {
     /// device. Holding it keeps the phone present; the PC hears `phone-left` when it is gone past the grace.
     @Sendable func phoneEvents(_ request: Request, logger: Logger) async throws -> Response {
         let id = try sessionIDQuery(of: request, shape: .action)
-        guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
-        guard record.phoneKey != nil else { throw APIError.phoneKeyRequired }
-        guard Self.isClaimant(request, of: record) else { throw APIError.alreadyClaimed(.action) }
-        if request.method == .HEAD {
-            return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in })
-        }
-        let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
+        // The whole lookup is inside: a phone that reconnects while its node has no broker yet (a restart) is asked to
+        // come back later, as the PC is, instead of a 503 that would make EventSource give up for good.
         do {
+            guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
+            guard record.phoneKey != nil else { throw APIError.phoneKeyRequired }
+            guard Self.isClaimant(request, of: record) else { throw APIError.alreadyClaimed(.action) }
+            if request.method == .HEAD {
+                return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in })
+            }
+            let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
             return try await openStream(
                 record, after: resumeAfter, resync: resync, renewingPresence: true, audience: .phone, headers: EventStreamWriter.headers,
                 logger: logger)
