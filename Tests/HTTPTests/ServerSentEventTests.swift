@@ -82,11 +82,12 @@ import Testing
         let characters = Gen<Character>.oneOf(
             Gen.character(in: "a"..."c"), Gen.character(in: ";"...";"), Gen.character(in: "="..."="), Gen.character(in: " "..." "),
             Gen.character(in: "é"..."é"), Gen.character(in: "\t"..."\t"))
-        await propertyCheck(count: 1000, input: characters.string(of: 0...40)) { (header: String) in
+        await propertyCheck(count: 3000, input: characters.string(of: 0...40)) { (header: String) in
             var request = Request(method: .GET, uri: "/")
             request.headers.add(name: "Cookie", value: header)
             if let value = request.cookie("ab") {
-                #expect(header.contains("ab") && header.contains("=") && header.contains(value), "\(header)")
+                // An empty value is found too (`ab=`); Foundation's `contains("")` is false, so it is not asked.
+                #expect(header.contains("ab") && header.contains("=") && (value.isEmpty || header.contains(value)), "\(header)")
             }
         }
     }
