@@ -216,6 +216,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
             received = bytes
         }
         parseReceived(context: context)
+        // What the requests just handled set going on this loop (an event stream's task given an event, a stream's
+        // first bytes) runs now, in this read, not after every other ready socket of the loop's turn.
+        taskExecutor.runPending()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
