@@ -5,6 +5,7 @@ struct Comparisons {
     enum Measure: String, CaseIterable {
         case rssPerStream = "hold_rss_per_stream"
         case fanoutP99 = "fanout_p99"
+        case cpuPerEvent = "fanout_server_cpu_per_event"
         case knee = "knee"
     }
 
@@ -26,7 +27,7 @@ struct Comparisons {
     func line() -> JSONLine? {
         var line = JSONLine()
         line.add("scenario", "ratios")
-        line.add("meaning", "Tandem / nchan from this run; below 1 is better for RSS and p99, above 1 for the knee")
+        line.add("meaning", "Tandem / nchan from this run; below 1 is better for RSS, p99 and CPU per event, above 1 for the knee")
         var any = false
         for (tandem, nchan, storage) in [(TargetKind.tandemMemory, TargetKind.nchanMemory, "memory"), (.tandemRedis, .nchanRedis, "redis")] {
             for measure in Measure.allCases {

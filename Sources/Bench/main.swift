@@ -121,6 +121,20 @@ func targets(default kinds: [TargetKind]) -> [TargetKind] {
 }
 
 func serverCPU(_ target: RunningTarget) -> Double { target.allPIDs.reduce(0) { $0 + cpuSeconds($1) } }
+
+/// Runs `plan` and also measures the server's CPU (every process of the target: Tandem's nodes and Redis, or nginx's
+/// and Redis) over the window alone, without the opening of the streams before it and the drain after it: the figure
+/// divided by the window's work is the server's cost per event or per flow, which the machine's noise changes far
+/// less than a rate.
+func runMeasuringWindow(_ plan: RunPlan, on target: RunningTarget) throws -> (outcome: RunOutcome, windowCPU: Double) {
+    var atStart = 0.0
+    var atEnd = 0.0
+    let outcome = try runInProcess(plan, established: { atStart = serverCPU(target) }, windowEnded: { atEnd = serverCPU(target) })
+    return (outcome, max(0, atEnd - atStart))
+}
+
+/// Microseconds per unit of work, or NaN when there was none.
+func microsecondsPer(_ seconds: Double, _ count: Int) -> Double { count > 0 ? seconds * 1e6 / Double(count) : .nan }
 func streamRSS(_ target: RunningTarget) -> Int { target.streamPIDs.reduce(0) { $0 + rssKiB($1) } }
 
 /// Counters that make a scenario a failure (for smoke and the exit status).
@@ -246,7 +260,7 @@ func flow(_ target: RunningTarget, concurrency: Int, duration: Double) throws {
     let cpuBefore = serverCPU(target)
     let plan = RunPlan(mode: .flow, flavor: .tandem, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort, slots: concurrency,
                        window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
-    let outcome = try runInProcess(plan)
+    let (outcome, windowCPU) = try runMeasuringWindow(plan, on: target)
     let r = outcome.result
     let latency = latencySummary(r.latencies)
     var line = JSONLine()
@@ -265,6 +279,8 @@ func flow(_ target: RunningTarget, concurrency: Int, duration: Double) throws {
     line.add("dropped", r.dropped)
     line.add("misordered", r.misordered)
     line.add("server_cpu_s", serverCPU(target) - cpuBefore)
+    line.add("server_cpu_window_s", windowCPU)
+    line.add("server_cpu_per_flow_us", microsecondsPer(windowCPU, r.flows), digits: 1)
     line.add("client_cpu_s", outcome.clientCPU)
     line.addRaw("statuses", statusesJSON(r.statuses))
     emit(line)
@@ -280,7 +296,10 @@ func fanout(
                        slots: streams, rate: rate, window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
     plan.eventsPerStream = nchanChurn
     let eventsPerStream = target.kind.flavor.eventsPerStream(nchanChurn: nchanChurn)
-    let outcome = try runInProcess(plan)
+    let (outcome, windowCPU) = try runMeasuringWindow(plan, on: target)
+    // Publishing stops with the window, so the events published are the window's work (with a stream and a session
+    // made anew every `eventsPerStream` events, in Tandem's shape).
+    let cpuPerEvent = microsecondsPer(windowCPU, outcome.result.published)
     let r = outcome.result
     let latency = latencySummary(r.latencies)
     let lag = latencySummary(r.lags)
@@ -305,10 +324,15 @@ func fanout(
     line.add("schedule_lag_p99_ms", lag.p99)
     if eventsPerStream > 0 { line.add("sessions_recreated", r.delivered / eventsPerStream) }
     line.add("server_cpu_s", serverCPU(target) - cpuBefore)
+    line.add("server_cpu_window_s", windowCPU)
+    line.add("server_cpu_per_event_us", cpuPerEvent, digits: 1)
     line.add("client_cpu_s", outcome.clientCPU)
     line.addRaw("statuses", statusesJSON(r.statuses))
     emit(line)
-    if scenario == "fanout" { comparisons.record(.fanoutP99, target: target.kind, eventsPerStream: eventsPerStream, value: latency.p99) }
+    if scenario == "fanout" {
+        comparisons.record(.fanoutP99, target: target.kind, eventsPerStream: eventsPerStream, value: latency.p99)
+        comparisons.record(.cpuPerEvent, target: target.kind, eventsPerStream: eventsPerStream, value: cpuPerEvent)
+    }
     let healthy = r.lost == 0 && r.publishFailed == 0 && Double(r.unsent) <= 0.01 * max(1, Double(r.published)) && latency.p99 <= 10
     if scenario == "fanout", r.lost > 0 || r.publishFailed > 0 || r.misordered > 0 {
         failures.append("fanout \(target.kind.rawValue): lost \(r.lost), failed \(r.publishFailed), misordered \(r.misordered)")
