@@ -101,6 +101,8 @@ let package = Package(
             name: "HTTPTests",
             dependencies: [
                 "HTTP", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
+                // NIO's own HTTP/1 decoder (llhttp), which the hand parser is checked against.
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strictSettings
