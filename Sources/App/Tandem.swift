@@ -99,7 +99,7 @@ extension Tandem {
             }
             let logger = Logger(label: "tandem")
             do {
-                let application = try TandemApplication(configuration: configuration, logger: logger) { address in
+                try await TandemApplication.withApplication(configuration: configuration, logger: logger, onServerRunning: { address in
                     let port = address.port ?? configuration.port
                     logger.notice(
                         "Tandem listening on \(configuration.host):\(port) (broker: \(configuration.broker.rawValue), session TTL \(configuration.sessionTTLSeconds) s)"
@@ -108,14 +108,9 @@ extension Tandem {
                     logger.notice("PC page: \(pcPage)")
                     // A person at a terminal gets the QR code; JSON logs feed machines, and stay pure JSON.
                     if configuration.logFormat == .text || isatty(1) == 1 { Tandem.printPCPage(at: pcPage) }
-                }
-                do {
+                }) { application in
                     try await application.makeServiceGroup().run()
-                } catch {
-                    await application.shutdownEventLoops()
-                    throw error
                 }
-                await application.shutdownEventLoops()
                 logger.notice("Tandem stopped")
             } catch let error as ConfigurationError {
                 Tandem.printError("configuration error: \(error)")

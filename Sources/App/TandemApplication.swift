@@ -16,22 +16,44 @@ struct TandemApplication: Sendable {
     let server: HTTPServer
     let metrics: TandemMetrics
     let logger: Logger
-    /// The loops serving connections and Redis: NIO's shared group, or one of `eventLoops` threads of this node's own.
+    /// The loops serving connections and Redis: NIO's shared group, or one of `eventLoops` threads of this node's own
+    /// (see ``withApplication(configuration:logger:time:onServerRunning:_:)``).
     let eventLoopGroup: any EventLoopGroup
-    private let ownsEventLoopGroup: Bool
 
-    /// - Parameter onServerRunning: called with the bound address once the node accepts connections.
+    /// Makes the node and runs `body` with it: on `eventLoops` threads of the node's own, which are shut down when
+    /// `body` returns or throws (and when the node cannot be made), or on NIO's shared group when `eventLoops` is 0.
+    static func withApplication<Result>(
+        configuration: TandemConfiguration,
+        logger: Logger,
+        time: TimeSource = .system,
+        onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in },
+        _ body: (TandemApplication) async throws -> Result
+    ) async throws -> Result {
+        guard configuration.eventLoops > 0 else {
+            return try await body(
+                TandemApplication(configuration: configuration, logger: logger, time: time, onServerRunning: onServerRunning))
+        }
+        return try await MultiThreadedEventLoopGroup.withEventLoopGroup(numberOfThreads: configuration.eventLoops) { group in
+            try await body(
+                TandemApplication(
+                    configuration: configuration, logger: logger, time: time, eventLoopGroup: group, onServerRunning: onServerRunning))
+        }
+    }
+
+    /// - Parameters:
+    ///   - eventLoopGroup: the loops to serve on; whoever made them shuts them down after the node has stopped.
+    ///   - onServerRunning: called with the bound address once the node accepts connections.
     init(
         configuration: TandemConfiguration,
         logger: Logger,
         time: TimeSource = .system,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) throws {
         self.configuration = configuration
         self.logger = logger
         let metrics = TandemMetrics()
         self.metrics = metrics
-        // What can fail comes first, so a failed start leaves no event loops behind.
         let redisURL: RedisURL?
         switch configuration.broker {
         case .memory:
@@ -43,13 +65,7 @@ struct TandemApplication: Sendable {
             redisURL = url
         }
         let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
-        if configuration.eventLoops > 0 {
-            eventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
-            ownsEventLoopGroup = true
-        } else {
-            eventLoopGroup = MultiThreadedEventLoopGroup.singleton
-            ownsEventLoopGroup = false
-        }
+        self.eventLoopGroup = eventLoopGroup
         let registry = SessionRegistries(
             eventLoopGroup: eventLoopGroup,
             bufferLimit: configuration.bufferedEvents,
@@ -115,12 +131,6 @@ struct TandemApplication: Sendable {
         )
         group.maximumGracefulShutdownDuration = .seconds(configuration.drainTimeoutSeconds)
         return ServiceGroup(configuration: group)
-    }
-
-    /// Stops this node's own event loops, if it has them; call once the service group has finished.
-    func shutdownEventLoops() async {
-        guard ownsEventLoopGroup else { return }
-        try? await eventLoopGroup.shutdownGracefully()
     }
 
     private static func loadStaticFiles(_ configuration: TandemConfiguration, logger: Logger) throws -> StaticFiles? {

@@ -30,30 +30,25 @@ func withTandem<T: Sendable>(
     configuration.port = 0
     configure(&configuration)
     let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let application = try TandemApplication(configuration: configuration, logger: logger, time: time) { address in
+    return try await TandemApplication.withApplication(configuration: configuration, logger: logger, time: time, onServerRunning: { address in
         portContinuation.yield(address.port ?? 0)
         portContinuation.finish()
-    }
-    let group = application.makeServiceGroup(signals: [])
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw TestConnection.Timeout(description: "server did not start") }
-        let result: Result<T, any Error>
-        do {
-            result = .success(try await body(application, TestClient(port: port)))
-        } catch {
-            result = .failure(error)
-        }
-        await group.triggerGracefulShutdown()
-        do {
+    }) { application in
+        let group = application.makeServiceGroup(signals: [])
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw TestConnection.Timeout(description: "server did not start") }
+            let result: Result<T, any Error>
+            do {
+                result = .success(try await body(application, TestClient(port: port)))
+            } catch {
+                result = .failure(error)
+            }
+            await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-        } catch {
-            await application.shutdownEventLoops()
-            throw error
+            return try result.get()
         }
-        await application.shutdownEventLoops()
-        return try result.get()
     }
 }
 
