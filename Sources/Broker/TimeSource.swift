@@ -1,3 +1,5 @@
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -30,8 +32,9 @@ extension TimeSource {
 }
 
 extension Duration {
-    /// Whole milliseconds, rounded down.
+    /// Whole milliseconds, rounded down; clamped rather than trapping for a duration beyond 292 years (through
+    /// SwiftNIO's `TimeAmount(Duration)`, the one conversion every module uses).
     public var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+        TimeAmount(self).nanoseconds / 1_000_000
     }
 }

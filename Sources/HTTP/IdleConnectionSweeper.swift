@@ -41,7 +41,7 @@ final class IdleConnectionSweeper: @unchecked Sendable {
     }
 
     static func timeAmount(_ duration: Duration) -> TimeAmount {
-        .nanoseconds(max(1, duration.nanoseconds))
+        .nanoseconds(max(1, TimeAmount(duration).nanoseconds))
     }
 
     /// Ends the sweep (the server has stopped).

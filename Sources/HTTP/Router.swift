@@ -98,7 +98,7 @@ public struct Router: HTTPResponder {
                 }
             let (counter, timer) = metricHandles.handles(route: route, method: method, status: response.status.code, factory: metrics)
             counter.increment()
-            timer.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            timer.recordNanoseconds(TimeAmount(ContinuousClock.now - started).nanoseconds)
         }
         return response
     }
@@ -151,9 +151,3 @@ final class RouteMetricHandles: Sendable {
     }
 }
 
-extension Duration {
-    /// Whole nanoseconds, for metrics.
-    package var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
-    }
-}

@@ -1,5 +1,6 @@
 import Broker
 import HTTP
+import NIOCore
 import ServiceLifecycle
 
 /// A broker that times every call and counts failures (`tandem_broker_seconds`, `tandem_broker_errors_total`, and
@@ -17,10 +18,10 @@ struct InstrumentedBroker: Broker {
         let started = ContinuousClock.now
         do {
             let result = try await body()
-            metrics.brokerCall(operation, nanoseconds: (ContinuousClock.now - started).nanoseconds, failed: false)
+            metrics.brokerCall(operation, nanoseconds: TimeAmount(ContinuousClock.now - started).nanoseconds, failed: false)
             return result
         } catch {
-            metrics.brokerCall(operation, nanoseconds: (ContinuousClock.now - started).nanoseconds, failed: true)
+            metrics.brokerCall(operation, nanoseconds: TimeAmount(ContinuousClock.now - started).nanoseconds, failed: true)
             if let refusal = (error as? BrokerError)?.refusal { metrics.brokerRefused(kind: refusal) }
             throw error
         }
@@ -65,7 +66,7 @@ struct InstrumentedBroker: Broker {
     func unsubscribe(_ id: SessionID) async {
         let started = ContinuousClock.now
         await base.unsubscribe(id)
-        metrics.brokerCall("unsubscribe", nanoseconds: (ContinuousClock.now - started).nanoseconds, failed: false)
+        metrics.brokerCall("unsubscribe", nanoseconds: TimeAmount(ContinuousClock.now - started).nanoseconds, failed: false)
     }
 
     var health: BrokerHealth {

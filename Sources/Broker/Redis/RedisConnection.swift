@@ -160,7 +160,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private var flushScheduled = false
 
     init(commandTimeout: Duration, onMessage: (@Sendable (String, [UInt8]) -> Void)?) {
-        self.commandTimeout = .nanoseconds(commandTimeout.components.seconds * 1_000_000_000 + commandTimeout.components.attoseconds / 1_000_000_000)
+        self.commandTimeout = TimeAmount(commandTimeout)
         self.onMessage = onMessage
     }
 
