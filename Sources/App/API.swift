@@ -23,7 +23,10 @@ struct API: Sendable {
             notFound: { APIError.notFound.response(for: $0, defaultLanguage: language) },
             methodNotAllowed: { request, _ in APIError.methodNotAllowed.response(for: request, defaultLanguage: language) },
             internalError: { APIError.serverError.response(for: $0, defaultLanguage: language) },
-            bodyTooLarge: { APIError.bodyTooLarge.response(for: $0, defaultLanguage: language) }
+            refused: { refusal, request in
+                let error = APIError(refusal)
+                return request.map { error.response(for: $0, defaultLanguage: language) } ?? error.response(in: language)
+            }
         )
         router.on(.POST, "/api/sessions", handling { try await $0.createSession($1, logger: $2) })
         router.on(.GET, "/api/events", handling { try await $0.events($1, logger: $2) })

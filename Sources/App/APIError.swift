@@ -54,7 +54,6 @@ struct APIError: HTTPResponseError, Equatable {
     static let malformedJSON = APIError(status: .badRequest, code: "malformed_json", message: .malformedJSON)
     static let bodyNotObject = APIError(status: .badRequest, code: "body_not_object", message: .bodyNotObject)
     static let unsupportedMediaType = APIError(status: .unsupportedMediaType, code: "unsupported_media_type", message: .unsupportedMediaType)
-    static let bodyTooLarge = APIError(status: .payloadTooLarge, code: "body_too_large", message: .bodyTooLarge)
     static let notFound = APIError(status: .notFound, code: "not_found", message: .notFound)
     static let methodNotAllowed = APIError(status: .methodNotAllowed, code: "method_not_allowed", message: .methodNotAllowed)
     static let serverError = APIError(status: .internalServerError, code: "server_error", message: .serverError)
@@ -76,7 +75,11 @@ struct APIError: HTTPResponseError, Equatable {
     }
 
     func response(for request: Request, defaultLanguage: Language) -> Response {
-        let language = request.language(default: defaultLanguage)
+        response(in: request.language(default: defaultLanguage))
+    }
+
+    /// The response in `language` (for a request whose headers could not be read).
+    func response(in language: Language) -> Response {
         var body: [String: JSONValue] = [
             "code": .string(code),
             "message": .string(message.text(in: language)),
@@ -107,5 +110,21 @@ extension Request {
     /// The language for this request's messages, set by `Accept-Language`, else `fallback`.
     func language(default fallback: Language) -> Language {
         Language.preferred(byAcceptLanguage: headers.first(name: "accept-language"), fallback: fallback)
+    }
+}
+
+extension APIError {
+    /// A request the HTTP layer refused before routing: its status and code are the refusal's, its words ours.
+    init(_ refusal: HTTPRefusal) {
+        let message: Message =
+            switch refusal {
+            case .malformed: .malformedRequest
+            case .headersTooLarge: .headersTooLarge
+            case .unsupportedVersion: .httpVersionNotSupported
+            case .unsupportedTransferCoding: .transferCodingNotImplemented
+            case .timedOut: .requestTimeout
+            case .bodyTooLarge: .bodyTooLarge
+            }
+        self.init(status: refusal.status, code: refusal.code, message: message)
     }
 }

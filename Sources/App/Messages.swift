@@ -29,6 +29,11 @@ enum Message: Sendable {
     case phoneInvalidFormat
     case phoneTooFewDigits
     case crossSiteRequest
+    case malformedRequest
+    case headersTooLarge
+    case httpVersionNotSupported
+    case transferCodingNotImplemented
+    case requestTimeout
     case idempotencyKeyInvalid
     case idempotencyKeyReused
     case alreadyClaimed
@@ -79,6 +84,11 @@ enum Message: Sendable {
         case .phoneInvalidFormat: "電話番号は数字で入力してください（先頭の+と、スペース・-・(・)・. は使えます）"
         case .phoneTooFewDigits: "電話番号は\(SubmissionRules.minimumPhoneDigits)桁以上の数字で入力してください"
         case .crossSiteRequest: "他のサイトからのリクエストは受け付けていません"
+        case .malformedRequest: "リクエストの形式が正しくありません（HTTP/1.1 として読み取れません）"
+        case .headersTooLarge: "リクエストヘッダーが大きすぎます"
+        case .httpVersionNotSupported: "HTTP/1.0 と HTTP/1.1 のみ対応しています"
+        case .transferCodingNotImplemented: "転送コーディングは chunked のみ対応しています"
+        case .requestTimeout: "リクエストが時間内に届きませんでした"
         case .idempotencyKeyInvalid: "Idempotency-Key は1〜64文字の英数字記号で指定してください"
         case .idempotencyKeyReused: "この Idempotency-Key は別の内容の送信に使われています"
         }
@@ -119,6 +129,11 @@ enum Message: Sendable {
         case .phoneInvalidFormat: "Enter your phone number in digits (a leading +, spaces and - ( ) . are allowed)."
         case .phoneTooFewDigits: "Your phone number must have at least \(SubmissionRules.minimumPhoneDigits) digits."
         case .crossSiteRequest: "Requests from other sites are not accepted."
+        case .malformedRequest: "The request is not valid HTTP/1.1."
+        case .headersTooLarge: "Request headers are too large."
+        case .httpVersionNotSupported: "Only HTTP/1.0 and HTTP/1.1 are served."
+        case .transferCodingNotImplemented: "Only the chunked transfer coding is accepted."
+        case .requestTimeout: "The request did not arrive in time."
         case .idempotencyKeyInvalid: "The Idempotency-Key must be 1 to 64 visible ASCII characters."
         case .idempotencyKeyReused: "This Idempotency-Key was used for a different submission."
         }

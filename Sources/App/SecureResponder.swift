@@ -68,9 +68,11 @@ struct SecureResponder: HTTPResponder {
         return Self.secured(response)
     }
 
-    func bodyTooLarge(_ request: Request) -> Response {
-        metrics.refused(status: 413)
-        return Self.secured(router.bodyTooLarge(request))
+    /// A request the HTTP layer refused before routing (unparsable, too large, too slow): worded like every other
+    /// answer, with the security headers.
+    func refused(_ refusal: HTTPRefusal, request: Request?) -> Response {
+        metrics.refused(status: refusal.status.code)
+        return Self.secured(router.refused(refusal, request: request))
     }
 
     private func limiter(for request: Request) -> RateLimiter? {

@@ -101,8 +101,7 @@ struct TandemApplication: Sendable {
             requestTimeout: .seconds(configuration.requestTimeoutSeconds),
             maximumConnections: configuration.maxConnections,
             maximumConnectionsPerAddress: configuration.maxConnectionsPerAddress,
-            trustedProxies: configuration.trustedProxyList,
-            protocolErrorHeaders: SecureResponder.securityHeaders
+            trustedProxies: configuration.trustedProxyList
         )
         // Named as an operator sets it, for the warning about forwarding headers from untrusted peers.
         serverConfiguration.trustedProxiesSetting =

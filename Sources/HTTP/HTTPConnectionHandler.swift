@@ -446,18 +446,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
             exchange.isKeepAlive = false
             responding = exchange
             let request = exchange.request ?? Request(method: exchange.method, uri: "/")
-            write(server.responder.bodyTooLarge(request), for: exchange, context: context)
+            write(server.responder.refused(.bodyTooLarge, request: request), for: exchange, context: context)
         case .unparsable(let error):
-            let (status, code, message): (HTTPResponseStatus, String, String) =
-                switch error {
-                case .headTooLarge: (.requestHeaderFieldsTooLarge, "headers_too_large", "Request headers are too large.")
-                case .unsupportedVersion: (.httpVersionNotSupported, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are served.")
-                case .unsupportedTransferCoding: (.notImplemented, "transfer_coding_not_implemented", "Only the chunked transfer coding is accepted.")
-                case .malformed: (.badRequest, "malformed_request", "The request is not valid HTTP/1.1.")
-                }
-            writeProtocolError(status, code: code, message: message, context: context)
+            writeProtocolError(HTTPRefusal(error), context: context)
         case .timedOut:
-            writeProtocolError(.requestTimeout, code: "request_timeout", message: "The request did not arrive in time.", context: context)
+            writeProtocolError(.timedOut, context: context)
         }
     }
 
@@ -656,15 +649,20 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         requestTimer = context.eventLoop.scheduleTask(in: .seconds(1)) { loopBound.value.close(promise: nil) }
     }
 
-    private func writeProtocolError(_ status: HTTPResponseStatus, code: String, message: String, context: ChannelHandlerContext) {
-        let body = ByteBuffer(string: #"{"code":"\#(code)","message":"\#(message)","success":false}"#)
-        var headers = HTTPHeaders([("Content-Type", "application/json; charset=utf-8")])
-        headers.add(contentsOf: server.configuration.protocolErrorHeaders)
+    /// The answer to a request that could not be read (the responder words it; nothing of the request is known), then
+    /// the close: the connection cannot be read any further.
+    private func writeProtocolError(_ refusal: HTTPRefusal, context: ChannelHandlerContext) {
+        let response = server.responder.refused(refusal, request: nil)
+        var body = ByteBuffer()
+        switch response.body {
+        case .bytes(let bytes): body = bytes
+        case .stream, .eventStream: break  // a refusal is never streamed; a responder that tried gets an empty body
+        }
         var buffer = context.channel.allocator.buffer(capacity: 512)
         do {
             try HTTP1ResponseHead.write(
-                status: status, headers: headers, framing: .contentLength(body.readableBytes), keepAlive: false, requestMinorVersion: 1,
-                into: &buffer)
+                status: refusal.status, headers: response.headers, framing: .contentLength(body.readableBytes), keepAlive: false,
+                requestMinorVersion: 1, into: &buffer)
             buffer.writeImmutableBuffer(body)
         } catch {
             context.close(promise: nil)

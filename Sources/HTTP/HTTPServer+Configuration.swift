@@ -32,9 +32,6 @@ extension HTTPServer {
         public var metrics: (any MetricsFactory)?
         /// The listen backlog.
         public var backlog: Int
-        /// Headers added to the answers the HTTP layer writes itself (400 malformed, 431, 408), which no responder
-        /// sees: the application's security headers, for example.
-        public var protocolErrorHeaders: [(String, String)] = []
 
         public init(
             host: String = "0.0.0.0",
@@ -46,10 +43,8 @@ extension HTTPServer {
             maximumConnections: Int = 19_800,
             maximumConnectionsPerAddress: Int = 512,
             trustedProxies: TrustedProxies = .none,
-            backlog: Int = 1024,
-            protocolErrorHeaders: [(String, String)] = []
+            backlog: Int = 1024
         ) {
-            self.protocolErrorHeaders = protocolErrorHeaders
             self.host = host
             self.port = port
             self.maximumHeaderBytes = maximumHeaderBytes

@@ -7,18 +7,14 @@ import Synchronization
 /// Answers requests. The server calls it once per request; it must not throw, so errors are turned into responses here.
 public protocol HTTPResponder: Sendable {
     func respond(to request: Request, logger: Logger) async -> Response
-    /// The 413 answer for a request whose body is over the limit (`request.body` is empty: it was never read).
-    func bodyTooLarge(_ request: Request) -> Response
+    /// The answer to a request refused before routing: `request` is the refused request when its head was read (a
+    /// body over the limit: `request.body` is empty, it was never read), nil when nothing of it could be parsed.
+    /// The status is the refusal's whatever the response says.
+    func refused(_ refusal: HTTPRefusal, request: Request?) -> Response
 }
 
 extension HTTPResponder {
-    public func bodyTooLarge(_ request: Request) -> Response {
-        Response(
-            status: .payloadTooLarge,
-            contentType: "application/json; charset=utf-8",
-            body: ByteBuffer(string: #"{"code":"body_too_large","message":"The request body is too large."}"#)
-        )
-    }
+    public func refused(_ refusal: HTTPRefusal, request: Request?) -> Response { refusal.defaultResponse }
 }
 
 /// Routes by method and exact path; answers 404 for unknown paths and 405 (with `Allow`) for a known path with an
@@ -32,7 +28,7 @@ public struct Router: HTTPResponder {
     private var notFound: @Sendable (Request) -> Response
     private var methodNotAllowed: @Sendable (Request, [HTTPMethod]) -> Response
     private var internalError: @Sendable (Request) -> Response
-    private var payloadTooLarge: (@Sendable (Request) -> Response)?
+    private var refusal: (@Sendable (HTTPRefusal, Request?) -> Response)?
 
     /// Where request counts (`http_requests_total{route,method,status}`) and handler latencies
     /// (`http_request_duration_seconds{route,method}`) go; nil records nothing. Routes are path templates, never
@@ -44,26 +40,23 @@ public struct Router: HTTPResponder {
     ///   - notFound: the response for a path no route or fallback serves.
     ///   - methodNotAllowed: the response for a known path and another method; `Allow` is added here.
     ///   - internalError: the response for an error that is not an ``HTTPResponseError``.
-    ///   - bodyTooLarge: the response for a body over the server's limit; a generic JSON 413 when nil.
+    ///   - refused: the answer to a request the server refused before routing (``HTTPRefusal``); the refusal's
+    ///     English JSON when nil.
     public init(
         notFound: @escaping @Sendable (Request) -> Response,
         methodNotAllowed: @escaping @Sendable (Request, [HTTPMethod]) -> Response,
         internalError: @escaping @Sendable (Request) -> Response,
-        bodyTooLarge: (@Sendable (Request) -> Response)? = nil
+        refused: (@Sendable (HTTPRefusal, Request?) -> Response)? = nil
     ) {
         self.notFound = notFound
         self.methodNotAllowed = methodNotAllowed
         self.internalError = internalError
-        self.payloadTooLarge = bodyTooLarge
+        self.refusal = refused
     }
 
-    public func bodyTooLarge(_ request: Request) -> Response {
-        var response = payloadTooLarge?(request) ?? Response(
-            status: .payloadTooLarge,
-            contentType: "application/json; charset=utf-8",
-            body: ByteBuffer(string: #"{"code":"body_too_large","message":"The request body is too large."}"#)
-        )
-        response.status = .payloadTooLarge
+    public func refused(_ refusal: HTTPRefusal, request: Request?) -> Response {
+        var response = self.refusal?(refusal, request) ?? refusal.defaultResponse
+        response.status = refusal.status
         return response
     }
 

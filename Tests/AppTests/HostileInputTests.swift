@@ -146,6 +146,50 @@ struct HostileInputTests {
         }
     }
 
+    /// The refusals the HTTP layer makes before routing are worded like every other answer: the stable code, the
+    /// message in the request's language when its head was read (a body over the limit), in the node's default
+    /// language when nothing could be read, the security headers, and the connection closed.
+    @Test(arguments: [
+        ("GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400, "malformed_request", "リクエストの形式が正しくありません（HTTP/1.1 として読み取れません）"),
+        ("GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, "http_version_not_supported", "HTTP/1.0 と HTTP/1.1 のみ対応しています"),
+        ("POST /api/submit HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501, "transfer_coding_not_implemented", "転送コーディングは chunked のみ対応しています"),
+    ])
+    func unreadableRequestsAreAnsweredInTheNodesLanguage(request: String, status: Int, code: String, message: String) async throws {
+        try await withTandem { _, client in
+            let connection = try await TestConnection.connect(port: client.port)
+            try await connection.send(request)
+            let response = try await connection.readResponse(timeout: .seconds(5))
+            #expect(response.status == status)
+            #expect(response.header("x-frame-options") == "DENY")
+            let body = try json(response)
+            #expect(body["code"]?.string == code)
+            #expect(body["message"]?.string == message)
+            #expect(body["success"]?.bool == false)
+            #expect(await connection.isClosed(within: .seconds(2)))
+        }
+        try await withTandem({ $0.defaultLanguage = .english }) { _, client in
+            let connection = try await TestConnection.connect(port: client.port)
+            try await connection.send(request)
+            let body = try json(try await connection.readResponse(timeout: .seconds(5)))
+            #expect(body["code"]?.string == code)
+            #expect(body["message"]?.string == HTTPRefusal.allCases.first { $0.code == code }?.defaultMessage)
+        }
+    }
+
+    @Test func aBodyOverTheLimitIsRefusedInTheRequestsLanguage() async throws {
+        try await withTandem({ $0.maxBodyBytes = 1024 }) { _, client in
+            for (language, message) in [("en", "The request body is too large."), ("ja", "リクエストが大きすぎます")] {
+                let response = try await client.request(
+                    "POST", "/api/submit", headers: [("Content-Type", "application/json"), ("Accept-Language", language)],
+                    body: "{\"name\":\"" + String(repeating: "x", count: 4096) + "\"}")
+                #expect(response.status == 413)
+                #expect(try json(response)["code"]?.string == "body_too_large")
+                #expect(try json(response)["message"]?.string == message)
+                #expect(response.header("content-security-policy") != nil)
+            }
+        }
+    }
+
     /// A generator of malformed HTTP and JSON, run for a bounded time: every answer is a 4xx or a closed
     /// connection, and a well-formed request between them is always served.
     @Test func fuzzedRequestsNeverCrashOrStallTheServer() async throws {
