@@ -18,8 +18,9 @@ public final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     private var runScheduled = false
     private var running = false
 
-    /// Jobs run by one ``runPending()`` call at most, so jobs that keep enqueueing jobs cannot hold the loop; the
-    /// rest wait for the next scheduled run.
+    /// Jobs run by one ``runPending()`` call at most, so jobs that keep enqueueing jobs cannot hold the loop for long;
+    /// the rest wait for the next scheduled run. The bound is per call: a socket read up to 16 times in one loop turn
+    /// (SwiftNIO's `maxMessagesPerRead`) calls it each time.
     private static let batchLimit = 1024
 
     public init(_ eventLoop: any EventLoop) {
