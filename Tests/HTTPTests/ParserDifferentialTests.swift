@@ -2,6 +2,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import TestSupport
 import Testing
 
 /// `HTTP1RequestParser` against SwiftNIO's own decoder (`HTTPRequestDecoder`, which is llhttp): one corpus of
@@ -119,26 +120,16 @@ import Testing
         "\r\n\r\n", "0\r\n\r\n", "5 junk\r\n", "chunked", ";ext", "HTTP/1.1", "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
     ]
 
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    }
+    static func below(_ random: inout SeededGenerator, _ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
 
     /// One random edit of a corpus entry (two, one time in four): a token inserted, a byte deleted, or a byte replaced by a token.
     static func mutated(_ seed: UInt64) -> [UInt8] {
-        var random = SplitMix(state: seed)
-        var bytes = Array(corpus[random.below(corpus.count)].utf8)
-        for _ in 0..<(random.below(4) == 0 ? 2 : 1) {
-            let at = random.below(bytes.count + 1)
-            let token = Array(tokens[random.below(tokens.count)].utf8)
-            switch random.below(3) {
+        var random = SeededGenerator(seed: seed)
+        var bytes = Array(corpus[below(&random, corpus.count)].utf8)
+        for _ in 0..<(below(&random, 4) == 0 ? 2 : 1) {
+            let at = below(&random, bytes.count + 1)
+            let token = Array(tokens[below(&random, tokens.count)].utf8)
+            switch below(&random, 3) {
             case 0: bytes.insert(contentsOf: token, at: at)
             case 1: if at < bytes.count { bytes.remove(at: at) }
             default: if at < bytes.count { bytes.replaceSubrange(at...at, with: token) }
