@@ -81,6 +81,7 @@ let package = Package(
         .executableTarget(
             name: "Bench",
             dependencies: [
+                "HTTP",  // its byte-level ASCII helpers
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -1,4 +1,5 @@
 import NIOCore
+import HTTP
 
 /// The head of an HTTP/1.1 response, read byte by byte until the blank line. Only what the bench needs: the status,
 /// `Content-Length`, whether the body is chunked, and the phone key cookie a claim sets. Its buffer lives only while a head is being read.
@@ -54,7 +55,7 @@ struct ResponseHeadParser {
             var value = line[(colon + 1)...]
             while let first = value.first, first == 32 || first == 9 { value = value.dropFirst() }
             while let last = value.last, last == 32 || last == 9 || last == 13 { value = value.dropLast() }
-            if equalsIgnoringCase(name, "content-length") {
+            if ASCII.equalsIgnoringCase(name, lowercase: "content-length".utf8) {
                 var length = 0
                 var valid = !value.isEmpty
                 for digit in value {
@@ -62,33 +63,20 @@ struct ResponseHeadParser {
                     length = length * 10 + Int(digit - 48)
                 }
                 head.contentLength = valid ? length : nil
-            } else if equalsIgnoringCase(name, "transfer-encoding") {
-                if contains(value, "chunked") { head.chunked = true }
-            } else if equalsIgnoringCase(name, "set-cookie"), value.starts(with: "tandem_phone_".utf8) {
+            } else if ASCII.equalsIgnoringCase(name, lowercase: "transfer-encoding".utf8) {
+                if contains(value, "chunked".utf8) { head.chunked = true }
+            } else if ASCII.equalsIgnoringCase(name, lowercase: "set-cookie".utf8), value.starts(with: "tandem_phone_".utf8) {
                 head.phoneCookie = String(decoding: value.prefix { $0 != 59 }, as: UTF8.self)
             }
         }
         return head
     }
 
-    /// ASCII case-insensitive equality of a header name with a lowercase `name`.
-    private static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ name: StaticString) -> Bool {
-        guard bytes.count == name.utf8CodeUnitCount else { return false }
-        return name.withUTF8Buffer { expected in
-            zip(bytes, expected).allSatisfy { (($0 >= 65 && $0 <= 90) ? $0 | 0x20 : $0) == $1 }
-        }
-    }
-
     /// Whether `bytes` contain the lowercase `word`, ignoring ASCII case.
-    private static func contains(_ bytes: ArraySlice<UInt8>, _ word: StaticString) -> Bool {
-        word.withUTF8Buffer { word in
-            guard bytes.count >= word.count else { return false }
-            var start = bytes.startIndex
-            while start + word.count <= bytes.endIndex {
-                if zip(bytes[start..<(start + word.count)], word).allSatisfy({ (($0 >= 65 && $0 <= 90) ? $0 | 0x20 : $0) == $1 }) { return true }
-                start += 1
-            }
-            return false
+    private static func contains(_ bytes: ArraySlice<UInt8>, _ word: String.UTF8View) -> Bool {
+        guard bytes.count >= word.count else { return false }
+        return (bytes.startIndex...(bytes.endIndex - word.count)).contains { start in
+            ASCII.equalsIgnoringCase(bytes[start..<(start + word.count)], lowercase: word)
         }
     }
 }

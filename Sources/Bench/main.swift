@@ -124,8 +124,8 @@ func serverCPU(_ target: RunningTarget) -> Double { target.allPIDs.reduce(0) { $
 
 /// Runs `plan` and also measures the server's CPU (every process of the target: Tandem's nodes and Redis, or nginx's
 /// and Redis) over the window alone, without the opening of the streams before it and the drain after it: the figure
-/// divided by the window's work is the server's cost per event or per flow, which the machine's noise changes far
-/// less than a rate.
+/// divided by the window's work is the server's cost per event or per flow (less tied to the client's share of the
+/// cores than a rate, though still to the batching a rate allows).
 func runMeasuringWindow(_ plan: RunPlan, on target: RunningTarget) throws -> (outcome: RunOutcome, windowCPU: Double) {
     var atStart = 0.0
     var atEnd = 0.0

@@ -1,12 +1,12 @@
 /// Byte-level ASCII helpers for protocol tokens (header names, media types, `chunked`), which compare without case
 /// and must not allocate on every request the way `lowercased()` does.
-enum ASCII {
+package enum ASCII {
     /// Whether `bytes` spell `lowercase` (given in lowercase), ignoring ASCII case.
-    static func equalsIgnoringCase(_ bytes: some Collection<UInt8>, lowercase: some Collection<UInt8>) -> Bool {
+    package static func equalsIgnoringCase(_ bytes: some Collection<UInt8>, lowercase: some Collection<UInt8>) -> Bool {
         bytes.count == lowercase.count && zip(bytes, lowercase).allSatisfy { lowercased($0) == $1 }
     }
 
-    static func lowercased(_ byte: UInt8) -> UInt8 {
+    package static func lowercased(_ byte: UInt8) -> UInt8 {
         byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 }
