@@ -34,7 +34,7 @@ final class IdleConnectionSweeper: @unchecked Sendable {
     }
 
     private func closeIdleConnections() {
-        let deadline = NIODeadline.now() - timeout
+        let deadline = eventLoop.now - timeout
         // Collected first: closing removes handlers from the dictionary.
         let idle = handlers.values.filter { $0.isIdle(before: deadline) }
         for handler in idle { handler.closeIdle() }
