@@ -142,16 +142,17 @@ actor SessionRegistry {
         for id in Array(sessions.keys) { end(id, lastWords: nil) }
     }
 
-    /// Heartbeats and expiry, on this loop, until cancelled.
+    /// Heartbeats and expiry, on this loop, until cancelled. The cadence is the loop's own time (`eventLoop.now`, its
+    /// scheduled tasks), the expiry the injected wall clock (`time`, which session records are written in).
     func run(heartbeatInterval: Duration, sweepInterval: Duration, time: TimeSource) async {
-        // Deadlines on the clock, not sleeps added up: a sweep takes time, and added-up sleeps would stretch the
-        // heartbeat period past what proxies were promised.
-        let clock = ContinuousClock()
+        // Deadlines, not sleeps added up: a sweep takes time, and added-up sleeps would stretch the heartbeat period
+        // past what proxies were promised.
+        let interval = TimeAmount(sweepInterval)
         var tick = 0
-        var next = clock.now + sweepInterval
+        var next = eventLoop.now + interval
         while !Task.isCancelled {
             do {
-                try await Task.sleep(until: next, clock: clock)
+                try await sleep(until: next)
             } catch {
                 break
             }
@@ -162,11 +163,21 @@ actor SessionRegistry {
                 sendHeartbeats(slice: tick % slices)
                 tick += 1
                 sent += 1
-                next += sweepInterval
-            } while next <= clock.now && sent < slices
-            if next <= clock.now { next = clock.now + sweepInterval }
+                next = next + interval
+            } while next <= eventLoop.now && sent < slices
+            if next <= eventLoop.now { next = eventLoop.now + interval }
         }
         endAll()
+    }
+
+    /// Waits on this loop until `deadline`; throws when the task is cancelled.
+    private func sleep(until deadline: NIODeadline) async throws {
+        let wakeUp = eventLoop.scheduleTask(deadline: deadline) {}
+        try await withTaskCancellationHandler {
+            try await wakeUp.futureResult.get()
+        } onCancel: {
+            wakeUp.cancel()
+        }
     }
 
     private func countsChanged() {
