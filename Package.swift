@@ -28,10 +28,17 @@ let package = Package(
             pkgConfig: "libqrencode",
             providers: [.apt(["libqrencode-dev"])]
         ),
+        // Work run on an event loop in the order it was submitted from any thread (HTTP's event streams, Redis commands).
+        .target(
+            name: "LoopOrder",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         // HTTP/1.1 over SwiftNIO: requests, responses, SSE framing, static files. Knows nothing of sessions.
         .target(
             name: "HTTP",
             dependencies: [
+                "LoopOrder",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -49,6 +56,7 @@ let package = Package(
             name: "Broker",
             dependencies: [
                 "CHiredis",
+                "LoopOrder",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -106,6 +114,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "LoopOrderTests",
+            dependencies: ["LoopOrder", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .testTarget(

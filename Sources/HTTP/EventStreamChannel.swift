@@ -1,3 +1,4 @@
+import LoopOrder
 import NIOCore
 import Synchronization
 
@@ -14,8 +15,8 @@ public final class EventStreamChannel: Sendable {
     private let context: NIOLoopBound<ChannelHandlerContext>
     /// Runs tasks on the connection's event loop, for the stream's owner's bookkeeping (see ``EventLoopTaskExecutor``).
     public let taskExecutor: any TaskExecutor
-    /// Writes handed to the loop from other threads and not yet made.
-    private let queuedWrites = Atomic<Int>(0)
+    /// Keeps the writes in the order they were made, from the loop and from other threads.
+    private let writes: LoopOrderedSubmitter
     private let draining = Atomic<Bool>(false)
     /// How the body's bytes go on the wire.
     enum Framing {
@@ -31,6 +32,7 @@ public final class EventStreamChannel: Sendable {
 
     init(channel: any Channel, handler: HTTPConnectionHandler, context: ChannelHandlerContext, executor: any TaskExecutor, framing: Framing) {
         self.channel = channel
+        self.writes = LoopOrderedSubmitter(eventLoop: channel.eventLoop)
         self.framing = framing
         self.taskExecutor = executor
         self.handler = NIOLoopBound(handler, eventLoop: context.eventLoop)
@@ -65,15 +67,7 @@ public final class EventStreamChannel: Sendable {
         case .untilClose: part = buffer
         case .none: return true
         }
-        if channel.eventLoop.inEventLoop, queuedWrites.load(ordering: .acquiring) == 0 {
-            channel.writeAndFlush(part, promise: nil)
-            return true
-        }
-        queuedWrites.wrappingAdd(1, ordering: .acquiringAndReleasing)
-        channel.eventLoop.execute {
-            self.channel.writeAndFlush(part, promise: nil)
-            self.queuedWrites.wrappingSubtract(1, ordering: .acquiringAndReleasing)
-        }
+        writes.submit((channel, part)) { channel, part in channel.writeAndFlush(part, promise: nil) }
         return true
     }
 

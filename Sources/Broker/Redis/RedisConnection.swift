@@ -1,17 +1,18 @@
 import Logging
+import LoopOrder
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// One connection to Redis. SwiftNIO moves the bytes, hiredis parses them; commands are pipelined (written without
 /// waiting) and their replies matched in order. A subscriber connection also receives pushed `message`s.
 final class RedisConnection: Sendable {
     let channel: any Channel
-    /// Sends handed to the loop from other threads and not yet made.
-    private let queuedSends = Atomic<Int>(0)
+    /// Keeps the commands in the order `send` was called, from the loop and from other threads.
+    private let sends: LoopOrderedSubmitter
 
     private init(channel: any Channel) {
         self.channel = channel
+        self.sends = LoopOrderedSubmitter(eventLoop: channel.eventLoop)
     }
 
     /// Connects, authenticates and selects the database.
@@ -70,17 +71,8 @@ final class RedisConnection: Sendable {
         }
         let request = RedisRequest(bytes: bytes, replies: replies, promise: promise)
         // Commands reach Redis in the order `send` was called (SUBSCRIBE and UNSUBSCRIBE of one session, sent under
-        // the broker's lock, must not swap places): on the connection's loop a command goes out at once unless
-        // commands queued from other threads still wait there, and then it queues behind them.
-        if channel.eventLoop.inEventLoop, queuedSends.load(ordering: .acquiring) == 0 {
-            write(request)
-        } else {
-            queuedSends.wrappingAdd(1, ordering: .acquiringAndReleasing)
-            channel.eventLoop.execute {
-                self.write(request)
-                self.queuedSends.wrappingSubtract(1, ordering: .acquiringAndReleasing)
-            }
-        }
+        // the broker's lock, must not swap places).
+        sends.submit((self, request)) { connection, request in connection.write(request) }
         return promise.futureResult
     }
 
