@@ -32,15 +32,15 @@ struct LoopOrderedSubmitterTests {
             let log = Log()
             let inside = DispatchSemaphore(value: 0)
             let release = DispatchSemaphore(value: 0)
-            // The loop is kept busy, so what is submitted from this thread waits in its queue.
+            // The loop is kept busy, so what is submitted from this thread waits in its queue; then the loop itself
+            // submits, in the same turn: it must queue behind them, not run at once.
             loop.execute {
                 inside.signal()
                 release.wait()
+                submitter.submit((log, 100)) { $0.0.append($0.1) }
             }
             inside.wait()
             for value in 0..<100 { submitter.submit((log, value)) { $0.0.append($0.1) } }
-            // On the loop, after those: queued behind them, not run at once.
-            loop.execute { submitter.submit((log, 100)) { $0.0.append($0.1) } }
             release.signal()
             try await loop.submit {}.get()
             try await loop.submit {}.get()
