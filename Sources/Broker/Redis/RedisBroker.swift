@@ -81,14 +81,7 @@ public final class RedisBroker: Broker {
     private struct State {
         var connected: Connected?
         var subscriptions: [SessionID: Subscription] = [:]
-        var outageStarted: ContinuousClock.Instant? = .now
-        var problem = "not connected yet"
-        var everConnected = false
-        /// The last time Redis refused to store, and what it said; nil once a probe write was accepted.
-        var refusal: (at: ContinuousClock.Instant, message: String)?
-        var probing = false
-        /// When health last asked Redis with a probe write.
-        var lastProbe: ContinuousClock.Instant?
+        var link = RedisLinkState(now: .now)
     }
 
     private let configuration: Configuration
@@ -117,12 +110,12 @@ public final class RedisBroker: Broker {
     }
 
     private func keepConnected() async {
-        var backoff = configuration.initialBackoff
+        var backoff = RedisLinkState.Backoff(initial: configuration.initialBackoff, maximum: configuration.maximumBackoff)
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             do {
                 let connected = try await connect()
                 let resubscribed = try await install(connected)
-                backoff = configuration.initialBackoff
+                backoff.reset()
                 await redeliverLogs(of: resubscribed, over: connected.commands[0])
                 await waitUntilEitherCloses(connected)
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
@@ -130,18 +123,16 @@ public final class RedisBroker: Broker {
             } catch {
                 markDown("\(error)")
             }
-            // Jitter keeps many nodes from reconnecting in lockstep after a Redis restart.
-            let delay = backoff * Double.random(in: 0.5...1.0)
+            let delay = backoff.nextDelay(jitter: Double.random(in: 0.5...1.0))
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
             } catch {
                 break
             }
-            backoff = min(backoff * 2, configuration.maximumBackoff)
         }
         let connected = state.withLock { state in
             defer { state.connected = nil }
-            state.problem = "shut down"
+            state.link.shutDown()
             return state.connected
         }
         connected?.closeAll()
@@ -195,12 +186,8 @@ public final class RedisBroker: Broker {
                 for id in batch { state.subscriptions[id]?.confirmed = confirmed }
                 confirmations.append(confirmed)
             }
-            let outage = state.outageStarted.map { ContinuousClock.now - $0 }
-            let wasConnected = state.everConnected
-            state.outageStarted = nil
-            state.everConnected = true
-            state.problem = "ok"
-            return (ids, confirmations, wasConnected ? outage : nil)
+            let outage = state.link.connected(now: .now)
+            return (ids, confirmations, outage)
         }
         for confirmation in confirmations {
             for reply in try await confirmation.get() { try reply.throwingError() }
@@ -288,11 +275,7 @@ public final class RedisBroker: Broker {
             let connected = state.connected
             state.connected = nil
             for id in state.subscriptions.keys { state.subscriptions[id]?.confirmed = nil }
-            // Once per outage; before the first connection, once per distinct problem.
-            let first = state.outageStarted == nil || (!state.everConnected && state.problem != problem)
-            state.problem = problem
-            if state.outageStarted == nil { state.outageStarted = .now }
-            return (connected, first)
+            return (connected, state.link.wentDown(problem, now: .now))
         }
         connected?.closeAll()
         if firstFailure {
@@ -401,7 +384,7 @@ public final class RedisBroker: Broker {
 
     public func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {
         let (connection, scriptHash) = try state.withLock { state throws(BrokerError) -> (RedisConnection, String) in
-            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
+            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
             return (connected.commandsForThisLoop, side == .pc ? connected.holdScript : connected.holdPhoneScript)
         }
         let hold = String(configuration.presenceHold.milliseconds)
@@ -498,40 +481,24 @@ public final class RedisBroker: Broker {
             let interval = configuration.refusalProbeInterval
             let (health, probe) = state.withLock { state -> (BrokerHealth, (RedisConnection, ContinuousClock.Instant?)?) in
                 guard let connected = state.connected else {
-                    return (BrokerHealth(isAvailable: false, detail: "redis unreachable: \(state.problem)"), nil)
+                    return (BrokerHealth(isAvailable: false, detail: "redis unreachable: \(state.link.problem)"), nil)
                 }
-                guard let refusal = state.refusal else {
-                    // No refusal met by this node's own writes. A node that holds no stream may write nothing for a
-                    // while, so health still asks Redis with a probe write now and then, and readiness fails on
-                    // every node that is asked while Redis refuses to store, not only on those that wrote.
-                    guard !state.probing, state.lastProbe.map({ ContinuousClock.now - $0 >= interval }) ?? true else { return (.ok, nil) }
-                    state.probing = true
-                    state.lastProbe = .now
-                    return (.ok, (connected.commandsForThisLoop, nil))
-                }
-                let health = BrokerHealth(isAvailable: true, detail: "ok", refusal: "redis refuses to store: \(refusal.message)")
-                guard !state.probing, ContinuousClock.now - refusal.at >= interval else { return (health, nil) }
-                state.probing = true
-                state.lastProbe = .now
-                return (health, (connected.commandsForThisLoop, refusal.at))
+                let health = state.link.refusal.map {
+                    BrokerHealth(isAvailable: true, detail: "ok", refusal: "redis refuses to store: \($0.message)")
+                } ?? .ok
+                guard case .probe(let refusedAt) = state.link.probeDue(now: .now, interval: interval) else { return (health, nil) }
+                return (health, (connected.commandsForThisLoop, refusedAt))
             }
             guard let (connection, refusedAt) = probe else { return health }
-            let reply = try? await connection.send(["SET", "tandem:{probe}:writable", "1", "PX", "1000"]).get()
+            let reply: RedisLinkState.ProbeReply
+            switch try? await connection.send(["SET", "tandem:{probe}:writable", "1", "PX", "1000"]).get() {
+            case .simpleString?: reply = .stored
+            case .error(let message)? where Self.refusalKind(message) != nil: reply = .refused(message)
+            default: reply = .noAnswer
+            }
             let (recovered, refusal) = state.withLock { state -> (Bool, String?) in
-                state.probing = false
-                switch reply {
-                case .simpleString?:
-                    // Only the refusal this probe answers: a newer one has not been answered yet.
-                    guard let refusedAt, state.refusal?.at == refusedAt else { return (false, state.refusal?.message) }
-                    state.refusal = nil
-                    return (true, nil)
-                case .error(let message)? where Self.refusalKind(message) != nil:
-                    state.refusal = (.now, message)
-                    return (false, message)
-                default:
-                    // No answer: the connection's own timeout and the reconnect loop deal with that.
-                    return (false, state.refusal?.message)
-                }
+                let recovered = state.link.probeAnswered(reply, answering: refusedAt, now: .now)
+                return (recovered, state.link.refusal?.message)
             }
             if recovered {
                 logger.notice("Redis stores again", metadata: ["redis": "\(configuration.url)"])
@@ -549,7 +516,7 @@ public final class RedisBroker: Broker {
 
     private func commandConnection() throws(BrokerError) -> RedisConnection {
         try state.withLock { state throws(BrokerError) -> RedisConnection in
-            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
+            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
             return connected.commandsForThisLoop
         }
     }
@@ -568,10 +535,7 @@ public final class RedisBroker: Broker {
 
     /// Remembers a refusal for health (readiness); logged once per episode, not per request.
     private func refused(_ message: String) {
-        let first = state.withLock { state -> Bool in
-            defer { state.refusal = (.now, message) }
-            return state.refusal == nil
-        }
+        let first = state.withLock { $0.link.refused(message, now: .now) }
         if first {
             logger.warning(
                 "Redis refuses to store; answering 503 and reporting not ready",
@@ -582,7 +546,7 @@ public final class RedisBroker: Broker {
     /// EVALSHA, falling back to EVAL if Redis lost its script cache (SCRIPT FLUSH, or a failover).
     private func runScript(_ hash: KeyPath<Connected, String>, _ script: String, keys: [String], arguments: [String]) async throws -> RESPValue {
         let (connection, scriptHash) = try state.withLock { state throws(BrokerError) -> (RedisConnection, String) in
-            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.problem)") }
+            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
             return (connected.commandsForThisLoop, connected[keyPath: hash])
         }
         let tail = [String(keys.count)] + keys + arguments
