@@ -28,6 +28,12 @@ let package = Package(
             pkgConfig: "libqrencode",
             providers: [.apt(["libqrencode-dev"])]
         ),
+        // JSON values, their strict parser and compact writer, and a flat-object reader: one JSON for every module.
+        .target(
+            name: "JSON",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         // Work run on an event loop in the order it was submitted from any thread (HTTP's event streams, Redis commands).
         .target(
             name: "LoopOrder",
@@ -38,6 +44,7 @@ let package = Package(
         .target(
             name: "HTTP",
             dependencies: [
+                "JSON",
                 "LoopOrder",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -56,6 +63,7 @@ let package = Package(
             name: "Broker",
             dependencies: [
                 "CHiredis",
+                "JSON",
                 "LoopOrder",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -69,6 +77,7 @@ let package = Package(
             name: "App",
             dependencies: [
                 "HTTP",
+                "JSON",
                 "Broker",
                 .product(name: "Crypto", package: "swift-crypto"),
                 "CQRencode",
@@ -90,6 +99,7 @@ let package = Package(
             name: "Bench",
             dependencies: [
                 "HTTP",  // its byte-level ASCII helpers
+                "JSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -109,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "HTTPTests",
             dependencies: [
-                "HTTP", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
+                "HTTP", "JSON", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
                 // NIO's own HTTP/1 decoder (llhttp), which the hand parser is checked against.
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
@@ -124,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "BrokerTests",
             dependencies: [
-                "Broker", .product(name: "NIOCore", package: "swift-nio"),
+                "Broker", "JSON", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strictSettings
@@ -132,7 +142,7 @@ let package = Package(
         .testTarget(
             name: "AppTests",
             dependencies: [
-                "App", "HTTP", "Broker", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
+                "App", "HTTP", "Broker", "JSON", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],

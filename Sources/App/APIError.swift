@@ -1,4 +1,5 @@
 import HTTP
+import JSON
 import NIOHTTP1
 
 /// Every failure an endpoint answers, in one place: its HTTP status, its stable machine-readable `code`, its

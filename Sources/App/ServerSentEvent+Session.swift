@@ -1,5 +1,6 @@
 import Broker
 import HTTP
+import JSON
 
 extension ServerSentEvent {
     /// A stored event as the seed's client expects it: named `connected`, `input-started` or `complete`, with the

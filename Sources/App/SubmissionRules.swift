@@ -1,5 +1,6 @@
 import Broker
 import HTTP
+import JSON
 
 /// The seed's form rules: name and phone required, at most 20 and 15 characters. Characters are counted as people
 /// see them (grapheme clusters), so 山田太郎 is four, whatever its UTF-8 or UTF-16 length.

@@ -1,5 +1,6 @@
 import Broker
 import HTTP
+import JSON
 import NIOCore
 import NIOHTTP1
 import PropertyBased

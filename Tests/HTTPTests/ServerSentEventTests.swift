@@ -1,3 +1,4 @@
+import JSON
 import PropertyBased
 import HTTP
 import NIOCore

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import HTTP
+import JSON
 
 /// Where a setting's value came from, for `check-config` style reports and error messages.
 enum ConfigurationOrigin: String, Sendable {

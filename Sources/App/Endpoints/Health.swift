@@ -1,5 +1,6 @@
 import Broker
 import HTTP
+import JSON
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import HTTP
+import JSON
 import Logging
 import Synchronization
 

@@ -1,21 +1,32 @@
 /// A strict RFC 8259 parser into ``JSONValue``, reading UTF-8 bytes directly: request bodies are small and parsed
 /// on every POST, and a general-purpose decoder costs several times as much. Nesting is capped, so a hostile body of
 /// ten thousand `[` cannot exhaust the stack.
-struct JSONParser {
-    struct Failure: Error {}
+package struct JSONParser {
+    package struct Failure: Error {}
 
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
     private let maximumDepth: Int
 
     /// Parses one JSON value that makes up all of `bytes` (surrounding whitespace allowed).
-    static func parse(_ bytes: UnsafeRawBufferPointer, maximumDepth: Int = 64) throws(Failure) -> JSONValue {
+    package static func parse(_ bytes: UnsafeRawBufferPointer, maximumDepth: Int = 64) throws(Failure) -> JSONValue {
         var parser = JSONParser(bytes: bytes, maximumDepth: maximumDepth)
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
         parser.skipWhitespace()
         guard parser.index == bytes.count else { throw Failure() }
         return value
+    }
+
+    /// Reads the JSON string that starts at `index` (its opening quote) and moves `index` past it; nil, with `index`
+    /// anywhere, when it is not a well-formed string (bad escapes, control characters, invalid UTF-8, a lone
+    /// surrogate). The one string decoder of the code base, for readers that walk JSON themselves.
+    package static func string(in bytes: UnsafeRawBufferPointer, at index: inout Int) -> String? {
+        guard index >= 0, index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
+        var parser = JSONParser(bytes: bytes, maximumDepth: 0)
+        parser.index = index
+        defer { index = parser.index }
+        return try? parser.string()
     }
 
     private init(bytes: UnsafeRawBufferPointer, maximumDepth: Int) {
