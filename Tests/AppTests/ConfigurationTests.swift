@@ -10,6 +10,35 @@ import Testing
         #expect(loaded.origins.allSatisfy { $0.origin == .file }, "every knob is in config.json")
     }
 
+    /// Settings are declared once, in `TandemConfiguration.settings`: a stored property without its row would be
+    /// read from nowhere and ignored by equality and `check-config`.
+    @Test func everyStoredPropertyHasItsRowInTheSettingsTable() {
+        let properties = Mirror(reflecting: TandemConfiguration()).children.compactMap(\.label).filter { $0 != "origins" }
+        let keys = TandemConfiguration.settings.map(\.key)
+        #expect(keys.count == properties.count)
+        #expect(Set(keys).count == keys.count, "each key once")
+        #expect(Set(TandemConfiguration().effectiveValues.keys) == Set(keys))
+    }
+
+    /// Each row takes part in equality: a configuration read with one setting changed differs from the defaults.
+    @Test func everySettingTakesPartInEquality() throws {
+        let changed: [String: String] = [
+            "host": "127.0.0.1", "port": "1", "eventLoops": "1", "broker": "redis", "redis.url": "redis://x:1/0", "publicBaseURL": "http://a.b",
+            "session.ttlSeconds": "1", "pairing.graceSeconds": "60", "pairing.qrRotateSeconds": "5", "heartbeatSeconds": "1",
+            "sse.retryMilliseconds": "1", "sse.bufferedEvents": "1", "limits.maxHeaderBytes": "1024", "limits.maxBodyBytes": "256",
+            "limits.idleTimeoutSeconds": "1", "limits.requestTimeoutSeconds": "1", "limits.maxConnections": "1",
+            "limits.maxConnectionsPerAddress": "1", "limits.sessionsPerMinute": "1", "limits.requestsPerMinute": "1",
+            "trustedProxies": "10.0.0.1", "cors.allowedOrigins": "https://a.b", "drainTimeoutSeconds": "1", "defaultLanguage": "en",
+            "publicDirectory": "elsewhere", "logLevel": "debug", "logFormat": "json",
+        ]
+        #expect(Set(changed.keys) == Set(TandemConfiguration.settings.map(\.key)), "a value for every setting")
+        for (key, value) in changed {
+            let loaded = try TandemConfiguration.load(path: "config.json", environment: [:], overrides: [key: value])
+            #expect(loaded != TandemConfiguration(), "\(key)")
+            #expect(loaded.origins.first { $0.key == key }?.origin == .commandLine)
+        }
+    }
+
     @Test(arguments: [
         ("host", "HOST"), ("port", "PORT"), ("eventLoops", "EVENT_LOOPS"), ("broker", "BROKER"), ("redis.url", "REDIS_URL"),
         ("publicBaseURL", "PUBLIC_BASE_URL"), ("session.ttlSeconds", "SESSION_TTL_SECONDS"),

@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import HTTP
 import JSON
 
@@ -39,11 +34,9 @@ struct ConfigurationReader {
             self.file = [:]
             return
         }
-        let root: JSONValue
-        do {
-            root = try JSONDecoder().decode(JSONValue.self, from: Data(fileContents))
-        } catch {
-            throw ConfigurationError(description: "\(fileName) is not valid JSON: \(error)")
+        // The one strict JSON parser: a key written twice is refused, not resolved by guessing.
+        guard let root = JSONValue(parsing: fileContents) else {
+            throw ConfigurationError(description: "\(fileName) is not valid JSON (UTF-8, each key once)")
         }
         guard case .object = root else {
             throw ConfigurationError(description: "\(fileName) must hold a JSON object")
@@ -159,7 +152,7 @@ struct ConfigurationReader {
         let shown: String
         switch raw {
         case .text(let text)?: shown = "'\(text)'"
-        case .json(let value)?: shown = (try? String(decoding: JSONEncoder().encode(value), as: UTF8.self)) ?? "?"
+        case .json(let value)?: shown = value.compactText
         case nil: shown = "nothing"
         }
         let source =

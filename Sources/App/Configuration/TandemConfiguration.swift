@@ -68,64 +68,16 @@ struct TandemConfiguration: Sendable, Equatable {
         case json
     }
 
-    /// Where each value came from, in key order.
+    /// Where each value came from, in key order (not part of equality: see ``settings``).
     var origins: [(key: String, environmentName: String, origin: ConfigurationOrigin)] = []
 
     init() {}
 
+    /// Reads every setting of ``settings`` in order, then checks each value against the whole configuration (some
+    /// checks involve two settings), then refuses keys in the file that no setting read.
     init(reader: inout ConfigurationReader) throws(ConfigurationError) {
-        let defaults = TandemConfiguration()
-        host = try reader.string("host", default: defaults.host)
-        if host.isEmpty { throw reader.invalid("host", expected: "a host name or address", value: host) }
-        port = try reader.integer("port", default: defaults.port, in: 0...65535)
-        eventLoops = try reader.integer("eventLoops", default: defaults.eventLoops, in: 0...256)
-        broker = try reader.choice("broker", default: defaults.broker)
-        redisURL = try reader.string("redis.url", default: defaults.redisURL)
-        if broker == .redis, RedisURL(redisURL) == nil {
-            throw reader.invalid("redis.url", expected: "a URL like redis://host:6379/0", value: redisURL)
-        }
-        publicBaseURL = try reader.string("publicBaseURL", default: defaults.publicBaseURL)
-        if !publicBaseURL.isEmpty {
-            guard publicBaseURL.hasPrefix("http://") || publicBaseURL.hasPrefix("https://"),
-                URL(string: publicBaseURL)?.host?.isEmpty == false
-            else {
-                throw reader.invalid("publicBaseURL", expected: "empty or an origin like http://192.168.1.20:8080", value: publicBaseURL)
-            }
-            while publicBaseURL.hasSuffix("/") { publicBaseURL.removeLast() }
-        }
-        sessionTTLSeconds = try reader.integer("session.ttlSeconds", default: defaults.sessionTTLSeconds, in: 1...86_400)
-        pairingGraceSeconds = try reader.integer("pairing.graceSeconds", default: defaults.pairingGraceSeconds, in: 0...3600)
-        qrRotateSeconds = try reader.integer("pairing.qrRotateSeconds", default: defaults.qrRotateSeconds, in: 5...3600)
-        heartbeatSeconds = try reader.integer("heartbeatSeconds", default: defaults.heartbeatSeconds, in: 1...3600)
-        retryMilliseconds = try reader.integer("sse.retryMilliseconds", default: defaults.retryMilliseconds, in: 0...600_000)
-        // A grace shorter than the browser's reconnect delay would cancel every session whose stream blips.
-        if pairingGraceSeconds > 0, pairingGraceSeconds * 1000 < retryMilliseconds + 1000 {
-            throw reader.invalid(
-                "pairing.graceSeconds", expected: "0 (automatic) or at least sse.retryMilliseconds + 1 s (\(retryMilliseconds / 1000 + 1) s)",
-                value: String(pairingGraceSeconds))
-        }
-        bufferedEvents = try reader.integer("sse.bufferedEvents", default: defaults.bufferedEvents, in: 1...10_000)
-        maxHeaderBytes = try reader.integer("limits.maxHeaderBytes", default: defaults.maxHeaderBytes, in: 1024...1_048_576)
-        maxBodyBytes = try reader.integer("limits.maxBodyBytes", default: defaults.maxBodyBytes, in: 256...16_777_216)
-        idleTimeoutSeconds = try reader.integer("limits.idleTimeoutSeconds", default: defaults.idleTimeoutSeconds, in: 1...86_400)
-        requestTimeoutSeconds = try reader.integer("limits.requestTimeoutSeconds", default: defaults.requestTimeoutSeconds, in: 1...3600)
-        maxConnections = try reader.integer("limits.maxConnections", default: defaults.maxConnections, in: 1...1_000_000)
-        maxConnectionsPerAddress = try reader.integer("limits.maxConnectionsPerAddress", default: defaults.maxConnectionsPerAddress, in: 1...1_000_000)
-        sessionsPerMinute = try reader.integer("limits.sessionsPerMinute", default: defaults.sessionsPerMinute, in: 0...1_000_000)
-        requestsPerMinute = try reader.integer("limits.requestsPerMinute", default: defaults.requestsPerMinute, in: 0...1_000_000)
-        trustedProxies = try reader.string("trustedProxies", default: defaults.trustedProxies)
-        if TrustedProxies(Self.list(trustedProxies)) == nil {
-            throw reader.invalid("trustedProxies", expected: "comma-separated addresses or CIDR ranges like 10.0.0.0/8", value: trustedProxies)
-        }
-        corsOrigins = try reader.string("cors.allowedOrigins", default: defaults.corsOrigins)
-        for origin in Self.list(corsOrigins) where !(origin.hasPrefix("http://") || origin.hasPrefix("https://")) || origin.hasSuffix("/") {
-            throw reader.invalid("cors.allowedOrigins", expected: "comma-separated origins like https://example.com", value: corsOrigins)
-        }
-        drainTimeoutSeconds = try reader.integer("drainTimeoutSeconds", default: defaults.drainTimeoutSeconds, in: 0...3600)
-        defaultLanguage = try reader.choice("defaultLanguage", default: defaults.defaultLanguage)
-        publicDirectory = try reader.string("publicDirectory", default: defaults.publicDirectory)
-        logLevel = try reader.choice("logLevel", default: defaults.logLevel)
-        logFormat = try reader.choice("logFormat", default: defaults.logFormat)
+        for setting in Self.settings { try setting.read(&reader, &self) }
+        for setting in Self.settings { try setting.check(&self, reader) }
         try reader.rejectUnknownFileKeys()
         origins = reader.origins
     }
@@ -144,38 +96,69 @@ struct TandemConfiguration: Sendable, Equatable {
         return try TandemConfiguration(reader: &reader)
     }
 
+    /// Every setting, declared once: its key (the environment variable is derived from it), the property it fills,
+    /// its range or choices, and the checks that need more than its own value. Reading, equality and `check-config`'s
+    /// report all come from this table; a test checks that every stored property has its row.
+    static var settings: [ConfigurationSetting] {
+        [
+            .string("host", \.host, check: { value, _ in value.isEmpty ? "a host name or address" : nil }),
+            .integer("port", \.port, in: 0...65535),
+            .integer("eventLoops", \.eventLoops, in: 0...256),
+            .choice("broker", \.broker),
+            .string("redis.url", \.redisURL, shown: { value in RedisURL(value).flatMap { $0.password != nil ? $0.description : nil } ?? value }, check: { value, configuration in
+                configuration.broker == .redis && RedisURL(value) == nil ? "a URL like redis://host:6379/0" : nil
+            }),
+            .string("publicBaseURL", \.publicBaseURL, normalize: { value in
+                var value = value
+                while value.hasSuffix("/") { value.removeLast() }
+                return value
+            }, check: { value, _ in
+                guard !value.isEmpty else { return nil }
+                let isOrigin = (value.hasPrefix("http://") || value.hasPrefix("https://")) && URL(string: value)?.host?.isEmpty == false
+                return isOrigin ? nil : "empty or an origin like http://192.168.1.20:8080"
+            }),
+            .integer("session.ttlSeconds", \.sessionTTLSeconds, in: 1...86_400),
+            // A grace shorter than the browser's reconnect delay would cancel every session whose stream blips.
+            .integer("pairing.graceSeconds", \.pairingGraceSeconds, in: 0...3600, check: { value, configuration in
+                let retry = configuration.retryMilliseconds
+                guard value > 0, value * 1000 < retry + 1000 else { return nil }
+                return "0 (automatic) or at least sse.retryMilliseconds + 1 s (\(retry / 1000 + 1) s)"
+            }),
+            .integer("pairing.qrRotateSeconds", \.qrRotateSeconds, in: 5...3600),
+            .integer("heartbeatSeconds", \.heartbeatSeconds, in: 1...3600),
+            .integer("sse.retryMilliseconds", \.retryMilliseconds, in: 0...600_000),
+            .integer("sse.bufferedEvents", \.bufferedEvents, in: 1...10_000),
+            .integer("limits.maxHeaderBytes", \.maxHeaderBytes, in: 1024...1_048_576),
+            .integer("limits.maxBodyBytes", \.maxBodyBytes, in: 256...16_777_216),
+            .integer("limits.idleTimeoutSeconds", \.idleTimeoutSeconds, in: 1...86_400),
+            .integer("limits.requestTimeoutSeconds", \.requestTimeoutSeconds, in: 1...3600),
+            .integer("limits.maxConnections", \.maxConnections, in: 1...1_000_000),
+            .integer("limits.maxConnectionsPerAddress", \.maxConnectionsPerAddress, in: 1...1_000_000),
+            .integer("limits.sessionsPerMinute", \.sessionsPerMinute, in: 0...1_000_000),
+            .integer("limits.requestsPerMinute", \.requestsPerMinute, in: 0...1_000_000),
+            .string("trustedProxies", \.trustedProxies, check: { value, _ in
+                TrustedProxies(Self.list(value)) == nil ? "comma-separated addresses or CIDR ranges like 10.0.0.0/8" : nil
+            }),
+            .string("cors.allowedOrigins", \.corsOrigins, check: { value, _ in
+                let allOrigins = Self.list(value).allSatisfy { ($0.hasPrefix("http://") || $0.hasPrefix("https://")) && !$0.hasSuffix("/") }
+                return allOrigins ? nil : "comma-separated origins like https://example.com"
+            }),
+            .integer("drainTimeoutSeconds", \.drainTimeoutSeconds, in: 0...3600),
+            .choice("defaultLanguage", \.defaultLanguage),
+            .string("publicDirectory", \.publicDirectory),
+            .choice("logLevel", \.logLevel),
+            .choice("logFormat", \.logFormat),
+        ]
+    }
+
+    /// Equal when every setting is: where the values came from does not count.
     static func == (lhs: TandemConfiguration, rhs: TandemConfiguration) -> Bool {
-        lhs.host == rhs.host && lhs.port == rhs.port && lhs.eventLoops == rhs.eventLoops && lhs.broker == rhs.broker && lhs.redisURL == rhs.redisURL
-            && lhs.publicBaseURL == rhs.publicBaseURL && lhs.sessionTTLSeconds == rhs.sessionTTLSeconds
-            && lhs.pairingGraceSeconds == rhs.pairingGraceSeconds && lhs.qrRotateSeconds == rhs.qrRotateSeconds
-            && lhs.heartbeatSeconds == rhs.heartbeatSeconds && lhs.retryMilliseconds == rhs.retryMilliseconds
-            && lhs.bufferedEvents == rhs.bufferedEvents && lhs.maxHeaderBytes == rhs.maxHeaderBytes
-            && lhs.maxBodyBytes == rhs.maxBodyBytes && lhs.idleTimeoutSeconds == rhs.idleTimeoutSeconds
-            && lhs.requestTimeoutSeconds == rhs.requestTimeoutSeconds && lhs.maxConnections == rhs.maxConnections
-            && lhs.maxConnectionsPerAddress == rhs.maxConnectionsPerAddress && lhs.sessionsPerMinute == rhs.sessionsPerMinute
-            && lhs.requestsPerMinute == rhs.requestsPerMinute && lhs.trustedProxies == rhs.trustedProxies
-            && lhs.corsOrigins == rhs.corsOrigins
-            && lhs.drainTimeoutSeconds == rhs.drainTimeoutSeconds && lhs.defaultLanguage == rhs.defaultLanguage
-            && lhs.publicDirectory == rhs.publicDirectory && lhs.logLevel == rhs.logLevel && lhs.logFormat == rhs.logFormat
+        settings.allSatisfy { $0.isEqual(lhs, rhs) }
     }
 
     /// Every setting's effective value as text, by key, secrets masked (for `tandem check-config`).
     var effectiveValues: [String: String] {
-        var redis = redisURL
-        if let url = RedisURL(redisURL), url.password != nil { redis = url.description }
-        return [
-            "host": host, "port": String(port), "eventLoops": String(eventLoops), "broker": broker.rawValue, "redis.url": redis, "publicBaseURL": publicBaseURL,
-            "session.ttlSeconds": String(sessionTTLSeconds), "pairing.graceSeconds": String(pairingGraceSeconds),
-            "pairing.qrRotateSeconds": String(qrRotateSeconds), "heartbeatSeconds": String(heartbeatSeconds),
-            "sse.retryMilliseconds": String(retryMilliseconds), "sse.bufferedEvents": String(bufferedEvents),
-            "limits.maxHeaderBytes": String(maxHeaderBytes), "limits.maxBodyBytes": String(maxBodyBytes),
-            "limits.idleTimeoutSeconds": String(idleTimeoutSeconds), "limits.requestTimeoutSeconds": String(requestTimeoutSeconds),
-            "limits.maxConnections": String(maxConnections), "limits.maxConnectionsPerAddress": String(maxConnectionsPerAddress),
-            "limits.sessionsPerMinute": String(sessionsPerMinute), "limits.requestsPerMinute": String(requestsPerMinute),
-            "trustedProxies": trustedProxies, "cors.allowedOrigins": corsOrigins, "drainTimeoutSeconds": String(drainTimeoutSeconds),
-            "defaultLanguage": defaultLanguage.rawValue, "publicDirectory": publicDirectory, "logLevel": logLevel.rawValue,
-            "logFormat": logFormat.rawValue,
-        ]
+        Dictionary(uniqueKeysWithValues: Self.settings.map { ($0.key, $0.shown(self)) })
     }
 
     var sessionTTL: Duration { .seconds(sessionTTLSeconds) }
