@@ -243,11 +243,11 @@ func hold(_ target: RunningTarget, streams: Int, duration: Double, heartbeat: In
     line.add("client_processes", processes)
     if let probe {
         // A full handoff made while every stream was held: the node still serves people at that load.
-        line.addRaw("handoff_completed", probe.completed ? "true" : "false")
+        line.add("handoff_completed", probe.completed)
         line.add("handoff_ms", probe.milliseconds, digits: 1)
         if !probe.completed { failures.append("hold \(target.kind.rawValue): handoff under load failed: \(probe.detail)") }
     }
-    line.addRaw("statuses", statusesJSON(result.statuses))
+    line.add("statuses", statusesLine(result.statuses))
     emit(line)
     comparisons.record(.rssPerStream, target: target.kind, value: perStream)
     // nchan's shortfalls are findings, not failures of the bench; Tandem's are.
@@ -270,7 +270,7 @@ func flow(_ target: RunningTarget, concurrency: Int, duration: Double) throws {
     line.add("duration_s", duration)
     line.add("flows", r.flows)
     line.add("flows_per_s", Double(r.flows) / duration, digits: 1)
-    line.addRaw("latency_ms", latency.json)
+    line.add("latency_ms", latency.json)
     line.add("events_published", r.published)
     line.add("events_delivered", r.delivered)
     line.add("lost", r.lost)
@@ -282,7 +282,7 @@ func flow(_ target: RunningTarget, concurrency: Int, duration: Double) throws {
     line.add("server_cpu_window_s", windowCPU)
     line.add("server_cpu_per_flow_us", microsecondsPer(windowCPU, r.flows), digits: 1)
     line.add("client_cpu_s", outcome.clientCPU)
-    line.addRaw("statuses", statusesJSON(r.statuses))
+    line.add("statuses", statusesLine(r.statuses))
     emit(line)
     if r.lost > 0 || r.publishFailed > 0 || r.misordered > 0 || r.flows == 0 { failures.append("flow \(target.kind.rawValue): lost \(r.lost), failed \(r.publishFailed), flows \(r.flows)") }
 }
@@ -314,7 +314,7 @@ func fanout(
     line.add("published", r.published)
     line.add("delivered", r.delivered)
     line.add("delivered_per_s", Double(r.delivered) / duration, digits: 1)
-    line.addRaw("latency_ms", latency.json)
+    line.add("latency_ms", latency.json)
     line.add("lost", r.lost)
     line.add("unsent", r.unsent)
     line.add("publish_failed", r.publishFailed)
@@ -327,7 +327,7 @@ func fanout(
     line.add("server_cpu_window_s", windowCPU)
     line.add("server_cpu_per_event_us", cpuPerEvent, digits: 1)
     line.add("client_cpu_s", outcome.clientCPU)
-    line.addRaw("statuses", statusesJSON(r.statuses))
+    line.add("statuses", statusesLine(r.statuses))
     emit(line)
     if scenario == "fanout" {
         comparisons.record(.fanoutP99, target: target.kind, eventsPerStream: eventsPerStream, value: latency.p99)
