@@ -81,9 +81,10 @@ let package = Package(
         .executableTarget(
             name: "Bench",
             dependencies: [
-                "HTTP",  // its byte-level ASCII helpers
+                "HTTP",  // its byte-level ASCII helpers and JSON writer
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),
@@ -122,6 +123,15 @@ let package = Package(
                 "App", "HTTP", "Broker", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // tandem-bench's command line and its JSON lines, parsed and written in process (no server is started).
+        .testTarget(
+            name: "BenchTests",
+            dependencies: [
+                "Bench", "HTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),
