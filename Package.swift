@@ -99,9 +99,10 @@ let package = Package(
             name: "Bench",
             dependencies: [
                 "HTTP",  // its byte-level ASCII helpers
-                "JSON",
+                "JSON",  // its JSON writer
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),
@@ -145,6 +146,15 @@ let package = Package(
                 "App", "HTTP", "Broker", "JSON", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // tandem-bench's command line and its JSON lines, parsed and written in process (no server is started).
+        .testTarget(
+            name: "BenchTests",
+            dependencies: [
+                "Bench", "HTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),

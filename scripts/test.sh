@@ -62,7 +62,7 @@ stop_redis() {
 trap stop_redis EXIT
 for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-step "Swift tests: HTTP layer, broker contract (memory and Redis), app integration over real sockets (swift test)"
+step "Swift tests: HTTP layer, broker contract (memory and Redis), app integration over real sockets, the bench's command line (swift test)"
 TANDEM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0" swift test --skip-build
 
 step "End-to-end against the real binary: SSE through httpx-sse and sseclient-py; two nodes and one Redis; the PC and phone pages in headless Chromium, QR read by zbarimg (pytest Tests/e2e; screenshots in test-artifacts/browser/)"

@@ -45,5 +45,3 @@ struct Comparisons {
         return any ? line : nil
     }
 }
-
-nonisolated(unsafe) var comparisons = Comparisons()

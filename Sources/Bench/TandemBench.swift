@@ -1,0 +1,214 @@
+import ArgumentParser
+
+/// `tandem-bench`: one subcommand per scenario. Each takes only the flags it uses, so a misspelled or misplaced flag
+/// is refused instead of silently leaving a default in place. See BENCHMARKS.md.
+@main
+struct TandemBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tandem-bench",
+        abstract: "Measures Tandem, and nginx + nchan in the same run, on this machine: one JSON line per measure.",
+        discussion: "See BENCHMARKS.md. `tandem-bench help <scenario>` lists a scenario's flags and their defaults.",
+        subcommands: [Hold.self, Flow.self, Fanout.self, Knee.self, All.self, Smoke.self, Worker.self]
+    )
+
+    /// No scenario named: the help, with status 2 (a call without a scenario is a mistake, as it always was).
+    func run() throws {
+        print(Self.helpMessage())
+        throw ExitCode(2)
+    }
+}
+
+/// Help shared by several subcommands.
+enum Help {
+    static let target = ArgumentHelp(
+        "Comma-separated targets: \(TargetKind.allNames) (default: all four).", valueName: "list")
+    static let duration = ArgumentHelp("Seconds the measurement window lasts.", valueName: "seconds")
+    static let nchanChurn = ArgumentHelp(
+        "nchan only: a new channel and stream every N events, as Tandem's sessions (0: never).", valueName: "n")
+    static let rates = ArgumentHelp(
+        "Knee steps in events per second, comma-separated, run in this order (default: \(TandemBench.Knee.defaultRatesText)).",
+        valueName: "list")
+}
+
+extension TandemBench {
+    struct Hold: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Idle streams held open: the server's memory per stream, heartbeats, and one handoff under that load.")
+
+        @Option(help: Help.target, transform: TargetKind.list) var target: [TargetKind]?
+        @Option(help: "Idle streams.") var streams = 19000
+        @Option(help: "tandem-redis: Tandem nodes sharing one Redis (2: streams on A, publishes on B).") var nodes = 2
+        @Option(help: ArgumentHelp("Seconds the streams are held.", valueName: "seconds")) var duration = 20.0
+        @OptionGroup var client: ClientOptions
+        @OptionGroup var workers: HoldWorkerOptions
+
+        func validate() throws {
+            try Check.atLeast(1, streams, "--streams")
+            // startTarget runs at least two: one node alone would not show the hop through Redis.
+            try Check.atLeast(2, nodes, "--nodes")
+            try Check.positive(duration, "--duration")
+        }
+
+        func run() throws {
+            try BenchRun.execute(client, perWorker: workers.perWorker) { run in
+                for kind in target ?? TargetKind.allCases {
+                    run.withTarget(kind, nodes: nodes) { target in try run.hold(target, streams: streams, duration: duration) }
+                }
+            }
+        }
+    }
+
+    struct Flow: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Full handoffs back to back (stream, validate, input-started, submit, complete), Tandem only.")
+
+        @Option(
+            help: ArgumentHelp("Comma-separated Tandem targets (default: tandem-memory,tandem-redis).", valueName: "list"),
+            transform: TargetKind.list)
+        var target: [TargetKind]?
+        @Option(help: "Concurrent handoffs.") var flows = 1000
+        @Option(help: Help.duration) var duration = 10.0
+        @OptionGroup var client: ClientOptions
+
+        func validate() throws {
+            if let nchan = target?.first(where: { $0.flavor != .tandem }) {
+                throw ValidationError("flow measures Tandem only; \(nchan.rawValue) is not a Tandem target")
+            }
+            try Check.atLeast(1, flows, "--flows")
+            try Check.positive(duration, "--duration")
+        }
+
+        func run() throws {
+            try BenchRun.execute(client) { run in
+                for kind in target ?? [.tandemMemory, .tandemRedis] {
+                    run.withTarget(kind) { target in try run.flow(target, concurrency: flows, duration: duration) }
+                }
+            }
+        }
+    }
+
+    struct Fanout: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Events at a fixed rate to random ready streams: latency, losses, the server's CPU per event.")
+
+        @Option(help: Help.target, transform: TargetKind.list) var target: [TargetKind]?
+        @Option(help: "Streams.") var streams = 1000
+        @Option(help: "Events per second.") var rate = 1000.0
+        @Option(help: Help.duration) var duration = 10.0
+        @Option(help: Help.nchanChurn) var nchanChurn = 0
+        @OptionGroup var client: ClientOptions
+
+        func validate() throws {
+            try Check.atLeast(1, streams, "--streams")
+            try Check.positive(rate, "--rate")
+            try Check.positive(duration, "--duration")
+            try Check.atLeast(0, nchanChurn, "--nchan-churn")
+        }
+
+        func run() throws {
+            try BenchRun.execute(client) { run in
+                for kind in target ?? TargetKind.allCases {
+                    run.withTarget(kind) { target in
+                        try run.fanout(target, streams: streams, rate: rate, duration: duration, nchanChurn: nchanChurn)
+                    }
+                }
+            }
+        }
+    }
+
+    struct Knee: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fanout at rising rates: the highest step with p99 <= 10 ms, nothing lost and <= 1% unsent.")
+
+        static let defaultRates: [Double] = [
+            1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 16000, 20000, 24000, 32000, 40000, 48000, 64000,
+        ]
+        static var defaultRatesText: String { defaultRates.map { String(Int($0)) }.joined(separator: ",") }
+
+        @Option(help: Help.target, transform: TargetKind.list) var target: [TargetKind]?
+        @Option(help: "Streams.") var streams = 1000
+        @Option(help: Help.rates, transform: Check.rates) var rates: [Double]?
+        @Option(help: ArgumentHelp("Seconds each step lasts.", valueName: "seconds")) var duration = 5.0
+        @Option(help: Help.nchanChurn) var nchanChurn = 0
+        @OptionGroup var client: ClientOptions
+
+        func validate() throws {
+            try Check.atLeast(1, streams, "--streams")
+            try Check.positive(duration, "--duration")
+            try Check.atLeast(0, nchanChurn, "--nchan-churn")
+        }
+
+        func run() throws {
+            try BenchRun.execute(client) { run in
+                for kind in target ?? TargetKind.allCases {
+                    run.withTarget(kind) { target in
+                        try run.knee(target, streams: streams, rates: rates ?? Self.defaultRates, duration: duration, nchanChurn: nchanChurn)
+                    }
+                }
+            }
+        }
+    }
+
+    struct All: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "hold, then flow, fanout and knee on each target; nchan both in its own shape and in Tandem's.",
+            discussion: "fanout and knee run 1000 streams; --streams is hold's.")
+
+        @Option(help: Help.target, transform: TargetKind.list) var target: [TargetKind]?
+        @Option(help: "hold: idle streams.") var streams = 19000
+        @Option(help: ArgumentHelp("Seconds hold holds its streams.", valueName: "seconds")) var holdDuration = 20.0
+        @Option(help: "flow: concurrent handoffs.") var flows = 1000
+        @Option(help: ArgumentHelp("Seconds of the flow and fanout windows.", valueName: "seconds")) var duration = 10.0
+        @Option(help: "fanout: events per second.") var rate = 1000.0
+        @Option(help: Help.rates, transform: Check.rates) var rates: [Double]?
+        @Option(help: ArgumentHelp("Seconds each knee step lasts.", valueName: "seconds")) var kneeDuration = 5.0
+        @OptionGroup var client: ClientOptions
+        @OptionGroup var workers: HoldWorkerOptions
+
+        func validate() throws {
+            try Check.atLeast(1, streams, "--streams")
+            try Check.positive(holdDuration, "--hold-duration")
+            try Check.atLeast(1, flows, "--flows")
+            try Check.positive(duration, "--duration")
+            try Check.positive(rate, "--rate")
+            try Check.positive(kneeDuration, "--knee-duration")
+        }
+
+        func run() throws {
+            let rates = rates ?? Knee.defaultRates
+            try BenchRun.execute(client, perWorker: workers.perWorker) { run in
+                for kind in target ?? TargetKind.allCases {
+                    run.withTarget(kind) { target in try run.hold(target, streams: streams, duration: holdDuration) }
+                    run.withTarget(kind) { target in
+                        if kind.flavor == .tandem { try run.flow(target, concurrency: flows, duration: duration) }
+                        try run.fanout(target, streams: 1000, rate: rate, duration: duration)
+                        try run.knee(target, streams: 1000, rates: rates, duration: kneeDuration)
+                        if kind.flavor == .nchan {
+                            // nchan in Tandem's shape too: a new channel and stream every three events.
+                            try run.fanout(target, streams: 1000, rate: rate, duration: duration, nchanChurn: 3)
+                            try run.knee(target, streams: 1000, rates: rates, duration: kneeDuration, nchanChurn: 3)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    struct Smoke: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A few seconds of hold, flow and fanout on tandem-memory, small counts: exits 1 on any loss (CI).")
+
+        @OptionGroup var client: ClientOptions
+        @OptionGroup var workers: HoldWorkerOptions
+
+        func run() throws {
+            try BenchRun.execute(client, perWorker: workers.perWorker) { run in
+                run.withTarget(.tandemMemory, heartbeatSeconds: 1) { target in
+                    try run.hold(target, streams: 200, duration: 2.5, heartbeat: 1)
+                    try run.flow(target, concurrency: 50, duration: 2)
+                    try run.fanout(target, streams: 100, rate: 300, duration: 2)
+                }
+            }
+        }
+    }
+}
