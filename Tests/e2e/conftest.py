@@ -1,5 +1,5 @@
-"""Puts this folder on sys.path, so the tests import their shared helpers (tandem_e2e.py, tandem_browser.py) under
-any import mode and whichever way pytest is pointed at them (the folder or a single file)."""
+"""Puts this folder on sys.path, so the tests import their shared helpers (the tandem_e2e package, tandem_browser.py)
+under any import mode and whichever way pytest is pointed at them (the folder or a single file)."""
 
 import sys
 from pathlib import Path

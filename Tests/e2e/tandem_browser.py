@@ -1,6 +1,6 @@
 """What the two browser tests share (test_browser.py, test_browser_resume.py): headless Chromium driven by Debian's
-chromedriver, screenshots, bounded waits and what the PC page shows. Kept apart from tandem_e2e.py so that only the
-browser tests import Selenium."""
+chromedriver, screenshots, bounded waits and what the PC page shows. Kept apart from the tandem_e2e package so that
+only the browser tests import Selenium."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tandem_e2e import REPO_ROOT, Cluster, Node
+from tandem_e2e.nodes import REPO_ROOT, Cluster, Node
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 WAIT = 10.0  # one step of the UI (an SSE event, a dialog) must show within this

@@ -38,7 +38,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tandem_browser import ARTIFACTS, JA, WAIT, Pages, browsers, dialog, fill, pc_status, qr_loaded, serve_pages  # noqa: F401 (browsers: a fixture)
-from tandem_e2e import PHONE, Node
+from tandem_e2e.nodes import Node
+from tandem_e2e.phone import PHONE
 
 
 

@@ -25,7 +25,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tandem_browser import JA, Pages, chrome_options, quit_quietly, start_chrome
-from tandem_e2e import PHONE, Cluster, Node
+from tandem_e2e.nodes import Cluster, Node
+from tandem_e2e.phone import PHONE
 
 ARTICLE_CLIENT = Path(__file__).resolve().parent / "article_client"
 NAME = "山田<b>太郎</b>"

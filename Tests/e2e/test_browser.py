@@ -27,7 +27,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tandem_browser import JA, WAIT, Pages, browsers, dialog, fill, pc_status, press_escape, qr_loaded, serve_pages  # noqa: F401 (browsers: a fixture)
-from tandem_e2e import PHONE, Node
+from tandem_e2e.nodes import Node
+from tandem_e2e.phone import PHONE
 
 STOP_TIMEOUT = 5.0
 SHORT_TTL_SECONDS = 12

@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tandem_browser import JA, Pages, chrome_options, qr_loaded, quit_quietly, start_chrome
-from tandem_e2e import Cluster
+from tandem_e2e.nodes import Cluster
 
 # From Redis losing the session to the page showing a new one: the node's reconnect (~100 ms) and one new
 # session. Without the page's handler it would take the 2 s retry, a 404, and the 5 s pause of a young session.

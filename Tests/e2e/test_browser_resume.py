@@ -37,7 +37,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tandem_browser import JA, Pages, chrome_options, dialog, pc_status, qr_loaded, quit_quietly, start_chrome
-from tandem_e2e import NAME, PHONE, REQUEST_TIMEOUT, Cluster, Node
+from tandem_e2e.nodes import REQUEST_TIMEOUT, Cluster, Node
+from tandem_e2e.phone import NAME, PHONE
 
 HEARTBEAT_SECONDS = 2
 STOP_TIMEOUT = 15.0

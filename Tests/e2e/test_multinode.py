@@ -25,27 +25,21 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tandem_e2e import (
-    HEARTBEAT_SECONDS,
+from tandem_e2e.nodes import Cluster, Node
+from tandem_e2e.phone import (
     NAME,
-    PAIRING_CODE,
     PHONE,
-    Cluster,
-    Node,
-    RedisServer,
-    Stream,
     expect_input_started,
     expect_submitted,
     expect_valid,
-    flow_events,
-    full_flow,
     input_started,
-    is_session_info,
     new_session_id,
-    poll,
     submit,
     validate,
 )
+from tandem_e2e.processes import poll
+from tandem_e2e.redis_server import RedisServer
+from tandem_e2e.sse import HEARTBEAT_SECONDS, PAIRING_CODE, Stream, flow_events, full_flow, is_session_info
 
 # How long a node may take to notice that a stream's client went away and unsubscribe.
 UNSUBSCRIBE_WAIT = 5.0

@@ -18,7 +18,8 @@ Every wait is bounded: HTTP and Redis sockets have timeouts, processes are waite
 that read streams are daemons the tests only wait on with a deadline. Every process a test starts (redis-server,
 nginx's master and its workers, the nodes) is stopped by its PID when the test ends, passed or failed.
 
-Processes, Redis, nodes, streams and requests come from tandem_e2e.py, shared with the other end-to-end tests.
+Processes, Redis, nodes, streams and requests come from the tandem_e2e package, shared with the other end-to-end
+tests.
 """
 
 from __future__ import annotations
@@ -41,31 +42,20 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tandem_e2e import (
-    EVENT_WAIT,
-    HEARTBEAT_SECONDS,
-    REPO_ROOT,
-    REQUEST_TIMEOUT,
-    STARTUP_TIMEOUT,
-    STOP_TIMEOUT,
-    Cluster,
-    LoggedProcess,
-    Node,
-    RedisServer,
-    Stream,
+from tandem_e2e.nodes import REPO_ROOT, REQUEST_TIMEOUT, Cluster, Node
+from tandem_e2e.phone import (
     expect_input_started,
     expect_ok,
     expect_submitted,
     expect_valid,
-    flow_events,
-    free_loopback_port,
-    full_flow,
     input_started,
     new_session_id,
-    poll,
     submit,
     validate,
 )
+from tandem_e2e.processes import STARTUP_TIMEOUT, STOP_TIMEOUT, LoggedProcess, free_loopback_port, poll
+from tandem_e2e.redis_server import RedisServer
+from tandem_e2e.sse import EVENT_WAIT, HEARTBEAT_SECONDS, Stream, flow_events, full_flow
 
 NGINX_SAMPLE = REPO_ROOT / "deploy" / "nginx.conf"
 

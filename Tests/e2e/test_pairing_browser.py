@@ -42,7 +42,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tandem_browser import JA, WAIT, Pages, browsers, dialog, fill, pc_status, press_escape, qr_loaded  # noqa: F401 (browsers: a fixture)
-from tandem_e2e import NAME, PHONE, REQUEST_TIMEOUT, Cluster, Node
+from tandem_e2e.nodes import REQUEST_TIMEOUT, Cluster, Node
+from tandem_e2e.phone import NAME, PHONE
 
 GRACE_SECONDS = 3
 RETRY_MILLISECONDS = 1000

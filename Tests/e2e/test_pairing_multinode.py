@@ -13,18 +13,9 @@ import time
 
 import httpx
 
-from tandem_e2e import (
-    HEARTBEAT_SECONDS,
-    REQUEST_TIMEOUT,
-    Node,
-    PhoneStream,
-    Stream,
-    flow_events,
-    input_started,
-    new_session_id,
-    submit,
-    validate,
-)
+from tandem_e2e.nodes import REQUEST_TIMEOUT, Node
+from tandem_e2e.phone import input_started, new_session_id, submit, validate
+from tandem_e2e.sse import HEARTBEAT_SECONDS, PhoneStream, Stream, flow_events
 from test_multinode import RedisCluster, cluster  # noqa: F401 (the fixture)
 
 GRACE = 2.0

@@ -20,19 +20,11 @@ import pytest
 
 from test_multinode import RedisCluster
 
-from tandem_e2e import (
-    HEARTBEAT_SECONDS,
-    Node,
-    RedisServer,
-    Stream,
-    expect_input_started,
-    expect_valid,
-    input_started,
-    new_session_id,
-    poll,
-    submit,
-    validate,
-)
+from tandem_e2e.nodes import Node
+from tandem_e2e.phone import expect_input_started, expect_valid, input_started, new_session_id, submit, validate
+from tandem_e2e.processes import poll
+from tandem_e2e.redis_server import RedisServer
+from tandem_e2e.sse import HEARTBEAT_SECONDS, Stream
 
 # How long a node may take to notice Redis again, and how long readiness may lag a recovery (probe interval 1 s).
 RECOVERY_WAIT = 5.0

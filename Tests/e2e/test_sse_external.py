@@ -25,20 +25,9 @@ import pytest
 import sseclient
 from httpx_sse import EventSource, ServerSentEvent, connect_sse
 
-from tandem_e2e import (
-    HEARTBEAT_SECONDS,
-    NAME,
-    PAIRING_CODE,
-    PHONE,
-    REQUEST_TIMEOUT,
-    Cluster,
-    Node,
-    StreamThread,
-    expect_input_started,
-    expect_submitted,
-    expect_valid,
-    new_session_id,
-)
+from tandem_e2e.nodes import REQUEST_TIMEOUT, Cluster, Node
+from tandem_e2e.phone import NAME, PHONE, expect_input_started, expect_submitted, expect_valid, new_session_id
+from tandem_e2e.sse import HEARTBEAT_SECONDS, PAIRING_CODE, StreamThread
 
 TTL_SECONDS = 3
 STOP_TIMEOUT = 5.0

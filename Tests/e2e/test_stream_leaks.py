@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tandem_e2e import LOOPBACK, REQUEST_TIMEOUT, Cluster, Node
+from tandem_e2e.nodes import REQUEST_TIMEOUT, Cluster, Node
+from tandem_e2e.processes import LOOPBACK
 
 STREAMS = 1500
 THREADS = 6

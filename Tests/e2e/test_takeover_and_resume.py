@@ -15,20 +15,11 @@ import httpx
 
 from test_multinode import RedisCluster, cluster  # noqa: F401 (the fixture)
 
-from tandem_e2e import (
-    HEARTBEAT_SECONDS,
-    NAME,
-    PHONE,
-    Node,
-    RedisServer,
-    Stream,
-    flow_events,
-    input_started,
-    new_session_id,
-    poll,
-    submit,
-    validate,
-)
+from tandem_e2e.nodes import Node
+from tandem_e2e.phone import NAME, PHONE, input_started, new_session_id, submit, validate
+from tandem_e2e.processes import poll
+from tandem_e2e.redis_server import RedisServer
+from tandem_e2e.sse import HEARTBEAT_SECONDS, Stream, flow_events
 
 TOP = "18446744073709551615"
 

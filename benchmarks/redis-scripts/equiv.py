@@ -2,9 +2,9 @@
 # presence, and every corruption of RedisIntegrityTests) with both versions on twin sessions; prints each step where
 # a reply or the keys left behind differ.
 # Runs the same operations with two script versions on twin sessions and compares replies and resulting keys.
-import sys, time, itertools; import rb
+import sys, time; import rb
 port, A, B = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-r = rb.R(port)
+r = rb.connect(port)
 SA, SB = rb.scripts(A), rb.scripts(B)
 now = int(time.time() * 1000)
 def K(i, s): return "tandem:{%s}:%s" % (i, s)
@@ -20,11 +20,11 @@ def norm(x):
 def snap(i):
     out = []
     for k in ["session", "log", "opened", "pc", "phone"]:
-        key = K(i, k); t = r("TYPE", key)
-        v = r("HGETALL", key) if t == "hash" else r("LRANGE", key, 0, -1) if t == "list" else r("GET", key) if t == "string" else None
+        key = K(i, k); t = r.command("TYPE", key)
+        v = r.command("HGETALL", key) if t == "hash" else r.command("LRANGE", key, 0, -1) if t == "list" else r.command("GET", key) if t == "string" else None
         if t == "hash": v = tuple(sorted(zip(v[0::2], v[1::2])))
         if t == "list": v = tuple(v)
-        ttl = r("PTTL", key); out.append((k, t, v, 1 if ttl > 0 else ttl))
+        ttl = r.command("PTTL", key); out.append((k, t, v, 1 if ttl > 0 else ttl))
     return out
 def op(S, i, name):
     t = str(now * 1000)
@@ -74,7 +74,7 @@ bad = 0
 for n, seq in enumerate(SEQS):
     ia, ib = "eqa%06d%08x" % (n, now & 0xffffffff), "eqb%06d%08x" % (n, now & 0xffffffff)
     for step in seq.split():
-        ra, rb_ = norm(r.pipe([op(SA, ia, step)])[0]), norm(r.pipe([op(SB, ib, step)])[0])
+        ra, rb_ = norm(r.pipeline([op(SA, ia, step)])[0]), norm(r.pipeline([op(SB, ib, step)])[0])
         ra, rb_ = repr(ra).replace(ia, "ID"), repr(rb_).replace(ib, "ID")
         sa, sb = repr(snap(ia)).replace(ia, "ID"), repr(snap(ib)).replace(ib, "ID")
         if ra != rb_ or sa != sb:

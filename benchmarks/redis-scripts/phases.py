@@ -6,32 +6,32 @@
 # redis-server under `valgrind --tool=callgrind --callgrind-out-file=$CGDIR/cg.out.%p` and set CGPID (its PID) and
 # CGDIR: each phase is then counted with callgrind_control -z / -d (thousand instructions per operation). The label
 # "old" passes the arguments of the scripts before issue 15 (e43be3e). JSONL=file appends one line per run.
-import sys, time, threading, socket, os, random
+import sys, time, threading, os, random
 import rb
 port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 label = sys.argv[4] if len(sys.argv) > 4 else path
 S = rb.scripts(path)
-r = rb.R(port)
-sha = {k: r("SCRIPT", "LOAD", v).decode() for k, v in S.items()}
+r = rb.connect(port)
+sha = {k: r.command("SCRIPT", "LOAD", v).decode() for k, v in S.items()}
 pre = "%08x" % random.getrandbits(32)
 ids = ["%s%024x" % (pre, i) for i in range(n)]
 K = lambda i, s: "tandem:{%s}:%s" % (i, s)
 # a subscriber on every channel, as nodes do
-sub = rb.R(port)
+sub = rb.connect(port)
 for j in range(0, n, 500):
-    sub.s.sendall(b"".join(sub.enc(["SUBSCRIBE", K(i, "events")]) for i in ids[j:j+500]))
-    for _ in ids[j:j+500]: sub.read()
+    sub.send(*(["SUBSCRIBE", K(i, "events")] for i in ids[j:j+500]))
+    for _ in ids[j:j+500]: sub.read_reply()
 def drain():
     try:
-        while True: sub.s.recv(1 << 20)
+        while True: sub.sock.recv(1 << 20)
     except Exception: pass
 threading.Thread(target=drain, daemon=True).start()
 def cpu():
-    info = r("INFO", "cpu").decode()
+    info = r.command("INFO", "cpu").decode()
     d = dict(l.split(":") for l in info.split("\r\n") if ":" in l)
     return float(d["used_cpu_user"]) + float(d["used_cpu_sys"])
 def evalstat():
-    info = r("INFO", "commandstats").decode()
+    info = r.command("INFO", "commandstats").decode()
     for l in info.split("\r\n"):
         if l.startswith("cmdstat_evalsha:"):
             d = dict(kv.split("=") for kv in l.split(":", 1)[1].split(","))
@@ -54,7 +54,7 @@ def run(name, make, check=None):
     if CG: cg("-z")
     t0 = time.perf_counter()
     for j in range(0, n, 100):
-        replies = r.pipe([make(i) for i in ids[j:j+100]])
+        replies = r.pipeline([make(i) for i in ids[j:j+100]])
         for x in replies:
             if isinstance(x, Exception) or (check and not check(x)): raise SystemExit("%s: %r" % (name, x))
     dt = time.perf_counter() - t0

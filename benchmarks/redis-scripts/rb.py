@@ -1,42 +1,19 @@
-# A tiny RESP client and a phase-by-phase cost harness for Tandem's Redis scripts.
-import socket, re, sys, time, os, hashlib
+# Tandem's Redis scripts as a given RedisScripts.swift declares them (`scripts`), for the cost harness (phases.py) and
+# the A/B equivalence check (equiv.py), and the connection they talk to Redis through (`connect`).
+#
+# The RESP client is the repository's one, Tests/e2e/tandem_e2e/resp.py (tested by Tests/e2e/test_resp.py): it lives
+# with the end-to-end tests, its main user, and uses only the standard library, so these scripts put Tests/e2e on
+# sys.path and import it with a plain python3.
+import os, re, sys
 
-class R:
-    def __init__(s, port):
-        s.s = socket.create_connection(("127.0.0.1", port)); s.buf = b""
-        s.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    def enc(s, args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(out)
-    def fill(s):
-        d = s.s.recv(1 << 20)
-        if not d: raise EOFError
-        s.buf += d
-    def line(s):
-        while b"\r\n" not in s.buf: s.fill()
-        l, s.buf = s.buf.split(b"\r\n", 1); return l
-    def read(s):
-        l = s.line(); t = l[:1]; r = l[1:]
-        if t == b"+": return r.decode()
-        if t == b"-": return Exception(r.decode())
-        if t == b":": return int(r)
-        if t == b"$":
-            n = int(r)
-            if n < 0: return None
-            while len(s.buf) < n + 2: s.fill()
-            v, s.buf = s.buf[:n], s.buf[n+2:]; return v
-        if t == b"*":
-            n = int(r)
-            if n < 0: return None
-            return [s.read() for _ in range(n)]
-        raise ValueError(l)
-    def pipe(s, cmds):
-        s.s.sendall(b"".join(s.enc(c) for c in cmds))
-        return [s.read() for _ in cmds]
-    def __call__(s, *a): return s.pipe([a])[0]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "e2e"))
+from tandem_e2e.resp import RedisConnection  # noqa: E402 (after the sys.path insert)
+
+def connect(port):
+    """A connection to 127.0.0.1:port with bulk strings as bytes and no timeout (a redis-server run under callgrind is
+    slow): .command(*args) (raises an error reply), .pipeline(commands) (error replies as values), .send(*commands),
+    .read_reply(), .sock."""
+    return RedisConnection(port, timeout=None, decode=False)
 
 def scripts(path):
     src = open(path).read()
@@ -44,7 +21,6 @@ def scripts(path):
         return "\n".join(l[8:] if l.startswith("        ") else l.strip() for l in body.split("\n")) + "\n"
     decls = {}
     for m in re.finditer(r'    static let (\w+) = ((?:(?:checks|"""\n.*?\n\s*""")(?: \+ )?)+)\n', src, re.S):
-        parts = re.findall(r'checks|"""\n(.*?)\n\s*"""', m.group(2), re.S)
         toks = re.findall(r'(checks)|"""\n(.*?)\n\s*"""', m.group(2), re.S)
         decls[m.group(1)] = toks
     out = {}
