@@ -599,7 +599,9 @@ struct HTTPConnectionTests {
             _ = try await busy.readStreamingHead(timeout: .seconds(2))
 
             let queued = try await served.connect()
-            try await queued.send("GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\nGET /hello?name=second HTTP/1.1\r\nHost: t\r\n\r\n")
+            // Slow enough to be still in flight when the drain comes, however loaded the machine: at 300 ms a loaded
+            // full run once answered both requests before the drain, so neither said `Connection: close`.
+            try await queued.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\nGET /hello?name=second HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(await eventually { served.probe.snapshot.slowStarted == 1 })
 
             let events = try await served.connect()
@@ -616,7 +618,7 @@ struct HTTPConnectionTests {
             #expect(EventStreamParser.parse(streamed.text).map(\.data) == ["1", "2", "3"])
             // The slow response is sent, then the connection closes (the pipelined request after it may be answered
             // with `Connection: close`, or not at all; nothing else).
-            let slow = try await queued.readResponse(timeout: .seconds(2))
+            let slow = try await queued.readResponse(timeout: .seconds(4))
             #expect(slow.bodyText == "slow")
             if slow.header("connection") != "close" {
                 let second = try await queued.readResponse(timeout: .seconds(2))
