@@ -57,13 +57,20 @@ stop_redis() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     rm -rf "$redis_dir" || true
+    [ -n "${cluster_dir:-}" ] && scripts/redis-cluster.sh stop "$cluster_dir/nodes" || true
+    rm -rf "${cluster_dir:-}" || true
     exit "$status"
 }
 trap stop_redis EXIT
 for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-step "Swift tests: HTTP layer, broker contract (memory and Redis), app integration over real sockets, the bench's command line (swift test)"
-TANDEM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0" swift test --skip-build
+cluster_dir=$(mktemp -d)
+step "Starting a Redis Cluster for the cluster tests: six redis-server --cluster-enabled yes (3 masters, 3 replicas) on free loopback ports (scripts/redis-cluster.sh)"
+cluster_nodes=$(scripts/redis-cluster.sh start "$cluster_dir/nodes")
+echo "cluster nodes: $cluster_nodes"
+
+step "Swift tests: HTTP layer, broker contract (memory and Redis), Redis Cluster slots and topology, app integration over real sockets, the bench's command line (swift test)"
+TANDEM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0" TANDEM_TEST_REDIS_CLUSTER_NODES="$cluster_nodes" swift test --skip-build
 
 step "End-to-end against the real binary: SSE through httpx-sse and sseclient-py; two nodes and one Redis; the PC and phone pages in headless Chromium, QR read by zbarimg (pytest Tests/e2e; screenshots in test-artifacts/browser/)"
 TANDEM_BINARY="$PWD/.build/debug/tandem" "$venv/bin/python" -m pytest -q Tests/e2e
