@@ -74,4 +74,111 @@ struct RedisClusterLiveTests {
         defer { right.close() }
         #expect(try await right.send(["SET", key, "1", "PX", "5000"]).get() == .simpleString("OK"))
     }
+
+    // MARK: The client
+
+    private func client() throws -> RedisClusterClient {
+        RedisClusterClient(configuration: .init(seeds: try #require(Self.seeds), commandTimeout: .seconds(2)))
+    }
+
+    private func direct(_ node: RedisClusterTopology.Node) async throws -> RedisConnection {
+        try await connect(try #require(RedisURL("redis://\(node.host):\(node.port)/0")))
+    }
+
+    /// A key of a fresh session whose slot holds no key at all, so the slot can be moved without migrating keys.
+    private func keyInAnEmptySlot(_ topology: RedisClusterTopology) async throws -> String {
+        for _ in 0..<50 {
+            let key = "tandem:{\(UUID().uuidString)}:record"
+            let owner = try #require(topology.master(ofKey: key))
+            let connection = try await direct(owner)
+            defer { connection.close() }
+            let count = try await connection.send(["CLUSTER", "COUNTKEYSINSLOT", String(RedisClusterSlot.of(key))]).get()
+            if count == .integer(0) { return key }
+        }
+        throw RedisNotConfigured()
+    }
+
+    /// Runs `arguments` on every master (to reassign a slot, every master is told).
+    private func onEveryMaster(_ topology: RedisClusterTopology, _ arguments: [String]) async throws {
+        for master in topology.masters {
+            let connection = try await direct(master)
+            defer { connection.close() }
+            let reply = try await connection.send(arguments).get()
+            #expect(reply == .simpleString("OK"), "\(arguments) on \(master.port): \(reply)")
+        }
+    }
+
+    @Test(.enabled(if: enabled)) func commandsReachTheMasterOfTheirKeysSlotOnEveryShard() async throws {
+        let client = try client()
+        defer { client.close() }
+        let topology = try await client.refreshTopology()
+        var owners = Set<Int>()
+        for index in 0..<300 {
+            let key = "tandem:{live\(index)-\(UUID().uuidString)}:record"
+            #expect(try await client.send(["SET", key, "v\(index)", "PX", "30000"], key: key) == .simpleString("OK"))
+            #expect(try await client.send(["GET", key], key: key).string == "v\(index)")
+            let owner = try #require(topology.master(ofKey: key))
+            owners.insert(owner.port)
+            if index % 50 == 0 {
+                // It is on the owner itself, not forwarded.
+                let connection = try await direct(owner)
+                #expect(try await connection.send(["GET", key]).get().string == "v\(index)")
+                connection.close()
+            }
+        }
+        #expect(owners.count == 3, "keys landed on every master")
+    }
+
+    @Test(.enabled(if: enabled)) func aSlotMovedToAnotherMasterIsFollowedAndTheTopologyRead() async throws {
+        let client = try client()
+        defer { client.close() }
+        let before = try await client.refreshTopology()
+        let key = try await keyInAnEmptySlot(before)
+        let slot = String(RedisClusterSlot.of(key))
+        let owner = try #require(before.master(ofKey: key))
+        let newOwner = try #require(before.masters.first { $0 != owner })
+        #expect(try await client.send(["GET", key], key: key) == .null)
+        try await onEveryMaster(before, ["CLUSTER", "SETSLOT", slot, "NODE", newOwner.id])
+        do {
+            // The client still believes the old owner: it is told MOVED, reads the topology, and goes there.
+            #expect(try await client.send(["SET", key, "moved", "PX", "30000"], key: key) == .simpleString("OK"))
+            #expect(client.topology?.master(ofKey: key) == newOwner)
+            let connection = try await direct(newOwner)
+            #expect(try await connection.send(["GET", key]).get().string == "moved")
+            connection.close()
+            _ = try await client.send(["DEL", key], key: key)
+        }
+        try await onEveryMaster(before, ["CLUSTER", "SETSLOT", slot, "NODE", owner.id])
+    }
+
+    @Test(.enabled(if: enabled)) func aSlotBeingMigratedIsAskedOnceAtItsTargetWithoutChangingTheTopology() async throws {
+        let client = try client()
+        defer { client.close() }
+        let topology = try await client.refreshTopology()
+        let key = try await keyInAnEmptySlot(topology)
+        let slot = String(RedisClusterSlot.of(key))
+        let source = try #require(topology.master(ofKey: key))
+        let target = try #require(topology.masters.first { $0 != source })
+        let sourceConnection = try await direct(source)
+        let targetConnection = try await direct(target)
+        defer {
+            sourceConnection.close()
+            targetConnection.close()
+        }
+        #expect(try await targetConnection.send(["CLUSTER", "SETSLOT", slot, "IMPORTING", source.id]).get() == .simpleString("OK"))
+        #expect(try await sourceConnection.send(["CLUSTER", "SETSLOT", slot, "MIGRATING", target.id]).get() == .simpleString("OK"))
+        // The key is not on the source: it answers ASK, and the client sends ASKING + SET to the target.
+        #expect(try await client.send(["SET", key, "asked", "PX", "30000"], key: key) == .simpleString("OK"))
+        #expect(client.topology?.master(ofKey: key) == source, "ASK changes nothing for the next commands")
+        let asking = targetConnection.send(["ASKING"])
+        let value = targetConnection.send(["GET", key])
+        _ = try await asking.get()
+        #expect(try await value.get().string == "asked")
+        let askingAgain = targetConnection.send(["ASKING"])
+        let deleted = targetConnection.send(["DEL", key])
+        _ = try await askingAgain.get()
+        #expect(try await deleted.get() == .integer(1))
+        #expect(try await targetConnection.send(["CLUSTER", "SETSLOT", slot, "STABLE"]).get() == .simpleString("OK"))
+        #expect(try await sourceConnection.send(["CLUSTER", "SETSLOT", slot, "STABLE"]).get() == .simpleString("OK"))
+    }
 }
