@@ -42,9 +42,24 @@ func sourceAddresses(_ count: Int, offset: Int) -> [SocketAddress] {
 /// Runs `plan`: opens every stream, calls `established`, runs the window, calls `windowEnded`, waits for what is
 /// still in flight (up to the loss deadline), closes everything. Bounded in time at every step.
 func runInProcess(_ plan: RunPlan, established: () -> Void = {}, windowEnded: () -> Void = {}, waitForGo: () -> Void = {}) throws -> RunOutcome {
-    let cpuStart = selfCPUSeconds()
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: plan.threads)
+    try withEventLoopGroup(threads: plan.threads) { group in
+        try run(plan, on: group, established: established, windowEnded: windowEnded, waitForGo: waitForGo)
+    }
+}
+
+/// The runner is synchronous (it blocks its own thread between the steps of a window, which NIO's async
+/// `withEventLoopGroup` does not allow), so this is that function's synchronous twin: the group lives exactly as long
+/// as `body`, and is shut down on every way out of it.
+func withEventLoopGroup<Result>(threads: Int, _ body: (MultiThreadedEventLoopGroup) throws -> Result) throws -> Result {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     defer { try? group.syncShutdownGracefully() }
+    return try body(group)
+}
+
+private func run(
+    _ plan: RunPlan, on group: MultiThreadedEventLoopGroup, established: () -> Void, windowEnded: () -> Void, waitForGo: () -> Void
+) throws -> RunOutcome {
+    let cpuStart = selfCPUSeconds()
     let nonce = String(UInt64.random(in: 0..<UInt64(1) << 40), radix: 36)
     var shards: [Shard] = []
     var loops = group.makeIterator()
