@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import Broker
@@ -180,5 +181,72 @@ struct RedisClusterLiveTests {
         #expect(try await deleted.get() == .integer(1))
         #expect(try await targetConnection.send(["CLUSTER", "SETSLOT", slot, "STABLE"]).get() == .simpleString("OK"))
         #expect(try await sourceConnection.send(["CLUSTER", "SETSLOT", slot, "STABLE"]).get() == .simpleString("OK"))
+    }
+
+    // MARK: Sharded Pub/Sub
+
+    private final class Inbox: Sendable {
+        let messages = Mutex<[(String, String)]>([])
+        let resubscribed = Mutex<[String]>([])
+
+        func waitFor(_ condition: @escaping @Sendable (Inbox) -> Bool) async -> Bool {
+            for _ in 0..<100 {
+                if condition(self) { return true }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return condition(self)
+        }
+    }
+
+    private func subscriber(_ client: RedisClusterClient, _ inbox: Inbox) -> RedisClusterSubscriber {
+        RedisClusterSubscriber(
+            client: client,
+            onMessage: { channel, payload in inbox.messages.withLock { $0.append((channel, String(decoding: payload, as: UTF8.self))) } },
+            onResubscribed: { channel in inbox.resubscribed.withLock { $0.append(channel) } })
+    }
+
+    @Test(.enabled(if: enabled)) func aShardChannelIsHeardAtItsSlotsMasterAndNotAfterItIsUnsubscribed() async throws {
+        let client = try client()
+        let inbox = Inbox()
+        let subscriber = subscriber(client, inbox)
+        defer {
+            subscriber.close()
+            client.close()
+        }
+        let topology = try await client.refreshTopology()
+        let channel = "tandem:{\(UUID().uuidString)}:events"
+        try await subscriber.subscribe(channel)
+        let owner = try #require(topology.master(ofKey: channel))
+        #expect(subscriber.subscription(of: channel)?.port == owner.port)
+        #expect(try await client.send(["SPUBLISH", channel, "one"], key: channel) == .integer(1))
+        #expect(await inbox.waitFor { $0.messages.withLock { $0.map(\.1) } == ["one"] })
+        try await subscriber.unsubscribe(channel)
+        #expect(try await client.send(["SPUBLISH", channel, "two"], key: channel) == .integer(0), "nobody listens any more")
+        #expect(subscriber.subscription(of: channel) == nil)
+    }
+
+    @Test(.enabled(if: enabled)) func aShardChannelWhoseSlotMovesIsSubscribedAgainAtTheNewOwner() async throws {
+        let client = try client()
+        let inbox = Inbox()
+        let subscriber = subscriber(client, inbox)
+        defer {
+            subscriber.close()
+            client.close()
+        }
+        let before = try await client.refreshTopology()
+        let key = try await keyInAnEmptySlot(before)
+        let channel = key.replacingOccurrences(of: ":record", with: ":events")
+        let slot = String(RedisClusterSlot.of(channel))
+        let owner = try #require(before.master(ofKey: channel))
+        let newOwner = try #require(before.masters.first { $0 != owner })
+        try await subscriber.subscribe(channel)
+        try await onEveryMaster(before, ["CLUSTER", "SETSLOT", slot, "NODE", newOwner.id])
+        // The old owner unsubscribes its subscribers (sunsubscribe); the subscriber goes to the new owner and says so.
+        #expect(await inbox.waitFor { $0.resubscribed.withLock { $0 } == [channel] })
+        #expect(subscriber.subscription(of: channel)?.port == newOwner.port)
+        #expect(try await client.send(["SPUBLISH", channel, "after the move"], key: channel) == .integer(1))
+        #expect(await inbox.waitFor { $0.messages.withLock { $0.map(\.1) } == ["after the move"] })
+        try await subscriber.unsubscribe(channel)
+        try await onEveryMaster(before, ["CLUSTER", "SETSLOT", slot, "NODE", owner.id])
     }
 }

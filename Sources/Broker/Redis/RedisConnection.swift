@@ -17,14 +17,18 @@ final class RedisConnection: Sendable {
 
     /// Connects, authenticates and selects the database.
     /// - Parameters:
-    ///   - onMessage: for a subscriber connection, called on the event loop with each pushed (channel, payload).
+    ///   - onMessage: for a subscriber connection, called on the event loop with each pushed (channel, payload), of a
+    ///     channel (`message`) or a shard channel (`smessage`).
+    ///   - onShardUnsubscribed: for a sharded subscriber connection, called on the event loop with a shard channel the
+    ///     server unsubscribed by itself (its slot moved to another node, or a failover).
     ///   - commandTimeout: a reply slower than this closes the connection (one sweep per connection, not a timer
     ///     per command), which fails what is pending and lets the owner reconnect.
     static func connect(
         to url: RedisURL,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         commandTimeout: Duration,
-        onMessage: (@Sendable (String, [UInt8]) -> Void)? = nil
+        onMessage: (@Sendable (String, [UInt8]) -> Void)? = nil,
+        onShardUnsubscribed: (@Sendable (String) -> Void)? = nil
     ) async throws -> RedisConnection {
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -33,7 +37,7 @@ final class RedisConnection: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(ByteToMessageHandler(try RESPDecoder()))
-                    try sync.addHandler(RedisCommandHandler(commandTimeout: commandTimeout, onMessage: onMessage))
+                    try sync.addHandler(RedisCommandHandler(commandTimeout: commandTimeout, onMessage: onMessage, onShardUnsubscribed: onShardUnsubscribed))
                 }
             }
             .connect(host: url.host, port: url.port)
@@ -69,7 +73,8 @@ final class RedisConnection: Sendable {
             promise.fail(BrokerError(.protocolViolation, "could not format a Redis command"))
             return promise.futureResult
         }
-        let request = RedisRequest(bytes: bytes, replies: replies, promise: promise)
+        let request = RedisRequest(
+            bytes: bytes, replies: replies, promise: promise, isShardUnsubscribe: arguments.first?.uppercased() == "SUNSUBSCRIBE")
         // Commands reach Redis in the order `send` was called (SUBSCRIBE and UNSUBSCRIBE of one session, sent under
         // the broker's lock, must not swap places).
         sends.submit((self, request)) { connection, request in connection.write(request) }
@@ -100,6 +105,8 @@ struct RedisRequest {
     var bytes: [UInt8]
     var replies: Int
     var promise: EventLoopPromise<[RESPValue]>
+    /// A `SUNSUBSCRIBE` sent by us: its replies look like the server's own unsubscribe pushes.
+    var isShardUnsubscribe = false
 }
 
 /// Turns bytes into replies with hiredis's reader.
@@ -140,6 +147,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         var replies: [RESPValue]
         var promise: EventLoopPromise<[RESPValue]>
         var sentAt: NIODeadline
+        var isShardUnsubscribe: Bool
     }
 
     private var pending = CircularBuffer<Pending>()
@@ -148,12 +156,14 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private var lastReplyAt = NIODeadline.now()
     private let commandTimeout: TimeAmount
     private let onMessage: (@Sendable (String, [UInt8]) -> Void)?
+    private let onShardUnsubscribed: (@Sendable (String) -> Void)?
     private var sweep: RepeatedTask?
     private var flushScheduled = false
 
-    init(commandTimeout: Duration, onMessage: (@Sendable (String, [UInt8]) -> Void)?) {
+    init(commandTimeout: Duration, onMessage: (@Sendable (String, [UInt8]) -> Void)?, onShardUnsubscribed: (@Sendable (String) -> Void)? = nil) {
         self.commandTimeout = TimeAmount(commandTimeout)
         self.onMessage = onMessage
+        self.onShardUnsubscribed = onShardUnsubscribed
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -177,7 +187,10 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        pending.append(Pending(remaining: request.replies, replies: [], promise: request.promise, sentAt: .now()))
+        pending.append(
+            Pending(
+                remaining: request.replies, replies: [], promise: request.promise, sentAt: .now(),
+                isShardUnsubscribe: request.isShardUnsubscribe))
         var buffer = context.channel.allocator.buffer(capacity: request.bytes.count)
         buffer.writeBytes(request.bytes)
         context.write(wrapOutboundOut(buffer), promise: promise)
@@ -201,6 +214,12 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         lastReplyAt = .now()
         if let onMessage, let message = Self.pushedMessage(reply) {
             onMessage(message.channel, message.payload)
+            return
+        }
+        // `["sunsubscribe", channel, count]` answers our SUNSUBSCRIBE, or is the server's own notice that the slot
+        // left this node: a notice when no SUNSUBSCRIBE of ours waits for its replies.
+        if let onShardUnsubscribed, pending.first?.isShardUnsubscribe != true, let channel = Self.shardUnsubscribeNotice(reply) {
+            onShardUnsubscribed(channel)
             return
         }
         guard var first = pending.first else {
@@ -243,11 +262,17 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         while let request = pending.popFirst() { request.promise.fail(error) }
     }
 
-    /// `["message", channel, payload]`, the only push a subscriber connection gets besides (un)subscribe replies.
+    /// `["message", channel, payload]` or `["smessage", channel, payload]`: the messages a subscriber connection gets
+    /// besides (un)subscribe replies.
     private static func pushedMessage(_ reply: RESPValue) -> (channel: String, payload: [UInt8])? {
-        guard case .array(let parts) = reply, parts.count == 3, parts[0].string == "message",
+        guard case .array(let parts) = reply, parts.count == 3, parts[0].string == "message" || parts[0].string == "smessage",
             let channel = parts[1].string, case .bulkString(let payload) = parts[2]
         else { return nil }
         return (channel, payload)
+    }
+
+    private static func shardUnsubscribeNotice(_ reply: RESPValue) -> String? {
+        guard case .array(let parts) = reply, parts.count == 3, parts[0].string == "sunsubscribe", case .integer = parts[2] else { return nil }
+        return parts[1].string
     }
 }

@@ -144,6 +144,17 @@ final class RedisClusterClient: Sendable {
         }
     }
 
+    /// The URL of a node: its address, the seeds' user and password, database 0 (a cluster has no other).
+    func url(host: String, port: Int) -> RedisURL {
+        var url = configuration.seeds.first ?? RedisURL("redis://127.0.0.1:6379/0")!
+        url.host = host
+        url.port = port
+        url.database = 0
+        return url
+    }
+
+    var commandTimeout: Duration { configuration.commandTimeout }
+
     private func currentTopology() async throws -> RedisClusterTopology {
         if let topology = state.withLock({ $0.topology }) { return topology }
         return try await refreshTopology()
@@ -153,10 +164,7 @@ final class RedisClusterClient: Sendable {
         let (number, task) = try state.withLock { state throws(BrokerError) -> (UInt64, Task<RedisConnection, any Error>) in
             guard !state.closed else { throw BrokerError(.unavailable, "Redis Cluster client closed") }
             if let existing = state.connections[endpoint] { return existing }
-            var url = configuration.seeds.first ?? RedisURL("redis://127.0.0.1:6379/0")!
-            url.host = endpoint.host
-            url.port = endpoint.port
-            url.database = 0  // a cluster has only database 0
+            let url = url(host: endpoint.host, port: endpoint.port)
             let timeout = configuration.commandTimeout
             let group = self.group
             state.made += 1

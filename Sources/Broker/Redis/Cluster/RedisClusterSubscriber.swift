@@ -1,0 +1,156 @@
+import NIOCore
+import Synchronization
+
+/// Sharded Pub/Sub (Redis 7) over a cluster: each shard channel is subscribed (`SSUBSCRIBE`) on a connection to the
+/// master of its slot, so a message crosses only the shard that owns it. When the server unsubscribes a channel by
+/// itself (its slot moved, or a failover) or the connection is lost, the channel is subscribed again at the slot's
+/// owner in the newly read topology, and `onResubscribed` is told, so that the owner fills the gap from the log.
+final class RedisClusterSubscriber: Sendable {
+    private struct Endpoint: Hashable, Sendable {
+        let host: String
+        let port: Int
+    }
+
+    private struct State {
+        /// The channels wanted, and where each is subscribed now (nil while being moved).
+        var channels: [String: Endpoint?] = [:]
+        var connections: [Endpoint: (number: UInt64, task: Task<RedisConnection, any Error>)] = [:]
+        var made: UInt64 = 0
+        var closed = false
+    }
+
+    private let client: RedisClusterClient
+    private let onMessage: @Sendable (String, [UInt8]) -> Void
+    private let onResubscribed: @Sendable (String) -> Void
+    private let state = Mutex(State())
+
+    /// - Parameters:
+    ///   - onMessage: each message of a subscribed shard channel (channel, payload), on a connection's event loop.
+    ///   - onResubscribed: a channel subscribed again after the server dropped it or its connection was lost; messages
+    ///     published in between were missed.
+    init(client: RedisClusterClient, onMessage: @escaping @Sendable (String, [UInt8]) -> Void, onResubscribed: @escaping @Sendable (String) -> Void) {
+        self.client = client
+        self.onMessage = onMessage
+        self.onResubscribed = onResubscribed
+    }
+
+    /// Where `channel` is subscribed now (for tests and health); nil when it is not.
+    func subscription(of channel: String) -> (host: String, port: Int)? {
+        state.withLock { state in state.channels[channel].flatMap { $0 }.map { ($0.host, $0.port) } }
+    }
+
+    /// Subscribes `channel` at the master of its slot; returns once Redis confirmed it.
+    func subscribe(_ channel: String) async throws {
+        state.withLock { $0.channels[channel] = .some(nil) }
+        try await place(channel, refresh: false)
+    }
+
+    /// Unsubscribes `channel`; no message of it is delivered once this returns.
+    func unsubscribe(_ channel: String) async throws {
+        let endpoint = state.withLock { state -> Endpoint? in
+            defer { state.channels[channel] = nil }
+            return state.channels[channel].flatMap { $0 }
+        }
+        guard let endpoint, let connection = try? await connection(to: endpoint) else { return }
+        _ = try await connection.send(["SUNSUBSCRIBE", channel]).get()
+    }
+
+    func close() {
+        let tasks = state.withLock { state in
+            state.closed = true
+            state.channels = [:]
+            defer { state.connections = [:] }
+            return state.connections.values.map(\.task)
+        }
+        for task in tasks { Task { (try? await task.value)?.close() } }
+    }
+
+    /// Subscribes `channel` where its slot is served now (reading the topology first when `refresh`).
+    private func place(_ channel: String, refresh: Bool) async throws {
+        var known = refresh ? nil : client.topology
+        if known == nil { known = try await client.refreshTopology() }
+        guard let topology = known else { return }
+        guard let master = topology.master(ofKey: channel) else {
+            throw BrokerError(.unavailable, "Redis Cluster: no master serves the slot of \(channel)")
+        }
+        let endpoint = Endpoint(host: master.host, port: master.port)
+        let connection = try await self.connection(to: endpoint)
+        let reply = try await connection.send(["SSUBSCRIBE", channel]).get()
+        if case .error(let message) = reply { throw BrokerError(.unavailable, "Redis Cluster: SSUBSCRIBE \(channel): \(message)") }
+        let stillWanted = state.withLock { state -> Bool in
+            guard state.channels[channel] != nil else { return false }
+            state.channels[channel] = .some(endpoint)
+            return true
+        }
+        // Unsubscribed meanwhile: undo, so no message of it arrives.
+        if !stillWanted { _ = try? await connection.send(["SUNSUBSCRIBE", channel]).get() }
+    }
+
+    /// The server dropped `channel` (its slot left that node): subscribe it again where the slot now is, retrying
+    /// while the cluster settles.
+    private func resubscribe(_ channels: [String]) {
+        Task {
+            for channel in channels {
+                for attempt in 0..<20 {
+                    guard state.withLock({ $0.channels[channel] != nil && !$0.closed }) else { break }
+                    do {
+                        try await place(channel, refresh: true)
+                        onResubscribed(channel)
+                        break
+                    } catch {
+                        try? await Task.sleep(for: .milliseconds(50 * (attempt + 1)))
+                    }
+                }
+            }
+        }
+    }
+
+    private func connection(to endpoint: Endpoint) async throws -> RedisConnection {
+        let (number, task) = try state.withLock { state throws(BrokerError) -> (UInt64, Task<RedisConnection, any Error>) in
+            guard !state.closed else { throw BrokerError(.unavailable, "Redis Cluster subscriber closed") }
+            if let existing = state.connections[endpoint] { return existing }
+            state.made += 1
+            let number = state.made
+            let url = client.url(host: endpoint.host, port: endpoint.port)
+            let timeout = client.commandTimeout
+            let onMessage = self.onMessage
+            let task = Task { [self] in
+                let connection = try await RedisConnection.connect(
+                    to: url, commandTimeout: timeout, onMessage: onMessage,
+                    onShardUnsubscribed: { channel in self.serverUnsubscribed(channel, at: endpoint) })
+                connection.channel.closeFuture.whenComplete { _ in self.connectionClosed(endpoint, number: number) }
+                return connection
+            }
+            state.connections[endpoint] = (number, task)
+            return (number, task)
+        }
+        do {
+            return try await task.value
+        } catch {
+            state.withLock { state in
+                if state.connections[endpoint]?.number == number { state.connections[endpoint] = nil }
+            }
+            throw error
+        }
+    }
+
+    private func serverUnsubscribed(_ channel: String, at endpoint: Endpoint) {
+        let wanted = state.withLock { state -> Bool in
+            guard let current = state.channels[channel], current == endpoint else { return false }
+            state.channels[channel] = .some(nil)
+            return true
+        }
+        if wanted { resubscribe([channel]) }
+    }
+
+    private func connectionClosed(_ endpoint: Endpoint, number: UInt64) {
+        let lost = state.withLock { state -> [String] in
+            if state.connections[endpoint]?.number == number { state.connections[endpoint] = nil }
+            guard !state.closed else { return [] }
+            let lost = state.channels.compactMap { $0.value == endpoint ? $0.key : nil }
+            for channel in lost { state.channels[channel] = .some(nil) }
+            return lost
+        }
+        if !lost.isEmpty { resubscribe(lost) }
+    }
+}
