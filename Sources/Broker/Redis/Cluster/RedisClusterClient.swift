@@ -16,51 +16,42 @@ final class RedisClusterClient: Sendable {
         var maximumRedirects = 5
     }
 
-    private struct Endpoint: Hashable, Sendable {
-        let host: String
-        let port: Int
-
-        init(host: String, port: Int) {
-            self.host = host
-            self.port = port
-        }
-
-        init(_ node: RedisClusterTopology.Node) {
-            self.init(host: node.host, port: node.port)
-        }
-    }
-
-    private struct State {
-        var topology: RedisClusterTopology?
-        /// Connections by node, as tasks so that concurrent first commands to a node share one connection; each
-        /// with a number, so that a closing connection removes itself and not its successor.
-        var connections: [Endpoint: (number: UInt64, task: Task<RedisConnection, any Error>)] = [:]
-        var made: UInt64 = 0
-        var closed = false
-    }
-
     private let configuration: Configuration
     private let group: any EventLoopGroup
-    private let state = Mutex(State())
+    /// The topology in use; nil until one is read, and again once a connection closed (it is read before the next
+    /// command).
+    private let knownTopology = KnownTopology()
+    private final class KnownTopology: Sendable {
+        let value = Mutex<RedisClusterTopology?>(nil)
+    }
+    private let connections: RedisNodeConnections
 
     init(configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.configuration = configuration
         self.group = group
+        let knownTopology = self.knownTopology
+        let seed = configuration.seeds.first
+        self.connections = RedisNodeConnections(
+            connect: { endpoint in
+                try await RedisConnection.connect(
+                    to: Self.url(of: endpoint, like: seed), group: group, commandTimeout: configuration.commandTimeout)
+            },
+            onClose: { _ in knownTopology.value.withLock { $0 = nil } })
     }
 
     /// The topology in use, nil until one was read.
-    var topology: RedisClusterTopology? { state.withLock { $0.topology } }
+    var topology: RedisClusterTopology? { knownTopology.value.withLock { $0 } }
 
     /// Reads the topology from the first node that answers with a valid one: the known masters first, then the seeds.
     /// Throws ``BrokerError/Code/unavailable`` when none does; the topology in use is kept.
     @discardableResult
     func refreshTopology() async throws -> RedisClusterTopology {
-        let known = state.withLock { $0.topology?.masters.map { Endpoint(host: $0.host, port: $0.port) } ?? [] }
-        let candidates = known + configuration.seeds.map { Endpoint(host: $0.host, port: $0.port) }
+        let known = knownTopology.value.withLock { $0?.masters.map(RedisEndpoint.init) ?? [] }
+        let candidates = known + configuration.seeds.map { RedisEndpoint(host: $0.host, port: $0.port) }
         var problems: [String] = []
         for endpoint in candidates {
             do {
-                let reply = try await connection(to: endpoint).send(["CLUSTER", "SHARDS"]).get()
+                let reply = try await connections.connection(to: endpoint).send(["CLUSTER", "SHARDS"]).get()
                 if case .error(let message) = reply {
                     problems.append("\(endpoint.host):\(endpoint.port): \(message)")
                     continue
@@ -69,7 +60,7 @@ final class RedisClusterClient: Sendable {
                     problems.append("\(endpoint.host):\(endpoint.port): a CLUSTER SHARDS reply that does not hold together")
                     continue
                 }
-                state.withLock { $0.topology = topology }
+                knownTopology.value.withLock { $0 = topology }
                 return topology
             } catch {
                 problems.append("\(endpoint.host):\(endpoint.port): \(error)")
@@ -85,9 +76,9 @@ final class RedisClusterClient: Sendable {
         let slot = RedisClusterSlot.of(key)
         var topology = try await currentTopology()
         // Where a redirect said to go next, when the topology does not say it (yet).
-        var redirected: (endpoint: Endpoint, asking: Bool)?
+        var redirected: (endpoint: RedisEndpoint, asking: Bool)?
         for _ in 0...configuration.maximumRedirects {
-            let endpoint: Endpoint
+            let endpoint: RedisEndpoint
             let asking: Bool
             if let next = redirected {
                 (endpoint, asking) = next
@@ -97,12 +88,12 @@ final class RedisClusterClient: Sendable {
                     topology = try await refreshTopology()
                     continue
                 }
-                (endpoint, asking) = (Endpoint(master), false)
+                (endpoint, asking) = (RedisEndpoint(master), false)
             }
             redirected = nil
             let connection: RedisConnection
             do {
-                connection = try await self.connection(to: endpoint)
+                connection = try await connections.connection(to: endpoint)
             } catch {
                 topology = try await refreshTopology()
                 continue
@@ -120,13 +111,13 @@ final class RedisClusterClient: Sendable {
             guard case .error(let message) = reply, let redirect = RedisClusterRedirect(errorMessage: message), redirect.slot == slot else {
                 return reply
             }
-            let target = Endpoint(host: redirect.host.isEmpty ? endpoint.host : redirect.host, port: redirect.port)
+            let target = RedisEndpoint(host: redirect.host.isEmpty ? endpoint.host : redirect.host, port: redirect.port)
             switch redirect.kind {
             case .ask:
                 redirected = (target, true)
             case .moved:
                 topology = (try? await refreshTopology()) ?? topology
-                if topology.master(ofSlot: slot).map(Endpoint.init) != target { redirected = (target, false) }
+                if topology.master(ofSlot: slot).map(RedisEndpoint.init) != target { redirected = (target, false) }
             }
         }
         throw BrokerError(.unavailable, "Redis Cluster: slot \(slot) redirected more than \(configuration.maximumRedirects) times")
@@ -134,63 +125,26 @@ final class RedisClusterClient: Sendable {
 
     /// Closes every connection; later commands fail.
     func close() {
-        let tasks = state.withLock { state in
-            state.closed = true
-            defer { state.connections = [:] }
-            return state.connections.values.map(\.task)
-        }
-        for task in tasks {
-            Task { (try? await task.value)?.close() }
-        }
+        connections.closeAll()
     }
 
     /// The URL of a node: its address, the seeds' user and password, database 0 (a cluster has no other).
     func url(host: String, port: Int) -> RedisURL {
-        var url = configuration.seeds.first ?? RedisURL("redis://127.0.0.1:6379/0")!
-        url.host = host
-        url.port = port
-        url.database = 0
-        return url
+        Self.url(of: RedisEndpoint(host: host, port: port), like: configuration.seeds.first)
     }
 
     var commandTimeout: Duration { configuration.commandTimeout }
 
+    private static func url(of endpoint: RedisEndpoint, like seed: RedisURL?) -> RedisURL {
+        var url = seed ?? RedisURL("redis://127.0.0.1:6379/0")!
+        url.host = endpoint.host
+        url.port = endpoint.port
+        url.database = 0
+        return url
+    }
+
     private func currentTopology() async throws -> RedisClusterTopology {
-        if let topology = state.withLock({ $0.topology }) { return topology }
+        if let topology { return topology }
         return try await refreshTopology()
-    }
-
-    private func connection(to endpoint: Endpoint) async throws -> RedisConnection {
-        let (number, task) = try state.withLock { state throws(BrokerError) -> (UInt64, Task<RedisConnection, any Error>) in
-            guard !state.closed else { throw BrokerError(.unavailable, "Redis Cluster client closed") }
-            if let existing = state.connections[endpoint] { return existing }
-            let url = url(host: endpoint.host, port: endpoint.port)
-            let timeout = configuration.commandTimeout
-            let group = self.group
-            state.made += 1
-            let number = state.made
-            let task = Task { [self] in
-                let connection = try await RedisConnection.connect(to: url, group: group, commandTimeout: timeout)
-                // A connection that closes is dropped, and the topology read again before the next command. (The
-                // client is kept alive by its open connections until `close()`.)
-                connection.channel.closeFuture.whenComplete { _ in self.dropConnection(to: endpoint, number: number, staleTopology: true) }
-                return connection
-            }
-            state.connections[endpoint] = (number, task)
-            return (number, task)
-        }
-        do {
-            return try await task.value
-        } catch {
-            dropConnection(to: endpoint, number: number, staleTopology: false)
-            throw error
-        }
-    }
-
-    private func dropConnection(to endpoint: Endpoint, number: UInt64, staleTopology: Bool) {
-        state.withLock { state in
-            if state.connections[endpoint]?.number == number { state.connections[endpoint] = nil }
-            if staleTopology { state.topology = nil }
-        }
     }
 }

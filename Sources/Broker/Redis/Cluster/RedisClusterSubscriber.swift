@@ -6,23 +6,18 @@ import Synchronization
 /// itself (its slot moved, or a failover) or the connection is lost, the channel is subscribed again at the slot's
 /// owner in the newly read topology, and `onResubscribed` is told, so that the owner fills the gap from the log.
 final class RedisClusterSubscriber: Sendable {
-    private struct Endpoint: Hashable, Sendable {
-        let host: String
-        let port: Int
-    }
-
     private struct State {
         /// The channels wanted, and where each is subscribed now (nil while being moved).
-        var channels: [String: Endpoint?] = [:]
-        var connections: [Endpoint: (number: UInt64, task: Task<RedisConnection, any Error>)] = [:]
-        var made: UInt64 = 0
+        var channels: [String: RedisEndpoint?] = [:]
         var closed = false
     }
 
     private let client: RedisClusterClient
-    private let onMessage: @Sendable (String, [UInt8]) -> Void
     private let onResubscribed: @Sendable (String) -> Void
     private let state = Mutex(State())
+    /// Subscriber connections, one per master that serves a subscribed channel (a RESP2 connection that subscribed
+    /// takes no other commands, so these are not the client's).
+    private let connections: RedisNodeConnections
 
     /// - Parameters:
     ///   - onMessage: each message of a subscribed shard channel (channel, payload), on a connection's event loop.
@@ -30,8 +25,27 @@ final class RedisClusterSubscriber: Sendable {
     ///     published in between were missed.
     init(client: RedisClusterClient, onMessage: @escaping @Sendable (String, [UInt8]) -> Void, onResubscribed: @escaping @Sendable (String) -> Void) {
         self.client = client
-        self.onMessage = onMessage
         self.onResubscribed = onResubscribed
+        let back = Back()
+        self.connections = RedisNodeConnections(
+            connect: { endpoint in
+                try await RedisConnection.connect(
+                    to: client.url(host: endpoint.host, port: endpoint.port), commandTimeout: client.commandTimeout, onMessage: onMessage,
+                    onShardUnsubscribed: { channel in back.subscriber?.serverUnsubscribed(channel, at: endpoint) })
+            },
+            onClose: { endpoint in back.subscriber?.connectionClosed(endpoint) })
+        back.subscriber = self
+    }
+
+    /// How the connections' callbacks reach their subscriber without keeping it alive.
+    private final class Back: Sendable {
+        private struct Reference { weak var subscriber: RedisClusterSubscriber? }
+        private let reference = Mutex(Reference())
+
+        var subscriber: RedisClusterSubscriber? {
+            get { reference.withLock { $0.subscriber } }
+            set { reference.withLock { $0.subscriber = newValue } }
+        }
     }
 
     /// Where `channel` is subscribed now (for tests and health); nil when it is not.
@@ -47,22 +61,20 @@ final class RedisClusterSubscriber: Sendable {
 
     /// Unsubscribes `channel`; no message of it is delivered once this returns.
     func unsubscribe(_ channel: String) async throws {
-        let endpoint = state.withLock { state -> Endpoint? in
+        let endpoint = state.withLock { state -> RedisEndpoint? in
             defer { state.channels[channel] = nil }
             return state.channels[channel].flatMap { $0 }
         }
-        guard let endpoint, let connection = try? await connection(to: endpoint) else { return }
+        guard let endpoint, let connection = try? await connections.connection(to: endpoint) else { return }
         _ = try await connection.send(["SUNSUBSCRIBE", channel]).get()
     }
 
     func close() {
-        let tasks = state.withLock { state in
+        state.withLock { state in
             state.closed = true
             state.channels = [:]
-            defer { state.connections = [:] }
-            return state.connections.values.map(\.task)
         }
-        for task in tasks { Task { (try? await task.value)?.close() } }
+        connections.closeAll()
     }
 
     /// Subscribes `channel` where its slot is served now (reading the topology first when `refresh`).
@@ -73,8 +85,8 @@ final class RedisClusterSubscriber: Sendable {
         guard let master = topology.master(ofKey: channel) else {
             throw BrokerError(.unavailable, "Redis Cluster: no master serves the slot of \(channel)")
         }
-        let endpoint = Endpoint(host: master.host, port: master.port)
-        let connection = try await self.connection(to: endpoint)
+        let endpoint = RedisEndpoint(master)
+        let connection = try await connections.connection(to: endpoint)
         let reply = try await connection.send(["SSUBSCRIBE", channel]).get()
         if case .error(let message) = reply { throw BrokerError(.unavailable, "Redis Cluster: SSUBSCRIBE \(channel): \(message)") }
         let stillWanted = state.withLock { state -> Bool in
@@ -105,36 +117,7 @@ final class RedisClusterSubscriber: Sendable {
         }
     }
 
-    private func connection(to endpoint: Endpoint) async throws -> RedisConnection {
-        let (number, task) = try state.withLock { state throws(BrokerError) -> (UInt64, Task<RedisConnection, any Error>) in
-            guard !state.closed else { throw BrokerError(.unavailable, "Redis Cluster subscriber closed") }
-            if let existing = state.connections[endpoint] { return existing }
-            state.made += 1
-            let number = state.made
-            let url = client.url(host: endpoint.host, port: endpoint.port)
-            let timeout = client.commandTimeout
-            let onMessage = self.onMessage
-            let task = Task { [self] in
-                let connection = try await RedisConnection.connect(
-                    to: url, commandTimeout: timeout, onMessage: onMessage,
-                    onShardUnsubscribed: { channel in self.serverUnsubscribed(channel, at: endpoint) })
-                connection.channel.closeFuture.whenComplete { _ in self.connectionClosed(endpoint, number: number) }
-                return connection
-            }
-            state.connections[endpoint] = (number, task)
-            return (number, task)
-        }
-        do {
-            return try await task.value
-        } catch {
-            state.withLock { state in
-                if state.connections[endpoint]?.number == number { state.connections[endpoint] = nil }
-            }
-            throw error
-        }
-    }
-
-    private func serverUnsubscribed(_ channel: String, at endpoint: Endpoint) {
+    private func serverUnsubscribed(_ channel: String, at endpoint: RedisEndpoint) {
         let wanted = state.withLock { state -> Bool in
             guard let current = state.channels[channel], current == endpoint else { return false }
             state.channels[channel] = .some(nil)
@@ -143,9 +126,8 @@ final class RedisClusterSubscriber: Sendable {
         if wanted { resubscribe([channel]) }
     }
 
-    private func connectionClosed(_ endpoint: Endpoint, number: UInt64) {
+    private func connectionClosed(_ endpoint: RedisEndpoint) {
         let lost = state.withLock { state -> [String] in
-            if state.connections[endpoint]?.number == number { state.connections[endpoint] = nil }
             guard !state.closed else { return [] }
             let lost = state.channels.compactMap { $0.value == endpoint ? $0.key : nil }
             for channel in lost { state.channels[channel] = .some(nil) }
