@@ -96,6 +96,20 @@ import Testing
         }
     }
 
+    /// Editors on Windows start a UTF-8 file with a byte order mark: it is skipped, not refused.
+    @Test func aByteOrderMarkIsSkipped() throws {
+        var reader = try ConfigurationReader(fileContents: [0xEF, 0xBB, 0xBF] + Array(#"{"port": 9000}"#.utf8), fileName: "bom.json", environment: [:])
+        #expect(try TandemConfiguration(reader: &reader).port == 9000)
+    }
+
+    /// One setting written both nested and dotted is refused, not settled by which one a dictionary yields last.
+    @Test func aSettingGivenNestedAndDottedIsRefused() {
+        #expect(throws: ConfigurationError(description: "twice.json gives limits.maxBodyBytes more than once")) {
+            try ConfigurationReader(
+                fileContents: Array(#"{"limits": {"maxBodyBytes": 1000}, "limits.maxBodyBytes": 2000}"#.utf8), fileName: "twice.json", environment: [:])
+        }
+    }
+
     @Test func fileProblemsAreNamed() throws {
         func load(_ text: String) throws -> TandemConfiguration {
             var reader = try ConfigurationReader(fileContents: Array(text.utf8), fileName: "test.json", environment: [:])

@@ -34,15 +34,22 @@ struct ConfigurationReader {
             self.file = [:]
             return
         }
-        // The one strict JSON parser: a key written twice is refused, not resolved by guessing.
-        guard let root = JSONValue(parsing: fileContents) else {
+        // The one strict JSON parser: a key written twice is refused, not resolved by guessing. A UTF-8 byte order mark
+        // (editors on Windows write one) is not part of the JSON: skipped.
+        let text = fileContents.starts(with: [0xEF, 0xBB, 0xBF]) ? fileContents.dropFirst(3) : fileContents[...]
+        guard let root = JSONValue(parsing: text) else {
             throw ConfigurationError(description: "\(fileName) is not valid JSON (UTF-8, each key once)")
         }
         guard case .object = root else {
             throw ConfigurationError(description: "\(fileName) must hold a JSON object")
         }
         var flat: [String: JSONValue] = [:]
-        Self.flatten(root, prefix: "", into: &flat)
+        var repeated: Set<String> = []
+        Self.flatten(root, prefix: "", into: &flat, repeated: &repeated)
+        guard repeated.isEmpty else {
+            // `{"limits": {"maxBodyBytes": 1}, "limits.maxBodyBytes": 2}`: one setting given twice.
+            throw ConfigurationError(description: "\(fileName) gives \(repeated.sorted().joined(separator: ", ")) more than once")
+        }
         self.file = flat
     }
 
@@ -165,13 +172,13 @@ struct ConfigurationReader {
         return ConfigurationError(description: "\(source) must be \(expected), got \(shown)")
     }
 
-    private static func flatten(_ value: JSONValue, prefix: String, into flat: inout [String: JSONValue]) {
+    private static func flatten(_ value: JSONValue, prefix: String, into flat: inout [String: JSONValue], repeated: inout Set<String>) {
         if case .object(let members) = value {
             for (name, member) in members {
-                flatten(member, prefix: prefix.isEmpty ? name : prefix + "." + name, into: &flat)
+                flatten(member, prefix: prefix.isEmpty ? name : prefix + "." + name, into: &flat, repeated: &repeated)
             }
-        } else {
-            flat[prefix] = value
+        } else if flat.updateValue(value, forKey: prefix) != nil {
+            repeated.insert(prefix)
         }
     }
 }
