@@ -60,7 +60,7 @@ struct TandemApplication: Sendable {
             redisURL = nil
         case .redis:
             guard let url = RedisURL(configuration.redisURL) else {
-                throw ConfigurationError(description: "redis.url '\(configuration.redisURL)' is not a redis:// URL")
+                throw ConfigurationError(description: "redis.url '\(RedisURL.redacted(configuration.redisURL))' is not a redis:// URL")
             }
             redisURL = url
         }

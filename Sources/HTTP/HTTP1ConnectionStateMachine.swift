@@ -87,6 +87,9 @@ struct HTTP1ConnectionStateMachine {
     private var flushAfterParse = false
     /// When the last response ended (or the connection opened); nil while a request is in flight.
     private var idleSince: NIODeadline?
+    /// Part of a request's head has arrived but not all of it: a client that sends its head byte by byte gets the
+    /// request deadline too, not the much longer idle timeout.
+    private var headPending = false
 
     init(pipelineLimit: Int, openedAt now: NIODeadline) {
         self.pipelineLimit = pipelineLimit
@@ -155,6 +158,7 @@ struct HTTP1ConnectionStateMachine {
     /// A request's head arrived: it is being read. True when `100 Continue` is to be sent now.
     mutating func headArrived(_ exchange: HTTPExchange, awaitsContinue: Bool) -> Bool {
         idleSince = nil
+        headPending = false
         reading = exchange
         readingAwaitsContinue = awaitsContinue
         return continueDue()
@@ -163,6 +167,7 @@ struct HTTP1ConnectionStateMachine {
     /// A request's head declares a body over the limit: it is refused (the turn to take now, if its turn has come).
     mutating func headArrivedTooLarge(_ exchange: HTTPExchange) -> Turn? {
         idleSince = nil
+        headPending = false
         return refuse(.bodyTooLarge(exchange))
     }
 
@@ -204,13 +209,22 @@ struct HTTP1ConnectionStateMachine {
         return begin(turn)
     }
 
-    /// Whether the request being read gets a deadline: its turn has come and its body is still arriving. A request
-    /// that arrives whole (nearly all of them) costs no timer.
-    var wantsRequestTimer: Bool { phase == .serving && reading != nil && responding == nil && waiting.isEmpty }
+    /// A parse ended with bytes of a head that is not complete yet (`pending`), or with none.
+    mutating func headBytesReceived(pending: Bool) {
+        headPending = pending && phase == .serving && reading == nil
+    }
+
+    /// Whether the request being read gets a deadline: its turn has come and its head or body is still arriving. The
+    /// deadline runs from the first byte of the head when that came alone, and covers head and body together. A
+    /// request that arrives whole (nearly all of them) costs no timer.
+    var wantsRequestTimer: Bool {
+        phase == .serving && (reading != nil || headPending) && responding == nil && waiting.isEmpty
+    }
 
     /// The request's deadline passed: it is refused (the turn to take now, if any).
     mutating func requestTimedOut() -> Turn? {
-        guard reading != nil, phase == .serving else { return nil }
+        guard reading != nil || headPending, phase == .serving else { return nil }
+        headPending = false
         return refuse(.timedOut)
     }
 

@@ -161,6 +161,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         received = nil
         defer {
             if state.parsesRequests, bytes.readableBytes > 0 { received = bytes }
+            state.headBytesReceived(pending: parser.isBetweenRequests && bytes.readableBytes > 0)
             if state.parseEnded() { context.flush() }
         }
         while state.parsesNext(isWritable: context.channel.isWritable) {

@@ -2,7 +2,10 @@
 /// on every POST, and a general-purpose decoder costs several times as much. Nesting is capped, so a hostile body of
 /// ten thousand `[` cannot exhaust the stack.
 package struct JSONParser {
-    package struct Failure: Error {}
+    /// Where the text stopped being JSON: the byte offset of the first byte that does not fit.
+    package struct Failure: Error {
+        package var offset: Int
+    }
 
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
@@ -14,7 +17,7 @@ package struct JSONParser {
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
         parser.skipWhitespace()
-        guard parser.index == bytes.count else { throw Failure() }
+        guard parser.index == bytes.count else { throw Failure(offset: parser.index) }
         return value
     }
 
@@ -42,13 +45,13 @@ package struct JSONParser {
 
     private mutating func expect(_ literal: StaticString) throws(Failure) {
         let count = literal.utf8CodeUnitCount
-        guard index + count <= bytes.count else { throw Failure() }
-        for offset in 0..<count where bytes[index + offset] != literal.utf8Start[offset] { throw Failure() }
+        guard index + count <= bytes.count else { throw Failure(offset: index) }
+        for offset in 0..<count where bytes[index + offset] != literal.utf8Start[offset] { throw Failure(offset: index) }
         index += count
     }
 
     private mutating func value(depth: Int) throws(Failure) -> JSONValue {
-        guard depth < maximumDepth, let byte = current else { throw Failure() }
+        guard depth < maximumDepth, let byte = current else { throw Failure(offset: index) }
         switch byte {
         case UInt8(ascii: "{"): return try object(depth: depth)
         case UInt8(ascii: "["): return try array(depth: depth)
@@ -63,7 +66,7 @@ package struct JSONParser {
             try expect("null")
             return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
-        default: throw Failure()
+        default: throw Failure(offset: index)
         }
     }
 
@@ -77,15 +80,15 @@ package struct JSONParser {
         }
         while true {
             skipWhitespace()
-            guard current == UInt8(ascii: "\"") else { throw Failure() }
+            guard current == UInt8(ascii: "\"") else { throw Failure(offset: index) }
             let key = try string()
             skipWhitespace()
-            guard current == UInt8(ascii: ":") else { throw Failure() }
+            guard current == UInt8(ascii: ":") else { throw Failure(offset: index) }
             index += 1
             skipWhitespace()
             // A repeated name is refused: parsers disagree on which one wins, and a body that means two things is
             // bad input, not a puzzle to guess at.
-            guard members[key] == nil else { throw Failure() }
+            guard members[key] == nil else { throw Failure(offset: index) }
             members[key] = try value(depth: depth + 1)
             skipWhitespace()
             switch current {
@@ -93,7 +96,7 @@ package struct JSONParser {
             case UInt8(ascii: "}"):
                 index += 1
                 return .object(members)
-            default: throw Failure()
+            default: throw Failure(offset: index)
             }
         }
     }
@@ -115,7 +118,7 @@ package struct JSONParser {
             case UInt8(ascii: "]"):
                 index += 1
                 return .array(elements)
-            default: throw Failure()
+            default: throw Failure(offset: index)
             }
         }
     }
@@ -127,7 +130,7 @@ package struct JSONParser {
         /// The bytes since the last escape, as text; invalid UTF-8 is refused, not repaired.
         func run(_ parser: JSONParser) throws(Failure) -> String {
             guard let text = String(validating: UnsafeRawBufferPointer(rebasing: parser.bytes[runStart..<parser.index]), as: UTF8.self) else {
-                throw Failure()
+                throw Failure(offset: runStart)
             }
             return text
         }
@@ -136,7 +139,7 @@ package struct JSONParser {
             scalars.append(contentsOf: try run(parser).unicodeScalars)
         }
         while true {
-            guard let byte = current else { throw Failure() }
+            guard let byte = current else { throw Failure(offset: index) }
             switch byte {
             case UInt8(ascii: "\""):
                 // No escape in the string (nearly all of them): the run is the string, made in one step.
@@ -152,7 +155,7 @@ package struct JSONParser {
             case UInt8(ascii: "\\"):
                 try flushRun(self, to: &scalars)
                 index += 1
-                guard let escaped = current else { throw Failure() }
+                guard let escaped = current else { throw Failure(offset: index) }
                 index += 1
                 switch escaped {
                 case UInt8(ascii: "\""): scalars.append("\"")
@@ -164,11 +167,11 @@ package struct JSONParser {
                 case UInt8(ascii: "r"): scalars.append("\r")
                 case UInt8(ascii: "t"): scalars.append("\t")
                 case UInt8(ascii: "u"): scalars.append(try unicodeEscape())
-                default: throw Failure()
+                default: throw Failure(offset: index)
                 }
                 runStart = index
             case 0x00..<0x20:
-                throw Failure()  // control characters must be escaped
+                throw Failure(offset: index)  // control characters must be escaped
             default:
                 index += 1
             }
@@ -183,15 +186,15 @@ package struct JSONParser {
             let second = try hex4()
             guard (0xDC00...0xDFFF).contains(second),
                 let scalar = Unicode.Scalar(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))
-            else { throw Failure() }
+            else { throw Failure(offset: index) }
             return scalar
         }
-        guard let scalar = Unicode.Scalar(first) else { throw Failure() }  // a lone low surrogate
+        guard let scalar = Unicode.Scalar(first) else { throw Failure(offset: index) }  // a lone low surrogate
         return scalar
     }
 
     private mutating func hex4() throws(Failure) -> UInt32 {
-        guard index + 4 <= bytes.count else { throw Failure() }
+        guard index + 4 <= bytes.count else { throw Failure(offset: index) }
         var value: UInt32 = 0
         for _ in 0..<4 {
             let byte = bytes[index]
@@ -200,7 +203,7 @@ package struct JSONParser {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
             case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
             case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
-            default: throw Failure()
+            default: throw Failure(offset: index)
             }
             value = value << 4 | digit
             index += 1
@@ -211,7 +214,7 @@ package struct JSONParser {
     private mutating func number() throws(Failure) -> JSONValue {
         let start = index
         if current == UInt8(ascii: "-") { index += 1 }
-        guard let first = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { throw Failure() }
+        guard let first = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { throw Failure(offset: index) }
         if first == UInt8(ascii: "0") {
             index += 1
         } else {
@@ -221,19 +224,19 @@ package struct JSONParser {
         if current == UInt8(ascii: ".") {
             isInteger = false
             index += 1
-            guard let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw Failure() }
+            guard let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw Failure(offset: index) }
             while let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) { index += 1 }
         }
         if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
             isInteger = false
             index += 1
             if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
-            guard let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw Failure() }
+            guard let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw Failure(offset: index) }
             while let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) { index += 1 }
         }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if isInteger, let integer = Int64(text) { return .integer(integer) }
-        guard let double = Double(text), double.isFinite else { throw Failure() }
+        guard let double = Double(text), double.isFinite else { throw Failure(offset: index) }
         return .number(double)
     }
 }

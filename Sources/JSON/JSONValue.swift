@@ -59,6 +59,12 @@ extension JSONValue {
         self = value
     }
 
+    /// Parses JSON text (UTF-8) strictly, or says where it stopped being JSON: for messages meant for people.
+    package static func parse(_ bytes: some Collection<UInt8>) throws(JSONParser.Failure) -> JSONValue {
+        let result = Array(bytes).withUnsafeBytes { bytes in Result { () throws(JSONParser.Failure) in try JSONParser.parse(bytes) } }
+        return try result.get()
+    }
+
     /// Compact JSON text with sorted keys, `/` unescaped and non-ASCII as UTF-8.
     public var compactText: String {
         var buffer = ByteBufferAllocator().buffer(capacity: 128)

@@ -110,6 +110,22 @@ import Testing
         }
     }
 
+    /// A password in `redis.url` never reaches a message or `check-config`, whether the URL parses or not.
+    @Test(arguments: ["redis://user:s3cret@", "redis://s3cret@host:99999/0", "redis://u:s3cret@host/x", "s3cret@host", "http://u:s3cret@host"])
+    func aRedisPasswordIsNeverPrinted(url: String) throws {
+        var reader = try ConfigurationReader(fileContents: nil, fileName: "none.json", environment: ["BROKER": "redis", "REDIS_URL": url])
+        do {
+            _ = try TandemConfiguration(reader: &reader)
+            Issue.record("\(url) was accepted")
+        } catch {
+            #expect(error.description.contains("***") && !error.description.contains("s3cret"))
+        }
+        var configuration = TandemConfiguration()
+        configuration.redisURL = url
+        let shown = try #require(TandemConfiguration.settings.first { $0.key == "redis.url" }).shown(configuration)
+        #expect(!shown.contains("s3cret"))
+    }
+
     @Test func fileProblemsAreNamed() throws {
         func load(_ text: String) throws -> TandemConfiguration {
             var reader = try ConfigurationReader(fileContents: Array(text.utf8), fileName: "test.json", environment: [:])
@@ -121,7 +137,12 @@ import Testing
         #expect(throws: ConfigurationError(description: "test.json key \"port\" must be an integer from 0 to 65535, got \"8080\"")) {
             try load(#"{"port":"8080"}"#)
         }
-        #expect((try? load("{not json")) == nil)
+        #expect(throws: ConfigurationError(description: "test.json is not valid JSON (UTF-8, each key once): stops at line 1, column 2")) {
+            try load("{not json")
+        }
+        #expect(throws: ConfigurationError(description: "test.json is not valid JSON (UTF-8, each key once): stops at line 3, column 15")) {
+            try load("{\n  \"port\": 9090,\n  \"host\": \"é\",,\n}")
+        }
         #expect(try load(#"{"port":9090,"session":{"ttlSeconds":60}}"#).sessionTTLSeconds == 60)
         #expect(throws: ConfigurationError(description: "configuration file 'missing.json' cannot be read")) {
             try TandemConfiguration.load(path: "missing.json", environment: [:])

@@ -210,6 +210,30 @@ struct HTTP1ConnectionStateMachineTests {
         #expect(machine.lastBytesWritten() == .closeOutputAndDrain)
     }
 
+    @Test func aHeadStillArrivingHasADeadlineThatItsArrivalKeepsForTheBody() {
+        var machine = Machine(pipelineLimit: 4, openedAt: Self.start)
+        machine.headBytesReceived(pending: false)
+        #expect(machine.wantsRequestTimer == false, "no bytes, no deadline: the idle sweep's business")
+        machine.headBytesReceived(pending: true)
+        #expect(machine.wantsRequestTimer, "part of a head")
+        _ = machine.headArrived(Self.exchange(1), awaitsContinue: false)
+        #expect(machine.wantsRequestTimer, "the body may still trickle in, under the same deadline")
+        _ = machine.requestEnded(upgrade: false)
+        machine.headBytesReceived(pending: true)
+        #expect(machine.wantsRequestTimer == false, "the next head waits while the response is written")
+        machine.responseEnded()
+        #expect(machine.wantsRequestTimer, "its turn has come")
+        do {
+            let result = machine.requestTimedOut()
+            #expect(turnID(result) == "timed out")
+        }
+        #expect(machine.wantsRequestTimer == false)
+        do {
+            let result = machine.requestTimedOut()
+            #expect(result == nil, "once")
+        }
+    }
+
     @Test func anUpgradeIsAnsweredLikeAnyRequestAndNothingAfterItIsParsed() {
         var machine = Machine(pipelineLimit: 4, openedAt: Self.start)
         let upgrade = Self.exchange(1, keepAlive: false)

@@ -95,6 +95,34 @@ struct HTTPConnectionHandlerTests {
         #expect(!connection.isOpen)
     }
 
+    /// A head sent a few bytes at a time (slowloris) gets the request deadline from its first byte, not the idle
+    /// timeout; a head that completes in time is answered as usual.
+    @Test func aHeadThatDoesNotArriveInTimeGets408FromItsFirstByte() throws {
+        let connection = try Connection(idleTimeout: .seconds(60), requestTimeout: .seconds(2))
+        try connection.send("GET /hello HTTP/1.1\r\nHo")
+        connection.advance(.seconds(1))
+        try connection.send("st: t\r\nX-A: 1")
+        connection.advance(.milliseconds(999))
+        #expect(try connection.received().isEmpty)
+        connection.advance(.milliseconds(1))
+        #expect(try connection.received().hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))
+    }
+
+    @Test func aHeadCompletedInTimeIsAnsweredAndTheNextHeadHasItsOwnDeadline() throws {
+        let connection = try Connection(idleTimeout: .seconds(60), requestTimeout: .seconds(2))
+        try connection.send("GET /hello HTTP/1.1\r\n")
+        connection.advance(.milliseconds(1_500))
+        try connection.send("Host: t\r\n\r\nGET /hel")
+        #expect(try connection.received().hasPrefix("HTTP/1.1 200 OK\r\n"))
+        connection.advance(.milliseconds(1_999))
+        #expect(try connection.received().isEmpty)
+        try connection.send("lo HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(try connection.received().hasPrefix("HTTP/1.1 200 OK\r\n"))
+        connection.advance(.seconds(10))
+        #expect(try connection.received().isEmpty, "no 408 once the second request is answered")
+        #expect(connection.isOpen)
+    }
+
     @Test func aBodyThatArrivesBeforeTheDeadlineIsAnsweredAndTheTimerIsGone() throws {
         let connection = try Connection(requestTimeout: .seconds(2))
         try connection.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc")

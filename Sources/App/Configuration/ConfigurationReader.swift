@@ -37,8 +37,13 @@ struct ConfigurationReader {
         // The one strict JSON parser: a key written twice is refused, not resolved by guessing. A UTF-8 byte order mark
         // (editors on Windows write one) is not part of the JSON: skipped.
         let text = fileContents.starts(with: [0xEF, 0xBB, 0xBF]) ? fileContents.dropFirst(3) : fileContents[...]
-        guard let root = JSONValue(parsing: text) else {
-            throw ConfigurationError(description: "\(fileName) is not valid JSON (UTF-8, each key once)")
+        let root: JSONValue
+        do throws(JSONParser.Failure) {
+            root = try JSONValue.parse(text)
+        } catch {
+            let (line, column) = Self.lineAndColumn(of: error.offset, in: text)
+            throw ConfigurationError(
+                description: "\(fileName) is not valid JSON (UTF-8, each key once): stops at line \(line), column \(column)")
         }
         guard case .object = root else {
             throw ConfigurationError(description: "\(fileName) must hold a JSON object")
@@ -170,6 +175,15 @@ struct ConfigurationReader {
             case .defaultValue: "default of \"\(key)\""
             }
         return ConfigurationError(description: "\(source) must be \(expected), got \(shown)")
+    }
+
+    /// 1-based line and column (in characters) of byte `offset`: where an editor shows it.
+    static func lineAndColumn(of offset: Int, in text: ArraySlice<UInt8>) -> (line: Int, column: Int) {
+        let end = text.index(text.startIndex, offsetBy: min(max(offset, 0), text.count))
+        let before = text[..<end]
+        let line = before.count(where: { $0 == UInt8(ascii: "\n") }) + 1
+        let lineStart = before.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? before.startIndex
+        return (line, String(decoding: text[lineStart..<end], as: UTF8.self).count + 1)
     }
 
     private static func flatten(_ value: JSONValue, prefix: String, into flat: inout [String: JSONValue], repeated: inout Set<String>) {

@@ -29,7 +29,8 @@ struct ConfigurationSetting {
             isEqual: { $0[keyPath: property] == $1[keyPath: property] })
     }
 
-    /// A string; `normalize` tidies an accepted value (after `check`), `shown` masks what must not be printed.
+    /// A string; `normalize` tidies an accepted value (after `check`), `shown` masks what must not be printed (in
+    /// `check-config` and in the error for a wrong value).
     static func string(
         _ key: String, _ property: WritableKeyPath<TandemConfiguration, String>, shown: ((String) -> String)? = nil,
         normalize: ((String) -> String)? = nil, check: Check<String>? = nil
@@ -41,7 +42,9 @@ struct ConfigurationSetting {
             },
             check: { configuration, reader throws(ConfigurationError) in
                 let value = configuration[keyPath: property]
-                if let expected = check?(value, configuration) { throw reader.invalid(key, expected: expected, value: value) }
+                if let expected = check?(value, configuration) {
+                    throw reader.invalid(key, expected: expected, value: shown?(value) ?? value)
+                }
                 if let normalize { configuration[keyPath: property] = normalize(value) }
             },
             shown: { configuration in shown.map { $0(configuration[keyPath: property]) } ?? configuration[keyPath: property] },

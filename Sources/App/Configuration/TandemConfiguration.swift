@@ -105,7 +105,7 @@ struct TandemConfiguration: Sendable, Equatable {
             .integer("port", \.port, in: 0...65535),
             .integer("eventLoops", \.eventLoops, in: 0...256),
             .choice("broker", \.broker),
-            .string("redis.url", \.redisURL, shown: { value in RedisURL(value).flatMap { $0.password != nil ? $0.description : nil } ?? value }, check: { value, configuration in
+            .string("redis.url", \.redisURL, shown: RedisURL.redacted, check: { value, configuration in
                 configuration.broker == .redis && RedisURL(value) == nil ? "a URL like redis://host:6379/0" : nil
             }),
             .string("publicBaseURL", \.publicBaseURL, normalize: { value in

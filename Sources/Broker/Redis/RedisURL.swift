@@ -17,7 +17,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 let user = String(credentials[..<colon])
                 self.user = user.isEmpty ? nil : user
                 self.password = String(credentials[credentials.index(after: colon)...])
-            } else {
+            } else if !credentials.isEmpty {
+                // `redis://secret@host` is how redis-cli and most clients spell a password without a user name.
                 self.password = String(credentials)
             }
         }
@@ -41,6 +42,18 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         self.host = host
         self.port = port
         self.database = database
+    }
+
+    /// `text` with whatever sits before its last `@` (after `scheme://`, when there is one) masked: safe to print
+    /// even when `text` does not parse.
+    public static func redacted(_ text: String) -> String {
+        guard let at = text.lastIndex(of: "@") else { return text }
+        let beforeAt = text[..<at]
+        var start = text.startIndex
+        if let colon = beforeAt.firstIndex(of: ":"), beforeAt[colon...].hasPrefix("://") {
+            start = beforeAt.index(colon, offsetBy: 3)
+        }
+        return text[..<start] + "***" + text[at...]
     }
 
     /// The URL without its password, for logs.
