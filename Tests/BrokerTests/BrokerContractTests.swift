@@ -10,6 +10,7 @@ import Testing
 enum BrokerUnderTest: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case memory
     case redis
+    case redisCluster
 
     var testDescription: String { rawValue }
 
@@ -17,10 +18,17 @@ enum BrokerUnderTest: String, CaseIterable, Sendable, CustomTestStringConvertibl
         ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"].flatMap(RedisURL.init)
     }
 
-    /// The implementations this run can test.
+    /// The seed nodes of the test cluster (`scripts/redis-cluster.sh`), from `TANDEM_TEST_REDIS_CLUSTER_NODES`.
+    static var redisClusterSeeds: [RedisURL]? {
+        guard let list = ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_CLUSTER_NODES"] else { return nil }
+        let seeds = list.split(separator: ",").compactMap { RedisURL("redis://\($0)/0") }
+        return seeds.isEmpty ? nil : seeds
+    }
+
+    /// The implementations this run can test: under CI all of them, and a missing server fails there.
     static var available: [BrokerUnderTest] {
-        if redisURL != nil || ProcessInfo.processInfo.environment["CI"] == "true" { return allCases }
-        return [.memory]
+        if ProcessInfo.processInfo.environment["CI"] == "true" { return allCases }
+        return [.memory] + (redisURL == nil ? [] : [.redis]) + (redisClusterSeeds == nil ? [] : [.redisCluster])
     }
 }
 
@@ -91,9 +99,16 @@ func withBroker(_ kind: BrokerUnderTest, _ body: (BrokerFixture) async throws ->
                 pass: { clock.advance(milliseconds: $0.milliseconds) },
                 sweep: { broker.removeExpiredSessions() },
                 storedSessions: { broker.storedSessionCount }))
-    case .redis:
-        guard let url = BrokerUnderTest.redisURL else { throw RedisNotConfigured() }
-        let broker = RedisBroker(configuration: .init(url: url, presenceGrace: BrokerFixture.presenceGrace), sink: sink, logger: quietLogger)
+    case .redis, .redisCluster:
+        let target: RedisBroker.Configuration.Target
+        if kind == .redis {
+            guard let url = BrokerUnderTest.redisURL else { throw RedisNotConfigured() }
+            target = .server(url)
+        } else {
+            guard let seeds = BrokerUnderTest.redisClusterSeeds else { throw RedisNotConfigured() }
+            target = .cluster(seeds: seeds)
+        }
+        let broker = RedisBroker(configuration: .init(target: target, presenceGrace: BrokerFixture.presenceGrace), sink: sink, logger: quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await broker.run() }
             defer { group.cancelAll() }

@@ -4,19 +4,46 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// The broker for many nodes: sessions live in Redis, so any node serves any session, and events cross nodes through
-/// Redis Pub/Sub.
+/// The broker for many nodes: sessions live in Redis (one server, or a Redis Cluster), so any node serves any
+/// session, and events cross nodes through Redis Pub/Sub.
 ///
-/// A command connection per event loop, and one subscriber connection per node. A command connection pipelines the
-/// requests of its loop; each operation is one Lua script, so it is one round trip and atomic. The subscriber connection subscribes to exactly the channels of the sessions
-/// whose streams this node holds: no pattern subscription, no message for sessions held elsewhere.
+/// On one Redis: a command connection per event loop, and one subscriber connection per node. A command connection
+/// pipelines the requests of its loop; each operation is one Lua script, so it is one round trip and atomic. The
+/// subscriber connection subscribes to exactly the channels of the sessions whose streams this node holds: no pattern
+/// subscription, no message for sessions held elsewhere.
+///
+/// On a Redis Cluster: every key of a session carries its `{ID}` hash tag, so the session lives in one slot and its
+/// scripts stay atomic; a command goes to the slot's master (``RedisClusterClient``, which follows `MOVED` and
+/// `ASK`); events go out with `SPUBLISH` and this node listens with `SSUBSCRIBE` at the slot's master
+/// (``RedisClusterSubscriber``). A channel the cluster drops (a slot migrated, a failover) is subscribed again where
+/// its slot went, and the session's log fills what was missed.
 ///
 /// Losing Redis is survived. Calls fail at once with ``BrokerError/Code/unavailable`` (the app answers 503). The
 /// outage is logged once. `run()` reconnects with exponential backoff, resubscribes every session it holds, and
 /// redelivers those sessions' logged events: a stream that missed an event while Redis was away gets it then.
 public final class RedisBroker: Broker {
     public struct Configuration: Sendable {
-        public var url: RedisURL
+        /// One Redis server, or the seed nodes of a Redis Cluster.
+        public enum Target: Sendable, CustomStringConvertible {
+            case server(RedisURL)
+            case cluster(seeds: [RedisURL])
+
+            public var description: String {
+                switch self {
+                case .server(let url): "\(url)"
+                case .cluster(let seeds): "cluster " + seeds.map { "\($0.host):\($0.port)" }.joined(separator: ",")
+                }
+            }
+        }
+
+        public var target: Target
+        /// After an event is stored, wait until this many replicas have it (`WAIT`) before the publish is answered,
+        /// so an acknowledged event survives its master's death; fewer in ``waitTimeout`` is an outage (503, and the
+        /// phone's retry with the same idempotency key is answered from what was stored). 0: no wait.
+        public var waitReplicas: Int
+        public var waitTimeout: Duration
+        /// On a cluster, how often the topology is read even when nothing asked for it.
+        public var topologyRefreshInterval: Duration
         /// A reply slower than this counts as an outage.
         public var commandTimeout: Duration
         public var initialBackoff: Duration
@@ -38,7 +65,23 @@ public final class RedisBroker: Broker {
             presenceGrace: Duration = .seconds(7), presenceHold: Duration = .seconds(60),
             lostSessionTombstone: Duration = .seconds(1200)
         ) {
-            self.url = url
+            self.init(
+                target: .server(url), commandTimeout: commandTimeout, initialBackoff: initialBackoff, maximumBackoff: maximumBackoff,
+                refusalProbeInterval: refusalProbeInterval, presenceGrace: presenceGrace, presenceHold: presenceHold,
+                lostSessionTombstone: lostSessionTombstone)
+        }
+
+        public init(
+            target: Target, commandTimeout: Duration = .seconds(2), initialBackoff: Duration = .milliseconds(100),
+            maximumBackoff: Duration = .seconds(5), refusalProbeInterval: Duration = .seconds(1),
+            presenceGrace: Duration = .seconds(7), presenceHold: Duration = .seconds(60),
+            lostSessionTombstone: Duration = .seconds(1200), waitReplicas: Int = 0, waitTimeout: Duration = .seconds(1),
+            topologyRefreshInterval: Duration = .seconds(5)
+        ) {
+            self.target = target
+            self.waitReplicas = waitReplicas
+            self.waitTimeout = waitTimeout
+            self.topologyRefreshInterval = topologyRefreshInterval
             self.presenceGrace = presenceGrace
             self.presenceHold = presenceHold
             self.lostSessionTombstone = lostSessionTombstone
@@ -56,25 +99,32 @@ public final class RedisBroker: Broker {
     }
 
     private struct Connected {
-        /// One per event loop: a request's task runs on its connection's loop and uses the command connection of
-        /// that loop, so a round trip to Redis never hops between threads.
-        var commands: [RedisConnection]
-        var subscriber: RedisConnection
-        var openScript: String
-        var publishScript: String
-        var holdScript: String
-        var reviewScript: String
-        var holdPhoneScript: String
-
-        /// The command connection of the calling thread's event loop, or the first one off the loops.
-        var commandsForThisLoop: RedisConnection {
-            commands.first { $0.channel.eventLoop.inEventLoop } ?? commands[0]
+        enum Link {
+            /// One per event loop: a request's task runs on its connection's loop and uses the command connection
+            /// of that loop, so a round trip to Redis never hops between threads.
+            case server(commands: [RedisConnection], subscriber: RedisConnection)
+            case cluster(RedisClusterClient, RedisClusterSubscriber)
         }
 
-        var all: [RedisConnection] { commands + [subscriber] }
+        var link: Link
+        var scripts: RedisScriptSet
+
+        /// Where this thread's commands go.
+        var route: RedisRoute {
+            switch link {
+            case .server(let commands, _): .server(commands.first { $0.channel.eventLoop.inEventLoop } ?? commands[0])
+            case .cluster(let client, _): .cluster(client)
+            }
+        }
 
         func closeAll() {
-            for connection in all { connection.close() }
+            switch link {
+            case .server(let commands, let subscriber):
+                for connection in commands + [subscriber] { connection.close() }
+            case .cluster(let client, let subscriber):
+                subscriber.close()
+                client.close()
+            }
         }
     }
 
@@ -116,8 +166,8 @@ public final class RedisBroker: Broker {
                 let connected = try await connect()
                 let resubscribed = try await install(connected)
                 backoff.reset()
-                await redeliverLogs(of: resubscribed, over: connected.commands[0])
-                await waitUntilEitherCloses(connected)
+                await redeliverLogs(of: resubscribed, over: connected.route)
+                await waitUntilLost(connected)
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 markDown("connection lost")
             } catch {
@@ -139,7 +189,13 @@ public final class RedisBroker: Broker {
     }
 
     private func connect() async throws -> Connected {
-        let url = configuration.url
+        switch configuration.target {
+        case .server(let url): try await connect(to: url)
+        case .cluster(let seeds): try await connect(toCluster: seeds)
+        }
+    }
+
+    private func connect(to url: RedisURL) async throws -> Connected {
         var commands: [RedisConnection] = []
         var subscriber: RedisConnection?
         do {
@@ -150,22 +206,9 @@ public final class RedisBroker: Broker {
             subscriber = try await RedisConnection.connect(to: url, group: eventLoopGroup, commandTimeout: configuration.commandTimeout) { [weak self] channel, payload in
                 self?.received(payload, on: channel)
             }
-            // Scripts are loaded once per connection and run by hash, so each operation sends a few bytes.
-            // The script cache is the server's: loaded once, run by hash on every connection.
-            let open = first.send(["SCRIPT", "LOAD", RedisScripts.openSession])
-            let publish = first.send(["SCRIPT", "LOAD", RedisScripts.publish])
-            let hold = first.send(["SCRIPT", "LOAD", RedisScripts.holdPresence])
-            let review = first.send(["SCRIPT", "LOAD", RedisScripts.reviewPresence])
-            let holdPhone = first.send(["SCRIPT", "LOAD", RedisScripts.holdPhonePresence])
-            guard let openHash = try await open.get().throwingError().string, let publishHash = try await publish.get().throwingError().string,
-                let holdHash = try await hold.get().throwingError().string, let reviewHash = try await review.get().throwingError().string,
-                let holdPhoneHash = try await holdPhone.get().throwingError().string, let subscriber
-            else {
-                throw BrokerError(.protocolViolation, "SCRIPT LOAD did not answer a hash")
-            }
-            return Connected(
-                commands: commands, subscriber: subscriber, openScript: openHash, publishScript: publishHash, holdScript: holdHash,
-                reviewScript: reviewHash, holdPhoneScript: holdPhoneHash)
+            guard let subscriber else { throw BrokerError(.unavailable, "no subscriber connection") }
+            let scripts = try await Self.load(RedisScriptSet(sharded: false), over: .server(first))
+            return Connected(link: .server(commands: commands, subscriber: subscriber), scripts: scripts)
         } catch {
             // All connections go: one left open would leak a socket on every retry of the backoff loop.
             for connection in commands { connection.close() }
@@ -174,23 +217,68 @@ public final class RedisBroker: Broker {
         }
     }
 
+    private func connect(toCluster seeds: [RedisURL]) async throws -> Connected {
+        let client = RedisClusterClient(
+            configuration: .init(seeds: seeds, commandTimeout: configuration.commandTimeout), group: eventLoopGroup)
+        let subscriber = RedisClusterSubscriber(
+            client: client,
+            onMessage: { [weak self] channel, payload in self?.received(payload, on: channel) },
+            onResubscribed: { [weak self] channel in self?.resubscribed(channel) })
+        do {
+            try await client.refreshTopology()
+            let scripts = try await Self.load(RedisScriptSet(sharded: true), over: .cluster(client))
+            return Connected(link: .cluster(client, subscriber), scripts: scripts)
+        } catch {
+            subscriber.close()
+            client.close()
+            throw error
+        }
+    }
+
+    /// Loads the scripts (on a cluster, at one master; the others learn each at its first `NOSCRIPT`): each
+    /// operation then sends a hash, not the script.
+    private static func load(_ scripts: RedisScriptSet, over route: RedisRoute) async throws -> RedisScriptSet {
+        var scripts = scripts
+        for script in RedisScriptSet.all {
+            guard let hash = try await route.send(["SCRIPT", "LOAD", scripts[keyPath: script].text], key: "tandem:{scripts}").throwingError().string
+            else {
+                throw BrokerError(.protocolViolation, "SCRIPT LOAD did not answer a hash")
+            }
+            scripts[keyPath: script].hash = hash
+        }
+        return scripts
+    }
+
     /// Makes `connected` current and subscribes it to every session held here, in batches; returns those sessions.
     private func install(_ connected: Connected) async throws -> [SessionID] {
         let (ids, confirmations, outage) = state.withLock { state -> ([SessionID], [EventLoopFuture<[RESPValue]>], Duration?) in
             state.connected = connected
             let ids = Array(state.subscriptions.keys)
             var confirmations: [EventLoopFuture<[RESPValue]>] = []
-            for start in stride(from: 0, to: ids.count, by: 512) {
-                let batch = ids[start..<min(start + 512, ids.count)]
-                let confirmed = connected.subscriber.send(["SUBSCRIBE"] + batch.map(RedisKeys.channel), replies: batch.count)
-                for id in batch { state.subscriptions[id]?.confirmed = confirmed }
-                confirmations.append(confirmed)
+            if case .server(_, let subscriber) = connected.link {
+                for start in stride(from: 0, to: ids.count, by: 512) {
+                    let batch = ids[start..<min(start + 512, ids.count)]
+                    let confirmed = subscriber.send(["SUBSCRIBE"] + batch.map(RedisKeys.channel), replies: batch.count)
+                    for id in batch { state.subscriptions[id]?.confirmed = confirmed }
+                    confirmations.append(confirmed)
+                }
             }
             let outage = state.link.connected(now: .now)
             return (ids, confirmations, outage)
         }
         for confirmation in confirmations {
             for reply in try await confirmation.get() { try reply.throwingError() }
+        }
+        if case .cluster(_, let subscriber) = connected.link {
+            // Each at its slot's master, a batch at a time in flight.
+            for start in stride(from: 0, to: ids.count, by: 512) {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for id in ids[start..<min(start + 512, ids.count)] {
+                        group.addTask { try await subscriber.subscribe(RedisKeys.channel(id)) }
+                    }
+                    try await group.waitForAll()
+                }
+            }
         }
         state.withLock { state in
             for id in ids {
@@ -202,10 +290,10 @@ public final class RedisBroker: Broker {
         }
         if let outage {
             logger.notice("Redis reachable again; resubscribed held sessions", metadata: [
-                "redis": "\(configuration.url)", "outage_s": "\(outage.components.seconds)", "sessions": "\(ids.count)",
+                "redis": "\(configuration.target)", "outage_s": "\(outage.components.seconds)", "sessions": "\(ids.count)",
             ])
         } else {
-            logger.info("connected to Redis", metadata: ["redis": "\(configuration.url)"])
+            logger.info("connected to Redis", metadata: ["redis": "\(configuration.target)"])
         }
         return ids
     }
@@ -213,16 +301,17 @@ public final class RedisBroker: Broker {
     /// Hands the logged events of `ids` to the sink again; streams skip what they already sent and fill any gap. A
     /// session whose record is gone (Redis restarted empty, or was flushed) or unreadable is reported to the sink as
     /// ended, so its readers start over instead of waiting in silence until the expiry they were told.
-    private func redeliverLogs(of ids: [SessionID], over commands: RedisConnection) async {
+    private func redeliverLogs(of ids: [SessionID], over route: RedisRoute) async {
         for start in stride(from: 0, to: ids.count, by: 512) {
             let batch = Array(ids[start..<min(start + 512, ids.count)])
             // Pipelined, the log before its record: an entry read is never ahead of the lastEventID read after it.
-            let replies = batch.map { id in
-                (commands.send(["LRANGE", RedisKeys.log(id), "0", "-1"]), commands.send(["HGET", RedisKeys.session(id), "lastEventID"]))
-            }
-            for (id, (log, record)) in zip(batch, replies) {
+            let replies = await route.send(each: batch.map { id in
+                (pipeline: [["LRANGE", RedisKeys.log(id), "0", "-1"], ["HGET", RedisKeys.session(id), "lastEventID"]], key: RedisKeys.session(id))
+            })
+            for (id, reply) in zip(batch, replies) {
                 // No answer (the connection went again) decides nothing; the next reconnect asks again.
-                guard let entries = try? await log.get(), let last = try? await record.get() else { continue }
+                guard case .success(let pair) = reply, pair.count == 2 else { continue }
+                let (entries, last) = (pair[0], pair[1])
                 // An error other than a wrong type (Redis loading, busy, ...) says nothing about the session either.
                 if case .error(let message) = last, !message.hasPrefix("WRONGTYPE") { continue }
                 guard let lastEventID = Self.lastEventID(last) else {
@@ -232,6 +321,13 @@ public final class RedisBroker: Broker {
                 for event in Self.decodeLog(entries, lastEventID: lastEventID) { sink.deliver(event, to: id) }
             }
         }
+    }
+
+    /// A cluster channel subscribed again after its slot moved or its master failed: what was published meanwhile is
+    /// in the log.
+    private func resubscribed(_ channel: String) {
+        guard let id = RedisKeys.session(ofChannel: channel), let route = state.withLock({ $0.connected?.route }) else { return }
+        Task { await redeliverLogs(of: [id], over: route) }
     }
 
     /// A `HGET … lastEventID` reply as an id; nil for a missing record or field, a key of another type, or a value
@@ -250,16 +346,34 @@ public final class RedisBroker: Broker {
         }
     }
 
-    private func waitUntilEitherCloses(_ connected: Connected) async {
+    /// Returns when the link is lost (or the service stops): on one Redis, when a connection closes; on a cluster,
+    /// when no node gives the topology any more (a master lost is not the link lost: its replica takes over, and
+    /// the cluster client and subscriber follow).
+    private func waitUntilLost(_ connected: Connected) async {
         let closeAll: @Sendable () -> Void = { connected.closeAll() }
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let resumed = Mutex(false)
-                    let resumeOnce: @Sendable (Result<Void, any Error>) -> Void = { _ in
-                        if resumed.withLock({ let first = !$0; $0 = true; return first }) { continuation.resume() }
+                switch connected.link {
+                case .server(let commands, let subscriber):
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let resumed = Mutex(false)
+                        let resumeOnce: @Sendable (Result<Void, any Error>) -> Void = { _ in
+                            if resumed.withLock({ let first = !$0; $0 = true; return first }) { continuation.resume() }
+                        }
+                        for connection in commands + [subscriber] { connection.channel.closeFuture.whenComplete(resumeOnce) }
                     }
-                    for connection in connected.all { connection.channel.closeFuture.whenComplete(resumeOnce) }
+                case .cluster(let client, _):
+                    var failures = 0
+                    while failures < 3, !Task.isCancelled {
+                        try? await Task.sleep(for: configuration.topologyRefreshInterval)
+                        guard !Task.isCancelled else { break }
+                        do {
+                            try await client.refreshTopology()
+                            failures = 0
+                        } catch {
+                            failures += 1
+                        }
+                    }
                 }
             } onCancel: {
                 closeAll()
@@ -279,7 +393,7 @@ public final class RedisBroker: Broker {
         }
         connected?.closeAll()
         if firstFailure {
-            logger.warning("Redis unreachable; answering 503 and reconnecting", metadata: ["redis": "\(configuration.url)", "problem": "\(problem)"])
+            logger.warning("Redis unreachable; answering 503 and reconnecting", metadata: ["redis": "\(configuration.target)", "problem": "\(problem)"])
         }
     }
 
@@ -297,7 +411,7 @@ public final class RedisBroker: Broker {
     public func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? {
         let now = time.now()
         let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.tombstone(id), RedisKeys.presence(id)]
-        let reply = try await runScript(\.openScript, RedisScripts.openSession, keys: keys, arguments: [
+        let reply = try await runScript(\.openSession, keys: keys, arguments: [
             String(now), String(now + ttl.milliseconds), String(ttl.milliseconds), readerKey ?? "", String(2 * ttl.milliseconds),
             String((heldByStream ? configuration.presenceHold : configuration.presenceGrace).milliseconds),
         ])
@@ -311,7 +425,7 @@ public final class RedisBroker: Broker {
     }
 
     public func session(_ id: SessionID) async throws -> SessionRecord? {
-        let reply = try await send(["HGETALL", RedisKeys.session(id)])
+        let reply = try await send(["HGETALL", RedisKeys.session(id)], key: RedisKeys.session(id))
         if case .array(let fields) = reply, fields.isEmpty { return nil }
         guard let record = SessionRecord(id: id, fields: reply) else {
             throw BrokerError(.corruptSession, "the record's fields are missing or out of range")
@@ -340,17 +454,25 @@ public final class RedisBroker: Broker {
             return .unchanged(record)
         }
         let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id)]
-        let reply = try await runScript(\.publishScript, RedisScripts.publish, keys: keys, arguments: [
+        let waitReplicas = configuration.waitReplicas
+        // WAIT right behind the script, on its connection: it waits for the replicas to have what the script wrote.
+        let wait = waitReplicas > 0 ? ["WAIT", String(waitReplicas), String(configuration.waitTimeout.milliseconds)] : nil
+        let (reply, acknowledged) = try await runScript(\.publish, keys: keys, arguments: [
             target.rawValue, event.name, RedisKeys.channel(id), name, phoneNumber, String(TimeSource.wallMicroseconds()), reason,
             idempotencyKey ?? "", phone.map { $0.presentedKey ?? "-" } ?? "", phone?.pairingCode ?? "", phone?.mayClaim == true ? "1" : "0",
             phone?.newKey ?? "",
-        ])
-        return try outcome(of: reply, for: id, what: "publish")
+        ], then: wait)
+        let outcome = try outcome(of: reply, for: id, what: "publish")
+        if case .published = outcome, let acknowledged, (acknowledged.integer ?? 0) < waitReplicas {
+            throw BrokerError(
+                .unavailable, "the event is stored but \(acknowledged.integer ?? 0) of \(waitReplicas) replicas acknowledged it in time")
+        }
+        return outcome
     }
 
     public func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome {
         let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id, side: side)]
-        let reply = try await runScript(\.reviewScript, RedisScripts.reviewPresence, keys: keys, arguments: [
+        let reply = try await runScript(\.reviewPresence, keys: keys, arguments: [
             side.rawValue, RedisKeys.channel(id), String(TimeSource.wallMicroseconds()),
         ])
         return try outcome(of: reply, for: id, what: "review")
@@ -383,13 +505,12 @@ public final class RedisBroker: Broker {
     }
 
     public func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {
-        let (connection, scriptHash) = try state.withLock { state throws(BrokerError) -> (RedisConnection, String) in
+        let (route, script) = try state.withLock { state throws(BrokerError) -> (RedisRoute, RedisScriptSet.Script) in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
-            return (connected.commandsForThisLoop, side == .pc ? connected.holdScript : connected.holdPhoneScript)
+            return (connected.route, side == .pc ? connected.scripts.holdPresence : connected.scripts.holdPhonePresence)
         }
         let hold = String(configuration.presenceHold.milliseconds)
         let tombstone = String(configuration.lostSessionTombstone.milliseconds)
-        let script = side == .pc ? RedisScripts.holdPresence : RedisScripts.holdPhonePresence
         func tail(_ id: SessionID) -> [String] {
             switch side {
             case .pc: ["3", RedisKeys.session(id), RedisKeys.presence(id), RedisKeys.tombstone(id), hold, tombstone]
@@ -404,11 +525,11 @@ public final class RedisBroker: Broker {
         // Pipelined in batches, so a node holding thousands of streams renews them in a few round trips.
         for start in stride(from: 0, to: ids.count, by: 512) {
             let batch = Array(ids[start..<min(start + 512, ids.count)])
-            let replies = batch.map { id in connection.send(["EVALSHA", scriptHash] + tail(id)) }
+            let replies = await route.send(each: batch.map { id in (pipeline: [["EVALSHA", script.hash] + tail(id)], key: RedisKeys.session(id)) })
             for (id, reply) in zip(batch, replies) {
-                var answer = try await reply.get()
+                var answer = try reply.get()[0]
                 if case .error(let message) = answer, message.hasPrefix("NOSCRIPT") {
-                    answer = try await connection.send(["EVAL", script] + tail(id)).get()
+                    answer = try await route.send(["EVAL", script.text] + tail(id), key: RedisKeys.session(id))
                 }
                 if case .integer(0) = try checked(answer) { gone.append(id) }
             }
@@ -419,33 +540,50 @@ public final class RedisBroker: Broker {
     public func releasePresence(of id: SessionID, side: PresenceSide) async throws {
         // XX: only a presence that is still there starts its grace; a lapsed one stays lapsed.
         let grace = String(configuration.presenceGrace.milliseconds)
-        _ = try checked(await commandConnection().send(["SET", RedisKeys.presence(id, side: side), "1", "PX", grace, "XX"]).get())
+        let key = RedisKeys.presence(id, side: side)
+        _ = try checked(await route().send(["SET", key, "1", "PX", grace, "XX"], key: key))
     }
 
     public func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
         // The log, then its record's lastEventID, pipelined (one round trip): Redis runs them in order, so every
         // entry read was written before the id read after it, and an entry ahead of it is not Tandem's.
-        let connection = try commandConnection()
-        let log = connection.send(["LRANGE", RedisKeys.log(id), "0", "-1"])
-        let record = connection.send(["HGET", RedisKeys.session(id), "lastEventID"])
-        let entries = try checked(await log.get())
-        let last = try checked(await record.get())
+        let replies = try await route().send(
+            pipeline: [["LRANGE", RedisKeys.log(id), "0", "-1"], ["HGET", RedisKeys.session(id), "lastEventID"]], key: RedisKeys.session(id))
+        let entries = try checked(replies[0])
+        let last = try checked(replies[1])
         if last == .null { return [] }
         guard let lastEventID = Self.lastEventID(last) else { throw BrokerError(.corruptSession, "lastEventID is not an event id") }
         return Self.decodeLog(entries, lastEventID: lastEventID).filter { $0.id > after }
     }
 
     public func subscribe(_ id: SessionID) async throws {
-        let confirmed = state.withLock { state -> EventLoopFuture<[RESPValue]>? in
+        let (confirmed, cluster) = state.withLock { state -> (EventLoopFuture<[RESPValue]>?, RedisClusterSubscriber?) in
             if var subscription = state.subscriptions[id] {
                 subscription.count += 1
                 state.subscriptions[id] = subscription
-                return subscription.confirmed
+                return (subscription.confirmed, nil)
             }
-            // Sent under the lock, so SUBSCRIBE and UNSUBSCRIBE reach Redis in the order the counts changed.
-            let confirmed = state.connected?.subscriber.send(["SUBSCRIBE", RedisKeys.channel(id)], replies: 1)
-            state.subscriptions[id] = Subscription(count: 1, confirmed: confirmed)
-            return confirmed
+            switch state.connected?.link {
+            case .server(_, let subscriber)?:
+                // Sent under the lock, so SUBSCRIBE and UNSUBSCRIBE reach Redis in the order the counts changed.
+                let confirmed = subscriber.send(["SUBSCRIBE", RedisKeys.channel(id)], replies: 1)
+                state.subscriptions[id] = Subscription(count: 1, confirmed: confirmed)
+                return (confirmed, nil)
+            case .cluster(_, let subscriber)?:
+                state.subscriptions[id] = Subscription(count: 1, confirmed: nil)
+                return (nil, subscriber)
+            case nil:
+                state.subscriptions[id] = Subscription(count: 1, confirmed: nil)
+                return (nil, nil)
+            }
+        }
+        if let cluster {
+            let channel = RedisKeys.channel(id)
+            // Not reachable now: the reconnect subscribes it and redelivers its log.
+            try? await cluster.subscribe(channel)
+            // Unsubscribed while this subscription was on its way: undone, so nothing of it is delivered.
+            if state.withLock({ $0.subscriptions[id] == nil }) { try? await cluster.unsubscribe(channel) }
+            return
         }
         // Disconnected, or lost before Redis confirmed: the reconnect subscribes it and redelivers its log.
         guard let confirmed else { return }
@@ -458,18 +596,23 @@ public final class RedisBroker: Broker {
     }
 
     public func unsubscribe(_ id: SessionID) async {
-        let confirmed = state.withLock { state -> EventLoopFuture<[RESPValue]>? in
-            guard var subscription = state.subscriptions[id] else { return nil }
+        let (confirmed, cluster) = state.withLock { state -> (EventLoopFuture<[RESPValue]>?, RedisClusterSubscriber?) in
+            guard var subscription = state.subscriptions[id] else { return (nil, nil) }
             subscription.count -= 1
             if subscription.count > 0 {
                 state.subscriptions[id] = subscription
-                return nil
+                return (nil, nil)
             }
             state.subscriptions[id] = nil
-            return state.connected?.subscriber.send(["UNSUBSCRIBE", RedisKeys.channel(id)], replies: 1)
+            switch state.connected?.link {
+            case .server(_, let subscriber)?: return (subscriber.send(["UNSUBSCRIBE", RedisKeys.channel(id)], replies: 1), nil)
+            case .cluster(_, let subscriber)?: return (nil, subscriber)
+            case nil: return (nil, nil)
+            }
         }
         // Once Redis confirms, no message of this session can follow on the connection.
         _ = try? await confirmed?.get()
+        try? await cluster?.unsubscribe(RedisKeys.channel(id))
     }
 
     /// Unavailable while Redis is unreachable. While it is reachable but lately refused to store, `refusal` says so:
@@ -479,19 +622,22 @@ public final class RedisBroker: Broker {
     public var health: BrokerHealth {
         get async {
             let interval = configuration.refusalProbeInterval
-            let (health, probe) = state.withLock { state -> (BrokerHealth, (RedisConnection, ContinuousClock.Instant?)?) in
+            let (health, probe) = state.withLock { state -> (BrokerHealth, (RedisRoute, ContinuousClock.Instant?)?) in
                 guard let connected = state.connected else {
                     return (BrokerHealth(isAvailable: false, detail: "redis unreachable: \(state.link.problem)"), nil)
+                }
+                if case .cluster(let client, _) = connected.link, let unserved = Self.unservedSlot(client.topology) {
+                    return (BrokerHealth(isAvailable: false, detail: "redis cluster: no master serves slot \(unserved)"), nil)
                 }
                 let health = state.link.refusal.map {
                     BrokerHealth(isAvailable: true, detail: "ok", refusal: "redis refuses to store: \($0.message)")
                 } ?? .ok
                 guard case .probe(let refusedAt) = state.link.probeDue(now: .now, interval: interval) else { return (health, nil) }
-                return (health, (connected.commandsForThisLoop, refusedAt))
+                return (health, (connected.route, refusedAt))
             }
-            guard let (connection, refusedAt) = probe else { return health }
+            guard let (route, refusedAt) = probe else { return health }
             let reply: RedisLinkState.ProbeReply
-            switch try? await connection.send(["SET", "tandem:{probe}:writable", "1", "PX", "1000"]).get() {
+            switch try? await route.send(["SET", "tandem:{probe}:writable", "1", "PX", "1000"], key: "tandem:{probe}:writable") {
             case .simpleString?: reply = .stored
             case .error(let message)? where Self.refusalKind(message) != nil: reply = .refused(message)
             default: reply = .noAnswer
@@ -501,7 +647,7 @@ public final class RedisBroker: Broker {
                 return (recovered, state.link.refusal?.message)
             }
             if recovered {
-                logger.notice("Redis stores again", metadata: ["redis": "\(configuration.url)"])
+                logger.notice("Redis stores again", metadata: ["redis": "\(configuration.target)"])
                 return .ok
             }
             if let refusal { return BrokerHealth(isAvailable: true, detail: "ok", refusal: "redis refuses to store: \(refusal)") }
@@ -514,15 +660,22 @@ public final class RedisBroker: Broker {
 
     // MARK: Commands
 
-    private func commandConnection() throws(BrokerError) -> RedisConnection {
-        try state.withLock { state throws(BrokerError) -> RedisConnection in
+    /// Where this thread's commands go; unavailable while Redis is unreachable.
+    private func route() throws(BrokerError) -> RedisRoute {
+        try state.withLock { state throws(BrokerError) -> RedisRoute in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
-            return connected.commandsForThisLoop
+            return connected.route
         }
     }
 
-    private func send(_ arguments: [String]) async throws -> RESPValue {
-        try checked(await commandConnection().send(arguments).get())
+    private func send(_ arguments: [String], key: String) async throws -> RESPValue {
+        try checked(await route().send(arguments, key: key))
+    }
+
+    /// The first slot no online master serves in `topology` (all of them while it is not known), or nil.
+    private static func unservedSlot(_ topology: RedisClusterTopology?) -> Int? {
+        guard let topology else { return 0 }
+        return RedisClusterSlot.all.first { topology.master(ofSlot: $0) == nil }
     }
 
     /// A reply, or its error reply thrown as a broker error (a refusal to store is remembered for health).
@@ -539,22 +692,31 @@ public final class RedisBroker: Broker {
         if first {
             logger.warning(
                 "Redis refuses to store; answering 503 and reporting not ready",
-                metadata: ["redis": "\(configuration.url)", "problem": "\(message)"])
+                metadata: ["redis": "\(configuration.target)", "problem": "\(message)"])
         }
     }
 
-    /// EVALSHA, falling back to EVAL if Redis lost its script cache (SCRIPT FLUSH, or a failover).
-    private func runScript(_ hash: KeyPath<Connected, String>, _ script: String, keys: [String], arguments: [String]) async throws -> RESPValue {
-        let (connection, scriptHash) = try state.withLock { state throws(BrokerError) -> (RedisConnection, String) in
+    /// EVALSHA, falling back to EVAL if Redis lost its script cache (SCRIPT FLUSH, a failover, or a cluster master that
+    /// has not run it yet). `then`, when given, is pipelined right behind the script on the same connection; its reply
+    /// is the second value.
+    private func runScript(
+        _ script: KeyPath<RedisScriptSet, RedisScriptSet.Script>, keys: [String], arguments: [String], then: [String]? = nil
+    ) async throws -> (RESPValue, RESPValue?) {
+        let (route, script) = try state.withLock { state throws(BrokerError) -> (RedisRoute, RedisScriptSet.Script) in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
-            return (connected.commandsForThisLoop, connected[keyPath: hash])
+            return (connected.route, connected.scripts[keyPath: script])
         }
         let tail = [String(keys.count)] + keys + arguments
-        var reply = try await connection.send(["EVALSHA", scriptHash] + tail).get()
-        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
-            reply = try await connection.send(["EVAL", script] + tail).get()
+        let pipeline = [["EVALSHA", script.hash] + tail] + (then.map { [$0] } ?? [])
+        var replies = try await route.send(pipeline: pipeline, key: keys[0])
+        if case .error(let message) = replies[0], message.hasPrefix("NOSCRIPT") {
+            replies = try await route.send(pipeline: [["EVAL", script.text] + tail] + (then.map { [$0] } ?? []), key: keys[0])
         }
-        return try checked(reply)
+        return (try checked(replies[0]), then == nil ? nil : try checked(replies[1]))
+    }
+
+    private func runScript(_ script: KeyPath<RedisScriptSet, RedisScriptSet.Script>, keys: [String], arguments: [String]) async throws -> RESPValue {
+        try await runScript(script, keys: keys, arguments: arguments, then: nil).0
     }
 
     private static func corrupt(_ why: RESPValue) -> BrokerError {

@@ -209,6 +209,36 @@ enum RedisScripts {
         """
 }
 
+/// The scripts as one deployment runs them, with their hashes once loaded. On a Redis Cluster an event goes out with
+/// `SPUBLISH` (sharded Pub/Sub: the message crosses only the shard that owns the session's slot) instead of
+/// `PUBLISH` (which a cluster sends to every node).
+struct RedisScriptSet: Sendable {
+    struct Script: Sendable {
+        let text: String
+        /// Its SHA1 as `SCRIPT LOAD` answered: the same on every node, since it is the text's.
+        var hash = ""
+    }
+
+    var openSession: Script
+    var publish: Script
+    var reviewPresence: Script
+    var holdPresence: Script
+    var holdPhonePresence: Script
+
+    init(sharded: Bool) {
+        func script(_ text: String) -> Script {
+            Script(text: sharded ? text.replacing("redis.call('PUBLISH', ", with: "redis.call('SPUBLISH', ") : text)
+        }
+        openSession = script(RedisScripts.openSession)
+        publish = script(RedisScripts.publish)
+        reviewPresence = script(RedisScripts.reviewPresence)
+        holdPresence = script(RedisScripts.holdPresence)
+        holdPhonePresence = script(RedisScripts.holdPhonePresence)
+    }
+
+    static var all: [WritableKeyPath<RedisScriptSet, Script>] { [\.openSession, \.publish, \.reviewPresence, \.holdPresence, \.holdPhonePresence] }
+}
+
 /// Redis key names. The `{ID}` hash tag keeps a session's keys and channel in one Redis Cluster slot.
 enum RedisKeys {
     static func session(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:session" }

@@ -73,6 +73,15 @@ final class RedisClusterClient: Sendable {
     /// as on one Redis). `MOVED` refreshes the topology and retries there, `ASK` retries once at the target after
     /// `ASKING`; either at most `maximumRedirects` times.
     func send(_ arguments: [String], key: String) async throws -> RESPValue {
+        try await send(pipeline: [arguments], key: key)[0]
+    }
+
+    /// Sends commands about keys of `key`'s slot to its master in one pipelined write, so Redis runs them in this
+    /// order with nothing of this client's in between, and returns their replies. When any reply redirects (the
+    /// slot moved, or is moving), the whole pipeline is sent again where it says: the commands are reads, or a
+    /// script Redis refused to run there, followed by what only makes sense after it (`WAIT`).
+    func send(pipeline commands: [[String]], key: String) async throws -> [RESPValue] {
+        precondition(!commands.isEmpty, "an empty pipeline")
         let slot = RedisClusterSlot.of(key)
         var topology = try await currentTopology()
         // Where a redirect said to go next, when the topology does not say it (yet).
@@ -98,18 +107,22 @@ final class RedisClusterClient: Sendable {
                 topology = try await refreshTopology()
                 continue
             }
-            let reply: RESPValue
-            if asking {
-                // ASKING holds for the next command on the connection: both leave in one pipelined write.
-                let askingReply = connection.send(["ASKING"])
-                let answer = connection.send(arguments)
-                _ = try await askingReply.get()
-                reply = try await answer.get()
-            } else {
-                reply = try await connection.send(arguments).get()
+            // ASKING holds for the next command on the connection only: one before each, all in one write.
+            let futures = commands.map { command in
+                let asked = asking ? connection.send(["ASKING"]) : nil
+                return (asked, connection.send(command))
             }
-            guard case .error(let message) = reply, let redirect = RedisClusterRedirect(errorMessage: message), redirect.slot == slot else {
-                return reply
+            var replies: [RESPValue] = []
+            replies.reserveCapacity(commands.count)
+            for (asked, answer) in futures {
+                _ = try await asked?.get()
+                replies.append(try await answer.get())
+            }
+            guard let redirect = replies.lazy.compactMap({ reply -> RedisClusterRedirect? in
+                guard case .error(let message) = reply else { return nil }
+                return RedisClusterRedirect(errorMessage: message)
+            }).first(where: { $0.slot == slot }) else {
+                return replies
             }
             let target = RedisEndpoint(host: redirect.host.isEmpty ? endpoint.host : redirect.host, port: redirect.port)
             switch redirect.kind {
