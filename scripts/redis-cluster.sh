@@ -3,6 +3,8 @@
 # replicas, `cluster-node-timeout` 1 s so a failover takes seconds), joined by `redis-cli --cluster create`.
 #   scripts/redis-cluster.sh start DIR   starts it, waits until every slot is served, prints the nodes (host:port,...)
 #   scripts/redis-cluster.sh stop DIR    stops every node by PID and removes DIR
+#   scripts/redis-cluster.sh restart DIR PORT   starts a node again (after a test killed it): it rejoins the cluster
+#                                        from its nodes.conf, as a replica if its master was replaced meanwhile
 # Ports are below 55536: each node's cluster bus listens on its port + 10000.
 set -euo pipefail
 command=${1:?start or stop}; dir=${2:?a folder for the nodes}
@@ -14,6 +16,21 @@ if [ "$command" = stop ]; then
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     done
     rm -rf "$dir"
+    exit 0
+fi
+
+start_node() {
+    local port=$1
+    mkdir -p "$dir/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
+        --cluster-node-timeout 1000 --repl-diskless-sync-delay 0 --save '' --appendonly no --dir "$dir/$port" \
+        --daemonize yes --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
+}
+
+if [ "$command" = restart ]; then
+    port=${3:?the port of the node to start again}
+    start_node "$port"
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
     exit 0
 fi
 
@@ -35,10 +52,7 @@ PY
 )
 nodes=()
 for port in $ports; do
-    mkdir -p "$dir/$port"
-    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
-        --cluster-node-timeout 1000 --save '' --appendonly no --dir "$dir/$port" \
-        --daemonize yes --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
+    start_node "$port"
     nodes+=("127.0.0.1:$port")
 done
 for node in "${nodes[@]}"; do
@@ -49,6 +63,15 @@ redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$d
 for node in "${nodes[@]}"; do
     for _ in $(seq 100); do
         redis-cli -p "${node##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && break
+        sleep 0.1
+    done
+done
+# And every replica must have its master's data: one still on its first sync cannot be promoted.
+for node in "${nodes[@]}"; do
+    for _ in $(seq 100); do
+        info=$(redis-cli -p "${node##*:}" info replication 2>/dev/null)
+        grep -q '^role:master' <<<"$info" && break
+        grep -q '^master_link_status:up' <<<"$info" && break
         sleep 0.1
     done
 done

@@ -213,6 +213,7 @@ final class SessionRegistries: SessionEventSink, Service {
     private let sweepInterval: Duration
     private let presenceRenewalInterval: Duration
     private let time: TimeSource
+    private let metrics: TandemMetrics?
     private let logger: Logger
     /// The broker that keeps the held sessions' devices present. Set once after start-up wiring: the broker is made
     /// after the registries, whose events it delivers.
@@ -248,6 +249,7 @@ final class SessionRegistries: SessionEventSink, Service {
         self.sweepInterval = sweepInterval
         self.presenceRenewalInterval = presenceRenewalInterval
         self.time = time
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -322,6 +324,10 @@ final class SessionRegistries: SessionEventSink, Service {
         guard let registry = routed(id) else { return }
         logger.info("a held session is gone from the broker; its streams end")
         Self.enter(registry) { $0.end(id, lastWords: .sessionExpired) }
+    }
+
+    func messageRejected() {
+        metrics?.brokerMessageRejected()
     }
 
     // MARK: Counts

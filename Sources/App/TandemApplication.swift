@@ -54,15 +54,20 @@ struct TandemApplication: Sendable {
         self.logger = logger
         let metrics = TandemMetrics()
         self.metrics = metrics
-        let redisURL: RedisURL?
+        let redisTarget: RedisBroker.Configuration.Target?
         switch configuration.broker {
         case .memory:
-            redisURL = nil
+            redisTarget = nil
         case .redis:
             guard let url = RedisURL(configuration.redisURL) else {
                 throw ConfigurationError(description: "redis.url '\(RedisURL.redacted(configuration.redisURL))' is not a redis:// URL")
             }
-            redisURL = url
+            redisTarget = .server(url)
+        case .redisCluster:
+            guard let seeds = TandemConfiguration.clusterSeeds(configuration.redisClusterNodes) else {
+                throw ConfigurationError(description: "redis.clusterNodes names no cluster node (host:port,...)")
+            }
+            redisTarget = .cluster(seeds: seeds)
         }
         let staticFiles = try Self.loadStaticFiles(configuration, logger: logger)
         self.eventLoopGroup = eventLoopGroup
@@ -76,10 +81,11 @@ struct TandemApplication: Sendable {
             logger: logger
         )
         self.registry = registry
-        if let redisURL {
+        if let redisTarget {
             broker = RedisBroker(
                 configuration: .init(
-                    url: redisURL, presenceGrace: configuration.pairingGrace, lostSessionTombstone: configuration.sessionTTL * 2),
+                    target: redisTarget, presenceGrace: configuration.pairingGrace, lostSessionTombstone: configuration.sessionTTL * 2,
+                    waitReplicas: configuration.redisWaitReplicas),
                 sink: registry, time: time,
                 eventLoopGroup: eventLoopGroup, logger: logger)
         } else {

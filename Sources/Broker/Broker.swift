@@ -15,6 +15,14 @@ public protocol SessionEventSink: Sendable {
     /// empty, or was flushed). A reconnecting reader would find nothing, so its streams should end in a way that
     /// tells the reader to start over at once. Called from the broker's own task; must not block.
     func sessionEnded(_ id: SessionID)
+
+    /// Called for a message on one of Tandem's channels that is not a Tandem event (written by something else, or
+    /// damaged): it is dropped, and this counts it. Must not block.
+    func messageRejected()
+}
+
+extension SessionEventSink {
+    public func messageRejected() {}
 }
 
 /// Stores sessions and carries their events between nodes. Implementations: ``InMemoryBroker`` for one node, a Redis

@@ -18,6 +18,8 @@ struct TandemConfiguration: Sendable, Equatable {
     enum BrokerKind: String, Sendable, CaseIterable {
         case memory
         case redis
+        /// A Redis Cluster (Redis 7): sessions spread over its masters by slot, events by sharded Pub/Sub.
+        case redisCluster = "redis-cluster"
     }
 
     var host = "0.0.0.0"
@@ -27,6 +29,12 @@ struct TandemConfiguration: Sendable, Equatable {
     var eventLoops = 0
     var broker = BrokerKind.memory
     var redisURL = "redis://127.0.0.1:6379/0"
+    /// Seed nodes of the Redis Cluster (broker `redis-cluster`), comma-separated: `host:port`, or
+    /// `redis://[[user]:password@]host:port` to give credentials (used for every node). Any few nodes will do: the
+    /// rest of the cluster is learnt from them.
+    var redisClusterNodes = ""
+    /// Replicas that must have an event (`WAIT`) before its POST is answered; 0 answers once the master has it.
+    var redisWaitReplicas = 0
     /// The origin phones use to reach this server (for the QR code); empty means "work it out".
     var publicBaseURL = ""
     var sessionTTLSeconds = 600
@@ -108,6 +116,15 @@ struct TandemConfiguration: Sendable, Equatable {
             .string("redis.url", \.redisURL, shown: RedisURL.redacted, check: { value, configuration in
                 configuration.broker == .redis && RedisURL(value) == nil ? "a URL like redis://host:6379/0" : nil
             }),
+            .string("redis.clusterNodes", \.redisClusterNodes, shown: { Self.list($0).map(RedisURL.redacted).joined(separator: ",") }, check: { value, configuration in
+                guard configuration.broker == .redisCluster else { return nil }
+                return Self.clusterSeeds(value) == nil ? "comma-separated cluster nodes like 10.0.0.1:7000,10.0.0.2:7000" : nil
+            }),
+            // On one Redis the node cannot see whether a replica is there to acknowledge; a WAIT without one would hold
+            // the shared connection for its timeout on every event.
+            .integer("redis.waitReplicas", \.redisWaitReplicas, in: 0...16, check: { value, configuration in
+                value > 0 && configuration.broker != .redisCluster ? "0 unless broker is redis-cluster" : nil
+            }),
             .string("publicBaseURL", \.publicBaseURL, normalize: { value in
                 var value = value
                 while value.hasSuffix("/") { value.removeLast() }
@@ -168,6 +185,17 @@ struct TandemConfiguration: Sendable, Equatable {
     }
     var trustedProxyList: TrustedProxies { TrustedProxies(Self.list(trustedProxies)) ?? .none }
     var corsAllowedOrigins: Set<String> { Set(Self.list(corsOrigins)) }
+
+    /// The seed nodes of `redis.clusterNodes`, or nil unless there is at least one and each is `host:port` or a
+    /// `redis://` URL with a port and database 0 (a cluster has no other).
+    static func clusterSeeds(_ text: String) -> [RedisURL]? {
+        let entries = list(text)
+        let seeds = entries.compactMap { entry -> RedisURL? in
+            guard let url = RedisURL(entry.hasPrefix("redis://") ? entry : "redis://" + entry), url.database == 0 else { return nil }
+            return url
+        }
+        return !seeds.isEmpty && seeds.count == entries.count ? seeds : nil
+    }
 
     static func list(_ text: String) -> [String] {
         text.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }

@@ -19,6 +19,7 @@ final class TandemMetrics: Sendable {
     private let deliveredByType: [String: CoreMetrics.Counter]
     private let deliveryLatency: CoreMetrics.Timer
     private let slowReadersCut: CoreMetrics.Counter
+    private let brokerMessagesRejected: CoreMetrics.Counter
     private let brokerLatency: [String: CoreMetrics.Timer]
     private let brokerErrors: [String: CoreMetrics.Counter]
     private let refusals = Mutex<[UInt: CoreMetrics.Counter]>([:])
@@ -48,6 +49,7 @@ final class TandemMetrics: Sendable {
         })
         deliveryLatency = CoreMetrics.Timer(label: "tandem_event_delivery_seconds", factory: factory)
         slowReadersCut = CoreMetrics.Counter(label: "tandem_streams_cut_total", dimensions: [("reason", "slow_reader")], factory: factory)
+        brokerMessagesRejected = CoreMetrics.Counter(label: "tandem_broker_messages_rejected_total", factory: factory)
         brokerLatency = Dictionary(uniqueKeysWithValues: Self.brokerOperations.map {
             ($0, CoreMetrics.Timer(label: "tandem_broker_seconds", dimensions: [("operation", $0)], factory: factory))
         })
@@ -82,6 +84,11 @@ final class TandemMetrics: Sendable {
     /// A stream ended because its reader fell behind.
     func slowReaderCut() {
         slowReadersCut.increment()
+    }
+
+    /// A message on a session's channel that was not a Tandem event, dropped.
+    func brokerMessageRejected() {
+        brokerMessagesRejected.increment()
     }
 
     func brokerCall(_ operation: String, nanoseconds: Int64, failed: Bool) {

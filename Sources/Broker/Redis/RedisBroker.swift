@@ -140,6 +140,7 @@ public final class RedisBroker: Broker {
     private let time: TimeSource
     private let logger: Logger
     private let state = Mutex(State())
+    private let rejectedMessages = Atomic<Int>(0)
 
     /// - Parameter eventLoopGroup: the loops requests run on (the server's); one command connection is made on each.
     public init(
@@ -399,7 +400,12 @@ public final class RedisBroker: Broker {
 
     private func received(_ payload: [UInt8], on channel: String) {
         guard let id = RedisKeys.session(ofChannel: channel), let event = RedisLogEntry.decode(payload) else {
-            logger.debug("ignored a message that is not a Tandem event", metadata: ["channel": "\(channel)"])
+            sink.messageRejected()
+            // Logged at the 1st, 2nd, 4th, 8th, ... so that a flood of them cannot flood the log too.
+            let count = rejectedMessages.wrappingAdd(1, ordering: .relaxed).newValue
+            if count & (count - 1) == 0 {
+                logger.warning("dropped a message that is not a Tandem event", metadata: ["channel": "\(channel)", "dropped_so_far": "\(count)"])
+            }
             return
         }
         // On the subscriber's event loop, in the order Redis sent the messages: no queue, no hop.
@@ -457,6 +463,14 @@ public final class RedisBroker: Broker {
         let waitReplicas = configuration.waitReplicas
         // WAIT right behind the script, on its connection: it waits for the replicas to have what the script wrote.
         let wait = waitReplicas > 0 ? ["WAIT", String(waitReplicas), String(configuration.waitTimeout.milliseconds)] : nil
+        if waitReplicas > 0, case .cluster(let client)? = state.withLock({ $0.connected?.route }), let topology = client.topology {
+            // A shard without enough replicas (its master died and its replica took over) cannot acknowledge: refused
+            // at once, not after a WAIT that would hold the shard's shared connection for its whole timeout.
+            let replicas = topology.onlineReplicaCount(ofSlot: RedisClusterSlot.of(keys[0]))
+            if replicas < waitReplicas {
+                throw BrokerError(.unavailable, "the session's shard has \(replicas) of the \(waitReplicas) replicas that must acknowledge an event")
+            }
+        }
         let (reply, acknowledged) = try await runScript(\.publish, keys: keys, arguments: [
             target.rawValue, event.name, RedisKeys.channel(id), name, phoneNumber, String(TimeSource.wallMicroseconds()), reason,
             idempotencyKey ?? "", phone.map { $0.presentedKey ?? "-" } ?? "", phone?.pairingCode ?? "", phone?.mayClaim == true ? "1" : "0",

@@ -113,7 +113,7 @@ class Cluster:
             self.processes.append(process)
             if process.wait_for_line(f"Tandem listening on {LOOPBACK}:{node_port}", STARTUP_TIMEOUT):
                 node = Node(name, node_port, process)
-                if env.get("BROKER") == "redis":
+                if env.get("BROKER") in ("redis", "redis-cluster"):
                     assert process.wait_for_line("connected to Redis", STARTUP_TIMEOUT), (
                         f"node {name} never logged 'connected to Redis'\n{node.log()}"
                     )

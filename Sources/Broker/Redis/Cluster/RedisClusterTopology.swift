@@ -77,6 +77,12 @@ struct RedisClusterTopology: Equatable, Sendable {
         return master
     }
 
+    /// The online replicas of the shard owning `slot`: how many can acknowledge a write there (`WAIT`).
+    func onlineReplicaCount(ofSlot slot: Int) -> Int {
+        guard RedisClusterSlot.all.contains(slot), owners[slot] >= 0 else { return 0 }
+        return shards[Int(owners[slot])].replicas.count(where: \.isOnline)
+    }
+
     func master(ofKey key: String) -> Node? {
         master(ofSlot: RedisClusterSlot.of(key))
     }
