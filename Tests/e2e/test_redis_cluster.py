@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import secrets
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -197,6 +198,40 @@ def test_a_master_killed_mid_flow_loses_nothing_acknowledged(redis_cluster: Redi
     # 503 only around the failover: the promotion takes seconds here, not the whole run.
     if not_ready:
         assert max(not_ready) - killed_at[0] < 20.0, f"not ready for {max(not_ready) - killed_at[0]:.1f} s"
+
+
+def test_slots_resharded_during_flows_lose_nothing(redis_cluster: RedisClusterServers, nodes: Cluster) -> None:
+    """`redis-cli --cluster reshard` moves 2,000 slots (and their sessions' keys) from one master to another while
+    flows run: commands follow ASK and MOVED (and TRYAGAIN while a script's keys are split), the streams' shard
+    channels are dropped by the old owner and subscribed again at the new one, and the log fills what was missed."""
+    a, b = start_nodes(nodes, redis_cluster)
+    source, target = redis_cluster.masters()[:2]
+    before = redis_cluster.slot_counts()
+    moves: list[subprocess.CompletedProcess] = []
+
+    timing: dict[str, float] = {}
+
+    def move() -> None:
+        timing["reshard started"] = time.monotonic()
+        moves.append(redis_cluster.reshard(source, target, 2000))
+        timing["reshard ended"] = time.monotonic()
+
+    def reshard() -> None:
+        threading.Thread(target=move, daemon=True).start()
+
+    results = run_flows(a, b, 200, midway=reshard)
+    timing["flows ended"] = time.monotonic()
+    deadline = time.monotonic() + 120
+    while not moves and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert moves and moves[0].returncode == 0, moves[0].stderr if moves else "the reshard did not finish"
+    after = redis_cluster.slot_counts()
+    assert after[source] == before[source] - 2000 and after[target] == before[target] + 2000, (before, after)
+    print(f"reshard ran {timing['reshard ended'] - timing['reshard started']:.1f} s; flows ended "
+          f"{timing['flows ended'] - timing['reshard started']:.1f} s after it started")
+    check_every_flow(results, a, b)
+    # The move overlapped the flows: they ended after it started.
+    assert timing["flows ended"] > timing["reshard started"] + 1.0, timing
 
 
 def slot_master(servers: RedisClusterServers, key: str) -> int:

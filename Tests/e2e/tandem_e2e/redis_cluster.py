@@ -68,6 +68,29 @@ class RedisClusterServers:
         pid = int((self.directory / str(port) / "redis.pid").read_text())
         os.kill(pid, signal.SIGKILL)
 
+    def reshard(self, source: int, target: int, slots: int) -> subprocess.CompletedProcess:
+        """Moves `slots` slots, keys and all, from master `source` to master `target` with `redis-cli --cluster
+        reshard`, as an operator would."""
+        source_id = redis_command(source, "CLUSTER", "MYID")
+        target_id = redis_command(target, "CLUSTER", "MYID")
+        return subprocess.run(
+            ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{source}", "--cluster-from", source_id, "--cluster-to", target_id,
+             "--cluster-slots", str(slots), "--cluster-yes"],
+            capture_output=True, text=True, timeout=300,
+        )
+
+    def slot_counts(self) -> dict[int, int]:
+        """How many slots each master serves."""
+        counts: dict[int, int] = {}
+        for shard in redis_command(self.live_nodes()[0], "CLUSTER", "SHARDS"):
+            fields = dict(zip(shard[::2], shard[1::2]))
+            bounds = fields["slots"]
+            for node in fields["nodes"]:
+                info = dict(zip(node[::2], node[1::2]))
+                if info["role"] == "master" and bounds:
+                    counts[int(info["port"])] = sum(bounds[i + 1] - bounds[i] + 1 for i in range(0, len(bounds), 2))
+        return counts
+
     def restart(self, port: int) -> None:
         """Starts a killed node again, as an operator's supervisor would: it rejoins as a replica of whoever
         replaced it."""

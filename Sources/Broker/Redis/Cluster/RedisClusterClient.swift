@@ -14,6 +14,9 @@ final class RedisClusterClient: Sendable {
         var commandTimeout: Duration
         /// Redirects followed for one command before it fails (a cluster reshaping faster than this is not served).
         var maximumRedirects = 5
+        /// `TRYAGAIN` replies (a script's keys split by a migration) answered by sending again, 20 ms more apart
+        /// each time; past this the reply is returned (the broker answers 503).
+        var maximumTryAgains = 5
     }
 
     private let configuration: Configuration
@@ -86,7 +89,10 @@ final class RedisClusterClient: Sendable {
         var topology = try await currentTopology()
         // Where a redirect said to go next, when the topology does not say it (yet).
         var redirected: (endpoint: RedisEndpoint, asking: Bool)?
-        for _ in 0...configuration.maximumRedirects {
+        var tryAgains = 0
+        var attempts = 0
+        while attempts <= configuration.maximumRedirects + tryAgains {
+            attempts += 1
             let endpoint: RedisEndpoint
             let asking: Bool
             if let next = redirected {
@@ -117,6 +123,16 @@ final class RedisClusterClient: Sendable {
             for (asked, answer) in futures {
                 _ = try await asked?.get()
                 replies.append(try await answer.get())
+            }
+            // TRYAGAIN: a multi-key command (a script) whose keys are split by a slot migration in progress; nothing
+            // ran. Sent again shortly, as the migration moves the rest.
+            if replies.contains(where: { if case .error(let message) = $0 { message.hasPrefix("TRYAGAIN") } else { false } }),
+                tryAgains < configuration.maximumTryAgains
+            {
+                tryAgains += 1
+                try await Task.sleep(for: .milliseconds(20 * tryAgains))
+                redirected = asking ? (endpoint, true) : nil
+                continue
             }
             guard let redirect = replies.lazy.compactMap({ reply -> RedisClusterRedirect? in
                 guard case .error(let message) = reply else { return nil }
