@@ -41,11 +41,14 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(help: "Port to listen on; 0 picks a free one [PORT].")
     var port: String?
 
-    @Option(help: "memory (one node) or redis (many nodes) [BROKER].")
+    @Option(help: "memory (one node), redis (many nodes, one Redis) or redis-cluster (many nodes, a Redis Cluster) [BROKER].")
     var broker: String?
 
     @Option(name: .customLong("redis-url"), help: "redis://[[user]:password@]host[:port][/db] [REDIS_URL].")
     var redisURL: String?
+
+    @Option(name: .customLong("redis-cluster-nodes"), help: "Seed nodes of the Redis Cluster: host:port,... [REDIS_CLUSTER_NODES].")
+    var redisClusterNodes: String?
 
     @Option(name: .customLong("public-base-url"), help: "The origin phones use, e.g. http://192.168.1.20:8080 [PUBLIC_BASE_URL].")
     var publicBaseURL: String?
@@ -62,7 +65,8 @@ struct ConfigurationOptions: ParsableArguments {
     /// Loads the configuration; a problem is printed as one clear line and ends the process with status 2.
     func load() throws -> TandemConfiguration {
         let pairs: [(String, String?)] = [
-            ("host", host), ("port", port), ("broker", broker), ("redis.url", redisURL), ("publicBaseURL", publicBaseURL),
+            ("host", host), ("port", port), ("broker", broker), ("redis.url", redisURL), ("redis.clusterNodes", redisClusterNodes),
+            ("publicBaseURL", publicBaseURL),
             ("session.ttlSeconds", sessionTTLSeconds), ("logLevel", logLevel), ("logFormat", logFormat),
         ]
         var overrides: [String: String] = [:]

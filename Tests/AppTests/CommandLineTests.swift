@@ -61,14 +61,14 @@ struct CommandLineTests {
         #expect(errors.contains("environment variable SESSION_TTL_SECONDS must be an integer from 1 to 86400, got 'never'"))
         let serve = try Self.run(["--broker", "postgres"])
         #expect(serve.status == 2)
-        #expect(serve.errors.contains("command-line option for \"broker\" must be one of memory, redis, got 'postgres'"))
+        #expect(serve.errors.contains("command-line option for \"broker\" must be one of memory, redis, redis-cluster, got 'postgres'"))
     }
 
     @Test(.enabled(if: FileManager.default.fileExists(atPath: ".build/debug/tandem")))
     func helpDocumentsEveryOption() throws {
         let (status, output, _) = try Self.run(["serve", "--help"])
         #expect(status == 0)
-        for option in ["--config", "--host", "--port", "--broker", "--redis-url", "--public-base-url", "--session-ttl-seconds", "--log-level", "--log-format"] {
+        for option in ["--config", "--host", "--port", "--broker", "--redis-url", "--redis-cluster-nodes", "--public-base-url", "--session-ttl-seconds", "--log-level", "--log-format"] {
             #expect(output.contains(option))
         }
     }

@@ -1,4 +1,6 @@
+import Broker
 import Foundation
+import PropertyBased
 import Testing
 
 @testable import App
@@ -29,11 +31,13 @@ import Testing
             "limits.idleTimeoutSeconds": "1", "limits.requestTimeoutSeconds": "1", "limits.maxConnections": "1",
             "limits.maxConnectionsPerAddress": "1", "limits.sessionsPerMinute": "1", "limits.requestsPerMinute": "1",
             "trustedProxies": "10.0.0.1", "cors.allowedOrigins": "https://a.b", "drainTimeoutSeconds": "1", "defaultLanguage": "en",
-            "publicDirectory": "elsewhere", "logLevel": "debug", "logFormat": "json",
+            "publicDirectory": "elsewhere", "logLevel": "debug", "logFormat": "json", "redis.clusterNodes": "a:1", "redis.waitReplicas": "1",
         ]
+        // Settings that are only valid alongside another one.
+        let companions: [String: [String: String]] = ["redis.waitReplicas": ["broker": "redis-cluster", "redis.clusterNodes": "a:1"]]
         #expect(Set(changed.keys) == Set(TandemConfiguration.settings.map(\.key)), "a value for every setting")
         for (key, value) in changed {
-            let loaded = try TandemConfiguration.load(path: "config.json", environment: [:], overrides: [key: value])
+            let loaded = try TandemConfiguration.load(path: "config.json", environment: [:], overrides: [key: value].merging(companions[key] ?? [:]) { $1 })
             #expect(loaded != TandemConfiguration(), "\(key)")
             #expect(loaded.origins.first { $0.key == key }?.origin == .commandLine)
         }
@@ -84,10 +88,15 @@ import Testing
     @Test(arguments: [
         (["PORT": "eighty"], "environment variable PORT must be an integer from 0 to 65535, got 'eighty'"),
         (["PORT": "70000"], "environment variable PORT must be an integer from 0 to 65535, got '70000'"),
-        (["BROKER": "postgres"], "environment variable BROKER must be one of memory, redis, got 'postgres'"),
+        (["BROKER": "postgres"], "environment variable BROKER must be one of memory, redis, redis-cluster, got 'postgres'"),
         (["SESSION_TTL_SECONDS": "0"], "environment variable SESSION_TTL_SECONDS must be an integer from 1 to 86400, got '0'"),
         (["PUBLIC_BASE_URL": "192.168.1.5"], "environment variable PUBLIC_BASE_URL must be empty or an origin like http://192.168.1.20:8080, got '192.168.1.5'"),
         (["BROKER": "redis", "REDIS_URL": "localhost:6379"], "environment variable REDIS_URL must be a URL like redis://host:6379/0, got 'localhost:6379'"),
+        (["BROKER": "redis-cluster"], "config.json key \"redis.clusterNodes\" must be comma-separated cluster nodes like 10.0.0.1:7000,10.0.0.2:7000, got ''"),
+        (["BROKER": "redis-cluster", "REDIS_CLUSTER_NODES": "a:7000,b:70000"], "environment variable REDIS_CLUSTER_NODES must be comma-separated cluster nodes like 10.0.0.1:7000,10.0.0.2:7000, got 'a:7000,b:70000'"),
+        (["BROKER": "redis-cluster", "REDIS_CLUSTER_NODES": "redis://a:7000/1"], "environment variable REDIS_CLUSTER_NODES must be comma-separated cluster nodes like 10.0.0.1:7000,10.0.0.2:7000, got 'redis://a:7000/1'"),
+        (["BROKER": "redis", "REDIS_WAIT_REPLICAS": "1"], "environment variable REDIS_WAIT_REPLICAS must be 0 unless broker is redis-cluster, got '1'"),
+        (["BROKER": "redis-cluster", "REDIS_CLUSTER_NODES": "a:7000", "REDIS_WAIT_REPLICAS": "17"], "environment variable REDIS_WAIT_REPLICAS must be an integer from 0 to 16, got '17'"),
         (["TRUSTED_PROXIES": "10.0.0.0/33"], "environment variable TRUSTED_PROXIES must be comma-separated addresses or CIDR ranges like 10.0.0.0/8, got '10.0.0.0/33'"),
     ])
     func wrongValuesGiveAClearMessage(environment: [String: String], message: String) {
@@ -124,6 +133,34 @@ import Testing
         configuration.redisURL = url
         let shown = try #require(TandemConfiguration.settings.first { $0.key == "redis.url" }).shown(configuration)
         #expect(!shown.contains("s3cret"))
+    }
+
+    @Test func clusterSeedsAreHostPortsOrRedisURLsWithTheirCredentials() throws {
+        let seeds = try #require(TandemConfiguration.clusterSeeds(" 10.0.0.1:7000 , redis://u:pw@[::1]:7001 ,h"))
+        #expect(seeds.map(\.host) == ["10.0.0.1", "::1", "h"])
+        #expect(seeds.map(\.port) == [7000, 7001, 6379])
+        #expect(seeds[1].user == "u" && seeds[1].password == "pw")
+        for wrong in ["", ",", "a:0", "a:65536", "redis://a:7000/2", "http://a:7000", "a:7000,:7001"] {
+            #expect(TandemConfiguration.clusterSeeds(wrong) == nil, "\(wrong)")
+        }
+        var reader = try ConfigurationReader(
+            fileContents: nil, fileName: "none.json",
+            environment: ["BROKER": "redis-cluster", "REDIS_CLUSTER_NODES": "a:7000,redis://:s3cret@b:7001", "REDIS_WAIT_REPLICAS": "1"])
+        let configuration = try TandemConfiguration(reader: &reader)
+        #expect(configuration.broker == .redisCluster && configuration.redisWaitReplicas == 1)
+        #expect(configuration.effectiveValues["redis.clusterNodes"] == "a:7000,redis://***@b:7001")
+    }
+
+    /// Any text as the seed list: read without trapping; what is accepted has a host and a port in range each.
+    @Test func anySeedListIsReadWithoutTrapping() async {
+        let parts = Gen<String?>.element(of: ["redis://", "@", ":", ",", " ", "/", "0", "7000", "65536", "-1", "[::1]", "h", "u:p@"])
+            .map { $0 ?? "" }
+        await propertyCheck(count: 500, input: parts.array(of: 0...10).map { $0.joined() }) { text in
+            if let seeds = TandemConfiguration.clusterSeeds(text) {
+                #expect(!seeds.isEmpty)
+                #expect(seeds.allSatisfy { !$0.host.isEmpty && (1...65535).contains($0.port) && $0.database == 0 })
+            }
+        }
     }
 
     @Test func fileProblemsAreNamed() throws {

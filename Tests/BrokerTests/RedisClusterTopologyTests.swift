@@ -65,6 +65,24 @@ struct RedisClusterTopologyTests {
         #expect(topology.master(ofSlot: -1) == nil)
         #expect(topology.shards[1].replicas.first?.isOnline == false)
         #expect(topology.master(ofKey: "123456789")?.id == "c")
+        // What can acknowledge a write (WAIT): online replicas only; none for a slot out of range.
+        #expect(topology.onlineReplicaCount(ofSlot: 0) == 1)
+        #expect(topology.onlineReplicaCount(ofSlot: 5461) == 0)
+        #expect(topology.onlineReplicaCount(ofSlot: 16_384) == 0)
+        #expect(topology.onlineReplicaCount(ofSlot: -1) == 0)
+    }
+
+    /// On a cluster an event goes out with SPUBLISH; nothing else in the scripts differs.
+    @Test func clusterScriptsPublishOnShardChannelsAndDifferInNothingElse() {
+        let plain = RedisScriptSet(sharded: false)
+        let sharded = RedisScriptSet(sharded: true)
+        for script in RedisScriptSet.all {
+            let (one, other) = (plain[keyPath: script].text, sharded[keyPath: script].text)
+            #expect(!one.contains("SPUBLISH"))
+            #expect(!other.contains("'PUBLISH'"))
+            #expect(one.replacing("'PUBLISH'", with: "'SPUBLISH'") == other)
+        }
+        #expect(sharded.publish.text.contains("redis.call('SPUBLISH', channel, entry)"))
     }
 
     @Test func aShardWithoutAnOnlineMasterLeavesItsSlotsUnserved() throws {
