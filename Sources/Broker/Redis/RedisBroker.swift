@@ -404,7 +404,9 @@ public final class RedisBroker: Broker {
             // Logged at the 1st, 2nd, 4th, 8th, ... so that a flood of them cannot flood the log too.
             let count = rejectedMessages.wrappingAdd(1, ordering: .relaxed).newValue
             if count & (count - 1) == 0 {
-                logger.warning("dropped a message that is not a Tandem event", metadata: ["channel": "\(channel)", "dropped_so_far": "\(count)"])
+                // The session of the channel as a prefix only: a session ID is a capability.
+                let session = RedisKeys.session(ofChannel: channel)?.redacted ?? "not a session's"
+                logger.warning("dropped a message that is not a Tandem event", metadata: ["session": "\(session)", "dropped_so_far": "\(count)"])
             }
             return
         }
