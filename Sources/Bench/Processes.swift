@@ -159,3 +159,20 @@ func which(_ name: String) -> String? {
     }
     return nil
 }
+
+/// Runs a command to its end and returns its status and standard output (standard error discarded): for tools whose
+/// chatter must not reach the bench's JSON lines.
+func captureCommand(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return (-1, "") }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+func commandOutput(_ executable: String, _ arguments: [String]) -> String { captureCommand(executable, arguments).output }

@@ -118,10 +118,30 @@ final class BenchRun {
     /// the figure divided by the window's work is the server's cost per event or per flow (less tied to the client's
     /// share of the cores than a rate, though still to the batching a rate allows).
     func runMeasuringWindow(_ plan: RunPlan, on target: RunningTarget) throws -> (outcome: RunOutcome, windowCPU: Double) {
+        try runMeasuringWindowByMaster(plan, on: target).0
+    }
+
+    /// The same, and each Redis Cluster master's CPU over the window (in `target.redisMasters`' order).
+    func runMeasuringWindowByMaster(_ plan: RunPlan, on target: RunningTarget) throws -> ((outcome: RunOutcome, windowCPU: Double), [Double]) {
         var atStart = 0.0
         var atEnd = 0.0
-        let outcome = try runInProcess(plan, established: { atStart = serverCPU(target) }, windowEnded: { atEnd = serverCPU(target) })
-        return (outcome, max(0, atEnd - atStart))
+        var mastersAtStart: [Double] = []
+        var mastersAtEnd: [Double] = []
+        let outcome = try runInProcess(plan, established: {
+            atStart = serverCPU(target)
+            mastersAtStart = target.redisMasters.map { cpuSeconds($0.pid) }
+        }, windowEnded: {
+            atEnd = serverCPU(target)
+            mastersAtEnd = target.redisMasters.map { cpuSeconds($0.pid) }
+        })
+        return ((outcome, max(0, atEnd - atStart)), zip(mastersAtEnd, mastersAtStart).map { max(0, $0 - $1) })
+    }
+
+    /// Each cluster master's CPU per event, `port:µs` comma-separated (empty off a cluster).
+    func perMaster(_ target: RunningTarget, cpu: [Double], events: Int) -> String {
+        zip(target.redisMasters, cpu).map { master, seconds in
+            "\(master.port):" + String(format: "%.1f", microsecondsPer(seconds, events))
+        }.joined(separator: ",")
     }
 
     // MARK: scenarios
@@ -244,7 +264,7 @@ final class BenchRun {
         let cpuBefore = serverCPU(target)
         let plan = RunPlan(mode: .flow, flavor: .tandem, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort, slots: concurrency,
                            window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
-        let (outcome, windowCPU) = try runMeasuringWindow(plan, on: target)
+        let ((outcome, windowCPU), masterCPU) = try runMeasuringWindowByMaster(plan, on: target)
         let r = outcome.result
         let latency = latencySummary(r.latencies)
         var line = JSONLine()
@@ -265,6 +285,7 @@ final class BenchRun {
         line.add("server_cpu_s", serverCPU(target) - cpuBefore)
         line.add("server_cpu_window_s", windowCPU)
         line.add("server_cpu_per_flow_us", microsecondsPer(windowCPU, r.flows), digits: 1)
+        if !target.redisMasters.isEmpty { line.add("redis_cpu_per_event_us_by_master", perMaster(target, cpu: masterCPU, events: r.published)) }
         line.add("client_cpu_s", outcome.clientCPU)
         line.add("statuses", statusesLine(r.statuses))
         emit(line)
@@ -280,7 +301,7 @@ final class BenchRun {
                            slots: streams, rate: rate, window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
         plan.eventsPerStream = nchanChurn
         let eventsPerStream = target.kind.flavor.eventsPerStream(nchanChurn: nchanChurn)
-        let (outcome, windowCPU) = try runMeasuringWindow(plan, on: target)
+        let ((outcome, windowCPU), masterCPU) = try runMeasuringWindowByMaster(plan, on: target)
         // Publishing stops with the window, so the events published are the window's work (with a stream and a session
         // made anew every `eventsPerStream` events, in Tandem's shape).
         let cpuPerEvent = microsecondsPer(windowCPU, outcome.result.published)
@@ -310,6 +331,7 @@ final class BenchRun {
         line.add("server_cpu_s", serverCPU(target) - cpuBefore)
         line.add("server_cpu_window_s", windowCPU)
         line.add("server_cpu_per_event_us", cpuPerEvent, digits: 1)
+        if !target.redisMasters.isEmpty { line.add("redis_cpu_per_event_us_by_master", perMaster(target, cpu: masterCPU, events: r.published)) }
         line.add("client_cpu_s", outcome.clientCPU)
         line.add("statuses", statusesLine(r.statuses))
         emit(line)

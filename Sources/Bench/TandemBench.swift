@@ -21,7 +21,7 @@ struct TandemBench: ParsableCommand {
 /// Help shared by several subcommands.
 enum Help {
     static let target = ArgumentHelp(
-        "Comma-separated targets: \(TargetKind.allNames) (default: all four).", valueName: "list")
+        "Comma-separated targets: \(TargetKind.allNames) (default: all but tandem-cluster).", valueName: "list")
     static let duration = ArgumentHelp("Seconds the measurement window lasts.", valueName: "seconds")
     static let nchanChurn = ArgumentHelp(
         "nchan only: a new channel and stream every N events, as Tandem's sessions (0: never).", valueName: "n")
@@ -37,7 +37,7 @@ extension TandemBench {
 
         @Option(help: Help.target, transform: TargetKind.list) var target: [TargetKind]?
         @Option(help: "Idle streams.") var streams = 19000
-        @Option(help: "tandem-redis: Tandem nodes sharing one Redis (2: streams on A, publishes on B).") var nodes = 2
+        @Option(help: "tandem-redis, tandem-cluster: Tandem nodes sharing Redis (2: streams on A, publishes on B; more: streams on every node).") var nodes = 2
         @Option(help: ArgumentHelp("Seconds the streams are held.", valueName: "seconds")) var duration = 20.0
         @OptionGroup var client: ClientOptions
         @OptionGroup var workers: HoldWorkerOptions
@@ -51,7 +51,7 @@ extension TandemBench {
 
         func run() throws {
             try BenchRun.execute(client, perWorker: workers.perWorker) { run in
-                for kind in target ?? TargetKind.allCases {
+                for kind in target ?? TargetKind.defaults {
                     run.withTarget(kind, nodes: nodes) { target in try run.hold(target, streams: streams, duration: duration) }
                 }
             }
@@ -107,7 +107,7 @@ extension TandemBench {
 
         func run() throws {
             try BenchRun.execute(client) { run in
-                for kind in target ?? TargetKind.allCases {
+                for kind in target ?? TargetKind.defaults {
                     run.withTarget(kind) { target in
                         try run.fanout(target, streams: streams, rate: rate, duration: duration, nchanChurn: nchanChurn)
                     }
@@ -140,7 +140,7 @@ extension TandemBench {
 
         func run() throws {
             try BenchRun.execute(client) { run in
-                for kind in target ?? TargetKind.allCases {
+                for kind in target ?? TargetKind.defaults {
                     run.withTarget(kind) { target in
                         try run.knee(target, streams: streams, rates: rates ?? Self.defaultRates, duration: duration, nchanChurn: nchanChurn)
                     }
@@ -177,7 +177,7 @@ extension TandemBench {
         func run() throws {
             let rates = rates ?? Knee.defaultRates
             try BenchRun.execute(client, perWorker: workers.perWorker) { run in
-                for kind in target ?? TargetKind.allCases {
+                for kind in target ?? TargetKind.defaults {
                     run.withTarget(kind) { target in try run.hold(target, streams: streams, duration: holdDuration) }
                     run.withTarget(kind) { target in
                         if kind.flavor == .tandem { try run.flow(target, concurrency: flows, duration: duration) }

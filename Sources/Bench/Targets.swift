@@ -4,14 +4,20 @@ import Foundation
 import Glibc
 #endif
 
-/// The four things the bench measures.
+/// The things the bench measures: the four compared by default, and Tandem on a Redis Cluster when asked for.
 enum TargetKind: String, CaseIterable, Sendable {
     case tandemMemory = "tandem-memory"
     case tandemRedis = "tandem-redis"
     case nchanMemory = "nchan-memory"
     case nchanRedis = "nchan-redis"
+    /// Tandem nodes on a Redis Cluster of three masters and three replicas (`--target tandem-cluster` only: its six
+    /// Redis processes share the cores with everything else, so it is not one of the default comparisons).
+    case tandemCluster = "tandem-cluster"
 
-    var flavor: Flavor { self == .tandemMemory || self == .tandemRedis ? .tandem : .nchan }
+    var flavor: Flavor { self == .nchanMemory || self == .nchanRedis ? .nchan : .tandem }
+
+    /// What runs when no `--target` is given.
+    static let defaults: [TargetKind] = [.tandemMemory, .tandemRedis, .nchanMemory, .nchanRedis]
 }
 
 /// A running target: where streams go, where publishes go, and the processes whose memory and CPU count.
@@ -26,6 +32,8 @@ struct RunningTarget {
     /// Every server process of the target, for CPU time.
     var allPIDs: [Int32]
     var redisPID: Int32?
+    /// On a cluster, each master's port and process: its CPU per event is reported on its own.
+    var redisMasters: [(port: Int, pid: Int32)] = []
     var notes: String
 }
 
@@ -58,8 +66,22 @@ func startTarget(_ kind: TargetKind, options: TargetOptions, launcher: Launcher)
         // Streams on every node but the last; publishes on the last (two nodes: streams on A, publishes on B).
         let streamNodes = ports.count == 2 ? 1 : ports.count
         return RunningTarget(kind: kind, streamPorts: Array(ports.prefix(streamNodes)), publishPort: ports.last!, streamPIDs: Array(pids.prefix(streamNodes)),
-                             allPIDs: pids + [redisPID], redisPID: redisPID,
+                             allPIDs: pids + [redisPID], redisPID: redisPID, redisMasters: [(redisPort, redisPID)],
                              notes: "\(ports.count) Tandem nodes sharing one redis-server; streams on \(streamNodes == 1 ? "node A" : "every node"), publishes on the last node")
+    case .tandemCluster:
+        let cluster = try startRedisCluster(launcher: launcher)
+        let environment = ["BROKER": "redis-cluster", "REDIS_CLUSTER_NODES": cluster.seeds]
+        var ports: [Int] = []
+        var pids: [Int32] = []
+        for node in 0..<max(2, options.nodes) {
+            let (port, pid) = try startTandem(name: "tandem-cluster-\(node)", environment: environment, options: options, launcher: launcher)
+            ports.append(port)
+            pids.append(pid)
+        }
+        let streamNodes = ports.count == 2 ? 1 : ports.count
+        return RunningTarget(kind: kind, streamPorts: Array(ports.prefix(streamNodes)), publishPort: ports.last!, streamPIDs: Array(pids.prefix(streamNodes)),
+                             allPIDs: pids + cluster.pids, redisPID: nil, redisMasters: cluster.masters,
+                             notes: "\(ports.count) Tandem nodes on a Redis Cluster (3 masters, 3 replicas); streams on \(streamNodes == 1 ? "node A" : "every node"), publishes on the last node")
     case .nchanMemory, .nchanRedis:
         var redisPort: Int?
         var redisPID: Int32?
@@ -105,6 +127,44 @@ func startRedis(launcher: Launcher) throws -> (Int, Int32) {
     ])
     guard waitForPort(port) else { throw BenchError("redis-server did not start") }
     return (port, process.processIdentifier)
+}
+
+/// Six `redis-server --cluster-enabled yes` joined by `redis-cli --cluster create --cluster-replicas 1`, each
+/// process the launcher's (stopped with the rest); returns once every slot is served and every replica synced.
+func startRedisCluster(launcher: Launcher) throws -> (seeds: String, pids: [Int32], masters: [(port: Int, pid: Int32)]) {
+    guard let redis = which("redis-server"), let cli = which("redis-cli") else { throw BenchError("redis-server is missing: apt-get install redis-server") }
+    var nodes: [(port: Int, pid: Int32)] = []
+    while nodes.count < 6 {
+        // The cluster bus listens on port + 10000.
+        let port = freePort()
+        guard port < 55_536, !nodes.contains(where: { $0.port == port }) else { continue }
+        let directory = "\(launcher.directory)/redis-cluster-\(port)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let process = try launcher.spawn("redis-cluster-\(port)", redis, [
+            "--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", "\(directory)/nodes.conf",
+            "--cluster-node-timeout", "5000", "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", directory,
+            "--daemonize", "no", "--maxclients", "10000",
+        ])
+        guard waitForPort(port) else { throw BenchError("redis-server --cluster-enabled did not start") }
+        nodes.append((port, process.processIdentifier))
+    }
+    let addresses = nodes.map { "127.0.0.1:\($0.port)" }
+    guard captureCommand(cli, ["--cluster", "create"] + addresses + ["--cluster-replicas", "1", "--cluster-yes"]).status == 0 else {
+        throw BenchError("redis-cli --cluster create failed")
+    }
+    var masters: [(port: Int, pid: Int32)] = []
+    for _ in 0..<300 {
+        masters = nodes.filter { commandOutput(cli, ["-p", String($0.port), "role"]).hasPrefix("master") }
+        let whole = nodes.allSatisfy { commandOutput(cli, ["-p", String($0.port), "cluster", "info"]).contains("cluster_state:ok") }
+        let synced = nodes.allSatisfy { node in
+            let replication = commandOutput(cli, ["-p", String(node.port), "info", "replication"])
+            return replication.contains("role:master") || replication.contains("master_link_status:up")
+        }
+        if masters.count == 3, whole, synced { break }
+        usleep(100_000)
+    }
+    guard masters.count == 3 else { throw BenchError("the Redis Cluster did not come up with three masters") }
+    return (addresses.prefix(2).joined(separator: ","), nodes.map(\.pid), masters)
 }
 
 let nchanModule = "/usr/lib/nginx/modules/ngx_nchan_module.so"

@@ -29,6 +29,18 @@ import Testing
         #expect(short.duration == 8)
     }
 
+    /// The cluster is named, never a default: six Redis processes would skew the default comparisons.
+    @Test func theClusterTargetIsAskedForByName() throws {
+        let cluster = try Self.parse(
+            ["hold", "--target", "tandem-cluster", "--nodes", "6", "--streams", "100000", "--duration", "20"], as: TandemBench.Hold.self)
+        #expect(cluster.target == [.tandemCluster] && cluster.nodes == 6)
+        let both = try Self.parse(["flow", "--target", "tandem-cluster,tandem-redis"], as: TandemBench.Flow.self)
+        #expect(both.target == [.tandemCluster, .tandemRedis])
+        #expect(!TargetKind.defaults.contains(.tandemCluster))
+        #expect(Set(TargetKind.defaults).union([.tandemCluster]) == Set(TargetKind.allCases))
+        #expect(TargetKind.tandemCluster.flavor == .tandem)
+    }
+
     @Test func documentedFlowCalls() throws {
         let flow = try Self.parse(
             ["flow", "--target", "tandem-redis", "--tandem", Self.executable, "--duration", "8", "--event-loops", "2"], as: TandemBench.Flow.self)

@@ -57,9 +57,11 @@ enum RedisRoute: Sendable {
                         }
                     }
                 }
-                var results = [Result<[RESPValue], any Error>](repeating: .failure(BrokerError(.unavailable, "no reply")), count: pipelines.count)
-                for await (index, result) in group { results[index] = result }
-                return results
+                var answered: [(Int, Result<[RESPValue], any Error>)] = []
+                answered.reserveCapacity(pipelines.count)
+                for await pair in group { answered.append(pair) }
+                answered.sort { $0.0 < $1.0 }
+                return answered.map(\.1)
             }
         }
     }

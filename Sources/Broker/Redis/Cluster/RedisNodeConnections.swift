@@ -24,6 +24,8 @@ final class RedisNodeConnections: Sendable {
     private struct State {
         /// Each with a number, so that a closing connection removes itself and not its successor.
         var connections: [RedisEndpoint: (number: UInt64, task: Task<RedisConnection, any Error>)] = [:]
+        /// The connections made: every command after the first takes one from here, without waiting on its task.
+        var ready: [RedisEndpoint: RedisConnection] = [:]
         var made: UInt64 = 0
         var closed = false
     }
@@ -38,6 +40,7 @@ final class RedisNodeConnections: Sendable {
     }
 
     func connection(to endpoint: RedisEndpoint) async throws -> RedisConnection {
+        if let ready = state.withLock({ $0.closed ? nil : $0.ready[endpoint] }) { return ready }
         let (number, task) = try state.withLock { state throws(BrokerError) -> (UInt64, Task<RedisConnection, any Error>) in
             guard !state.closed else { throw BrokerError(.unavailable, "Redis Cluster connections closed") }
             if let existing = state.connections[endpoint] { return existing }
@@ -50,6 +53,10 @@ final class RedisNodeConnections: Sendable {
                 connection.channel.closeFuture.whenComplete { _ in
                     self.forget(endpoint, number: number)
                     self.onClose(endpoint)
+                }
+                // Ready for the fast path, unless it closed already (then the close forgot it first).
+                self.state.withLock { state in
+                    if state.connections[endpoint]?.number == number, connection.channel.isActive { state.ready[endpoint] = connection }
                 }
                 return connection
             }
@@ -68,6 +75,7 @@ final class RedisNodeConnections: Sendable {
     func closeAll() {
         let tasks = state.withLock { state in
             state.closed = true
+            state.ready = [:]
             defer { state.connections = [:] }
             return state.connections.values.map(\.task)
         }
@@ -76,7 +84,10 @@ final class RedisNodeConnections: Sendable {
 
     private func forget(_ endpoint: RedisEndpoint, number: UInt64) {
         state.withLock { state in
-            if state.connections[endpoint]?.number == number { state.connections[endpoint] = nil }
+            if state.connections[endpoint]?.number == number {
+                state.connections[endpoint] = nil
+                state.ready[endpoint] = nil
+            }
         }
     }
 }
