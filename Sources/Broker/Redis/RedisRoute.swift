@@ -28,8 +28,8 @@ enum RedisRoute: Sendable {
         }
     }
 
-    /// Pipelines about different sessions, all in flight at once: in one write on one Redis; on a cluster, each to its
-    /// slot's master. The results are in the order given.
+    /// Pipelines about different sessions, all in flight at once: in one write on one Redis; on a cluster, grouped by
+    /// slot's master, each group in one write. The results are in the order given.
     func send(each pipelines: [(pipeline: [[String]], key: String)]) async -> [Result<[RESPValue], any Error>] {
         switch self {
         case .server(let connection):
@@ -47,22 +47,7 @@ enum RedisRoute: Sendable {
             }
             return results
         case .cluster(let client):
-            return await withTaskGroup(of: (Int, Result<[RESPValue], any Error>).self) { group in
-                for (index, entry) in pipelines.enumerated() {
-                    group.addTask {
-                        do {
-                            return (index, .success(try await client.send(pipeline: entry.pipeline, key: entry.key)))
-                        } catch {
-                            return (index, .failure(error))
-                        }
-                    }
-                }
-                var answered: [(Int, Result<[RESPValue], any Error>)] = []
-                answered.reserveCapacity(pipelines.count)
-                for await pair in group { answered.append(pair) }
-                answered.sort { $0.0 < $1.0 }
-                return answered.map(\.1)
-            }
+            return await client.send(batch: pipelines)
         }
     }
 }

@@ -152,6 +152,48 @@ final class RedisClusterClient: Sendable {
         throw BrokerError(.unavailable, "Redis Cluster: slot \(slot) redirected more than \(configuration.maximumRedirects) times")
     }
 
+    /// Many pipelines, each about its own key's slot (a node renewing the presence of every session it holds), sent
+    /// the way one Redis gets them: grouped by the master the topology names, each group written to its connection
+    /// without waiting, then all replies awaited. A pipeline whose reply redirects or asks to try again, or whose
+    /// connection fails, is sent again on its own through ``send(pipeline:key:)``. Results are in the order given.
+    func send(batch: [(pipeline: [[String]], key: String)]) async -> [Result<[RESPValue], any Error>] {
+        var results = [Result<[RESPValue], any Error>?](repeating: nil, count: batch.count)
+        var sent: [(index: Int, futures: [EventLoopFuture<RESPValue>])] = []
+        if let topology = try? await currentTopology() {
+            var groups: [RedisEndpoint: [Int]] = [:]
+            for (index, entry) in batch.enumerated() {
+                guard let master = topology.master(ofKey: entry.key) else { continue }
+                groups[RedisEndpoint(master), default: []].append(index)
+            }
+            for (endpoint, indices) in groups {
+                guard let connection = try? await connections.connection(to: endpoint) else { continue }
+                for index in indices { sent.append((index, batch[index].pipeline.map { connection.send($0) })) }
+            }
+        }
+        for (index, futures) in sent {
+            var replies: [RESPValue] = []
+            replies.reserveCapacity(futures.count)
+            for future in futures {
+                guard let reply = try? await future.get() else { break }
+                replies.append(reply)
+            }
+            let redirected = replies.contains { reply in
+                guard case .error(let message) = reply else { return false }
+                return message.hasPrefix("TRYAGAIN") || RedisClusterRedirect(errorMessage: message) != nil
+            }
+            if replies.count == futures.count, !redirected { results[index] = .success(replies) }
+        }
+        // What the grouped pass did not settle, one by one (following redirects, refreshing the topology).
+        for index in results.indices where results[index] == nil {
+            do {
+                results[index] = .success(try await send(pipeline: batch[index].pipeline, key: batch[index].key))
+            } catch {
+                results[index] = .failure(error)
+            }
+        }
+        return results.map { $0 ?? .failure(BrokerError(.unavailable, "no reply")) }
+    }
+
     /// Closes every connection; later commands fail.
     func close() {
         connections.closeAll()

@@ -53,10 +53,17 @@ final class RedisClusterSubscriber: Sendable {
         state.withLock { state in state.channels[channel].flatMap { $0 }.map { ($0.host, $0.port) } }
     }
 
-    /// Subscribes `channel` at the master of its slot; returns once Redis confirmed it.
+    /// Subscribes `channel` at the master of its slot; returns once Redis confirmed it. When that fails (the master is
+    /// unreachable, a failover is under way), it is tried again in the background until it holds or is unsubscribed,
+    /// and `onResubscribed` is told then, so what was published meanwhile is filled from the log.
     func subscribe(_ channel: String) async throws {
         state.withLock { $0.channels[channel] = .some(nil) }
-        try await place(channel, refresh: false)
+        do {
+            try await place(channel, refresh: false)
+        } catch {
+            resubscribe([channel])
+            throw error
+        }
     }
 
     /// Unsubscribes `channel`; no message of it is delivered once this returns.
@@ -98,21 +105,30 @@ final class RedisClusterSubscriber: Sendable {
         if !stillWanted { _ = try? await connection.send(["SUNSUBSCRIBE", channel]).get() }
     }
 
-    /// The server dropped `channel` (its slot left that node): subscribe it again where the slot now is, retrying
-    /// while the cluster settles.
+    /// Subscribes `channels` again where their slots are now (the server dropped them, their connection was lost, or
+    /// their first subscription failed): in rounds, the topology read once a round, until each holds or is no longer
+    /// wanted, backing off up to 2 s between rounds. It never gives up while a channel is wanted: a failover with
+    /// Redis's default `cluster-node-timeout` (15 s) takes longer than any fixed number of quick retries.
     private func resubscribe(_ channels: [String]) {
         Task {
-            for channel in channels {
-                for attempt in 0..<20 {
-                    guard state.withLock({ $0.channels[channel] != nil && !$0.closed }) else { break }
+            var pending = channels
+            var round = 0
+            while true {
+                pending = state.withLock { state in state.closed ? [] : pending.filter { state.channels[$0] != nil } }
+                if pending.isEmpty { return }
+                if round > 0 { try? await Task.sleep(for: .milliseconds(min(2_000, 50 * round))) }
+                round += 1
+                guard (try? await client.refreshTopology()) != nil else { continue }
+                var failed: [String] = []
+                for channel in pending {
                     do {
-                        try await place(channel, refresh: true)
+                        try await place(channel, refresh: false)
                         onResubscribed(channel)
-                        break
                     } catch {
-                        try? await Task.sleep(for: .milliseconds(50 * (attempt + 1)))
+                        failed.append(channel)
                     }
                 }
+                pending = failed
             }
         }
     }
