@@ -67,6 +67,12 @@ struct API: Sendable {
                 logger.debug("broker unavailable", metadata: ["error": "\(error)"])
                 let shape: APIError.Shape = request.path == "/api/validate-session" ? .validation : .action
                 return APIError.serviceUnavailable(shape).response(for: request, defaultLanguage: api.configuration.defaultLanguage)
+            } catch let failure as BrokerUnavailableAfterOffer {
+                logger.debug("broker unavailable", metadata: ["error": "\(failure.error)"])
+                let shape: APIError.Shape = request.path == "/api/validate-session" ? .validation : .action
+                var response = APIError.serviceUnavailable(shape).response(for: request, defaultLanguage: api.configuration.defaultLanguage)
+                response.headers.add(name: "Set-Cookie", value: failure.cookie)
+                return response
             } catch let error as BrokerError where error.code == .corruptSession {
                 // A session whose stored data is damaged cannot be served, and the broker changed nothing: to the
                 // devices it is a session that does not exist (the PC starts a new one); the operator gets the why.

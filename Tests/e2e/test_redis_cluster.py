@@ -80,10 +80,14 @@ def one_flow(a: Node, b: Node, session_id: str) -> tuple[list, str]:
     """A PC stream on A, the phone on B; returns the stream's events and, if a step failed, why."""
     # While the broker is unavailable a stream is answered 200 with a comment and a retry hint, and closed: the
     # browser's EventSource reconnects after the hint, and so does this client.
+    # Like a browser, it sends back the reader-key cookie a first answer set (the session was opened before the
+    # broker failed the rest of the request).
     deadline = time.monotonic() + RETRY_FOR
+    cookie: str | None = None
     while True:
-        stream = Stream(a, session_id).start()
+        stream = Stream(a, session_id, cookie=cookie).start()
         stream.wait_response()
+        cookie = stream.reader_cookie() or cookie
         if stream.wait_until(lambda: bool(stream.events) or stream.ended.is_set(), RETRY_FOR) and stream.events:
             break
         stream.stop()

@@ -23,21 +23,31 @@ extension API {
             if id.isServerMade, try await broker.session(id) == nil { throw APIError.sessionNotFound(.action) }
             return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in })
         }
+        let offeredKey = SessionID.randomHex128()
         do {
-            return try await authorizedStream(id, request: request, logger: logger)
+            return try await authorizedStream(id, offering: offeredKey, request: request, logger: logger)
         } catch let error as BrokerError where error.code != .corruptSession {
-            return retryLater(after: error, logger: logger)
+            // A request that opens a session may have opened it before the broker failed (or opened it and lost the
+            // answer): its browser gets the key it offered, or its reconnect would be refused (403) by its own
+            // session. A browser that holds a key for this session keeps it.
+            let opens = !request.headers.contains(name: "last-event-id") && !id.isServerMade
+            guard opens, request.cookie(Self.readerCookieName(of: id)) == nil else { return retryLater(after: error, logger: logger) }
+            let cookie = sessionCookie(
+                named: Self.readerCookieName(of: id), lifetime: configuration.sessionTTL.components.seconds, key: offeredKey, request: request)
+            return retryLater(after: error, setting: cookie, logger: logger)
         }
     }
 
     /// The answer to a stream request the broker failed: a 503 would make EventSource give up (and a page start a
     /// new session, hiding what the phone already sent); an empty stream with a retry hint makes it come back later
     /// with its Last-Event-ID instead.
-    private func retryLater(after error: BrokerError, logger: Logger) -> Response {
+    private func retryLater(after error: BrokerError, setting cookie: String? = nil, logger: Logger) -> Response {
         logger.debug("broker failed; the stream is asked to retry", metadata: ["error": "\(error)"])
         metrics.refused(status: 503)
         let retry = configuration.retryMilliseconds
-        return Response(status: .ok, headers: EventStreamWriter.headers, body: .stream { body in
+        var headers = EventStreamWriter.headers
+        if let cookie { headers.add(name: "Set-Cookie", value: cookie) }
+        return Response(status: .ok, headers: headers, body: .stream { body in
             let writer = EventStreamWriter(body)
             try await writer.sendComment("broker unavailable")
             try await writer.sendRetry(milliseconds: retry)
@@ -49,9 +59,8 @@ extension API {
     /// A GET opens a session only the seed's way: an ID the page made, never seen before. A server-made ID
     /// (``SessionID/isServerMade``) is only ever found, never opened, and an ID whose session ended less than a TTL
     /// ago is refused (the broker keeps a tombstone), so a stranger cannot take over an expired QR code.
-    private func authorizedStream(_ id: SessionID, request: Request, logger: Logger) async throws -> Response {
+    private func authorizedStream(_ id: SessionID, offering offeredKey: String, request: Request, logger: Logger) async throws -> Response {
         let cookieName = Self.readerCookieName(of: id)
-        let offeredKey = SessionID.randomHex128()
         let record: SessionRecord
         if request.headers.contains(name: "last-event-id") || id.isServerMade {
             guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
@@ -124,7 +133,12 @@ extension API {
     /// A cookie that carries one of a session's keys, for as long as the session lives.
     func sessionCookie(named name: String, of record: SessionRecord, key: String, request: Request) -> String {
         let (lifetime, overflow) = record.expiresAt.subtractingReportingOverflow(record.createdAt)
-        let maxAge = overflow ? 1 : max(1, lifetime / 1000)
+        return sessionCookie(named: name, lifetime: overflow ? 1 : lifetime / 1000, key: key, request: request)
+    }
+
+    /// A cookie that carries one of a session's keys for `lifetime` seconds (at least one).
+    func sessionCookie(named name: String, lifetime: Int64, key: String, request: Request) -> String {
+        let maxAge = max(1, lifetime)
         var cookie = "\(name)=\(key); Path=\(Self.readerCookiePath); Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
         if Self.isSecure(request, configuration: configuration) { cookie += "; Secure" }
         return cookie

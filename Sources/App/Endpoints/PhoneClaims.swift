@@ -36,7 +36,17 @@ extension API {
             guard case .notClaimed = outcome, mayClaim else { return (outcome, claim) }
         }
         let claim = Self.freshClaim(mayClaim: mayClaim)
-        return (try await broker.publish(event, to: id, from: claim, idempotencyKey: idempotencyKey), claim)
+        do {
+            return (try await broker.publish(event, to: id, from: claim, idempotencyKey: idempotencyKey), claim)
+        } catch let error as BrokerError where error.code == .unavailable && mayClaim {
+            // The step may have claimed the session before the failure (its reply lost with a dying Redis master, or
+            // stored short of the replicas `WAIT` asked for): the phone gets the key it offered with the 503, or its
+            // retry would be refused as another device's. A key that claimed nothing is harmless: the retry claims
+            // anew with a key made then.
+            let cookie = sessionCookie(
+                named: Self.phoneCookieName(of: id), lifetime: configuration.sessionTTL.components.seconds, key: claim.newKey, request: request)
+            throw BrokerUnavailableAfterOffer(error: error, cookie: cookie)
+        }
     }
 
     /// Adds the phone key cookie to `response` when this request's step claimed the session (the record holds the
@@ -46,6 +56,12 @@ extension API {
         var response = response
         response.headers.add(name: "Set-Cookie", value: sessionCookie(named: Self.phoneCookieName(of: record.id), of: record, key: claim.newKey, request: request))
         return response
+    }
+
+    /// A broker outage met by a step that offered a key: answered 503 like any outage, with the key's cookie.
+    struct BrokerUnavailableAfterOffer: Error {
+        let error: BrokerError
+        let cookie: String
     }
 
     /// Whether the request's phone is the one that claimed `record` (true while nobody has).

@@ -1,0 +1,109 @@
+import Broker
+import HTTP
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import App
+
+/// A stream request that opens a session, then meets a broker failure (a Redis master dying mid-request): the session
+/// may exist with the key this request offered, so the "come back later" answer hands that key to the browser, and its
+/// reconnect is let in instead of refused by its own session.
+@Suite(.timeLimit(.minutes(1)))
+struct StreamOpenFailureTests {
+    /// The in-memory broker, whose `events(of:)` fails the first time: after the session was opened.
+    final class FailingOnceBroker: Broker {
+        let base: InMemoryBroker
+        private let failed = Atomic<Bool>(false)
+        private let publishFailed = Atomic<Bool>(false)
+        /// Whether the first publish is stored and then failed (as a WAIT short of its replicas).
+        let failFirstPublish: Bool
+        init(base: InMemoryBroker, failFirstPublish: Bool = false) {
+            self.base = base
+            self.failFirstPublish = failFirstPublish
+        }
+        func run() async throws {}
+        func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? {
+            try await base.openSession(id, ttl: ttl, readerKey: readerKey, heldByStream: heldByStream)
+        }
+        func session(_ id: SessionID) async throws -> SessionRecord? { try await base.session(id) }
+        func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome {
+            let outcome = try await base.publish(event, to: id, from: phone, idempotencyKey: idempotencyKey)
+            if failFirstPublish, !publishFailed.exchange(true, ordering: .relaxed) { throw BrokerError(.unavailable, "1 of 1 replicas did not acknowledge") }
+            return outcome
+        }
+        func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] { try await base.holdPresence(of: ids, side: side) }
+        func releasePresence(of id: SessionID, side: PresenceSide) async throws { try await base.releasePresence(of: id, side: side) }
+        func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome { try await base.reviewPresence(of: id, side: side) }
+        func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
+            if !failed.exchange(true, ordering: .relaxed) { throw BrokerError(.unavailable, "the master died") }
+            return try await base.events(of: id, after: after)
+        }
+        func subscribe(_ id: SessionID) async throws { try await base.subscribe(id) }
+        func unsubscribe(_ id: SessionID) async { await base.unsubscribe(id) }
+        var health: BrokerHealth { get async { await base.health } }
+    }
+
+    @Test func theRetryAnswerCarriesTheOfferedKeyAndTheReconnectIsLetIn() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let registries = SessionRegistries(eventLoopGroup: group, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
+        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger))
+        let api = API(
+            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
+            drainState: DrainState(), time: .system)
+        let text = SeedFlowTests.newSessionID()
+        let id = try #require(SessionID(text))
+
+        let first = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)"), logger: logger)
+        #expect(first.status == .ok)
+        let cookie = try #require(first.headers.first(name: "set-cookie"))
+        #expect(cookie.hasPrefix("tandem_reader_\(text)=") && cookie.contains("HttpOnly"))
+        #expect(try await broker.session(id) != nil, "the session was opened before the failure")
+
+        // The browser's reconnect: no event was received, so no Last-Event-ID; the cookie it was given.
+        let pair = String(cookie.split(separator: ";")[0])
+        let again = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)", headers: ["Cookie": pair]), logger: logger)
+        #expect(again.status == .ok)
+        #expect(again.headers.first(name: "set-cookie") == nil, "the key it holds is the session's")
+        // Without the cookie, the same reconnect is a stranger's.
+        await #expect(throws: APIError.readerKeyRequired) {
+            _ = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)"), logger: logger)
+        }
+        for registry in registries.registries { await registry.endAll() }
+    }
+
+    /// The phone's claim stored, then a 503 (WAIT short of its replicas): the 503 carries the key it claimed with, so
+    /// its retry is the claimant's, not "another device".
+    @Test func aClaimStoredBeforeA503GivesThePhoneItsKey() async throws {
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let registries = SessionRegistries(
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
+        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger), failFirstPublish: true)
+        let router = API(
+            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
+            drainState: DrainState(), time: .system
+        ).makeRouter()
+        let text = SeedFlowTests.newSessionID()
+        let id = try #require(SessionID(text))
+        _ = try await broker.openSession(id, ttl: .seconds(600), readerKey: "k", heldByStream: false)
+
+        let first = await router.respond(to: Request(method: .GET, uri: "/api/validate-session?session=\(text)"), logger: logger)
+        #expect(first.status == .serviceUnavailable)
+        let cookie = try #require(first.headers.first(name: "set-cookie"))
+        #expect(cookie.hasPrefix("tandem_phone_\(text)="))
+        #expect(try await broker.session(id)?.phoneKey != nil, "the claim was stored")
+
+        let pair = String(cookie.split(separator: ";")[0])
+        let retry = await router.respond(
+            to: Request(method: .GET, uri: "/api/validate-session?session=\(text)", headers: ["Cookie": pair]), logger: logger)
+        #expect(retry.status == .ok)
+        // Another device, without the cookie, is refused.
+        let stranger = await router.respond(to: Request(method: .GET, uri: "/api/validate-session?session=\(text)"), logger: logger)
+        #expect(stranger.status == .conflict)
+        for registry in registries.registries { await registry.endAll() }
+    }
+}
