@@ -149,6 +149,16 @@ import Testing
         let configuration = try TandemConfiguration(reader: &reader)
         #expect(configuration.broker == .redisCluster && configuration.redisWaitReplicas == 1)
         #expect(configuration.effectiveValues["redis.clusterNodes"] == "a:7000,redis://***@b:7001")
+        // A password may hold a comma: no part of it is shown, in check-config or in the error.
+        for list in ["redis://:pa,ss@127.0.0.1:7000", "a:1,redis://u:x,y@b:2,redis://:z@c:3", "u:pa,ss@h:1"] {
+            #expect(!TandemConfiguration.redactedSeeds(list).contains("pa") && !TandemConfiguration.redactedSeeds(list).contains("x,y"), "\(list)")
+        }
+        var broken = try ConfigurationReader(
+            fileContents: nil, fileName: "none.json", environment: ["BROKER": "redis-cluster", "REDIS_CLUSTER_NODES": "redis://:pa,ss@127.0.0.1:70000"])
+        #expect(throws: ConfigurationError(
+            description: "environment variable REDIS_CLUSTER_NODES must be comma-separated cluster nodes like 10.0.0.1:7000,10.0.0.2:7000, got 'redis://***@127.0.0.1:70000'")) {
+            try TandemConfiguration(reader: &broken)
+        }
     }
 
     /// Any text as the seed list: read without trapping; what is accepted has a host and a port in range each.

@@ -72,6 +72,21 @@ struct RedisClusterTopologyTests {
         #expect(topology.onlineReplicaCount(ofSlot: -1) == 0)
     }
 
+    /// `cluster-preferred-endpoint-type unknown-endpoint` leaves `endpoint` empty or `?`: the node's `ip` is dialled.
+    @Test(arguments: ["", "?"])
+    func anUnknownEndpointFallsBackToTheNodesIP(endpoint: String) throws {
+        func node(_ id: String, _ port: Int64, role: String) -> RESPValue {
+            .array([
+                .bulkString(Array("id".utf8)), .bulkString(Array(id.utf8)), .bulkString(Array("port".utf8)), .integer(port),
+                .bulkString(Array("ip".utf8)), .bulkString(Array("10.0.0.7".utf8)), .bulkString(Array("endpoint".utf8)),
+                .bulkString(Array(endpoint.utf8)), .bulkString(Array("role".utf8)), .bulkString(Array(role.utf8)),
+                .bulkString(Array("health".utf8)), .bulkString(Array("online".utf8)),
+            ])
+        }
+        let topology = try #require(RedisClusterTopology(shardsReply: .array([Self.shard([0, 16383], [node("a", 7000, role: "master")])])))
+        #expect(topology.master(ofSlot: 9)?.host == "10.0.0.7")
+    }
+
     /// On a cluster an event goes out with SPUBLISH; nothing else in the scripts differs.
     @Test func clusterScriptsPublishOnShardChannelsAndDifferInNothingElse() {
         let plain = RedisScriptSet(sharded: false)

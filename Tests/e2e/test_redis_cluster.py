@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import secrets
+import signal
 import subprocess
 import threading
 import time
@@ -236,6 +237,29 @@ def test_slots_resharded_during_flows_lose_nothing(redis_cluster: RedisClusterSe
     check_every_flow(results, a, b)
     # The move overlapped the flows: they ended after it started.
     assert timing["flows ended"] > timing["reshard started"] + 1.0, timing
+
+
+def test_a_frozen_master_does_not_silence_the_streams_of_its_sessions(redis_cluster: RedisClusterServers, nodes: Cluster) -> None:
+    """A master that stops answering without closing its connections (SIGSTOP: a hung host, a partition) never tells
+    its subscribers; its replica takes over, and the node moves the session's subscription there when its periodic
+    topology read shows the slot served elsewhere. The stream, held all along, gets every event."""
+    a, b = start_nodes(nodes, redis_cluster)
+    session_id = new_session_id("frz")
+    stream = Stream(a, session_id).start()
+    stream.wait_opened()
+    frozen = slot_master(redis_cluster, f"tandem:{{{session_id}}}:events")
+    redis_cluster.kill(frozen, signal.SIGSTOP)
+    try:
+        assert redis_cluster.wait_whole(3, without=frozen), "no replica took over"
+        with httpx.Client(base_url=b.base_url) as phone:
+            assert phone_step(phone, "GET", f"/api/validate-session?session={session_id}").status_code == 200
+            assert phone_step(phone, "POST", "/api/input-started", body={"sessionId": session_id}).status_code == 200
+            assert phone_step(phone, "POST", "/api/submit", body={"sessionId": session_id, "name": NAME, "phone": PHONE}).status_code == 200
+        assert stream.wait_for_id("3", timeout=15.0), f"{stream.describe()}\n{a.log()}"
+        assert flow_events(stream.snapshot()) == FULL_FLOW, stream.describe()
+    finally:
+        redis_cluster.kill(frozen, signal.SIGCONT)
+        stream.stop()
 
 
 def slot_master(servers: RedisClusterServers, key: str) -> int:

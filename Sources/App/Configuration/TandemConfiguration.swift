@@ -116,7 +116,7 @@ struct TandemConfiguration: Sendable, Equatable {
             .string("redis.url", \.redisURL, shown: RedisURL.redacted, check: { value, configuration in
                 configuration.broker == .redis && RedisURL(value) == nil ? "a URL like redis://host:6379/0" : nil
             }),
-            .string("redis.clusterNodes", \.redisClusterNodes, shown: { Self.list($0).map(RedisURL.redacted).joined(separator: ",") }, check: { value, configuration in
+            .string("redis.clusterNodes", \.redisClusterNodes, shown: Self.redactedSeeds, check: { value, configuration in
                 guard configuration.broker == .redisCluster else { return nil }
                 return Self.clusterSeeds(value) == nil ? "comma-separated cluster nodes like 10.0.0.1:7000,10.0.0.2:7000" : nil
             }),
@@ -185,6 +185,16 @@ struct TandemConfiguration: Sendable, Equatable {
     }
     var trustedProxyList: TrustedProxies { TrustedProxies(Self.list(trustedProxies)) ?? .none }
     var corsAllowedOrigins: Set<String> { Set(Self.list(corsOrigins)) }
+
+    /// `redis.clusterNodes` with every credential masked, whether or not it parses: each `redis://` entry up to its
+    /// last `@` before the next entry (a password may hold commas).
+    static func redactedSeeds(_ text: String) -> String {
+        let parts = text.components(separatedBy: "redis://")
+        // Before the first `redis://`, entries without a scheme: all of it up to its last `@` (a comma in a password
+        // cannot be told from a comma between entries, so more is masked rather than less).
+        let first = RedisURL.redacted(parts[0])
+        return ([first] + parts.dropFirst().map { RedisURL.redacted("redis://" + $0) }).joined()
+    }
 
     /// The seed nodes of `redis.clusterNodes`, or nil unless there is at least one and each is `host:port` or a
     /// `redis://` URL with a port and database 0 (a cluster has no other).

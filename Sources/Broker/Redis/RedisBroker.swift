@@ -363,13 +363,13 @@ public final class RedisBroker: Broker {
                         }
                         for connection in commands + [subscriber] { connection.channel.closeFuture.whenComplete(resumeOnce) }
                     }
-                case .cluster(let client, _):
+                case .cluster(let client, let subscriber):
                     var failures = 0
                     while failures < 3, !Task.isCancelled {
                         try? await Task.sleep(for: configuration.topologyRefreshInterval)
                         guard !Task.isCancelled else { break }
                         do {
-                            try await client.refreshTopology()
+                            subscriber.reconcile(with: try await client.refreshTopology())
                             failures = 0
                         } catch {
                             failures += 1
@@ -638,11 +638,16 @@ public final class RedisBroker: Broker {
     public var health: BrokerHealth {
         get async {
             let interval = configuration.refusalProbeInterval
+            // A cluster's topology is forgotten when any of its connections closes (a master restarted, an idle
+            // timeout); health reads it again rather than report a cluster it has not looked at.
+            if case .cluster(let client, _)? = state.withLock({ $0.connected?.link }), client.topology == nil {
+                _ = try? await client.refreshTopology()
+            }
             let (health, probe) = state.withLock { state -> (BrokerHealth, (RedisRoute, ContinuousClock.Instant?)?) in
                 guard let connected = state.connected else {
                     return (BrokerHealth(isAvailable: false, detail: "redis unreachable: \(state.link.problem)"), nil)
                 }
-                if case .cluster(let client, _) = connected.link, let unserved = Self.unservedSlot(client.topology) {
+                if case .cluster(let client, _) = connected.link, let topology = client.topology, let unserved = Self.unservedSlot(topology) {
                     return (BrokerHealth(isAvailable: false, detail: "redis cluster: no master serves slot \(unserved)"), nil)
                 }
                 let health = state.link.refusal.map {
@@ -688,17 +693,17 @@ public final class RedisBroker: Broker {
         try checked(await route().send(arguments, key: key))
     }
 
-    /// The first slot no online master serves in `topology` (all of them while it is not known), or nil.
-    private static func unservedSlot(_ topology: RedisClusterTopology?) -> Int? {
-        guard let topology else { return 0 }
-        return RedisClusterSlot.all.first { topology.master(ofSlot: $0) == nil }
+    /// The first slot no online master serves in `topology`, or nil.
+    private static func unservedSlot(_ topology: RedisClusterTopology) -> Int? {
+        RedisClusterSlot.all.first { topology.master(ofSlot: $0) == nil }
     }
 
     /// A reply, or its error reply thrown as a broker error (a refusal to store is remembered for health).
     private func checked(_ reply: RESPValue) throws(BrokerError) -> RESPValue {
         guard case .error(let message) = reply else { return reply }
         let error = Self.error(message)
-        if error.refusal != nil { refused(message) }
+        // TRYAGAIN is one slot in migration, over in moments: answered 503, but the node stays ready.
+        if let refusal = error.refusal, refusal != "tryagain" { refused(message) }
         throw error
     }
 

@@ -64,9 +64,9 @@ class RedisClusterServers:
         """DBSIZE of each master."""
         return {port: redis_command(port, "DBSIZE") for port in self.masters()}
 
-    def kill(self, port: int) -> None:
+    def kill(self, port: int, sig: int = signal.SIGKILL) -> None:
         pid = int((self.directory / str(port) / "redis.pid").read_text())
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
 
     def reshard(self, source: int, target: int, slots: int) -> subprocess.CompletedProcess:
         """Moves `slots` slots, keys and all, from master `source` to master `target` with `redis-cli --cluster

@@ -76,6 +76,23 @@ final class RedisClusterSubscriber: Sendable {
         _ = try await connection.send(["SUNSUBSCRIBE", channel]).get()
     }
 
+    /// Moves every channel subscribed where `topology` says its slot is not served any more to where it is: a master
+    /// that froze (or was cut off) without closing its connections never tells its subscribers, and its channels
+    /// would stay silent. Called after each periodic topology read.
+    func reconcile(with topology: RedisClusterTopology) {
+        let misplaced = state.withLock { state -> [String] in
+            guard !state.closed else { return [] }
+            var misplaced: [String] = []
+            for (channel, endpoint) in state.channels {
+                guard let endpoint, let master = topology.master(ofKey: channel), RedisEndpoint(master) != endpoint else { continue }
+                state.channels[channel] = .some(nil)
+                misplaced.append(channel)
+            }
+            return misplaced
+        }
+        if !misplaced.isEmpty { resubscribe(misplaced) }
+    }
+
     func close() {
         state.withLock { state in
             state.closed = true

@@ -50,7 +50,9 @@ struct RedisClusterTopology: Equatable, Sendable {
             var replicas: [Node] = []
             for nodeEntry in nodeEntries {
                 guard let node = Self.map(nodeEntry), let id = node["id"]?.string, !id.isEmpty,
-                    let host = (node["endpoint"] ?? node["ip"])?.string, !host.isEmpty,
+                    // `endpoint` is what clients should dial, but `cluster-preferred-endpoint-type unknown-endpoint`
+                    // leaves it empty (or `?`): then the node's `ip`.
+                    let host = [node["endpoint"]?.string, node["ip"]?.string].compactMap({ $0 }).first(where: { !$0.isEmpty && $0 != "?" }),
                     let port = node["port"]?.integer, (1...65_535).contains(port),
                     let role = node["role"]?.string, let health = node["health"]?.string
                 else { return nil }
