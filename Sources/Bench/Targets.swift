@@ -56,32 +56,15 @@ func startTarget(_ kind: TargetKind, options: TargetOptions, launcher: Launcher)
     case .tandemRedis:
         let (redisPort, redisPID) = try startRedis(launcher: launcher)
         let environment = ["BROKER": "redis", "REDIS_URL": "redis://127.0.0.1:\(redisPort)/0"]
-        var ports: [Int] = []
-        var pids: [Int32] = []
-        for node in 0..<max(2, options.nodes) {
-            let (port, pid) = try startTandem(name: "tandem-redis-\(node)", environment: environment, options: options, launcher: launcher)
-            ports.append(port)
-            pids.append(pid)
-        }
-        // Streams on every node but the last; publishes on the last (two nodes: streams on A, publishes on B).
-        let streamNodes = ports.count == 2 ? 1 : ports.count
-        return RunningTarget(kind: kind, streamPorts: Array(ports.prefix(streamNodes)), publishPort: ports.last!, streamPIDs: Array(pids.prefix(streamNodes)),
-                             allPIDs: pids + [redisPID], redisPID: redisPID, redisMasters: [(redisPort, redisPID)],
-                             notes: "\(ports.count) Tandem nodes sharing one redis-server; streams on \(streamNodes == 1 ? "node A" : "every node"), publishes on the last node")
+        return try startSharedNodes(
+            kind, environment: environment, redisPIDs: [redisPID], redisMasters: [(redisPort, redisPID)], sharing: "sharing one redis-server",
+            options: options, launcher: launcher)
     case .tandemCluster:
         let cluster = try startRedisCluster(launcher: launcher)
         let environment = ["BROKER": "redis-cluster", "REDIS_CLUSTER_NODES": cluster.seeds]
-        var ports: [Int] = []
-        var pids: [Int32] = []
-        for node in 0..<max(2, options.nodes) {
-            let (port, pid) = try startTandem(name: "tandem-cluster-\(node)", environment: environment, options: options, launcher: launcher)
-            ports.append(port)
-            pids.append(pid)
-        }
-        let streamNodes = ports.count == 2 ? 1 : ports.count
-        return RunningTarget(kind: kind, streamPorts: Array(ports.prefix(streamNodes)), publishPort: ports.last!, streamPIDs: Array(pids.prefix(streamNodes)),
-                             allPIDs: pids + cluster.pids, redisPID: nil, redisMasters: cluster.masters,
-                             notes: "\(ports.count) Tandem nodes on a Redis Cluster (3 masters, 3 replicas); streams on \(streamNodes == 1 ? "node A" : "every node"), publishes on the last node")
+        return try startSharedNodes(
+            kind, environment: environment, redisPIDs: cluster.pids, redisMasters: cluster.masters,
+            sharing: "on a Redis Cluster (3 masters, 3 replicas)", options: options, launcher: launcher)
     case .nchanMemory, .nchanRedis:
         var redisPort: Int?
         var redisPID: Int32?
@@ -95,6 +78,26 @@ func startTarget(_ kind: TargetKind, options: TargetOptions, launcher: Launcher)
                              redisPID: redisPID,
                              notes: "nginx + nchan, worker_processes 1, \(kind == .nchanRedis ? "Redis storage (nchan_use_redis)" : "memory storage")")
     }
+}
+
+/// At least two Tandem nodes sharing Redis: streams on every node but the last, publishes on the last (two nodes:
+/// streams on A, publishes on B).
+func startSharedNodes(
+    _ kind: TargetKind, environment: [String: String], redisPIDs: [Int32], redisMasters: [(port: Int, pid: Int32)], sharing: String,
+    options: TargetOptions, launcher: Launcher
+) throws -> RunningTarget {
+    var ports: [Int] = []
+    var pids: [Int32] = []
+    for node in 0..<max(2, options.nodes) {
+        let (port, pid) = try startTandem(name: "\(kind.rawValue)-\(node)", environment: environment, options: options, launcher: launcher)
+        ports.append(port)
+        pids.append(pid)
+    }
+    let streamNodes = ports.count == 2 ? 1 : ports.count
+    return RunningTarget(
+        kind: kind, streamPorts: Array(ports.prefix(streamNodes)), publishPort: ports.last!, streamPIDs: Array(pids.prefix(streamNodes)),
+        allPIDs: pids + redisPIDs, redisPID: redisPIDs.count == 1 ? redisPIDs[0] : nil, redisMasters: redisMasters,
+        notes: "\(ports.count) Tandem nodes \(sharing); streams on \(streamNodes == 1 ? "node A" : "every node"), publishes on the last node")
 }
 
 func startTandem(name: String, environment: [String: String], options: TargetOptions, launcher: Launcher) throws -> (Int, Int32) {
