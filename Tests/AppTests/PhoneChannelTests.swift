@@ -145,7 +145,7 @@ struct PhoneChannelTests {
             // Not my phone: the PC rejects it; the phone hears it at once, and its calls are refused.
             let rejected = try await pc.request("POST", "/api/cancel?session=\(id)&reason=not-my-phone", headers: [("Cookie", readerCookie)], body: "")
             #expect(rejected.status == 200)
-            let (events, _) = try await channel.all(timeout: .seconds(2)) { $0.contains { $0.event == "cancelled" } }
+            let (events, _) = try await channel.all(timeout: .seconds(5)) { $0.contains { $0.event == "cancelled" } }
             #expect(events.first { $0.event == "cancelled" }?.data == #"{"reason":"phone-rejected"}"#)
             #expect(!events.contains { $0.event == "connected" })
             #expect(try await phone.post("/api/submit", json: #"{"sessionId":"\#(id)","name":"A","phone":"0123"}"#).status == 404)
@@ -164,7 +164,7 @@ struct PhoneChannelTests {
             #expect(try await phone.request("GET", "/api/validate-session?session=\(done)").status == 200)
             let doneChannel = try await phone.openEventStream("/api/phone/events?session=\(done)")
             #expect(try await phone.post("/api/submit", json: #"{"sessionId":"\#(done)","name":"A","phone":"0123"}"#).status == 200)
-            let (finished, _) = try await doneChannel.all(timeout: .seconds(2)) { $0.contains { $0.event == "completed" } }
+            let (finished, _) = try await doneChannel.all(timeout: .seconds(5)) { $0.contains { $0.event == "completed" } }
             #expect(finished.first { $0.event == "completed" }?.data == "{}")
             #expect(!finished.contains { $0.data.contains("0123") })  // the phone's channel never carries the form
             await doneChannel.close()
@@ -178,7 +178,7 @@ struct PhoneChannelTests {
             _ = try await leftChannel.events(atLeast: 2)
             let closedAt = ContinuousClock.now
             await leftStream.close()
-            let (told, _) = try await leftChannel.all(timeout: .seconds(4)) { $0.contains { $0.event == "pc-left" } }
+            let (told, _) = try await leftChannel.all(timeout: .seconds(8)) { $0.contains { $0.event == "pc-left" } }
             #expect(told.contains { $0.event == "pc-left" })
             #expect(ContinuousClock.now - closedAt < .seconds(2) + .milliseconds(500), "told after \(ContinuousClock.now - closedAt)")
             await leftChannel.close()
@@ -194,18 +194,18 @@ struct PhoneChannelTests {
             let first = try await phone.openEventStream("/api/phone/events?session=\(id)")
             _ = try await first.events(atLeast: 2)
             await first.close()
-            let (gone, _) = try await pcStream.all(timeout: .seconds(4)) { $0.contains { $0.event == "phone-left" } }
+            let (gone, _) = try await pcStream.all(timeout: .seconds(8)) { $0.contains { $0.event == "phone-left" } }
             let phoneLeft = try #require(gone.first { $0.event == "phone-left" })
             #expect(phoneLeft.id == "2" && phoneLeft.data == "{}")
             let second = try await phone.openEventStream("/api/phone/events?session=\(id)", headers: [("Last-Event-ID", "1")])
-            let (back, _) = try await pcStream.all(timeout: .seconds(2)) { $0.contains { $0.event == "phone-returned" } }
+            let (back, _) = try await pcStream.all(timeout: .seconds(5)) { $0.contains { $0.event == "phone-returned" } }
             #expect(back.first { $0.event == "phone-returned" }?.id == "3")
             // A reconnect within the grace is no departure.
             await second.close()
             let third = try await phone.openEventStream("/api/phone/events?session=\(id)", headers: [("Last-Event-ID", "3")])
             try await Task.sleep(for: .milliseconds(1800))
             #expect(try await phone.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 200)
-            let (later, _) = try await pcStream.all(timeout: .seconds(2)) { $0.contains { $0.event == "input-started" } }
+            let (later, _) = try await pcStream.all(timeout: .seconds(5)) { $0.contains { $0.event == "input-started" } }
             #expect(later.filter { $0.event == "phone-left" }.count == 1)
             await third.close()
             await pcStream.close()
@@ -262,7 +262,7 @@ struct PhoneChannelTests {
                     headers: [("Cookie", cookie)])
                 #expect(answer.status == status, "\(target) \(body)")
                 if let reason {
-                    let (events, _) = try await stream.all(timeout: .seconds(2)) { $0.contains { $0.event == "cancelled" } }
+                    let (events, _) = try await stream.all(timeout: .seconds(5)) { $0.contains { $0.event == "cancelled" } }
                     #expect(events.first { $0.event == "cancelled" }?.data == #"{"reason":"\#(reason)"}"#)
                 }
                 await stream.close()
