@@ -44,7 +44,7 @@ struct StreamOpenFailureTests {
         }
         func subscribe(_ id: SessionID) async throws { try await base.subscribe(id) }
         func unsubscribe(_ id: SessionID) async { await base.unsubscribe(id) }
-        var health: BrokerHealth { get async { await base.health } }
+        var health: BrokerHealth { get async { base.health } }
     }
 
     @Test func theRetryAnswerCarriesTheOfferedKeyAndTheReconnectIsLetIn() async throws {
