@@ -10,9 +10,14 @@ set -euo pipefail
 command=${1:?start or stop}; dir=${2:?a folder for the nodes}
 
 if [ "$command" = stop ]; then
+    # All signalled first, then waited for: each takes a second or two to exit, and they need not take turns.
+    pids=()
     for pidfile in "$dir"/*/redis.pid; do
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile"); kill "$pid" 2>/dev/null || true
+        pids+=("$pid")
+    done
+    for pid in "${pids[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     done
     rm -rf "$dir"
@@ -23,7 +28,7 @@ start_node() {
     local port=$1
     mkdir -p "$dir/$port"
     redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
-        --cluster-node-timeout 1000 --repl-diskless-sync-delay 0 --save '' --appendonly no --dir "$dir/$port" \
+        --cluster-node-timeout 1000 --repl-diskless-sync-delay 0 --shutdown-timeout 0 --save '' --appendonly no --dir "$dir/$port" \
         --daemonize yes --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
 }
 

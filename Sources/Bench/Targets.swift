@@ -145,7 +145,7 @@ func startRedisCluster(launcher: Launcher) throws -> (seeds: String, pids: [Int3
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let process = try launcher.spawn("redis-cluster-\(port)", redis, [
             "--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", "\(directory)/nodes.conf",
-            "--cluster-node-timeout", "5000", "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", directory,
+            "--cluster-node-timeout", "5000", "--repl-diskless-sync-delay", "0", "--shutdown-timeout", "0", "--save", "", "--appendonly", "no", "--dir", directory,
             "--daemonize", "no", "--maxclients", "10000",
         ])
         guard waitForPort(port) else { throw BenchError("redis-server --cluster-enabled did not start") }

@@ -365,9 +365,15 @@ public final class RedisBroker: Broker {
                     }
                 case .cluster(let client, let subscriber):
                     var failures = 0
-                    while failures < 3, !Task.isCancelled {
-                        try? await Task.sleep(for: configuration.topologyRefreshInterval)
-                        guard !Task.isCancelled else { break }
+                    while failures < 3, !Task.isCancelled, !Task.isShuttingDownGracefully {
+                        // A drain ends the wait at once: the node's shutdown does not wait out a refresh interval.
+                        let interval = configuration.topologyRefreshInterval
+                        do {
+                            try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+                        } catch {
+                            break
+                        }
+                        guard !Task.isCancelled, !Task.isShuttingDownGracefully else { break }
                         do {
                             subscriber.reconcile(with: try await client.refreshTopology())
                             failures = 0
