@@ -734,10 +734,14 @@ public final class RedisBroker: Broker {
             return (connected.route, connected.scripts[keyPath: script])
         }
         let tail = [String(keys.count)] + keys + arguments
-        let pipeline = [["EVALSHA", script.hash] + tail] + (then.map { [$0] } ?? [])
-        var replies = try await route.send(pipeline: pipeline, key: keys[0])
+        // One command without `then` (every script but a publish that waits for replicas): no pipeline arrays.
+        func run(_ command: [String]) async throws -> [RESPValue] {
+            guard let then else { return [try await route.send(command, key: keys[0])] }
+            return try await route.send(pipeline: [command, then], key: keys[0])
+        }
+        var replies = try await run(["EVALSHA", script.hash] + tail)
         if case .error(let message) = replies[0], message.hasPrefix("NOSCRIPT") {
-            replies = try await route.send(pipeline: [["EVAL", script.text] + tail] + (then.map { [$0] } ?? []), key: keys[0])
+            replies = try await run(["EVAL", script.text] + tail)
         }
         return (try checked(replies[0]), then == nil ? nil : try checked(replies[1]))
     }

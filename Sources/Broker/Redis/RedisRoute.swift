@@ -18,11 +18,7 @@ enum RedisRoute: Sendable {
     func send(pipeline commands: [[String]], key: String) async throws -> [RESPValue] {
         switch self {
         case .server(let connection):
-            let futures = commands.map { connection.send($0) }
-            var replies: [RESPValue] = []
-            replies.reserveCapacity(futures.count)
-            for future in futures { replies.append(try await future.get()) }
-            return replies
+            return try await commands.map { connection.send($0) }.replies()
         case .cluster(let client):
             return try await client.send(pipeline: commands, key: key)
         }
@@ -38,9 +34,7 @@ enum RedisRoute: Sendable {
             results.reserveCapacity(futures.count)
             for pipeline in futures {
                 do {
-                    var replies: [RESPValue] = []
-                    for future in pipeline { replies.append(try await future.get()) }
-                    results.append(.success(replies))
+                    results.append(.success(try await pipeline.replies()))
                 } catch {
                     results.append(.failure(error))
                 }
@@ -49,5 +43,15 @@ enum RedisRoute: Sendable {
         case .cluster(let client):
             return await client.send(batch: pipelines)
         }
+    }
+}
+
+extension Array where Element == EventLoopFuture<RESPValue> {
+    /// The replies of commands sent pipelined, in the order sent; throws when the connection broke first.
+    func replies() async throws -> [RESPValue] {
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(count)
+        for future in self { replies.append(try await future.get()) }
+        return replies
     }
 }

@@ -171,17 +171,12 @@ final class RedisClusterClient: Sendable {
             }
         }
         for (index, futures) in sent {
-            var replies: [RESPValue] = []
-            replies.reserveCapacity(futures.count)
-            for future in futures {
-                guard let reply = try? await future.get() else { break }
-                replies.append(reply)
-            }
+            guard let replies = try? await futures.replies() else { continue }
             let redirected = replies.contains { reply in
                 guard case .error(let message) = reply else { return false }
                 return message.hasPrefix("TRYAGAIN") || RedisClusterRedirect(errorMessage: message) != nil
             }
-            if replies.count == futures.count, !redirected { results[index] = .success(replies) }
+            if !redirected { results[index] = .success(replies) }
         }
         // What the grouped pass did not settle, one by one (following redirects, refreshing the topology).
         for index in results.indices where results[index] == nil {
