@@ -164,7 +164,7 @@ struct PhoneChannelTests {
             #expect(try await phone.request("GET", "/api/validate-session?session=\(done)").status == 200)
             let doneChannel = try await phone.openEventStream("/api/phone/events?session=\(done)")
             #expect(try await phone.post("/api/submit", json: #"{"sessionId":"\#(done)","name":"A","phone":"0123"}"#).status == 200)
-            let (finished, _) = try await doneChannel.all(timeout: .seconds(5)) { $0.contains { $0.event == "completed" } }
+            let (finished, _) = try await doneChannel.all(timeout: .seconds(10)) { $0.contains { $0.event == "completed" } }
             #expect(finished.first { $0.event == "completed" }?.data == "{}")
             #expect(!finished.contains { $0.data.contains("0123") })  // the phone's channel never carries the form
             await doneChannel.close()

@@ -213,7 +213,7 @@ struct RegistryTests {
 
 /// Polls `condition` until it holds or `timeout` passes (for effects that happen on another task).
 func eventually(timeout: Duration = .seconds(3), _ condition: @Sendable () async -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
+    let deadline = ContinuousClock.now + TestPatience.scaled(timeout)
     while ContinuousClock.now < deadline {
         if await condition() { return }
         try await Task.sleep(for: .milliseconds(20))

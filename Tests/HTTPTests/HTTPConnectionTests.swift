@@ -882,7 +882,7 @@ enum ChunkedTail {
 
 /// Polls `condition` until it holds or `within` has passed.
 func eventually(within timeout: Duration = .seconds(2), _ condition: @Sendable () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
+    let deadline = ContinuousClock.now + TestPatience.scaled(timeout)
     while ContinuousClock.now < deadline {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(20))
