@@ -8,10 +8,10 @@ extension ServerSentEvent {
     init(stored: StoredEvent) {
         let data =
             switch stored.event {
-            case .connected(let code?): JSONValue.object(["code": .string(code)]).compactText
+            case .connected(let code?): JSONValue.objectText(["code": .string(code)])
             case .connected(nil), .inputStarted, .phoneLeft, .phoneReturned: "{}"
-            case .complete(let submission): JSONValue.object(["name": .string(submission.name), "phone": .string(submission.phone)]).compactText
-            case .cancelled(let reason): JSONValue.object(["reason": .string(reason.rawValue)]).compactText
+            case .complete(let submission): JSONValue.objectText(["name": .string(submission.name), "phone": .string(submission.phone)])
+            case .cancelled(let reason): JSONValue.objectText(["reason": .string(reason.rawValue)])
             }
         self.init(event: stored.event.name, id: String(stored.id), data: data)
     }
@@ -27,7 +27,7 @@ extension ServerSentEvent {
         switch stored.event {
         case .cancelled(.pcLeft): self.init(event: "pc-left", id: String(stored.id), data: "{}")
         case .cancelled(let reason):
-            self.init(event: "cancelled", id: String(stored.id), data: JSONValue.object(["reason": .string(reason.rawValue)]).compactText)
+            self.init(event: "cancelled", id: String(stored.id), data: JSONValue.objectText(["reason": .string(reason.rawValue)]))
         case .complete: self.init(event: "completed", id: String(stored.id), data: "{}")
         case .connected, .inputStarted, .phoneLeft, .phoneReturned: return nil
         }
@@ -63,16 +63,24 @@ extension ServerSentEvent {
     static func sessionInfo(
         _ record: SessionRecord, ttlMinutes: JSONValue, resumePoint: EventID, now: Int64, for audience: PresenceSide = .pc
     ) -> ServerSentEvent {
-        var data: [String: JSONValue] = [
-            "type": .string("session-info"),
-            "expiryTime": .integer(record.expiresAt),
-            "ttlMinutes": ttlMinutes,
-            "serverTime": .integer(now),
-        ]
-        if audience == .phone {
-            data["status"] = .string(record.status.rawValue)
-            if let code = record.pairingCode { data["pairingCode"] = .string(code) }
-        }
-        return ServerSentEvent(id: String(resumePoint), data: JSONValue.object(data).compactText)
+        // Every stream opens with one: its members in sorted order, as compactText would write them.
+        let data =
+            if audience == .phone, let code = record.pairingCode {
+                JSONValue.objectText([
+                    "expiryTime": .integer(record.expiresAt), "pairingCode": .string(code), "serverTime": .integer(now),
+                    "status": .string(record.status.rawValue), "ttlMinutes": ttlMinutes, "type": .string("session-info"),
+                ])
+            } else if audience == .phone {
+                JSONValue.objectText([
+                    "expiryTime": .integer(record.expiresAt), "serverTime": .integer(now), "status": .string(record.status.rawValue),
+                    "ttlMinutes": ttlMinutes, "type": .string("session-info"),
+                ])
+            } else {
+                JSONValue.objectText([
+                    "expiryTime": .integer(record.expiresAt), "serverTime": .integer(now), "ttlMinutes": ttlMinutes,
+                    "type": .string("session-info"),
+                ])
+            }
+        return ServerSentEvent(id: String(resumePoint), data: data)
     }
 }

@@ -17,6 +17,8 @@ public final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     private var pending = CircularBuffer<UnownedJob>(initialCapacity: 16)
     private var runScheduled = false
     private var running = false
+    /// This executor as jobs are run on it, made once: making it per job looked up the type's metadata each time.
+    private lazy var unownedSelf = asUnownedTaskExecutor()
 
     /// Jobs run by one ``runPending()`` call at most, so jobs that keep enqueueing jobs cannot hold the loop for long;
     /// the rest wait for the next scheduled run. The bound is per call: a socket read up to 16 times in one loop turn
@@ -46,8 +48,9 @@ public final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
         running = true
         defer { running = false }
         var ran = 0
+        let executor = unownedSelf
         while ran < Self.batchLimit, let job = pending.popFirst() {
-            job.runSynchronously(on: asUnownedTaskExecutor())
+            job.runSynchronously(on: executor)
             ran += 1
         }
         if !pending.isEmpty { scheduleRunIfNeeded() }

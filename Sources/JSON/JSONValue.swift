@@ -72,6 +72,22 @@ extension JSONValue {
         return String(buffer: buffer)
     }
 
+    /// Compact JSON text of an object whose members are given in the order to write them: for the hot paths that know
+    /// their keys (every event's data), which then build no dictionary and sort nothing. Give them sorted, so the text
+    /// is the one ``compactText`` of the same object gives.
+    public static func objectText(_ members: KeyValuePairs<String, JSONValue>) -> String {
+        var buffer = ByteBufferAllocator().buffer(capacity: 128)
+        buffer.writeInteger(UInt8(ascii: "{"))
+        for (index, member) in members.enumerated() {
+            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            writeString(member.key, to: &buffer)
+            buffer.writeInteger(UInt8(ascii: ":"))
+            member.value.write(to: &buffer)
+        }
+        buffer.writeInteger(UInt8(ascii: "}"))
+        return String(buffer: buffer)
+    }
+
     /// Appends compact JSON (RFC 8259) with sorted keys: written straight into the buffer, since every response
     /// and event is one of these and a general-purpose encoder costs several times as much.
     public func write(to buffer: inout ByteBuffer) {
@@ -111,6 +127,12 @@ extension JSONValue {
     /// A JSON string literal with the escapes above; `package` so that the bench's ordered lines write theirs alike.
     package static func writeString(_ text: String, to buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt8(ascii: "\""))
+        // Most strings (keys, IDs, names) need no escape: one copy instead of a write per byte.
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) else {
+            buffer.writeString(text)
+            buffer.writeInteger(UInt8(ascii: "\""))
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")

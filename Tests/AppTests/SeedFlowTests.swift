@@ -121,7 +121,8 @@ struct SeedFlowTests {
     }
 
     @Test func expiryEndsTheStreamAndTheSession() async throws {
-        try await withTandem({ $0.sessionTTLSeconds = 1 }) { application, client in
+        // Three seconds: long enough that the validation below is inside the TTL on a busy machine.
+        try await withTandem({ $0.sessionTTLSeconds = 3 }) { application, client in
             let id = Self.newSessionID()
             let stream = try await client.openEventStream("/api/events?session=\(id)")
             _ = try await stream.events(atLeast: 2)

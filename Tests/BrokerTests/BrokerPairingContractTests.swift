@@ -44,6 +44,8 @@ struct BrokerPairingContractTests {
                 return
             }
             #expect(done.status == .completed && done.pairingCode == "0042")
+            // Delivery comes back through Pub/Sub on Redis: not necessarily before publish returns.
+            try await waitUntil { fixture.sink.events(of: id).map(\.event.name).contains("connected") }
             #expect(fixture.sink.events(of: id).map(\.event.name).contains("connected"))
             await broker.unsubscribe(id)
         }

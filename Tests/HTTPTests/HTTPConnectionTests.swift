@@ -692,7 +692,9 @@ struct HTTPConnectionTests {
     }
 
     @Test func anIdleConnectionIsClosedButOneReceivingItsBodyIsNot() async throws {
-        try await Served.run({ $0.idleTimeout = .milliseconds(300); $0.requestTimeout = .seconds(5) }) { served in
+        // An idle timeout of a second, not less: a connection is idle until its head arrives, and on a busy machine the
+        // test's task can wait that long between connecting and sending.
+        try await Served.run({ $0.idleTimeout = .seconds(1); $0.requestTimeout = .seconds(10) }) { served in
             let idle = try await served.connect()
             try await idle.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
             _ = try await idle.readResponse(timeout: .seconds(2))
@@ -701,7 +703,7 @@ struct HTTPConnectionTests {
             defer { Task { await slow.close() } }
             try await slow.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n")
             for byte in "abcd" {
-                try await Task.sleep(for: .milliseconds(250))
+                try await Task.sleep(for: .milliseconds(450))
                 try await slow.send(String(byte))
             }
             #expect(await idle.isClosed(within: .seconds(1)))

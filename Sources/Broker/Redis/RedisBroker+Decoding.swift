@@ -10,7 +10,7 @@ enum RedisLogEntry {
 
     /// The event of a log entry, or nil when the entry is malformed or out of range: an id outside
     /// ``StoredEvent/validIDs`` or above `lastEventID` (the record's, when known: the log cannot be ahead of its
-    /// record), a publish time outside ``validPublishTimes``, an unknown event, or a key given twice. Every node
+    /// record), a publish time outside ``validPublishTimes``, an unknown event, or a key it reads given twice. Every node
     /// decodes what any writer put in Redis, so nothing here may trap, and nothing absurd may reach the streams.
     static func decode(_ bytes: [UInt8], lastEventID: EventID = StoredEvent.validIDs.upperBound) -> StoredEvent? {
         var reader = FlatJSONReader(bytes)
@@ -19,13 +19,27 @@ enum RedisLogEntry {
         var phone: String?
         var eventName: String?
         var publishedAt: Int64?
-        var seen: Set<String> = []
+        // The keys read so far, one bit each (a Set of strings cost an allocation per entry).
+        var seen: UInt8 = 0
         var reason: CancelReason?
         var pairingCode: String?
         guard reader.beginObject() else { return nil }
         while let key = reader.nextKey() {
-            // A key given twice means two writers disagree; neither value can be trusted.
-            guard seen.insert(key).inserted else { return nil }
+            // A key given twice means two writers disagree; neither value can be trusted. Keys this decoder does
+            // not read are skipped, once or twice.
+            let bit: UInt8 =
+                switch key {
+                case "id": 1
+                case "event": 2
+                case "name": 4
+                case "phone": 8
+                case "t": 16
+                case "reason": 32
+                case "code": 64
+                default: 0
+                }
+            guard seen & bit == 0 else { return nil }
+            seen |= bit
             switch key {
             case "id": id = reader.unsignedInteger()
             case "event": eventName = reader.string()
@@ -66,44 +80,70 @@ extension SessionRecord {
     /// ``StoredEvent/validIDs``, half a submission), or the reply is not pairs of distinct string keys.
     init?(id: SessionID, fields reply: RESPValue) {
         guard let parts = reply.array, parts.count >= 2, parts.count.isMultiple(of: 2) else { return nil }
-        var fields: [String: String] = [:]
+        // Every phone step and stream open decodes one of these, so the fields go straight into locals: no dictionary
+        // of every field is built (that was a tenth of a Redis flow's decoding). A field name given twice is refused,
+        // whatever the field: two writers disagree.
+        var createdAtText, expiresAtText, statusText, lastEventIDText: String?
+        var name, phone, readerKey, phoneKey, pairingCode, phoneAway, cancelReasonText: String?
+        var idempotencyKeys: [SessionStatus: String] = [:]
+        var otherFields: [String] = []
+        func keep(_ value: String, in slot: inout String?) -> Bool {
+            guard slot == nil else { return false }
+            slot = value
+            return true
+        }
         var index = 0
         while index + 1 < parts.count {
-            guard let key = parts[index].string, let value = parts[index + 1].string, fields.updateValue(value, forKey: key) == nil else {
-                return nil
-            }
+            guard let key = parts[index].string, let value = parts[index + 1].string else { return nil }
             index += 2
+            let kept: Bool
+            switch key {
+            case "createdAt": kept = keep(value, in: &createdAtText)
+            case "expiresAt": kept = keep(value, in: &expiresAtText)
+            case "status": kept = keep(value, in: &statusText)
+            case "lastEventID": kept = keep(value, in: &lastEventIDText)
+            case "name": kept = keep(value, in: &name)
+            case "phone": kept = keep(value, in: &phone)
+            case "readerKey": kept = keep(value, in: &readerKey)
+            case "phoneKey": kept = keep(value, in: &phoneKey)
+            case "pairingCode": kept = keep(value, in: &pairingCode)
+            case "phoneAway": kept = keep(value, in: &phoneAway)
+            case "cancelReason": kept = keep(value, in: &cancelReasonText)
+            default:
+                if key.hasPrefix("idem:") {
+                    guard let keyed = SessionStatus(rawValue: String(key.dropFirst("idem:".count))) else { return nil }
+                    kept = idempotencyKeys.updateValue(value, forKey: keyed) == nil
+                } else {
+                    // Fields this node does not read (phoneSeen, or a newer node's): only checked for repeats.
+                    kept = !otherFields.contains(key)
+                    otherFields.append(key)
+                }
+            }
+            guard kept else { return nil }
         }
-        guard let createdAt = fields["createdAt"].flatMap({ Int64($0) }), Self.validTimes.contains(createdAt),
-            let expiresAt = fields["expiresAt"].flatMap({ Int64($0) }), Self.validTimes.contains(expiresAt), createdAt <= expiresAt,
-            let status = fields["status"].flatMap(SessionStatus.init(rawValue:)),
-            let lastEventID = fields["lastEventID"].flatMap({ EventID($0) }), lastEventID <= StoredEvent.validIDs.upperBound
+        guard let createdAt = createdAtText.flatMap({ Int64($0) }), Self.validTimes.contains(createdAt),
+            let expiresAt = expiresAtText.flatMap({ Int64($0) }), Self.validTimes.contains(expiresAt), createdAt <= expiresAt,
+            let status = statusText.flatMap(SessionStatus.init(rawValue:)),
+            let lastEventID = lastEventIDText.flatMap({ EventID($0) }), lastEventID <= StoredEvent.validIDs.upperBound
         else { return nil }
         var submission: Submission?
-        switch (fields["name"], fields["phone"]) {
+        switch (name, phone) {
         case (let name?, let phone?): submission = Submission(name: name, phone: phone)
         case (nil, nil): break
         default: return nil
         }
-        var idempotencyKeys: [SessionStatus: String] = [:]
-        for (field, value) in fields where field.hasPrefix("idem:") {
-            guard let keyed = SessionStatus(rawValue: String(field.dropFirst("idem:".count))) else { return nil }
-            idempotencyKeys[keyed] = value
-        }
         // The claim: a key as Tandem makes them, a code of four digits, both or neither.
-        let phoneKey = fields["phoneKey"]
-        let pairingCode = fields["pairingCode"]
         guard (phoneKey == nil) == (pairingCode == nil) else { return nil }
         if let phoneKey, !(1...64).contains(phoneKey.utf8.count) { return nil }
         if let pairingCode, !Self.isPairingCode(pairingCode) { return nil }
         var cancelReason: CancelReason?
-        if let reason = fields["cancelReason"] {
-            guard let known = CancelReason(rawValue: reason) else { return nil }
+        if let cancelReasonText {
+            guard let known = CancelReason(rawValue: cancelReasonText) else { return nil }
             cancelReason = known
         }
         self.init(
             id: id, createdAt: createdAt, expiresAt: expiresAt, status: status, submission: submission,
-            lastEventID: lastEventID, readerKey: fields["readerKey"], idempotencyKeys: idempotencyKeys, phoneKey: phoneKey,
-            pairingCode: pairingCode, phoneAway: fields["phoneAway"] == "1", cancelReason: cancelReason)
+            lastEventID: lastEventID, readerKey: readerKey, idempotencyKeys: idempotencyKeys, phoneKey: phoneKey,
+            pairingCode: pairingCode, phoneAway: phoneAway == "1", cancelReason: cancelReason)
     }
 }
