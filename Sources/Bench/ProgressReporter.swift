@@ -1,0 +1,140 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a long run is, on stderr only (stdout stays JSON lines): the scenario and target, the step, the rate, the
+/// time elapsed and the time left. On a terminal one line is rewritten in place every second; otherwise (a log, a
+/// pipe) a plain line at each step and every few seconds. A ticker on a Dispatch queue prints while the scenario
+/// blocks its thread, so the state sits behind a lock.
+final class ProgressReporter: Sendable {
+    enum Style: Equatable {
+        /// One line rewritten with `\r` and erase-to-end-of-line.
+        case terminal
+        /// Plain lines: each step, then every ``plainInterval`` seconds.
+        case lines
+        /// `--quiet`: no progress (notes such as a target's start still print).
+        case off
+    }
+
+    /// What is running now.
+    struct Step: Sendable {
+        var scenario: String
+        var target: String
+        /// e.g. `rate 4000 (step 4 of 15: 1000-64000)`, or `19000 streams`.
+        var detail: String
+        /// How long this step should take, and the rest of the scenario after it (estimates: the window plus opening
+        /// and draining; a knee also ends early at its first failing step).
+        var expectedSeconds: Double
+        var secondsAfter: Double = 0
+    }
+
+    private struct State {
+        var step: Step?
+        var stepStart = ContinuousClock.now
+        var scenarioStart = ContinuousClock.now
+        var lastPrinted: ContinuousClock.Instant?
+        /// A terminal line is on screen that a note must erase first.
+        var lineShown = false
+    }
+
+    let style: Style
+    private let runStart = ContinuousClock.now
+    private let state = Mutex(State())
+    static let plainInterval = 5.0
+    /// Columns the terminal line is cut to: a longer line would wrap, and `\r` would then rewrite only its last row.
+    private static let terminalColumns = max(40, Int(ProcessInfo.processInfo.environment["COLUMNS"] ?? "") ?? 80) - 1
+
+    init(quiet: Bool) {
+        style = quiet ? .off : isatty(STDERR_FILENO) == 1 ? .terminal : .lines
+    }
+
+    /// A new step; `newScenario` false for the steps of one knee, so its elapsed time counts from its first step.
+    func begin(_ step: Step, newScenario: Bool = true) {
+        state.withLock { state in
+            let now = ContinuousClock.now
+            state.step = step
+            state.stepStart = now
+            if newScenario { state.scenarioStart = now }
+            state.lastPrinted = nil
+            show(&state, now: now)
+        }
+    }
+
+    /// Called every second by the ticker: rewrites the terminal line, or prints a plain line every few seconds.
+    func tick() {
+        state.withLock { state in
+            let now = ContinuousClock.now
+            if style == .lines, let last = state.lastPrinted, seconds(now - last) < Self.plainInterval { return }
+            show(&state, now: now)
+        }
+    }
+
+    /// A message of its own on stderr (a target started, a failure), not overwritten by the next progress line.
+    func note(_ text: String) {
+        state.withLock { state in
+            write((state.lineShown ? "\r\u{1B}[K" : "") + text + "\n")
+            state.lineShown = false
+        }
+    }
+
+    /// The run is over: the terminal line is erased, and the run's length said once.
+    func finish() {
+        state.withLock { state in
+            state.step = nil
+            guard style != .off else { return }
+            write((state.lineShown ? "\r\u{1B}[K" : "") + "# run finished in \(Self.clock(seconds(.now - runStart)))\n")
+            state.lineShown = false
+        }
+    }
+
+    /// Ticks every second on a global queue until the returned source is cancelled; nil when there is nothing to show.
+    func startTicking() -> (any DispatchSourceTimer)? {
+        guard style != .off else { return nil }
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + 1, repeating: 1)
+        timer.setEventHandler { [self] in tick() }
+        timer.resume()
+        return timer
+    }
+
+    private func show(_ state: inout State, now: ContinuousClock.Instant) {
+        guard style != .off, let step = state.step else { return }
+        let stepElapsed = seconds(now - state.stepStart)
+        let left = max(0, step.expectedSeconds - stepElapsed) + step.secondsAfter
+        let text = "\(step.scenario) \(step.target): \(step.detail) · \(Self.clock(seconds(now - state.scenarioStart))) elapsed"
+            + " (run \(Self.clock(seconds(now - runStart)))) · ~\(Self.clock(left)) left"
+        switch style {
+        case .terminal:
+            write("\r" + String(text.prefix(Self.terminalColumns)) + "\u{1B}[K")
+            state.lineShown = true
+        case .lines:
+            write("# progress: " + text + "\n")
+        case .off:
+            return
+        }
+        state.lastPrinted = now
+    }
+
+    private func write(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
+
+    private func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// `0:07`, `12:40`, `1:02:03`.
+    static func clock(_ seconds: Double) -> String {
+        let total = seconds.isFinite ? max(0, Int(seconds.rounded())) : 0
+        let (hours, minutes, rest) = (total / 3600, total / 60 % 60, total % 60)
+        return hours > 0 ? String(format: "%d:%02d:%02d", hours, minutes, rest) : String(format: "%d:%02d", minutes, rest)
+    }
+
+    /// A knee's step: `rate 4000 (step 4 of 15: 1000-64000)`; the whole list when it is short.
+    static func kneeStep(_ rate: Double, index: Int, of rates: [Double]) -> String {
+        let names = rates.map { String(Int($0)) }
+        let list = names.count <= 5 ? names.joined(separator: ",") : "\(names.first ?? "")-\(names.last ?? "")"
+        return "rate \(Int(rate)) (step \(index + 1) of \(rates.count): \(list))"
+    }
+}

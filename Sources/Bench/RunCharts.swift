@@ -1,0 +1,95 @@
+import Foundation
+
+/// The charts of one run: built from a ``RecordedRun``, written as SVG files into a folder. Where a run repeated a
+/// measure (several rounds in one file), each point and bar is the median of the repeats, and the chart says so.
+struct RunCharts {
+    /// Each file this writes, and what it shows.
+    enum Name: String, CaseIterable {
+        case knee = "knee.svg"
+        case kneeMemory = "knee-memory.svg"
+        case kneeRedis = "knee-redis.svg"
+        case rssPerStream = "rss-per-stream.svg"
+        case flowsPerSecond = "flows-per-second.svg"
+        case cpuPerEvent = "cpu-per-event.svg"
+    }
+
+    var charts: [(name: Name, chart: Chart)] = []
+
+    /// The latency limit of a knee step: the line drawn across the knee charts.
+    static let kneeLimitMilliseconds = 10.0
+
+    init(_ run: RecordedRun) {
+        let about = [run.machine.flatMap { $0.isEmpty ? nil : $0 } ?? "machine not recorded", run.date.map(MachineDescription.readable) ?? "date not recorded"]
+            .joined(separator: " · ")
+        for (name, storage) in [(Name.knee, "memory and Redis"), (.kneeMemory, "memory"), (.kneeRedis, "Redis")] {
+            let series = Self.kneeSeries(run, storage: name == .knee ? nil : name == .kneeMemory)
+            guard !series.isEmpty else { continue }
+            let repeated = run.kneeSteps.values.contains { steps in Set(steps.map(\.rate)).count < steps.count }
+            charts.append((name, Chart(
+                title: "Latency as the event rate rises: Tandem and nchan, \(storage)",
+                subtitle: about,
+                kind: .lines(
+                    x: ChartAxis(label: "events per second (log scale)", scale: .logarithmic, tickFormat: .thousands),
+                    y: ChartAxis(label: "latency, ms (log scale)", scale: .logarithmic)),
+                series: series,
+                thresholds: [ChartThreshold(value: Self.kneeLimitMilliseconds, label: "10 ms: the knee's p99 limit")],
+                footnote: "knee steps, 1,000 streams; solid p99, dashed p50; a curve ends at its first failing step"
+                    + (repeated ? "; median of repeated steps" : ""))))
+        }
+        let holdStreams = run.holdStreams.sorted().map { ChartScale.valueLabel(Double($0)) }.joined(separator: ", ")
+        let bars: [(Name, [String: [Double]], String, String, String)] = [
+            (.rssPerStream, run.rssPerStream, "Server memory per held stream", "KiB per stream (RSS)",
+             "hold" + (holdStreams.isEmpty ? "" : ", \(holdStreams) idle streams") + "; the server's RSS growth over the streams established"),
+            (.flowsPerSecond, run.flowsPerSecond, "Full handoffs per second (Tandem)", "handoffs per second",
+             "flow: stream, validate, input-started, submit, complete, back to back"),
+            (.cpuPerEvent, run.cpuPerEvent, "Server CPU per event", "µs of server CPU per event",
+             "fanout window, every server process (Tandem or nginx, and Redis)"),
+        ]
+        for (name, values, title, axis, footnote) in bars where !values.isEmpty {
+            let repeated = values.values.contains { $0.count > 1 }
+            charts.append((name, Chart(
+                title: title, subtitle: about, kind: .bars(y: ChartAxis(label: axis, scale: .linear)),
+                series: values.map { ChartSeries(name: $0.key, bar: Self.median($0.value)) },
+                footnote: footnote + (repeated ? "; median of repeated runs" : ""))))
+        }
+    }
+
+    /// p99 (solid) and p50 (dashed) against the rate, one series per target and shape; `memory` nil for all of them.
+    private static func kneeSeries(_ run: RecordedRun, storage memory: Bool?) -> [ChartSeries] {
+        run.kneeSteps.compactMap { name, steps in
+            if let memory, name.contains("memory") != memory { return nil }
+            let rates = Array(Set(steps.map(\.rate))).sorted()
+            func curve(_ percentile: KeyPath<RecordedRun.LatencyAtRate, Double>) -> [ChartPoint] {
+                rates.map { rate in ChartPoint(x: rate, y: median(steps.filter { $0.rate == rate }.map { $0[keyPath: percentile] })) }
+            }
+            return ChartSeries(name: name, lines: [
+                ChartLine(name: "p99", dash: .solid, points: curve(\.p99)),
+                ChartLine(name: "p50", dash: .dashed, points: curve(\.p50)),
+            ])
+        }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return .nan }
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    }
+
+    /// Writes every chart into `directory` (made if missing) and removes the charts of ``Name`` this run has no data
+    /// for, so the folder never shows one run's knee beside another's memory. Returns the paths written.
+    func write(to directory: String) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var written: [String] = []
+        for name in Name.allCases {
+            let path = (directory as NSString).appendingPathComponent(name.rawValue)
+            if let chart = charts.first(where: { $0.name == name })?.chart {
+                try Data(chart.svg.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+                written.append(path)
+            } else if FileManager.default.fileExists(atPath: path) {
+                try FileManager.default.removeItem(atPath: path)
+            }
+        }
+        return written
+    }
+}
