@@ -8,13 +8,13 @@ extension Chart {
         var document = SVGDocument(width: Layout.width, height: Layout.height)
         document.open(title: "\(title) (\(subtitle))", description: footnote)
         document.text(title, x: Layout.margin, y: 26, attributes: #"font-size="16" font-weight="bold""#)
-        document.text(subtitle, x: Layout.margin, y: 46, attributes: #"font-size="12" fill="#444""#)
+        document.text(subtitle, x: Layout.margin, y: 46, attributes: #"font-size="12" fill="\#(Ink.secondary)""#)
         switch kind {
         case .lines(let xAxis, let yAxis): drawLines(into: &document, xAxis: xAxis, yAxis: yAxis)
         case .bars(let yAxis): drawBars(into: &document, yAxis: yAxis)
         }
         if !footnote.isEmpty {
-            document.text(footnote, x: Layout.margin, y: Layout.height - 10, attributes: #"font-size="11" fill="#444""#)
+            document.text(footnote, x: Layout.margin, y: Layout.height - 10, attributes: #"font-size="11" fill="\#(Ink.secondary)""#)
         }
         return document.close()
     }
@@ -42,8 +42,8 @@ extension Chart {
             let lineY = plot.y(position)
             document.element(
                 "line", #"class="threshold" x1="\#(n(plot.left))" y1="\#(n(lineY))" x2="\#(n(plot.right))" y2="\#(n(lineY))" "#
-                    + #"stroke="#C00000" stroke-width="1.5" stroke-dasharray="2 3""#)
-            document.text(threshold.label, x: plot.left + 4, y: lineY - 4, attributes: #"font-size="11" fill="#C00000""#)
+                    + #"stroke="\#(Ink.threshold)" stroke-width="1.5" stroke-dasharray="2 3""#)
+            document.text(threshold.label, x: plot.left + 4, y: lineY - 4, attributes: #"font-size="11" fill="\#(Ink.threshold)""#)
         }
         for entry in sortedSeries {
             let style = SeriesStyle.of(entry.name)
@@ -89,7 +89,7 @@ extension Chart {
                 guard let name = names[dash] else { continue }
                 let pattern = dash == .dashed ? #" stroke-dasharray="7 4""# : ""
                 document.element(
-                    "line", #"x1="\#(n(left))" y1="\#(n(rowY))" x2="\#(n(left + 26))" y2="\#(n(rowY))" stroke="#444" stroke-width="2"\#(pattern)"#)
+                    "line", #"x1="\#(n(left))" y1="\#(n(rowY))" x2="\#(n(left + 26))" y2="\#(n(rowY))" stroke="\#(Ink.secondary)" stroke-width="2"\#(pattern)"#)
                 document.text(name, x: left + 34, y: rowY + 4, attributes: "")
                 rowY += 20
             }
@@ -126,20 +126,20 @@ extension Chart {
     }
 
     private func drawAxes(into document: inout SVGDocument, plot: PlotArea, x: ChartScale?, xAxis: ChartAxis?, y: ChartScale, yAxis: ChartAxis) {
-        document.openGroup(#"class="axes" font-size="11" fill="#333""#)
+        document.openGroup(#"class="axes" font-size="11" fill="\#(Ink.axis)""#)
         document.element(
-            "rect", #"x="\#(n(plot.left))" y="\#(n(plot.top))" width="\#(n(plot.width))" height="\#(n(plot.height))" fill="none" stroke="#999""#)
+            "rect", #"x="\#(n(plot.left))" y="\#(n(plot.top))" width="\#(n(plot.width))" height="\#(n(plot.height))" fill="none" stroke="\#(Ink.frame)""#)
         for tick in y.ticks {
             guard let position = y.position(tick) else { continue }
             let tickY = plot.y(position)
-            document.element("line", #"x1="\#(n(plot.left))" y1="\#(n(tickY))" x2="\#(n(plot.right))" y2="\#(n(tickY))" stroke="#E4E4E4""#)
+            document.element("line", #"x1="\#(n(plot.left))" y1="\#(n(tickY))" x2="\#(n(plot.right))" y2="\#(n(tickY))" stroke="\#(Ink.grid)""#)
             document.text(ChartScale.tickLabel(tick, yAxis.tickFormat), x: plot.left - 6, y: tickY + 4, attributes: #"text-anchor="end""#)
         }
         if let x, let xAxis {
             for tick in x.ticks {
                 guard let position = x.position(tick) else { continue }
                 let tickX = plot.x(position)
-                document.element("line", #"x1="\#(n(tickX))" y1="\#(n(plot.top))" x2="\#(n(tickX))" y2="\#(n(plot.bottom))" stroke="#E4E4E4""#)
+                document.element("line", #"x1="\#(n(tickX))" y1="\#(n(plot.top))" x2="\#(n(tickX))" y2="\#(n(plot.bottom))" stroke="\#(Ink.grid)""#)
                 document.text(ChartScale.tickLabel(tick, xAxis.tickFormat), x: tickX, y: plot.bottom + 16, attributes: #"text-anchor="middle""#)
             }
             document.text(xAxis.label, x: plot.left + plot.width / 2, y: plot.bottom + 36, attributes: #"font-size="12" text-anchor="middle""#)
@@ -149,6 +149,17 @@ extension Chart {
             yAxis.label, x: 20, y: labelY, attributes: #"font-size="12" text-anchor="middle" transform="rotate(-90 20 \#(n(labelY)))""#)
         document.closeGroup()
     }
+}
+
+/// The colours that are not a series'.
+private enum Ink {
+    static let secondary = "#444444"
+    /// Red, and dotted: no target is red (Okabe and Ito's vermillion is an orange).
+    static let threshold = "#C00000"
+    static let axis = "#333333"
+    static let frame = "#999999"
+    static let grid = "#E4E4E4"
+    static let paper = "#FFFFFF"
 }
 
 /// The plot's rectangle in SVG units; positions are fractions of an axis (0 at the origin, 1 at the far end).
@@ -186,7 +197,7 @@ struct SVGDocument {
         element("title", content: title)
         element("desc", content: description)
         // Opaque: GitHub's dark theme would otherwise draw the black text on black.
-        element("rect", #"width="100%" height="100%" fill="#FFFFFF""#)
+        element("rect", #"width="100%" height="100%" fill="\#(Ink.paper)""#)
     }
 
     mutating func close() -> String {

@@ -35,7 +35,7 @@ struct RecordedRun {
         }
     }
 
-    private mutating func read(line: Substring, at place: String) {
+    private mutating func read(line: String, at place: String) {
         guard let value = JSONValue(parsing: Array(line.utf8)), case .object = value else {
             warnings.append("\(place): not a JSON object, skipped")
             return

@@ -197,7 +197,7 @@ final class BenchRun {
         var probe: HandoffProbe?
         // Opening runs at a few thousand streams a second on these cores.
         progress.begin(ProgressReporter.Step(
-            scenario: "hold", target: target.kind.rawValue, detail: "\(streams) streams held \(Int(duration)) s",
+            scenario: "hold", target: target.kind.rawValue, detail: "\(streams) streams held \(String(format: "%g", duration)) s",
             expectedSeconds: duration + Double(streams) / 5000 + 1))
         if streams <= perWorker {
             let plan = RunPlan(mode: .hold, flavor: flavor, streamPorts: target.streamPorts, publishPort: target.publishPort, slots: streams,

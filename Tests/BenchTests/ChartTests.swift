@@ -136,7 +136,7 @@ import FoundationXML
         #expect(log.position(0.1) == 0 && log.position(1000) == 1)
         #expect(log.position(0) == nil && log.position(.nan) == nil && log.position(-1) == nil)
         let linear = ChartScale(fitting: [0, 5403.3], scale: .linear)
-        #expect(linear.ticks == [0, 1000, 2000, 3000, 4000, 5000, 6000])
+        #expect(linear.ticks == [0, 2000, 4000, 6000])
         #expect(ChartScale.tickLabel(64000, .thousands) == "64k" && ChartScale.tickLabel(0.1, .plain) == "0.1")
         #expect(ChartScale.valueLabel(5403.3) == "5,403" && ChartScale.valueLabel(4.35) == "4.35")
     }
@@ -148,7 +148,7 @@ import FoundationXML
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let stale = folder + "/cpu-per-event.svg"
-        FileManager.default.createFile(atPath: stale, contents: Data("old".utf8))
+        _ = FileManager.default.createFile(atPath: stale, contents: Data("old".utf8))
         let result = try await BinaryRun.run(["charts", Self.recordedRun, "--out", folder, "--date", "2026-11-26"])
         #expect(result.status == 0, "\(result.errors)")
         let paths = result.output.split(separator: "\n").map(String.init)

@@ -50,13 +50,13 @@ import Testing
 /// The built `tandem-bench`, run to its end on a thread of its own: waiting on a pipe must not hold one of Swift
 /// concurrency's few pool threads (two on this machine) for the seconds a run takes.
 enum BinaryRun {
-    struct Result: Sendable {
+    struct Outcome: Sendable {
         var status: Int32
         var output: String
         var errors: String
     }
 
-    static func run(_ arguments: [String]) async throws -> Result {
+    static func run(_ arguments: [String]) async throws -> Outcome {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
                 continuation.resume(with: Result { try runBlocking(arguments) })
@@ -65,7 +65,7 @@ enum BinaryRun {
         }
     }
 
-    private static func runBlocking(_ arguments: [String]) throws -> Result {
+    private static func runBlocking(_ arguments: [String]) throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath + "/.build/debug/tandem-bench")
         process.arguments = arguments
@@ -78,7 +78,7 @@ enum BinaryRun {
         let errorData = ErrorCollector(errors.fileHandleForReading)
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(
+        return Outcome(
             status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
             errors: String(decoding: errorData.wait(), as: UTF8.self))
     }
