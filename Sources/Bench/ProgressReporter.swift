@@ -23,7 +23,7 @@ final class ProgressReporter: Sendable {
     struct Step: Sendable {
         var scenario: String
         var target: String
-        /// e.g. `rate 4000 (step 4 of 15: 1000-64000)`, or `19000 streams`.
+        /// e.g. `4000/s, step 4 of 15 (1000-64000)`, or `19000 streams held 20 s`.
         var detail: String
         /// How long this step should take, and the rest of the scenario after it (estimates: the window plus opening
         /// and draining; a knee also ends early at its first failing step).
@@ -44,8 +44,12 @@ final class ProgressReporter: Sendable {
     private let runStart = ContinuousClock.now
     private let state = Mutex(State())
     static let plainInterval = 5.0
-    /// Columns the terminal line is cut to: a longer line would wrap, and `\r` would then rewrite only its last row.
-    private static let terminalColumns = max(40, Int(ProcessInfo.processInfo.environment["COLUMNS"] ?? "") ?? 80) - 1
+    /// Columns the terminal line fits in: a longer line would wrap, and `\r` would then rewrite only its last row.
+    private static var terminalColumns: Int {
+        var size = winsize()
+        if ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return max(40, Int(size.ws_col)) }
+        return max(40, Int(ProcessInfo.processInfo.environment["COLUMNS"] ?? "") ?? 80)
+    }
 
     init(quiet: Bool) {
         style = quiet ? .off : isatty(STDERR_FILENO) == 1 ? .terminal : .lines
@@ -104,14 +108,19 @@ final class ProgressReporter: Sendable {
         guard style != .off, let step = state.step else { return }
         let stepElapsed = seconds(now - state.stepStart)
         let left = max(0, step.expectedSeconds - stepElapsed) + step.secondsAfter
-        let text = "\(step.scenario) \(step.target): \(step.detail) · \(Self.clock(seconds(now - state.scenarioStart))) elapsed"
-            + " (run \(Self.clock(seconds(now - runStart)))) · ~\(Self.clock(left)) left"
+        let head = "\(step.scenario) \(step.target): \(step.detail)"
+        let elapsed = Self.clock(seconds(now - state.scenarioStart))
+        let run = Self.clock(seconds(now - runStart))
         switch style {
         case .terminal:
-            write("\r" + String(text.prefix(Self.terminalColumns)) + "\u{1B}[K")
+            // The times are what a glance looks for: when the line is too wide, the step's description gives way.
+            let times = " · \(elapsed) (run \(run)) · ~\(Self.clock(left)) left"
+            let room = Self.terminalColumns - 1 - times.count
+            let fitted = head.count <= room ? head : String(head.prefix(max(0, room - 1))) + "…"
+            write("\r" + fitted + times + "\u{1B}[K")
             state.lineShown = true
         case .lines:
-            write("# progress: " + text + "\n")
+            write("# progress: \(head) · \(elapsed) elapsed (run \(run)) · ~\(Self.clock(left)) left\n")
         case .off:
             return
         }
@@ -131,10 +140,10 @@ final class ProgressReporter: Sendable {
         return hours > 0 ? String(format: "%d:%02d:%02d", hours, minutes, rest) : String(format: "%d:%02d", minutes, rest)
     }
 
-    /// A knee's step: `rate 4000 (step 4 of 15: 1000-64000)`; the whole list when it is short.
+    /// A knee's step: `4000/s, step 4 of 15 (1000-64000)`; the whole list when it is short.
     static func kneeStep(_ rate: Double, index: Int, of rates: [Double]) -> String {
-        let names = rates.map { String(Int($0)) }
+        let names = rates.map { String(format: "%g", $0) }
         let list = names.count <= 5 ? names.joined(separator: ",") : "\(names.first ?? "")-\(names.last ?? "")"
-        return "rate \(Int(rate)) (step \(index + 1) of \(rates.count): \(list))"
+        return "\(names[index])/s, step \(index + 1) of \(rates.count) (\(list))"
     }
 }

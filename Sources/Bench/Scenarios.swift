@@ -341,8 +341,8 @@ final class BenchRun {
     ) throws -> (p99: Double, healthy: Bool) {
         if scenario == "fanout" {
             progress.begin(ProgressReporter.Step(
-                scenario: nchanChurn > 0 ? "fanout (churn \(nchanChurn))" : "fanout", target: target.kind.rawValue,
-                detail: "rate \(Int(rate))/s, \(streams) streams", expectedSeconds: duration + 2))
+                scenario: "fanout", target: progressTarget(target, nchanChurn: nchanChurn),
+                detail: "\(String(format: "%g", rate))/s, \(streams) streams", expectedSeconds: duration + 2))
         }
         let cpuBefore = serverCPU(target)
         var plan = RunPlan(mode: .fanout, flavor: target.kind.flavor, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort,
@@ -394,6 +394,11 @@ final class BenchRun {
         return (latency.p99, healthy)
     }
 
+    /// The target as the charts name it: nchan in Tandem's shape is `nchan-memory churn 3`.
+    private func progressTarget(_ target: RunningTarget, nchanChurn: Int) -> String {
+        target.kind.flavor == .nchan && nchanChurn > 0 ? "\(target.kind.rawValue) churn \(nchanChurn)" : target.kind.rawValue
+    }
+
     func knee(_ target: RunningTarget, streams: Int, rates: [Double], duration: Double, nchanChurn: Int = 0) throws {
         var knee = 0.0
         var passedAt: Double?
@@ -402,7 +407,7 @@ final class BenchRun {
             // The steps so far say what one costs here (the window, opening and draining); before the first, a guess.
             let perStep = index == 0 ? duration + 2 : Date().timeIntervalSince(kneeStart) / Double(index)
             progress.begin(ProgressReporter.Step(
-                scenario: nchanChurn > 0 ? "knee (churn \(nchanChurn))" : "knee", target: target.kind.rawValue,
+                scenario: "knee", target: progressTarget(target, nchanChurn: nchanChurn),
                 detail: ProgressReporter.kneeStep(rate, index: index, of: rates), expectedSeconds: perStep,
                 secondsAfter: perStep * Double(rates.count - index - 1)), newScenario: index == 0)
             let step = try fanout(target, streams: streams, rate: rate, duration: duration, scenario: "knee-step", nchanChurn: nchanChurn)
