@@ -77,6 +77,8 @@ struct ChartScale {
     /// A tick as people read it: `0.1`, `10`, `2k`, `1e+12` (the axis label carries the unit).
     static func tickLabel(_ value: Double, _ format: ChartAxis.TickFormat) -> String {
         if format == .thousands, abs(value) >= 1000, abs(value) < 1e9 { return String(format: "%gk", value / 1000) }
+        // Grouped like the bars' values (`6,000` beside `5,403`) while whole and not too long for the margin.
+        if abs(value) >= 1000, abs(value) < 1e9, value == value.rounded() { return valueLabel(value) }
         return String(format: "%g", value)
     }
 

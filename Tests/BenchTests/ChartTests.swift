@@ -138,6 +138,7 @@ import FoundationXML
         let linear = ChartScale(fitting: [0, 5403.3], scale: .linear)
         #expect(linear.ticks == [0, 2000, 4000, 6000])
         #expect(ChartScale.tickLabel(64000, .thousands) == "64k" && ChartScale.tickLabel(0.1, .plain) == "0.1")
+        #expect(ChartScale.tickLabel(6000, .plain) == "6,000" && ChartScale.tickLabel(1e12, .plain) == "1e+12")
         #expect(ChartScale.valueLabel(5403.3) == "5,403" && ChartScale.valueLabel(4.35) == "4.35")
     }
 
