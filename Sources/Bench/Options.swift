@@ -94,7 +94,7 @@ struct OutputOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "Folder the run's SVG charts are written to when it ends, made if missing (knee*.svg, rss-per-stream.svg, flows-per-second.svg, cpu-per-event.svg: those the run has data for).",
+            "Folder the run's SVG charts are written to when it ends, made if missing (knee*.svg, rss-per-stream.svg, flows-per-second.svg, fanout-latency.svg, cpu-per-event.svg: those the run has data for).",
             valueName: "dir"))
     var charts = Self.defaultChartsDirectory
 

@@ -12,7 +12,8 @@ struct RecordedRun {
     var kneeSteps: [String: [LatencyAtRate]] = [:]
     var rssPerStream: [String: [Double]] = [:]
     var flowsPerSecond: [String: [Double]] = [:]
-    var cpuPerEvent: [String: [Double]] = [:]
+    /// Fanout lines, by series: their rate, latency, and the server's CPU per event where the run measured it.
+    var fanouts: [String: [FanoutMeasure]] = [:]
     /// The `hold` lines' stream counts, for the RSS chart's subtitle.
     var holdStreams: Set<Int> = []
     var warnings: [String] = []
@@ -21,6 +22,11 @@ struct RecordedRun {
         var rate: Double
         var p50: Double
         var p99: Double
+    }
+
+    struct FanoutMeasure: Equatable {
+        var latency: LatencyAtRate
+        var cpuPerEventMicroseconds: Double?
     }
 
     /// Above this a measure is taken for garbage, not a result (milliseconds, KiB, events/s, µs alike).
@@ -58,16 +64,14 @@ struct RecordedRun {
             guard let target = fields.target(), let rate = fields.measure("flows_per_s") else { break }
             flowsPerSecond[target, default: []].append(rate)
         case "fanout":
+            guard let series = fields.series(), let latency = fields.latencyAtRate() else { break }
             // Older runs did not measure the server's CPU per event: no warning for its absence, only for garbage.
-            guard value["server_cpu_per_event_us"] != nil, value["server_cpu_per_event_us"] != .null,
-                let series = fields.series(), let cpu = fields.measure("server_cpu_per_event_us")
-            else { break }
-            cpuPerEvent[series, default: []].append(cpu)
+            let measured = value["server_cpu_per_event_us"].map { $0 != .null } ?? false
+            let cpu = measured ? fields.measure("server_cpu_per_event_us") : nil
+            fanouts[series, default: []].append(FanoutMeasure(latency: latency, cpuPerEventMicroseconds: cpu))
         case "knee-step":
-            guard let series = fields.series(), let rate = fields.measure("rate"),
-                let p50 = fields.measure("latency_ms", "p50"), let p99 = fields.measure("latency_ms", "p99")
-            else { break }
-            kneeSteps[series, default: []].append(LatencyAtRate(rate: rate, p50: p50, p99: p99))
+            guard let series = fields.series(), let latency = fields.latencyAtRate() else { break }
+            kneeSteps[series, default: []].append(latency)
         default:
             break  // knee, ratios, and lines of later versions: nothing to draw
         }
@@ -121,6 +125,12 @@ private struct LineFields {
         guard let target = target() else { return nil }
         guard !target.hasPrefix("tandem"), let shape = Self.number(value["events_per_stream"]), shape >= 1, shape < 1e6 else { return target }
         return "\(target) churn \(Int(shape))"
+    }
+
+    /// `rate` and `latency_ms`' p50 and p99 of a fanout or knee-step line.
+    mutating func latencyAtRate() -> RecordedRun.LatencyAtRate? {
+        guard let rate = measure("rate"), let p50 = measure("latency_ms", "p50"), let p99 = measure("latency_ms", "p99") else { return nil }
+        return RecordedRun.LatencyAtRate(rate: rate, p50: p50, p99: p99)
     }
 
     /// A measure at `path` (`latency_ms`, `p99`): a finite number from 0 to ``RecordedRun/largestPlausible``.

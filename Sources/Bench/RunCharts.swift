@@ -10,6 +10,7 @@ struct RunCharts {
         case kneeRedis = "knee-redis.svg"
         case rssPerStream = "rss-per-stream.svg"
         case flowsPerSecond = "flows-per-second.svg"
+        case fanoutLatency = "fanout-latency.svg"
         case cpuPerEvent = "cpu-per-event.svg"
     }
 
@@ -36,14 +37,21 @@ struct RunCharts {
                 footnote: "knee steps, 1,000 streams; solid p99, dashed p50; a curve ends at its first failing step"
                     + (repeated ? "; median of repeated steps" : ""))))
         }
+        // Fanout lines at one rate only (the most common; `all` runs them all at 1,000 events/s): latencies and costs
+        // at different rates would not compare.
+        let fanoutRate = Self.mostCommon(run.fanouts.values.flatMap { $0.map(\.latency.rate) })
+        let fanouts = run.fanouts.mapValues { $0.filter { $0.latency.rate == fanoutRate } }.filter { !$0.value.isEmpty }
+        let atRate = fanoutRate.map { " at \(ChartScale.valueLabel($0)) events/s" } ?? ""
         let holdStreams = run.holdStreams.sorted().map { ChartScale.valueLabel(Double($0)) }.joined(separator: ", ")
         let bars: [(Name, [String: [Double]], String, String, String)] = [
             (.rssPerStream, run.rssPerStream, "Server memory per held stream", "KiB per stream (RSS)",
              "hold" + (holdStreams.isEmpty ? "" : ", \(holdStreams) idle streams") + "; the server's RSS growth over the streams established"),
             (.flowsPerSecond, run.flowsPerSecond, "Full handoffs per second (Tandem)", "handoffs per second",
              "flow: stream, validate, input-started, submit, complete, back to back"),
-            (.cpuPerEvent, run.cpuPerEvent, "Server CPU per event", "µs of server CPU per event",
-             "fanout window, every server process (Tandem or nginx, and Redis)"),
+            (.fanoutLatency, fanouts.mapValues { $0.map(\.latency.p99) }, "p99 latency\(atRate)", "p99 latency, ms (POST to event)",
+             "fanout; nchan churn 3: a new channel and stream every 3 events, as Tandem's sessions"),
+            (.cpuPerEvent, fanouts.mapValues { $0.compactMap(\.cpuPerEventMicroseconds) }.filter { !$0.value.isEmpty },
+             "Server CPU per event\(atRate)", "µs of server CPU per event", "fanout window, every server process (Tandem or nginx, and Redis)"),
         ]
         for (name, values, title, axis, footnote) in bars where !values.isEmpty {
             let repeated = values.values.contains { $0.count > 1 }
@@ -67,6 +75,12 @@ struct RunCharts {
                 ChartLine(name: "p50", dash: .dashed, points: curve(\.p50)),
             ])
         }
+    }
+
+    /// The value seen most often; the lowest of those tied.
+    private static func mostCommon(_ values: [Double]) -> Double? {
+        let counts = Dictionary(values.map { ($0, 1) }, uniquingKeysWith: +)
+        return counts.min { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }?.key
     }
 
     static func median(_ values: [Double]) -> Double {

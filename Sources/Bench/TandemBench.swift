@@ -10,6 +10,7 @@ struct TandemBench: ParsableCommand {
         abstract: "Measures Tandem, and nginx + nchan in the same run, on this machine: one JSON line per measure.",
         discussion: """
             See BENCHMARKS.md. `tandem-bench help <scenario>` lists a scenario's flags and their defaults.
+
             stdout carries JSON lines only. Progress (the step, the rate, elapsed and remaining time) goes to stderr: one \
             line rewritten in place on a terminal, plain lines otherwise; --quiet turns it off. When a run ends, its SVG \
             charts are written to \(OutputOptions.defaultChartsDirectory)/ (--charts DIR elsewhere, --no-charts for none); \
@@ -261,7 +262,7 @@ extension TandemBench {
             if let date { recorded.date = date }
             for warning in recorded.warnings { print("# warning: \(warning)", to: &standardError) }
             let charts = RunCharts(recorded)
-            guard !charts.charts.isEmpty else { throw BenchError("nothing to draw in \(files.joined(separator: ", ")): no hold, flow, fanout or knee-step lines") }
+            guard !charts.charts.isEmpty else { throw BenchError("nothing to draw in \(files.joined(separator: ", ")): no hold, flow, fanout or knee-step line with its measures") }
             for path in try charts.write(to: out) { print(path) }
         }
     }

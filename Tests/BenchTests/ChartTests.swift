@@ -25,7 +25,7 @@ import FoundationXML
         #expect(run.warnings.isEmpty, "\(run.warnings)")
         let charts = RunCharts(run)
         let names = Set(charts.charts.map(\.name))
-        #expect(names.isSuperset(of: [.knee, .kneeMemory, .kneeRedis, .rssPerStream, .flowsPerSecond]))
+        #expect(names == [.knee, .kneeMemory, .kneeRedis, .rssPerStream, .flowsPerSecond, .fanoutLatency])  // no CPU per event yet
 
         let knee = try SVGOutline(charts.svg(.knee))
         #expect(knee.series == [
@@ -45,6 +45,8 @@ import FoundationXML
         let flows = try SVGOutline(charts.svg(.flowsPerSecond))
         #expect(flows.series == ["tandem-memory", "tandem-redis"])
         #expect(flows.texts.contains("5,403"))  // all-current.jsonl's tandem-memory flows_per_s, 5403.3
+        let fanout = try SVGOutline(charts.svg(.fanoutLatency))
+        #expect(fanout.series.count == 6 && fanout.title.contains("p99 latency at 1,000 events/s"))
     }
 
     /// A target has one colour in every chart, and no two targets share one.
@@ -154,7 +156,7 @@ import FoundationXML
         #expect(result.status == 0, "\(result.errors)")
         let paths = result.output.split(separator: "\n").map(String.init)
         #expect(paths.map { ($0 as NSString).lastPathComponent }.sorted()
-            == ["flows-per-second.svg", "knee-memory.svg", "knee-redis.svg", "knee.svg", "rss-per-stream.svg"])
+            == ["fanout-latency.svg", "flows-per-second.svg", "knee-memory.svg", "knee-redis.svg", "knee.svg", "rss-per-stream.svg"])
         for path in paths { #expect(try SVGOutline(String(contentsOfFile: path, encoding: .utf8)).title.contains("2026-11-26")) }
         #expect(!FileManager.default.fileExists(atPath: stale))
         let refused = try await BinaryRun.run(["charts", "/nonexistent.jsonl", "--out", folder])
@@ -209,5 +211,29 @@ struct SVGOutline {
             path.removeLast()
             text = ""
         }
+    }
+}
+
+extension ChartTests {
+    /// benchmarks/charts/ is what the renderer draws from benchmarks/all-current.jsonl today: a change to the charts
+    /// regenerates them (the command in BENCHMARKS.md), or this fails.
+    @Test func theCommittedChartsAreCurrent() throws {
+        var run = try Self.read(Self.recordedRun)
+        run.date = "2026-11-25 20:07 UTC"
+        for (name, chart) in RunCharts(run).charts {
+            let committed = try String(contentsOfFile: "benchmarks/charts/\(name.rawValue)", encoding: .utf8)
+            #expect(committed == chart.svg, "benchmarks/charts/\(name.rawValue) is stale: regenerate it (BENCHMARKS.md)")
+        }
+    }
+
+    /// Several files are one run's rounds: a repeated step is drawn at its median.
+    @Test func repeatedStepsAreDrawnAtTheirMedian() throws {
+        var run = RecordedRun()
+        for p99 in [1.0, 9.0, 2.0] {
+            run.read(#"{"scenario":"knee-step","target":"tandem-memory","rate":1000,"latency_ms":{"p50":0.5,"p99":\#(p99)}}"#, source: "round")
+        }
+        let knee = try #require(RunCharts(run).charts.first { $0.name == .knee }).chart
+        #expect(knee.series.first?.lines.first?.points == [ChartPoint(x: 1000, y: 2)])
+        #expect(knee.footnote.contains("median of repeated steps"))
     }
 }

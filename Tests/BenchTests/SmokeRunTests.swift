@@ -32,7 +32,7 @@ import Testing
         #expect(result.errors.contains(" elapsed (run ") && result.errors.contains(" left\n"))
         #expect(result.errors.contains("# run finished in "))
         #expect(!result.errors.contains("\r"))  // not a terminal: no in-place rewriting
-        for chart in ["rss-per-stream.svg", "flows-per-second.svg", "cpu-per-event.svg"] {
+        for chart in ["rss-per-stream.svg", "flows-per-second.svg", "fanout-latency.svg", "cpu-per-event.svg"] {
             let svg = try String(contentsOfFile: folder + "/" + chart, encoding: .utf8)
             #expect(try SVGOutline(svg).series == ["tandem-memory"])
         }
