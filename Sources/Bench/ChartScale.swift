@@ -32,6 +32,8 @@ struct ChartScale {
             let top = max(0, finite.max() ?? 0)
             let step = Self.niceStep(top > 0 ? top / 5 : 1)
             var high = (top / step).rounded(.up) * step
+            // Room above the tallest bar for its value's label.
+            if top > high * 0.92 { high += step }
             if !high.isFinite || high <= 0 { high = top > 0 ? top : 1 }
             low = 0
             self.high = high
