@@ -35,7 +35,7 @@ struct RecordedRun {
     /// Reads `text` (JSON lines); `source` names it in warnings (`all-current.jsonl:12: …`).
     mutating func read(_ text: String, source: String) {
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)  // CRLF files too
             guard !trimmed.isEmpty else { continue }
             read(line: trimmed, at: "\(source):\(index + 1)")
         }

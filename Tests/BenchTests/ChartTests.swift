@@ -127,6 +127,28 @@ import FoundationXML
         }
     }
 
+    /// Lines of any text, and JSON lines with any numbers in their measures, are read without a crash; what they
+    /// give is drawn as well-formed SVG.
+    @Test func anyLinesAreReadAndDrawnSafely() async {
+        let text = Gen.character(in: " "..."~").string(of: 0...80)
+        let number = Gen.element(of: ["-1", "0", "1e-320", "1e308", "1e999", "-0", "3.5", "null", "\"x\"", "[]", "{}", "12345678901234567890"])
+        await propertyCheck(count: 300, input: text, number, number) { garbage, first, second in
+            let lines = [
+                garbage,
+                #"{"scenario":"knee-step","target":"nchan-memory","events_per_stream":\#(first ?? "0"),"rate":\#(second ?? "0"),"#
+                    + #""latency_ms":{"p50":\#(first ?? "0"),"p99":\#(second ?? "0")}}"#,
+                #"{"scenario":"hold","target":"\#(garbage.replacingOccurrences(of: "\"", with: ""))","rss_per_stream_kib":\#(first ?? "0")}"#,
+                #"{"scenario":"fanout","target":"tandem-redis","rate":\#(second ?? "0"),"latency_ms":{"p50":1,"p99":\#(first ?? "0")},"#
+                    + #""server_cpu_per_event_us":\#(second ?? "0")}"#,
+            ]
+            var run = RecordedRun()
+            run.read(lines.joined(separator: "\r\n"), source: "random")
+            for (name, chart) in RunCharts(run).charts {
+                #expect((try? SVGOutline(chart.svg)) != nil, "\(name): \(lines)")
+            }
+        }
+    }
+
     @Test func escapingLeavesNoMarkupAndNoForbiddenCharacters() {
         #expect(SVGDocument.escape(#"a<b>&"c'"#) == "a&lt;b&gt;&amp;&quot;c&apos;")
         #expect(SVGDocument.escape("x\u{0}y\u{1B}z\u{FFFE}") == "x\u{FFFD}y\u{FFFD}z\u{FFFD}")
