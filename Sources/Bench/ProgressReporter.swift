@@ -35,6 +35,9 @@ final class ProgressReporter: Sendable {
         var step: Step?
         var stepStart = ContinuousClock.now
         var scenarioStart = ContinuousClock.now
+        /// Scenarios begun so far, and how many the command will run (0: not said).
+        var scenariosBegun = 0
+        var scenariosPlanned = 0
         var lastPrinted: ContinuousClock.Instant?
         /// A terminal line is on screen that a note must erase first.
         var lineShown = false
@@ -55,13 +58,22 @@ final class ProgressReporter: Sendable {
         style = quiet ? .off : isatty(STDERR_FILENO) == 1 ? .terminal : .lines
     }
 
+    /// How many scenarios the command runs: the lines then say which one of them is running (`[5/18]`), a count
+    /// that stays exact where a time estimate cannot (a knee ends at its first failing step).
+    func expectScenarios(_ count: Int) {
+        state.withLock { $0.scenariosPlanned = max(0, count) }
+    }
+
     /// A new step; `newScenario` false for the steps of one knee, so its elapsed time counts from its first step.
     func begin(_ step: Step, newScenario: Bool = true) {
         state.withLock { state in
             let now = ContinuousClock.now
             state.step = step
             state.stepStart = now
-            if newScenario { state.scenarioStart = now }
+            if newScenario {
+                state.scenarioStart = now
+                state.scenariosBegun += 1
+            }
             state.lastPrinted = nil
             show(&state, now: now)
         }
@@ -108,7 +120,8 @@ final class ProgressReporter: Sendable {
         guard style != .off, let step = state.step else { return }
         let stepElapsed = seconds(now - state.stepStart)
         let left = max(0, step.expectedSeconds - stepElapsed) + step.secondsAfter
-        let head = "\(step.scenario) \(step.target): \(step.detail)"
+        let counter = state.scenariosPlanned > 0 ? "[\(state.scenariosBegun)/\(max(state.scenariosPlanned, state.scenariosBegun))] " : ""
+        let head = "\(counter)\(step.scenario) \(step.target): \(step.detail)"
         let elapsed = Self.clock(seconds(now - state.scenarioStart))
         let run = Self.clock(seconds(now - runStart))
         switch style {

@@ -59,8 +59,10 @@ extension TandemBench {
         }
 
         func run() throws {
+            let kinds = target ?? TargetKind.defaults
             try BenchRun.execute(client, output: output, perWorker: workers.perWorker) { run in
-                for kind in target ?? TargetKind.defaults {
+                run.progress.expectScenarios(kinds.count)
+                for kind in kinds {
                     run.withTarget(kind, nodes: nodes) { target in try run.hold(target, streams: streams, duration: duration) }
                 }
             }
@@ -89,8 +91,10 @@ extension TandemBench {
         }
 
         func run() throws {
+            let kinds = target ?? [.tandemMemory, .tandemRedis]
             try BenchRun.execute(client, output: output) { run in
-                for kind in target ?? [.tandemMemory, .tandemRedis] {
+                run.progress.expectScenarios(kinds.count)
+                for kind in kinds {
                     run.withTarget(kind) { target in try run.flow(target, concurrency: flows, duration: duration) }
                 }
             }
@@ -117,8 +121,10 @@ extension TandemBench {
         }
 
         func run() throws {
+            let kinds = target ?? TargetKind.defaults
             try BenchRun.execute(client, output: output) { run in
-                for kind in target ?? TargetKind.defaults {
+                run.progress.expectScenarios(kinds.count)
+                for kind in kinds {
                     run.withTarget(kind) { target in
                         try run.fanout(target, streams: streams, rate: rate, duration: duration, nchanChurn: nchanChurn)
                     }
@@ -151,8 +157,10 @@ extension TandemBench {
         }
 
         func run() throws {
+            let kinds = target ?? TargetKind.defaults
             try BenchRun.execute(client, output: output) { run in
-                for kind in target ?? TargetKind.defaults {
+                run.progress.expectScenarios(kinds.count)
+                for kind in kinds {
                     run.withTarget(kind) { target in
                         try run.knee(target, streams: streams, rates: rates ?? Self.defaultRates, duration: duration, nchanChurn: nchanChurn)
                     }
@@ -189,8 +197,11 @@ extension TandemBench {
 
         func run() throws {
             let rates = rates ?? Knee.defaultRates
+            let kinds = target ?? TargetKind.defaults
             try BenchRun.execute(client, output: output, perWorker: workers.perWorker) { run in
-                for kind in target ?? TargetKind.defaults {
+                // hold, flow, fanout and knee on Tandem; hold and both shapes' fanout and knee on nchan.
+                run.progress.expectScenarios(kinds.reduce(0) { $0 + ($1.flavor == .tandem ? 4 : 5) })
+                for kind in kinds {
                     run.withTarget(kind) { target in try run.hold(target, streams: streams, duration: holdDuration) }
                     run.withTarget(kind) { target in
                         if kind.flavor == .tandem { try run.flow(target, concurrency: flows, duration: duration) }
@@ -217,6 +228,7 @@ extension TandemBench {
 
         func run() throws {
             try BenchRun.execute(client, output: output, perWorker: workers.perWorker) { run in
+                run.progress.expectScenarios(3)
                 run.withTarget(.tandemMemory, heartbeatSeconds: 1) { target in
                     try run.hold(target, streams: 200, duration: 2.5, heartbeat: 1)
                     try run.flow(target, concurrency: 50, duration: 2)

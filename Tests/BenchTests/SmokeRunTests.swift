@@ -26,8 +26,8 @@ import Testing
             }
         }
         #expect(result.output.hasSuffix("\n"))
-        for scenario in ["hold", "flow", "fanout"] {
-            #expect(result.errors.contains("# progress: \(scenario) tandem-memory: "), "\(result.errors)")
+        for (index, scenario) in ["hold", "flow", "fanout"].enumerated() {
+            #expect(result.errors.contains("# progress: [\(index + 1)/3] \(scenario) tandem-memory: "), "\(result.errors)")
         }
         #expect(result.errors.contains(" elapsed (run ") && result.errors.contains(" left\n"))
         #expect(result.errors.contains("# run finished in "))
