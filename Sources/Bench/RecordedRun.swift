@@ -14,8 +14,9 @@ struct RecordedRun {
     var flowsPerSecond: [String: [Double]] = [:]
     /// Fanout lines, by series: their rate, latency, and the server's CPU per event where the run measured it.
     var fanouts: [String: [FanoutMeasure]] = [:]
-    /// The `hold` lines' stream counts, for the RSS chart's subtitle.
+    /// The `hold` and `knee-step` lines' stream counts, for the charts' footnotes.
     var holdStreams: Set<Int> = []
+    var kneeStreams: Set<Int> = []
     var warnings: [String] = []
 
     struct LatencyAtRate: Equatable {
@@ -59,7 +60,7 @@ struct RecordedRun {
         case "hold":
             guard let target = fields.target(), let rss = fields.measure("rss_per_stream_kib") else { break }
             rssPerStream[target, default: []].append(rss)
-            if case .integer(let streams) = value["streams"], streams > 0, streams < 1 << 40 { holdStreams.insert(Int(streams)) }
+            if let streams = LineFields.count(value["streams"]) { holdStreams.insert(streams) }
         case "flow":
             guard let target = fields.target(), let rate = fields.measure("flows_per_s") else { break }
             flowsPerSecond[target, default: []].append(rate)
@@ -72,6 +73,7 @@ struct RecordedRun {
         case "knee-step":
             guard let series = fields.series(), let latency = fields.latencyAtRate() else { break }
             kneeSteps[series, default: []].append(latency)
+            if let streams = LineFields.count(value["streams"]) { kneeStreams.insert(streams) }
         default:
             break  // knee, ratios, and lines of later versions: nothing to draw
         }
@@ -109,6 +111,12 @@ private struct LineFields {
         case .number(let number): number
         default: nil
         }
+    }
+
+    /// A count such as `streams`: a whole number above 0 (nil otherwise; it only labels a chart).
+    static func count(_ value: JSONValue?) -> Int? {
+        guard case .integer(let count) = value, count > 0, count < 1 << 40 else { return nil }
+        return Int(count)
     }
 
     mutating func target() -> String? {

@@ -20,21 +20,24 @@ struct RunCharts {
     static let kneeLimitMilliseconds = 10.0
 
     init(_ run: RecordedRun) {
-        let about = [run.machine.flatMap { $0.isEmpty ? nil : $0 } ?? "machine not recorded", run.date.map(MachineDescription.readable) ?? "date not recorded"]
-            .joined(separator: " · ")
-        for (name, storage) in [(Name.knee, "memory and Redis"), (.kneeMemory, "memory"), (.kneeRedis, "Redis")] {
+        let machine = run.machine.flatMap { $0.isEmpty ? nil : $0 } ?? "machine not recorded"
+        // A long processor name must not run off the chart: the machine gives way, the date stays.
+        let about = String(machine.prefix(Self.longestMachine)) + (machine.count > Self.longestMachine ? "…" : "") + " · "
+            + (run.date.map(MachineDescription.readable) ?? "date not recorded")
+        let kneeStreams = Self.counts(run.kneeStreams).map { "\($0) streams; " } ?? ""
+        for (name, storage) in [(Name.knee, "every target"), (.kneeMemory, "in memory"), (.kneeRedis, "through Redis")] {
             let series = Self.kneeSeries(run, storage: name == .knee ? nil : name == .kneeMemory)
             guard !series.isEmpty else { continue }
             let repeated = run.kneeSteps.values.contains { steps in Set(steps.map(\.rate)).count < steps.count }
             charts.append((name, Chart(
-                title: "Latency as the event rate rises: Tandem and nchan, \(storage)",
+                title: "Latency as the event rate rises, \(storage)",
                 subtitle: about,
                 kind: .lines(
                     x: ChartAxis(label: "events per second (log scale)", scale: .logarithmic, tickFormat: .thousands),
                     y: ChartAxis(label: "latency, ms (log scale)", scale: .logarithmic)),
                 series: series,
                 thresholds: [ChartThreshold(value: Self.kneeLimitMilliseconds, label: "10 ms: the knee's p99 limit")],
-                footnote: "knee steps, 1,000 streams; solid p99, dashed p50; a curve ends at its first failing step"
+                footnote: "knee steps, \(kneeStreams)solid p99, dashed p50; a curve ends at its first failing step"
                     + (repeated ? "; median of repeated steps" : ""))))
         }
         // Fanout lines at one rate only (the most common; `all` runs them all at 1,000 events/s): latencies and costs
@@ -42,10 +45,10 @@ struct RunCharts {
         let fanoutRate = Self.mostCommon(run.fanouts.values.flatMap { $0.map(\.latency.rate) })
         let fanouts = run.fanouts.mapValues { $0.filter { $0.latency.rate == fanoutRate } }.filter { !$0.value.isEmpty }
         let atRate = fanoutRate.map { " at \(ChartScale.valueLabel($0)) events/s" } ?? ""
-        let holdStreams = run.holdStreams.sorted().map { ChartScale.valueLabel(Double($0)) }.joined(separator: ", ")
+
         let bars: [(Name, [String: [Double]], String, String, String)] = [
             (.rssPerStream, run.rssPerStream, "Server memory per held stream", "KiB per stream (RSS)",
-             "hold" + (holdStreams.isEmpty ? "" : ", \(holdStreams) idle streams") + "; the server's RSS growth over the streams established"),
+             "hold" + (Self.counts(run.holdStreams).map { ", \($0) idle streams" } ?? "") + "; the server's RSS growth over the streams established"),
             (.flowsPerSecond, run.flowsPerSecond, "Full handoffs per second (Tandem)", "handoffs per second",
              "flow: stream, validate, input-started, submit, complete, back to back"),
             (.fanoutLatency, fanouts.mapValues { $0.map(\.latency.p99) }, "p99 latency\(atRate)", "p99 latency, ms (POST to event)",
@@ -75,6 +78,14 @@ struct RunCharts {
                 ChartLine(name: "p50", dash: .dashed, points: curve(\.p50)),
             ])
         }
+    }
+
+    /// Characters of the machine's description a subtitle shows.
+    static let longestMachine = 90
+
+    /// `1,000` or `100, 1,000`; nil for none.
+    private static func counts(_ values: Set<Int>) -> String? {
+        values.isEmpty ? nil : values.sorted().map { ChartScale.valueLabel(Double($0)) }.joined(separator: ", ")
     }
 
     /// The value seen most often; the lowest of those tied.
