@@ -3,15 +3,22 @@ import Foundation
 /// The charts of one run: built from a ``RecordedRun``, written as SVG files into a folder. Where a run repeated a
 /// measure (several rounds in one file), each point and bar is the median of the repeats, and the chart says so.
 struct RunCharts {
-    /// Each file this writes, and what it shows.
-    enum Name: String, CaseIterable {
-        case knee = "knee.svg"
-        case kneeMemory = "knee-memory.svg"
-        case kneeRedis = "knee-redis.svg"
-        case rssPerStream = "rss-per-stream.svg"
-        case flowsPerSecond = "flows-per-second.svg"
-        case fanoutLatency = "fanout-latency.svg"
-        case cpuPerEvent = "cpu-per-event.svg"
+    /// Each chart this can draw, in the order the files are written.
+    enum Name: CaseIterable {
+        case knee, kneeMemory, kneeRedis, rssPerStream, flowsPerSecond, fanoutLatency, cpuPerEvent
+
+        /// Its file: BENCHMARKS.md and the README link these names.
+        var fileName: String {
+            switch self {
+            case .knee: "knee.svg"
+            case .kneeMemory: "knee-memory.svg"
+            case .kneeRedis: "knee-redis.svg"
+            case .rssPerStream: "rss-per-stream.svg"
+            case .flowsPerSecond: "flows-per-second.svg"
+            case .fanoutLatency: "fanout-latency.svg"
+            case .cpuPerEvent: "cpu-per-event.svg"
+            }
+        }
     }
 
     var charts: [(name: Name, chart: Chart)] = []
@@ -107,7 +114,7 @@ struct RunCharts {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var written: [String] = []
         for name in Name.allCases {
-            let path = (directory as NSString).appendingPathComponent(name.rawValue)
+            let path = (directory as NSString).appendingPathComponent(name.fileName)
             if let chart = charts.first(where: { $0.name == name })?.chart {
                 try Data(chart.svg.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
                 written.append(path)

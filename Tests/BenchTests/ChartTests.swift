@@ -243,8 +243,8 @@ extension ChartTests {
         var run = try Self.read(Self.recordedRun)
         run.date = "2026-11-25 20:07 UTC"
         for (name, chart) in RunCharts(run).charts {
-            let committed = try String(contentsOfFile: "benchmarks/charts/\(name.rawValue)", encoding: .utf8)
-            #expect(committed == chart.svg, "benchmarks/charts/\(name.rawValue) is stale: regenerate it (BENCHMARKS.md)")
+            let committed = try String(contentsOfFile: "benchmarks/charts/\(name.fileName)", encoding: .utf8)
+            #expect(committed == chart.svg, "benchmarks/charts/\(name.fileName) is stale: regenerate it (BENCHMARKS.md)")
         }
     }
 
