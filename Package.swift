@@ -149,12 +149,13 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // tandem-bench's command line and its JSON lines, parsed and written in process (no server is started).
+        // tandem-bench's command line, its JSON lines and its charts, in process; and its smoke run's stdout and stderr.
         .testTarget(
             name: "BenchTests",
             dependencies: [
-                "Bench", "HTTP",
+                "Bench", "HTTP", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strictSettings
         ),

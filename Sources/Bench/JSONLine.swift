@@ -81,7 +81,3 @@ func statusesLine(_ statuses: [Int: Int]) -> JSONLine {
     return line
 }
 
-func emit(_ line: JSONLine) {
-    print(line.text)
-    fflush(nil)
-}

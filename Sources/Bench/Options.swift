@@ -87,3 +87,25 @@ enum Check {
         }
     }
 }
+
+/// What a scenario writes besides its JSON lines: the charts of the run, and its progress on stderr.
+struct OutputOptions: ParsableArguments {
+    static let defaultChartsDirectory = "bench-charts"
+
+    @Option(
+        help: ArgumentHelp(
+            "Folder the run's SVG charts are written to when it ends, made if missing (knee*.svg, rss-per-stream.svg, flows-per-second.svg, fanout-latency.svg, cpu-per-event.svg: those the run has data for).",
+            valueName: "dir"))
+    var charts = Self.defaultChartsDirectory
+
+    @Flag(help: "Write no charts.") var noCharts = false
+
+    @Flag(help: "No progress on stderr (the step, the rate, elapsed and remaining time).") var quiet = false
+
+    /// Where the charts go; nil with `--no-charts`.
+    var chartsDirectory: String? { noCharts ? nil : charts }
+
+    func validate() throws {
+        if charts.isEmpty { throw ValidationError("--charts needs a folder") }
+    }
+}

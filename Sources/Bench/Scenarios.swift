@@ -19,6 +19,9 @@ final class BenchRun {
     /// Counters that make a scenario a failure (for smoke and the exit status).
     var failures: [String] = []
     var comparisons = Comparisons()
+    /// Every JSON line printed so far, for the charts drawn when the run ends.
+    private var printed: [String] = []
+    let progress: ProgressReporter
 
     var threads: Int { settings.threads }
     var poolSize: Int { settings.pool }
@@ -28,8 +31,9 @@ final class BenchRun {
     /// second loop there costs more in thread switches than it adds (see BENCHMARKS.md).
     var eventLoops: Int { settings.eventLoops }
 
-    private init(settings: ClientOptions, tandem: String, package: String, launcher: Launcher, perWorker: Int) {
+    private init(settings: ClientOptions, tandem: String, package: String, launcher: Launcher, perWorker: Int, progress: ProgressReporter) {
         self.settings = settings
+        self.progress = progress
         self.tandem = tandem
         self.package = package
         self.launcher = launcher
@@ -37,8 +41,11 @@ final class BenchRun {
     }
 
     /// Sets up a run (a temporary folder, the tandem binary, the stop on SIGINT/SIGTERM), prints the `machine` line,
-    /// runs `scenarios`, then stops everything and prints the `ratios` line; throws `ExitCode(1)` after any failure.
-    static func execute(_ settings: ClientOptions, perWorker: Int = HoldWorkerOptions.defaultPerWorker, _ scenarios: (BenchRun) throws -> Void) throws {
+    /// runs `scenarios`, then stops everything, prints the `ratios` line and writes the charts (``OutputOptions``);
+    /// throws `ExitCode(1)` after any failure.
+    static func execute(
+        _ settings: ClientOptions, output: OutputOptions, perWorker: Int = HoldWorkerOptions.defaultPerWorker, _ scenarios: (BenchRun) throws -> Void
+    ) throws {
         let launcher: Launcher
         do { launcher = try Launcher() } catch {
             print("\(error)", to: &standardError)
@@ -63,18 +70,44 @@ final class BenchRun {
             print("\(error)", to: &standardError)
             throw ExitCode(1)
         }
-        let run = BenchRun(settings: settings, tandem: tandem, package: package, launcher: launcher, perWorker: perWorker)
-        emit(run.machineLine())
+        let progress = ProgressReporter(quiet: output.quiet)
+        let run = BenchRun(settings: settings, tandem: tandem, package: package, launcher: launcher, perWorker: perWorker, progress: progress)
+        run.report(run.machineLine())
+        let ticker = progress.startTicking()
         try withExtendedLifetime(signalSources) { try scenarios(run) }
+        ticker?.cancel()
 
         launcher.stopAll()
-        if let ratios = run.comparisons.line() { emit(ratios) }
+        if let ratios = run.comparisons.line() { run.report(ratios) }
+        progress.finish()
+        if let directory = output.chartsDirectory { run.writeCharts(to: directory) }
         guard run.failures.isEmpty else {
             for failure in run.failures { print("# FAIL \(failure)", to: &standardError) }
             print("# logs kept in \(launcher.directory)", to: &standardError)
             throw ExitCode(1)
         }
         launcher.removeDirectory()
+    }
+
+    /// Prints `line` on stdout and keeps it for the charts.
+    func report(_ line: JSONLine) {
+        let text = line.text
+        printed.append(text)
+        print(text)
+        fflush(nil)
+    }
+
+    /// The charts of the lines printed so far, into `directory`; a failure to write them is said, not fatal (the
+    /// JSON lines, the run's record, are already out).
+    private func writeCharts(to directory: String) {
+        var recorded = RecordedRun()
+        recorded.read(printed.joined(separator: "\n"), source: "this run")
+        do {
+            let written = try RunCharts(recorded).write(to: directory)
+            if !written.isEmpty { print("# charts of this run: \(written.joined(separator: ", "))", to: &standardError) }
+        } catch {
+            print("# charts not written to \(directory): \(error)", to: &standardError)
+        }
     }
 
     private func machineLine() -> JSONLine {
@@ -88,6 +121,10 @@ final class BenchRun {
         machine.add("heartbeat_s", heartbeat)
         machine.add("tandem_event_loops", eventLoops)
         machine.add("load_average_1m", (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?")
+        // For the charts' titles: the machine and the moment they show.
+        machine.add("cpu", MachineDescription.processorModel)
+        machine.add("os", MachineDescription.operatingSystem)
+        machine.add("date", MachineDescription.now)
         return machine
     }
 
@@ -97,12 +134,12 @@ final class BenchRun {
             let options = TargetOptions(
                 tandemPath: tandem, heartbeatSeconds: heartbeatSeconds ?? heartbeat, nodes: nodes, packageDirectory: package, eventLoops: eventLoops)
             let target = try startTarget(kind, options: options, launcher: launcher)
-            print("# \(kind.rawValue): \(target.notes); logs in \(launcher.directory)", to: &standardError)
+            progress.note("# \(kind.rawValue): \(target.notes); logs in \(launcher.directory)")
             defer { launcher.stopAll() }
             try body(target)
         } catch {
             failures.append("\(kind.rawValue): \(error)")
-            print("# \(kind.rawValue) failed: \(error)", to: &standardError)
+            progress.note("# \(kind.rawValue) failed: \(error)")
             launcher.stopAll()
         }
     }
@@ -158,6 +195,10 @@ final class BenchRun {
         var establishSeconds = 0.0
         var processes = 1
         var probe: HandoffProbe?
+        // Opening runs at a few thousand streams a second on these cores.
+        progress.begin(ProgressReporter.Step(
+            scenario: "hold", target: target.kind.rawValue, detail: "\(streams) streams held \(String(format: "%g", duration)) s",
+            expectedSeconds: duration + Double(streams) / 5000 + 1))
         if streams <= perWorker {
             let plan = RunPlan(mode: .hold, flavor: flavor, streamPorts: target.streamPorts, publishPort: target.publishPort, slots: streams,
                                window: duration, threads: threads, pool: 0, sources: sourceCount)
@@ -252,7 +293,7 @@ final class BenchRun {
             if !probe.completed { failures.append("hold \(target.kind.rawValue): handoff under load failed: \(probe.detail)") }
         }
         line.add("statuses", statusesLine(result.statuses))
-        emit(line)
+        report(line)
         comparisons.record(.rssPerStream, target: target.kind, value: perStream)
         // nchan's shortfalls are findings, not failures of the bench; Tandem's are.
         guard target.kind.flavor == .tandem else { return }
@@ -261,6 +302,8 @@ final class BenchRun {
     }
 
     func flow(_ target: RunningTarget, concurrency: Int, duration: Double) throws {
+        progress.begin(ProgressReporter.Step(
+            scenario: "flow", target: target.kind.rawValue, detail: "\(concurrency) concurrent handoffs", expectedSeconds: duration + 2))
         let cpuBefore = serverCPU(target)
         let plan = RunPlan(mode: .flow, flavor: .tandem, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort, slots: concurrency,
                            window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
@@ -288,7 +331,7 @@ final class BenchRun {
         if !target.redisMasters.isEmpty { line.add("redis_cpu_per_event_us_by_master", perMaster(target, cpu: masterCPU, events: r.published)) }
         line.add("client_cpu_s", outcome.clientCPU)
         line.add("statuses", statusesLine(r.statuses))
-        emit(line)
+        report(line)
         if r.lost > 0 || r.publishFailed > 0 || r.misordered > 0 || r.flows == 0 { failures.append("flow \(target.kind.rawValue): lost \(r.lost), failed \(r.publishFailed), flows \(r.flows)") }
     }
 
@@ -296,6 +339,11 @@ final class BenchRun {
     func fanout(
         _ target: RunningTarget, streams: Int, rate: Double, duration: Double, scenario: String = "fanout", nchanChurn: Int = 0
     ) throws -> (p99: Double, healthy: Bool) {
+        if scenario == "fanout" {
+            progress.begin(ProgressReporter.Step(
+                scenario: "fanout", target: progressTarget(target, nchanChurn: nchanChurn),
+                detail: "\(String(format: "%g", rate))/s, \(streams) streams", expectedSeconds: duration + 2))
+        }
         let cpuBefore = serverCPU(target)
         var plan = RunPlan(mode: .fanout, flavor: target.kind.flavor, streamPorts: [target.streamPorts[0]], publishPort: target.publishPort,
                            slots: streams, rate: rate, window: duration, threads: threads, pool: poolSize, sources: sourceCount, establishTimeout: 30)
@@ -334,7 +382,7 @@ final class BenchRun {
         if !target.redisMasters.isEmpty { line.add("redis_cpu_per_event_us_by_master", perMaster(target, cpu: masterCPU, events: r.published)) }
         line.add("client_cpu_s", outcome.clientCPU)
         line.add("statuses", statusesLine(r.statuses))
-        emit(line)
+        report(line)
         if scenario == "fanout" {
             comparisons.record(.fanoutP99, target: target.kind, eventsPerStream: eventsPerStream, value: latency.p99)
             comparisons.record(.cpuPerEvent, target: target.kind, eventsPerStream: eventsPerStream, value: cpuPerEvent)
@@ -346,10 +394,22 @@ final class BenchRun {
         return (latency.p99, healthy)
     }
 
+    /// The target as the charts name it: nchan in Tandem's shape is `nchan-memory churn 3`.
+    private func progressTarget(_ target: RunningTarget, nchanChurn: Int) -> String {
+        target.kind.flavor == .nchan && nchanChurn > 0 ? "\(target.kind.rawValue) churn \(nchanChurn)" : target.kind.rawValue
+    }
+
     func knee(_ target: RunningTarget, streams: Int, rates: [Double], duration: Double, nchanChurn: Int = 0) throws {
         var knee = 0.0
         var passedAt: Double?
-        for rate in rates {
+        let kneeStart = Date()
+        for (index, rate) in rates.enumerated() {
+            // The steps so far say what one costs here (the window, opening and draining); before the first, a guess.
+            let perStep = index == 0 ? duration + 2 : Date().timeIntervalSince(kneeStart) / Double(index)
+            progress.begin(ProgressReporter.Step(
+                scenario: "knee", target: progressTarget(target, nchanChurn: nchanChurn),
+                detail: ProgressReporter.kneeStep(rate, index: index, of: rates), expectedSeconds: perStep,
+                secondsAfter: perStep * Double(rates.count - index - 1)), newScenario: index == 0)
             let step = try fanout(target, streams: streams, rate: rate, duration: duration, scenario: "knee-step", nchanChurn: nchanChurn)
             if step.healthy { knee = rate } else { passedAt = rate; break }
         }
@@ -361,7 +421,7 @@ final class BenchRun {
         line.add("knee_events_per_s", knee, digits: 0)
         if let passedAt { line.add("first_failing_rate", passedAt, digits: 0) } else { line.add("first_failing_rate", "none (highest step passed)") }
         line.add("rule", "highest step with p99 <= 10 ms, nothing lost, <= 1% unsent")
-        emit(line)
+        report(line)
         comparisons.record(.knee, target: target.kind, eventsPerStream: target.kind.flavor.eventsPerStream(nchanChurn: nchanChurn), value: knee)
     }
 }

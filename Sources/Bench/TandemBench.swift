@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// `tandem-bench`: one subcommand per scenario. Each takes only the flags it uses, so a misspelled or misplaced flag
 /// is refused instead of silently leaving a default in place. See BENCHMARKS.md.
@@ -7,8 +8,15 @@ struct TandemBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tandem-bench",
         abstract: "Measures Tandem, and nginx + nchan in the same run, on this machine: one JSON line per measure.",
-        discussion: "See BENCHMARKS.md. `tandem-bench help <scenario>` lists a scenario's flags and their defaults.",
-        subcommands: [Hold.self, Flow.self, Fanout.self, Knee.self, All.self, Smoke.self, Worker.self]
+        discussion: """
+            See BENCHMARKS.md. `tandem-bench help <scenario>` lists a scenario's flags and their defaults.
+
+            stdout carries JSON lines only. Progress (the step, the rate, elapsed and remaining time) goes to stderr: one \
+            line rewritten in place on a terminal, plain lines otherwise; --quiet turns it off. When a run ends, its SVG \
+            charts are written to \(OutputOptions.defaultChartsDirectory)/ (--charts DIR elsewhere, --no-charts for none); \
+            `tandem-bench charts FILE.jsonl... --out DIR` draws them from recorded lines.
+            """,
+        subcommands: [Hold.self, Flow.self, Fanout.self, Knee.self, All.self, Smoke.self, Charts.self, Worker.self]
     )
 
     /// No scenario named: the help, with status 2 (a call without a scenario is a mistake, as it always was).
@@ -40,6 +48,7 @@ extension TandemBench {
         @Option(help: "tandem-redis, tandem-cluster: Tandem nodes sharing Redis (2: streams on A, publishes on B; more: streams on every node).") var nodes = 2
         @Option(help: ArgumentHelp("Seconds the streams are held.", valueName: "seconds")) var duration = 20.0
         @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
         @OptionGroup var workers: HoldWorkerOptions
 
         func validate() throws {
@@ -50,8 +59,10 @@ extension TandemBench {
         }
 
         func run() throws {
-            try BenchRun.execute(client, perWorker: workers.perWorker) { run in
-                for kind in target ?? TargetKind.defaults {
+            let kinds = target ?? TargetKind.defaults
+            try BenchRun.execute(client, output: output, perWorker: workers.perWorker) { run in
+                run.progress.expectScenarios(kinds.count)
+                for kind in kinds {
                     run.withTarget(kind, nodes: nodes) { target in try run.hold(target, streams: streams, duration: duration) }
                 }
             }
@@ -69,6 +80,7 @@ extension TandemBench {
         @Option(help: "Concurrent handoffs.") var flows = 1000
         @Option(help: Help.duration) var duration = 10.0
         @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
 
         func validate() throws {
             if let nchan = target?.first(where: { $0.flavor != .tandem }) {
@@ -79,8 +91,10 @@ extension TandemBench {
         }
 
         func run() throws {
-            try BenchRun.execute(client) { run in
-                for kind in target ?? [.tandemMemory, .tandemRedis] {
+            let kinds = target ?? [.tandemMemory, .tandemRedis]
+            try BenchRun.execute(client, output: output) { run in
+                run.progress.expectScenarios(kinds.count)
+                for kind in kinds {
                     run.withTarget(kind) { target in try run.flow(target, concurrency: flows, duration: duration) }
                 }
             }
@@ -97,6 +111,7 @@ extension TandemBench {
         @Option(help: Help.duration) var duration = 10.0
         @Option(help: Help.nchanChurn) var nchanChurn = 0
         @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
 
         func validate() throws {
             try Check.atLeast(1, streams, "--streams")
@@ -106,8 +121,10 @@ extension TandemBench {
         }
 
         func run() throws {
-            try BenchRun.execute(client) { run in
-                for kind in target ?? TargetKind.defaults {
+            let kinds = target ?? TargetKind.defaults
+            try BenchRun.execute(client, output: output) { run in
+                run.progress.expectScenarios(kinds.count)
+                for kind in kinds {
                     run.withTarget(kind) { target in
                         try run.fanout(target, streams: streams, rate: rate, duration: duration, nchanChurn: nchanChurn)
                     }
@@ -131,6 +148,7 @@ extension TandemBench {
         @Option(help: ArgumentHelp("Seconds each step lasts.", valueName: "seconds")) var duration = 5.0
         @Option(help: Help.nchanChurn) var nchanChurn = 0
         @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
 
         func validate() throws {
             try Check.atLeast(1, streams, "--streams")
@@ -139,8 +157,10 @@ extension TandemBench {
         }
 
         func run() throws {
-            try BenchRun.execute(client) { run in
-                for kind in target ?? TargetKind.defaults {
+            let kinds = target ?? TargetKind.defaults
+            try BenchRun.execute(client, output: output) { run in
+                run.progress.expectScenarios(kinds.count)
+                for kind in kinds {
                     run.withTarget(kind) { target in
                         try run.knee(target, streams: streams, rates: rates ?? Self.defaultRates, duration: duration, nchanChurn: nchanChurn)
                     }
@@ -163,6 +183,7 @@ extension TandemBench {
         @Option(help: Help.rates, transform: Check.rates) var rates: [Double]?
         @Option(help: ArgumentHelp("Seconds each knee step lasts.", valueName: "seconds")) var kneeDuration = 5.0
         @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
         @OptionGroup var workers: HoldWorkerOptions
 
         func validate() throws {
@@ -176,8 +197,11 @@ extension TandemBench {
 
         func run() throws {
             let rates = rates ?? Knee.defaultRates
-            try BenchRun.execute(client, perWorker: workers.perWorker) { run in
-                for kind in target ?? TargetKind.defaults {
+            let kinds = target ?? TargetKind.defaults
+            try BenchRun.execute(client, output: output, perWorker: workers.perWorker) { run in
+                // hold, flow, fanout and knee on Tandem; hold and both shapes' fanout and knee on nchan.
+                run.progress.expectScenarios(kinds.reduce(0) { $0 + ($1.flavor == .tandem ? 4 : 5) })
+                for kind in kinds {
                     run.withTarget(kind) { target in try run.hold(target, streams: streams, duration: holdDuration) }
                     run.withTarget(kind) { target in
                         if kind.flavor == .tandem { try run.flow(target, concurrency: flows, duration: duration) }
@@ -199,16 +223,59 @@ extension TandemBench {
             abstract: "A few seconds of hold, flow and fanout on tandem-memory, small counts: exits 1 on any loss (CI).")
 
         @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
         @OptionGroup var workers: HoldWorkerOptions
 
         func run() throws {
-            try BenchRun.execute(client, perWorker: workers.perWorker) { run in
+            try BenchRun.execute(client, output: output, perWorker: workers.perWorker) { run in
+                run.progress.expectScenarios(3)
                 run.withTarget(.tandemMemory, heartbeatSeconds: 1) { target in
                     try run.hold(target, streams: 200, duration: 2.5, heartbeat: 1)
                     try run.flow(target, concurrency: 50, duration: 2)
                     try run.fanout(target, streams: 100, rate: 300, duration: 2)
                 }
             }
+        }
+    }
+
+    struct Charts: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Draws the SVG charts of recorded JSON lines (a run's stdout, or files in benchmarks/) without running anything.",
+            discussion: """
+                Several files are read as one run (its rounds): each point and bar is then the median of its repeats. \
+                A line that is not JSON, or a measure that is missing, not finite, negative or implausibly large, is \
+                skipped with a warning on stderr. Prints the paths written, one per line.
+                """)
+
+        @Argument(help: ArgumentHelp("JSON-lines files of one run.", valueName: "file.jsonl")) var files: [String]
+        @Option(help: ArgumentHelp("Folder the charts are written to, made if missing.", valueName: "dir"))
+        var out = OutputOptions.defaultChartsDirectory
+        @Option(help: ArgumentHelp("The run's date for the titles, when its machine line has none (runs before the charts).", valueName: "text"))
+        var date: String?
+
+        /// Larger is not a bench run's output (the 17-minute `all` writes about 60 KB).
+        static let largestFile = 64 << 20
+
+        func validate() throws {
+            if files.isEmpty { throw ValidationError("name at least one JSON-lines file") }
+            if out.isEmpty { throw ValidationError("--out needs a folder") }
+        }
+
+        func run() throws {
+            var recorded = RecordedRun()
+            for file in files {
+                let attributes = try? FileManager.default.attributesOfItem(atPath: file)
+                guard let size = attributes?[.size] as? Int, let data = FileManager.default.contents(atPath: file) else {
+                    throw BenchError("\(file): cannot be read")
+                }
+                guard size <= Self.largestFile else { throw BenchError("\(file): \(size) bytes, more than a run's JSON lines") }
+                recorded.read(String(decoding: data, as: UTF8.self), source: (file as NSString).lastPathComponent)
+            }
+            if let date { recorded.date = date }
+            for warning in recorded.warnings { print("# warning: \(warning)", to: &standardError) }
+            let charts = RunCharts(recorded)
+            guard !charts.charts.isEmpty else { throw BenchError("nothing to draw in \(files.joined(separator: ", ")): no hold, flow, fanout or knee-step line with its measures") }
+            for path in try charts.write(to: out) { print(path) }
         }
     }
 }

@@ -102,6 +102,20 @@ import Testing
         #expect(all.holdDuration == 2 && all.kneeDuration == 1.5 && all.flows == 10 && all.rates == [500])
     }
 
+    /// Every scenario takes the output flags; charts go to bench-charts/ unless told otherwise.
+    @Test func outputFlags() throws {
+        let smoke = try Self.parse(["smoke"], as: TandemBench.Smoke.self)
+        #expect(smoke.output.chartsDirectory == "bench-charts" && !smoke.output.quiet)
+        let knee = try Self.parse(["knee", "--charts", "/tmp/knee-charts", "--quiet"], as: TandemBench.Knee.self)
+        #expect(knee.output.chartsDirectory == "/tmp/knee-charts" && knee.output.quiet)
+        let all = try Self.parse(["all", "--no-charts"], as: TandemBench.All.self)
+        #expect(all.output.chartsDirectory == nil)
+        for scenario in ["hold", "flow", "fanout"] { _ = try TandemBench.parseAsRoot([scenario, "--charts", "x", "--quiet"]) }
+        let charts = try Self.parse(["charts", "a.jsonl", "b.jsonl", "--out", "docs/charts", "--date", "2026-11-26"], as: TandemBench.Charts.self)
+        #expect(charts.files == ["a.jsonl", "b.jsonl"] && charts.out == "docs/charts" && charts.date == "2026-11-26")
+        #expect(try Self.parse(["charts", "a.jsonl"], as: TandemBench.Charts.self).out == "bench-charts")
+    }
+
     /// Hold's workers are started with a command line of hold's own making: it must parse back to what was meant.
     @Test func workerArgumentsRoundTrip() throws {
         let arguments = TandemBench.Worker.arguments(
@@ -161,6 +175,10 @@ import Testing
         (["all", "--hold-duration", "0"], "--hold-duration"),
         (["all", "--knee-duration", "-1"], "--knee-duration"),
         (["smoke", "--tandem", "/nonexistent/tandem"], "--tandem"),
+        (["charts"], "file"),
+        (["charts", "a.jsonl", "--out", ""], "--out"),
+        (["smoke", "--charts", ""], "--charts"),
+        (["charts", "a.jsonl", "--quiet"], "--quiet"),
         (["worker", "--go", "/tmp/go"], "--port"),  // required
         (["worker", "--port", "8080"], "--go"),  // required
         (["worker", "--port", "0", "--go", "/tmp/go"], "--port"),
@@ -187,28 +205,13 @@ import Testing
     }
 
     /// The built binary: no scenario prints the help with status 2, as before; a refusal goes to stderr, status 64.
-    @Test func theBinaryExitsNonZeroOnMistakes() throws {
-        let none = try Self.runBinary([])
+    @Test func theBinaryExitsNonZeroOnMistakes() async throws {
+        let none = try await BinaryRun.run([])
         #expect(none.status == 2)
         #expect(none.output.contains("SUBCOMMANDS"))
-        let misspelled = try Self.runBinary(["hold", "--stream", "5"])
+        let misspelled = try await BinaryRun.run(["hold", "--stream", "5"])
         #expect(misspelled.status == 64)
         #expect(misspelled.errors.contains("Unknown option '--stream'"))
         #expect(misspelled.output.isEmpty)  // nothing started, not even the machine line
-    }
-
-    static func runBinary(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath + "/.build/debug/tandem-bench")
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
     }
 }
