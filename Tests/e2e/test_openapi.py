@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -113,6 +114,28 @@ def test_every_documented_operation_is_served(fuzz_node: Node, path: str, method
     assert response.status_code not in (404, 405), f"{method.upper()} {path}: {response.status_code} {response.text[:200]}"
     documented = SPEC["paths"][path][method]["responses"]
     assert str(response.status_code) in documented, f"{method.upper()} {path}: {response.status_code} is not documented"
+
+
+def error_codes_in_source() -> set[str]:
+    """Every stable error `code` the server can answer, read from the three places that make them: APIError.swift
+    (`code: "…"`), HTTPRefusal.swift (the refusals' codes) and SubmissionRules.swift (field errors, some spelled
+    `"\\(path)_…"` for name and phone)."""
+    sources = REPO_ROOT / "Sources"
+    api_error = (sources / "App" / "APIError.swift").read_text(encoding="utf-8")
+    refusal = (sources / "HTTP" / "HTTPRefusal.swift").read_text(encoding="utf-8")
+    rules = (sources / "App" / "SubmissionRules.swift").read_text(encoding="utf-8")
+    codes = set(re.findall(r'code: "([a-z_]+)"', api_error)) | set(re.findall(r'\?\? "([a-z_]+)"', api_error))
+    codes |= set(re.findall(r'case \.\w+: "([a-z_]+)"', refusal.split("public var code")[1].split("}")[0]))
+    codes |= set(re.findall(r'\("\w+", "([a-z_]+)"', rules))
+    codes |= {f"{field}_{suffix}" for suffix in re.findall(r'"\\\(path\)_([a-z_]+)"', rules) for field in ("name", "phone")}
+    return codes
+
+
+def test_every_error_code_is_documented() -> None:
+    documented = set(SPEC["components"]["schemas"]["ErrorCode"]["enum"])
+    in_source = error_codes_in_source()
+    assert len(in_source) > 30, sorted(in_source)
+    assert in_source == documented, f"not documented: {sorted(in_source - documented)}; no longer made: {sorted(documented - in_source)}"
 
 
 # --------------------------------------------------------------------------------------------------------------
