@@ -38,7 +38,7 @@ from referencing.jsonschema import DRAFT202012
 
 from tandem_e2e.nodes import REQUEST_TIMEOUT, REPO_ROOT, Cluster, Node
 from tandem_e2e.phone import expect_input_started, expect_submitted, expect_valid
-from tandem_e2e.sse import HEARTBEAT_SECONDS, Event, PhoneStream, Stream, is_session_info
+from tandem_e2e.sse import HEARTBEAT_SECONDS, Event, PhoneStream, Stream
 
 SPEC_PATH = REPO_ROOT / "Public" / "openapi.yaml"
 HERE = Path(__file__).resolve().parent
@@ -258,16 +258,26 @@ def cancel(node: Node, session_id: str, reader_cookie: str, reason: str | None =
     assert response.status_code == 200, response.text
 
 
-def test_a_whole_pairing_sends_only_documented_events(flow_node: Node, seen: Seen) -> None:
-    created = create_session(flow_node)
+def paired(node: Node) -> tuple[dict[str, Any], Stream, PhoneStream]:
+    """A session made by POST /api/sessions, its PC's stream open, claimed by a phone whose own stream is open."""
+    created = create_session(node)
     session_id = created["sessionId"]
-    pc = open_stream(Stream(flow_node, session_id, key=created["readerKey"]))
-    expect_valid(flow_node, session_id, token=created["token"])
-    phone = open_stream(PhoneStream(flow_node, session_id))
+    pc = open_stream(Stream(node, session_id, key=created["readerKey"]))
+    expect_valid(node, session_id, token=created["token"])
+    return created, pc, open_stream(PhoneStream(node, session_id))
+
+
+def wait_event(stream: Stream, name: str, timeout: float = EVENT_WAIT) -> None:
+    assert stream.wait_for(lambda events: name in names(events), timeout), f"no {name}:\n{stream.describe()}"
+
+
+def test_a_whole_pairing_sends_only_documented_events(flow_node: Node, seen: Seen) -> None:
+    created, pc, phone = paired(flow_node)
+    session_id = created["sessionId"]
     expect_input_started(flow_node, session_id)
     expect_submitted(flow_node, session_id)
-    assert pc.wait_for(lambda events: "complete" in names(events), EVENT_WAIT), pc.describe()
-    assert phone.wait_for(lambda events: "completed" in names(events), EVENT_WAIT), phone.describe()
+    wait_event(pc, "complete")
+    wait_event(phone, "completed")
     pc.close()
     phone.close()
     assert names(seen.check(pc, "PcStreamEvent")) == ["message", "connected", "input-started", "complete"]
@@ -276,8 +286,8 @@ def test_a_whole_pairing_sends_only_documented_events(flow_node: Node, seen: See
     # An unknown resume point gets the state in one event, on either side.
     pc_again = open_stream(Stream(flow_node, session_id, last_event_id="999", key=created["readerKey"]))
     phone_again = open_stream(PhoneStream(flow_node, session_id, last_event_id="not-a-number"))
-    assert pc_again.wait_for(lambda events: "resync" in names(events), EVENT_WAIT), pc_again.describe()
-    assert phone_again.wait_for(lambda events: "resync" in names(events), EVENT_WAIT), phone_again.describe()
+    wait_event(pc_again, "resync")
+    wait_event(phone_again, "resync")
     pc_again.close()
     phone_again.close()
     assert names(seen.check(pc_again, "PcStreamEvent")) == ["message", "resync"]
@@ -285,14 +295,11 @@ def test_a_whole_pairing_sends_only_documented_events(flow_node: Node, seen: See
 
 
 def test_not_my_phone_sends_documented_events(flow_node: Node, seen: Seen) -> None:
-    created = create_session(flow_node)
+    created, pc, phone = paired(flow_node)
     session_id = created["sessionId"]
-    pc = open_stream(Stream(flow_node, session_id, key=created["readerKey"]))
-    expect_valid(flow_node, session_id, token=created["token"])
-    phone = open_stream(PhoneStream(flow_node, session_id))
     cancel(flow_node, session_id, f"tandem_reader_{session_id}={created['readerKey']}", reason="not-my-phone")
-    assert pc.wait_for(lambda events: "cancelled" in names(events), EVENT_WAIT), pc.describe()
-    assert phone.wait_for(lambda events: "cancelled" in names(events), EVENT_WAIT), phone.describe()
+    wait_event(pc, "cancelled")
+    wait_event(phone, "cancelled")
     pc.close()
     phone.close()
     assert seen.check(pc, "PcStreamEvent")[-1].json() == {"reason": "phone-rejected"}
@@ -302,17 +309,14 @@ def test_not_my_phone_sends_documented_events(flow_node: Node, seen: Seen) -> No
 def test_devices_leaving_and_returning_send_documented_events(flow_node: Node, seen: Seen) -> None:
     """The phone's channel gone past the grace and back (`phone-left`, `phone-returned` to the PC); then the PC gone
     past the grace (`pc-left` to the phone)."""
-    created = create_session(flow_node)
+    created, pc, phone = paired(flow_node)
     session_id = created["sessionId"]
-    pc = open_stream(Stream(flow_node, session_id, key=created["readerKey"]))
-    expect_valid(flow_node, session_id, token=created["token"])
-    phone = open_stream(PhoneStream(flow_node, session_id))
     phone.close()
-    assert pc.wait_for(lambda events: "phone-left" in names(events), GRACE_SECONDS + EVENT_WAIT), pc.describe()
+    wait_event(pc, "phone-left", GRACE_SECONDS + EVENT_WAIT)
     phone_back = open_stream(PhoneStream(flow_node, session_id, last_event_id=phone.snapshot()[-1].id))
-    assert pc.wait_for(lambda events: "phone-returned" in names(events), EVENT_WAIT), pc.describe()
+    wait_event(pc, "phone-returned")
     pc.close()
-    assert phone_back.wait_for(lambda events: "pc-left" in names(events), GRACE_SECONDS + EVENT_WAIT), phone_back.describe()
+    wait_event(phone_back, "pc-left", GRACE_SECONDS + EVENT_WAIT)
     phone_back.close()
     seen.check(phone, "PhoneStreamEvent")
     assert names(seen.check(pc, "PcStreamEvent")) == ["message", "connected", "phone-left", "phone-returned"]
@@ -320,11 +324,7 @@ def test_devices_leaving_and_returning_send_documented_events(flow_node: Node, s
 
 
 def test_the_phone_is_told_when_the_session_expires(flow_node: Node, seen: Seen) -> None:
-    created = create_session(flow_node)
-    session_id = created["sessionId"]
-    pc = open_stream(Stream(flow_node, session_id, key=created["readerKey"]))
-    expect_valid(flow_node, session_id, token=created["token"])
-    phone = open_stream(PhoneStream(flow_node, session_id))
+    _, pc, phone = paired(flow_node)
     assert phone.wait_ended(TTL_SECONDS + EVENT_WAIT), phone.describe()
     pc.close()
     seen.check(pc, "PcStreamEvent")
@@ -333,12 +333,13 @@ def test_the_phone_is_told_when_the_session_expires(flow_node: Node, seen: Seen)
 
 def test_every_documented_event_was_seen(seen: Seen) -> None:
     """Runs after the flows above (pytest keeps a file's order): the document names no event the node never sends.
-    The PC's `expired` is sent only when the store loses a session before its TTL (a Redis restarted empty), which
-    this in-memory node cannot do: test_browser_redis_lost.py covers it."""
+    The PC's `expired` comes when the node finds the store no longer has a session its stream holds: a Redis
+    restarted empty (test_browser_redis_lost.py), or at the TTL when the node's presence round runs before the
+    stream's own end, as it may in the expiry flow above; so it may be seen here, and need not be."""
     if not any(seen.names.values()):
         pytest.skip("the flows above did not run")
-    not_provoked = {"PcStreamEvent": {"expired"}, "PhoneStreamEvent": set()}
+    maybe = {"PcStreamEvent": {"expired"}, "PhoneStreamEvent": set()}
     for schema_name, got in seen.names.items():
         documented = set(stream_branches(schema_name))
         assert got <= documented
-        assert documented - not_provoked[schema_name] == got, f"{schema_name}: never seen {documented - got - not_provoked[schema_name]}"
+        assert documented - maybe[schema_name] <= got, f"{schema_name}: never seen {documented - got - maybe[schema_name]}"
