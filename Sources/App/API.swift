@@ -43,7 +43,7 @@ struct API: Sendable {
         router.on(.GET, "/metrics", handling { try await $0.metricsText($1, logger: $2) })
         router.metrics = metrics.factory
         if let staticFiles {
-            router.fallback { request, _ in
+            router.fallback(serving: { staticFiles.serves(path: $0) }) { request, _ in
                 guard var page = staticFiles.response(for: request) else {
                     return APIError.notFound.response(for: request, defaultLanguage: language)
                 }

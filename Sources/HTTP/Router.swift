@@ -25,6 +25,8 @@ public struct Router: HTTPResponder {
 
     private var routes: [String: [String: Handler]] = [:]  // path → method → handler
     private var fallback: Handler?
+    /// Which paths the fallback serves (for 405 instead of 404 on them).
+    private var fallbackServes: @Sendable (Substring) -> Bool = { _ in false }
     private var notFound: @Sendable (Request) -> Response
     private var methodNotAllowed: @Sendable (Request, [HTTPMethod]) -> Response
     private var internalError: @Sendable (Request) -> Response
@@ -66,8 +68,17 @@ public struct Router: HTTPResponder {
     }
 
     /// Serves `GET`/`HEAD` requests that no route matched (static files); it throws or returns 404 when it has nothing.
-    public mutating func fallback(_ handler: @escaping Handler) {
+    /// `serves` says which paths it has: another method on one of them is answered 405 with `Allow: GET, HEAD`, as on
+    /// a route, rather than 404 (the resource exists; RFC 9110 §15.5.6).
+    public mutating func fallback(serving serves: @escaping @Sendable (Substring) -> Bool = { _ in false }, _ handler: @escaping Handler) {
         fallback = handler
+        fallbackServes = serves
+    }
+
+    /// Every route: its path and its methods (`HEAD` is implied by `GET`), sorted; the fallback's paths are not listed.
+    /// For tests that hold the API's description to the routes.
+    public var routeTable: [(path: String, methods: [String])] {
+        routes.map { (path: $0.key, methods: $0.value.keys.sorted()) }.sorted { $0.path < $1.path }
     }
 
     public func respond(to request: Request, logger: Logger) async -> Response {
@@ -96,6 +107,18 @@ public struct Router: HTTPResponder {
         return response
     }
 
+    /// The 405 of a path whose methods are `methods`, with `Allow` (plus `HEAD` where there is `GET`).
+    private func notAllowed(_ methods: [String]) -> Handler {
+        let allowed = methods.map { HTTPMethod(rawValue: $0) }
+        let allow = (methods.contains("GET") ? methods + ["HEAD"] : methods).joined(separator: ", ")
+        let methodNotAllowed = self.methodNotAllowed
+        return { request, _ in
+            var response = methodNotAllowed(request, allowed)
+            response.headers.replaceOrAdd(name: "Allow", value: allow)
+            return response
+        }
+    }
+
     /// The route template (for metrics) and the handler for a request.
     private func match(_ request: Request) -> (String, Handler) {
         let method = request.method == .HEAD ? .GET : request.method
@@ -104,17 +127,11 @@ public struct Router: HTTPResponder {
             if let handler = methods[method.rawValue] {
                 return (path, handler)
             }
-            let allowed = methods.keys.sorted().map { HTTPMethod(rawValue: $0) }
-            let allow = (methods["GET"] != nil ? methods.keys.sorted() + ["HEAD"] : methods.keys.sorted()).joined(separator: ", ")
-            let methodNotAllowed = self.methodNotAllowed
-            return (path, { request, _ in
-                var response = methodNotAllowed(request, allowed)
-                response.headers.replaceOrAdd(name: "Allow", value: allow)
-                return response
-            })
+            return (path, notAllowed(methods.keys.sorted()))
         }
-        if method == .GET, let fallback {
-            return ("static", fallback)
+        if let fallback {
+            if method == .GET { return ("static", fallback) }
+            if fallbackServes(request.path) { return ("static", notAllowed(["GET"])) }
         }
         let notFound = self.notFound
         return ("unmatched", { request, _ in notFound(request) })

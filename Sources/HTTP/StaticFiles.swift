@@ -51,13 +51,7 @@ public struct StaticFiles: Sendable {
     /// The response for `request`'s path: the file, `index.html` for a folder, 304 when `If-None-Match` matches,
     /// or nil when there is no such file.
     public func response(for request: Request) -> Response? {
-        var path = String(request.path)
-        guard let decoded = PercentDecoding.decode(request.path.replacing("+", with: "%2B")[...]) else { return nil }
-        path = decoded
-        // Keys are exact relative paths, so `..` can never reach outside the folder; refusing it keeps that obvious.
-        if path.split(separator: "/").contains("..") { return nil }
-        if path.hasSuffix("/") { path += "index.html" }
-        guard let file = files[path] ?? files[path + "/index.html"] else { return nil }
+        guard let file = file(at: request.path) else { return nil }
         var headers: HTTPHeaders = [
             "ETag": file.etag,
             "Cache-Control": "no-cache",
@@ -73,6 +67,19 @@ public struct StaticFiles: Sendable {
 
     /// The number of files loaded.
     public var count: Int { files.count }
+
+    /// Whether a `GET` of `path` (as a request names it, before percent-decoding) finds a file: the router answers
+    /// other methods on it with 405 instead of 404.
+    public func serves(path: Substring) -> Bool { file(at: path) != nil }
+
+    /// The file a request's path names: the file itself, or a folder's `index.html`.
+    private func file(at requestPath: Substring) -> File? {
+        guard var path = PercentDecoding.decode(requestPath.replacing("+", with: "%2B")[...]) else { return nil }
+        // Keys are exact relative paths, so `..` can never reach outside the folder; refusing it keeps that obvious.
+        if path.split(separator: "/").contains("..") { return nil }
+        if path.hasSuffix("/") { path += "index.html" }
+        return files[path] ?? files[path + "/index.html"]
+    }
 
     static func contentType(forPath path: String) -> String {
         let ext = path.split(separator: ".").last.map { $0.lowercased() } ?? ""
@@ -91,6 +98,8 @@ public struct StaticFiles: Sendable {
         case "woff2": return "font/woff2"
         case "woff": return "font/woff"
         case "txt": return "text/plain; charset=utf-8"
+        // RFC 9512's media type; the OpenAPI document is the one YAML file.
+        case "yaml", "yml": return "application/yaml"
         default: return "application/octet-stream"
         }
     }
