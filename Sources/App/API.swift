@@ -38,6 +38,7 @@ struct API: Sendable {
         router.on(.GET, "/api/qr", handling { try await $0.qrCode($1, logger: $2) })
         router.on(.GET, "/api/pairing", handling { try await $0.pairing($1, logger: $2) })
         router.on(.GET, "/api/phone/events", handling { try await $0.phoneEvents($1, logger: $2) })
+        router.on(.GET, "/api/form", handling { try await $0.form($1, logger: $2) })
         router.on(.GET, "/healthz", handling { try await $0.health($1, logger: $2) })
         router.on(.GET, "/readyz", handling { try await $0.readiness($1, logger: $2) })
         router.on(.GET, "/metrics", handling { try await $0.metricsText($1, logger: $2) })

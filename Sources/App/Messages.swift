@@ -40,6 +40,19 @@ enum Message: Sendable {
     case qrStale
     case phoneKeyRequired
     case cancelReasonInvalid
+    // A configured form's fields (`form.fields`), named by their labels.
+    case fieldRequired(FormSchema.Labels)
+    case fieldTooLong(FormSchema.Labels, maximum: Int)
+    case fieldNotText(FormSchema.Labels)
+    case fieldNotBoolean(FormSchema.Labels)
+    case fieldMustBeChecked(FormSchema.Labels)
+    case fieldNotAnOption(FormSchema.Labels)
+    case fieldInvalidEmail(FormSchema.Labels)
+    case fieldNotANumber(FormSchema.Labels)
+    case fieldInvalidPhone(FormSchema.Labels)
+    case fieldCharacterTooComplex(FormSchema.Labels)
+    case fieldPatternMismatch(FormSchema.Labels)
+    case fieldUnknown
 
     func text(in language: Language) -> String {
         switch language {
@@ -71,6 +84,18 @@ enum Message: Sendable {
         case .qrStale: "このQRコードは古くなっています。PCに表示されている最新のQRコードを読み取ってください。"
         case .phoneKeyRequired: "このセッションに接続した端末からのみ利用できます。"
         case .cancelReasonInvalid: "reason には not-my-phone だけを指定できます"
+        case .fieldRequired(let label): "「\(label.japanese)」を入力してください"
+        case .fieldTooLong(let label, let maximum): "「\(label.japanese)」は\(maximum)文字以内で入力してください"
+        case .fieldNotText(let label): "「\(label.japanese)」は文字列で入力してください"
+        case .fieldNotBoolean(let label): "「\(label.japanese)」は true か false で指定してください"
+        case .fieldMustBeChecked(let label): "「\(label.japanese)」にチェックを入れてください"
+        case .fieldNotAnOption(let label): "「\(label.japanese)」は選択肢から選んでください"
+        case .fieldInvalidEmail(let label): "「\(label.japanese)」はメールアドレスの形式で入力してください"
+        case .fieldNotANumber(let label): "「\(label.japanese)」は数値で入力してください"
+        case .fieldInvalidPhone(let label): "「\(label.japanese)」は電話番号の形式で入力してください"
+        case .fieldCharacterTooComplex(let label): "「\(label.japanese)」に、記号や結合文字を重ねすぎた文字が含まれています"
+        case .fieldPatternMismatch(let label): "「\(label.japanese)」の形式が正しくありません"
+        case .fieldUnknown: "このフォームにない項目です"
         case .alreadySubmitted: "このセッションは既に送信済みです"
         case .malformedJSON: "リクエストの形式が正しくありません（JSONとして読み取れません）"
         case .bodyNotObject: "リクエスト本文はJSONオブジェクトで送信してください"
@@ -116,6 +141,18 @@ enum Message: Sendable {
         case .qrStale: "This QR code is out of date. Scan the code the PC shows now."
         case .phoneKeyRequired: "Only the device that opened this session from its QR code can use this."
         case .cancelReasonInvalid: "The only reason accepted is not-my-phone."
+        case .fieldRequired(let label): "Please enter \(label.english)."
+        case .fieldTooLong(let label, let maximum): "\(label.english) must be at most \(maximum) characters."
+        case .fieldNotText(let label): "\(label.english) must be text."
+        case .fieldNotBoolean(let label): "\(label.english) must be true or false."
+        case .fieldMustBeChecked(let label): "Please check \(label.english)."
+        case .fieldNotAnOption(let label): "Please choose \(label.english) from the list."
+        case .fieldInvalidEmail(let label): "\(label.english) must be an e-mail address."
+        case .fieldNotANumber(let label): "\(label.english) must be a number."
+        case .fieldInvalidPhone(let label): "\(label.english) must be a phone number."
+        case .fieldCharacterTooComplex(let label): "\(label.english) contains a character built from too many marks or symbols."
+        case .fieldPatternMismatch(let label): "\(label.english) is not in the expected format."
+        case .fieldUnknown: "This form has no such field."
         case .alreadySubmitted: "This session has already been submitted."
         case .malformedJSON: "The request body is not valid JSON."
         case .bodyNotObject: "The request body must be a JSON object."

@@ -10,7 +10,7 @@ extension ServerSentEvent {
             switch stored.event {
             case .connected(let code?): JSONValue.objectText(["code": .string(code)])
             case .connected(nil), .inputStarted, .phoneLeft, .phoneReturned: "{}"
-            case .complete(let submission): JSONValue.objectText(["name": .string(submission.name), "phone": .string(submission.phone)])
+            case .complete(let submission): submission.eventData
             case .cancelled(let reason): JSONValue.objectText(["reason": .string(reason.rawValue)])
             }
         self.init(event: stored.event.name, id: String(stored.id), data: data)
@@ -44,8 +44,8 @@ extension ServerSentEvent {
     static func resync(_ record: SessionRecord, for audience: PresenceSide = .pc) -> ServerSentEvent {
         var data: [String: JSONValue] = ["status": .string(record.status.rawValue)]
         if let submission = record.submission, audience == .pc {
-            data["name"] = .string(submission.name)
-            data["phone"] = .string(submission.phone)
+            // The form's field names are never those of the event's own members (FormSchema.reservedNames).
+            for field in submission.fields { data[field.name] = field.value.json }
         }
         if let code = record.pairingCode { data[audience == .pc ? "code" : "pairingCode"] = .string(code) }
         if let reason = record.cancelReason { data["reason"] = .string(reason.rawValue) }
@@ -82,5 +82,23 @@ extension ServerSentEvent {
                 ])
             }
         return ServerSentEvent(id: String(resumePoint), data: data)
+    }
+}
+
+extension Submission {
+    /// The `complete` event's data: `{"name","phone"}` for the article's form, else every field in the form's order
+    /// (text as strings, checkboxes as booleans).
+    var eventData: String {
+        if isArticleForm { return JSONValue.objectText(["name": .string(name), "phone": .string(phone)]) }
+        return JSONValue.objectText(members: fields.map { (key: $0.name, value: $0.value.json) })
+    }
+}
+
+extension Submission.Value {
+    var json: JSONValue {
+        switch self {
+        case .text(let text): .string(text)
+        case .flag(let flag): .bool(flag)
+        }
     }
 }

@@ -28,6 +28,126 @@ enum SubmissionRules {
 
     typealias FieldErrors = [(path: String, code: String, message: Message)]
 
+    /// The submission in `body` for `form`, or every field error found, in the form's order (sessionId first).
+    static func submission(from body: JSONValue, form: FormSchema) -> Result<(SessionID?, Submission), APIError> {
+        guard !form.isArticleForm else { return submission(from: body) }
+        var errors: FieldErrors = []
+        let sessionID = sessionIDField(body["sessionId"], errors: &errors)
+        var fields: [Submission.Field] = []
+        for field in form.fields {
+            if let value = value(of: field, in: body[field.name], errors: &errors) { fields.append(Submission.Field(field.name, value)) }
+        }
+        // A field the form does not have is refused: the PC would show nothing for it, so the phone would lose it.
+        if case .object(let members) = body {
+            for name in members.keys.sorted() where name != "sessionId" && !form.fields.contains(where: { $0.name == name }) {
+                errors.append((name, "field_unknown", .fieldUnknown))
+            }
+        }
+        guard errors.isEmpty else { return .failure(.invalidFields(errors)) }
+        return .success((sessionID, Submission(fields: fields)))
+    }
+
+    /// One configured field's value, checked by its type and rules; nil (with its error, or none for an empty
+    /// optional field, which is left out) otherwise.
+    static func value(of field: FormSchema.Field, in value: JSONValue?, errors: inout FieldErrors) -> Submission.Value? {
+        let path = field.name
+        let label = field.label
+        if field.type == .checkbox {
+            switch value {
+            case nil, .null?, .bool(false)?:
+                if field.required { errors.append((path, "field_must_be_checked", .fieldMustBeChecked(label))) }
+                return field.required ? nil : .flag(false)
+            case .bool(true)?: return .flag(true)
+            default:
+                errors.append((path, "field_not_boolean", .fieldNotBoolean(label)))
+                return nil
+            }
+        }
+        let raw: String
+        switch value {
+        case nil, .null?: raw = ""
+        case .string(let text)?: raw = text
+        case .integer(let number)? where field.type == .number || field.type == .tel: raw = String(number)
+        default:
+            errors.append((path, "field_not_text", .fieldNotText(label)))
+            return nil
+        }
+        var text = normalized(trimmed(field.type == .tel || field.type == .number ? asciiPhoneForms(raw) : raw))
+        if text.isEmpty {
+            if field.required { errors.append((path, "field_required", .fieldRequired(label))) }
+            return nil
+        }
+        // Bounded before any pattern runs: a pattern only ever sees a value of at most maxLength characters.
+        guard text.count <= field.maxLength, text.unicodeScalars.count <= field.maxLength * maximumScalarsPerCharacter else {
+            errors.append((path, "field_too_long", .fieldTooLong(label, maximum: field.maxLength)))
+            return nil
+        }
+        guard firstRefusedScalar(in: text) == nil else {
+            errors.append((path, "field_invalid_characters", .fieldHasControlCharacters))
+            return nil
+        }
+        switch field.type {
+        case .select:
+            guard field.options.contains(where: { $0.value == text }) else {
+                errors.append((path, "field_not_an_option", .fieldNotAnOption(label)))
+                return nil
+            }
+        case .email:
+            text = text.lowercasedDomain
+            guard isEmailAddress(text) else {
+                errors.append((path, "field_invalid_email", .fieldInvalidEmail(label)))
+                return nil
+            }
+        case .number:
+            guard isDecimalNumber(text) else {
+                errors.append((path, "field_not_a_number", .fieldNotANumber(label)))
+                return nil
+            }
+        case .tel:
+            var phoneErrors: FieldErrors = []
+            guard phoneShape(text, path: path, errors: &phoneErrors) else {
+                errors.append((path, "field_invalid_phone", .fieldInvalidPhone(label)))
+                return nil
+            }
+        case .text, .checkbox:
+            if text.contains(where: { $0.unicodeScalars.count > maximumScalarsPerCharacter }) {
+                errors.append((path, "field_character_too_complex", .fieldCharacterTooComplex(label)))
+                return nil
+            }
+        }
+        if let pattern = field.compiled, !pattern.matches(text) {
+            errors.append((path, "field_pattern_mismatch", .fieldPatternMismatch(label)))
+            return nil
+        }
+        return .text(text)
+    }
+
+    /// An e-mail address as forms check one (the WHATWG `type=email` rule): a local part of the allowed ASCII
+    /// characters, `@`, and dot-separated labels of letters, digits and hyphens; at most 254 bytes.
+    static func isEmailAddress(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count <= 254, let at = bytes.firstIndex(of: UInt8(ascii: "@")), at > 0, at < bytes.count - 1 else { return false }
+        let local = bytes[..<at]
+        let domain = bytes[(at + 1)...]
+        let localAllowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!#$%&'*+/=?^_`{|}~-".utf8)
+        guard local.count <= 64, local.allSatisfy({ localAllowed.contains($0) }) else { return false }
+        let labels = domain.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        return labels.allSatisfy { label in
+            (1...63).contains(label.count) && label.first != UInt8(ascii: "-") && label.last != UInt8(ascii: "-")
+                && label.allSatisfy { ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }
+        }
+    }
+
+    /// A decimal number as people type one: an optional sign, digits, an optional fraction (ASCII, after
+    /// ``asciiPhoneForms`` turned full-width digits into ASCII).
+    static func isDecimalNumber(_ text: String) -> Bool {
+        var bytes = Array(text.utf8)[...]
+        if bytes.first == UInt8(ascii: "-") || bytes.first == UInt8(ascii: "+") { bytes = bytes.dropFirst() }
+        let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count) else { return false }
+        return parts.allSatisfy { !$0.isEmpty && $0.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } }
+    }
+
     /// The submission in `body`, or every field error found, in the seed's order (sessionId, name, phone).
     static func submission(from body: JSONValue) -> Result<(SessionID?, Submission), APIError> {
         var errors: FieldErrors = []
@@ -76,8 +196,14 @@ enum SubmissionRules {
         guard let raw = text(of: value, path: "phone", notText: .phoneNotText, errors: &errors) else { return nil }
         let phone = trimmed(asciiPhoneForms(raw))
         guard checkLength(phone, path: "phone", maximum: maximumPhoneLength, messages: (.phoneRequired, .phoneTooLong), errors: &errors),
-            checkCharacters(phone, path: "phone", errors: &errors)
+            checkCharacters(phone, path: "phone", errors: &errors), phoneShape(phone, path: "phone", errors: &errors)
         else { return nil }
+        return phone
+    }
+
+    /// Whether `phone` (ASCII forms, trimmed) is digits with an optional leading `+` and the separators; its error
+    /// otherwise.
+    static func phoneShape(_ phone: String, path: String, errors: inout FieldErrors) -> Bool {
         var digits = 0
         // At most one pair of parentheses, in order, around an area code: `(03) 1234-5678`, not `((((12`.
         var opened = 0
@@ -90,19 +216,19 @@ enum SubmissionRules {
             case UInt8(ascii: ")") where opened == 1 && closed == 0: closed = 1
             case UInt8(ascii: " "), UInt8(ascii: "-"), UInt8(ascii: "."): continue
             default:
-                errors.append(("phone", "phone_invalid_format", .phoneInvalidFormat))
-                return nil
+                errors.append((path, "phone_invalid_format", .phoneInvalidFormat))
+                return false
             }
         }
         guard opened == closed else {
-            errors.append(("phone", "phone_invalid_format", .phoneInvalidFormat))
-            return nil
+            errors.append((path, "phone_invalid_format", .phoneInvalidFormat))
+            return false
         }
         guard digits >= minimumPhoneDigits else {
-            errors.append(("phone", "phone_too_few_digits", .phoneTooFewDigits))
-            return nil
+            errors.append((path, "phone_too_few_digits", .phoneTooFewDigits))
+            return false
         }
-        return phone
+        return true
     }
 
     /// The text of a field: strings as they are, numbers by their text (express-validator, which the seed used,
@@ -225,5 +351,13 @@ enum SubmissionRules {
             }
         }
         return String(result)
+    }
+}
+
+extension String {
+    /// An e-mail address with its domain in lower case (domains are case-insensitive; the local part may not be).
+    fileprivate var lowercasedDomain: String {
+        guard let at = lastIndex(of: "@") else { return self }
+        return String(self[..<at]) + self[at...].lowercased()
     }
 }

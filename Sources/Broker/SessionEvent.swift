@@ -1,3 +1,5 @@
+import JSON
+
 /// What the phone did, as the PC sees it. Names are the seed's SSE event names.
 public enum SessionEvent: Sendable, Equatable {
     /// The phone opened the session (validated it), with the pairing code both screens show once a phone claimed
@@ -94,12 +96,112 @@ public enum CancelReason: String, Sendable, Equatable, CaseIterable {
 
 /// The form the phone submits.
 public struct Submission: Sendable, Equatable, Codable {
-    public var name: String
-    public var phone: String
+    /// One submitted field: its name in the form, and what the phone sent (text, or a checkbox's state).
+    public struct Field: Sendable, Equatable, Codable {
+        public var name: String
+        public var value: Value
 
+        public init(_ name: String, _ value: Value) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public enum Value: Sendable, Equatable, Codable {
+        case text(String)
+        case flag(Bool)
+    }
+
+    /// The fields in the form's order.
+    public var fields: [Field]
+
+    public init(fields: [Field]) {
+        self.fields = fields
+    }
+
+    /// The article's form: a name and a phone number.
     public init(name: String, phone: String) {
-        self.name = name
-        self.phone = phone
+        fields = [Field("name", .text(name)), Field("phone", .text(phone))]
+    }
+
+    /// The text of field `name`, or nil when there is none (or it is a checkbox).
+    public func text(of name: String) -> String? {
+        for field in fields where field.name == name {
+            if case .text(let text) = field.value { return text }
+        }
+        return nil
+    }
+
+    /// The article's `name` and `phone` ("" for a form without them).
+    public var name: String { text(of: "name") ?? "" }
+    public var phone: String { text(of: "phone") ?? "" }
+
+    /// Whether this is the article's form, exactly: a name and a phone, in that order. Such a submission is stored and
+    /// sent as the article's pages expect (`{"name","phone"}`); any other form as its fields in order.
+    public var isArticleForm: Bool {
+        fields.count == 2 && fields[0].name == "name" && fields[1].name == "phone" && text(of: "name") != nil && text(of: "phone") != nil
+    }
+
+    /// The fields as one compact JSON object, in order: how Redis stores a form other than the article's.
+    public var formText: String {
+        var text = "{"
+        for (index, field) in fields.enumerated() {
+            if index > 0 { text += "," }
+            text += Self.quoted(field.name) + ":"
+            switch field.value {
+            case .text(let value): text += Self.quoted(value)
+            case .flag(let value): text += value ? "true" : "false"
+            }
+        }
+        return text + "}"
+    }
+
+    /// Bounds on a stored form that comes back from Redis: what `formText` of a form the server accepted can hold.
+    public static let maximumFields = 32
+    public static let maximumFieldNameBytes = 32
+
+    /// The submission a `formText` holds, or nil when it is not a flat object of strings and booleans with distinct,
+    /// short, non-empty keys (Redis data is hostile until checked).
+    public init?(formText text: String) {
+        var reader = FlatJSONReader(Array(text.utf8))
+        guard reader.beginObject() else { return nil }
+        var fields: [Field] = []
+        while let key = reader.nextKey() {
+            guard !key.isEmpty, key.utf8.count <= Self.maximumFieldNameBytes, fields.count < Self.maximumFields,
+                !fields.contains(where: { $0.name == key })
+            else { return nil }
+            if let flag = reader.boolean() {
+                fields.append(Field(key, .flag(flag)))
+            } else if let value = reader.string() {
+                fields.append(Field(key, .text(value)))
+            } else {
+                return nil
+            }
+        }
+        guard reader.endedCleanly, !fields.isEmpty else { return nil }
+        self.fields = fields
+    }
+
+    /// A JSON string literal (RFC 8259 escapes; what the readers here accept back).
+    private static func quoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    let hex = String(scalar.value, radix: 16)
+                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result + "\""
     }
 }
 

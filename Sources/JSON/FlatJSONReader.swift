@@ -51,6 +51,16 @@ package struct FlatJSONReader {
         return text ?? fail()
     }
 
+    /// A `true` or `false` here, or nil (nothing consumed) when the value is something else.
+    package mutating func boolean() -> Bool? {
+        guard !failed, index < bytes.count else { return nil }
+        switch bytes[index] {
+        case UInt8(ascii: "t"): return literal("true") ? true : nil
+        case UInt8(ascii: "f"): return literal("false") ? false : nil
+        default: return nil
+        }
+    }
+
     package mutating func unsignedInteger() -> UInt64? {
         var value: UInt64 = 0
         var digits = 0

@@ -76,6 +76,11 @@ extension JSONValue {
     /// their keys (every event's data), which then build no dictionary and sort nothing. Give them sorted, so the text
     /// is the one ``compactText`` of the same object gives.
     public static func objectText(_ members: KeyValuePairs<String, JSONValue>) -> String {
+        objectText(members: members)
+    }
+
+    /// ``objectText(_:)`` for members known only at run time (a configured form's fields), in their order.
+    public static func objectText<Members: Sequence>(members: Members) -> String where Members.Element == (key: String, value: JSONValue) {
         var buffer = ByteBufferAllocator().buffer(capacity: 128)
         buffer.writeInteger(UInt8(ascii: "{"))
         for (index, member) in members.enumerated() {

@@ -19,6 +19,8 @@ struct ConfigurationError: Error, CustomStringConvertible, Equatable {
 /// value came from.
 struct ConfigurationReader {
     private let file: [String: JSONValue]
+    /// The file's text, to say on which line a structured setting (`form.fields`) is wrong.
+    private let fileText: ArraySlice<UInt8>
     private let fileName: String
     private let environment: [String: String]
     private let overrides: [String: String]
@@ -32,11 +34,13 @@ struct ConfigurationReader {
         self.fileName = fileName
         guard let fileContents else {
             self.file = [:]
+            self.fileText = []
             return
         }
         // The one strict JSON parser: a key written twice is refused, not resolved by guessing. A UTF-8 byte order mark
         // (editors on Windows write one) is not part of the JSON: skipped.
         let text = fileContents.starts(with: [0xEF, 0xBB, 0xBF]) ? fileContents.dropFirst(3) : fileContents[...]
+        self.fileText = text
         let root: JSONValue
         do throws(JSONParser.Failure) {
             root = try JSONValue.parse(text)
@@ -119,6 +123,60 @@ struct ConfigurationReader {
         let names = Choice.allCases.map(\.rawValue)
         let name = try choice(key, default: defaultValue.rawValue, from: names)
         return Choice(rawValue: name) ?? defaultValue
+    }
+
+    /// A setting whose value is JSON (an array or object): from the file as written, or from the environment or the
+    /// command line as JSON text. Nil when not given.
+    mutating func json(_ key: String) throws(ConfigurationError) -> JSONValue? {
+        let (raw, origin) = lookUp(key)
+        switch raw {
+        case nil: return nil
+        case .json(let value)?: return value
+        case .text(let text)?:
+            do throws(JSONParser.Failure) {
+                return try JSONValue.parse(Array(text.utf8))
+            } catch {
+                throw invalid(key, origin: origin, raw: raw, expected: "JSON (it stops at character \(error.offset + 1))")
+            }
+        }
+    }
+
+    /// What is wrong with a structured setting, and where: the line of the file where the named entry (`"name":
+    /// "<entryName>"`) is written when it comes from the file and can be found there, else the setting alone.
+    func invalid(_ key: String, problem: String, entryName: String?) -> ConfigurationError {
+        let source =
+            switch origin(of: key) {
+            case .environment: "environment variable \(Self.environmentName(for: key))"
+            case .commandLine: "command-line option for \"\(key)\""
+            case .file: "\(fileName) key \"\(key)\""
+            case .defaultValue: "default of \"\(key)\""
+            }
+        var place = ""
+        if origin(of: key) == .file, let entryName, let offset = Self.offset(ofNameEntry: entryName, in: fileText) {
+            place = " (line \(Self.lineAndColumn(of: offset, in: fileText).line))"
+        }
+        return ConfigurationError(description: "\(source)\(place): \(problem)")
+    }
+
+    /// Where `"name": "<entryName>"` is written (whitespace allowed around the colon), or nil.
+    static func offset(ofNameEntry entryName: String, in text: ArraySlice<UInt8>) -> Int? {
+        let key = Array(#""name""#.utf8)
+        let value = Array(("\"" + entryName + "\"").utf8)
+        let bytes = Array(text)
+        var index = 0
+        while index + key.count <= bytes.count {
+            if bytes[index..<(index + key.count)].elementsEqual(key) {
+                var cursor = index + key.count
+                while cursor < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[cursor]) { cursor += 1 }
+                if cursor < bytes.count, bytes[cursor] == UInt8(ascii: ":") {
+                    cursor += 1
+                    while cursor < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[cursor]) { cursor += 1 }
+                    if cursor + value.count <= bytes.count, bytes[cursor..<(cursor + value.count)].elementsEqual(value) { return index }
+                }
+            }
+            index += 1
+        }
+        return nil
     }
 
     /// Throws for keys in the file that no setting read: a typo there should not be silently ignored.

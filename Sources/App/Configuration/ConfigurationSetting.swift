@@ -64,4 +64,23 @@ struct ConfigurationSetting {
             shown: { $0[keyPath: property].rawValue },
             isEqual: { $0[keyPath: property] == $1[keyPath: property] })
     }
+
+    /// The phone's form (`form.fields`, a JSON array of fields): refused with the field that is wrong and, from the
+    /// file, its line.
+    static func form(_ key: String, _ property: WritableKeyPath<TandemConfiguration, FormSchema>) -> Self {
+        Self(
+            key: key,
+            read: { reader, configuration throws(ConfigurationError) in
+                switch FormSchema.parse(try reader.json(key)) {
+                case .success(let form): configuration[keyPath: property] = form
+                case .failure(let error): throw reader.invalid(key, problem: error.description, entryName: error.field?.name)
+                }
+            },
+            check: { _, _ in },
+            shown: { configuration in
+                let form = configuration[keyPath: property]
+                return form.isArticleForm ? "the article's (name, phone)" : form.fields.map { "\($0.name) (\($0.type.rawValue))" }.joined(separator: ", ")
+            },
+            isEqual: { $0[keyPath: property] == $1[keyPath: property] })
+    }
 }

@@ -43,6 +43,8 @@ struct TandemConfiguration: Sendable, Equatable {
     var pairingGraceSeconds = 0
     /// How often the QR code of a server-made session changes; a code is good for twice this (see docs/protocol.md).
     var qrRotateSeconds = 30
+    /// The phone's form (`form.fields`); the article's name and phone by default.
+    var form = FormSchema.article
     var heartbeatSeconds = 30
     /// The `retry:` hint sent at the start of every stream: how long a browser waits before reconnecting.
     var retryMilliseconds = 2000
@@ -142,6 +144,7 @@ struct TandemConfiguration: Sendable, Equatable {
                 return "0 (automatic) or at least sse.retryMilliseconds + 1 s (\(retry / 1000 + 1) s)"
             }),
             .integer("pairing.qrRotateSeconds", \.qrRotateSeconds, in: 5...3600),
+            .form("form.fields", \.form),
             .integer("heartbeatSeconds", \.heartbeatSeconds, in: 1...3600),
             .integer("sse.retryMilliseconds", \.retryMilliseconds, in: 0...600_000),
             .integer("sse.bufferedEvents", \.bufferedEvents, in: 1...10_000),

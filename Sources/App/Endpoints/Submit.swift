@@ -18,7 +18,7 @@ extension API {
     @Sendable func submit(_ request: Request, logger: Logger) async throws -> Response {
         let key = try Self.idempotencyKey(of: request)
         let body = try jsonObject(of: request)
-        let (sessionID, submission) = try SubmissionRules.submission(from: body).get()
+        let (sessionID, submission) = try SubmissionRules.submission(from: body, form: configuration.form).get()
         guard let id = sessionID else { throw APIError.missingSessionID(.action) }
         let (outcome, claim) = try await publishPhoneStep(.complete(submission), to: id, request: request, mayClaim: !id.isServerMade, idempotencyKey: key)
         switch outcome {

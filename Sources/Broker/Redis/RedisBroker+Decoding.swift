@@ -17,6 +17,7 @@ enum RedisLogEntry {
         var id: UInt64?
         var name: String?
         var phone: String?
+        var form: Submission?
         var eventName: String?
         var publishedAt: Int64?
         // The keys read so far, one bit each (a Set of strings cost an allocation per entry).
@@ -36,6 +37,7 @@ enum RedisLogEntry {
                 case "t": 16
                 case "reason": 32
                 case "code": 64
+                case "form": 128
                 default: 0
                 }
             guard seen & bit == 0 else { return nil }
@@ -50,6 +52,10 @@ enum RedisLogEntry {
                 guard let text = reader.string(), let value = Int64(text), validPublishTimes.contains(value) else { return nil }
                 publishedAt = value
             case "reason": reason = reader.string().flatMap(CancelReason.init(rawValue:))
+            // A configured form, as the publish script stored it (JSON text in a string).
+            case "form":
+                guard let text = reader.string(), let submitted = Submission(formText: text) else { return nil }
+                form = submitted
             case "code":
                 guard let code = reader.string(), SessionRecord.isPairingCode(code) else { return nil }
                 pairingCode = code
@@ -64,7 +70,14 @@ enum RedisLogEntry {
         case "phone-left": event = .phoneLeft
         case "phone-returned": event = .phoneReturned
         case "input-started": event = .inputStarted
-        case "complete": event = .complete(Submission(name: name ?? "", phone: phone ?? ""))
+        case "complete":
+            // One form or the other: an entry with both was not written by Tandem.
+            if let form {
+                guard name == nil, phone == nil else { return nil }
+                event = .complete(form)
+            } else {
+                event = .complete(Submission(name: name ?? "", phone: phone ?? ""))
+            }
         case "cancelled":
             guard let reason else { return nil }
             event = .cancelled(reason)
@@ -84,7 +97,7 @@ extension SessionRecord {
         // of every field is built (that was a tenth of a Redis flow's decoding). A field name given twice is refused,
         // whatever the field: two writers disagree.
         var createdAtText, expiresAtText, statusText, lastEventIDText: String?
-        var name, phone, readerKey, phoneKey, pairingCode, phoneAway, cancelReasonText: String?
+        var name, phone, form, readerKey, phoneKey, pairingCode, phoneAway, cancelReasonText: String?
         var idempotencyKeys: [SessionStatus: String] = [:]
         var otherFields: [String] = []
         func keep(_ value: String, in slot: inout String?) -> Bool {
@@ -104,6 +117,7 @@ extension SessionRecord {
             case "lastEventID": kept = keep(value, in: &lastEventIDText)
             case "name": kept = keep(value, in: &name)
             case "phone": kept = keep(value, in: &phone)
+            case "form": kept = keep(value, in: &form)
             case "readerKey": kept = keep(value, in: &readerKey)
             case "phoneKey": kept = keep(value, in: &phoneKey)
             case "pairingCode": kept = keep(value, in: &pairingCode)
@@ -127,9 +141,12 @@ extension SessionRecord {
             let lastEventID = lastEventIDText.flatMap({ EventID($0) }), lastEventID <= StoredEvent.validIDs.upperBound
         else { return nil }
         var submission: Submission?
-        switch (name, phone) {
-        case (let name?, let phone?): submission = Submission(name: name, phone: phone)
-        case (nil, nil): break
+        switch (name, phone, form) {
+        case (let name?, let phone?, nil): submission = Submission(name: name, phone: phone)
+        case (nil, nil, let form?):
+            guard let submitted = Submission(formText: form) else { return nil }
+            submission = submitted
+        case (nil, nil, nil): break
         default: return nil
         }
         // The claim: a key as Tandem makes them, a code of four digits, both or neither.

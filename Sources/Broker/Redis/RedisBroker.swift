@@ -450,12 +450,18 @@ public final class RedisBroker: Broker {
     public func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome {
         var name = ""
         var phoneNumber = ""
+        var form = ""
         var reason = ""
         let target: SessionStatus
         switch event {
         case .complete(let submission):
-            name = submission.name
-            phoneNumber = submission.phone
+            // The article's form keeps its two hash fields and entry keys; any other form is stored as its text.
+            if submission.isArticleForm {
+                name = submission.name
+                phoneNumber = submission.phone
+            } else {
+                form = submission.formText
+            }
             target = .completed
         case .cancelled(let why):
             reason = why.rawValue
@@ -482,7 +488,7 @@ public final class RedisBroker: Broker {
         let (reply, acknowledged) = try await runScript(\.publish, keys: keys, arguments: [
             target.rawValue, event.name, RedisKeys.channel(id), name, phoneNumber, String(TimeSource.wallMicroseconds()), reason,
             idempotencyKey ?? "", phone.map { $0.presentedKey ?? "-" } ?? "", phone?.pairingCode ?? "", phone?.mayClaim == true ? "1" : "0",
-            phone?.newKey ?? "",
+            phone?.newKey ?? "", form,
         ], then: wait)
         let outcome = try outcome(of: reply, for: id, what: "publish")
         if case .published = outcome, let acknowledged, (acknowledged.integer ?? 0) < waitReplicas {

@@ -94,7 +94,8 @@ enum RedisScripts {
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the PC's presence. ARGV: target status, event name,
     /// channel, name, phone, publish time, cancel reason, idempotency key or "" (stored as `idem:<status>`), the phone
     /// key presented ("-" for none; "" for no claim check), pairing code, "1" when the step may claim an unclaimed
-    /// session, the new key a claim is made with.
+    /// session, the new key a claim is made with, a submitted form other than the article's as JSON text ("" for the
+    /// article's name and phone).
     /// Publishes only an event that moves the session forward: numbers it, stores it (and a submission) in the same
     /// step, gives the log the session's remaining TTL, and publishes it on the session's channel. A phone's step is
     /// refused when another phone claimed the session (or, without the right to claim, when nobody did), and claims
@@ -132,7 +133,11 @@ enum RedisScripts {
         table.insert(hash, 'status')
         table.insert(hash, target)
         local fields = {event = event, t = ARGV[6]}
-        if target == 'completed' then
+        if target == 'completed' and ARGV[13] ~= '' then
+          -- A configured form: stored and published as its JSON text (the node wrote it, in the form's order).
+          fields.form = ARGV[13]
+          table.insert(hash, 'form'); table.insert(hash, ARGV[13])
+        elseif target == 'completed' then
           fields.name, fields.phone = name, phone
           table.insert(hash, 'name'); table.insert(hash, name); table.insert(hash, 'phone'); table.insert(hash, phone)
         end
