@@ -230,7 +230,7 @@ final class CompiledPattern: @unchecked Sendable, Equatable {
 
     static func == (lhs: CompiledPattern, rhs: CompiledPattern) -> Bool { lhs === rhs }
 
-    /// Whether a group that holds a quantifier is itself quantified (`(a+)+`, `(a|b*)*`, `(x{2,}){3}`): the shape of
+    /// Whether a group that holds a quantifier is itself repeated (`(a+)+`, `(a|b*)*`, `(x{2,}){3}`): the shape of
     /// patterns whose backtracking explodes. Escapes and character classes are skipped; this errs on refusing.
     static func hasNestedQuantifier(_ text: String) -> Bool {
         let characters = Array(text)
@@ -254,7 +254,8 @@ final class CompiledPattern: @unchecked Sendable, Equatable {
             case ")":
                 let heldQuantifier = stack.popLast() ?? false
                 let next = index + 1 < characters.count ? characters[index + 1] : nil
-                let quantified = next == "+" || next == "*" || next == "{" || next == "?"
+                // Repeated, not merely optional: `(a+)?` is tried once or not at all.
+                let quantified = next == "+" || next == "*" || next == "{"
                 if heldQuantifier && quantified { return true }
                 // The group, quantified or holding a quantifier, counts as a quantifier inside its parent.
                 if (heldQuantifier || quantified), !stack.isEmpty { stack[stack.count - 1] = true }

@@ -12,6 +12,40 @@ struct BrokerPairingContractTests {
     static let first = String(repeating: "a", count: 32)
     static let second = String(repeating: "b", count: 32)
 
+    /// A configured form (not the article's name and phone) is stored and delivered whole, in its order, on every
+    /// broker: the record, the log and the live event all carry the same fields.
+    @Test(arguments: BrokerUnderTest.available)
+    func aConfiguredFormIsStoredAndDeliveredInItsOrder(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60))
+            try await broker.subscribe(id)
+            let form = Submission(fields: [
+                .init("fullName", .text("山田 \"太郎\"\\")), .init("email", .text("taro@example.com")), .init("plan", .text("pro")),
+                .init("agree", .flag(true)), .init("newsletter", .flag(false)),
+            ])
+            _ = try await broker.publish(.connected(), to: id, from: Self.phone(Self.first), idempotencyKey: nil)
+            guard case .published(let stored, let record) = try await broker.publish(.complete(form), to: id, from: Self.phone(Self.first), idempotencyKey: nil) else {
+                Issue.record("the form was not published")
+                return
+            }
+            #expect(stored.event == .complete(form))
+            #expect(record.submission == form)
+            #expect(try await broker.session(id)?.submission == form)
+            #expect(try await broker.events(of: id, after: 1).map(\.event) == [.complete(form)])
+            try await waitUntil { fixture.sink.events(of: id).contains { $0.event == .complete(form) } }
+            #expect(fixture.sink.events(of: id).contains { $0.event == .complete(form) })
+            // The same form again is the same submission (a retry); another one is not.
+            guard case .alreadyCompleted(let again) = try await broker.publish(.complete(form), to: id, from: Self.phone(Self.first), idempotencyKey: nil) else {
+                Issue.record("a second submission was not refused")
+                return
+            }
+            #expect(again.submission == form)
+            await broker.unsubscribe(id)
+        }
+    }
+
     @Test(arguments: BrokerUnderTest.available)
     func theFirstPhoneClaimsTheSessionAndNoOtherPhoneCanAct(_ kind: BrokerUnderTest) async throws {
         try await withBroker(kind) { fixture throws in

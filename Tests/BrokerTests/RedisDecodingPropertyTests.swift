@@ -270,3 +270,37 @@ import Testing
         }
     }
 }
+
+/// A configured form's stored text (what Redis keeps for a form other than the article's) reads back exactly, and
+/// any other text is refused, never a trap.
+@Suite struct SubmissionFormTextTests {
+    @Test func anyFormReadsBackFromItsText() async {
+        let names = Gen<String>.oneOf(Gen.character(in: "a"..."z").string(of: 1...32), RedisDecodingPropertyTests.pick(["a", "fullName", "x_1"]))
+        let values = Gen<String>.oneOf(
+            Gen.character(in: "\u{0}"..."\u{FF}").string(of: 0...40), Gen.character(in: "\u{3000}"..."\u{30FF}").string(of: 0...10),
+            RedisDecodingPropertyTests.pick(["\"", "\\", "\n\u{0}\u{7F}", "山田🎉", "</script>"]))
+        let fields = zip(names, values, Gen<Int>.int(in: 0...1).map { $0 == 1 }, Gen<Int>.int(in: 0...1).map { $0 == 1 }).map { (name: String, text: String, isFlag: Bool, flag: Bool) in
+            Submission.Field(name, isFlag ? .flag(flag) : .text(text))
+        }.array(of: 1...8)
+        await propertyCheck(count: 500, input: fields) { (fields: [Submission.Field]) in
+            var unique: [Submission.Field] = []
+            for field in fields where !unique.contains(where: { $0.name == field.name }) { unique.append(field) }
+            let form = Submission(fields: unique)
+            #expect(Submission(formText: form.formText) == form, "\(form.formText)")
+        }
+    }
+
+    @Test func malformedFormTextIsRefused() async {
+        for text in ["", "{}", "[]", "{\"a\":1}", "{\"a\":null}", "{\"a\":\"x\",\"a\":\"y\"}", "{\"\":\"x\"}", "{\"a\":{\"b\":1}}", "{\"a\":\"x\"} x",
+            "{\"" + String(repeating: "k", count: 33) + "\":\"x\"}", "{\"a\":\"\\ud800\"}", "{\"a\":tru}"]
+        {
+            #expect(Submission(formText: text) == nil, "\(text)")
+        }
+        let many = "{" + (0..<33).map { "\"k\($0)\":true" }.joined(separator: ",") + "}"
+        #expect(Submission(formText: many) == nil)
+        let texts = Gen<String>.oneOf(Gen.character(in: "\u{0}"..."\u{7F}").string(of: 0...60), Gen<Character?>.element(of: Array("\"{}:,tf1a\\")).map { $0 ?? "a" }.string(of: 0...30))
+        await propertyCheck(count: 500, input: texts) { (text: String) in
+            _ = Submission(formText: text)
+        }
+    }
+}
