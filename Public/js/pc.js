@@ -7,7 +7,7 @@
 // same) and a "not my phone" button, which ends the session and starts a new one. If the phone's page goes away
 // for longer than the grace, a note says so until it comes back.
 
-import { apiHeaders, bindLanguageSwitches, setLiteral, setText, t, translatePage } from './i18n.js';
+import { apiHeaders, bindLanguageSwitches, lang, setLiteral, setText, t, translatePage } from './i18n.js';
 import { showDialog } from './dialog.js';
 
 const qr = document.getElementById('qr');
@@ -357,26 +357,57 @@ function complete(current, source, data) {
   countdown.textContent = '--:--';
   countdown.classList.remove('soon');
   qr.classList.add('used');
-  showResult(String(data.name ?? ''), String(data.phone ?? ''));
+  showResult(data);
 }
 
-function showResult(name, phone) {
+/** The phone's form as configured (GET /api/form), for the labels of a submission; null until read, or the article's. */
+let formFields = null;
+fetch('/api/form', { headers: apiHeaders() })
+  .then((response) => (response.ok ? response.json() : null))
+  .then((body) => {
+    if (Array.isArray(body?.fields)) formFields = body.fields.filter((field) => typeof field?.name === 'string');
+  })
+  .catch(() => {});
+
+/** Members of `complete` and `resync` data that are not the submission's fields. */
+const NOT_FIELDS = new Set(['status', 'code', 'pairingCode', 'reason', 'phoneAway', 'type']);
+
+/**
+ * Shows the submission: the article's name and phone with the page's own labels, or a configured form's fields in
+ * its order with their labels (a checkbox as yes or no). Values are text nodes, never HTML: the phone typed them.
+ */
+function showResult(data) {
   const line = (label, value, id) => {
     const paragraph = document.createElement('p');
     paragraph.className = 'result-line';
     const term = document.createElement('strong');
-    term.textContent = `${t(label)}:`;
+    term.textContent = `${label}:`;
     const text = document.createElement('span');
     text.id = id;
     text.className = 'result-value';
-    text.textContent = value; // never HTML: the phone typed it
+    text.textContent = value;
     paragraph.append(term, ' ', text);
     return paragraph;
   };
+  const shown = (value) => (value === true ? t('yes') : value === false ? t('no') : String(value ?? ''));
+  const keys = Object.keys(data).filter((key) => !NOT_FIELDS.has(key));
+  const article = keys.length === 2 && keys.includes('name') && keys.includes('phone');
   showDialog({
     kind: 'success',
     heading: () => t('completeTitle'),
-    content: () => [line('nameLabel', name, 'result-name'), line('phoneLabel', phone, 'result-phone')],
+    content: () => {
+      if (article) return [line(t('nameLabel'), shown(data.name), 'result-name'), line(t('phoneLabel'), shown(data.phone), 'result-phone')];
+      const ordered = formFields === null ? keys : [...formFields.map((field) => field.name).filter((key) => keys.includes(key)),
+        ...keys.filter((key) => !formFields.some((field) => field.name === key))];
+      return ordered.map((key) => {
+        const def = formFields?.find((field) => field.name === key);
+        const label = def === undefined ? key : lang === 'en' ? def.label.en : def.label.ja;
+        // A select's value by its option's label, as the phone showed it.
+        const option = def?.options?.find((candidate) => candidate.value === data[key]);
+        const value = option === undefined ? shown(data[key]) : lang === 'en' ? option.label.en : option.label.ja;
+        return line(label, value, `result-${key}`);
+      });
+    },
   });
 }
 

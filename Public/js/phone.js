@@ -11,14 +11,15 @@
 // the PC left, ended the session or refused this phone, the session expired or was submitted. Each of these locks
 // the page with a dialog that cannot be dismissed. The article's 5 s poll stays, as a second way to learn the same.
 
-import { apiHeaders, bindLanguageSwitches, setLiteral, setText, t, translatePage } from './i18n.js';
+import { apiHeaders, bindLanguageSwitches, lang, onLanguageChange, setLiteral, setText, t, translatePage } from './i18n.js';
 import { lockedDialogShowing, showDialog } from './dialog.js';
 
 const SESSION_CHECK_INTERVAL_MS = 5000;
 const CHANNEL_RETRY_MS = 5000;
 const REASON_WAIT_MS = 3000;
 const REQUEST_TIMEOUT_MS = 15000;
-// The server's limits, counted the same way: characters as people see them (grapheme clusters).
+// The server's limits, counted the same way: characters as people see them (grapheme clusters). A configured form
+// (GET /api/form) replaces these with its own.
 const LIMITS = { name: 20, phone: 15 };
 
 const form = document.getElementById('info-form');
@@ -29,7 +30,9 @@ const limitAnnouncer = document.getElementById('limit-announcer');
 const doneHeading = document.getElementById('done-heading');
 const pairing = document.getElementById('pairing');
 const pairingCode = document.getElementById('pairing-code');
-const fields = {
+// The form's fields by name: the article's two, written in the page, or those of the configured form (each then
+// with its definition, `def`, from GET /api/form).
+let fields = {
   name: { input: document.getElementById('name'), count: document.getElementById('name-count'), error: document.getElementById('name-error') },
   phone: { input: document.getElementById('phone'), count: document.getElementById('phone-count'), error: document.getElementById('phone-error') },
 };
@@ -138,14 +141,14 @@ async function start() {
     lock('sessionInvalid');
     return;
   }
-  const result = await validate();
+  const [result] = await Promise.all([validate(), formLoaded]);
   checking.hidden = true;
   if (result.state === 'valid') {
     claimed(result.pairingCode);
     form.hidden = false;
     poller = setInterval(checkSession, SESSION_CHECK_INTERVAL_MS);
     openChannel();
-    fields.name.input.focus();
+    Object.values(fields)[0].input.focus();
   } else if (result.state in LOCK_MESSAGES) {
     // Error case 1 (the session does not exist: the PC made a new QR code, or the link is wrong), or the session
     // is not this device's to fill (claimed by another, an old QR code, already submitted): no form, ever.
@@ -197,7 +200,7 @@ function lock(messageKey) {
   if (messageKey === 'sessionInvalid' && channel !== null) setTimeout(closeChannel, REASON_WAIT_MS);
   else closeChannel();
   checking.hidden = true;
-  for (const element of form.querySelectorAll('input, button')) element.disabled = true;
+  for (const element of form.querySelectorAll('input, button, select')) element.disabled = true;
   form.classList.add('disabled');
   showDialog({ kind: 'error', content: () => t(messageKey), locked: true });
 }
@@ -314,21 +317,37 @@ async function announceInput() {
  */
 function check(key, { showEmpty }) {
   const field = fields[key];
+  const def = field.def;
+  if (def !== undefined && (def.type === 'checkbox' || def.type === 'select')) {
+    const empty = def.type === 'checkbox' ? !field.input.checked : field.input.value === '';
+    const text = showEmpty && def.required && empty ? t(def.type === 'checkbox' ? 'fieldMustBeChecked' : 'fieldChoose', { field: labelOf(def) }) : null;
+    showFieldError(key, { text });
+    return text;
+  }
+  const limit = LIMITS[key];
   const length = characters(field.input.value);
-  field.count.textContent = `${length}/${LIMITS[key]}`;
-  field.count.classList.toggle('over', length > LIMITS[key]);
-  const level = length > LIMITS[key] ? 'over' : length === LIMITS[key] ? 'at' : 'under';
+  field.count.textContent = `${length}/${limit}`;
+  field.count.classList.toggle('over', length > limit);
+  const level = length > limit ? 'over' : length === limit ? 'at' : 'under';
+  const name = def === undefined ? t(`${key}Label`) : labelOf(def);
   let error = null;
-  if (length > LIMITS[key]) error = `${key}TooLong`;
-  else if (showEmpty && field.input.value.trim() === '') error = `${key}Required`;
-  showFieldError(key, { key: error });
+  let errorText = null;
+  if (length > limit) {
+    error = `${key}TooLong`;
+    errorText = def === undefined ? null : t('fieldTooLong', { field: name, max: limit });
+  } else if (showEmpty && field.input.value.trim() === '' && (def === undefined || def.required)) {
+    error = `${key}Required`;
+    errorText = def === undefined ? null : t('fieldRequired', { field: name });
+  }
+  if (def === undefined) showFieldError(key, { key: error });
+  else showFieldError(key, { text: errorText });
   if (level !== (field.level ?? 'under')) {
-    if (level === 'at') limitAnnouncer.textContent = t('limitReached', { field: t(`${key}Label`), max: LIMITS[key] });
-    else if (level === 'over') limitAnnouncer.textContent = t(error);
+    if (level === 'at') limitAnnouncer.textContent = t('limitReached', { field: name, max: limit });
+    else if (level === 'over') limitAnnouncer.textContent = errorText ?? t(error);
     else limitAnnouncer.textContent = ''; // back under: the same words can be announced again later
   }
   field.level = level;
-  return error;
+  return errorText ?? error;
 }
 
 /** Shows a field's error under it (linked by the input's aria-describedby): one of the page's words, or a text. */
@@ -358,15 +377,18 @@ const RETRIED_STATUSES = new Set([502, 503, 504]);
 async function submit(event) {
   event.preventDefault();
   if (submitting || locked !== null || finished) return;
-  const errors = ['name', 'phone'].map((key) => check(key, { showEmpty: true })).filter((error) => error !== null);
-  if (errors.length > 0) {
-    fields[errors[0].startsWith('name') ? 'name' : 'phone'].input.focus();
+  const invalid = Object.keys(fields).filter((key) => check(key, { showEmpty: true }) !== null);
+  if (invalid.length > 0) {
+    fields[invalid[0]].input.focus();
     return;
   }
   setSubmitting(true);
   // The same body on every try: the server answers 200 to a repeat of the submission it already stored, so a
   // retry after an answer that was lost (or a 503 while the store stalled) ends in success, never in a false error.
-  const body = { sessionId, name: fields.name.input.value, phone: fields.phone.input.value };
+  const body = { sessionId };
+  for (const [key, field] of Object.entries(fields)) {
+    body[key] = field.def?.type === 'checkbox' ? field.input.checked : field.input.value;
+  }
   const text = JSON.stringify(body);
   if (lastSubmission.text !== text) lastSubmission = { text, key: newIdempotencyKey() };
   const key = lastSubmission.key;
@@ -418,7 +440,7 @@ async function submit(event) {
   setSubmitting(false);
   let invalidInput = null;
   for (const fieldError of Array.isArray(result?.errors) ? result.errors : []) {
-    if (!(fieldError?.path in fields)) continue;
+    if (typeof fieldError?.path !== 'string' || !Object.hasOwn(fields, fieldError.path)) continue;
     showFieldError(fieldError.path, { text: String(fieldError.msg ?? '') });
     invalidInput ??= fields[fieldError.path].input;
   }
@@ -430,12 +452,138 @@ async function submit(event) {
 
 translatePage('phoneTitle');
 bindLanguageSwitches();
-for (const key of Object.keys(fields)) {
-  fields[key].input.addEventListener('input', () => {
+/** Listens to a field: its counter and error follow the typing, and the first input tells the PC. */
+function watch(key) {
+  const update = () => {
     check(key, { showEmpty: false });
     announceInput();
-  });
+  };
+  fields[key].input.addEventListener('input', update);
+  if (fields[key].def !== undefined) fields[key].input.addEventListener('change', update);
 }
+
+/** A configured field's label in the page's language. */
+function labelOf(def) {
+  return lang === 'en' ? def.label.en : def.label.ja;
+}
+
+/** Whether GET /api/form describes the article's form, which the page already has. */
+function isArticleForm(list) {
+  return list.length === 2 && list[0].name === 'name' && list[0].type === 'text' && list[0].maxLength === 20 &&
+    list[1].name === 'phone' && list[1].type === 'tel' && list[1].maxLength === 15;
+}
+
+const AUTOCOMPLETE = { email: 'email', tel: 'tel', text: 'on', number: 'off' };
+
+/**
+ * Builds one configured field like the article's: a label, a counter for text, the control, and an error line
+ * that the control's aria-describedby names. Labels and options are text nodes (never HTML): they come from the
+ * server's configuration.
+ */
+function buildField(def) {
+  const id = `field-${def.name}`;
+  const wrapper = document.createElement('div');
+  wrapper.className = def.type === 'checkbox' ? 'field field-checkbox' : 'field';
+  const head = document.createElement('div');
+  head.className = 'field-head';
+  const label = document.createElement('label');
+  label.htmlFor = id;
+  const error = document.createElement('p');
+  error.id = `${id}-error`;
+  error.className = 'field-error';
+  error.hidden = true;
+  let input;
+  let count = null;
+  if (def.type === 'select') {
+    input = document.createElement('select');
+    const empty = document.createElement('option');
+    empty.value = '';
+    input.append(empty);
+    for (const option of def.options ?? []) {
+      const element = document.createElement('option');
+      element.value = option.value;
+      input.append(element);
+    }
+  } else {
+    input = document.createElement('input');
+    input.type = def.type === 'number' ? 'text' : def.type === 'checkbox' ? 'checkbox' : def.type;
+    if (def.type === 'number') input.inputMode = 'decimal';
+    if (def.type === 'tel') input.inputMode = 'tel';
+    if (def.type !== 'checkbox') input.autocomplete = AUTOCOMPLETE[def.type] ?? 'on';
+  }
+  input.id = id;
+  input.name = def.name;
+  if (def.required) input.setAttribute('aria-required', 'true');
+  const described = [error.id];
+  if (def.type !== 'checkbox' && def.type !== 'select') {
+    count = document.createElement('span');
+    count.id = `${id}-count`;
+    count.className = 'counter';
+    count.textContent = `0/${def.maxLength}`;
+    described.push(count.id);
+    LIMITS[def.name] = def.maxLength;
+  }
+  input.setAttribute('aria-describedby', described.join(' '));
+  if (def.type === 'checkbox') {
+    head.append(input, label);
+  } else {
+    head.append(label);
+    if (count !== null) head.append(count);
+  }
+  wrapper.append(head);
+  if (def.type !== 'checkbox') wrapper.append(input);
+  wrapper.append(error);
+  return { wrapper, label, field: { input, count, error, def } };
+}
+
+/** Shows the configured fields' labels and options in the page's language. */
+function labelFields() {
+  for (const field of Object.values(fields)) {
+    const def = field.def;
+    if (def === undefined) continue;
+    field.label.textContent = labelOf(def) + (def.required ? ' *' : '');
+    if (def.type === 'select') {
+      const [empty, ...options] = field.input.options;
+      empty.textContent = t('choosePlaceholder');
+      options.forEach((element, index) => { element.textContent = lang === 'en' ? def.options[index].label.en : def.options[index].label.ja; });
+    }
+    if (!field.error.hidden) check(def.name, { showEmpty: true });
+  }
+}
+
+/**
+ * Reads the form (GET /api/form). The article's form is already in the page; any other replaces its two fields.
+ * When the form cannot be read, the page keeps the article's (the server then says which fields it misses).
+ */
+async function loadForm() {
+  let list = null;
+  try {
+    const response = await fetch('/api/form', { headers: apiHeaders() });
+    const body = response.ok ? await response.json() : null;
+    if (Array.isArray(body?.fields) && body.fields.length > 0 && body.fields.every((field) => typeof field?.name === 'string')) list = body.fields;
+  } catch {
+    list = null;
+  }
+  if (list === null || isArticleForm(list)) {
+    for (const key of Object.keys(fields)) watch(key);
+    return;
+  }
+  for (const element of form.querySelectorAll('.field')) element.remove();
+  // The article's lead names its two fields.
+  setText(form.querySelector('.lead'), 'phoneLeadForm');
+  const built = {};
+  for (const def of list) {
+    const { wrapper, label, field } = buildField(def);
+    submitButton.before(wrapper);
+    built[def.name] = { ...field, label };
+  }
+  fields = built;
+  labelFields();
+  for (const key of Object.keys(fields)) watch(key);
+}
+
+const formLoaded = loadForm();
+onLanguageChange(() => labelFields());
 form.addEventListener('submit', submit);
 // Leaving the page closes the channel (the PC is told, after the grace, that the phone has gone), also when the
 // page is kept in the back-forward cache; coming back from there opens it again and asks after the session.
