@@ -6,6 +6,7 @@ on node B). What is checked:
 - the phone page builds the five fields from GET /api/form, labelled in Japanese, and in English after the switch;
 - sending it empty shows each required field's error under it (linked to its control) and focuses the first;
 - a one-time code that does not match the pattern is refused by the server with the field's label in its words;
+- axe-core finds nothing serious on the built form, its errors, the refusal dialog and the PC's result dialog;
 - a good submission: the phone shows success, the PC shows every field in the form's order with its label, and the
   stream's `complete` event carries exactly the fields (checked with httpx on a resumed stream: the `resync`).
 
@@ -26,6 +27,7 @@ from selenium.webdriver.support.ui import Select
 
 from tandem_browser import JA, Pages, browsers, dialog, qr_loaded  # noqa: F401 (browsers: a fixture)
 from tandem_e2e.nodes import REQUEST_TIMEOUT, Cluster, Node
+from test_accessibility import Audit
 
 FIELDS = [
     {"name": "fullName", "type": "text", "label": {"ja": "氏名", "en": "Full name"}, "required": True, "maxLength": 30},
@@ -78,6 +80,8 @@ def test_a_five_field_form_goes_from_phone_to_pc(nodes: tuple[Node, Node], brows
     wait_until(phone, lambda d: d.find_element(By.ID, "info-form").is_displayed(), "the phone's form")
     wait_until(phone, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#info-form .field")) == 5, "the five fields")
     shot(phone, "built")
+    audit = Audit("ja")
+    audit(phone, "form-phone", f"built-{pc_node.name}")
 
     # Built from the configuration, in its order, labelled in the page's language; required ones marked.
     names = [element.get_attribute("name") for element in phone.find_elements(By.CSS_SELECTOR, "#info-form input, #info-form select")]
@@ -99,6 +103,7 @@ def test_a_five_field_form_goes_from_phone_to_pc(nodes: tuple[Node, Node], brows
     assert error_of(phone, "otp") == ""
     assert phone.switch_to.active_element.get_attribute("id") == "field-fullName"
     assert phone.find_element(By.ID, "field-agree").get_attribute("aria-invalid") == "true"
+    audit(phone, "form-phone", f"required-errors-{pc_node.name}")
 
     # Typing starts: the PC hears input-started.
     phone.find_element(By.ID, "field-fullName").send_keys("山田 太郎")
@@ -113,6 +118,7 @@ def test_a_five_field_form_goes_from_phone_to_pc(nodes: tuple[Node, Node], brows
     assert dialog(phone)["text"] == "「確認コード」の形式が正しくありません", dialog(phone)
     assert error_of(phone, "otp") == "「確認コード」の形式が正しくありません"
     shot(phone, "refused")
+    audit(phone, "form-phone", f"refused-dialog-{pc_node.name}")
     phone.find_element(By.CSS_SELECTOR, "#dialog .dialog-confirm").click()
 
     # The language switch relabels the form.
@@ -131,6 +137,7 @@ def test_a_five_field_form_goes_from_phone_to_pc(nodes: tuple[Node, Node], brows
     wait_until(pc, lambda d: dialog(d)["open"], "the PC's result")
     lines = [element.text for element in pc.find_elements(By.CSS_SELECTOR, "#dialog .result-line")]
     shot(pc, "result")
+    audit(pc, "form-pc", f"result-dialog-{pc_node.name}")
     assert lines == ["氏名: 山田 太郎", "メールアドレス: Taro@example.com", "プラン: プロ", "確認コード: 123456", "規約に同意する: はい"], lines
 
     # What the stream carries (its resync, read with httpx with the PC's reader key): exactly the fields.
@@ -148,6 +155,7 @@ def test_a_five_field_form_goes_from_phone_to_pc(nodes: tuple[Node, Node], brows
     assert {key: resync[key] for key in ("fullName", "email", "plan", "otp", "agree")} == {
         "fullName": "山田 太郎", "email": "Taro@example.com", "plan": "pro", "otp": "123456", "agree": True}
     assert "name" not in resync and "phone" not in resync
+    audit.check()
 
 
 def test_the_form_is_served_and_an_unknown_field_is_refused(nodes: tuple[Node, Node]) -> None:
