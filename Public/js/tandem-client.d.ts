@@ -74,7 +74,12 @@ export interface PairingEventMap {
   /** The stream was refused for good; the pairing ends (`failed`). */
   error: TandemError;
   /** The last event: how the pairing ended. */
-  end: { reason: 'completed' | 'cancelled' | 'expired' | 'failed' | 'closed'; error?: TandemError; [key: string]: unknown };
+  end: {
+    reason: 'completed' | 'cancelled' | 'expired' | 'failed' | 'closed';
+    /** Why: the cancel's reason (`pc-left`, …) or the expiry's (`ttl`, `lost`, `gone`). */
+    cause?: string;
+    error?: TandemError;
+  };
 }
 
 export type PairingEventType = keyof PairingEventMap;

@@ -347,7 +347,7 @@ export class Pairing {
     clearTimeout(this.#reopenTimer);
     globalThis.document?.removeEventListener('visibilitychange', this.#onVisible);
     this.#images.clear();
-    this.#emit('end', { reason, ...data });
+    this.#emit('end', { ...data, reason });
   }
 
   /** Opens the stream. The reader key goes as the cookie (same origin) or `?key=`; EventSource resends it on retry. */
@@ -462,14 +462,14 @@ export class Pairing {
     if (this.ended) return;
     this.status = 'cancelled';
     this.#emit('cancelled', { reason: String(data.reason ?? '') }, options);
-    this.#finish('cancelled', { reason: String(data.reason ?? '') });
+    this.#finish('cancelled', { cause: String(data.reason ?? '') });
   }
 
   #expired(data) {
     if (this.ended) return;
     this.status = 'expired';
     this.#emit('expired', data);
-    this.#finish('expired', data);
+    this.#finish('expired', { cause: data.reason });
   }
 
   #phoneAway(away, options) {
