@@ -181,13 +181,13 @@ function follow(current) {
     // While the browser reconnects (with Last-Event-ID) no event can arrive: say so.
     linkLost.hidden = data.state !== 'reconnecting';
   });
-  // The session ended without a submission: this page was gone past the grace (pc-left), it was cancelled
-  // (pc-cancelled, by another tab of it), it expired, or the server lost it: a new QR code at once. A stream that
-  // was refused (`failed`, or `gone` with a 404) may mean trouble on the server: a young session waits first.
+  // The session ended without a submission. Cancelled (this page was gone past the grace, or another tab of it
+  // cancelled it) or lost by the server (its Redis restarted empty): a new QR code at once, the phone has been told.
+  // Its time ran out, or its stream was refused: a young session (something is wrong) waits first.
   on('end', ({ data }) => {
     if (data.reason === 'completed' || data.reason === 'closed') return;
     linkLost.hidden = true;
-    renew(current, data.reason !== 'failed' && data.cause !== 'gone');
+    renew(current, data.reason === 'cancelled' || data.cause === 'lost');
   });
 }
 

@@ -67,7 +67,7 @@ export interface PairingEventMap {
   /** The server did not know the resume point: the state in one event, as sent. The step events it stands for
    * follow, marked `synthetic`. */
   resync: { status: string; code?: string; reason?: string; phoneAway?: boolean; [field: string]: unknown };
-  /** A new QR token is shown (every `qrRotateSeconds` while nobody claimed the session). */
+  /** A new QR token is shown (every `qrRotateSeconds` while nobody claimed the session); `qrURL` is a path on the node's own origin, else absolute. */
   qr: { qrURL: string; phoneURL: string };
   /** The stream dropped (`reconnecting`: the browser retries with Last-Event-ID) or is back (`open`). */
   link: { state: 'open' | 'reconnecting' };

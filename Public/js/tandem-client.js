@@ -105,6 +105,11 @@ class Client {
     return url.href;
   }
 
+  /** Where an image of the node is loaded from: its own path on the node's own origin, else the absolute URL. */
+  src(path) {
+    return this.crossOrigin ? this.url(path) : path;
+  }
+
   headers() {
     return { Accept: 'application/json', 'Accept-Language': this.lang() };
   }
@@ -198,8 +203,8 @@ export class Pairing {
     this.id = String(created.sessionId ?? '');
     /** What the QR code says: the phone page's URL, with the current pairing token. */
     this.phoneURL = String(created.phoneUrl ?? '');
-    /** The QR image's absolute URL (it changes with every rotation). */
-    this.qrURL = typeof created.qr === 'string' && created.qr !== '' ? client.url(created.qr) : client.url('/api/qr', { session: this.id });
+    /** The QR image's URL (it changes with every rotation): a path on the node's own origin, else absolute. */
+    this.qrURL = client.src(typeof created.qr === 'string' && created.qr !== '' ? created.qr : `/api/qr?session=${encodeURIComponent(this.id)}`);
     /** Seconds between two QR tokens; 0 when the server does not rotate them. */
     this.qrRotateSeconds = Number(created.qrRotateSeconds) > 0 ? Number(created.qrRotateSeconds) : 0;
     /** When the session expires, on this PC's clock (Date.now()), by the server's time left. */
@@ -536,7 +541,7 @@ export class Pairing {
       next = null;
     }
     if (!this.#waitingForPhone()) return;
-    if (next !== null && typeof next.qr === 'string' && next.qr !== '' && (await this.#showQR(this.#client.url(next.qr), String(next.phoneUrl ?? '')))) {
+    if (next !== null && typeof next.qr === 'string' && next.qr !== '' && (await this.#showQR(this.#client.src(next.qr), String(next.phoneUrl ?? '')))) {
       this.#rotatedAt = performance.now();
       if (Number(next.rotateSeconds) > 0) this.qrRotateSeconds = Number(next.rotateSeconds);
       this.#scheduleRotation(this.qrRotateSeconds * 1000);

@@ -61,10 +61,26 @@ def _answers(url: str) -> bool:
         return False
 
 
+ROTATE_SECONDS = 5
+
+
 def start_node(cluster: Cluster, allowed: str) -> Node:
     return cluster.tandem(
-        "tandem", lambda port: {"PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "CORS_ALLOWED_ORIGINS": allowed}
+        "tandem",
+        lambda port: {
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "CORS_ALLOWED_ORIGINS": allowed,
+            "PAIRING_QR_ROTATE_SECONDS": str(ROTATE_SECONDS),
+        },
     )
+
+
+def phone_url(driver: WebDriver, node: Node) -> tuple[str, str, str]:
+    """The phone URL the embed shows, its session and its token."""
+    url = text(driver, "phone-url")
+    match = re.fullmatch(rf"{re.escape(node.base_url)}/phone\.html\?session=(s_[0-9a-f]+)&t=([0-9]+\.[A-Za-z0-9_-]+)", url)
+    assert match, url
+    return url, match[1], match[2]
 
 
 def embed_page(driver: WebDriver, origin: str, node: Node) -> None:
@@ -99,12 +115,14 @@ def test_an_allowed_origin_embeds_the_pc_side(embed_origin: str, browsers: Any, 
         embed_page(pc, embed_origin, node)
         wait_until(pc, lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "waiting", "the embed's waiting state")
         wait_until(pc, qr_shown, "the embedded QR image")
-        url = text(pc, "phone-url")
-        match = re.fullmatch(rf"{re.escape(node.base_url)}/phone\.html\?session=(s_[0-9a-f]+)&t=([0-9]+\.[A-Za-z0-9_-]+)", url)
-        assert match, url
-        assert pages.decode_qr(pc, "embed-qr") == url
-        session_id, token = match.groups()
+        first, session_id, _ = phone_url(pc, node)
         assert not pc.find_element(By.ID, "error").is_displayed()
+        # The token rotates (GET /api/pairing with the key, from the other origin): a new URL and a new image.
+        wait_until(pc, lambda d: text(d, "phone-url") != first, "the embed's QR code to rotate", ROTATE_SECONDS + 10)
+        wait_until(pc, qr_shown, "the rotated QR image")
+        url, rotated_id, token = phone_url(pc, node)
+        assert rotated_id == session_id
+        assert pages.decode_qr(pc, "embed-qr") == url
 
         with httpx.Client(base_url=node.base_url, timeout=REQUEST_TIMEOUT) as phone:
             validated = phone.get("/api/validate-session", params={"session": session_id, "t": token})
@@ -130,6 +148,22 @@ def test_an_allowed_origin_embeds_the_pc_side(embed_origin: str, browsers: Any, 
         )
         assert stream and all("key=" in name for name in stream), stream
         assert len(node.process.matching(r"POST /api/sessions 201")) == 1, node.log()
+
+
+def test_leaving_the_embedding_page_cancels_its_session(embed_origin: str, browsers: Any, tmp_path: Path) -> None:
+    with Cluster(tmp_path) as cluster:
+        node = start_node(cluster, embed_origin)
+        pc = browsers("pc", "en-US")
+        embed_page(pc, embed_origin, node)
+        wait_until(pc, qr_shown, "the embedded QR image")
+        _, session_id, token = phone_url(pc, node)
+        with httpx.Client(base_url=node.base_url, timeout=REQUEST_TIMEOUT) as phone:
+            assert phone.get("/api/validate-session", params={"session": session_id, "t": token}).status_code == 200
+            wait_until(pc, lambda d: steps(d) == ["connected"], "the embed's connected step")
+            pc.get("about:blank")  # pagehide: the module's keepalive cancel, with the key, from the other origin
+            assert poll(lambda: phone.get("/api/validate-session", params={"session": session_id}).status_code == 404, 5.0)
+            answer = phone.get("/api/validate-session", params={"session": session_id}).json()
+            assert answer["code"] == "session_cancelled", answer
 
 
 def test_an_origin_that_is_not_allowed_fails_cleanly(embed_origin: str, browsers: Any, tmp_path: Path) -> None:
