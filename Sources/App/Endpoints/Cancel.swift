@@ -7,7 +7,7 @@ import NIOHTTP1
 
 extension API {
     /// `POST /api/cancel` `{"sessionId"}` (or `?session=ID`): the PC ends its session, when it starts a new one or its
-    /// page goes away. Only the PC may: the reader key (its cookie) is required. The phone learns it at its next call
+    /// page goes away. Only the PC may: the reader key (its cookie, or `?key=`) is required. The phone learns it at its next call
     /// (404 `session_cancelled`, the article's "invalid session") and on the stream, as a `cancelled` event.
     ///
     /// `reason=not-my-phone` (or `"reason"` in the body): the PC's user says the phone that claimed the session is
@@ -39,7 +39,7 @@ extension API {
         default: throw APIError.cancelReasonInvalid
         }
         guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
-        guard let readerKey = record.readerKey, constantTimeEquals(request.cookie(Self.readerCookieName(of: id)) ?? "", readerKey) else {
+        guard let readerKey = record.readerKey, Self.presentsReaderKey(request, of: id, readerKey: readerKey) else {
             throw APIError.readerKeyRequired
         }
         switch try await broker.publish(.cancelled(reason), to: id) {

@@ -60,7 +60,6 @@ extension API {
     /// (``SessionID/isServerMade``) is only ever found, never opened, and an ID whose session ended less than a TTL
     /// ago is refused (the broker keeps a tombstone), so a stranger cannot take over an expired QR code.
     private func authorizedStream(_ id: SessionID, offering offeredKey: String, request: Request, logger: Logger) async throws -> Response {
-        let cookieName = Self.readerCookieName(of: id)
         let record: SessionRecord
         if request.headers.contains(name: "last-event-id") || id.isServerMade {
             guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
@@ -80,9 +79,7 @@ extension API {
             metrics.sessionOpened()
             headers.add(name: "Set-Cookie", value: readerCookie(of: record, key: readerKey, request: request))
         } else {
-            // The cookie, or for clients without one the `key` query; either may be stale while the other is right.
-            let presented = [request.cookie(cookieName), request.query("key")].compactMap { $0 }
-            guard presented.contains(where: { constantTimeEquals($0, readerKey) }) else { throw APIError.readerKeyRequired }
+            guard Self.presentsReaderKey(request, of: id, readerKey: readerKey) else { throw APIError.readerKeyRequired }
         }
         let (resumeAfter, resync) = Self.resumePoint(of: request, in: record)
         // A session opened by this request is present from its opening; a PC that comes back renews its presence.
@@ -147,6 +144,14 @@ extension API {
     /// Where the browser sends the reader cookie: the stream, and `POST /api/cancel`, which the PC calls to end its
     /// session.
     static let readerCookiePath = "/api"
+
+    /// Whether a request carries a session's reader key: the cookie `tandem_reader_<ID>`, or for clients without it
+    /// the `key` query (a page of another origin listed in `cors.allowedOrigins` embeds the PC side: its browser never
+    /// sends Tandem's SameSite=Strict cookie, so it keeps the key `POST /api/sessions` returned, in memory, and sends it
+    /// here; the access log never writes queries). Either may be stale while the other is right.
+    static func presentsReaderKey(_ request: Request, of id: SessionID, readerKey: String) -> Bool {
+        [request.cookie(readerCookieName(of: id)), request.query("key")].contains { $0.map { constantTimeEquals($0, readerKey) } ?? false }
+    }
 
     /// The reader cookie's name: one per session, so a PC page that starts a new session keeps no stale key.
     static func readerCookieName(of id: SessionID) -> String { "tandem_reader_" + id.rawValue }

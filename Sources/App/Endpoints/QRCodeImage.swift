@@ -32,11 +32,11 @@ extension API {
     }
 
     /// `GET /api/pairing?session=ID`: a fresh pairing token for the PC page's QR code, with the phone's URL and the
-    /// image's path that carry it: `{"phoneUrl","qr","token","rotateSeconds"}`. Only the PC (the reader cookie).
+    /// image's path that carry it: `{"phoneUrl","qr","token","rotateSeconds"}`. Only the PC (the reader cookie, or `?key=`).
     @Sendable func pairing(_ request: Request, logger: Logger) async throws -> Response {
         let id = try sessionIDQuery(of: request, shape: .action)
         guard let record = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
-        guard let readerKey = record.readerKey, constantTimeEquals(request.cookie(Self.readerCookieName(of: id)) ?? "", readerKey) else {
+        guard let readerKey = record.readerKey, Self.presentsReaderKey(request, of: id, readerKey: readerKey) else {
             throw APIError.readerKeyRequired
         }
         guard record.status != .cancelled else { throw APIError.sessionCancelled(.action) }
