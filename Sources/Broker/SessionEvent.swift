@@ -144,16 +144,12 @@ public struct Submission: Sendable, Equatable, Codable {
 
     /// The fields as one compact JSON object, in order: how Redis stores a form other than the article's.
     public var formText: String {
-        var text = "{"
-        for (index, field) in fields.enumerated() {
-            if index > 0 { text += "," }
-            text += Self.quoted(field.name) + ":"
+        JSONValue.objectText(members: fields.map { field in
             switch field.value {
-            case .text(let value): text += Self.quoted(value)
-            case .flag(let value): text += value ? "true" : "false"
+            case .text(let text): (key: field.name, value: JSONValue.string(text))
+            case .flag(let flag): (key: field.name, value: JSONValue.bool(flag))
             }
-        }
-        return text + "}"
+        })
     }
 
     /// Bounds on a stored form that comes back from Redis: what `formText` of a form the server accepted can hold.
@@ -180,28 +176,6 @@ public struct Submission: Sendable, Equatable, Codable {
         }
         guard reader.endedCleanly, !fields.isEmpty else { return nil }
         self.fields = fields
-    }
-
-    /// A JSON string literal (RFC 8259 escapes; what the readers here accept back).
-    private static func quoted(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    let hex = String(scalar.value, radix: 16)
-                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return result + "\""
     }
 }
 
