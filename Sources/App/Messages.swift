@@ -40,6 +40,7 @@ enum Message: Sendable {
     case qrStale
     case phoneKeyRequired
     case cancelReasonInvalid
+    case opsTokenRequired
 
     func text(in language: Language) -> String {
         switch language {
@@ -71,6 +72,7 @@ enum Message: Sendable {
         case .qrStale: "このQRコードは古くなっています。PCに表示されている最新のQRコードを読み取ってください。"
         case .phoneKeyRequired: "このセッションに接続した端末からのみ利用できます。"
         case .cancelReasonInvalid: "reason には not-my-phone だけを指定できます"
+        case .opsTokenRequired: "運用ページのトークンが必要です（正しくありません）"
         case .alreadySubmitted: "このセッションは既に送信済みです"
         case .malformedJSON: "リクエストの形式が正しくありません（JSONとして読み取れません）"
         case .bodyNotObject: "リクエスト本文はJSONオブジェクトで送信してください"
@@ -116,6 +118,7 @@ enum Message: Sendable {
         case .qrStale: "This QR code is out of date. Scan the code the PC shows now."
         case .phoneKeyRequired: "Only the device that opened this session from its QR code can use this."
         case .cancelReasonInvalid: "The only reason accepted is not-my-phone."
+        case .opsTokenRequired: "The operators' token is missing or wrong."
         case .alreadySubmitted: "This session has already been submitted."
         case .malformedJSON: "The request body is not valid JSON."
         case .bodyNotObject: "The request body must be a JSON object."

@@ -62,12 +62,16 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(name: .customLong("log-format"), help: "text or json [LOG_FORMAT].")
     var logFormat: String?
 
+    @Option(name: .customLong("ops-token"), help: "Token of the operators' page /ops, 16+ bytes; prefer the variable, which ps does not show [OPS_TOKEN].")
+    var opsToken: String?
+
     /// Loads the configuration; a problem is printed as one clear line and ends the process with status 2.
     func load() throws -> TandemConfiguration {
         let pairs: [(String, String?)] = [
             ("host", host), ("port", port), ("broker", broker), ("redis.url", redisURL), ("redis.clusterNodes", redisClusterNodes),
             ("publicBaseURL", publicBaseURL),
             ("session.ttlSeconds", sessionTTLSeconds), ("logLevel", logLevel), ("logFormat", logFormat),
+            ("ops.token", opsToken),
         ]
         var overrides: [String: String] = [:]
         for (key, value) in pairs { if let value { overrides[key] = value } }
