@@ -54,6 +54,8 @@ SCHEMATHESIS_TIMEOUT = 170.0
 TTL_SECONDS = 10
 GRACE_SECONDS = 2
 EVENT_WAIT = 5.0
+# The fuzz node's operators' token: schemathesis sends it to /api/ops/... (schemathesis.toml, bearerAuth).
+OPS_TOKEN = "fuzz-ops-token-0123456789"
 
 
 def load_spec() -> dict[str, Any]:
@@ -72,7 +74,7 @@ def fuzz_node() -> Iterator[Node]:
     with Cluster() as cluster:
         yield cluster.tandem("fuzz", {
             "LIMITS_SESSIONS_PER_MINUTE": "100000", "LIMITS_REQUESTS_PER_MINUTE": "100000",
-            "PAIRING_GRACE_SECONDS": "300",
+            "PAIRING_GRACE_SECONDS": "300", "OPS_TOKEN": OPS_TOKEN,
         })
 
 
@@ -158,7 +160,7 @@ def run_schemathesis(node: Node, phases: str, directory: Path) -> str:
         "--workers", "1", "--request-timeout", "5", "--generation-database", "none",
         "--output-sanitize", "false",
     ]
-    env = dict(os.environ, SCHEMATHESIS_HOOKS="schemathesis_hooks",
+    env = dict(os.environ, SCHEMATHESIS_HOOKS="schemathesis_hooks", TANDEM_TEST_OPS_TOKEN=OPS_TOKEN,
                PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
     started = time.monotonic()
     # Run from a scratch folder: nothing schemathesis or hypothesis writes lands in the repository.
