@@ -24,10 +24,13 @@ struct Tandem: AsyncParsableCommand {
             in-memory broker on port 8080. `tandem check-config` shows every setting and where it came from; \
             README.md describes each one.
             """,
-        version: "0.1.0",
+        version: Tandem.version,
         subcommands: [Serve.self, CheckConfig.self],
         defaultSubcommand: Serve.self
     )
+
+    /// The version `--version` prints and the operators' page shows.
+    static let version = "0.1.0"
 }
 
 /// The options both subcommands share: where the configuration is, and the settings most often changed by hand.

@@ -1,3 +1,4 @@
+import Broker
 import Foundation  // JSONEncoder for the snapshot events
 import HTTP
 import Logging

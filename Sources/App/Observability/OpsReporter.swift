@@ -198,7 +198,7 @@ final class OpsReporter: Service, Sendable {
         let phoneStreams = min(streams, registry.phoneStreamCount)
         return OpsNodeReport(
             name: nodeName,
-            version: Tandem.configuration.version,
+            version: Tandem.version,
             uptimeSeconds: max(0, now - startedAt) / 1000,
             pcStreams: streams - phoneStreams,
             phoneStreams: phoneStreams,
