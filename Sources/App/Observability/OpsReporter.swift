@@ -7,7 +7,8 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// What one node reports about itself each second: counts only, nothing that names a user or a session.
+/// What one node reports about itself each second, and how the snapshot lists it: counts only, nothing that names a
+/// user or a session.
 struct OpsNodeReport: Codable, Sendable, Equatable {
     var name: String
     var version: String
@@ -19,8 +20,11 @@ struct OpsNodeReport: Codable, Sendable, Equatable {
     /// Upper bound of the bucket holding the 99th percentile of broker round trips in the window; nil without calls.
     var brokerP99Milliseconds: Double?
     var pairings: OpsPairings
-    /// Creation times (ms since the epoch) of this node's oldest waiting pairings, oldest first, at most five.
-    var oldestWaitingSince: [Int64]
+    /// In the report: creation times (ms since the epoch) of this node's oldest waiting pairings, oldest first, at
+    /// most five. Merged into the snapshot's ages, so nil (absent) there.
+    var oldestWaitingSince: [Int64]?
+    /// In the snapshot: seconds since the node wrote its report; nil (absent) in the report itself.
+    var reportAgeSeconds: Double?
 }
 
 /// Pairings by state (counts only).
@@ -55,20 +59,6 @@ struct OpsPairings: Codable, Sendable, Equatable {
 
 /// What `/api/ops/snapshot` answers and `/api/ops/events` sends each second.
 struct OpsSnapshot: Codable, Sendable, Equatable {
-    struct Node: Codable, Sendable, Equatable {
-        var name: String
-        var version: String
-        var uptimeSeconds: Int64
-        var pcStreams: Int
-        var phoneStreams: Int
-        var sessions: Int
-        var eventsPerSecond: Double
-        var brokerP99Milliseconds: Double?
-        var pairings: OpsPairings
-        /// Seconds since the node wrote this report.
-        var reportAgeSeconds: Double
-    }
-
     /// When this snapshot was made, ms since the epoch (this node's clock).
     var generatedAt: Int64
     /// `memory`, `redis` or `redis-cluster`.
@@ -80,7 +70,7 @@ struct OpsSnapshot: Codable, Sendable, Equatable {
     /// Ages in seconds of the oldest waiting pairings, oldest first, at most five.
     var oldestWaitingSeconds: [Int64]
     /// Every live node, by name.
-    var nodes: [Node]
+    var nodes: [OpsNodeReport]
 }
 
 /// Each second: this node's report, written to the broker (Redis: a hash all nodes share) and merged with every
@@ -214,17 +204,15 @@ final class OpsReporter: Service, Sendable {
     static func merge(_ reports: [(OpsNodeReport, Int64)], now: Int64, broker: String, reachable: Bool) -> OpsSnapshot {
         var pairings = OpsPairings()
         var waitingSince: [Int64] = []
-        var nodes: [OpsSnapshot.Node] = []
-        for (report, reportedAt) in reports.prefix(maximumNodes) {
+        var nodes: [OpsNodeReport] = []
+        for (var report, reportedAt) in reports.prefix(maximumNodes) {
             pairings = pairings + report.pairings
-            waitingSince += report.oldestWaitingSince.prefix(PairingTally.oldestWaitingShown)
+            waitingSince += (report.oldestWaitingSince ?? []).prefix(PairingTally.oldestWaitingShown)
             let (age, overflow) = now.subtractingReportingOverflow(reportedAt)
-            nodes.append(
-                OpsSnapshot.Node(
-                    name: report.name, version: String(report.version.prefix(32)), uptimeSeconds: report.uptimeSeconds,
-                    pcStreams: report.pcStreams, phoneStreams: report.phoneStreams, sessions: report.sessions,
-                    eventsPerSecond: report.eventsPerSecond, brokerP99Milliseconds: report.brokerP99Milliseconds,
-                    pairings: report.pairings, reportAgeSeconds: overflow ? 0 : Double(max(0, age)) / 1000))
+            report.version = String(report.version.prefix(32))
+            report.oldestWaitingSince = nil
+            report.reportAgeSeconds = overflow ? 0 : Double(max(0, age)) / 1000
+            nodes.append(report)
         }
         let oldest = waitingSince.sorted().prefix(PairingTally.oldestWaitingShown).map { since in
             let (age, overflow) = now.subtractingReportingOverflow(since)
