@@ -65,7 +65,9 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(name: .customLong("log-format"), help: "text or json [LOG_FORMAT].")
     var logFormat: String?
 
-    @Option(name: .customLong("ops-token"), help: "Token of the operators' page /ops, 16+ bytes; prefer the variable, which ps does not show [OPS_TOKEN].")
+    @Option(
+        name: .customLong("ops-token"),
+        help: "Token of the operators' page /ops, 16+ bytes; prefer the variable, which ps does not show [OPS_TOKEN].")
     var opsToken: String?
 
     /// Loads the configuration; a problem is printed as one clear line and ends the process with status 2.

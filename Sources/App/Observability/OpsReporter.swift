@@ -120,7 +120,9 @@ final class OpsReporter: Service, Sendable {
     var nodeName: String {
         if !configuration.opsNodeName.isEmpty { return configuration.opsNodeName }
         var buffer = [CChar](repeating: 0, count: 256)
-        let host = gethostname(&buffer, buffer.count) == 0 ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "node"
+        // One byte short of the buffer: the name may come back without its terminating zero when it is that long.
+        let named = gethostname(&buffer, buffer.count - 1) == 0
+        let host = named ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "node"
         return String((host + ":" + String(state.withLock { $0.port })).utf8.prefix(NodeReport.maximumNodeBytes)) ?? "node"
     }
 
