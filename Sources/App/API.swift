@@ -16,6 +16,8 @@ struct API: Sendable {
     let time: TimeSource
     /// Where phones reach this node; the QR codes and `phoneUrl` start with it.
     var publicOrigin = PublicOriginBox()
+    /// The operators' page, when `ops.token` is set.
+    var ops: OpsAccess?
 
     /// The router serving every path.
     func makeRouter() -> Router {
@@ -42,10 +44,14 @@ struct API: Sendable {
         router.on(.GET, "/healthz", handling { try await $0.health($1, logger: $2) })
         router.on(.GET, "/readyz", handling { try await $0.readiness($1, logger: $2) })
         router.on(.GET, "/metrics", handling { try await $0.metricsText($1, logger: $2) })
+        router.on(.GET, "/api/ops/snapshot", handling { try await $0.opsSnapshot($1, logger: $2) })
+        router.on(.GET, "/api/ops/events", handling { try await $0.opsEvents($1, logger: $2) })
         router.metrics = metrics.factory
         if let staticFiles {
-            router.fallback(serving: { staticFiles.serves(path: $0) }) { request, _ in
-                guard var page = staticFiles.response(for: request) else {
+            // Off, the operators' page is absent: its files under /ops/ are not served (404).
+            let opsOn = ops != nil
+            router.fallback(serving: { opsOn || !Self.isOpsPage($0) ? staticFiles.serves(path: $0) : false }) { request, _ in
+                guard opsOn || !Self.isOpsPage(request.path), var page = staticFiles.response(for: request) else {
                     return APIError.notFound.response(for: request, defaultLanguage: language)
                 }
                 page.headers.add(contentsOf: Self.pageSecurityHeaders)
@@ -53,6 +59,13 @@ struct API: Sendable {
             }
         }
         return router
+    }
+
+    /// Whether `path` is the operators' page or one of its files (`Public/ops/`).
+    static func isOpsPage(_ path: Substring) -> Bool {
+        // As the static files read it: percent-decoded (`/%6Fps` is `/ops`).
+        let decoded = PercentDecoding.decode(path.replacing("+", with: "%2B")[...]) ?? String(path)
+        return decoded == "/ops" || decoded.hasPrefix("/ops/")
     }
 
     /// Converts the failures of one endpoint into responses, in the request's language: `APIError`s as they are,

@@ -64,6 +64,8 @@ struct APIError: HTTPResponseError, Equatable {
     static func invalidFields(_ errors: [(path: String, code: String, message: Message)]) -> APIError {
         APIError(status: .badRequest, code: errors.first?.code ?? "validation_failed", message: errors.first?.message ?? .serverError, fieldErrors: errors)
     }
+    /// The operators' page without its token, or with a wrong one (both look the same to the caller).
+    static let opsTokenRequired = APIError(status: .unauthorized, code: "ops_token_required", message: .opsTokenRequired)
     /// A state-changing request from a page of another site (CSRF), refused before it changes anything.
     static let crossSiteRequest = APIError(status: .forbidden, code: "cross_site_request", message: .crossSiteRequest)
     static let idempotencyKeyInvalid = APIError(status: .badRequest, code: "idempotency_key_invalid", message: .idempotencyKeyInvalid)

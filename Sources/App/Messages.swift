@@ -53,6 +53,7 @@ enum Message: Sendable {
     case fieldCharacterTooComplex(FormSchema.Labels)
     case fieldPatternMismatch(FormSchema.Labels)
     case fieldUnknown
+    case opsTokenRequired
 
     func text(in language: Language) -> String {
         switch language {
@@ -96,6 +97,7 @@ enum Message: Sendable {
         case .fieldCharacterTooComplex(let label): "「\(label.japanese)」に、記号や結合文字を重ねすぎた文字が含まれています"
         case .fieldPatternMismatch(let label): "「\(label.japanese)」の形式が正しくありません"
         case .fieldUnknown: "このフォームにない項目です"
+        case .opsTokenRequired: "運用ページのトークンが必要です（正しくありません）"
         case .alreadySubmitted: "このセッションは既に送信済みです"
         case .malformedJSON: "リクエストの形式が正しくありません（JSONとして読み取れません）"
         case .bodyNotObject: "リクエスト本文はJSONオブジェクトで送信してください"
@@ -153,6 +155,7 @@ enum Message: Sendable {
         case .fieldCharacterTooComplex(let label): "\(label.english) contains a character built from too many marks or symbols."
         case .fieldPatternMismatch(let label): "\(label.english) is not in the expected format."
         case .fieldUnknown: "This form has no such field."
+        case .opsTokenRequired: "The operators' token is missing or wrong."
         case .alreadySubmitted: "This session has already been submitted."
         case .malformedJSON: "The request body is not valid JSON."
         case .bodyNotObject: "The request body must be a JSON object."

@@ -50,5 +50,16 @@ final class RateLimiter: Sendable {
         }
     }
 
+    /// The seconds until `key` may spend again, or nil when it may now; spends nothing.
+    func refusal(_ key: String, now: Int64) -> Int? {
+        guard perMinute > 0 else { return nil }
+        let refillPerMillisecond = Double(perMinute) / 60_000
+        return state.withLock { state -> Int? in
+            guard let bucket = state.buckets[key] else { return nil }
+            let tokens = bucket.tokens + Double(max(0, now - bucket.updated)) * refillPerMillisecond
+            return tokens >= 1 ? nil : max(1, Int(((1 - tokens) / refillPerMillisecond / 1000).rounded(.up)))
+        }
+    }
+
     var trackedAddresses: Int { state.withLock { $0.buckets.count } }
 }

@@ -69,6 +69,7 @@ actor SessionRegistry {
         sessions[id, default: LocalSession(expiresAt: expiresAt)].streams.append(attached)
         sessions[id]?.expiresAt = expiresAt
         counts.streams.add(1, ordering: .relaxed)
+        if audience == .phone { counts.phoneStreams.add(1, ordering: .relaxed) }
         countsChanged()
         return (nextToken, items)
     }
@@ -81,6 +82,7 @@ actor SessionRegistry {
         gone.continuation.finish()
         sessions[id] = session.streams.isEmpty ? nil : session
         counts.streams.subtract(1, ordering: .relaxed)
+        if gone.audience == .phone { counts.phoneStreams.subtract(1, ordering: .relaxed) }
         if session.streams.isEmpty { counts.sessions.subtract(1, ordering: .relaxed) }
         countsChanged()
         return !session.streams.contains { $0.audience == gone.audience }
@@ -89,6 +91,7 @@ actor SessionRegistry {
     /// Hands an event to every stream of the session here; a stream whose buffer is full is cut.
     func deliver(_ event: StoredEvent, to id: SessionID) {
         guard var session = sessions[id] else { return }
+        metrics?.ops.delivered(event.event, to: id)
         var cut = false
         for index in session.streams.indices where !session.streams[index].finished {
             if case .dropped = session.streams[index].continuation.yield(.event(event)) {
@@ -109,6 +112,7 @@ actor SessionRegistry {
             stream.continuation.finish()
         }
         counts.streams.subtract(session.streams.count, ordering: .relaxed)
+        counts.phoneStreams.subtract(session.streams.count { $0.audience == .phone }, ordering: .relaxed)
         counts.sessions.subtract(1, ordering: .relaxed)
         countsChanged()
     }
@@ -193,6 +197,8 @@ final class SessionRegistries: SessionEventSink, Service {
     final class Counts: Sendable {
         let streams = Atomic<Int>(0)
         let sessions = Atomic<Int>(0)
+        /// The phones' channels among `streams` (the rest are PCs' streams).
+        let phoneStreams = Atomic<Int>(0)
     }
 
     private struct Route {
@@ -336,6 +342,8 @@ final class SessionRegistries: SessionEventSink, Service {
     var streamCount: Int { counts.streams.load(ordering: .relaxed) }
     /// Sessions with at least one live stream on this node.
     var sessionCount: Int { counts.sessions.load(ordering: .relaxed) }
+    /// Live phone channels on this node (the rest of ``streamCount`` are PCs' streams).
+    var phoneStreamCount: Int { counts.phoneStreams.load(ordering: .relaxed) }
 
     /// The sessions with a stream of `side` on this node.
     func heldSessionIDs(_ side: PresenceSide) async -> [SessionID] {

@@ -24,10 +24,13 @@ struct Tandem: AsyncParsableCommand {
             in-memory broker on port 8080. `tandem check-config` shows every setting and where it came from; \
             README.md describes each one.
             """,
-        version: "0.1.0",
+        version: Tandem.version,
         subcommands: [Serve.self, CheckConfig.self],
         defaultSubcommand: Serve.self
     )
+
+    /// The version `--version` prints and the operators' page shows.
+    static let version = "0.1.0"
 }
 
 /// The options both subcommands share: where the configuration is, and the settings most often changed by hand.
@@ -62,12 +65,18 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(name: .customLong("log-format"), help: "text or json [LOG_FORMAT].")
     var logFormat: String?
 
+    @Option(
+        name: .customLong("ops-token"),
+        help: "Token of the operators' page /ops, 16+ bytes; prefer the variable, which ps does not show [OPS_TOKEN].")
+    var opsToken: String?
+
     /// Loads the configuration; a problem is printed as one clear line and ends the process with status 2.
     func load() throws -> TandemConfiguration {
         let pairs: [(String, String?)] = [
             ("host", host), ("port", port), ("broker", broker), ("redis.url", redisURL), ("redis.clusterNodes", redisClusterNodes),
             ("publicBaseURL", publicBaseURL),
             ("session.ttlSeconds", sessionTTLSeconds), ("logLevel", logLevel), ("logFormat", logFormat),
+            ("ops.token", opsToken),
         ]
         var overrides: [String: String] = [:]
         for (key, value) in pairs { if let value { overrides[key] = value } }

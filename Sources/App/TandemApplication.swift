@@ -15,6 +15,8 @@ struct TandemApplication: Sendable {
     let broker: any Broker
     let server: HTTPServer
     let metrics: TandemMetrics
+    /// Reports this node's counts to the operators' page (runs only when `ops.token` is set).
+    let opsReporter: OpsReporter
     let logger: Logger
     /// The loops serving connections and Redis: NIO's shared group, or one of `eventLoops` threads of this node's own
     /// (see ``withApplication(configuration:logger:time:onServerRunning:_:)``).
@@ -95,9 +97,13 @@ struct TandemApplication: Sendable {
         registry.keepPresence(through: instrumented)
         let publicOrigin = PublicOriginBox()
         let drainState = DrainState()
+        let opsReporter = OpsReporter(
+            configuration: configuration, broker: instrumented, registry: registry, metrics: metrics, time: time, logger: logger)
+        self.opsReporter = opsReporter
         let api = API(
             broker: instrumented, registry: registry, configuration: configuration,
-            staticFiles: staticFiles, metrics: metrics, drainState: drainState, time: time, publicOrigin: publicOrigin)
+            staticFiles: staticFiles, metrics: metrics, drainState: drainState, time: time, publicOrigin: publicOrigin,
+            ops: configuration.opsToken.isEmpty ? nil : OpsAccess(reporter: opsReporter))
         var serverConfiguration = HTTPServer.Configuration(
             host: configuration.host,
             port: configuration.port,
@@ -121,6 +127,7 @@ struct TandemApplication: Sendable {
             onServerRunning: { address in
                 // The phone URL needs the bound port, known only now (a configured port of 0 picks one).
                 publicOrigin.set(PublicOrigin.resolve(configuration, port: address.port ?? configuration.port))
+                opsReporter.serverStarted(port: address.port ?? configuration.port)
                 await onServerRunning(address)
             },
             onDrain: { drainState.begin() }
@@ -129,8 +136,11 @@ struct TandemApplication: Sendable {
 
     /// The node's services in start order; `signals` trigger a graceful shutdown bounded by `drainTimeoutSeconds`.
     func makeServiceGroup(signals: [UnixSignal] = [.sigterm, .sigint]) -> ServiceGroup {
+        // The reporter uses the broker: it stops after the server has drained, before the broker. Without a token the
+        // page is off and nothing reports.
+        let reporting: [ServiceGroupConfiguration.ServiceConfiguration] = configuration.opsToken.isEmpty ? [] : [.init(service: opsReporter)]
         var group = ServiceGroupConfiguration(
-            services: [.init(service: broker), .init(service: registry), .init(service: server)],
+            services: [.init(service: broker), .init(service: registry)] + reporting + [.init(service: server)],
             gracefulShutdownSignals: signals,
             logger: logger
         )

@@ -108,6 +108,10 @@ public protocol Broker: Service {
 
     /// A short word for health reports: `ok`, or why not.
     var health: BrokerHealth { get async }
+
+    /// Stores this node's report for `ttl` and returns the live reports of every node (this one's included), at most
+    /// `limit`, freshest first (for the operators' page). Reports older than `ttl` are not returned.
+    func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int) async throws -> [NodeReport]
 }
 
 extension Broker {

@@ -131,8 +131,8 @@ public struct Request: Sendable {
 }
 
 /// application/x-www-form-urlencoded style decoding for query strings.
-enum PercentDecoding {
-    static func decode(_ text: Substring) -> String? {
+package enum PercentDecoding {
+    package static func decode(_ text: Substring) -> String? {
         // Nothing encoded (IDs, names of parameters): the text as it is.
         if !text.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(text) }
         var bytes: [UInt8] = []

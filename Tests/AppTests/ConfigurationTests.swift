@@ -33,6 +33,7 @@ import Testing
             "trustedProxies": "10.0.0.1", "cors.allowedOrigins": "https://a.b", "drainTimeoutSeconds": "1", "defaultLanguage": "en",
             "publicDirectory": "elsewhere", "logLevel": "debug", "logFormat": "json", "redis.clusterNodes": "a:1", "redis.waitReplicas": "1",
             "form.fields": #"[{"name": "email", "type": "email", "label": {"ja": "メール", "en": "E-mail"}}]"#,
+            "ops.token": "0123456789abcdef", "ops.nodeName": "node-a",
         ]
         // Settings that are only valid alongside another one.
         let companions: [String: [String: String]] = ["redis.waitReplicas": ["broker": "redis-cluster", "redis.clusterNodes": "a:1"]]

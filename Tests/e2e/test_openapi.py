@@ -54,6 +54,8 @@ SCHEMATHESIS_TIMEOUT = 170.0
 TTL_SECONDS = 10
 GRACE_SECONDS = 2
 EVENT_WAIT = 5.0
+# The fuzz node's operators' token: schemathesis sends it to /api/ops/... (schemathesis.toml, bearerAuth).
+OPS_TOKEN = "fuzz-ops-token-0123456789"
 
 
 def load_spec() -> dict[str, Any]:
@@ -72,7 +74,7 @@ def fuzz_node() -> Iterator[Node]:
     with Cluster() as cluster:
         yield cluster.tandem("fuzz", {
             "LIMITS_SESSIONS_PER_MINUTE": "100000", "LIMITS_REQUESTS_PER_MINUTE": "100000",
-            "PAIRING_GRACE_SECONDS": "300",
+            "PAIRING_GRACE_SECONDS": "300", "OPS_TOKEN": OPS_TOKEN,
         })
 
 
@@ -158,7 +160,7 @@ def run_schemathesis(node: Node, phases: str, directory: Path) -> str:
         "--workers", "1", "--request-timeout", "5", "--generation-database", "none",
         "--output-sanitize", "false",
     ]
-    env = dict(os.environ, SCHEMATHESIS_HOOKS="schemathesis_hooks",
+    env = dict(os.environ, SCHEMATHESIS_HOOKS="schemathesis_hooks", TANDEM_TEST_OPS_TOKEN=OPS_TOKEN,
                PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
     started = time.monotonic()
     # Run from a scratch folder: nothing schemathesis or hypothesis writes lands in the repository.
@@ -173,7 +175,7 @@ def test_schemathesis_finds_nothing(fuzz_node: Node, tmp_path: Path) -> None:
     """Every operation, then the links. The stateful phase runs on its own: after the other phases, schemathesis 4.32
     runs only a few scenarios (11 with this seed), too few to walk the links to their end; alone, about 190."""
     output = run_schemathesis(fuzz_node, "examples,coverage,fuzzing", tmp_path)
-    assert "17 selected / 17 total" in output, output
+    assert "20 selected / 20 total" in output, output
     run_schemathesis(fuzz_node, "stateful", tmp_path)
     # The links were walked, not only declared: each step of the pairing succeeded at least once. (Schemathesis does
     # not follow the link to the phone's own stream with this seed; the flows below open it.)
@@ -181,7 +183,10 @@ def test_schemathesis_finds_nothing(fuzz_node: Node, tmp_path: Path) -> None:
         metrics = client.get("/metrics").text
     for route, method, status in [("/api/sessions", "POST", 201), ("/api/events", "GET", 200),
                                   ("/api/validate-session", "GET", 200),
-                                  ("/api/input-started", "POST", 200), ("/api/submit", "POST", 200)]:
+                                  ("/api/input-started", "POST", 200), ("/api/submit", "POST", 200),
+                                  # With the token from schemathesis.toml (bearerAuth), and refused without it.
+                                  ("/api/ops/snapshot", "GET", 200), ("/api/ops/events", "GET", 200),
+                                  ("/api/ops/snapshot", "GET", 401)]:
         sample = f'http_requests_total{{route="{route}",method="{method}",status="{status}"}}'
         assert sample in metrics, f"schemathesis never got {status} from {method} {route}"
 

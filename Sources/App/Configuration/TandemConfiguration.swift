@@ -72,6 +72,10 @@ struct TandemConfiguration: Sendable, Equatable {
     var logLevel = Logger.Level.info
     /// `text` (swift-log's lines) or `json` (one object per line).
     var logFormat = LogFormat.text
+    /// The bearer token of the operators' page (`/ops`, `/api/ops/...`); empty turns the page off (404).
+    var opsToken = ""
+    /// This node's name on the operators' page; empty means `hostname:port`.
+    var opsNodeName = ""
 
     enum LogFormat: String, Sendable, CaseIterable {
         case text
@@ -168,6 +172,15 @@ struct TandemConfiguration: Sendable, Equatable {
             .string("publicDirectory", \.publicDirectory),
             .choice("logLevel", \.logLevel),
             .choice("logFormat", \.logFormat),
+            // A secret: masked in check-config and in the error for a wrong value. Short tokens can be guessed.
+            .string("ops.token", \.opsToken, shown: Self.maskedSecret, check: { value, _ in
+                value.isEmpty || value.utf8.count >= Self.minimumOpsTokenBytes
+                    ? nil : "empty (the operators' page is off) or a token of at least \(Self.minimumOpsTokenBytes) bytes"
+            }),
+            .string("ops.nodeName", \.opsNodeName, check: { value, _ in
+                value.utf8.count <= NodeReport.maximumNodeBytes && !value.unicodeScalars.contains { $0.properties.generalCategory == .control }
+                    ? nil : "at most \(NodeReport.maximumNodeBytes) bytes without control characters"
+            }),
         ]
     }
 
@@ -214,4 +227,10 @@ struct TandemConfiguration: Sendable, Equatable {
         text.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
     }
     var heartbeat: Duration { .seconds(heartbeatSeconds) }
+
+    /// The shortest `ops.token` accepted.
+    static let minimumOpsTokenBytes = 16
+
+    /// A secret as `check-config` shows it: whether it is set, never what it is.
+    static func maskedSecret(_ value: String) -> String { value.isEmpty ? "" : "********" }
 }

@@ -9,6 +9,8 @@ import Synchronization
 final class TandemMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
+    /// What the operators' page reads (`/ops`), kept beside the Prometheus metrics because the same calls feed it.
+    let ops = OpsCounters()
 
     // Handles are made once: looking a metric up in the registry by name and labels on every event would cost more
     // than the event's own bookkeeping. The label sets are small and known, except refusal statuses (cached).
@@ -70,6 +72,7 @@ final class TandemMetrics: Sendable {
 
     func published(_ event: SessionEvent) {
         publishedByType[event.name]?.increment()
+        ops.eventPublished()
     }
 
     /// An event written to a stream; live ones also record how long they took from the publish.
@@ -93,6 +96,7 @@ final class TandemMetrics: Sendable {
 
     func brokerCall(_ operation: String, nanoseconds: Int64, failed: Bool) {
         brokerLatency[operation]?.recordNanoseconds(nanoseconds)
+        ops.brokerCall(nanoseconds: nanoseconds)
         if failed { brokerErrors[operation]?.increment() }
     }
 

@@ -691,6 +691,53 @@ public final class RedisBroker: Broker {
     /// Sessions this node is subscribed to (for tests and health).
     public var subscribedSessionCount: Int { state.withLock { $0.subscriptions.count } }
 
+    // MARK: Node reports
+
+    /// All nodes' reports live in one hash (one key, so one slot on a cluster), a field per node holding
+    /// `<reportedAt ms>\n<body>`. Each node writes its field and reads the whole hash in one pipelined round trip;
+    /// fields past `ttl` (a node that stopped) are left out and deleted by whoever sees them first.
+    public func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int) async throws -> [NodeReport] {
+        let key = RedisKeys.nodeReports
+        let ttlMilliseconds = max(1, ttl.milliseconds)
+        let value = String(report.reportedAt) + "\n" + String(decoding: report.body, as: UTF8.self)
+        let replies = try await route().send(
+            pipeline: [
+                ["HSET", key, report.node, value],
+                // With every node gone, the hash goes too.
+                ["PEXPIRE", key, String(ttlMilliseconds * 3)],
+                ["HGETALL", key],
+            ], key: key)
+        guard replies.count == 3 else { throw BrokerError(.protocolViolation, "Redis answered \(replies.count) replies to 3 commands") }
+        _ = try checked(replies[0])
+        guard case .array(let flat) = try checked(replies[2]) else { throw BrokerError(.protocolViolation, "HGETALL answered no array") }
+        let now = time.now()
+        var live: [NodeReport] = []
+        var stale: [String] = []
+        // Bounded however many fields something else wrote: a cluster of more nodes than this is not read whole.
+        for pair in stride(from: 0, to: min(flat.count - 1, 2 * Self.maximumNodeReportsRead), by: 2) {
+            guard let node = flat[pair].string, node.utf8.count <= NodeReport.maximumNodeBytes,
+                case .bulkString(let bytes) = flat[pair + 1], let newline = bytes.firstIndex(of: UInt8(ascii: "\n")),
+                let reportedAt = Int64(String(decoding: bytes[..<newline], as: UTF8.self))
+            else { continue }
+            let (age, overflow) = now.subtractingReportingOverflow(reportedAt)
+            if overflow || age > ttlMilliseconds {
+                stale.append(node)
+                continue
+            }
+            let body = bytes[(newline + 1)...]
+            guard body.count <= NodeReport.maximumBodyBytes else { continue }
+            live.append(NodeReport(node: node, reportedAt: reportedAt, body: Array(body)))
+        }
+        if !stale.isEmpty {
+            // Best effort: the next reader retries, and the key's own expiry bounds what is left.
+            _ = try? await route().send(["HDEL", key] + stale.prefix(64), key: key)
+        }
+        return Array(live.sorted { $0.reportedAt > $1.reportedAt }.prefix(limit))
+    }
+
+    /// Fields of the reports hash looked at, at most.
+    static let maximumNodeReportsRead = 1024
+
     // MARK: Commands
 
     /// Where this thread's commands go; unavailable while Redis is unreachable.

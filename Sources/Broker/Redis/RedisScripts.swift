@@ -246,6 +246,9 @@ struct RedisScriptSet: Sendable {
 
 /// Redis key names. The `{ID}` hash tag keeps a session's keys and channel in one Redis Cluster slot.
 enum RedisKeys {
+    /// Every node's report for the operators' page. The `{ops}` hash tag is no session ID (those are longer), so it
+    /// never shares a session's keys.
+    static let nodeReports = "tandem:{ops}:nodes"
     static func session(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:session" }
     static func log(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:log" }
     static func channel(_ id: SessionID) -> String { "tandem:{\(id.rawValue)}:events" }

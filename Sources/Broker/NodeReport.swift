@@ -1,0 +1,28 @@
+/// What one node says about itself for the operators' page: opaque bytes (the App's JSON), stamped by the broker.
+/// Reports carry counts only; the broker never looks inside.
+public struct NodeReport: Sendable, Equatable {
+    /// The node's name as configured (or `host:port`): a name of a machine, never of a user.
+    public var node: String
+    /// When the node wrote it, milliseconds since the Unix epoch (its own clock).
+    public var reportedAt: Int64
+    public var body: [UInt8]
+
+    public init(node: String, reportedAt: Int64, body: [UInt8]) {
+        self.node = node
+        self.reportedAt = reportedAt
+        self.body = body
+    }
+
+    /// The longest body a broker stores or hands back: a longer one (written by something else) is skipped, so that
+    /// reading every node's report stays small.
+    public static let maximumBodyBytes = 8 * 1024
+    /// The longest node name kept.
+    public static let maximumNodeBytes = 128
+}
+
+extension Broker {
+    /// One node alone (the in-memory broker) knows only its own report.
+    public func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int) async throws -> [NodeReport] {
+        [report]
+    }
+}
