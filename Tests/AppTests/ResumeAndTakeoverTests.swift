@@ -139,12 +139,14 @@ struct ResumeAndTakeoverTests {
     /// A session the seed's way (the page made the ID) leaves a tombstone too: after it expires, nobody reopens it
     /// for another TTL, with or without `Last-Event-ID`.
     @Test func anExpiredSeedSessionIsNotReopenedWhileItsTombstoneLasts() async throws {
-        try await withTandem({ $0.sessionTTLSeconds = 1 }) { _, client in
+        // Expired after 3 s, its ID's tombstone lasts until 6 s: the check at 3.5 s has 2.5 s of room on a busy machine
+        // (with a TTL of 1 s it had 0.7 s, and a CI run beside builds took longer).
+        try await withTandem({ $0.sessionTTLSeconds = 3 }) { _, client in
             let id = SeedFlowTests.newSessionID()
             let opener = try await client.openEventStream("/api/events?session=\(id)")
             #expect(opener.head.status == 200)
             await opener.close()
-            try await Task.sleep(for: .milliseconds(1300))
+            try await Task.sleep(for: .milliseconds(3500))
             let reopened = try await client.request("GET", "/api/events?session=\(id)", timeout: .seconds(3))
             #expect(reopened.status == 404, "\(reopened.status) \(reopened.bodyText)")
             #expect(try await client.request("GET", "/api/events?session=\(id)", headers: [("Last-Event-ID", "0")]).status == 404)
