@@ -91,7 +91,7 @@ actor SessionRegistry {
     /// Hands an event to every stream of the session here; a stream whose buffer is full is cut.
     func deliver(_ event: StoredEvent, to id: SessionID) {
         guard var session = sessions[id] else { return }
-        metrics?.ops.delivered(event.event, to: id)
+        metrics?.ops?.delivered(event.event, to: id)
         var cut = false
         for index in session.streams.indices where !session.streams[index].finished {
             if case .dropped = session.streams[index].continuation.yield(.event(event)) {

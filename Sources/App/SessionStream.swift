@@ -149,7 +149,7 @@ struct SessionStream: Sendable {
             wasLast = await registry.detach(id, token: token)
         }
         registries.release(id)
-        if wasLast && audience == .pc { metrics?.ops.pcLeft(id) }
+        if wasLast && audience == .pc { metrics?.ops?.pcLeft(id) }
         await broker.unsubscribe(id)
         guard wasLast && !sawFinalEvent else { return }
         let broker = self.broker

@@ -54,7 +54,7 @@ struct TandemApplication: Sendable {
     ) throws {
         self.configuration = configuration
         self.logger = logger
-        let metrics = TandemMetrics()
+        let metrics = TandemMetrics(opsPage: !configuration.opsToken.isEmpty)
         self.metrics = metrics
         let redisTarget: RedisBroker.Configuration.Target?
         switch configuration.broker {

@@ -191,7 +191,7 @@ extension API {
             registries.release(id)
             throw APIError.sessionNotFound(.action)
         }
-        if audience == .pc { metrics.ops.pcAttached(id, status: record.status, createdAt: record.createdAt, expiresAt: expiresAt) }
+        if audience == .pc { metrics.ops?.pcAttached(id, status: record.status, createdAt: record.createdAt, expiresAt: expiresAt) }
         let missed: [StoredEvent]
         do {
             // A device that comes back within the grace is present again from now (sent alongside the subscription).

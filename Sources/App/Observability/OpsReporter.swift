@@ -175,9 +175,13 @@ final class OpsReporter: Service, Sendable {
         return snapshot
     }
 
+    /// The node's counters; empty ones when the page is off (the reporter is then never run).
+    private var counters: OpsCounters { metrics.ops ?? Self.noCounters }
+    private static let noCounters = OpsCounters(capacity: 0)
+
     /// This node's counts now; rates over the window of samples kept.
     private func localReport(now: Int64) -> OpsNodeReport {
-        let sample = metrics.ops.current
+        let sample = counters.current
         let earliest = state.withLock { state -> (at: Int64, sample: OpsCounters.Sample) in
             state.window.append((now, sample))
             state.window.removeAll { now - $0.at > Self.windowMilliseconds }
@@ -185,7 +189,7 @@ final class OpsReporter: Service, Sendable {
         }
         let elapsed = Double(max(0, now - earliest.at)) / 1000
         let events = max(0, sample.eventsPublished - earliest.sample.eventsPublished)
-        let pairings = metrics.ops.pairings(now: now)
+        let pairings = counters.pairings(now: now)
         let streams = registry.streamCount
         let phoneStreams = min(streams, registry.phoneStreamCount)
         return OpsNodeReport(

@@ -9,8 +9,9 @@ import Synchronization
 final class TandemMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
-    /// What the operators' page reads (`/ops`), kept beside the Prometheus metrics because the same calls feed it.
-    let ops = OpsCounters()
+    /// What the operators' page reads (`/ops`), kept beside the Prometheus metrics because the same calls feed it; nil
+    /// when the page is off (no `ops.token`), so a node without it keeps no tally and takes no lock for it per event.
+    let ops: OpsCounters?
 
     // Handles are made once: looking a metric up in the registry by name and labels on every event would cost more
     // than the event's own bookkeeping. The label sets are small and known, except refusal statuses (cached).
@@ -30,7 +31,8 @@ final class TandemMetrics: Sendable {
     static let eventTypes = ["connected", "input-started", "complete", "cancelled", "phone-left", "phone-returned"]
     static let brokerOperations = ["open_session", "session", "publish", "hold_presence", "release_presence", "events", "subscribe", "unsubscribe"]
 
-    init() {
+    init(opsPage: Bool = true) {
+        ops = opsPage ? OpsCounters() : nil
         registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         // Latencies here are sub-millisecond when all is well; the default buckets start at 5 ms.
@@ -72,7 +74,7 @@ final class TandemMetrics: Sendable {
 
     func published(_ event: SessionEvent) {
         publishedByType[event.name]?.increment()
-        ops.eventPublished()
+        ops?.eventPublished()
     }
 
     /// An event written to a stream; live ones also record how long they took from the publish.
@@ -96,7 +98,7 @@ final class TandemMetrics: Sendable {
 
     func brokerCall(_ operation: String, nanoseconds: Int64, failed: Bool) {
         brokerLatency[operation]?.recordNanoseconds(nanoseconds)
-        ops.brokerCall(nanoseconds: nanoseconds)
+        ops?.brokerCall(nanoseconds: nanoseconds)
         if failed { brokerErrors[operation]?.increment() }
     }
 
