@@ -10,6 +10,7 @@
 import { bindLanguageSwitches, lang, setLiteral, setText, t, translatePage } from './i18n.js';
 import { showDialog } from './dialog.js';
 import { createPairing } from './tandem-client.js';
+import { isArticleForm } from './form.js';
 
 const qr = document.getElementById('qr');
 const heading = document.querySelector('main h1');
@@ -225,7 +226,8 @@ const FIELD_LABELS = { name: 'nameLabel', phone: 'phoneLabel' };
  */
 function renderSubmission(data) {
   const entries = Object.entries(data ?? {});
-  const article = entries.length === 2 && 'name' in data && 'phone' in data;
+  // The article's labels only for the article's form: a configured form with the same two names has its own.
+  const article = entries.length === 2 && 'name' in data && 'phone' in data && (formFields === null || isArticleForm(formFields));
   const line = ([key, value]) => {
     const def = article ? undefined : formFields?.find((field) => field.name === key);
     const label = def !== undefined ? (lang === 'en' ? def.label.en : def.label.ja) : FIELD_LABELS[key] ? t(FIELD_LABELS[key]) : key;

@@ -13,6 +13,7 @@
 
 import { apiHeaders, bindLanguageSwitches, lang, onLanguageChange, setLiteral, setText, t, translatePage } from './i18n.js';
 import { lockedDialogShowing, showDialog } from './dialog.js';
+import { isArticleForm } from './form.js';
 
 const SESSION_CHECK_INTERVAL_MS = 5000;
 const CHANNEL_RETRY_MS = 5000;
@@ -465,12 +466,6 @@ function watch(key) {
 /** A configured field's label in the page's language. */
 function labelOf(def) {
   return lang === 'en' ? def.label.en : def.label.ja;
-}
-
-/** Whether GET /api/form describes the article's form, which the page already has. */
-function isArticleForm(list) {
-  return list.length === 2 && list[0].name === 'name' && list[0].type === 'text' && list[0].maxLength === 20 &&
-    list[1].name === 'phone' && list[1].type === 'tel' && list[1].maxLength === 15;
 }
 
 const AUTOCOMPLETE = { email: 'email', tel: 'tel', text: 'on', number: 'off' };

@@ -59,7 +59,7 @@ struct FormSchema: Sendable, Equatable {
     static let maximumLength = 1000
     static let maximumOptions = 50
     /// A field's name: what the API and the events call it. Short, ASCII, and none of the names events already use.
-    static let reservedNames: Set<String> = ["sessionId", "status", "code", "pairingCode", "reason", "phoneAway", "type", "id", "event", "t", "form"]
+    static let reservedNames = Submission.reservedFieldNames
 
     /// The schema `form.fields` describes (a JSON array; `nil` or `[]` for the article's form), or what is wrong
     /// with it, naming the field by its position and name.
@@ -75,7 +75,8 @@ struct FormSchema: Sendable, Equatable {
             switch field(entry, at: index) {
             case .success(let field):
                 guard !fields.contains(where: { $0.name == field.name }) else {
-                    return .failure(SchemaError(field: (index, field.name), problem: "a second field named \"\(field.name)\""))
+                    // Its line is that of the second entry of the name, not the first.
+                    return .failure(SchemaError(field: (index, field.name), problem: "a second field named \"\(field.name)\"", occurrence: 2))
                 }
                 fields.append(field)
             case .failure(let error): return .failure(error)
@@ -92,7 +93,7 @@ struct FormSchema: Sendable, Equatable {
         let nameText: String? = if case .string(let text)? = members["name"] { text } else { nil }
         func failure(_ problem: String) -> Result<Field, SchemaError> { .failure(SchemaError(field: (index, nameText), problem: problem)) }
         if let unknown = members.keys.sorted().first(where: { !known.contains($0) }) { return failure("has an unknown key \"\(unknown)\"") }
-        guard let name = nameText, isFieldName(name) else {
+        guard let name = nameText, Submission.hasFieldNameShape(name) else {
             return failure("\"name\" must be 1 to \(Submission.maximumFieldNameBytes) ASCII letters, digits or _, starting with a letter")
         }
         guard !reservedNames.contains(name) else { return failure("\"name\" \"\(name)\" is used by the events; choose another") }
@@ -127,6 +128,9 @@ struct FormSchema: Sendable, Equatable {
         case .string?: return failure("\"pattern\" applies to text, tel, email and number fields only")
         default: return failure("\"pattern\" must be a string (a regular expression the whole value must match)")
         }
+        if pattern != nil, maxLength > CompiledPattern.maximumPatternedLength {
+            return failure("\"maxLength\" is at most \(CompiledPattern.maximumPatternedLength) for a field with a pattern")
+        }
         var options: [Option] = []
         switch (type, members["options"]) {
         case (.select, .array(let entries)?) where (1...maximumOptions).contains(entries.count):
@@ -150,17 +154,6 @@ struct FormSchema: Sendable, Equatable {
             SubmissionRules.firstRefusedScalar(in: japanese) == nil, SubmissionRules.firstRefusedScalar(in: english) == nil
         else { return nil }
         return Labels(japanese: japanese, english: english)
-    }
-
-    static func isFieldName(_ name: String) -> Bool {
-        let bytes = Array(name.utf8)
-        guard (1...Submission.maximumFieldNameBytes).contains(bytes.count), let first = bytes.first,
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first | 0x20)
-        else { return false }
-        return bytes.allSatisfy { byte in
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) && byte >= UInt8(ascii: "A")
-                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "_")
-        }
     }
 
     /// The form as the pages read it (`GET /api/form`): each field's name, type, labels and rules.
@@ -189,6 +182,8 @@ struct FormSchema: Sendable, Equatable {
 struct SchemaError: Error, Equatable {
     var field: (index: Int, name: String?)?
     var problem: String
+    /// Which entry of the field's name in the file is the wrong one (2 for a name given twice).
+    var occurrence = 1
 
     static func == (lhs: SchemaError, rhs: SchemaError) -> Bool {
         lhs.problem == rhs.problem && lhs.field?.index == rhs.field?.index && lhs.field?.name == rhs.field?.name
@@ -201,12 +196,20 @@ struct SchemaError: Error, Equatable {
     }
 }
 
-/// A field's pattern, compiled once. A value is matched whole. Patterns come from the operator, values from phones:
-/// a pattern whose matching could take exponential time on a crafted value (a quantified group that itself holds a
-/// quantifier, like `(a+)+`) is refused when the configuration is read, and values are bounded by `maxLength`.
+/// A field's pattern, compiled once. A value is matched whole. Patterns come from the operator, values from phones,
+/// and matching runs on the event loop: so only patterns whose matching time is bounded are taken. A pattern is a
+/// sequence of atoms (a character, an escape like `\d` or `\p{L}`, `.`, or a class `[...]`), each optionally
+/// followed by `?`, `{n}`, `{n,}`, `{n,m}`, `*` or `+`; no groups, no alternation, no backreferences or lookarounds,
+/// and at most two unbounded repetitions (`*`, `+`, `{n,}`). A backtracking matcher then needs at most about n²
+/// steps for a value of n characters, and values of patterned fields are bounded (``maximumPatternedLength``).
+/// Groups and `|` are where the exponential cases live (`(a|a)*`, `(a+)+`); three unbounded repetitions in a row
+/// are polynomial (`[ab]*[ab]*[ab]*c`).
 final class CompiledPattern: @unchecked Sendable, Equatable {
     // Only read after init, from any thread: `Regex` matching does not mutate it.
     private let regex: Regex<AnyRegexOutput>
+
+    /// The longest value a patterned field may take (its `maxLength` is capped to this).
+    static let maximumPatternedLength = 200
 
     private init(_ regex: Regex<AnyRegexOutput>) {
         self.regex = regex
@@ -214,9 +217,7 @@ final class CompiledPattern: @unchecked Sendable, Equatable {
 
     static func make(_ text: String) -> Result<CompiledPattern, PatternProblem> {
         guard (1...200).contains(text.count) else { return .failure(PatternProblem("must be 1 to 200 characters")) }
-        guard !hasNestedQuantifier(text) else {
-            return .failure(PatternProblem("has a quantified group holding a quantifier (like (a+)+), which can take exponential time"))
-        }
+        if let problem = unsafeShape(text) { return .failure(PatternProblem(problem)) }
         do {
             return .success(CompiledPattern(try Regex(text)))
         } catch {
@@ -230,42 +231,83 @@ final class CompiledPattern: @unchecked Sendable, Equatable {
 
     static func == (lhs: CompiledPattern, rhs: CompiledPattern) -> Bool { lhs === rhs }
 
-    /// Whether a group that holds a quantifier is itself repeated (`(a+)+`, `(a|b*)*`, `(x{2,}){3}`): the shape of
-    /// patterns whose backtracking explodes. Escapes and character classes are skipped; this errs on refusing.
-    static func hasNestedQuantifier(_ text: String) -> Bool {
+    /// Why `text` is outside the patterns taken (see the type), or nil when it is inside.
+    static func unsafeShape(_ text: String) -> String? {
         let characters = Array(text)
-        var stack: [Bool] = []  // per open group: whether it holds a quantifier
         var index = 0
-        var inClass = false
-        while index < characters.count {
-            let character = characters[index]
-            if character == "\\" {
-                index += 2
-                continue
-            }
-            if inClass {
-                if character == "]" { inClass = false }
+        var unbounded = 0
+        var atoms = 0
+        func digits() -> Int? {
+            var value = 0
+            var count = 0
+            while index < characters.count, let digit = characters[index].wholeNumberValue, characters[index].isASCII {
+                value = min(value * 10 + digit, 100_000)
+                count += 1
                 index += 1
+            }
+            return count > 0 ? value : nil
+        }
+        while index < characters.count {
+            // One atom.
+            switch characters[index] {
+            case "(", ")", "|": return "uses a group or | (a pattern here is characters, classes and repetitions only)"
+            case "*", "+", "?", "{": return "repeats nothing at character \(index + 1)"
+            case "\\":
+                index += 1
+                guard index < characters.count else { return "ends with \\" }
+                let escaped = characters[index]
+                if escaped.isNumber || escaped == "k" || escaped == "g" { return "uses a backreference" }
+                index += 1
+                // `\p{L}`, `\P{Lu}`, `\u{41}`, `\x{41}`: the braces belong to the escape.
+                if "pPux".contains(escaped), index < characters.count, characters[index] == "{" {
+                    while index < characters.count, characters[index] != "}" { index += 1 }
+                    index += 1
+                }
+            case "[":
+                index += 1
+                if index < characters.count, characters[index] == "^" { index += 1 }
+                if index < characters.count, characters[index] == "]" { index += 1 }
+                while index < characters.count, characters[index] != "]" {
+                    if characters[index] == "[" { return "nests a class in a class" }
+                    index += characters[index] == "\\" ? 2 : 1
+                }
+                guard index < characters.count else { return "has a [ without its ]" }
+                index += 1
+            default:
+                index += 1
+            }
+            atoms += 1
+            // Its repetition, if any.
+            guard index < characters.count else { break }
+            switch characters[index] {
+            case "*", "+":
+                unbounded += 1
+                index += 1
+            case "?":
+                index += 1
+            case "{":
+                index += 1
+                guard let low = digits() else { return "has a { that is not a count" }
+                var high: Int? = low
+                if index < characters.count, characters[index] == "," {
+                    index += 1
+                    high = digits()
+                }
+                guard index < characters.count, characters[index] == "}" else { return "has a { that is not a count" }
+                index += 1
+                if let high {
+                    guard low <= high, high <= maximumPatternedLength else { return "counts up to \(maximumPatternedLength) at most" }
+                } else {
+                    unbounded += 1
+                }
+            default:
                 continue
             }
-            switch character {
-            case "[": inClass = true
-            case "(": stack.append(false)
-            case ")":
-                let heldQuantifier = stack.popLast() ?? false
-                let next = index + 1 < characters.count ? characters[index + 1] : nil
-                // Repeated, not merely optional: `(a+)?` is tried once or not at all.
-                let quantified = next == "+" || next == "*" || next == "{"
-                if heldQuantifier && quantified { return true }
-                // The group, quantified or holding a quantifier, counts as a quantifier inside its parent.
-                if (heldQuantifier || quantified), !stack.isEmpty { stack[stack.count - 1] = true }
-            case "+", "*", "{":
-                if !stack.isEmpty { stack[stack.count - 1] = true }
-            default: break
-            }
-            index += 1
+            // A lazy or possessive mark after a repetition changes nothing here.
+            if index < characters.count, characters[index] == "?" || characters[index] == "+" { index += 1 }
         }
-        return false
+        if unbounded > 2 { return "has \(unbounded) unbounded repetitions (*, +, {n,}); at most 2" }
+        return atoms == 0 ? "is empty" : nil
     }
 }
 

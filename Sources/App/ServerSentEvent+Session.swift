@@ -42,11 +42,13 @@ extension ServerSentEvent {
     /// `event: resync`, `{"status","name"?,"phone"?}` (the submission once completed, `reason` once cancelled), with
     /// the log's last id, so the events that follow continue from it.
     static func resync(_ record: SessionRecord, for audience: PresenceSide = .pc) -> ServerSentEvent {
-        var data: [String: JSONValue] = ["status": .string(record.status.rawValue)]
+        var data: [String: JSONValue] = [:]
         if let submission = record.submission, audience == .pc {
-            // The form's field names are never those of the event's own members (FormSchema.reservedNames).
+            // A field's name is never one of the event's own members (Submission.reservedFieldNames, checked where a
+            // form is read); written first all the same, so the state below is what the reader gets.
             for field in submission.fields { data[field.name] = field.value.json }
         }
+        data["status"] = .string(record.status.rawValue)
         if let code = record.pairingCode { data[audience == .pc ? "code" : "pairingCode"] = .string(code) }
         if let reason = record.cancelReason { data["reason"] = .string(reason.rawValue) }
         if audience == .pc, record.phoneAway { data["phoneAway"] = .bool(true) }

@@ -38,14 +38,27 @@ enum SubmissionRules {
             if let value = value(of: field, in: body[field.name], errors: &errors) { fields.append(Submission.Field(field.name, value)) }
         }
         // A field the form does not have is refused: the PC would show nothing for it, so the phone would lose it.
+        // Each named by its key when it looks like a field's name (a few at most); keys that do not are not echoed back:
+        // one error for the body says there are some.
         if case .object(let members) = body {
+            var named = 0
+            var unnamed = false
             for name in members.keys.sorted() where name != "sessionId" && !form.fields.contains(where: { $0.name == name }) {
-                errors.append((name, "field_unknown", .fieldUnknown))
+                if Submission.hasFieldNameShape(name), named < maximumUnknownFieldsNamed {
+                    errors.append((name, "field_unknown", .fieldUnknown))
+                    named += 1
+                } else {
+                    unnamed = true
+                }
             }
+            if unnamed { errors.append(("body", "field_unknown", .fieldUnknown)) }
         }
         guard errors.isEmpty else { return .failure(.invalidFields(errors)) }
         return .success((sessionID, Submission(fields: fields)))
     }
+
+    /// Unknown fields named one by one in an answer, at most.
+    static let maximumUnknownFieldsNamed = 8
 
     /// One configured field's value, checked by its type and rules; nil (with its error, or none for an empty
     /// optional field, which is left out) otherwise.
@@ -68,6 +81,9 @@ enum SubmissionRules {
         case nil, .null?: raw = ""
         case .string(let text)?: raw = text
         case .integer(let number)? where field.type == .number || field.type == .tel: raw = String(number)
+        // The parser gives finite doubles only; a decimal keeps its text (1.5), a large one an exponent, which
+        // the number check then refuses.
+        case .number(let number)? where field.type == .number: raw = number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
         default:
             errors.append((path, "field_not_text", .fieldNotText(label)))
             return nil
@@ -77,8 +93,9 @@ enum SubmissionRules {
             if field.required { errors.append((path, "field_required", .fieldRequired(label))) }
             return nil
         }
-        // Bounded before any pattern runs: a pattern only ever sees a value of at most maxLength characters.
-        guard text.count <= field.maxLength, text.unicodeScalars.count <= field.maxLength * maximumScalarsPerCharacter else {
+        // Bounded before any pattern runs: a pattern only ever sees a value of at most maxLength characters. A select's
+        // value is one of its options, whatever their length.
+        guard field.type == .select || text.count <= field.maxLength, text.unicodeScalars.count <= field.maxLength * maximumScalarsPerCharacter else {
             errors.append((path, "field_too_long", .fieldTooLong(label, maximum: field.maxLength)))
             return nil
         }

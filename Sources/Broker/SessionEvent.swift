@@ -155,20 +155,57 @@ public struct Submission: Sendable, Equatable, Codable {
     /// Bounds on a stored form that comes back from Redis: what `formText` of a form the server accepted can hold.
     public static let maximumFields = 32
     public static let maximumFieldNameBytes = 32
+    /// Scalars in one stored value: the longest field (1,000 characters) of at most 8 scalars each.
+    public static let maximumValueScalars = 8000
+    /// Names no field may have: the members the events carry beside a submission's fields (`resync`'s state).
+    public static let reservedFieldNames: Set<String> = [
+        "sessionId", "status", "code", "pairingCode", "reason", "phoneAway", "type", "id", "event", "t", "form",
+    ]
 
-    /// The submission a `formText` holds, or nil when it is not a flat object of strings and booleans with distinct,
-    /// short, non-empty keys (Redis data is hostile until checked).
+    /// Whether `name` can name a field: shaped like one (``hasFieldNameShape``) and not reserved.
+    public static func isFieldName(_ name: String) -> Bool {
+        hasFieldNameShape(name) && !reservedFieldNames.contains(name)
+    }
+
+    /// An ASCII letter, then letters, digits or `_`, at most 32 in all.
+    public static func hasFieldNameShape(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (1...maximumFieldNameBytes).contains(bytes.count), let first = bytes.first, isLetter(first) else { return false }
+        return bytes.allSatisfy { isLetter($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "_") }
+    }
+
+    private static func isLetter(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+    }
+
+    /// Whether a stored value could have come from a check the server made: bounded, and without control characters
+    /// or the format characters that reorder or hide text (a value planted in Redis must not reach a screen).
+    static func isStoredValue(_ text: String) -> Bool {
+        var count = 0
+        for scalar in text.unicodeScalars {
+            count += 1
+            guard count <= maximumValueScalars else { return false }
+            switch scalar.properties.generalCategory {
+            case .control, .lineSeparator, .paragraphSeparator, .surrogate: return false
+            case .format where scalar != "\u{200D}": return false
+            default: continue
+            }
+        }
+        return true
+    }
+
+    /// The submission a `formText` holds, or nil when it is not a flat object of strings and booleans with distinct
+    /// field names (``isFieldName``) and values a check of the server's could have passed (Redis data is hostile
+    /// until checked).
     public init?(formText text: String) {
         var reader = FlatJSONReader(Array(text.utf8))
         guard reader.beginObject() else { return nil }
         var fields: [Field] = []
         while let key = reader.nextKey() {
-            guard !key.isEmpty, key.utf8.count <= Self.maximumFieldNameBytes, fields.count < Self.maximumFields,
-                !fields.contains(where: { $0.name == key })
-            else { return nil }
+            guard Self.isFieldName(key), fields.count < Self.maximumFields, !fields.contains(where: { $0.name == key }) else { return nil }
             if let flag = reader.boolean() {
                 fields.append(Field(key, .flag(flag)))
-            } else if let value = reader.string() {
+            } else if let value = reader.string(), Self.isStoredValue(value) {
                 fields.append(Field(key, .text(value)))
             } else {
                 return nil

@@ -66,8 +66,10 @@ struct FormFieldsTests {
             (field(#"{"name": "b", "type": "text", "label": {"ja": "い"}}"#), #""label" must be"#),
             (field(#"{"name": "b", "type": "select", "label": {"ja": "い", "en": "B"}}"#), "a select needs"),
             (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "options": []}"#), "applies to select fields only"),
-            (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "pattern": "(a+)+"}"#), "exponential"),
-            (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "pattern": "(["}"#), "is not a regular expression"),
+            (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "pattern": "(a+)+"}"#), "uses a group or |"),
+            (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "pattern": "[a-"}"#), "has a [ without its ]"),
+            (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "pattern": "[z-a]"}"#), "is not a regular expression"),
+            (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "pattern": "x", "maxLength": 500}"#), "at most 200 for a field with a pattern"),
             (field(#"{"name": "b", "type": "checkbox", "label": {"ja": "い", "en": "B"}, "pattern": "x"}"#), "applies to text"),
             (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "maxLength": 0}"#), #""maxLength" must be"#),
             (field(#"{"name": "b", "type": "text", "label": {"ja": "い", "en": "B"}, "required": "yes"}"#), #""required" must be"#),
@@ -79,9 +81,33 @@ struct FormFieldsTests {
         }
     }
 
-    @Test func nestedQuantifiersAreFoundAndPlainPatternsAreNot() {
-        for pattern in ["(a+)+", "(a|b*)*", "(x{2,}){3}", "((ab)+c)+", "((a+)?)+"] { #expect(CompiledPattern.hasNestedQuantifier(pattern), "\(pattern)") }
-        for pattern in ["[0-9]{6}", "(\\+81)?[0-9-]+", "[a-z]+(-[a-z]+)?", "\\(a+\\)+", "[(a+)]+", "(a+)?"] { #expect(!CompiledPattern.hasNestedQuantifier(pattern), "\(pattern)") }
+    /// Only patterns whose matching time is bounded are taken: no groups or alternation (the exponential cases), at
+    /// most two unbounded repetitions (three in a row are polynomial), counts up to the patterned length.
+    @Test func onlyPatternsThatCannotBacktrackBadlyAreTaken() {
+        for pattern in [
+            "(a+)+", "(a|a)*", "(a|aa)+", "[ab]*[ab]*[ab]*c", ".*.*.*=.*", "(x{2,}){3}", "a|b", "(a*)\\1*b", "(?=a*)(?:a|ab)*c",
+            "a{0,1000}", "a**", "+a", "[a", "\\", "a{2,1}",
+        ] {
+            #expect(CompiledPattern.unsafeShape(pattern) != nil, "\(pattern)")
+        }
+        for pattern in ["[0-9]{6}", "\\+?[0-9-]+", "[a-z]+-?[a-z]*", "\\(a+\\)+", "[(a+)]+", "\\p{L}+", "[^0-9]+", "\\d{3}-\\d{4}", "x\\p{Lu}*", "a{2,}b"] {
+            #expect(CompiledPattern.unsafeShape(pattern) == nil, "\(pattern): \(CompiledPattern.unsafeShape(pattern) ?? "")")
+        }
+    }
+
+    /// The attack's patterns, had they been taken, took seconds on a value of 20 to 200 characters; what is taken
+    /// matches a value of the longest patterned length, crafted to fail at the end, in well under a second.
+    @Test func aTakenPatternMatchesTheLongestValueQuickly() throws {
+        for pattern in ["[ab]*[ab]*c", "\\p{L}+[a-z]*\\d", ".*.*x", "a{2,}b{0,200}c"] {
+            guard case .success(let compiled) = CompiledPattern.make(pattern) else {
+                Issue.record("refused: \(pattern)")
+                continue
+            }
+            let value = String(repeating: "a", count: CompiledPattern.maximumPatternedLength)
+            let started = ContinuousClock.now
+            #expect(!compiled.matches(value))
+            #expect(ContinuousClock.now - started < .seconds(1), "\(pattern)")
+        }
     }
 
     @Test func aBadFormInTheFileIsRefusedWithItsLine() throws {
@@ -181,6 +207,56 @@ struct FormFieldsTests {
         #expect(Self.codes(Self.check(["age": .string("4a")], form: form)) == ["field_not_a_number"])
         #expect(Self.codes(Self.check(["age": .integer(7), "tel": .string("abc")], form: form)) == ["field_invalid_phone"])
         #expect(Self.codes(Self.check(["age": .string("1234")], form: form)) == ["field_too_long"])
+    }
+
+    /// Keys the form does not have are refused; one that is not even shaped like a field's name is not echoed back
+    /// (an empty key, a long one, one with control characters): one error for the body says so.
+    @Test func unknownKeysAreNamedOnlyWhenTheyLookLikeFieldNames() throws {
+        let form = try Self.schema(Self.fiveFields)
+        var body: [String: JSONValue] = [
+            "fullName": .string("山田"), "email": .string("a@example.com"), "plan": .string("basic"), "agree": .bool(true),
+            "": .integer(1), String(repeating: "k", count: 40): .integer(1), "a\u{0}b": .integer(1), "extra": .integer(1),
+        ]
+        guard case .failure(let error) = Self.check(body, form: form) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(error.fieldErrors.map(\.path) == ["extra", "body"])
+        for index in 0..<20 { body["x\(index)"] = .integer(1) }
+        guard case .failure(let many) = Self.check(body, form: form) else { return }
+        #expect(many.fieldErrors.count == SubmissionRules.maximumUnknownFieldsNamed + 1)
+        #expect(many.fieldErrors.allSatisfy { $0.path.utf8.count <= 32 })
+    }
+
+    @Test func aNumberFieldTakesAJSONDecimalAndASelectAnyOfItsOptions() throws {
+        let form = try Self.schema(#"""
+            [{"name": "amount", "type": "number", "label": {"ja": "金額", "en": "Amount"}, "required": true},
+             {"name": "size", "type": "select", "label": {"ja": "サイズ", "en": "Size"}, "maxLength": 2,
+              "options": [{"value": "extra-large", "label": {"ja": "特大", "en": "XL"}}]}]
+            """#)
+        guard case .success(let (_, submission)) = Self.check(["amount": .number(1.5), "size": .string("extra-large")], form: form) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(submission.text(of: "amount") == "1.5" && submission.text(of: "size") == "extra-large")
+        #expect(Self.codes(Self.check(["amount": .number(1e20)], form: form)) == ["field_not_a_number"])
+    }
+
+    @Test func aNameGivenTwiceIsShownAtItsSecondLine() throws {
+        let file = #"""
+            {"form": {"fields": [
+              {"name": "email", "type": "email", "label": {"ja": "メール", "en": "E-mail"}},
+              {"name": "plan", "type": "text", "label": {"ja": "プラン", "en": "Plan"}},
+              {"name": "email", "type": "text", "label": {"ja": "メール2", "en": "E-mail 2"}}
+            ]}}
+            """#
+        do {
+            var reader = try ConfigurationReader(fileContents: Array(file.utf8), fileName: "config.json", environment: [:])
+            _ = try TandemConfiguration(reader: &reader)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.contains(#"(line 4): field 3 ("email") a second field named "email""#), "\(error.description)")
+        }
     }
 
     /// Whatever JSON the phone sends for any field, the answer is an acceptance whose values keep the field's rules

@@ -172,3 +172,31 @@ def test_the_form_is_served_and_an_unknown_field_is_refused(nodes: tuple[Node, N
         assert errors == [("fullName", "field_required"), ("email", "field_required"), ("plan", "field_required"),
                           ("agree", "field_must_be_checked"), ("name", "field_unknown"), ("phone", "field_unknown")], errors
         assert refused.json()["errors"][0]["msg"] == "Please enter Full name."
+
+
+RENAMED = [
+    {"name": "name", "type": "text", "label": {"ja": "氏名（漢字）", "en": "Full legal name"}, "required": True, "maxLength": 20},
+    {"name": "phone", "type": "tel", "label": {"ja": "携帯番号", "en": "Mobile"}, "required": False, "maxLength": 15},
+]
+
+
+def test_the_articles_two_names_with_other_labels_and_rules_are_a_form_of_their_own(browsers, tmp_path) -> None:  # noqa: F811
+    """A configured form that keeps the article's field names but not its labels or rules is built from its definition
+    on the phone (its labels, its optional phone) and shown with its labels on the PC."""
+    settings = {"FORM_FIELDS": json.dumps(RENAMED, ensure_ascii=False)}
+    with Cluster(tmp_path) as cluster:
+        node = cluster.tandem("tandem", lambda port: {**settings, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
+        pc = browsers("pc")
+        phone = browsers("phone")
+        pc.get(node.base_url + "/")
+        wait_until(pc, qr_loaded, "the QR image")
+        phone.get(pc.find_element(By.ID, "phone-url").get_attribute("textContent"))
+        wait_until(phone, lambda d: d.find_element(By.ID, "info-form").is_displayed(), "the phone's form")
+        wait_until(phone, lambda d: len(d.find_elements(By.ID, "field-name")) == 1, "the configured fields")
+        assert [label_of(phone, "name"), label_of(phone, "phone")] == ["氏名（漢字） *", "携帯番号"]
+        phone.find_element(By.ID, "field-name").send_keys("山田")
+        phone.find_element(By.ID, "submit").click()  # the phone is optional here
+        wait_until(phone, lambda d: d.find_element(By.ID, "done").is_displayed(), "the phone's success")
+        wait_until(pc, lambda d: dialog(d)["open"], "the PC's result")
+        lines = [element.text for element in pc.find_elements(By.CSS_SELECTOR, "#dialog .result-line")]
+        assert lines == ["氏名（漢字）: 山田"], lines

@@ -143,7 +143,7 @@ struct ConfigurationReader {
 
     /// What is wrong with a structured setting, and where: the line of the file where the named entry (`"name":
     /// "<entryName>"`) is written when it comes from the file and can be found there, else the setting alone.
-    func invalid(_ key: String, problem: String, entryName: String?) -> ConfigurationError {
+    func invalid(_ key: String, problem: String, entryName: String?, occurrence: Int = 1) -> ConfigurationError {
         let source =
             switch origin(of: key) {
             case .environment: "environment variable \(Self.environmentName(for: key))"
@@ -152,14 +152,15 @@ struct ConfigurationReader {
             case .defaultValue: "default of \"\(key)\""
             }
         var place = ""
-        if origin(of: key) == .file, let entryName, let offset = Self.offset(ofNameEntry: entryName, in: fileText) {
+        if origin(of: key) == .file, let entryName, let offset = Self.offset(ofNameEntry: entryName, occurrence: occurrence, in: fileText) {
             place = " (line \(Self.lineAndColumn(of: offset, in: fileText).line))"
         }
         return ConfigurationError(description: "\(source)\(place): \(problem)")
     }
 
-    /// Where `"name": "<entryName>"` is written (whitespace allowed around the colon), or nil.
-    static func offset(ofNameEntry entryName: String, in text: ArraySlice<UInt8>) -> Int? {
+    /// Where the `occurrence`th `"name": "<entryName>"` is written (whitespace allowed around the colon), or nil.
+    static func offset(ofNameEntry entryName: String, occurrence: Int = 1, in text: ArraySlice<UInt8>) -> Int? {
+        var seen = 0
         let key = Array(#""name""#.utf8)
         let value = Array(("\"" + entryName + "\"").utf8)
         let bytes = Array(text)
@@ -171,7 +172,10 @@ struct ConfigurationReader {
                 if cursor < bytes.count, bytes[cursor] == UInt8(ascii: ":") {
                     cursor += 1
                     while cursor < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[cursor]) { cursor += 1 }
-                    if cursor + value.count <= bytes.count, bytes[cursor..<(cursor + value.count)].elementsEqual(value) { return index }
+                    if cursor + value.count <= bytes.count, bytes[cursor..<(cursor + value.count)].elementsEqual(value) {
+                        seen += 1
+                        if seen == occurrence { return index }
+                    }
                 }
             }
             index += 1

@@ -73,7 +73,8 @@ struct ConfigurationSetting {
             read: { reader, configuration throws(ConfigurationError) in
                 switch FormSchema.parse(try reader.json(key)) {
                 case .success(let form): configuration[keyPath: property] = form
-                case .failure(let error): throw reader.invalid(key, problem: error.description, entryName: error.field?.name)
+                case .failure(let error):
+                    throw reader.invalid(key, problem: error.description, entryName: error.field?.name, occurrence: error.occurrence)
                 }
             },
             check: { _, _ in },
