@@ -153,10 +153,15 @@ import FoundationXML
         #expect(SVGDocument.escape(#"a<b>&"c'"#) == "a&lt;b&gt;&amp;&quot;c&apos;")
         #expect(SVGDocument.escape("x\u{0}y\u{1B}z\u{FFFE}") == "x\u{FFFD}y\u{FFFD}z\u{FFFD}")
         // Bidirectional controls could show a title reversed: replaced like the forbidden ones.
-        let controls = ["\u{200E}", "\u{200F}", "\u{202A}", "\u{202B}", "\u{202C}", "\u{202D}", "\u{202E}", "\u{2066}", "\u{2067}", "\u{2068}", "\u{2069}"]
+        let controls = Self.bidiControls.map(String.init)
         #expect(SVGDocument.escape(controls.joined(separator: "a")) == Array(repeating: "\u{FFFD}", count: controls.count).joined(separator: "a"))
         #expect(SVGDocument.escape("tandem \u{05D0}\u{05D1} é") == "tandem \u{05D0}\u{05D1} é")  // right-to-left letters stay
     }
+
+    /// The marks, embeddings, overrides and isolates that can reverse a text's direction.
+    static let bidiControls: [Unicode.Scalar] = [
+        "\u{200E}", "\u{200F}", "\u{202A}", "\u{202B}", "\u{202C}", "\u{202D}", "\u{202E}", "\u{2066}", "\u{2067}", "\u{2068}", "\u{2069}",
+    ]
 
     /// No bidirectional control reaches the document, wherever it came from: the machine line or a target's name.
     @Test func bidiControlsInTheLinesNeverReachTheSVG() throws {
@@ -166,8 +171,7 @@ import FoundationXML
                 + "\n" + #"{"scenario":"flow","target":"tandem-\u202Emem","flows_per_s":100.0}"#,
             source: "test")
         let svg = try #require(RunCharts(run).charts.first).chart.svg
-        let bidi: [Unicode.Scalar] = ["\u{200E}", "\u{200F}", "\u{202A}", "\u{202B}", "\u{202C}", "\u{202D}", "\u{202E}", "\u{2066}", "\u{2067}", "\u{2068}", "\u{2069}"]
-        #expect(!svg.unicodeScalars.contains { bidi.contains($0) })
+        #expect(!svg.unicodeScalars.contains { Self.bidiControls.contains($0) })
         #expect(try SVGOutline(svg).texts.contains { $0.hasPrefix("CPU \u{FFFD}gnp.exe\u{FFFD}") })
     }
 
