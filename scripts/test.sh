@@ -77,6 +77,7 @@ TANDEM_BINARY="$PWD/.build/debug/tandem" "$venv/bin/python" -m pytest -q Tests/e
 
 step "Benchmark client smoke test: tandem-bench smoke against the debug binary (memory broker, a few seconds)"
 swift build --product tandem-bench
-.build/debug/tandem-bench smoke --tandem "$PWD/.build/debug/tandem"
+# --no-charts: no bench-charts/ left in the checkout by every test run (SmokeRunTests checks the charts, in a temporary folder).
+.build/debug/tandem-bench smoke --tandem "$PWD/.build/debug/tandem" --no-charts
 
 step "All tests passed"

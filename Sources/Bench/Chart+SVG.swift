@@ -29,10 +29,9 @@ extension Chart {
         static let legendWidth = 200.0
     }
 
-    private var sortedSeries: [ChartSeries] { series.sorted { SeriesStyle.sortKey($0.name) < SeriesStyle.sortKey($1.name) } }
-
     private func drawLines(into document: inout SVGDocument, xAxis: ChartAxis, yAxis: ChartAxis) {
-        let points = series.flatMap { $0.lines.flatMap(\.points) }
+        let drawn = drawnSeries
+        let points = drawn.flatMap { $0.lines.flatMap(\.points) }
         let x = ChartScale(fitting: points.map(\.x), scale: xAxis.scale)
         let y = ChartScale(fitting: points.map(\.y) + thresholds.map(\.value), scale: yAxis.scale)
         let plot = PlotArea(left: Layout.plotLeft, top: Layout.plotTop, right: Layout.width - Layout.legendWidth - 10, bottom: Layout.plotBottom)
@@ -45,7 +44,7 @@ extension Chart {
                     + #"stroke="\#(Ink.threshold)" stroke-width="1.5" stroke-dasharray="2 3""#)
             document.text(threshold.label, x: plot.left + 4, y: lineY - 4, attributes: #"font-size="11" fill="\#(Ink.threshold)""#)
         }
-        for entry in sortedSeries {
+        for entry in drawn {
             let style = SeriesStyle.of(entry.name)
             document.openGroup(#"class="series" data-series="\#(SVGDocument.escape(entry.name))""#)
             document.element("title", content: entry.name)
@@ -67,24 +66,31 @@ extension Chart {
             }
             document.closeGroup()
         }
-        drawLegend(into: &document, left: plot.right + 18, top: plot.top, dashes: Set(series.flatMap { $0.lines.map(\.dash) }).count > 1)
+        drawLegend(into: &document, entries: drawn, left: plot.right + 18, top: plot.top)
     }
 
-    private func drawLegend(into document: inout SVGDocument, left: Double, top: Double, dashes: Bool) {
+    /// One row per series drawn (a name too long for the legend ends in `…`; the series' `<title>` has it whole), the
+    /// count of those left out, then which dash is which.
+    private func drawLegend(into document: inout SVGDocument, entries: [ChartSeries], left: Double, top: Double) {
         var rowY = top + 6
+        let room = Layout.width - 6 - (left + 34)
         document.openGroup(#"class="legend" font-size="12""#)
-        for entry in sortedSeries {
+        for entry in entries {
             let style = SeriesStyle.of(entry.name)
             document.element(
                 "line", #"x1="\#(n(left))" y1="\#(n(rowY))" x2="\#(n(left + 26))" y2="\#(n(rowY))" stroke="\#(style.colour)" stroke-width="2.2""#)
             document.marker(style.marker, x: left + 13, y: rowY, colour: style.colour, size: 4)
-            document.text(entry.name, x: left + 34, y: rowY + 4, attributes: "")
+            document.text(TextWidth.fitted(entry.name, width: room, fontSize: 12), x: left + 34, y: rowY + 4, attributes: "")
             rowY += 20
         }
-        if dashes {
+        if undrawnSeries > 0 {
+            document.text(undrawnText, x: left, y: rowY + 4, attributes: #"class="undrawn" fill="\#(Ink.secondary)""#)
+            rowY += 20
+        }
+        if Set(entries.flatMap { $0.lines.map(\.dash) }).count > 1 {
             // Which percentile is which, without relying on colour: the dash.
             rowY += 6
-            let names = Dictionary(series.flatMap { $0.lines.map { ($0.dash, $0.name) } }, uniquingKeysWith: { first, _ in first })
+            let names = Dictionary(entries.flatMap { $0.lines.map { ($0.dash, $0.name) } }, uniquingKeysWith: { first, _ in first })
             for dash in [ChartLine.Dash.solid, .dashed] {
                 guard let name = names[dash] else { continue }
                 let pattern = dash == .dashed ? #" stroke-dasharray="7 4""# : ""
@@ -98,11 +104,14 @@ extension Chart {
     }
 
     private func drawBars(into document: inout SVGDocument, yAxis: ChartAxis) {
-        let entries = sortedSeries
+        let entries = drawnSeries
         let y = ChartScale(fitting: entries.compactMap(\.bar) + [0], scale: .linear)
         let plot = PlotArea(left: Layout.plotLeft, top: Layout.plotTop, right: Layout.width - 30, bottom: Layout.plotBottom)
         drawAxes(into: &document, plot: plot, x: nil, xAxis: nil, y: y, yAxis: yAxis)
         let band = plot.width / Double(max(1, entries.count))
+        if undrawnSeries > 0 {
+            document.text(undrawnText, x: plot.right, y: plot.top - 8, attributes: #"class="undrawn" font-size="12" text-anchor="end" fill="\#(Ink.secondary)""#)
+        }
         for (index, entry) in entries.enumerated() {
             let style = SeriesStyle.of(entry.name)
             let centre = plot.left + band * (Double(index) + 0.5)
@@ -116,14 +125,18 @@ extension Chart {
                         + #"fill="\#(style.colour)""#)
                 document.text(ChartScale.valueLabel(value), x: centre, y: top - 5, attributes: #"font-size="12" text-anchor="middle""#)
             }
-            // `nchan-memory churn 3` on two lines: a band is narrower than the whole name.
+            // `nchan-memory churn 3` on two lines: a band is narrower than the whole name; what still does not fit
+            // ends in `…` (the series' `<title>` has it whole).
             let words = entry.name.split(separator: " ", maxSplits: 1).map(String.init)
             for (row, word) in words.enumerated() {
-                document.text(word, x: centre, y: plot.bottom + 18 + 14 * Double(row), attributes: #"font-size="12" text-anchor="middle""#)
+                document.text(TextWidth.fitted(word, width: band - 4, fontSize: 12), x: centre, y: plot.bottom + 18 + 14 * Double(row), attributes: #"font-size="12" text-anchor="middle""#)
             }
             document.closeGroup()
         }
     }
+
+    /// `+3 more targets not drawn`.
+    private var undrawnText: String { "+\(undrawnSeries) more target\(undrawnSeries == 1 ? "" : "s") not drawn" }
 
     private func drawAxes(into document: inout SVGDocument, plot: PlotArea, x: ChartScale?, xAxis: ChartAxis?, y: ChartScale, yAxis: ChartAxis) {
         document.openGroup(#"class="axes" font-size="11" fill="\#(Ink.axis)""#)
@@ -236,6 +249,9 @@ struct SVGDocument {
         case .diamond:
             let d = size * 1.3
             element("polygon", #"points="\#(n(x)),\#(n(y - d)) \#(n(x + d)),\#(n(y)) \#(n(x)),\#(n(y + d)) \#(n(x - d)),\#(n(y))" fill="\#(colour)""#)
+        case .triangle, .triangleDown:
+            let d = size * 1.3 * (marker == .triangle ? 1 : -1)
+            element("polygon", #"points="\#(n(x)),\#(n(y - d)) \#(n(x + abs(d))),\#(n(y + d * 0.8)) \#(n(x - abs(d))),\#(n(y + d * 0.8))" fill="\#(colour)""#)
         }
     }
 
@@ -243,7 +259,8 @@ struct SVGDocument {
         text += String(repeating: "  ", count: max(0, depth)) + content + "\n"
     }
 
-    /// Text safe in XML content and in double-quoted attributes; characters XML 1.0 forbids become U+FFFD.
+    /// Text safe in XML content and in double-quoted attributes; characters XML 1.0 forbids become U+FFFD, and so do
+    /// the bidirectional controls (embeddings, overrides, isolates, marks), which could show a title reversed.
     static func escape(_ raw: String) -> String {
         var escaped = ""
         escaped.reserveCapacity(raw.utf8.count)
@@ -256,9 +273,38 @@ struct SVGDocument {
             case "'": escaped += "&apos;"
             case "\t", "\n", "\r": escaped.unicodeScalars.append(scalar)
             case _ where scalar.value < 0x20 || scalar.value == 0xFFFE || scalar.value == 0xFFFF: escaped += "\u{FFFD}"
+            case "\u{200E}", "\u{200F}", "\u{202A}"..."\u{202E}", "\u{2066}"..."\u{2069}", "\u{061C}": escaped += "\u{FFFD}"
             default: escaped.unicodeScalars.append(scalar)
             }
         }
         return escaped
+    }
+}
+
+/// How wide a text is drawn, estimated from Helvetica's widths (the charts' font; Arial has the same metrics): enough
+/// to end a name that would run off its room with `…`, slightly wide rather than narrow.
+enum TextWidth {
+    static func estimate(_ text: String, fontSize: Double) -> Double {
+        text.unicodeScalars.reduce(0) { $0 + em($1) } * fontSize
+    }
+
+    /// `text` if it fits in `width`, else its longest start that fits with `…` after it.
+    static func fitted(_ text: String, width: Double, fontSize: Double) -> String {
+        guard estimate(text, fontSize: fontSize) > width else { return text }
+        var kept = Substring(text)
+        while !kept.isEmpty, estimate(kept + "…", fontSize: fontSize) > width { kept = kept.dropLast() }
+        return kept + "…"
+    }
+
+    /// A character's width in ems, by kind.
+    private static func em(_ scalar: Unicode.Scalar) -> Double {
+        switch scalar {
+        case "i", "j", "l", ".", ",", ":", ";", "'", "|", "!", "I", " ": 0.28
+        case "f", "r", "t", "-", "(", ")", "[", "]", "/": 0.34
+        case "m", "M", "W", "w", "@", "%": 0.95
+        case "A"..."Z", "&", "_": 0.73
+        case _ where scalar.value < 0x80: 0.56
+        default: 1.0  // wide scripts (CJK), emoji: counted wide
+        }
     }
 }

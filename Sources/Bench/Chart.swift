@@ -17,6 +17,16 @@ struct Chart: Equatable {
     var thresholds: [ChartThreshold] = []
     /// Below the plot: how to read it (which dash is which percentile), where the numbers came from.
     var footnote: String = ""
+
+    /// Series drawn at most: more would run off the legend, or make bars too thin to see. The rest (in
+    /// ``SeriesStyle/sortKey(_:)``'s order) are counted in the chart, "+N more targets not drawn".
+    static let mostSeries = 12
+
+    /// The series drawn, in ``SeriesStyle/sortKey(_:)``'s order, and how many are left out.
+    var drawnSeries: [ChartSeries] {
+        Array(series.sorted { SeriesStyle.sortKey($0.name) < SeriesStyle.sortKey($1.name) }.prefix(Self.mostSeries))
+    }
+    var undrawnSeries: Int { max(0, series.count - Self.mostSeries) }
 }
 
 struct ChartAxis: Equatable {
@@ -67,7 +77,7 @@ struct ChartThreshold: Equatable {
 /// Each target's colour and marker, the same in every chart. Okabe and Ito's colour-blind-safe palette; the marker
 /// (circle for Tandem, square for nchan, diamond for nchan in Tandem's shape) tells the families apart without colour.
 struct SeriesStyle: Equatable {
-    enum Marker: String { case circle, square, diamond }
+    enum Marker: String { case circle, square, diamond, triangle, triangleDown }
 
     var colour: String
     var marker: Marker
@@ -82,9 +92,21 @@ struct SeriesStyle: Equatable {
         case "nchan-memory churn 3": SeriesStyle(colour: "#E69F00", marker: .diamond)  // orange
         case "nchan-redis churn 3": SeriesStyle(colour: "#000000", marker: .diamond)  // black
         default:
-            // A shape or target this table does not know yet: grey, still marked by its family.
-            SeriesStyle(colour: "#7F7F7F", marker: name.hasPrefix("tandem") ? .circle : name.contains(" churn ") ? .diamond : .square)
+            // A shape or target this table does not know yet: a style no known target has, picked by a hash of its
+            // name (the same in every chart and every run; two unknown targets may share one, rarely).
+            fallback[Int(stableHash(name) % UInt64(fallback.count))]
         }
+    }
+
+    /// The unknown targets' styles: colours none of the known targets (nor the red threshold) has, each with an
+    /// upward and a downward triangle, markers no known target has.
+    static let fallback: [SeriesStyle] = [Marker.triangle, .triangleDown].flatMap { marker in
+        ["#882255", "#44AA99", "#999933", "#332288", "#8C564B", "#7F7F7F"].map { SeriesStyle(colour: $0, marker: marker) }
+    }
+
+    /// FNV-1a of the name's UTF-8: unlike `hashValue`, the same in every process.
+    private static func stableHash(_ name: String) -> UInt64 {
+        name.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
     }
 
     /// The order series are drawn and listed in: Tandem, then nchan, memory before Redis, whatever the run's order.

@@ -94,7 +94,7 @@ struct OutputOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "Folder the run's SVG charts are written to when it ends, made if missing (knee*.svg, rss-per-stream.svg, flows-per-second.svg, fanout-latency.svg, cpu-per-event.svg: those the run has data for).",
+            "Folder the run's SVG charts are written to when it ends, made if missing (knee*.svg, rss-per-stream.svg, flows-per-second.svg, fanout-latency.svg, cpu-per-event.svg: those the run has data for; no file is removed, an earlier run's chart left there is named on stderr).",
             valueName: "dir"))
     var charts = Self.defaultChartsDirectory
 
@@ -107,5 +107,7 @@ struct OutputOptions: ParsableArguments {
 
     func validate() throws {
         if charts.isEmpty { throw ValidationError("--charts needs a folder") }
+        // Before the run, not after its minutes: a folder that cannot take the charts is refused at once.
+        if !noCharts, let problem = ChartFolder.problem(charts, create: false) { throw ValidationError("--charts \(charts): \(problem)") }
     }
 }

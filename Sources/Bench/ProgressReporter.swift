@@ -124,16 +124,19 @@ final class ProgressReporter: Sendable {
         let head = "\(counter)\(step.scenario) \(step.target): \(step.detail)"
         let elapsed = Self.clock(seconds(now - state.scenarioStart))
         let run = Self.clock(seconds(now - runStart))
+        // The scenario's: the run's cannot be known (a knee ends at its first failing step), the `[k/n]` says where
+        // in the run this is.
+        let remaining = "~\(Self.clock(left)) left in this scenario"
         switch style {
         case .terminal:
             // The times are what a glance looks for: when the line is too wide, the step's description gives way.
-            let times = " · \(elapsed) (run \(run)) · ~\(Self.clock(left)) left"
+            let times = " · \(elapsed) (run \(run)) · \(remaining)"
             let room = Self.terminalColumns - 1 - times.count
             let fitted = head.count <= room ? head : String(head.prefix(max(0, room - 1))) + "…"
             write("\r" + fitted + times + "\u{1B}[K")
             state.lineShown = true
         case .lines:
-            write("# progress: \(head) · \(elapsed) elapsed (run \(run)) · ~\(Self.clock(left)) left\n")
+            write("# progress: \(head) · \(elapsed) elapsed (run \(run)) · \(remaining)\n")
         case .off:
             return
         }

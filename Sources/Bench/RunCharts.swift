@@ -28,9 +28,10 @@ struct RunCharts {
 
     init(_ run: RecordedRun) {
         let machine = run.machine.flatMap { $0.isEmpty ? nil : $0 } ?? "machine not recorded"
-        // A long processor name must not run off the chart: the machine gives way, the date stays.
-        let about = String(machine.prefix(Self.longestMachine)) + (machine.count > Self.longestMachine ? "…" : "") + " · "
-            + (run.date.map(MachineDescription.readable) ?? "date not recorded")
+        // A long processor name must not run off the chart: the machine gives way, the date stays (cut too when it
+        // is a long text of `--date`'s, not a date).
+        let about = Self.shortened(machine, to: Self.longestMachine) + " · "
+            + (run.date.map { Self.shortened(MachineDescription.readable($0), to: Self.longestDate) } ?? "date not recorded")
         let kneeStreams = Self.counts(run.kneeStreams).map { "\($0) streams; " } ?? ""
         for (name, storage) in [(Name.knee, "every target"), (.kneeMemory, "in memory"), (.kneeRedis, "through Redis")] {
             let series = Self.kneeSeries(run, storage: name == .knee ? nil : name == .kneeMemory)
@@ -87,8 +88,14 @@ struct RunCharts {
         }
     }
 
-    /// Characters of the machine's description a subtitle shows.
+    /// Characters of the machine's description, and of the date, a subtitle shows.
     static let longestMachine = 90
+    static let longestDate = 40
+
+    /// `text`'s first `count` characters, and `…` when there were more.
+    static func shortened(_ text: String, to count: Int) -> String {
+        text.count > count ? text.prefix(count) + "…" : text
+    }
 
     /// `1,000` or `100, 1,000`; nil for none.
     private static func counts(_ values: Set<Int>) -> String? {
@@ -108,20 +115,25 @@ struct RunCharts {
         return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
-    /// Writes every chart into `directory` (made if missing) and removes the charts of ``Name`` this run has no data
-    /// for, so the folder never shows one run's knee beside another's memory. Returns the paths written.
-    func write(to directory: String) throws -> [String] {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var written: [String] = []
+    /// Writes the charts this run has data for into `directory` (made if missing, ``ChartFolder``) and touches no
+    /// other file: a chart of ``Name`` this run has no data for, left there by an earlier run, stays, and a note
+    /// says so. Returns the paths written and those notes (and a warning for each chart that left targets out).
+    func write(to directory: String, flag: String) throws -> (paths: [String], notes: [String]) {
+        try ChartFolder.check(directory, flag: flag, create: true)
+        var paths: [String] = []
+        var notes: [String] = []
         for name in Name.allCases {
             let path = (directory as NSString).appendingPathComponent(name.fileName)
             if let chart = charts.first(where: { $0.name == name })?.chart {
-                try Data(chart.svg.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-                written.append(path)
+                try ChartFolder.writeAtomically(chart.svg, to: path)
+                paths.append(path)
+                if chart.undrawnSeries > 0 {
+                    notes.append("# warning: \(path): \(chart.series.count) targets, the first \(Chart.mostSeries) drawn, \(chart.undrawnSeries) more left out")
+                }
             } else if FileManager.default.fileExists(atPath: path) {
-                try FileManager.default.removeItem(atPath: path)
+                notes.append("# note: \(path) is from an earlier run (this one has no data for it): left as it was")
             }
         }
-        return written
+        return (paths, notes)
     }
 }

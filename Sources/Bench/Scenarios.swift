@@ -103,10 +103,11 @@ final class BenchRun {
         var recorded = RecordedRun()
         recorded.read(printed.joined(separator: "\n"), source: "this run")
         do {
-            let written = try RunCharts(recorded).write(to: directory)
+            let (written, notes) = try RunCharts(recorded).write(to: directory, flag: "--charts")
             if !written.isEmpty { print("# charts of this run: \(written.joined(separator: ", "))", to: &standardError) }
+            for note in notes { print(note, to: &standardError) }
         } catch {
-            print("# charts not written to \(directory): \(error)", to: &standardError)
+            print("# charts not written: \(error)", to: &standardError)
         }
     }
 

@@ -13,8 +13,9 @@ struct TandemBench: ParsableCommand {
 
             stdout carries JSON lines only. Progress (the step, the rate, elapsed and remaining time) goes to stderr: one \
             line rewritten in place on a terminal, plain lines otherwise; --quiet turns it off. When a run ends, its SVG \
-            charts are written to \(OutputOptions.defaultChartsDirectory)/ (--charts DIR elsewhere, --no-charts for none); \
-            `tandem-bench charts FILE.jsonl... --out DIR` draws them from recorded lines.
+            charts are written to \(OutputOptions.defaultChartsDirectory)/ (--charts DIR elsewhere, --no-charts for none): \
+            only the charts it has data for; no other file there is removed, and a chart of an earlier run left there is \
+            named on stderr. `tandem-bench charts FILE.jsonl... --out DIR` draws them from recorded lines.
             """,
         subcommands: [Hold.self, Flow.self, Fanout.self, Knee.self, All.self, Smoke.self, Charts.self, Worker.self]
     )
@@ -244,13 +245,19 @@ extension TandemBench {
             discussion: """
                 Several files are read as one run (its rounds): each point and bar is then the median of its repeats. \
                 A line that is not JSON, or a measure that is missing, not finite, negative or implausibly large, is \
-                skipped with a warning on stderr. Prints the paths written, one per line.
+                skipped with a warning on stderr. Prints the paths written, one per line. Only the charts the lines \
+                have data for are written: no other file in the folder is touched, and a chart of an earlier run left \
+                there (one these lines have no data for) is named on stderr. A chart draws at most \(Chart.mostSeries) \
+                targets; it says how many more it left out.
                 """)
 
         @Argument(help: ArgumentHelp("JSON-lines files of one run.", valueName: "file.jsonl")) var files: [String]
-        @Option(help: ArgumentHelp("Folder the charts are written to, made if missing.", valueName: "dir"))
+        @Option(help: ArgumentHelp("Folder the charts are written to, made if missing; only the charts with data are written, no file is removed.", valueName: "dir"))
         var out = OutputOptions.defaultChartsDirectory
-        @Option(help: ArgumentHelp("The run's date for the titles, when its machine line has none (runs before the charts).", valueName: "text"))
+        @Option(
+            help: ArgumentHelp(
+                "The run's date for the titles, used only when its machine line records none (runs before the charts); cut after \(RunCharts.longestDate) characters.",
+                valueName: "text"))
         var date: String?
 
         /// Larger is not a bench run's output (the 17-minute `all` writes about 60 KB).
@@ -259,23 +266,29 @@ extension TandemBench {
         func validate() throws {
             if files.isEmpty { throw ValidationError("name at least one JSON-lines file") }
             if out.isEmpty { throw ValidationError("--out needs a folder") }
+            // Before any file is read: a folder that cannot take the charts is refused at once.
+            if let problem = ChartFolder.problem(out, create: false) { throw ValidationError("--out \(out): \(problem)") }
         }
 
         func run() throws {
             var recorded = RecordedRun()
             for file in files {
-                let attributes = try? FileManager.default.attributesOfItem(atPath: file)
-                guard let size = attributes?[.size] as? Int, let data = FileManager.default.contents(atPath: file) else {
-                    throw BenchError("\(file): cannot be read")
-                }
-                guard size <= Self.largestFile else { throw BenchError("\(file): \(size) bytes, more than a run's JSON lines") }
+                let data = try RecordedFile.contents(of: file, limit: Self.largestFile)
                 recorded.read(String(decoding: data, as: UTF8.self), source: (file as NSString).lastPathComponent)
             }
-            if let date { recorded.date = date }
+            if let date {
+                if let recordedDate = recorded.date {
+                    print("# note: --date \(date) not used: the machine line records the run's date, \(recordedDate)", to: &standardError)
+                } else {
+                    recorded.date = date
+                }
+            }
             for warning in recorded.warnings { print("# warning: \(warning)", to: &standardError) }
             let charts = RunCharts(recorded)
             guard !charts.charts.isEmpty else { throw BenchError("nothing to draw in \(files.joined(separator: ", ")): no hold, flow, fanout or knee-step line with its measures") }
-            for path in try charts.write(to: out) { print(path) }
+            let (paths, notes) = try charts.write(to: out, flag: "--out")
+            for note in notes { print(note, to: &standardError) }
+            for path in paths { print(path) }
         }
     }
 }

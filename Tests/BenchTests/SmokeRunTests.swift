@@ -29,7 +29,7 @@ import Testing
         for (index, scenario) in ["hold", "flow", "fanout"].enumerated() {
             #expect(result.errors.contains("# progress: [\(index + 1)/3] \(scenario) tandem-memory: "), "\(result.errors)")
         }
-        #expect(result.errors.contains(" elapsed (run ") && result.errors.contains(" left\n"))
+        #expect(result.errors.contains(" elapsed (run ") && result.errors.contains(" left in this scenario\n"))
         #expect(result.errors.contains("# run finished in "))
         #expect(!result.errors.contains("\r"))  // not a terminal: no in-place rewriting
         for chart in ["rss-per-stream.svg", "flows-per-second.svg", "fanout-latency.svg", "cpu-per-event.svg"] {
