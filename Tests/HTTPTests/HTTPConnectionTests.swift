@@ -657,7 +657,7 @@ struct HTTPConnectionTests {
     /// the response it holds) at some point, as it does for an idle keep-alive connection.
     @Test(arguments: [false, true])
     func aResponseTheClientNeverReadsDoesNotHoldTheConnectionForever(connectionClose: Bool) async throws {
-        try await Served.run({ $0.idleTimeout = .milliseconds(300) }) { served in
+        try await Served.run({ $0.idleTimeout = .seconds(1) }) { served in
             let socket = try RawSocket(port: served.port, receiveBuffer: 4096)
             defer { socket.close() }
             await socket.send("GET /big?kb=8192 HTTP/1.1\r\nHost: t\r\n\(connectionClose ? "Connection: close\r\n" : "")\r\n")

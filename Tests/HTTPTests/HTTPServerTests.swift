@@ -150,16 +150,18 @@ struct HTTPServerTests {
     }
 
     @Test func idleConnectionsAreClosedButStreamsAreNot() async throws {
-        try await Self.withServer({ $0.idleTimeout = .milliseconds(300) }) { client in
+        // A second, not less: a connection is idle until its request arrives, and on a busy machine the test's task
+        // can wait that long between connecting and sending (CI saw the stream's connection closed before its request).
+        try await Self.withServer({ $0.idleTimeout = .seconds(1) }) { client in
             let idle = try await TestConnection.connect(port: client.port)
             #expect(await idle.isClosed(within: .seconds(3)))
 
             let streaming = try await TestConnection.connect(port: client.port)
-            try await streaming.send(TestClient.requestText("GET", "/stream?count=4&pauseMs=250", headers: [], body: nil))
+            try await streaming.send(TestClient.requestText("GET", "/stream?count=4&pauseMs=600", headers: [], body: nil))
             let head = try await streaming.readStreamingHead()
             #expect(head.status == 200)
             #expect(head.header("transfer-encoding") == "chunked")
-            // A second of streaming, well past the idle timeout: every event arrives.
+            // 2.4 s of streaming, well past the idle timeout: every event arrives.
             let (text, ended) = try await streaming.readChunkedText(timeout: .seconds(5)) { text in
                 EventStreamParser.parse(text).count == 4
             }
