@@ -213,13 +213,14 @@ struct PhoneChannelTests {
     }
 
     @Test func thePhonesChannelSaysExpiredWhenTheSessionRunsOut() async throws {
-        try await withTandem({ $0.sessionTTLSeconds = 2 }) { _, pc in
+        // Five seconds: the channel must open before the session runs out, on a busy machine too.
+        try await withTandem({ $0.sessionTTLSeconds = 5 }) { _, pc in
             let phone = pc.anotherDevice()
             let id = SeedFlowTests.newSessionID()
             let pcStream = try await pc.openEventStream("/api/events?session=\(id)")
             #expect(try await phone.request("GET", "/api/validate-session?session=\(id)").status == 200)
             let channel = try await phone.openEventStream("/api/phone/events?session=\(id)")
-            let (events, ended) = try await channel.all(timeout: .seconds(5)) { $0.contains { $0.event == "expired" } }
+            let (events, ended) = try await channel.all(timeout: .seconds(8)) { $0.contains { $0.event == "expired" } }
             #expect(events.contains { $0.event == "expired" && $0.data == #"{"type":"expired"}"# })
             _ = ended
             await channel.close()

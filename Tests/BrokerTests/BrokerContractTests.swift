@@ -218,13 +218,14 @@ struct BrokerContractTests {
         try await withBroker(kind) { fixture throws in
             let broker = fixture.broker
             let id = Self.newID()
-            // Long enough that the calls before the first check fit in it on a busy machine (Redis keeps real time).
-            _ = try await broker.openSession(id, ttl: .milliseconds(1500))
+            // Long enough that the calls before the first check fit in it on a busy machine (Redis keeps real time; 1.5 s
+            // was not enough in a CI run beside a build).
+            _ = try await broker.openSession(id, ttl: .seconds(4))
             _ = try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: id)
             try await fixture.pass(.milliseconds(300))
             #expect(try await broker.session(id) != nil)
             #expect(try await broker.events(of: id, after: 0).count == 1)
-            try await fixture.pass(.milliseconds(1300))
+            try await fixture.pass(.milliseconds(4000))
             #expect(try await broker.session(id) == nil)
             #expect(try await broker.events(of: id, after: 0) == [])
             #expect(try await broker.publish(.inputStarted, to: id) == .sessionNotFound)
@@ -240,17 +241,17 @@ struct BrokerContractTests {
         try await withBroker(kind) { fixture throws in
             let broker = fixture.broker
             let id = Self.newID()
-            // A 2 s TTL (tombstone until 4 s): the checks between 2.2 s and 4 s have time to spare on a loaded machine
+            // A 3 s TTL (tombstone until 6 s): the checks between 3.2 s and 6 s have time to spare on a loaded machine
             // where Redis keeps real time.
-            _ = try await broker.openSession(id, ttl: .seconds(2), readerKey: "first")
+            _ = try await broker.openSession(id, ttl: .seconds(3), readerKey: "first")
             _ = try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: id)
-            try await fixture.pass(.milliseconds(2200))
-            #expect(try await broker.openSession(id, ttl: .seconds(2), readerKey: "stranger") == nil)
+            try await fixture.pass(.milliseconds(3200))
+            #expect(try await broker.openSession(id, ttl: .seconds(3), readerKey: "stranger") == nil)
             await fixture.sweep()
-            #expect(try await broker.openSession(id, ttl: .seconds(2), readerKey: "stranger") == nil)
+            #expect(try await broker.openSession(id, ttl: .seconds(3), readerKey: "stranger") == nil)
             #expect(try await broker.session(id) == nil)
             #expect(try await broker.publish(.connected(), to: id) == .sessionNotFound)
-            try await fixture.pass(.milliseconds(2000))
+            try await fixture.pass(.milliseconds(3000))
             await fixture.sweep()
             let fresh = try #require(try await broker.openSession(id, ttl: .seconds(10), readerKey: "later"))
             #expect(try await broker.events(of: id, after: 0) == [])
