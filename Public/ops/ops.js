@@ -9,6 +9,7 @@ const ANNOUNCE_EVERY_MS = 15000;
 const login = document.getElementById('login');
 const tokenInput = document.getElementById('token');
 const loginError = document.getElementById('login-error');
+const signIn = document.getElementById('sign-in');
 const board = document.getElementById('board');
 const stateLine = document.getElementById('ops-state');
 const summary = document.getElementById('summary');
@@ -142,6 +143,8 @@ login.addEventListener('submit', (event) => {
   storeToken(token);
   follow(token);
 });
+// Disabled in the HTML: before this handler exists, sending the form would leave the page.
+signIn.disabled = false;
 
 signOut.addEventListener('click', () => {
   storeToken(null);

@@ -33,6 +33,15 @@ struct OpsTests {
             #expect(page.header("content-type") == "text/html; charset=utf-8")
             #expect(page.header("content-security-policy")?.contains("script-src 'self'") == true)
             #expect(try await client.request("GET", "/ops/ops.js").status == 200)
+            // Without the script the form must not leave with the token (`GET /ops?token=...` in URLs and logs):
+            // the field has no name, the form posts, the button waits for ops.js.
+            let html = page.bodyText
+            let field = try #require(html.range(of: #"<input id="token"[^>]*>"#, options: .regularExpression).map { String(html[$0]) })
+            #expect(!field.contains("name="))
+            #expect(field.contains(#"autocomplete="off""#))
+            #expect(html.contains(#"<form id="login" class="form ops-login" method="post">"#))
+            let button = try #require(html.range(of: #"<button id="sign-in"[^>]*>"#, options: .regularExpression).map { String(html[$0]) })
+            #expect(button.contains("disabled"))
         }
     }
 
