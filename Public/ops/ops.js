@@ -105,6 +105,23 @@ async function readEvents(body, onEvent) {
   }
 }
 
+// Retry-After in seconds (delta form; an HTTP date is turned into seconds), at least 1, at most an hour.
+function retryAfterSeconds(response) {
+  const header = (response.headers.get('Retry-After') || '').trim();
+  let seconds = /^\d+$/.test(header) ? Number(header) : Math.ceil((Date.parse(header) - Date.now()) / 1000);
+  if (!Number.isFinite(seconds)) seconds = 60;
+  return Math.min(Math.max(seconds, 1), 3600);
+}
+
+// Says once (the state line is a live region: no announcement every second) when the next try comes, then waits.
+async function waitOutRefusal(seconds, signal) {
+  stateLine.textContent = t('opsTooManyTries', { seconds });
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, seconds * 1000);
+    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
 async function follow(token) {
   controller = new AbortController();
   const signal = controller.signal;
@@ -122,6 +139,12 @@ async function follow(token) {
         storeToken(null);
         showLogin(response.status === 401 ? 'opsTokenWrong' : 'opsOff');
         return;
+      }
+      if (response.status === 429) {
+        // The address spent its budget of wrong tokens (perhaps someone else behind the same address): say so and
+        // wait as told, instead of "reconnecting" in a loop that only renews the refusal.
+        await waitOutRefusal(retryAfterSeconds(response), signal);
+        continue;
       }
       if (!response.ok || !response.body) throw new Error('status ' + response.status);
       await readEvents(response.body, (name, data) => {
