@@ -150,3 +150,22 @@ def test_the_page_asks_again_for_a_wrong_token(nodes: tuple[Node, Node], browser
     audit = a11y.Audit("ja")
     audit(driver, "ops", "login")
     audit.check()
+
+
+def test_the_page_says_when_the_address_is_refused(nodes: tuple[Node, Node], browsers: Any) -> None:  # noqa: F811
+    """A stranger on the same address spends the budget of wrong tokens: the page says so (not "reconnecting")."""
+    a, _ = nodes
+    with a.client() as client:
+        for _ in range(30):
+            if client.get("/api/ops/snapshot", headers={"Authorization": "Bearer a-stranger-guessing-0000"}).status_code == 429:
+                break
+        refused = client.get("/api/ops/snapshot", headers=AUTH)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    driver = browsers("pc", "en")
+    driver.get(a.base_url + "/ops")
+    pages.wait_until(driver, lambda d: d.find_element(By.ID, "token").is_displayed(), "the token form")
+    driver.find_element(By.ID, "token").send_keys(TOKEN)
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    pages.wait_until(
+        driver, lambda d: d.find_element(By.ID, "ops-state").text.startswith("Too many wrong tokens from this address; retrying in "),
+        "the refusal message", WAIT)
