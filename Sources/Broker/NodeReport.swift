@@ -18,6 +18,13 @@ public struct NodeReport: Sendable, Equatable {
     public static let maximumBodyBytes = 8 * 1024
     /// The longest node name kept.
     public static let maximumNodeBytes = 128
+
+    /// Whether `name` may name a node on the page: not empty, at most ``maximumNodeBytes``, and no control (Cc) or
+    /// format (Cf, e.g. U+202E, which reverses the text after it) characters.
+    public static func isAcceptableNodeName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= maximumNodeBytes
+            && !name.unicodeScalars.contains { [.control, .format].contains($0.properties.generalCategory) }
+    }
 }
 
 extension Broker {
