@@ -149,6 +149,16 @@ struct OpsTests {
         #expect(TandemConfiguration().effectiveValues["ops.token"] == "")
     }
 
+    /// The comparison holds no early exit on length: a prefix, an extension, an empty value are merely unequal.
+    @Test func tokensAreComparedWhateverTheirLength() {
+        #expect(constantTimeEquals(Self.token, Self.token))
+        #expect(constantTimeEquals("", ""))
+        for other in ["", "o", String(Self.token.dropLast()), Self.token + "x", Self.token.uppercased(), String(repeating: "a", count: 10_000)] {
+            #expect(!constantTimeEquals(other, Self.token))
+            #expect(!constantTimeEquals(Self.token, other))
+        }
+    }
+
     @Test func theTallyFollowsPairingsAndForgetsThemAtExpiry() throws {
         var tally = PairingTally(capacity: 2)
         let a = try #require(SessionID("sess_aaaaaaaaaaaa"))
