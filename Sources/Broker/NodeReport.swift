@@ -29,7 +29,7 @@ public struct NodeReport: Sendable, Equatable {
 
 extension Broker {
     /// One node alone (the in-memory broker) knows only its own report.
-    public func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int) async throws -> [NodeReport] {
-        [report]
+    public func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int, accept: (NodeReport) -> Bool) async throws -> [NodeReport] {
+        accept(report) ? [report] : []
     }
 }

@@ -159,6 +159,45 @@ struct OpsTests {
         }
     }
 
+    /// Other nodes' reports come from Redis, where anything may have been planted: absurd values are refused, times
+    /// outside the session TTL dropped, sums saturate.
+    @Test func plantedReportsAreValidatedBeforeTheyCount() throws {
+        let now: Int64 = 1_000_000_000
+        func report(_ fields: String, node: String = "node-x") -> NodeReport {
+            let body = #"{"name":"ignored","version":"1.0","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1.5,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}"#
+            return NodeReport(node: node, reportedAt: now, body: Array((body + fields + "}").utf8))
+        }
+        func validated(_ report: NodeReport) -> OpsNodeReport? {
+            OpsNodeReport.validated(report, now: now, sessionTTLMilliseconds: 600_000, skew: 5000)
+        }
+        let good = try #require(validated(report(#","brokerP99Milliseconds":0.25,"oldestWaitingSince":[\#(now - 700_000),\#(now - 1000),\#(now + 2000),\#(now + 60_000)]"#)))
+        #expect(good.name == "node-x")
+        #expect(good.oldestWaitingSince == [now - 1000, now], "outside [now - TTL, now + skew] dropped, ahead clamped to now")
+        let refused: [String] = [
+            #"{"name":"n","version":"1","uptimeSeconds":-5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":-1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2000000000,"eventsPerSecond":1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":9223372036854775807,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1e300,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":-1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"brokerP99Milliseconds":1e9,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":-3,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            "not json",
+        ]
+        for body in refused {
+            #expect(validated(NodeReport(node: "n", reportedAt: now, body: Array(body.utf8))) == nil, "accepted: \(body)")
+        }
+        #expect(validated(report("", node: "node\u{202E}x")) == nil)
+        #expect(validated(report("", node: "node\u{7}x")) == nil)
+        let version = try #require(validated(NodeReport(node: "n", reportedAt: now, body: Array(
+            #"{"name":"n","version":"1.\u202e0\u0007","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#.utf8))))
+        #expect(version.version == "1.0")
+
+        var huge = OpsPairings()
+        huge.completed = .max
+        #expect((huge + huge).completed == .max)
+    }
+
     @Test func theTallyFollowsPairingsAndForgetsThemAtExpiry() throws {
         var tally = PairingTally(capacity: 2)
         let a = try #require(SessionID("sess_aaaaaaaaaaaa"))
