@@ -14,6 +14,7 @@ const board = document.getElementById('board');
 const stateLine = document.getElementById('ops-state');
 const summary = document.getElementById('summary');
 const oldest = document.getElementById('oldest');
+const pairingsNote = document.getElementById('pairings-note');
 const nodesBody = document.getElementById('nodes');
 const signOut = document.getElementById('sign-out');
 
@@ -50,14 +51,27 @@ function number(value, digits = 0) {
   return typeof value === 'number' ? value.toLocaleString(lang, { maximumFractionDigits: digits }) : '-';
 }
 
+// Whole seconds as hours, minutes and seconds ("3 h 4 min 5 s"); '-' for anything but a number.
+function duration(seconds) {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) return '-';
+  const whole = Math.floor(seconds);
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = whole % 60;
+  return h > 0 ? t('opsDuration', { h: number(h), m, s }) : t('opsDurationShort', { m, s });
+}
+
 function render(snapshot) {
   lastSnapshot = snapshot;
   for (const cell of document.querySelectorAll('#pairings td')) cell.textContent = number(snapshot.pairings[cell.dataset.key]);
+  pairingsNote.textContent = typeof snapshot.sessionTTLSeconds === 'number'
+    ? t('opsPairingsNote', { minutes: number(snapshot.sessionTTLSeconds / 60, 1) })
+    : '';
   oldest.textContent = snapshot.oldestWaitingSeconds.length ? snapshot.oldestWaitingSeconds.map((s) => number(s)).join(', ') : t('opsNone');
   const rows = snapshot.nodes.map((node) => {
     const row = document.createElement('tr');
     const values = [
-      node.name, node.version, number(node.uptimeSeconds), number(node.pcStreams), number(node.phoneStreams),
+      node.name, node.version, duration(node.uptimeSeconds), number(node.pcStreams), number(node.phoneStreams),
       number(node.sessions), number(node.eventsPerSecond, 1),
       node.brokerP99Milliseconds == null ? '-' : '≤ ' + number(node.brokerP99Milliseconds, 2), number(node.reportAgeSeconds, 1),
     ];

@@ -120,6 +120,8 @@ struct OpsSnapshot: Codable, Sendable, Equatable {
     var oldestWaitingSeconds: [Int64]
     /// Every live node, by name.
     var nodes: [OpsNodeReport]
+    /// The session TTL (`session.ttlSeconds`): completed and cancelled pairings are counted for this long.
+    var sessionTTLSeconds = 0
 }
 
 /// Each second: this node's report, written to the broker (Redis: a hash all nodes share) and merged with every
@@ -222,7 +224,8 @@ final class OpsReporter: Service, Sendable {
             validated(report).map { ($0, report.reportedAt) }
         }
         if !nodes.contains(where: { $0.0.name == own.name }) { nodes.append((own, now)) }
-        let snapshot = Self.merge(nodes, now: now, broker: configuration.broker.rawValue, reachable: reachable)
+        var snapshot = Self.merge(nodes, now: now, broker: configuration.broker.rawValue, reachable: reachable)
+        snapshot.sessionTTLSeconds = configuration.sessionTTLSeconds
         state.withLock { $0.latest = snapshot }
         return snapshot
     }
