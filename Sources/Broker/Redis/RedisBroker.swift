@@ -725,11 +725,15 @@ public final class RedisBroker: Broker {
                 ["HSET", key, report.node, value],
                 // With every node gone, the hash goes too.
                 ["PEXPIRE", key, String(ttlMilliseconds * 3)],
-                ["HGETALL", key],
+                // HGETALL, bounded: at most the fields looked at, none over the largest report (deleted instead).
+                [
+                    "EVAL", RedisScripts.readNodeReports, "1", key, String(Self.maximumNodeReportsRead),
+                    String(NodeReport.maximumBodyBytes + Self.maximumReportStampBytes),
+                ],
             ], key: key)
         guard replies.count == 3 else { throw BrokerError(.protocolViolation, "Redis answered \(replies.count) replies to 3 commands") }
         _ = try checked(replies[0])
-        guard case .array(let flat) = try checked(replies[2]) else { throw BrokerError(.protocolViolation, "HGETALL answered no array") }
+        guard case .array(let flat) = try checked(replies[2]) else { throw BrokerError(.protocolViolation, "reading the reports answered no array") }
         let now = time.now()
         var live: [NodeReport] = []
         var doomed: [String] = []
@@ -759,8 +763,8 @@ public final class RedisBroker: Broker {
     /// ``NodeReport/maximumBodyBytes``.
     static func parseReport(node: String, value: RESPValue) -> NodeReport? {
         guard NodeReport.isAcceptableNodeName(node), case .bulkString(let bytes) = value,
-            bytes.count <= NodeReport.maximumBodyBytes + 24,
-            let newline = bytes.prefix(24).firstIndex(of: UInt8(ascii: "\n")),
+            bytes.count <= NodeReport.maximumBodyBytes + maximumReportStampBytes,
+            let newline = bytes.prefix(maximumReportStampBytes).firstIndex(of: UInt8(ascii: "\n")),
             let reportedAt = Int64(String(decoding: bytes[..<newline], as: UTF8.self))
         else { return nil }
         let body = bytes[(newline + 1)...]
@@ -780,8 +784,10 @@ public final class RedisBroker: Broker {
         return .fresh
     }
 
-    /// Fields of the reports hash looked at, at most.
-    static let maximumNodeReportsRead = 1024
+    /// Fields of the reports hash looked at, at most (so at most this many times 8 KiB cross the network).
+    static let maximumNodeReportsRead = 256
+    /// The `<reportedAt ms>\n` before a report's body, at most.
+    static let maximumReportStampBytes = 24
 
     // MARK: Commands
 
