@@ -13,6 +13,7 @@ Run: TANDEM_BINARY=$PWD/.build/debug/tandem .build/test-venv/bin/python -m pytes
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -94,6 +95,11 @@ def test_counts_move_as_flows_run_on_two_nodes_and_no_user_data_shows(nodes: tup
         driver, lambda d: sorted(row[0] for row in node_rows(d)) == ["node-a", "node-b"], "both nodes on the page", WAIT)
     before = pairings_on_page(driver)
     assert before == {"waiting": "0", "connected": "0", "inputting": "0", "completed": "0", "cancelled": "0"}, before
+    note = driver.find_element(By.ID, "pairings-note").text
+    assert note == "Completed and cancelled: those within the session TTL (10 min).", note
+    uptimes = [row[2] for row in node_rows(driver)]
+    assert all(re.fullmatch(r"(\d+ h )?\d+ min \d+ s", uptime) for uptime in uptimes), uptimes
+    assert driver.find_element(By.ID, "sign-in").is_enabled()
     pages.shot(driver, "empty")
 
     secrets_: list[str] = []
