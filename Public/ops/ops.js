@@ -9,10 +9,12 @@ const ANNOUNCE_EVERY_MS = 15000;
 const login = document.getElementById('login');
 const tokenInput = document.getElementById('token');
 const loginError = document.getElementById('login-error');
+const signIn = document.getElementById('sign-in');
 const board = document.getElementById('board');
 const stateLine = document.getElementById('ops-state');
 const summary = document.getElementById('summary');
 const oldest = document.getElementById('oldest');
+const pairingsNote = document.getElementById('pairings-note');
 const nodesBody = document.getElementById('nodes');
 const signOut = document.getElementById('sign-out');
 
@@ -49,14 +51,27 @@ function number(value, digits = 0) {
   return typeof value === 'number' ? value.toLocaleString(lang, { maximumFractionDigits: digits }) : '-';
 }
 
+// Whole seconds as hours, minutes and seconds ("3 h 4 min 5 s"); '-' for anything but a number.
+function duration(seconds) {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) return '-';
+  const whole = Math.floor(seconds);
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = whole % 60;
+  return h > 0 ? t('opsDuration', { h: number(h), m, s }) : t('opsDurationShort', { m, s });
+}
+
 function render(snapshot) {
   lastSnapshot = snapshot;
   for (const cell of document.querySelectorAll('#pairings td')) cell.textContent = number(snapshot.pairings[cell.dataset.key]);
+  pairingsNote.textContent = typeof snapshot.sessionTTLSeconds === 'number'
+    ? t('opsPairingsNote', { minutes: number(snapshot.sessionTTLSeconds / 60, 1) })
+    : '';
   oldest.textContent = snapshot.oldestWaitingSeconds.length ? snapshot.oldestWaitingSeconds.map((s) => number(s)).join(', ') : t('opsNone');
   const rows = snapshot.nodes.map((node) => {
     const row = document.createElement('tr');
     const values = [
-      node.name, node.version, number(node.uptimeSeconds), number(node.pcStreams), number(node.phoneStreams),
+      node.name, node.version, duration(node.uptimeSeconds), number(node.pcStreams), number(node.phoneStreams),
       number(node.sessions), number(node.eventsPerSecond, 1),
       node.brokerP99Milliseconds == null ? '-' : '≤ ' + number(node.brokerP99Milliseconds, 2), number(node.reportAgeSeconds, 1),
     ];
@@ -104,6 +119,23 @@ async function readEvents(body, onEvent) {
   }
 }
 
+// Retry-After in seconds (delta form; an HTTP date is turned into seconds), at least 1, at most an hour.
+function retryAfterSeconds(response) {
+  const header = (response.headers.get('Retry-After') || '').trim();
+  let seconds = /^\d+$/.test(header) ? Number(header) : Math.ceil((Date.parse(header) - Date.now()) / 1000);
+  if (!Number.isFinite(seconds)) seconds = 60;
+  return Math.min(Math.max(seconds, 1), 3600);
+}
+
+// Says once (the state line is a live region: no announcement every second) when the next try comes, then waits.
+async function waitOutRefusal(seconds, signal) {
+  stateLine.textContent = t('opsTooManyTries', { seconds });
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, seconds * 1000);
+    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
 async function follow(token) {
   controller = new AbortController();
   const signal = controller.signal;
@@ -121,6 +153,12 @@ async function follow(token) {
         storeToken(null);
         showLogin(response.status === 401 ? 'opsTokenWrong' : 'opsOff');
         return;
+      }
+      if (response.status === 429) {
+        // The address spent its budget of wrong tokens (perhaps someone else behind the same address): say so and
+        // wait as told, instead of "reconnecting" in a loop that only renews the refusal.
+        await waitOutRefusal(retryAfterSeconds(response), signal);
+        continue;
       }
       if (!response.ok || !response.body) throw new Error('status ' + response.status);
       await readEvents(response.body, (name, data) => {
@@ -142,6 +180,8 @@ login.addEventListener('submit', (event) => {
   storeToken(token);
   follow(token);
 });
+// Disabled in the HTML: before this handler exists, sending the form would leave the page.
+signIn.disabled = false;
 
 signOut.addEventListener('click', () => {
   storeToken(null);

@@ -110,8 +110,10 @@ public protocol Broker: Service {
     var health: BrokerHealth { get async }
 
     /// Stores this node's report for `ttl` and returns the live reports of every node (this one's included), at most
-    /// `limit`, freshest first (for the operators' page). Reports older than `ttl` are not returned.
-    func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int) async throws -> [NodeReport]
+    /// `limit`, freshest first (for the operators' page). Reports older than `ttl`, or more than `ttl` ahead, are not
+    /// returned, nor those `accept` refuses (other nodes' words: whatever else wrote the store); brokers that share
+    /// reports delete all of those, so that they cannot crowd the real ones out of the limit.
+    func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int, accept: (NodeReport) -> Bool) async throws -> [NodeReport]
 }
 
 extension Broker {

@@ -18,11 +18,18 @@ public struct NodeReport: Sendable, Equatable {
     public static let maximumBodyBytes = 8 * 1024
     /// The longest node name kept.
     public static let maximumNodeBytes = 128
+
+    /// Whether `name` may name a node on the page: not empty, at most ``maximumNodeBytes``, and no control (Cc) or
+    /// format (Cf, e.g. U+202E, which reverses the text after it) characters.
+    public static func isAcceptableNodeName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= maximumNodeBytes
+            && !name.unicodeScalars.contains { [.control, .format].contains($0.properties.generalCategory) }
+    }
 }
 
 extension Broker {
     /// One node alone (the in-memory broker) knows only its own report.
-    public func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int) async throws -> [NodeReport] {
-        [report]
+    public func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int, accept: (NodeReport) -> Bool) async throws -> [NodeReport] {
+        accept(report) ? [report] : []
     }
 }

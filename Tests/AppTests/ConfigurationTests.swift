@@ -107,6 +107,44 @@ import Testing
         }
     }
 
+    /// `ops.token` is what `Authorization: Bearer` can carry (RFC 6750 b64token), 16 to 256 bytes; anything else
+    /// could never be presented, or is too short to resist guessing.
+    @Test(arguments: [
+        ("0123456789abcdef", true), ("AZaz09-._~+/xxxxxx==", true), (String(repeating: "a", count: 256), true),
+        ("abcdefghijklmno=", true), ("", true),
+        ("0123456789abcde", false), (String(repeating: "a", count: 257), false),
+        ("0123456789 abcdef", false), (" 0123456789abcdef", false), ("0123456789abcdef\t", false),
+        ("運用トークン運用トークン", false), ("0123456789abcdéf", false), ("0123456789abcdef=x", false),
+        ("================", false), ("0123456789abcdef,", false), ("0123456789abc\"def", false),
+    ])
+    func theOpsTokenIsABearerTokenOf16To256Bytes(token: String, accepted: Bool) throws {
+        if accepted {
+            #expect(try TandemConfiguration.load(environment: ["OPS_TOKEN": token]).opsToken == token)
+        } else {
+            #expect(throws: ConfigurationError.self) { try TandemConfiguration.load(environment: ["OPS_TOKEN": token]) }
+            do {
+                _ = try TandemConfiguration.load(environment: ["OPS_TOKEN": token])
+            } catch {
+                #expect(token.count < 4 || !"\(error)".contains(token), "the error shows the token: \(error)")
+            }
+        }
+    }
+
+    /// `ops.nodeName` is shown on the page: no controls, and no format characters such as U+202E (which would
+    /// reverse the text after it) or zero-width ones.
+    @Test(arguments: [
+        ("node-a", true), ("東京-1", true), ("", true), (String(repeating: "n", count: 128), true),
+        (String(repeating: "n", count: 129), false), ("node\u{202E}a", false), ("node\u{200B}a", false),
+        ("\u{FEFF}node", false), ("node\u{2066}a", false), ("node\na", false), ("node\u{7F}", false),
+    ])
+    func theNodeNameHasNoControlOrFormatCharacters(name: String, accepted: Bool) throws {
+        if accepted {
+            #expect(try TandemConfiguration.load(environment: ["OPS_NODE_NAME": name]).opsNodeName == name)
+        } else {
+            #expect(throws: ConfigurationError.self) { try TandemConfiguration.load(environment: ["OPS_NODE_NAME": name]) }
+        }
+    }
+
     /// Editors on Windows start a UTF-8 file with a byte order mark: it is skipped, not refused.
     @Test func aByteOrderMarkIsSkipped() throws {
         var reader = try ConfigurationReader(fileContents: [0xEF, 0xBB, 0xBF] + Array(#"{"port": 9000}"#.utf8), fileName: "bom.json", environment: [:])

@@ -33,6 +33,15 @@ struct OpsTests {
             #expect(page.header("content-type") == "text/html; charset=utf-8")
             #expect(page.header("content-security-policy")?.contains("script-src 'self'") == true)
             #expect(try await client.request("GET", "/ops/ops.js").status == 200)
+            // Without the script the form must not leave with the token (`GET /ops?token=...` in URLs and logs):
+            // the field has no name, the form posts, the button waits for ops.js.
+            let html = page.bodyText
+            let field = try #require(html.range(of: #"<input id="token"[^>]*>"#, options: .regularExpression).map { String(html[$0]) })
+            #expect(!field.contains("name="))
+            #expect(field.contains(#"autocomplete="off""#))
+            #expect(html.contains(#"<form id="login" class="form ops-login" method="post">"#))
+            let button = try #require(html.range(of: #"<button id="sign-in"[^>]*>"#, options: .regularExpression).map { String(html[$0]) })
+            #expect(button.contains("disabled"))
         }
     }
 
@@ -138,6 +147,55 @@ struct OpsTests {
         #expect(configuration.opsToken == Self.token)
         #expect(configuration.effectiveValues["ops.token"] == "********")
         #expect(TandemConfiguration().effectiveValues["ops.token"] == "")
+    }
+
+    /// The comparison holds no early exit on length: a prefix, an extension, an empty value are merely unequal.
+    @Test func tokensAreComparedWhateverTheirLength() {
+        #expect(constantTimeEquals(Self.token, Self.token))
+        #expect(constantTimeEquals("", ""))
+        for other in ["", "o", String(Self.token.dropLast()), Self.token + "x", Self.token.uppercased(), String(repeating: "a", count: 10_000)] {
+            #expect(!constantTimeEquals(other, Self.token))
+            #expect(!constantTimeEquals(Self.token, other))
+        }
+    }
+
+    /// Other nodes' reports come from Redis, where anything may have been planted: absurd values are refused, times
+    /// outside the session TTL dropped, sums saturate.
+    @Test func plantedReportsAreValidatedBeforeTheyCount() throws {
+        let now: Int64 = 1_000_000_000
+        func report(_ fields: String, node: String = "node-x") -> NodeReport {
+            let body = #"{"name":"ignored","version":"1.0","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1.5,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}"#
+            return NodeReport(node: node, reportedAt: now, body: Array((body + fields + "}").utf8))
+        }
+        func validated(_ report: NodeReport) -> OpsNodeReport? {
+            OpsNodeReport.validated(report, now: now, sessionTTLMilliseconds: 600_000, skew: 5000)
+        }
+        let good = try #require(validated(report(#","brokerP99Milliseconds":0.25,"oldestWaitingSince":[\#(now - 700_000),\#(now - 1000),\#(now + 2000),\#(now + 60_000)]"#)))
+        #expect(good.name == "node-x")
+        #expect(good.oldestWaitingSince == [now - 1000, now], "outside [now - TTL, now + skew] dropped, ahead clamped to now")
+        let refused: [String] = [
+            #"{"name":"n","version":"1","uptimeSeconds":-5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":-1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2000000000,"eventsPerSecond":1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":9223372036854775807,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1e300,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":-1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"brokerP99Milliseconds":1e9,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            #"{"name":"n","version":"1","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":-3,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#,
+            "not json",
+        ]
+        for body in refused {
+            #expect(validated(NodeReport(node: "n", reportedAt: now, body: Array(body.utf8))) == nil, "accepted: \(body)")
+        }
+        #expect(validated(report("", node: "node\u{202E}x")) == nil)
+        #expect(validated(report("", node: "node\u{7}x")) == nil)
+        let version = try #require(validated(NodeReport(node: "n", reportedAt: now, body: Array(
+            #"{"name":"n","version":"1.\u202e0\u0007","uptimeSeconds":5,"pcStreams":1,"phoneStreams":1,"sessions":2,"eventsPerSecond":1,"pairings":{"waiting":1,"connected":0,"inputting":0,"completed":0,"cancelled":0}}"#.utf8))))
+        #expect(version.version == "1.0")
+
+        var huge = OpsPairings()
+        huge.completed = .max
+        #expect((huge + huge).completed == .max)
     }
 
     @Test func theTallyFollowsPairingsAndForgetsThemAtExpiry() throws {

@@ -13,6 +13,7 @@ Run: TANDEM_BINARY=$PWD/.build/debug/tandem .build/test-venv/bin/python -m pytes
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -94,6 +95,11 @@ def test_counts_move_as_flows_run_on_two_nodes_and_no_user_data_shows(nodes: tup
         driver, lambda d: sorted(row[0] for row in node_rows(d)) == ["node-a", "node-b"], "both nodes on the page", WAIT)
     before = pairings_on_page(driver)
     assert before == {"waiting": "0", "connected": "0", "inputting": "0", "completed": "0", "cancelled": "0"}, before
+    note = driver.find_element(By.ID, "pairings-note").text
+    assert note == "Completed and cancelled: those within the session TTL (10 min).", note
+    uptimes = [row[2] for row in node_rows(driver)]
+    assert all(re.fullmatch(r"(\d+ h )?\d+ min \d+ s", uptime) for uptime in uptimes), uptimes
+    assert driver.find_element(By.ID, "sign-in").is_enabled()
     pages.shot(driver, "empty")
 
     secrets_: list[str] = []
@@ -150,3 +156,22 @@ def test_the_page_asks_again_for_a_wrong_token(nodes: tuple[Node, Node], browser
     audit = a11y.Audit("ja")
     audit(driver, "ops", "login")
     audit.check()
+
+
+def test_the_page_says_when_the_address_is_refused(nodes: tuple[Node, Node], browsers: Any) -> None:  # noqa: F811
+    """A stranger on the same address spends the budget of wrong tokens: the page says so (not "reconnecting")."""
+    a, _ = nodes
+    with a.client() as client:
+        for _ in range(30):
+            if client.get("/api/ops/snapshot", headers={"Authorization": "Bearer a-stranger-guessing-0000"}).status_code == 429:
+                break
+        refused = client.get("/api/ops/snapshot", headers=AUTH)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    driver = browsers("pc", "en")
+    driver.get(a.base_url + "/ops")
+    pages.wait_until(driver, lambda d: d.find_element(By.ID, "token").is_displayed(), "the token form")
+    driver.find_element(By.ID, "token").send_keys(TOKEN)
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    pages.wait_until(
+        driver, lambda d: d.find_element(By.ID, "ops-state").text.startswith("Too many wrong tokens from this address; retrying in "),
+        "the refusal message", WAIT)

@@ -172,14 +172,17 @@ struct TandemConfiguration: Sendable, Equatable {
             .string("publicDirectory", \.publicDirectory),
             .choice("logLevel", \.logLevel),
             .choice("logFormat", \.logFormat),
-            // A secret: masked in check-config and in the error for a wrong value. Short tokens can be guessed.
+            // A secret: masked in check-config and in the error for a wrong value. Short tokens can be guessed; a token
+            // of other characters than a bearer token's could never be presented in `Authorization: Bearer`.
             .string("ops.token", \.opsToken, shown: Self.maskedSecret, check: { value, _ in
-                value.isEmpty || value.utf8.count >= Self.minimumOpsTokenBytes
-                    ? nil : "empty (the operators' page is off) or a token of at least \(Self.minimumOpsTokenBytes) bytes"
+                value.isEmpty || Self.isAcceptableOpsToken(value)
+                    ? nil
+                    : "empty (the operators' page is off) or a token of \(Self.opsTokenBytes.lowerBound) to \(Self.opsTokenBytes.upperBound) "
+                        + "bytes of letters, digits and -._~+/ (then = at the end), e.g. from openssl rand -hex 24"
             }),
             .string("ops.nodeName", \.opsNodeName, check: { value, _ in
-                value.utf8.count <= NodeReport.maximumNodeBytes && !value.unicodeScalars.contains { $0.properties.generalCategory == .control }
-                    ? nil : "at most \(NodeReport.maximumNodeBytes) bytes without control characters"
+                value.isEmpty || NodeReport.isAcceptableNodeName(value)
+                    ? nil : "at most \(NodeReport.maximumNodeBytes) bytes without control or format characters"
             }),
         ]
     }
@@ -228,8 +231,27 @@ struct TandemConfiguration: Sendable, Equatable {
     }
     var heartbeat: Duration { .seconds(heartbeatSeconds) }
 
-    /// The shortest `ops.token` accepted.
-    static let minimumOpsTokenBytes = 16
+    /// The lengths of `ops.token` accepted: short tokens can be guessed.
+    static let opsTokenBytes = 16...256
+
+    /// Whether `token` can be an `ops.token`: ``opsTokenBytes`` bytes of RFC 6750 `b64token`, i.e. ASCII letters,
+    /// digits and `-._~+/`, then any number of `=` at the end. Nothing else could be sent in `Authorization: Bearer`.
+    static func isAcceptableOpsToken(_ token: String) -> Bool {
+        let bytes = Array(token.utf8)
+        guard opsTokenBytes.contains(bytes.count) else { return false }
+        let body = bytes.prefix { $0 != UInt8(ascii: "=") }
+        guard !body.isEmpty, bytes[body.count...].allSatisfy({ $0 == UInt8(ascii: "=") }) else { return false }
+        return body.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                true
+            case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                true
+            default:
+                false
+            }
+        }
+    }
 
     /// A secret as `check-config` shows it: whether it is set, never what it is.
     static func maskedSecret(_ value: String) -> String { value.isEmpty ? "" : "********" }

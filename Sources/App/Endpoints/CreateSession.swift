@@ -1,4 +1,5 @@
 import Broker
+import Crypto
 import HTTP
 import JSON
 import Logging
@@ -37,12 +38,13 @@ extension API {
     }
 }
 
-/// Compares secrets in time independent of where they differ.
+/// Compares secrets in time independent of the presented value: neither where it differs nor its length shows.
+/// Both sides are hashed (SHA-256, whose time depends only on the length, not the content, and the presented value
+/// is hashed whatever it is) and the digests, always 32 bytes, are compared without an early exit.
 func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
-    let left = Array(lhs.utf8)
-    let right = Array(rhs.utf8)
-    guard left.count == right.count else { return false }
+    let left = SHA256.hash(data: Array(lhs.utf8))
+    let right = SHA256.hash(data: Array(rhs.utf8))
     var difference: UInt8 = 0
-    for index in left.indices { difference |= left[index] ^ right[index] }
+    for (a, b) in zip(left, right) { difference |= a ^ b }
     return difference == 0
 }

@@ -70,8 +70,8 @@ struct InstrumentedBroker: Broker {
     }
 
     /// Not timed: the broker round trips the operators' page reports are the sessions' own.
-    func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int) async throws -> [NodeReport] {
-        try await base.exchangeReport(report, ttl: ttl, limit: limit)
+    func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int, accept: (NodeReport) -> Bool) async throws -> [NodeReport] {
+        try await base.exchangeReport(report, ttl: ttl, limit: limit, accept: accept)
     }
 
     var health: BrokerHealth {

@@ -27,6 +27,42 @@ struct OpsNodeReport: Codable, Sendable, Equatable {
     var reportAgeSeconds: Double?
 }
 
+extension OpsNodeReport {
+    /// The largest count believed (streams, sessions, pairings by state); a report with more, or a negative one,
+    /// was not written by a Tandem node.
+    static let maximumCount = 1_000_000_000
+    static let maximumEventsPerSecond = 10_000_000.0
+    static let maximumBrokerP99Milliseconds = 1_000_000.0
+    /// A century.
+    static let maximumUptimeSeconds: Int64 = 100 * 366 * 86_400
+
+    /// Another node's report as read from the broker (whatever wrote it), or nil when it does not decode or holds
+    /// values no node reports: counts that are negative or over ``maximumCount``, rates or latencies that are
+    /// negative or absurd, a negative uptime, a name with control or format characters. Creation times of waiting
+    /// pairings outside `[now - sessionTTL, now]` (with `skew` of leeway ahead, for clocks, clamped to now) are
+    /// dropped. The name is `report.node`, the version is cut to 32 characters without control or format ones.
+    static func validated(_ report: NodeReport, now: Int64, sessionTTLMilliseconds: Int64, skew: Int64) -> OpsNodeReport? {
+        guard NodeReport.isAcceptableNodeName(report.node),
+            var decoded = try? JSONDecoder().decode(OpsNodeReport.self, from: Data(report.body))
+        else { return nil }
+        let counts = [decoded.pcStreams, decoded.phoneStreams, decoded.sessions] + decoded.pairings.counts
+        guard counts.allSatisfy({ (0...maximumCount).contains($0) }),
+            (0...maximumUptimeSeconds).contains(decoded.uptimeSeconds),
+            decoded.eventsPerSecond.isFinite, (0...maximumEventsPerSecond).contains(decoded.eventsPerSecond)
+        else { return nil }
+        if let p99 = decoded.brokerP99Milliseconds, !(p99.isFinite && (0...maximumBrokerP99Milliseconds).contains(p99)) { return nil }
+        decoded.name = report.node
+        decoded.version = String(String.UnicodeScalarView(
+            decoded.version.unicodeScalars.filter { ![.control, .format].contains($0.properties.generalCategory) }.prefix(32)))
+        let earliest = now.subtractingReportingOverflow(sessionTTLMilliseconds).partialValue
+        decoded.oldestWaitingSince = (decoded.oldestWaitingSince ?? []).prefix(PairingTally.oldestWaitingShown)
+            .filter { $0 >= earliest && $0 <= now.addingReportingOverflow(skew).partialValue }
+            .map { min($0, now) }
+        decoded.reportAgeSeconds = nil
+        return decoded
+    }
+}
+
 /// Pairings by state (counts only).
 struct OpsPairings: Codable, Sendable, Equatable {
     var waiting = 0
@@ -45,15 +81,28 @@ struct OpsPairings: Codable, Sendable, Equatable {
         cancelled = byStatus[.cancelled] ?? 0
     }
 
-    /// Wrapping sums: other nodes' reports come from Redis, and no value from outside may make arithmetic trap.
+    /// Saturating sums: other nodes' reports come from Redis, and no value from outside may make arithmetic trap
+    /// or wrap to a negative count.
     static func + (lhs: OpsPairings, rhs: OpsPairings) -> OpsPairings {
-        var sum = lhs
-        sum.waiting &+= rhs.waiting
-        sum.connected &+= rhs.connected
-        sum.inputting &+= rhs.inputting
-        sum.completed &+= rhs.completed
-        sum.cancelled &+= rhs.cancelled
-        return sum
+        OpsPairings(
+            waiting: saturated(lhs.waiting, rhs.waiting), connected: saturated(lhs.connected, rhs.connected),
+            inputting: saturated(lhs.inputting, rhs.inputting), completed: saturated(lhs.completed, rhs.completed),
+            cancelled: saturated(lhs.cancelled, rhs.cancelled))
+    }
+
+    init(waiting: Int, connected: Int, inputting: Int, completed: Int, cancelled: Int) {
+        self.waiting = waiting
+        self.connected = connected
+        self.inputting = inputting
+        self.completed = completed
+        self.cancelled = cancelled
+    }
+
+    var counts: [Int] { [waiting, connected, inputting, completed, cancelled] }
+
+    static func saturated(_ lhs: Int, _ rhs: Int) -> Int {
+        let (sum, overflow) = lhs.addingReportingOverflow(rhs)
+        return overflow ? (rhs > 0 ? .max : .min) : sum
     }
 }
 
@@ -71,6 +120,8 @@ struct OpsSnapshot: Codable, Sendable, Equatable {
     var oldestWaitingSeconds: [Int64]
     /// Every live node, by name.
     var nodes: [OpsNodeReport]
+    /// The session TTL (`session.ttlSeconds`): completed and cancelled pairings are counted for this long.
+    var sessionTTLSeconds = 0
 }
 
 /// Each second: this node's report, written to the broker (Redis: a hash all nodes share) and merged with every
@@ -153,24 +204,28 @@ final class OpsReporter: Service, Sendable {
         var reports = [NodeReport]()
         var reachable = true
         let encoder = JSONEncoder()
+        let sessionTTL = Int64(configuration.sessionTTLSeconds) * 1000
+        let skew = Self.reportTTL.milliseconds
+        let validated = { (report: NodeReport) in
+            OpsNodeReport.validated(report, now: now, sessionTTLMilliseconds: sessionTTL, skew: skew)
+        }
         if let body = try? encoder.encode(own), body.count <= NodeReport.maximumBodyBytes {
             let mine = NodeReport(node: own.name, reportedAt: now, body: Array(body))
             do {
-                reports = try await broker.exchangeReport(mine, ttl: Self.reportTTL, limit: Self.maximumNodes)
+                // Validated before the limit, so that hostile fields cannot push real nodes out (and are deleted).
+                reports = try await broker.exchangeReport(mine, ttl: Self.reportTTL, limit: Self.maximumNodes) { validated($0) != nil }
             } catch {
                 logger.debug("node reports could not be exchanged", metadata: ["error": "\(error)"])
                 reachable = false
             }
         }
-        let decoder = JSONDecoder()
         var nodes: [(OpsNodeReport, Int64)] = reports.compactMap { report in
-            // Another node's words (or whatever else wrote the hash): a report that does not decode is skipped.
-            guard var decoded = try? decoder.decode(OpsNodeReport.self, from: Data(report.body)) else { return nil }
-            decoded.name = report.node
-            return (decoded, report.reportedAt)
+            // Another node's words (or whatever else wrote the hash): a report that does not validate is skipped.
+            validated(report).map { ($0, report.reportedAt) }
         }
         if !nodes.contains(where: { $0.0.name == own.name }) { nodes.append((own, now)) }
-        let snapshot = Self.merge(nodes, now: now, broker: configuration.broker.rawValue, reachable: reachable)
+        var snapshot = Self.merge(nodes, now: now, broker: configuration.broker.rawValue, reachable: reachable)
+        snapshot.sessionTTLSeconds = configuration.sessionTTLSeconds
         state.withLock { $0.latest = snapshot }
         return snapshot
     }

@@ -141,6 +141,8 @@ public final class RedisBroker: Broker {
     private let logger: Logger
     private let state = Mutex(State())
     private let rejectedMessages = Atomic<Int>(0)
+    /// Whether the wrong type of the reports key was logged already (once per process is enough).
+    private let wrongTypeWarned = Atomic<Bool>(false)
 
     /// - Parameter eventLoopGroup: the loops requests run on (the server's); one command connection is made on each.
     public init(
@@ -696,7 +698,25 @@ public final class RedisBroker: Broker {
     /// All nodes' reports live in one hash (one key, so one slot on a cluster), a field per node holding
     /// `<reportedAt ms>\n<body>`. Each node writes its field and reads the whole hash in one pipelined round trip;
     /// fields past `ttl` (a node that stopped) are left out and deleted by whoever sees them first.
-    public func exchangeReport(_ report: NodeReport, ttl: Duration, limit: Int) async throws -> [NodeReport] {
+    public func exchangeReport(
+        _ report: NodeReport, ttl: Duration, limit: Int, accept: (NodeReport) -> Bool
+    ) async throws -> [NodeReport] {
+        do {
+            return try await exchangeReportOnce(report, ttl: ttl, limit: limit, accept: accept)
+        } catch let error as BrokerError where error.code == .corruptSession && error.reason.contains("WRONGTYPE") {
+            // Something else made the key another type: every HSET fails and every PEXPIRE keeps it alive, so the
+            // page would say "unreachable" for good. The key is ours (the `{ops}` hash tag): drop it and go on.
+            if !wrongTypeWarned.exchange(true, ordering: .relaxed) {
+                logger.warning("the operators' reports key had the wrong type; deleted it", metadata: ["key": "\(RedisKeys.nodeReports)"])
+            }
+            _ = try checked(await route().send(["DEL", RedisKeys.nodeReports], key: RedisKeys.nodeReports))
+            return try await exchangeReportOnce(report, ttl: ttl, limit: limit, accept: accept)
+        }
+    }
+
+    private func exchangeReportOnce(
+        _ report: NodeReport, ttl: Duration, limit: Int, accept: (NodeReport) -> Bool
+    ) async throws -> [NodeReport] {
         let key = RedisKeys.nodeReports
         let ttlMilliseconds = max(1, ttl.milliseconds)
         let value = String(report.reportedAt) + "\n" + String(decoding: report.body, as: UTF8.self)
@@ -705,38 +725,69 @@ public final class RedisBroker: Broker {
                 ["HSET", key, report.node, value],
                 // With every node gone, the hash goes too.
                 ["PEXPIRE", key, String(ttlMilliseconds * 3)],
-                ["HGETALL", key],
+                // HGETALL, bounded: at most the fields looked at, none over the largest report (deleted instead).
+                [
+                    "EVAL", RedisScripts.readNodeReports, "1", key, String(Self.maximumNodeReportsRead),
+                    String(NodeReport.maximumBodyBytes + Self.maximumReportStampBytes),
+                ],
             ], key: key)
         guard replies.count == 3 else { throw BrokerError(.protocolViolation, "Redis answered \(replies.count) replies to 3 commands") }
         _ = try checked(replies[0])
-        guard case .array(let flat) = try checked(replies[2]) else { throw BrokerError(.protocolViolation, "HGETALL answered no array") }
+        guard case .array(let flat) = try checked(replies[2]) else { throw BrokerError(.protocolViolation, "reading the reports answered no array") }
         let now = time.now()
         var live: [NodeReport] = []
-        var stale: [String] = []
+        var doomed: [String] = []
         // Bounded however many fields something else wrote: a cluster of more nodes than this is not read whole.
+        // Every field read is checked before the limit applies, so fields that are not reports cannot crowd out
+        // the real ones; those are deleted, as are stale ones.
         for pair in stride(from: 0, to: min(flat.count - 1, 2 * Self.maximumNodeReportsRead), by: 2) {
-            guard let node = flat[pair].string, node.utf8.count <= NodeReport.maximumNodeBytes,
-                case .bulkString(let bytes) = flat[pair + 1], let newline = bytes.firstIndex(of: UInt8(ascii: "\n")),
-                let reportedAt = Int64(String(decoding: bytes[..<newline], as: UTF8.self))
-            else { continue }
-            let (age, overflow) = now.subtractingReportingOverflow(reportedAt)
-            if overflow || age > ttlMilliseconds {
-                stale.append(node)
+            guard let name = flat[pair].string else { continue }  // no field name to delete; the key expires
+            guard let parsed = Self.parseReport(node: name, value: flat[pair + 1]),
+                Self.freshness(of: parsed.reportedAt, now: now, ttlMilliseconds: ttlMilliseconds) == .fresh, accept(parsed)
+            else {
+                doomed.append(name)
                 continue
             }
-            let body = bytes[(newline + 1)...]
-            guard body.count <= NodeReport.maximumBodyBytes else { continue }
-            live.append(NodeReport(node: node, reportedAt: reportedAt, body: Array(body)))
+            live.append(parsed)
         }
-        if !stale.isEmpty {
+        doomed.removeAll { $0 == report.node }
+        if !doomed.isEmpty {
             // Best effort: the next reader retries, and the key's own expiry bounds what is left.
-            _ = try? await route().send(["HDEL", key] + stale.prefix(64), key: key)
+            _ = try? await route().send(["HDEL", key] + doomed.prefix(Self.maximumNodeReportsRead), key: key)
         }
         return Array(live.sorted { $0.reportedAt > $1.reportedAt }.prefix(limit))
     }
 
-    /// Fields of the reports hash looked at, at most.
-    static let maximumNodeReportsRead = 1024
+    /// A field of the reports hash as a report, or nil when it is not one: a name that is not acceptable
+    /// (``NodeReport/isAcceptableNodeName(_:)``), a value that is not `<ms>\n<body>`, or a body over
+    /// ``NodeReport/maximumBodyBytes``.
+    static func parseReport(node: String, value: RESPValue) -> NodeReport? {
+        guard NodeReport.isAcceptableNodeName(node), case .bulkString(let bytes) = value,
+            bytes.count <= NodeReport.maximumBodyBytes + maximumReportStampBytes,
+            let newline = bytes.prefix(maximumReportStampBytes).firstIndex(of: UInt8(ascii: "\n")),
+            let reportedAt = Int64(String(decoding: bytes[..<newline], as: UTF8.self))
+        else { return nil }
+        let body = bytes[(newline + 1)...]
+        guard body.count <= NodeReport.maximumBodyBytes else { return nil }
+        return NodeReport(node: node, reportedAt: reportedAt, body: Array(body))
+    }
+
+    enum Freshness { case fresh, stale, future }
+
+    /// Older than the TTL: stale. More than the TTL ahead of this clock: written with a wrong clock, or planted to
+    /// stay on top; either way not a report to show.
+    static func freshness(of reportedAt: Int64, now: Int64, ttlMilliseconds: Int64) -> Freshness {
+        let (age, overflow) = now.subtractingReportingOverflow(reportedAt)
+        if overflow { return reportedAt > now ? .future : .stale }
+        if age > ttlMilliseconds { return .stale }
+        if age < -ttlMilliseconds { return .future }
+        return .fresh
+    }
+
+    /// Fields of the reports hash looked at, at most (so at most this many times 8 KiB cross the network).
+    static let maximumNodeReportsRead = 256
+    /// The `<reportedAt ms>\n` before a report's body, at most.
+    static let maximumReportStampBytes = 24
 
     // MARK: Commands
 

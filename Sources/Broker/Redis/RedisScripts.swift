@@ -204,6 +204,34 @@ enum RedisScripts {
     /// lifetime (ms). A node holds the PC's stream: the presence is set for the hold lease (made anew if it had
     /// lapsed). Returns 1, or 0 when the session is gone (lost by Redis, or expired), after making sure its ID keeps
     /// a tombstone (NX: an expired session's own tombstone is left as it is).
+    /// Reads the operators' reports hash (KEYS[1]) without sending it whole: HSCAN until ARGV[1] fields were seen,
+    /// deleting fields whose value is over ARGV[2] bytes instead of returning them. Answers the flat list
+    /// field, value, field, value... of the rest, like HGETALL. Run with EVAL (rarely, once a second per node, so no
+    /// script cache to keep); its writes are effects, replicated as HDELs. The `{ops}` hash tag keeps the key in one
+    /// cluster slot.
+    static let readNodeReports = """
+        local key, most, largest = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+        local out, oversized, seen, cursor = {}, {}, 0, '0'
+        repeat
+          local page = redis.call('HSCAN', key, cursor, 'COUNT', 128)
+          cursor = page[1]
+          local entries = page[2]
+          for i = 1, #entries, 2 do
+            if seen < most then
+              seen = seen + 1
+              if #entries[i + 1] > largest then
+                oversized[#oversized + 1] = entries[i]
+              else
+                out[#out + 1] = entries[i]
+                out[#out + 1] = entries[i + 1]
+              end
+            end
+          end
+        until cursor == '0' or seen >= most
+        if #oversized > 0 then redis.call('HDEL', key, unpack(oversized)) end
+        return out
+        """
+
     static let holdPresence = """
         if redis.call('EXISTS', KEYS[1]) == 1 then
           redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
