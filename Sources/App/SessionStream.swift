@@ -66,72 +66,130 @@ struct SessionStream: Sendable {
     }()
 
     /// Serves the stream until its session ends, it is cut, its connection closes or the node drains; then
-    /// releases what it holds. Cancellation (the connection closed, the node drains) ends the `for await` at once.
+    /// releases what it holds. Cancellation (the connection closed, the node drains) ends the wait at once.
+    ///
+    /// A held stream's task stays suspended in this function for the stream's life, and a task's frames live in
+    /// slabs of about 1 KiB: every frame that does not fit the slab costs another for as long as the stream is open.
+    /// So this frame keeps only what the loop needs across a wait (the resume point, the iterator); each item is
+    /// handled by a synchronous function, and the rare waits (a gap filled from the log, the ending) are out of line.
     func run(on output: any EventStreamOutput) async {
-        let (opening, replayed) = self.opening.take()
-        var lastSent = max(resumeAfter, replayed.last?.id ?? 0)
-        var sawFinalEvent = replayed.contains { $0.event.isFinal }
-        serve: do {
-            guard output.write(opening) else { break serve }
-            for event in replayed where ServerSentEvent(stored: event, for: audience) != nil { metrics?.delivered(event, live: false) }
-            for await item in items {
-                switch item {
-                case .heartbeat:
-                    guard output.write(Self.heartbeatBytes) else {
-                        metrics?.slowReaderCut()
-                        break serve
-                    }
-                case .end(let lastWords):
-                    if let lastWords {
-                        var buffer = ByteBuffer()
-                        lastWords.write(to: &buffer)
-                        _ = output.write(buffer)
-                    }
-                    break serve
-                case .event(let event):
-                    if event.event.isFinal { sawFinalEvent = true }
-                    guard event.id > lastSent else { continue }
-                    var events = [event]
-                    if !Self.isNext(event.id, after: lastSent) {
-                        // A gap (an event lost or overtaken between nodes): the log has everything up to this event.
-                        // No log, or one that does not reach past the gap (the session expired): rather than wait or
-                        // loop, the stream ends, and the browser resumes from its Last-Event-ID wherever the log is.
-                        guard let missing = try? await broker.events(of: sessionID, after: lastSent), let first = missing.first,
-                            Self.isNext(first.id, after: lastSent)
-                        else { break serve }
-                        events = missing
-                        if missing.contains(where: { $0.event.isFinal }) { sawFinalEvent = true }
-                    }
-                    guard send(events, after: &lastSent, to: output) else {
-                        metrics?.slowReaderCut()
-                        break serve
-                    }
+        var progress = Progress(lastSent: resumeAfter, sawFinalEvent: false)
+        if start(on: output, progress: &progress) {
+            var iterator = items.makeAsyncIterator()
+            serve: while let item = await iterator.next() {
+                switch handle(item, on: output, progress: &progress) {
+                case .next: continue
+                case .stop: break serve
+                case .fillGap:
+                    guard await fillGap(on: output, progress: &progress) else { break serve }
                 }
             }
         }
         // The node drains: the browser is told to come back at once (to another node, behind a balancer).
-        if output.isDraining {
-            var buffer = ByteBuffer()
-            ServerSentEvent.writeRetry(milliseconds: API.drainRetryMilliseconds, to: &buffer)
-            _ = output.write(buffer)
+        if output.isDraining { writeDrainHint(on: output) }
+        await finish(sawFinalEvent: progress.sawFinalEvent)
+    }
+
+    /// Where the reader is: the last event id written to it, and whether the session's final event was among them.
+    struct Progress {
+        var lastSent: EventID
+        var sawFinalEvent: Bool
+    }
+
+    /// What the loop does after an item.
+    enum Step {
+        case next
+        case stop
+        /// Ids jumped (an event was lost or overtaken between nodes): fill the gap from the log, then go on.
+        case fillGap
+    }
+
+    /// Writes the opening bytes; false when the reader is already gone.
+    private func start(on output: any EventStreamOutput, progress: inout Progress) -> Bool {
+        let (opening, replayed) = self.opening.take()
+        progress.lastSent = max(resumeAfter, replayed.last?.id ?? 0)
+        progress.sawFinalEvent = replayed.contains { $0.event.isFinal }
+        guard output.write(opening) else { return false }
+        for event in replayed where ServerSentEvent(stored: event, for: audience) != nil { metrics?.delivered(event, live: false) }
+        return true
+    }
+
+    private func handle(_ item: StreamItem, on output: any EventStreamOutput, progress: inout Progress) -> Step {
+        switch item {
+        case .heartbeat:
+            guard output.write(Self.heartbeatBytes) else {
+                metrics?.slowReaderCut()
+                return .stop
+            }
+            return .next
+        case .end(let lastWords):
+            if let lastWords {
+                var buffer = ByteBuffer()
+                lastWords.write(to: &buffer)
+                _ = output.write(buffer)
+            }
+            return .stop
+        case .event(let event):
+            if event.event.isFinal { progress.sawFinalEvent = true }
+            guard event.id > progress.lastSent else { return .next }
+            // A gap: the log has everything up to this event.
+            guard Self.isNext(event.id, after: progress.lastSent) else { return .fillGap }
+            guard send(CollectionOfOne(event), after: &progress.lastSent, to: output) else {
+                metrics?.slowReaderCut()
+                return .stop
+            }
+            return .next
         }
-        await finish(sawFinalEvent: sawFinalEvent)
+    }
+
+    /// Sends what the log has after the reader's last event; false when the stream must end: no log, or one that does
+    /// not reach back past the gap (the session expired). Rather than wait or loop, the stream then ends, and the
+    /// browser resumes from its Last-Event-ID wherever the log is.
+    @inline(never)
+    private func fillGap(on output: any EventStreamOutput, progress: inout Progress) async -> Bool {
+        guard let missing = await missingEvents(after: progress.lastSent) else { return false }
+        if missing.contains(where: { $0.event.isFinal }) { progress.sawFinalEvent = true }
+        guard send(missing, after: &progress.lastSent, to: output) else {
+            metrics?.slowReaderCut()
+            return false
+        }
+        return true
+    }
+
+    private func writeDrainHint(on output: any EventStreamOutput) {
+        var buffer = ByteBuffer()
+        ServerSentEvent.writeRetry(milliseconds: API.drainRetryMilliseconds, to: &buffer)
+        _ = output.write(buffer)
+    }
+
+    /// The session's events after `lastSent` from its log, when the log reaches back to `lastSent`; nil otherwise.
+    @inline(never)
+    private func missingEvents(after lastSent: EventID) async -> [StoredEvent]? {
+        guard let missing = try? await broker.events(of: sessionID, after: lastSent), let first = missing.first,
+            Self.isNext(first.id, after: lastSent)
+        else { return nil }
+        return missing
     }
 
     /// Writes `events` after `lastSent`, in one write; the events the audience is not sent still move its resume
     /// point. False when the reader cannot take more.
-    private func send(_ events: [StoredEvent], after lastSent: inout EventID, to output: any EventStreamOutput) -> Bool {
+    private func send(_ events: some Collection<StoredEvent>, after lastSent: inout EventID, to output: any EventStreamOutput) -> Bool {
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
-        var sent: [StoredEvent] = []
+        // The written events, for the metrics: the first kept apart, so the usual single event needs no array.
+        var firstSent: StoredEvent?
+        var moreSent: [StoredEvent] = []
         for event in events where Self.isNext(event.id, after: lastSent) {
             lastSent = event.id
             guard let frame = ServerSentEvent(stored: event, for: audience) else { continue }
             frame.write(to: &buffer)
-            sent.append(event)
+            if firstSent == nil { firstSent = event } else { moreSent.append(event) }
         }
         guard buffer.readableBytes > 0 else { return true }
         guard output.write(buffer) else { return false }
-        for event in sent { metrics?.delivered(event, live: true) }
+        if let metrics, let firstSent {
+            metrics.delivered(firstSent, live: true)
+            for event in moreSent { metrics.delivered(event, live: true) }
+        }
         return true
     }
 
@@ -139,6 +197,7 @@ struct SessionStream: Sendable {
     /// stream here closed, its session not over): the grace starts now, and once it is over the broker is asked
     /// whether the device came back (to any node): if not, the other side is told now (the PC gone: the session is
     /// cancelled; the phone gone: the PC hears phone-left).
+    @inline(never)
     private func finish(sawFinalEvent: Bool) async {
         let id = sessionID
         let token = self.token

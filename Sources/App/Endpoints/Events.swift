@@ -194,10 +194,15 @@ extension API {
         if audience == .pc { metrics.ops?.pcAttached(id, status: record.status, createdAt: record.createdAt, expiresAt: expiresAt) }
         let missed: [StoredEvent]
         do {
-            // A device that comes back within the grace is present again from now (sent alongside the subscription).
-            async let held: [SessionID] = renewingPresence ? broker.holdPresence(of: [id], side: audience) : []
-            try await broker.subscribe(id)
-            _ = try? await held
+            if renewingPresence {
+                // A device that comes back within the grace is present again from now (sent alongside the subscription).
+                async let held = broker.holdPresence(of: [id], side: audience)
+                try await broker.subscribe(id)
+                _ = try? await held
+            } else {
+                // No child task when there is nothing to send alongside: its memory would stay with the request's task.
+                try await broker.subscribe(id)
+            }
             do {
                 missed = try await broker.events(of: id, after: resumeAfter)
             } catch {
