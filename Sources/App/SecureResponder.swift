@@ -3,7 +3,7 @@ import HTTP
 import Logging
 import NIOHTTP1
 
-/// Wraps the router with what every response needs: security headers, CORS (closed unless origins are configured),
+/// Wraps the router with what every response needs: CORS (closed unless origins are configured),
 /// refusal of state-changing requests from other sites (403 `cross_site_request`), and per-client rate limits (429
 /// with `Retry-After`). Client addresses come from the HTTP layer, which takes `X-Forwarded-For` only from trusted
 /// proxies.
@@ -30,8 +30,9 @@ struct SecureResponder: HTTPResponder {
         self.publicOrigin = SiteCheck.origin(ofURL: configuration.publicBaseURL)
     }
 
-    /// Headers every response carries unless the handler set them (pages set their own CSP).
-    static let securityHeaders: [(String, String)] = [
+    /// Headers every response carries unless the handler set them (pages set their own CSP). The HTTP layer writes
+    /// them (``HTTP/DefaultResponseHeaders``), into its own refusals too.
+    static let securityHeaders: [(name: String, value: String)] = [
         ("X-Content-Type-Options", "nosniff"),
         ("Referrer-Policy", "no-referrer"),
         ("X-Frame-Options", "DENY"),
@@ -65,14 +66,14 @@ struct SecureResponder: HTTPResponder {
             response.headers.add(name: "Vary", value: "Origin")
         }
         if response.status.code >= 400 { metrics.refused(status: response.status.code) }
-        return Self.secured(response)
+        return response
     }
 
     /// A request the HTTP layer refused before routing (unparsable, too large, too slow): worded like every other
-    /// answer, with the security headers.
+    /// answer.
     func refused(_ refusal: HTTPRefusal, request: Request?) -> Response {
         metrics.refused(status: refusal.status.code)
-        return Self.secured(router.refused(refusal, request: request))
+        return router.refused(refusal, request: request)
     }
 
     private func limiter(for request: Request) -> RateLimiter? {
@@ -90,13 +91,6 @@ struct SecureResponder: HTTPResponder {
         }
     }
 
-    private static func secured(_ response: Response) -> Response {
-        var response = response
-        for (name, value) in securityHeaders where !response.headers.contains(name: name) {
-            response.headers.add(name: name, value: value)
-        }
-        return response
-    }
 }
 
 /// Whether a state-changing request comes from a page of another site (cross-site request forgery). The phone and

@@ -119,6 +119,7 @@ struct TandemApplication: Sendable {
         serverConfiguration.trustedProxiesSetting =
             "trustedProxies (environment variable \(ConfigurationReader.environmentName(for: "trustedProxies")))"
         serverConfiguration.metrics = metrics.factory
+        serverConfiguration.defaultResponseHeaders = Self.securityHeaders
         server = HTTPServer(
             configuration: serverConfiguration,
             responder: SecureResponder(router: api.makeRouter(), configuration: configuration, time: time, metrics: metrics),
@@ -147,6 +148,15 @@ struct TandemApplication: Sendable {
         group.maximumGracefulShutdownDuration = .seconds(configuration.drainTimeoutSeconds)
         return ServiceGroup(configuration: group)
     }
+
+    /// The security headers (``SecureResponder/securityHeaders``), checked once, for the HTTP layer to write.
+    static let securityHeaders: DefaultResponseHeaders = {
+        do {
+            return try DefaultResponseHeaders(SecureResponder.securityHeaders)
+        } catch {
+            preconditionFailure("the built-in security headers are valid: \(error)")
+        }
+    }()
 
     private static func loadStaticFiles(_ configuration: TandemConfiguration, logger: Logger) throws -> StaticFiles? {
         do {

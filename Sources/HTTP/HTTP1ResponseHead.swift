@@ -19,15 +19,17 @@ enum HTTP1ResponseHead {
 
     /// Writes the status line, `headers` (without any Content-Length, Transfer-Encoding or Connection of their own:
     /// those come from `framing` and `keepAlive`), and the blank line.
+    /// `defaults` follow `headers`, but for those whose name `headers` has too.
     static func write(
-        status: HTTPResponseStatus, headers: HTTPHeaders, framing: Framing, keepAlive: Bool, requestMinorVersion: Int,
-        into buffer: inout ByteBuffer
+        status: HTTPResponseStatus, headers: HTTPHeaders, defaults: DefaultResponseHeaders = .none, framing: Framing,
+        keepAlive: Bool, requestMinorVersion: Int, into buffer: inout ByteBuffer
     ) throws(InvalidHeader) {
         buffer.writeStaticString("HTTP/1.1 ")
         buffer.writeString(String(status.code))
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeString(status.reasonPhrase)
         buffer.writeStaticString("\r\n")
+        var overridden: UInt64 = 0
         for (name, value) in headers {
             switch name.utf8.count {
             case 10 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "connection".utf8): continue
@@ -36,11 +38,13 @@ enum HTTP1ResponseHead {
             default: break
             }
             guard isValid(name: name, value: value) else { throw InvalidHeader(name: name) }
+            overridden |= defaults.bit(of: name)
             buffer.writeString(name)
             buffer.writeStaticString(": ")
             buffer.writeString(value)
             buffer.writeStaticString("\r\n")
         }
+        defaults.write(except: overridden, into: &buffer)
         switch framing {
         case .contentLength(let length):
             buffer.writeStaticString("Content-Length: ")
@@ -75,9 +79,73 @@ enum HTTP1ResponseHead {
         return framed
     }
 
-    private static func isValid(name: String, value: String) -> Bool {
+    static func isValid(name: String, value: String) -> Bool {
         !name.isEmpty
             && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }
             && value.utf8.allSatisfy { $0 != 0x0D && $0 != 0x0A && $0 != 0x00 }
+    }
+}
+
+/// Headers every response carries unless it sets a header of the same name itself (a site's security headers).
+/// Checked once, when the server is configured, and written as prepared bytes: adding them to each response's
+/// `HTTPHeaders` and checking them again in every head was a few percent of a small request's CPU.
+public struct DefaultResponseHeaders: Sendable {
+    /// Each header's name, lowercased, and its whole line (`Name: value\r\n`).
+    private let headers: [(lowercasedName: [UInt8], line: ByteBuffer)]
+    /// Every line, in order: what a response that sets none of them gets.
+    private let block: ByteBuffer
+
+    /// No default headers.
+    public static let none = DefaultResponseHeaders(checked: [])
+
+    /// A header that is not a token name with a value free of CR, LF and NUL, or more than 64 headers.
+    public struct Invalid: Error, CustomStringConvertible {
+        public let name: String
+        public var description: String { "invalid default response header: \(name)" }
+    }
+
+    /// - Parameter headers: names and values, in the order they are written; at most 64, names distinct.
+    public init(_ headers: [(name: String, value: String)]) throws(Invalid) {
+        guard headers.count <= 64 else { throw Invalid(name: "(more than 64)") }
+        for (name, value) in headers where !HTTP1ResponseHead.isValid(name: name, value: value) { throw Invalid(name: name) }
+        self.init(checked: headers)
+    }
+
+    private init(checked: [(name: String, value: String)]) {
+        var block = ByteBuffer()
+        var prepared: [(lowercasedName: [UInt8], line: ByteBuffer)] = []
+        for (name, value) in checked where !prepared.contains(where: { ASCII.equalsIgnoringCase(name.utf8, lowercase: $0.lowercasedName) }) {
+            var line = ByteBuffer()
+            line.writeString(name)
+            line.writeStaticString(": ")
+            line.writeString(value)
+            line.writeStaticString("\r\n")
+            block.writeImmutableBuffer(line)
+            prepared.append((name.utf8.map(ASCII.lowercased), line))
+        }
+        self.headers = prepared
+        self.block = block
+    }
+
+    /// The bit of the default header named `name` (any case); 0 when there is none.
+    func bit(of name: String) -> UInt64 {
+        guard !headers.isEmpty else { return 0 }
+        let count = name.utf8.count
+        for (index, header) in headers.enumerated()
+        where header.lowercasedName.count == count && ASCII.equalsIgnoringCase(name.utf8, lowercase: header.lowercasedName) {
+            return 1 << UInt64(index)
+        }
+        return 0
+    }
+
+    /// Writes every default header but those whose bits are in `overridden`.
+    func write(except overridden: UInt64, into buffer: inout ByteBuffer) {
+        guard overridden != 0 else {
+            buffer.writeImmutableBuffer(block)
+            return
+        }
+        for (index, header) in headers.enumerated() where overridden & (1 << UInt64(index)) == 0 {
+            buffer.writeImmutableBuffer(header.line)
+        }
     }
 }

@@ -62,7 +62,7 @@ extension HTTPConnectionHandler {
             case .bytes(let body):
                 let bodiless = response.status == .notModified || response.status == .noContent
                 try HTTP1ResponseHead.write(
-                    status: response.status, headers: response.headers, framing: bodiless ? .none : .contentLength(body.readableBytes),
+                    status: response.status, headers: response.headers, defaults: server.configuration.defaultResponseHeaders, framing: bodiless ? .none : .contentLength(body.readableBytes),
                     keepAlive: keepAlive, requestMinorVersion: exchange.version.minor, into: &head)
                 if !isHead, !bodiless, body.readableBytes > 0 {
                     // One write for head and body when the body is small; a large one goes as its own buffer, uncopied.
@@ -77,7 +77,7 @@ extension HTTPConnectionHandler {
 
             case .stream(let produce):
                 try HTTP1ResponseHead.write(
-                    status: response.status, headers: response.headers, framing: chunked ? .chunked : .none,
+                    status: response.status, headers: response.headers, defaults: server.configuration.defaultResponseHeaders, framing: chunked ? .chunked : .none,
                     keepAlive: keepAlive && chunked, requestMinorVersion: exchange.version.minor, into: &head)
                 context.writeAndFlush(wrapOutboundOut(head), promise: nil)
                 if isHead {
@@ -107,7 +107,7 @@ extension HTTPConnectionHandler {
             case .eventStream(let produce):
                 // An event stream's end is its connection's end.
                 try HTTP1ResponseHead.write(
-                    status: response.status, headers: response.headers, framing: chunked ? .chunked : .none,
+                    status: response.status, headers: response.headers, defaults: server.configuration.defaultResponseHeaders, framing: chunked ? .chunked : .none,
                     keepAlive: false, requestMinorVersion: exchange.version.minor, into: &head)
                 let stream = EventStreamChannel(
                     channel: context.channel, handler: self, context: context, executor: taskExecutor,
@@ -217,7 +217,7 @@ extension HTTPConnectionHandler {
         var buffer = context.channel.allocator.buffer(capacity: 512)
         do {
             try HTTP1ResponseHead.write(
-                status: refusal.status, headers: response.headers, framing: .contentLength(body.readableBytes), keepAlive: false,
+                status: refusal.status, headers: response.headers, defaults: server.configuration.defaultResponseHeaders, framing: .contentLength(body.readableBytes), keepAlive: false,
                 requestMinorVersion: 1, into: &buffer)
             buffer.writeImmutableBuffer(body)
         } catch {

@@ -32,6 +32,9 @@ extension HTTPServer {
         public var metrics: (any MetricsFactory)?
         /// The listen backlog.
         public var backlog: Int
+        /// Headers every response carries unless it sets the same name (security headers), refusals made by this
+        /// layer included.
+        public var defaultResponseHeaders = DefaultResponseHeaders.none
 
         public init(
             host: String = "0.0.0.0",

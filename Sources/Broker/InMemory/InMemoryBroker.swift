@@ -41,6 +41,13 @@ public final class InMemoryBroker: Broker {
         /// ``Broker/openSession(_:ttl:readerKey:)``). Only the ID is kept: the session's data is gone.
         var tombstones: [SessionID: Int64] = [:]
         var tombstoneExpiries = ExpiryQueue()
+
+        /// Runs `body` on the live entry of `id` in place (nil when there is none, or it has expired by `now`): a
+        /// copy taken out and written back would copy its log and its record's keys on every change.
+        mutating func withLiveEntry<R>(_ id: SessionID, now: Int64, _ body: (inout Entry) -> R) -> R? {
+            guard let index = sessions.index(forKey: id), sessions.values[index].record.expiresAt > now else { return nil }
+            return body(&sessions.values[index])
+        }
     }
 
     /// The sessions split by id over independent tables, each with its own lock: a table that grows rehashes only
@@ -129,45 +136,45 @@ public final class InMemoryBroker: Broker {
     public func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome {
         let now = time.now()
         let (outcome, delivery) = shard(id).state.withLock { state -> (PublishOutcome, StoredEvent?) in
-            guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (.sessionNotFound, nil) }
-            if entry.record.status == .completed { return (.alreadyCompleted(entry.record), nil) }
-            if entry.record.status == .cancelled { return (.cancelled(entry.record), nil) }
-            var claims = false
-            if event.isPhoneStep, let phone {
-                if let holder = entry.record.phoneKey {
-                    guard holder == phone.presentedKey else { return (.claimedByAnother(entry.record), nil) }
-                } else {
-                    guard phone.mayClaim else { return (.notClaimed(entry.record), nil) }
-                    claims = true
+            let subscribed = state.subscriptions[id, default: 0] > 0
+            return state.withLiveEntry(id, now: now) { entry -> (PublishOutcome, StoredEvent?) in
+                if entry.record.status == .completed { return (.alreadyCompleted(entry.record), nil) }
+                if entry.record.status == .cancelled { return (.cancelled(entry.record), nil) }
+                var claims = false
+                if event.isPhoneStep, let phone {
+                    if let holder = entry.record.phoneKey {
+                        guard holder == phone.presentedKey else { return (.claimedByAnother(entry.record), nil) }
+                    } else {
+                        guard phone.mayClaim else { return (.notClaimed(entry.record), nil) }
+                        claims = true
+                    }
                 }
-            }
-            // The phone's steps need the PC: past its presence, the session is cancelled instead.
-            let pcLeft = event.isPhoneStep && entry.presentUntil <= now
-            var event = pcLeft ? .cancelled(.pcLeft) : event
-            if claims && !pcLeft {
-                entry.record.phoneKey = phone?.newKey
-                entry.record.pairingCode = phone?.pairingCode
-            }
-            switch event {
-            case .phoneLeft, .phoneReturned:
-                // Not published by callers; see reviewPresence and holdPresence.
-                return (.unchanged(entry.record), nil)
-            case .connected:
-                event = .connected(pairingCode: entry.record.pairingCode)
-            default: break
-            }
-            guard let target = event.resultingStatus, target > entry.record.status else {
-                state.sessions[id] = entry
-                return (.unchanged(entry.record), nil)
-            }
-            entry.record.status = target
-            if case .complete(let submission) = event { entry.record.submission = submission }
-            if case .cancelled(let reason) = event { entry.record.cancelReason = reason }
-            if !pcLeft, let idempotencyKey { entry.record.idempotencyKeys[target] = idempotencyKey }
-            let stored = entry.append(event)
-            state.sessions[id] = entry
-            let outcome: PublishOutcome = pcLeft ? .cancelled(entry.record) : .published(stored, entry.record)
-            return (outcome, state.subscriptions[id, default: 0] > 0 ? stored : nil)
+                // The phone's steps need the PC: past its presence, the session is cancelled instead.
+                let pcLeft = event.isPhoneStep && entry.presentUntil <= now
+                var event = pcLeft ? .cancelled(.pcLeft) : event
+                if claims && !pcLeft {
+                    entry.record.phoneKey = phone?.newKey
+                    entry.record.pairingCode = phone?.pairingCode
+                }
+                switch event {
+                case .phoneLeft, .phoneReturned:
+                    // Not published by callers; see reviewPresence and holdPresence.
+                    return (.unchanged(entry.record), nil)
+                case .connected:
+                    event = .connected(pairingCode: entry.record.pairingCode)
+                default: break
+                }
+                guard let target = event.resultingStatus, target > entry.record.status else {
+                    return (.unchanged(entry.record), nil)
+                }
+                entry.record.status = target
+                if case .complete(let submission) = event { entry.record.submission = submission }
+                if case .cancelled(let reason) = event { entry.record.cancelReason = reason }
+                if !pcLeft, let idempotencyKey { entry.record.idempotencyKeys[target] = idempotencyKey }
+                let stored = entry.append(event)
+                let outcome: PublishOutcome = pcLeft ? .cancelled(entry.record) : .published(stored, entry.record)
+                return (outcome, subscribed ? stored : nil)
+            } ?? (.sessionNotFound, nil)
         }
         if let delivery { sink.deliver(delivery, to: id) }
         return outcome
@@ -176,23 +183,24 @@ public final class InMemoryBroker: Broker {
     public func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome {
         let now = time.now()
         let (outcome, delivery) = shard(id).state.withLock { state -> (PublishOutcome, StoredEvent?) in
-            guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (.sessionNotFound, nil) }
-            guard !entry.record.status.isFinal, entry.presence(side) <= now else { return (.unchanged(entry.record), nil) }
-            let event: SessionEvent
-            switch side {
-            case .pc:
-                event = .cancelled(.pcLeft)
-                entry.record.status = .cancelled
-                entry.record.cancelReason = .pcLeft
-            case .phone:
-                // Only a phone that had a channel and is not already away.
-                guard entry.phonePresentUntil > 0, !entry.record.phoneAway else { return (.unchanged(entry.record), nil) }
-                event = .phoneLeft
-                entry.record.phoneAway = true
-            }
-            let stored = entry.append(event)
-            state.sessions[id] = entry
-            return (.published(stored, entry.record), state.subscriptions[id, default: 0] > 0 ? stored : nil)
+            let subscribed = state.subscriptions[id, default: 0] > 0
+            return state.withLiveEntry(id, now: now) { entry -> (PublishOutcome, StoredEvent?) in
+                guard !entry.record.status.isFinal, entry.presence(side) <= now else { return (.unchanged(entry.record), nil) }
+                let event: SessionEvent
+                switch side {
+                case .pc:
+                    event = .cancelled(.pcLeft)
+                    entry.record.status = .cancelled
+                    entry.record.cancelReason = .pcLeft
+                case .phone:
+                    // Only a phone that had a channel and is not already away.
+                    guard entry.phonePresentUntil > 0, !entry.record.phoneAway else { return (.unchanged(entry.record), nil) }
+                    event = .phoneLeft
+                    entry.record.phoneAway = true
+                }
+                let stored = entry.append(event)
+                return (.published(stored, entry.record), subscribed ? stored : nil)
+            } ?? (.sessionNotFound, nil)
         }
         if let delivery { sink.deliver(delivery, to: id) }
         return outcome
@@ -203,15 +211,16 @@ public final class InMemoryBroker: Broker {
         var gone: [SessionID] = []
         for id in ids {
             let (exists, delivery) = shard(id).state.withLock { state -> (Bool, StoredEvent?) in
-                guard var entry = state.sessions[id], entry.record.expiresAt > now else { return (false, nil) }
-                entry.setPresence(side, until: max(entry.presence(side), now + presenceHold))
-                var stored: StoredEvent?
-                if side == .phone, entry.record.phoneAway, !entry.record.status.isFinal {
-                    entry.record.phoneAway = false
-                    stored = entry.append(.phoneReturned)
-                }
-                state.sessions[id] = entry
-                return (true, state.subscriptions[id, default: 0] > 0 ? stored : nil)
+                let subscribed = state.subscriptions[id, default: 0] > 0
+                return state.withLiveEntry(id, now: now) { entry -> (Bool, StoredEvent?) in
+                    entry.setPresence(side, until: max(entry.presence(side), now + presenceHold))
+                    var stored: StoredEvent?
+                    if side == .phone, entry.record.phoneAway, !entry.record.status.isFinal {
+                        entry.record.phoneAway = false
+                        stored = entry.append(.phoneReturned)
+                    }
+                    return (true, subscribed ? stored : nil)
+                } ?? (false, nil)
             }
             if let delivery { sink.deliver(delivery, to: id) }
             if !exists { gone.append(id) }
