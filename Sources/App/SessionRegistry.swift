@@ -320,7 +320,10 @@ final class SessionRegistries: SessionEventSink, Service {
 
     func deliver(_ event: StoredEvent, to id: SessionID) {
         guard let registry = routed(id) else { return }
-        Self.enter(registry) { $0.deliver(event, to: id) }
+        // Not through `enter`: its escaping closure would cost an allocation per event even on the loop.
+        if Self.onItsLoop(registry, { $0.deliver(event, to: id) }) == nil {
+            registry.eventLoop.execute { registry.assumeIsolated { $0.deliver(event, to: id) } }
+        }
     }
 
     /// The broker found the session gone before its expiry (Redis restarted empty or was flushed): its streams end

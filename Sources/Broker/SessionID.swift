@@ -23,8 +23,20 @@ public struct SessionID: Hashable, Sendable, CustomStringConvertible {
     /// 128 bits from the system's CSPRNG as 32 hex digits, for IDs and secrets.
     public static func randomHex128() -> String {
         var generator = SystemRandomNumberGenerator()
-        return Self.hex(generator.next() as UInt64) + Self.hex(generator.next() as UInt64)
+        // One string written in place: each step of a handoff mints a key or two, and making the digits as strings
+        // and joining them cost four allocations a key.
+        let high: UInt64 = generator.next()
+        let low: UInt64 = generator.next()
+        return String(unsafeUninitializedCapacity: 32) { digits in
+            for index in 0..<16 {
+                digits[index] = hexDigits[Int(truncatingIfNeeded: high >> UInt64(60 - 4 * index)) & 0xF]
+                digits[16 + index] = hexDigits[Int(truncatingIfNeeded: low >> UInt64(60 - 4 * index)) & 0xF]
+            }
+            return 32
+        }
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Whether the ID has the server's reserved shape (`s_…`, made by ``random()``). Such an ID is only ever
     /// created by the server, never opened by whoever names it; the seed's pages make `sess_…` IDs, which are not.
@@ -49,8 +61,4 @@ public struct SessionID: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    private static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
-    }
 }

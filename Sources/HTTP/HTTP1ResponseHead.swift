@@ -127,6 +127,9 @@ public struct DefaultResponseHeaders: Sendable {
         self.block = block
     }
 
+    /// The bytes of every default header.
+    var byteCount: Int { block.readableBytes }
+
     /// The bit of the default header named `name` (any case); 0 when there is none.
     func bit(of name: String) -> UInt64 {
         guard !headers.isEmpty else { return 0 }

@@ -56,7 +56,8 @@ extension HTTPConnectionHandler {
         let keepAlive = state.keepsAlive(exchange, serverDraining: server.connections.isDraining)
         let isHead = exchange.method == .HEAD
         let chunked = exchange.version.minor >= 1
-        var head = context.channel.allocator.buffer(capacity: 256)
+        // Room for a head with the default headers and, when it goes in the same write, a small body: no regrowing.
+        var head = context.channel.allocator.buffer(capacity: Self.headCapacity(for: response, defaults: server.configuration.defaultResponseHeaders))
         do {
             switch response.body {
             case .bytes(let body):
@@ -137,6 +138,12 @@ extension HTTPConnectionHandler {
             // The answers written before this one (pipelined, maybe not flushed yet) still go out; then it closes.
             closeAfterWriting(ByteBuffer(), context: context)
         }
+    }
+
+    private static func headCapacity(for response: Response, defaults: DefaultResponseHeaders) -> Int {
+        var capacity = 256 + defaults.byteCount
+        if case .bytes(let body) = response.body, body.readableBytes <= 8192 { capacity += body.readableBytes }
+        return capacity
     }
 
     /// Ends an event stream: the last chunk, then the connection (browsers reconnect to an event stream by
