@@ -59,12 +59,18 @@ public final class HTTPServer: Service, Sendable {
         let server = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            // Requests are small; start reads with a small buffer that grows only for a client that sends more.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Set here, synchronously, rather than as the bootstrap's child options, which it applies one
+                    // future at a time: a dozen allocations per accepted connection, and every stream is one.
+                    if let options = channel.syncOptions {
+                        try options.setOption(.socketOption(.tcp_nodelay), value: 1)
+                        try options.setOption(.maxMessagesPerRead, value: 16)
+                        // Requests are small; start reads with a small buffer that grows only for a client that sends more.
+                        try options.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+                    } else {
+                        throw ChannelError.operationUnsupported
+                    }
                     let peer = channel.remoteAddress?.ipAddress ?? "unknown"
                     let perAddressLimit = configuration.trustedProxies.contains(peer) ? Int.max : configuration.maximumConnectionsPerAddress
                     guard connections.add(channel, address: peer, limit: configuration.maximumConnections, perAddressLimit: perAddressLimit) else {
