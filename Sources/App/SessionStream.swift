@@ -202,7 +202,7 @@ struct SessionStream: Sendable {
         let id = sessionID
         let token = self.token
         let wasLast: Bool
-        if let local = SessionRegistries.onItsLoop(registry, { $0.detach(id, token: token) }) {
+        if let local = SessionRegistries.onItsLoop(registry, (id, token), { $0.detach($1.0, token: $1.1) }) {
             wasLast = local
         } else {
             wasLast = await registry.detach(id, token: token)

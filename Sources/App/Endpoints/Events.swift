@@ -182,7 +182,7 @@ extension API {
         let now = time.now()
         let expiresAt = record.expiresAt
         let attached: (token: Int, items: AsyncStream<StreamItem>)?
-        if let local = SessionRegistries.onItsLoop(registry, { $0.attach(id, expiresAt: expiresAt, audience: audience, now: now) }) {
+        if let local = SessionRegistries.onItsLoop(registry, (id, expiresAt, audience, now), { $0.attach($1.0, expiresAt: $1.1, audience: $1.2, now: $1.3) }) {
             attached = local
         } else {
             attached = await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now)
