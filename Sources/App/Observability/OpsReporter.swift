@@ -54,9 +54,11 @@ extension OpsNodeReport {
         decoded.name = report.node
         decoded.version = String(String.UnicodeScalarView(
             decoded.version.unicodeScalars.filter { ![.control, .format].contains($0.properties.generalCategory) }.prefix(32)))
-        let earliest = now.subtractingReportingOverflow(sessionTTLMilliseconds).partialValue
+        // A bound past Int64 is no bound (wrapped, it would drop every time near the ends of Int64).
+        let (earliest, beforeAll) = now.subtractingReportingOverflow(max(0, sessionTTLMilliseconds))
+        let (latest, afterAll) = now.addingReportingOverflow(max(0, skew))
         decoded.oldestWaitingSince = (decoded.oldestWaitingSince ?? []).prefix(PairingTally.oldestWaitingShown)
-            .filter { $0 >= earliest && $0 <= now.addingReportingOverflow(skew).partialValue }
+            .filter { (beforeAll || $0 >= earliest) && (afterAll || $0 <= latest) }
             .map { min($0, now) }
         decoded.reportAgeSeconds = nil
         return decoded

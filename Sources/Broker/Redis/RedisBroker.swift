@@ -734,28 +734,38 @@ public final class RedisBroker: Broker {
         guard replies.count == 3 else { throw BrokerError(.protocolViolation, "Redis answered \(replies.count) replies to 3 commands") }
         _ = try checked(replies[0])
         guard case .array(let flat) = try checked(replies[2]) else { throw BrokerError(.protocolViolation, "reading the reports answered no array") }
-        let now = time.now()
+        let (live, doomed) = Self.liveReports(
+            in: flat, own: report.node, now: time.now(), ttlMilliseconds: ttlMilliseconds, limit: limit, accept: accept)
+        if !doomed.isEmpty {
+            // Best effort: the next reader retries, and the key's own expiry bounds what is left.
+            _ = try? await route().send(["HDEL", key] + doomed.prefix(Self.maximumNodeReportsRead), key: key)
+        }
+        return live
+    }
+
+    /// The reports in the reading script's reply (field, value, field, value, ...: whatever wrote the hash): the
+    /// fresh ones `accept` takes, freshest first, at most `limit`; and the names of the fields to delete (the others
+    /// that have a name, never `own`).
+    static func liveReports(
+        in flat: [RESPValue], own: String, now: Int64, ttlMilliseconds: Int64, limit: Int, accept: (NodeReport) -> Bool
+    ) -> (live: [NodeReport], doomed: [String]) {
         var live: [NodeReport] = []
         var doomed: [String] = []
         // Bounded however many fields something else wrote: a cluster of more nodes than this is not read whole.
         // Every field read is checked before the limit applies, so fields that are not reports cannot crowd out
         // the real ones; those are deleted, as are stale ones.
-        for pair in stride(from: 0, to: min(flat.count - 1, 2 * Self.maximumNodeReportsRead), by: 2) {
+        for pair in stride(from: 0, to: min(flat.count - 1, 2 * maximumNodeReportsRead), by: 2) {
             guard let name = flat[pair].string else { continue }  // no field name to delete; the key expires
-            guard let parsed = Self.parseReport(node: name, value: flat[pair + 1]),
-                Self.freshness(of: parsed.reportedAt, now: now, ttlMilliseconds: ttlMilliseconds) == .fresh, accept(parsed)
+            guard let parsed = parseReport(node: name, value: flat[pair + 1]),
+                freshness(of: parsed.reportedAt, now: now, ttlMilliseconds: ttlMilliseconds) == .fresh, accept(parsed)
             else {
                 doomed.append(name)
                 continue
             }
             live.append(parsed)
         }
-        doomed.removeAll { $0 == report.node }
-        if !doomed.isEmpty {
-            // Best effort: the next reader retries, and the key's own expiry bounds what is left.
-            _ = try? await route().send(["HDEL", key] + doomed.prefix(Self.maximumNodeReportsRead), key: key)
-        }
-        return Array(live.sorted { $0.reportedAt > $1.reportedAt }.prefix(limit))
+        doomed.removeAll { $0 == own }
+        return (Array(live.sorted { $0.reportedAt > $1.reportedAt }.prefix(limit)), doomed)
     }
 
     /// A field of the reports hash as a report, or nil when it is not one: a name that is not acceptable
