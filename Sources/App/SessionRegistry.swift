@@ -312,6 +312,8 @@ final class SessionRegistries: SessionEventSink, Service {
         _ registry: SessionRegistry, _ argument: Argument, _ body: @escaping (isolated SessionRegistry, Argument) -> T
     ) -> T? {
         guard registry.eventLoop.inEventLoop else { return nil }
+        // What the cast relies on, checked in debug builds: this thread is the actor's executor.
+        assert(registry.assumeIsolated { _ in true })
         return unsafeBitCast(body, to: ((SessionRegistry, Argument) -> T).self)(registry, argument)
     }
 

@@ -104,11 +104,19 @@ public struct DefaultResponseHeaders: Sendable {
         public var description: String { "invalid default response header: \(name)" }
     }
 
-    /// - Parameter headers: names and values, in the order they are written; at most 64, names distinct.
+    /// - Parameter headers: names and values, in the order they are written; at most 64, names distinct. The framing
+    ///   headers (`Content-Length`, `Transfer-Encoding`, `Connection`) are refused: the server writes its own, and a
+    ///   second one would let a client read the body differently than the server meant (response smuggling).
     public init(_ headers: [(name: String, value: String)]) throws(Invalid) {
         guard headers.count <= 64 else { throw Invalid(name: "(more than 64)") }
-        for (name, value) in headers where !HTTP1ResponseHead.isValid(name: name, value: value) { throw Invalid(name: name) }
+        for (name, value) in headers {
+            guard HTTP1ResponseHead.isValid(name: name, value: value), !Self.isFraming(name) else { throw Invalid(name: name) }
+        }
         self.init(checked: headers)
+    }
+
+    private static func isFraming(_ name: String) -> Bool {
+        ["content-length", "transfer-encoding", "connection"].contains { ASCII.equalsIgnoringCase(name.utf8, lowercase: $0.utf8) }
     }
 
     private init(checked: [(name: String, value: String)]) {
