@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -182,7 +182,10 @@ class Pages:
 
     def wait_until(self, driver: WebDriver, condition: Callable[[WebDriver], Any], what: str, timeout: float = WAIT) -> Any:
         try:
-            return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+            # A live page re-renders while a condition reads it (the ops table every second): an element gone
+            # between finding and reading it means "look again", not a failure.
+            return WebDriverWait(
+                driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
         except TimeoutException:
             self.shot(driver, "timeout-" + re.sub(r"[^a-z0-9]+", "-", what.lower())[:40])
             details = self.details(driver) if self.details is not None else ""
