@@ -30,13 +30,7 @@ enum HTTP1ResponseHead {
         buffer.writeString(status.reasonPhrase)
         buffer.writeStaticString("\r\n")
         var overridden: UInt64 = 0
-        for (name, value) in headers {
-            switch name.utf8.count {
-            case 10 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "connection".utf8): continue
-            case 14 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "content-length".utf8): continue
-            case 17 where ASCII.equalsIgnoringCase(name.utf8, lowercase: "transfer-encoding".utf8): continue
-            default: break
-            }
+        for (name, value) in headers where !isFraming(name) {
             guard isValid(name: name, value: value) else { throw InvalidHeader(name: name) }
             overridden |= defaults.bit(of: name)
             buffer.writeString(name)
@@ -79,6 +73,16 @@ enum HTTP1ResponseHead {
         return framed
     }
 
+    /// Whether `name` is one of the headers the server writes itself from the framing (any case).
+    static func isFraming(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 10: ASCII.equalsIgnoringCase(name.utf8, lowercase: "connection".utf8)
+        case 14: ASCII.equalsIgnoringCase(name.utf8, lowercase: "content-length".utf8)
+        case 17: ASCII.equalsIgnoringCase(name.utf8, lowercase: "transfer-encoding".utf8)
+        default: false
+        }
+    }
+
     static func isValid(name: String, value: String) -> Bool {
         !name.isEmpty
             && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }
@@ -110,13 +114,9 @@ public struct DefaultResponseHeaders: Sendable {
     public init(_ headers: [(name: String, value: String)]) throws(Invalid) {
         guard headers.count <= 64 else { throw Invalid(name: "(more than 64)") }
         for (name, value) in headers {
-            guard HTTP1ResponseHead.isValid(name: name, value: value), !Self.isFraming(name) else { throw Invalid(name: name) }
+            guard HTTP1ResponseHead.isValid(name: name, value: value), !HTTP1ResponseHead.isFraming(name) else { throw Invalid(name: name) }
         }
         self.init(checked: headers)
-    }
-
-    private static func isFraming(_ name: String) -> Bool {
-        ["content-length", "transfer-encoding", "connection"].contains { ASCII.equalsIgnoringCase(name.utf8, lowercase: $0.utf8) }
     }
 
     private init(checked: [(name: String, value: String)]) {
