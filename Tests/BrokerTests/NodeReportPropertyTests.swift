@@ -229,8 +229,12 @@ import Testing
                     expectedDoomed.append(name)
                 }
             }
-            let expectedTimes = Array(candidates.map(\.reportedAt).sorted(by: >).prefix(reply.limit))
+            // The node's own report first (a limit reached by others never leaves it out), then the freshest.
+            let ownTimes = candidates.filter { $0.node == reply.own }.map(\.reportedAt).sorted(by: >)
+            let otherTimes = candidates.filter { $0.node != reply.own }.map(\.reportedAt).sorted(by: >)
+            let expectedTimes = Array((ownTimes + otherTimes).prefix(reply.limit))
             #expect(live.map(\.reportedAt) == expectedTimes, "\(reply)")
+            #expect(live.prefix(ownTimes.count).allSatisfy { $0.node == reply.own }, "\(reply)")
             for report in live {
                 // Ties in time may come in any order, but each one is a candidate, taken at most as often as it is there.
                 #expect(live.filter { $0 == report }.count <= candidates.filter { $0 == report }.count, "\(report) in \(reply)")
@@ -280,7 +284,9 @@ import Testing
                 in: flat, own: own, now: clock.now, ttlMilliseconds: clock.ttl, limit: limit, accept: Self.accept)
             let pairs = stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
             #expect(live.count <= limit)
-            #expect(zip(live, live.dropFirst()).allSatisfy { $0.reportedAt >= $1.reportedAt }, "freshest first")
+            let others = live.drop { $0.node == own }
+            #expect(!others.contains { $0.node == own }, "the node's own report first")
+            #expect(zip(others, others.dropFirst()).allSatisfy { $0.reportedAt >= $1.reportedAt }, "then the freshest first")
             for report in live {
                 #expect(Self.acceptableByTheRule(report.node) && report.body.count <= NodeReport.maximumBodyBytes)
                 #expect(Self.isFresh(report.reportedAt, now: clock.now, ttl: clock.ttl) && Self.accept(report))

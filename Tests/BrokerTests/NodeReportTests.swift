@@ -73,6 +73,77 @@ struct NodeReportTests {
         }
     }
 
+    /// Field names of any bytes (written by something else: Redis names are bytes): the reading script deletes every
+    /// name that is not UTF-8, exactly as Swift decides it (a node reads names as strings, so it could never name
+    /// such a field itself); the rest are kept or deleted by the node's rule. Byte strings built from fragments that
+    /// sit on UTF-8's edges (overlong forms, surrogates, past U+10FFFF, cut sequences) and random bytes.
+    @Test(.enabled(if: RedisServerProcess.available))
+    func fieldNamesThatAreNotUTF8AreDeletedByTheReadingScript() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let fragments: [[UInt8]] = [
+            Array("node".utf8), [0x41], [0x7F], [0x80], [0xBF], [0xC0, 0x80], [0xC1, 0xBF], [0xC2, 0x80], [0xDF, 0xBF],
+            [0xE0, 0x80, 0x80], [0xE0, 0x9F, 0xBF], [0xE0, 0xA0, 0x80], [0xED, 0x9F, 0xBF], [0xED, 0xA0, 0x80],
+            [0xEF, 0xBF, 0xBF], [0xF0, 0x8F, 0xBF, 0xBF], [0xF0, 0x90, 0x80, 0x80], [0xF4, 0x8F, 0xBF, 0xBF],
+            [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xFF], [0xE3, 0x81], [0xF0, 0x9F, 0x98], Array("ノード".utf8),
+        ]
+        var rng = SystemRandomNumberGenerator()
+        try await withRedisBroker(.init(url: redis.url), sink: RecordingSink()) { broker in
+            let key = RedisKeys.nodeReports
+            for round in 0..<4 {
+                let now = TimeSource.system.now()
+                var planted = Set<[UInt8]>()
+                while planted.count < 200 {
+                    var name = Array("r\(round)-".utf8)
+                    for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                        if Int.random(in: 0...3, using: &rng) == 0 {
+                            name += (0..<Int.random(in: 1...3, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                        } else {
+                            name += fragments.randomElement(using: &rng)!
+                        }
+                    }
+                    planted.insert(name)
+                }
+                for name in planted {
+                    let hex = name.map { String(format: "%02x", $0) }.joined()
+                    _ = try await redis.command([
+                        "EVAL", "redis.call('HSET', KEYS[1], (ARGV[1]:gsub('..', function(h) return string.char(tonumber(h, 16)) end)), ARGV[2])",
+                        "1", key, hex, "\(now)\n{}",
+                    ]).throwingError()
+                }
+                _ = try await broker.exchangeReport(Self.report("real"), ttl: .seconds(5), limit: 64, accept: Self.acceptAll)
+                guard case .array(let fields) = try await redis.command(["HKEYS", key]) else {
+                    Issue.record("HKEYS answered no array")
+                    return
+                }
+                let left = Set(fields.compactMap { field -> [UInt8]? in if case .bulkString(let bytes) = field { bytes } else { nil } })
+                for name in planted {
+                    let text = String(validating: name, as: UTF8.self)
+                    let kept = text.map(NodeReport.isAcceptableNodeName) ?? false
+                    #expect(left.contains(name) == kept, "\(name): \(text.map { _ in "UTF-8, acceptable: \(kept)" } ?? "not UTF-8")")
+                }
+                _ = try await redis.command(["DEL", key]).throwingError()
+            }
+        }
+    }
+
+    /// With more nodes than the limit, all fresher than this one, the node's own report still comes back (first).
+    @Test(.enabled(if: RedisServerProcess.available))
+    func theNodesOwnReportIsKeptWhenOthersReachTheLimit() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        try await withRedisBroker(.init(url: redis.url), sink: RecordingSink()) { broker in
+            let now = TimeSource.system.now()
+            for index in 0..<70 {
+                _ = try await redis.command(["HSET", RedisKeys.nodeReports, "other-\(index)", "\(now + 1000)\n{}"]).throwingError()
+            }
+            let mine = Self.report("mine", at: now - 1000)
+            let seen = try await broker.exchangeReport(mine, ttl: .seconds(5), limit: 64, accept: Self.acceptAll)
+            #expect(seen.count == 64)
+            #expect(seen.first == mine)
+        }
+    }
+
     /// A reports key of another type (`SET tandem:{ops}:nodes x`) is deleted once and the exchange goes on.
     @Test(.enabled(if: RedisServerProcess.available))
     func aReportsKeyOfTheWrongTypeIsReplaced() async throws {

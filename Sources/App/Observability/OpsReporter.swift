@@ -225,7 +225,12 @@ final class OpsReporter: Service, Sendable {
             // Another node's words (or whatever else wrote the hash): a report that does not validate is skipped.
             validated(report).map { ($0, report.reportedAt) }
         }
-        if !nodes.contains(where: { $0.0.name == own.name }) { nodes.append((own, now)) }
+        // Its own report first: `merge` keeps at most `maximumNodes`, and this node is always on its own page.
+        if let index = nodes.firstIndex(where: { $0.0.name == own.name }) {
+            nodes.insert(nodes.remove(at: index), at: 0)
+        } else {
+            nodes.insert((own, now), at: 0)
+        }
         var snapshot = Self.merge(nodes, now: now, broker: configuration.broker.rawValue, reachable: reachable)
         snapshot.sessionTTLSeconds = configuration.sessionTTLSeconds
         state.withLock { $0.latest = snapshot }

@@ -744,7 +744,7 @@ public final class RedisBroker: Broker {
     }
 
     /// The reports in the reading script's reply (field, value, field, value, ...: whatever wrote the hash): the
-    /// fresh ones `accept` takes, freshest first, at most `limit`; and the names of the fields to delete (the others
+    /// fresh ones `accept` takes, `own` first and then the freshest, at most `limit`; and the names of the fields to delete (the others
     /// that have a name, never `own`).
     static func liveReports(
         in flat: [RESPValue], own: String, now: Int64, ttlMilliseconds: Int64, limit: Int, accept: (NodeReport) -> Bool
@@ -765,7 +765,9 @@ public final class RedisBroker: Broker {
             live.append(parsed)
         }
         doomed.removeAll { $0 == own }
-        return (Array(live.sorted { $0.reportedAt > $1.reportedAt }.prefix(limit)), doomed)
+        // The node's own report first, so that a limit reached by others never leaves it out; then the freshest.
+        let ordered = live.sorted { ($0.node == own ? 1 : 0, $0.reportedAt) > ($1.node == own ? 1 : 0, $1.reportedAt) }
+        return (Array(ordered.prefix(limit)), doomed)
     }
 
     /// A field of the reports hash as a report, or nil when it is not one: a name that is not acceptable

@@ -205,13 +205,40 @@ enum RedisScripts {
     /// lapsed). Returns 1, or 0 when the session is gone (lost by Redis, or expired), after making sure its ID keeps
     /// a tombstone (NX: an expired session's own tombstone is left as it is).
     /// Reads the operators' reports hash (KEYS[1]) without sending it whole: HSCAN until ARGV[1] fields were seen,
-    /// deleting fields whose value is over ARGV[2] bytes instead of returning them. Answers the flat list
+    /// deleting fields whose value is over ARGV[2] bytes, or whose name is not UTF-8, instead of returning them (a
+    /// node reads names as Swift strings, so it could never name such a field to delete it). Answers the flat list
     /// field, value, field, value... of the rest, like HGETALL. Run with EVAL (rarely, once a second per node, so no
     /// script cache to keep); its writes are effects, replicated as HDELs. The `{ops}` hash tag keeps the key in one
     /// cluster slot.
     static let readNodeReports = """
         local key, most, largest = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
         local out, oversized, seen, cursor = {}, {}, 0, '0'
+        -- Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+        local function utf8(s)
+          local i, n = 1, #s
+          while i <= n do
+            local c = string.byte(s, i)
+            local len, low, high = 1, 0x80, 0xBF
+            if c < 0x80 then len = 1
+            elseif c >= 0xC2 and c <= 0xDF then len = 2
+            elseif c >= 0xE0 and c <= 0xEF then
+              len = 3
+              if c == 0xE0 then low = 0xA0 elseif c == 0xED then high = 0x9F end
+            elseif c >= 0xF0 and c <= 0xF4 then
+              len = 4
+              if c == 0xF0 then low = 0x90 elseif c == 0xF4 then high = 0x8F end
+            else return false end
+            if i + len - 1 > n then return false end
+            for k = i + 1, i + len - 1 do
+              local b = string.byte(s, k)
+              if k == i + 1 then
+                if b < low or b > high then return false end
+              elseif b < 0x80 or b > 0xBF then return false end
+            end
+            i = i + len
+          end
+          return true
+        end
         repeat
           local page = redis.call('HSCAN', key, cursor, 'COUNT', 128)
           cursor = page[1]
@@ -219,7 +246,7 @@ enum RedisScripts {
           for i = 1, #entries, 2 do
             if seen < most then
               seen = seen + 1
-              if #entries[i + 1] > largest then
+              if #entries[i + 1] > largest or not utf8(entries[i]) then
                 oversized[#oversized + 1] = entries[i]
               else
                 out[#out + 1] = entries[i]
