@@ -163,9 +163,14 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
+/// `NonisolatedNonsendingByDefault`: a nonisolated async function runs on its caller's executor (the request's task
+/// on its connection's loop) instead of hopping to the generic executor on entry: about 100 fewer executor switches
+/// per handoff, each of which read the task's executor preference under a lock (BENCHMARKS.md). Work that must
+/// leave the caller's executor says so with `@concurrent`.
 var strictSettings: [SwiftSetting] {
     [
         .enableUpcomingFeature("ExistentialAny"),
         .enableUpcomingFeature("MemberImportVisibility"),
+        .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
     ]
 }
