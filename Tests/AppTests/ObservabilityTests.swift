@@ -1,3 +1,4 @@
+import Broker
 import Foundation
 import TestSupport
 import Testing
@@ -49,6 +50,36 @@ struct ObservabilityTests {
             #expect(Self.sample(text, "tandem_broker_seconds_count", ["operation": "publish"]) == 4)  // the unknown session too
             #expect(!text.contains(id), "session IDs are never metric labels")
             await stream.close()
+        }
+    }
+
+    /// Events and broker calls are counted by position, not by name: each lands in its own series, every broker
+    /// operation has one (review_presence was timed but had none), and an error counts where its call does.
+    @Test func eachEventAndBrokerOperationHasItsOwnSeries() {
+        let metrics = TandemMetrics(opsPage: false)
+        let events: [SessionEvent] = [
+            .connected(), .inputStarted, .complete(Submission(name: "A", phone: "1")), .cancelled(.pcLeft), .phoneLeft, .phoneReturned,
+        ]
+        for (count, event) in events.enumerated() {
+            #expect(TandemMetrics.eventTypes[TandemMetrics.eventTypeIndex(event)] == event.name)
+            for _ in 0...count {
+                metrics.published(event)
+                metrics.delivered(StoredEvent(id: 1, event: event), live: false)
+            }
+        }
+        for (count, operation) in BrokerOperation.allCases.enumerated() {
+            for _ in 0...count { metrics.brokerCall(operation, nanoseconds: 1000, failed: false) }
+            metrics.brokerCall(operation, nanoseconds: 1000, failed: true)
+        }
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        for (count, event) in events.enumerated() {
+            #expect(Self.sample(text, "tandem_events_published_total", ["type": event.name]) == Double(count + 1))
+            #expect(Self.sample(text, "tandem_events_delivered_total", ["type": event.name]) == Double(count + 1))
+        }
+        #expect(Set(BrokerOperation.allCases.map(\.label)).count == BrokerOperation.allCases.count)
+        for (count, operation) in BrokerOperation.allCases.enumerated() {
+            #expect(Self.sample(text, "tandem_broker_seconds_count", ["operation": operation.label]) == Double(count + 2), "\(operation)")
+            #expect(Self.sample(text, "tandem_broker_errors_total", ["operation": operation.label]) == 1, "\(operation)")
         }
     }
 

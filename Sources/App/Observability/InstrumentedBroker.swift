@@ -14,7 +14,8 @@ struct InstrumentedBroker: Broker {
         try await base.run()
     }
 
-    private func measure<T: Sendable>(_ operation: String, _ body: () async throws -> T) async throws -> T {
+    @inline(__always)
+    private func measure<T: Sendable>(_ operation: BrokerOperation, _ body: () async throws -> T) async throws -> T {
         let started = ContinuousClock.now
         do {
             let result = try await body()
@@ -28,45 +29,45 @@ struct InstrumentedBroker: Broker {
     }
 
     func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? {
-        try await measure("open_session") { try await base.openSession(id, ttl: ttl, readerKey: readerKey, heldByStream: heldByStream) }
+        try await measure(.openSession) { try await base.openSession(id, ttl: ttl, readerKey: readerKey, heldByStream: heldByStream) }
     }
 
     func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {
-        try await measure("hold_presence") { try await base.holdPresence(of: ids, side: side) }
+        try await measure(.holdPresence) { try await base.holdPresence(of: ids, side: side) }
     }
 
     func releasePresence(of id: SessionID, side: PresenceSide) async throws {
-        try await measure("release_presence") { try await base.releasePresence(of: id, side: side) }
+        try await measure(.releasePresence) { try await base.releasePresence(of: id, side: side) }
     }
 
     func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome {
-        let outcome = try await measure("review_presence") { try await base.reviewPresence(of: id, side: side) }
+        let outcome = try await measure(.reviewPresence) { try await base.reviewPresence(of: id, side: side) }
         if case .published(let stored, _) = outcome { metrics.published(stored.event) }
         return outcome
     }
 
     func session(_ id: SessionID) async throws -> SessionRecord? {
-        try await measure("session") { try await base.session(id) }
+        try await measure(.session) { try await base.session(id) }
     }
 
     func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome {
-        let outcome = try await measure("publish") { try await base.publish(event, to: id, from: phone, idempotencyKey: idempotencyKey) }
+        let outcome = try await measure(.publish) { try await base.publish(event, to: id, from: phone, idempotencyKey: idempotencyKey) }
         if case .published = outcome { metrics.published(event) }
         return outcome
     }
 
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
-        try await measure("events") { try await base.events(of: id, after: after) }
+        try await measure(.events) { try await base.events(of: id, after: after) }
     }
 
     func subscribe(_ id: SessionID) async throws {
-        try await measure("subscribe") { try await base.subscribe(id) }
+        try await measure(.subscribe) { try await base.subscribe(id) }
     }
 
     func unsubscribe(_ id: SessionID) async {
         let started = ContinuousClock.now
         await base.unsubscribe(id)
-        metrics.brokerCall("unsubscribe", nanoseconds: TimeAmount(ContinuousClock.now - started).nanoseconds, failed: false)
+        metrics.brokerCall(.unsubscribe, nanoseconds: TimeAmount(ContinuousClock.now - started).nanoseconds, failed: false)
     }
 
     /// Not timed: the broker round trips the operators' page reports are the sessions' own.

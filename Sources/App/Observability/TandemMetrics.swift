@@ -18,18 +18,31 @@ final class TandemMetrics: Sendable {
     private let openStreams: CoreMetrics.Gauge
     private let liveSessions: CoreMetrics.Gauge
     private let sessionsOpened: CoreMetrics.Counter
-    private let publishedByType: [String: CoreMetrics.Counter]
-    private let deliveredByType: [String: CoreMetrics.Counter]
+    /// By ``eventTypeIndex(_:)``: an event is counted without hashing its name.
+    private let publishedByType: [CoreMetrics.Counter]
+    private let deliveredByType: [CoreMetrics.Counter]
     private let deliveryLatency: CoreMetrics.Timer
     private let slowReadersCut: CoreMetrics.Counter
     private let brokerMessagesRejected: CoreMetrics.Counter
-    private let brokerLatency: [String: CoreMetrics.Timer]
-    private let brokerErrors: [String: CoreMetrics.Counter]
+    /// By ``BrokerOperation/rawValue``.
+    private let brokerLatency: [CoreMetrics.Timer]
+    private let brokerErrors: [CoreMetrics.Counter]
     private let refusals = Mutex<[UInt: CoreMetrics.Counter]>([:])
     private let brokerRefusals = Mutex<[String: CoreMetrics.Counter]>([:])
 
     static let eventTypes = ["connected", "input-started", "complete", "cancelled", "phone-left", "phone-returned"]
-    static let brokerOperations = ["open_session", "session", "publish", "hold_presence", "release_presence", "events", "subscribe", "unsubscribe"]
+
+    /// The position of `event`'s name in ``eventTypes``.
+    static func eventTypeIndex(_ event: SessionEvent) -> Int {
+        switch event {
+        case .connected: 0
+        case .inputStarted: 1
+        case .complete: 2
+        case .cancelled: 3
+        case .phoneLeft: 4
+        case .phoneReturned: 5
+        }
+    }
 
     init(opsPage: Bool = true) {
         ops = opsPage ? OpsCounters() : nil
@@ -45,21 +58,21 @@ final class TandemMetrics: Sendable {
         openStreams = CoreMetrics.Gauge(label: "tandem_open_streams", factory: factory)
         liveSessions = CoreMetrics.Gauge(label: "tandem_live_sessions", factory: factory)
         sessionsOpened = CoreMetrics.Counter(label: "tandem_sessions_opened_total", factory: factory)
-        publishedByType = Dictionary(uniqueKeysWithValues: Self.eventTypes.map {
-            ($0, CoreMetrics.Counter(label: "tandem_events_published_total", dimensions: [("type", $0)], factory: factory))
-        })
-        deliveredByType = Dictionary(uniqueKeysWithValues: Self.eventTypes.map {
-            ($0, CoreMetrics.Counter(label: "tandem_events_delivered_total", dimensions: [("type", $0)], factory: factory))
-        })
+        publishedByType = Self.eventTypes.map {
+            CoreMetrics.Counter(label: "tandem_events_published_total", dimensions: [("type", $0)], factory: factory)
+        }
+        deliveredByType = Self.eventTypes.map {
+            CoreMetrics.Counter(label: "tandem_events_delivered_total", dimensions: [("type", $0)], factory: factory)
+        }
         deliveryLatency = CoreMetrics.Timer(label: "tandem_event_delivery_seconds", factory: factory)
         slowReadersCut = CoreMetrics.Counter(label: "tandem_streams_cut_total", dimensions: [("reason", "slow_reader")], factory: factory)
         brokerMessagesRejected = CoreMetrics.Counter(label: "tandem_broker_messages_rejected_total", factory: factory)
-        brokerLatency = Dictionary(uniqueKeysWithValues: Self.brokerOperations.map {
-            ($0, CoreMetrics.Timer(label: "tandem_broker_seconds", dimensions: [("operation", $0)], factory: factory))
-        })
-        brokerErrors = Dictionary(uniqueKeysWithValues: Self.brokerOperations.map {
-            ($0, CoreMetrics.Counter(label: "tandem_broker_errors_total", dimensions: [("operation", $0)], factory: factory))
-        })
+        brokerLatency = BrokerOperation.allCases.map {
+            CoreMetrics.Timer(label: "tandem_broker_seconds", dimensions: [("operation", $0.label)], factory: factory)
+        }
+        brokerErrors = BrokerOperation.allCases.map {
+            CoreMetrics.Counter(label: "tandem_broker_errors_total", dimensions: [("operation", $0.label)], factory: factory)
+        }
     }
 
     /// Streams and sessions this node holds right now.
@@ -73,13 +86,13 @@ final class TandemMetrics: Sendable {
     }
 
     func published(_ event: SessionEvent) {
-        publishedByType[event.name]?.increment()
+        publishedByType[Self.eventTypeIndex(event)].increment()
         ops?.eventPublished()
     }
 
     /// An event written to a stream; live ones also record how long they took from the publish.
     func delivered(_ event: StoredEvent, live: Bool) {
-        deliveredByType[event.event.name]?.increment()
+        deliveredByType[Self.eventTypeIndex(event.event)].increment()
         guard live, event.publishedAt > 0 else { return }
         // Reporting overflow: publishedAt comes from another node (or whatever wrote Redis), so no arithmetic on it traps.
         let (latency, overflow) = TimeSource.wallMicroseconds().subtractingReportingOverflow(event.publishedAt)
@@ -96,10 +109,10 @@ final class TandemMetrics: Sendable {
         brokerMessagesRejected.increment()
     }
 
-    func brokerCall(_ operation: String, nanoseconds: Int64, failed: Bool) {
-        brokerLatency[operation]?.recordNanoseconds(nanoseconds)
+    func brokerCall(_ operation: BrokerOperation, nanoseconds: Int64, failed: Bool) {
+        brokerLatency[operation.rawValue].recordNanoseconds(nanoseconds)
         ops?.brokerCall(nanoseconds: nanoseconds)
-        if failed { brokerErrors[operation]?.increment() }
+        if failed { brokerErrors[operation.rawValue].increment() }
     }
 
     /// The broker's store refused to store, by kind (`oom`, `readonly`, `loading`, ...: a fixed set of Redis error
@@ -128,5 +141,24 @@ final class TandemMetrics: Sendable {
     /// The Prometheus text exposition of every metric.
     func render() -> [UInt8] {
         registry.emitToBuffer()
+    }
+}
+
+/// What the broker is asked, as `tandem_broker_seconds` and `tandem_broker_errors_total` label it.
+enum BrokerOperation: Int, CaseIterable, Sendable {
+    case openSession, session, publish, holdPresence, releasePresence, reviewPresence, events, subscribe, unsubscribe
+
+    var label: String {
+        switch self {
+        case .openSession: "open_session"
+        case .session: "session"
+        case .publish: "publish"
+        case .holdPresence: "hold_presence"
+        case .releasePresence: "release_presence"
+        case .reviewPresence: "review_presence"
+        case .events: "events"
+        case .subscribe: "subscribe"
+        case .unsubscribe: "unsubscribe"
+        }
     }
 }
