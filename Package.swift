@@ -135,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "BrokerTests",
             dependencies: [
-                "Broker", "JSON", .product(name: "NIOCore", package: "swift-nio"),
+                "Broker", "CHiredis", "JSON", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strictSettings

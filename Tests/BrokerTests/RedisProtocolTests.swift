@@ -1,3 +1,5 @@
+import CHiredis
+import PropertyBased
 import Testing
 
 @testable import Broker
@@ -7,6 +9,52 @@ import Testing
     @Test func formatsCommandsAsRESPArrays() {
         let bytes = RESPCommandFormatter.format(["SET", "key", "山田 a\r\nb"])
         #expect(String(decoding: bytes, as: UTF8.self) == "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$11\r\n山田 a\r\nb\r\n")
+    }
+
+    /// hiredis's own formatter, the oracle for the hand-written one.
+    static func hiredisFormat(_ arguments: [String]) -> [UInt8] {
+        var storage: [UInt8] = []
+        var offsets: [Int] = []
+        for argument in arguments {
+            offsets.append(storage.count)
+            storage.append(contentsOf: argument.utf8)
+        }
+        storage.append(0)
+        let lengths = arguments.map(\.utf8.count)
+        return storage.withUnsafeBufferPointer { buffer in
+            var pointers: [UnsafePointer<CChar>?] = offsets.map { UnsafeRawPointer(buffer.baseAddress! + $0).assumingMemoryBound(to: CChar.self) }
+            var command: UnsafeMutablePointer<CChar>?
+            let length = pointers.withUnsafeMutableBufferPointer { argv in
+                lengths.withUnsafeBufferPointer { redisFormatCommandArgv(&command, Int32(arguments.count), argv.baseAddress, $0.baseAddress) }
+            }
+            defer { redisFreeCommand(command) }
+            return Array(UnsafeRawBufferPointer(start: command, count: Int(length)))
+        }
+    }
+
+    static let argumentLists = Generator<[String], Shrink.None<[String]>>(run: { rng in
+        let pieces = ["a", "Z", "0", "9", " ", "\r", "\n", "\r\n", "$", "*", "\0", "山", "é", "🙂", "\u{202E}"]
+        return (0..<Int.random(in: 0...24, using: &rng)).map { _ in
+            (0..<Int.random(in: 0...40, using: &rng)).map { _ in pieces[Int.random(in: 0..<pieces.count, using: &rng)] }.joined()
+        }
+    })
+
+    /// Any arguments (empty ones, CR and LF inside, NUL, multi-byte characters, none at all; lengths across digit
+    /// boundaries): exactly hiredis's bytes, and hiredis's reader reads them back as the arguments.
+    @Test func theHandWrittenFormatWritesExactlyWhatHiredisWrites() async throws {
+        await propertyCheck(count: 2000, input: Self.argumentLists) { (arguments: [String]) in
+            let bytes = RESPCommandFormatter.format(arguments)
+            #expect(bytes == Self.hiredisFormat(arguments), "\(arguments)")
+            let reader = try! HiredisReader()
+            try! bytes.withUnsafeBytes { try reader.feed($0) }
+            #expect(try! reader.nextReply() == .array(arguments.map { .bulkString(Array($0.utf8)) }))
+        }
+        for length in [9, 10, 99, 100, 999, 1000, 65_535, 65_536, 1_000_000] {
+            let arguments = ["SET", String(repeating: "k", count: length), String(repeating: "山", count: length / 3)]
+            #expect(RESPCommandFormatter.format(arguments) == Self.hiredisFormat(arguments), "length \(length)")
+        }
+        let many = (0..<1000).map(String.init)
+        #expect(RESPCommandFormatter.format(many) == Self.hiredisFormat(many))
     }
 
     @Test func parsesPipelinedRepliesFedOneByteAtATime() throws {
