@@ -12,6 +12,53 @@ struct BrokerPairingContractTests {
     static let first = String(repeating: "a", count: 32)
     static let second = String(repeating: "b", count: 32)
 
+    /// Whatever a publish answers (published, unchanged, claimed by another, not claimed, completed, cancelled, or
+    /// cancelled because the PC left), the record it carries is the one the broker holds right after: Redis's script
+    /// builds it from what it read and wrote, without reading the hash a second time. Random steps, claims and
+    /// idempotency keys, on sessions with and without a reader key.
+    @Test(arguments: BrokerUnderTest.available)
+    func everyPublishAnswersWithTheRecordTheBrokerHolds(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let form = Submission(fields: [.init("email", .text("a@example.com")), .init("agree", .flag(true))])
+            let events: [SessionEvent] = [
+                .connected(), .inputStarted, .complete(Submission(name: "山田", phone: "090")), .complete(form), .cancelled(.pcCancelled),
+                .cancelled(.phoneRejected),
+            ]
+            let phones: [PhoneClaim?] = [
+                nil, Self.phone(Self.first), Self.phone(Self.second), Self.phone(Self.first, mayClaim: false),
+                PhoneClaim(presentedKey: nil, newKey: Self.second, pairingCode: "4321", mayClaim: true),
+            ]
+            func check(_ outcome: PublishOutcome, _ id: SessionID, _ what: String) async throws {
+                let held = try await broker.session(id)
+                #expect(outcome.record != nil && outcome.record == held, "\(what): answered \(outcome), holds \(String(describing: held))")
+            }
+            for round in 0..<30 {
+                let id = SessionID.random()
+                _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: round.isMultiple(of: 2) ? "reader" : nil, heldByStream: true)
+                for step in 0..<6 {
+                    let event = events.randomElement()!
+                    let phone = event.isPhoneStep ? phones.randomElement()! : nil
+                    let key = Bool.random() ? "idem-\(Int.random(in: 0..<3))" : nil
+                    let outcome = try await broker.publish(event, to: id, from: phone, idempotencyKey: key)
+                    try await check(outcome, id, "round \(round) step \(step): \(event) from \(String(describing: phone)) key \(key ?? "-")")
+                }
+            }
+            // A phone's step after the PC left: the session is cancelled in the same step.
+            let left = SessionID.random()
+            _ = try await broker.openSession(left, ttl: .seconds(60), readerKey: nil, heldByStream: true)
+            _ = try await broker.publish(.connected(), to: left, from: Self.phone(Self.first), idempotencyKey: "k")
+            try await broker.releasePresence(of: left)
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(300))
+            let outcome = try await broker.publish(.inputStarted, to: left, from: Self.phone(Self.first), idempotencyKey: "k2")
+            guard case .cancelled(let record) = outcome, record.cancelReason == .pcLeft else {
+                Issue.record("a step after the PC left did not cancel the session: \(outcome)")
+                return
+            }
+            try await check(outcome, left, "after the PC left")
+        }
+    }
+
     /// A configured form (not the article's name and phone) is stored and delivered whole, in its order, on every
     /// broker: the record, the log and the live event all carry the same fields.
     @Test(arguments: BrokerUnderTest.available)

@@ -111,7 +111,8 @@ struct NodeReportTests {
                         "1", key, hex, "\(now)\n{}",
                     ]).throwingError()
                 }
-                _ = try await broker.exchangeReport(Self.report("real"), ttl: .seconds(5), limit: 64, accept: Self.acceptAll)
+                // A TTL far longer than the planting takes on a loaded machine: nothing planted is stale when read.
+                _ = try await broker.exchangeReport(Self.report("real"), ttl: .seconds(600), limit: 64, accept: Self.acceptAll)
                 guard case .array(let fields) = try await redis.command(["HKEYS", key]) else {
                     Issue.record("HKEYS answered no array")
                     return
@@ -138,7 +139,8 @@ struct NodeReportTests {
                 _ = try await redis.command(["HSET", RedisKeys.nodeReports, "other-\(index)", "\(now + 1000)\n{}"]).throwingError()
             }
             let mine = Self.report("mine", at: now - 1000)
-            let seen = try await broker.exchangeReport(mine, ttl: .seconds(5), limit: 64, accept: Self.acceptAll)
+            // A TTL far longer than the 70 writes take on a loaded machine: this node's report is still fresh.
+            let seen = try await broker.exchangeReport(mine, ttl: .seconds(600), limit: 64, accept: Self.acceptAll)
             #expect(seen.count == 64)
             #expect(seen.first == mine)
         }

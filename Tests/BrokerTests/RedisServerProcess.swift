@@ -51,7 +51,12 @@ final class RedisServerProcess: Sendable {
             let server = try RedisServerProcess(port: port, process: process, directory: directory)
             let deadline = ContinuousClock.now + .seconds(5)
             while process.isRunning, ContinuousClock.now < deadline {
-                if (try? await server.command(["PING"])) == .simpleString("PONG") { return server }
+                // Answered by this process, not by another test's Redis that took the port first (this one then fails
+                // to bind and exits, but another server's PONG could come before it does).
+                if case .bulkString(let info)? = try? await server.command(["INFO", "server"]) {
+                    if String(decoding: info, as: UTF8.self).contains("process_id:\(process.processIdentifier)\r\n") { return server }
+                    break
+                }
                 try await Task.sleep(for: .milliseconds(50))
             }
             server.stop()

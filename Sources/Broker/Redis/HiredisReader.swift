@@ -100,6 +100,8 @@ enum RESPCommandFormatter {
                 put(UInt8(ascii: "\r"))
                 put(UInt8(ascii: "\n"))
                 argument.withUTF8 { utf8 in
+                    // Checked before the copy, not only by the total below: a write past the buffer must never happen.
+                    precondition(utf8.count == length && at + length <= buffer.count, "RESP command length miscounted")
                     if let source = utf8.baseAddress, length > 0 {
                         UnsafeMutableRawPointer(buffer.baseAddress! + at).copyMemory(from: source, byteCount: length)
                     }

@@ -67,12 +67,8 @@ final class RedisConnection: Sendable {
     /// Sends one command that is answered by `replies` replies (SUBSCRIBE to several channels).
     func send(_ arguments: [String], replies: Int) -> EventLoopFuture<[RESPValue]> {
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        // Never empty: even no arguments format as "*0\r\n".
         let bytes = RESPCommandFormatter.format(arguments)
-        guard !bytes.isEmpty else {
-            // Nothing to send means nothing will answer: fail now rather than wait for a reply that is not coming.
-            promise.fail(BrokerError(.protocolViolation, "could not format a Redis command"))
-            return promise.futureResult
-        }
         let request = RedisRequest(
             bytes: bytes, replies: replies, promise: promise, isShardUnsubscribe: arguments.first?.uppercased() == "SUNSUBSCRIBE")
         // Commands reach Redis in the order `send` was called (SUBSCRIBE and UNSUBSCRIBE of one session, sent under

@@ -23,16 +23,23 @@ enum RedisScripts {
           if n > max then return nil end
           return n
         end
+        -- Every field of a record that a node reads, in the order `record` (below) reads them with one HMGET.
+        local FIELDS = {'status', 'lastEventID', 'createdAt', 'expiresAt', 'name', 'phone', 'form', 'readerKey', 'phoneKey',
+          'pairingCode', 'phoneAway', 'cancelReason', 'phoneSeen', 'idem:connected', 'idem:inputting', 'idem:completed',
+          'idem:cancelled'}
         -- Reads the record's status, lastEventID, createdAt, expiresAt, name, phone and then the fields `...`, in one
         -- HMGET. Returns nil when the session does not exist; otherwise the fields (f.last: lastEventID as a number), the
         -- record's PTTL and why the keys are not what Tandem writes (nil when they are). pcall: a record that is not a
-        -- hash is a reason to refuse, not an error.
+        -- hash is a reason to refuse, not an error. `log` nil: the log's type is left to the write that appends to it
+        -- (``append``: RPUSH refuses a key of another type before anything is written), one call fewer per event.
         local function load(session, log, ...)
           local f = redis.pcall('HMGET', session, 'status', 'lastEventID', 'createdAt', 'expiresAt', 'name', 'phone', ...)
           if f.err then return f, 0, 'the record is not a hash' end
           if not f[1] and redis.call('EXISTS', session) == 0 then return nil end
-          local logType = redis.call('TYPE', log).ok
-          if logType ~= 'none' and logType ~= 'list' then return f, 0, 'the log is not a list' end
+          if log then
+            local logType = redis.call('TYPE', log).ok
+            if logType ~= 'none' and logType ~= 'list' then return f, 0, 'the log is not a list' end
+          end
           if not rank[f[1]] then return f, 0, 'unknown status' end
           f.last = integer(f[2], MAX_ID)
           if not f.last then return f, 0, 'lastEventID is not an event id' end
@@ -43,19 +50,44 @@ enum RedisScripts {
           if ttl <= 0 then return f, ttl, 'the record does not expire' end
           return f, ttl, nil
         end
-        -- Numbers an event after `last` (the record's lastEventID, as load read it), stores it with the record's
-        -- changes `hash` (one HSET: the script's first write), gives the log the record's remaining `ttl` and
-        -- publishes it. Nil, with nothing written, when no id is left. The id is formatted with %d, since tostring and
-        -- cjson would write a large Lua number with an exponent.
+        -- The record as HGETALL would answer it (name, value, ...), from `load`'s fields `f` read with FIELDS and the
+        -- changes `hash` (name, value, ...) written since: no second read of the hash.
+        local function record(f, hash)
+          local changed, out = {}, {}
+          for i = 1, #hash, 2 do changed[hash[i]] = hash[i + 1] end
+          for i = 1, #FIELDS do
+            local name = FIELDS[i]
+            local value = changed[name]
+            if value == nil then value = f[i] end
+            if value then out[#out + 1] = name; out[#out + 1] = value end
+          end
+          return out
+        end
+        -- Numbers an event after `last` (the record's lastEventID, as load read it), appends it to the log (the
+        -- script's first write: refused, with nothing written, when the log is another type or Redis is out of
+        -- memory), stores it with the record's changes `hash` (one HSET; `lastEventID` is put in it), gives the log
+        -- the record's remaining `ttl` and publishes it. Returns the entry; or nil and Redis's error (nil when no id
+        -- is left), with nothing written. The id is formatted with %d, since tostring and cjson would write a large
+        -- Lua number with an exponent.
         local function append(session, log, channel, last, ttl, hash, fields)
           if last >= MAX_ID then return nil end
           local id = string.format('%d', last + 1)
-          redis.call('HSET', session, 'lastEventID', id, unpack(hash))
           local entry = '{"id":' .. id .. ',' .. string.sub(cjson.encode(fields), 2)
-          redis.call('RPUSH', log, entry)
+          local pushed = redis.pcall('RPUSH', log, entry)
+          if type(pushed) == 'table' and pushed.err then return nil, pushed.err end
+          table.insert(hash, 'lastEventID')
+          table.insert(hash, id)
+          redis.call('HSET', session, unpack(hash))
           redis.call('PEXPIRE', log, ttl)
           redis.call('PUBLISH', channel, entry)
           return entry
+        end
+        -- The reply to an append that wrote nothing: the log is not a list, no id is left, or Redis refused the write
+        -- (out of memory, a read-only replica), answered as Redis's own error.
+        local function unappended(err)
+          if not err then return {'corrupt', 'no event id left'} end
+          if string.sub(err, 1, 9) == 'WRONGTYPE' then return {'corrupt', 'the log is not a list'} end
+          return redis.error_reply(err)
         end
 
         """
@@ -103,20 +135,20 @@ enum RedisScripts {
     /// Returns {outcome, fields[, entry]} with outcome missing, completed, cancelled, claimed, unclaimed, unchanged,
     /// published or left (cancelled by this call), or {'corrupt', why} with nothing changed.
     static let publish = checks + """
-        local f, ttl, why = load(KEYS[1], KEYS[2], 'phoneKey', 'pairingCode')
+        local f, ttl, why = load(KEYS[1], nil, unpack(FIELDS, 7))
         if not f then return {'missing'} end
         if why then return {'corrupt', why} end
         local status = f[1]
-        if status == 'completed' or status == 'cancelled' then return {status, redis.call('HGETALL', KEYS[1])} end
+        if status == 'completed' or status == 'cancelled' then return {status, record(f, {})} end
         local target, event, name, phone, reason, outcome = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7], 'published'
         local step = target ~= 'cancelled'
         local hash = {}
         if step and ARGV[9] ~= '' then
-          local holder = f[7]
+          local holder = f[9]
           if holder then
-            if holder ~= ARGV[9] then return {'claimed', redis.call('HGETALL', KEYS[1])} end
+            if holder ~= ARGV[9] then return {'claimed', record(f, {})} end
           elseif ARGV[11] ~= '1' then
-            return {'unclaimed', redis.call('HGETALL', KEYS[1])}
+            return {'unclaimed', record(f, {})}
           else
             hash = {'phoneKey', ARGV[12], 'pairingCode', ARGV[10]}
           end
@@ -127,9 +159,9 @@ enum RedisScripts {
         if rank[status] >= rank[target] then
           -- Everything is checked: a claim made by a step that moves nothing is still kept.
           if #hash > 0 then redis.call('HSET', KEYS[1], unpack(hash)) end
-          return {'unchanged', redis.call('HGETALL', KEYS[1])}
+          return {'unchanged', record(f, hash)}
         end
-        local code = hash[4] or f[8]
+        local code = hash[4] or f[10]
         table.insert(hash, 'status')
         table.insert(hash, target)
         local fields = {event = event, t = ARGV[6]}
@@ -147,9 +179,9 @@ enum RedisScripts {
         end
         if event == 'connected' and code then fields.code = code end
         if outcome == 'published' and ARGV[8] ~= '' then table.insert(hash, 'idem:' .. target); table.insert(hash, ARGV[8]) end
-        local entry = append(KEYS[1], KEYS[2], ARGV[3], f.last, ttl, hash, fields)
-        if not entry then return {'corrupt', 'no event id left'} end
-        return {outcome, redis.call('HGETALL', KEYS[1]), entry}
+        local entry, err = append(KEYS[1], KEYS[2], ARGV[3], f.last, ttl, hash, fields)
+        if not entry then return unappended(err) end
+        return {outcome, record(f, hash), entry}
         """
 
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the presence of side ARGV[1] (pc or phone). ARGV: side,
@@ -164,17 +196,17 @@ enum RedisScripts {
         if status == 'completed' or status == 'cancelled' or redis.call('EXISTS', KEYS[3]) == 1 then
           return {'unchanged', redis.call('HGETALL', KEYS[1])}
         end
-        local entry
+        local entry, err
         if ARGV[1] == 'pc' then
-          entry = append(KEYS[1], KEYS[2], ARGV[2], f.last, ttl, {'status', 'cancelled', 'cancelReason', 'pc-left'},
+          entry, err = append(KEYS[1], KEYS[2], ARGV[2], f.last, ttl, {'status', 'cancelled', 'cancelReason', 'pc-left'},
             {event = 'cancelled', reason = 'pc-left', t = ARGV[3]})
         else
           if f[7] ~= '1' or f[8] == '1' then
             return {'unchanged', redis.call('HGETALL', KEYS[1])}
           end
-          entry = append(KEYS[1], KEYS[2], ARGV[2], f.last, ttl, {'phoneAway', '1'}, {event = 'phone-left', t = ARGV[3]})
+          entry, err = append(KEYS[1], KEYS[2], ARGV[2], f.last, ttl, {'phoneAway', '1'}, {event = 'phone-left', t = ARGV[3]})
         end
-        if not entry then return {'corrupt', 'no event id left'} end
+        if not entry then return unappended(err) end
         return {'published', redis.call('HGETALL', KEYS[1]), entry}
         """
 
