@@ -23,10 +23,6 @@ enum RedisScripts {
           if n > max then return nil end
           return n
         end
-        -- Every field of a record that a node reads, in the order `record` (below) reads them with one HMGET.
-        local FIELDS = {'status', 'lastEventID', 'createdAt', 'expiresAt', 'name', 'phone', 'form', 'readerKey', 'phoneKey',
-          'pairingCode', 'phoneAway', 'cancelReason', 'phoneSeen', 'idem:connected', 'idem:inputting', 'idem:completed',
-          'idem:cancelled'}
         -- Reads the record's status, lastEventID, createdAt, expiresAt, name, phone and then the fields `...`, in one
         -- HMGET. Returns nil when the session does not exist; otherwise the fields (f.last: lastEventID as a number), the
         -- record's PTTL and why the keys are not what Tandem writes (nil when they are). pcall: a record that is not a
@@ -49,19 +45,6 @@ enum RedisScripts {
           local ttl = redis.call('PTTL', session)
           if ttl <= 0 then return f, ttl, 'the record does not expire' end
           return f, ttl, nil
-        end
-        -- The record as HGETALL would answer it (name, value, ...), from `load`'s fields `f` read with FIELDS and the
-        -- changes `hash` (name, value, ...) written since: no second read of the hash.
-        local function record(f, hash)
-          local changed, out = {}, {}
-          for i = 1, #hash, 2 do changed[hash[i]] = hash[i + 1] end
-          for i = 1, #FIELDS do
-            local name = FIELDS[i]
-            local value = changed[name]
-            if value == nil then value = f[i] end
-            if value then out[#out + 1] = name; out[#out + 1] = value end
-          end
-          return out
         end
         -- Numbers an event after `last` (the record's lastEventID, as load read it), appends it to the log (the
         -- script's first write: refused, with nothing written, when the log is another type or Redis is out of
@@ -135,20 +118,20 @@ enum RedisScripts {
     /// Returns {outcome, fields[, entry]} with outcome missing, completed, cancelled, claimed, unclaimed, unchanged,
     /// published or left (cancelled by this call), or {'corrupt', why} with nothing changed.
     static let publish = checks + """
-        local f, ttl, why = load(KEYS[1], nil, unpack(FIELDS, 7))
+        local f, ttl, why = load(KEYS[1], nil, 'phoneKey', 'pairingCode')
         if not f then return {'missing'} end
         if why then return {'corrupt', why} end
         local status = f[1]
-        if status == 'completed' or status == 'cancelled' then return {status, record(f, {})} end
+        if status == 'completed' or status == 'cancelled' then return {status, redis.call('HGETALL', KEYS[1])} end
         local target, event, name, phone, reason, outcome = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7], 'published'
         local step = target ~= 'cancelled'
         local hash = {}
         if step and ARGV[9] ~= '' then
-          local holder = f[9]
+          local holder = f[7]
           if holder then
-            if holder ~= ARGV[9] then return {'claimed', record(f, {})} end
+            if holder ~= ARGV[9] then return {'claimed', redis.call('HGETALL', KEYS[1])} end
           elseif ARGV[11] ~= '1' then
-            return {'unclaimed', record(f, {})}
+            return {'unclaimed', redis.call('HGETALL', KEYS[1])}
           else
             hash = {'phoneKey', ARGV[12], 'pairingCode', ARGV[10]}
           end
@@ -159,9 +142,9 @@ enum RedisScripts {
         if rank[status] >= rank[target] then
           -- Everything is checked: a claim made by a step that moves nothing is still kept.
           if #hash > 0 then redis.call('HSET', KEYS[1], unpack(hash)) end
-          return {'unchanged', record(f, hash)}
+          return {'unchanged', redis.call('HGETALL', KEYS[1])}
         end
-        local code = hash[4] or f[10]
+        local code = hash[4] or f[8]
         table.insert(hash, 'status')
         table.insert(hash, target)
         local fields = {event = event, t = ARGV[6]}
@@ -181,7 +164,7 @@ enum RedisScripts {
         if outcome == 'published' and ARGV[8] ~= '' then table.insert(hash, 'idem:' .. target); table.insert(hash, ARGV[8]) end
         local entry, err = append(KEYS[1], KEYS[2], ARGV[3], f.last, ttl, hash, fields)
         if not entry then return unappended(err) end
-        return {outcome, record(f, hash), entry}
+        return {outcome, redis.call('HGETALL', KEYS[1]), entry}
         """
 
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the presence of side ARGV[1] (pc or phone). ARGV: side,
