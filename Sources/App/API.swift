@@ -133,7 +133,11 @@ struct API: Sendable {
 
     /// The session of a request's `?session=` parameter.
     func sessionIDQuery(of request: Request, shape: APIError.Shape) throws(APIError) -> SessionID {
-        guard let raw = request.query("session"), !raw.isEmpty else { throw .missingSessionID(shape) }
+        guard let raw = request.query("session") else {
+            // `?session=%zz`: given, but not as a percent-encoded string.
+            throw request.queryNames("session") ? .malformedSessionID(shape) : .missingSessionID(shape)
+        }
+        guard !raw.isEmpty else { throw .missingSessionID(shape) }
         guard let id = SessionID(raw) else { throw .malformedSessionID(shape) }
         return id
     }

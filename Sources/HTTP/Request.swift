@@ -43,6 +43,20 @@ public struct Request: Sendable {
     }
 
     /// The first value of a query parameter, percent-decoded (`+` as space); nil when absent or not valid UTF-8.
+    /// Whether the query names `name` at all, even with a value that does not percent-decode (which `query` gives
+    /// as nil, like a missing one): a malformed value is then told apart from none.
+    public func queryNames(_ name: String) -> Bool {
+        var rest = queryString
+        while !rest.isEmpty {
+            let end = rest.utf8.firstIndex(of: UInt8(ascii: "&")) ?? rest.endIndex
+            let pair = rest[..<end]
+            rest = end == rest.endIndex ? rest[end...] : rest[rest.utf8.index(after: end)...]
+            let equals = pair.utf8.firstIndex(of: UInt8(ascii: "="))
+            if !pair.isEmpty, PercentDecoding.decode(equals.map { pair[..<$0] } ?? pair) == name { return true }
+        }
+        return false
+    }
+
     public func query(_ name: String) -> String? {
         var rest = queryString
         while !rest.isEmpty {

@@ -91,6 +91,15 @@ struct PairingTests {
             #expect(try await client.post("/api/cancel", json: #"{"sessionId":"bad id"}"#).status == 400)
             #expect(try await client.request("POST", "/api/cancel?session=sess_unknown", body: "").status == 404)
             #expect(try await client.request("GET", "/api/cancel?session=sess_unknown").status == 405)
+            // A session given in the query but not percent-decodable is malformed, not missing, whatever the body.
+            let undecodable = try await client.request("POST", "/api/cancel?session=%zz", body: "")
+            #expect(undecodable.status == 400)
+            #expect(try json(undecodable)["code"]?.string == "session_id_malformed")
+            for path in ["/api/validate-session?session=%zz", "/api/events?session=%E3%81", "/api/phone/events?session=%zz"] {
+                let answered = try await client.request("GET", path)
+                #expect(answered.status == 400, "\(path)")
+                #expect(try json(answered)["code"]?.string == "session_id_malformed", "\(path)")
+            }
             // A completed session stays completed.
             let id = SeedFlowTests.newSessionID()
             let stream = try await client.openEventStream("/api/events?session=\(id)")
@@ -100,6 +109,19 @@ struct PairingTests {
             #expect(refused.status == 409)
             #expect(try json(refused)["code"]?.string == "already_submitted")
             await stream.close()
+            // `navigator.sendBeacon(url, data)` sends text/plain: with the session in the query, that body is not read.
+            let other = SeedFlowTests.newSessionID()
+            let otherStream = try await client.openEventStream("/api/events?session=\(other)")
+            let otherCookie = try #require(otherStream.cookie)
+            let beacon = try await client.request(
+                "POST", "/api/cancel?session=\(other)", headers: [("Cookie", otherCookie), ("Content-Type", "text/plain;charset=UTF-8")], body: "x")
+            #expect(beacon.status == 200)
+            #expect(try json(try await client.request("GET", "/api/validate-session?session=\(other)"))["code"]?.string == "session_cancelled")
+            // A JSON body is still read, and still checked.
+            let badJSON = try await client.request(
+                "POST", "/api/cancel?session=\(other)", headers: [("Cookie", otherCookie), ("Content-Type", "application/json")], body: "{")
+            #expect(badJSON.status == 400)
+            await otherStream.close()
         }
     }
 

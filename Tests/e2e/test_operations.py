@@ -678,3 +678,23 @@ def test_logs_of_a_stream_its_reader_closes(cluster: OperationsCluster, broker: 
     assert any(REQUEST_LINE.match(m) and m.startswith("GET /api/events ") for m in messages), (
         "no request line for the stream its reader closed (README: one line per request):\n" + "\n".join(lines)
     )
+
+
+def test_the_nginx_sample_treats_both_event_streams_as_streams() -> None:
+    """Both SSE paths (the PC's `/api/events`, the phone's `/api/phone/events`) reach a `location` of the sample with
+    buffering off and a read timeout far past the heartbeat; under `location /` (30 s) nginx would cut the phone's
+    channel at its first quiet heartbeat interval. Static: nginx's regex locations win over the `/` prefix."""
+    sample = NGINX_SAMPLE.read_text()
+    blocks = re.findall(r"location\s+(=|~)?\s*(\S+)\s*\{(.*?)\n    \}", sample, re.S)
+    assert blocks, f"no location blocks found in {NGINX_SAMPLE}"
+    for path in ("/api/events", "/api/phone/events"):
+        chosen = [
+            body
+            for kind, pattern, body in blocks
+            if (kind == "=" and pattern == path) or (kind == "~" and re.search(pattern, path))
+        ]
+        assert chosen, f"{path} falls into `location /` of {NGINX_SAMPLE}"
+        body = chosen[0]
+        timeout = re.search(r"proxy_read_timeout\s+(\d+)s;", body)
+        assert timeout and int(timeout.group(1)) >= 3600, f"{path}: read timeout {timeout and timeout.group(1)}"
+        assert re.search(r"proxy_buffering\s+off;", body), f"{path}: buffered"

@@ -17,9 +17,12 @@ extension API {
     @Sendable func cancel(_ request: Request, logger: Logger) async throws -> Response {
         let id: SessionID
         var reasonText = request.query("reason")
-        // A body, when there is one, is read whichever place the ID comes from, so a reason in it is never ignored.
-        let body = request.body.readableBytes > 0 || request.query("session") == nil ? try jsonObject(of: request) : nil
-        if request.query("session") != nil {
+        // A JSON body, when there is one, is read whichever place the ID comes from, so a reason in it is never
+        // ignored. With the ID in the query, a body that is not JSON (`navigator.sendBeacon(url, data)` sends
+        // text/plain) is not read: the query says everything.
+        let idInQuery = request.queryNames("session")
+        let body = !idInQuery || (request.body.readableBytes > 0 && request.hasMediaType("application/json")) ? try jsonObject(of: request) : nil
+        if idInQuery {
             id = try sessionIDQuery(of: request, shape: .action)
         } else {
             id = try sessionIDField(of: body ?? .object([:]))
