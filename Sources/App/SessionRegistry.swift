@@ -38,9 +38,6 @@ actor SessionRegistry {
         let audience: PresenceSide
         let continuation: AsyncStream<StreamItem>.Continuation
         let slice: Int
-        /// When its device's presence was last set for the broker's hold lease (ms since the epoch; 0: not known to
-        /// be, so renewed at the next round).
-        let presenceSetAt: Int64
         /// Cut (its buffer overflowed) or ended: nothing more is yielded; it stays until its task detaches it.
         var finished = false
     }
@@ -67,15 +64,12 @@ actor SessionRegistry {
     }
 
     /// Adds a stream of `id`; nil when the session has expired by `now`. The caller's task reads the returned
-    /// stream and must `detach` its token when it ends. `presenceSet`: the session was opened by this stream, which
-    /// set its device's presence for the hold lease (so it needs no renewal for a while).
-    func attach(
-        _ id: SessionID, expiresAt: Int64, audience: PresenceSide, now: Int64, presenceSet: Bool = false
-    ) -> (token: Int, items: AsyncStream<StreamItem>)? {
+    /// stream and must `detach` its token when it ends.
+    func attach(_ id: SessionID, expiresAt: Int64, audience: PresenceSide, now: Int64) -> (token: Int, items: AsyncStream<StreamItem>)? {
         guard expiresAt > now else { return nil }
         let (items, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(bufferLimit))
         nextToken &+= 1
-        let attached = Attached(token: nextToken, audience: audience, continuation: continuation, slice: nextToken % slices, presenceSetAt: presenceSet ? now : 0)
+        let attached = Attached(token: nextToken, audience: audience, continuation: continuation, slice: nextToken % slices)
         if sessions[id] == nil { counts.sessions.add(1, ordering: .relaxed) }
         sessions[id, default: LocalSession(expiresAt: expiresAt)].streams.append(attached)
         sessions[id]?.expiresAt = expiresAt
@@ -128,10 +122,9 @@ actor SessionRegistry {
         countsChanged()
     }
 
-    /// The sessions with a stream of `side` here whose presence was set by `cutoff` (ms since the epoch; the default:
-    /// any).
-    func heldSessionIDs(_ side: PresenceSide, presenceSetBy cutoff: Int64 = .max) -> [SessionID] {
-        sessions.compactMap { $0.value.streams.contains { $0.audience == side && !$0.finished && $0.presenceSetAt <= cutoff } ? $0.key : nil }
+    /// The sessions with a stream of `side` here.
+    func heldSessionIDs(_ side: PresenceSide) -> [SessionID] {
+        sessions.compactMap { $0.value.streams.contains { $0.audience == side && !$0.finished } ? $0.key : nil }
     }
 
     /// Ends the streams of every session whose expiry has passed by `now`. The PC counts down by itself; the phone's
@@ -230,7 +223,6 @@ final class SessionRegistries: SessionEventSink, Service {
     private let heartbeatInterval: Duration
     private let sweepInterval: Duration
     private let presenceRenewalInterval: Duration
-    private let presenceRenewalAge: Duration
     private let time: TimeSource
     private let metrics: TandemMetrics?
     private let logger: Logger
@@ -244,15 +236,12 @@ final class SessionRegistries: SessionEventSink, Service {
     ///   - heartbeatInterval: how often every stream gets a heartbeat.
     ///   - sweepInterval: how often expired sessions' streams are ended (the expiry's resolution).
     ///   - presenceRenewalInterval: how often the held sessions' devices have their presence renewed.
-    ///   - presenceRenewalAge: how old a stream that opened its session is before its device's presence is renewed
-    ///     (the open set it for the brokers' hold lease, 60 s; keep this well under it).
     init(
         eventLoopGroup: any EventLoopGroup,
         bufferLimit: Int,
         heartbeatInterval: Duration,
         sweepInterval: Duration = .milliseconds(250),
         presenceRenewalInterval: Duration = .seconds(2),
-        presenceRenewalAge: Duration = .seconds(10),
         time: TimeSource = .system,
         metrics: TandemMetrics? = nil,
         logger: Logger
@@ -270,7 +259,6 @@ final class SessionRegistries: SessionEventSink, Service {
         self.heartbeatInterval = heartbeatInterval
         self.sweepInterval = sweepInterval
         self.presenceRenewalInterval = presenceRenewalInterval
-        self.presenceRenewalAge = presenceRenewalAge
         self.time = time
         self.metrics = metrics
         self.logger = logger
@@ -375,11 +363,10 @@ final class SessionRegistries: SessionEventSink, Service {
     /// Live phone channels on this node (the rest of ``streamCount`` are PCs' streams).
     var phoneStreamCount: Int { counts.phoneStreams.load(ordering: .relaxed) }
 
-    /// The sessions with a stream of `side` on this node whose presence was set by `cutoff` (ms since the epoch;
-    /// default: any).
-    func heldSessionIDs(_ side: PresenceSide, presenceSetBy cutoff: Int64 = .max) async -> [SessionID] {
+    /// The sessions with a stream of `side` on this node.
+    func heldSessionIDs(_ side: PresenceSide) async -> [SessionID] {
         var ids: [SessionID] = []
-        for registry in registries { ids += await registry.heldSessionIDs(side, presenceSetBy: cutoff) }
+        for registry in registries { ids += await registry.heldSessionIDs(side) }
         return ids
     }
 
@@ -401,7 +388,7 @@ final class SessionRegistries: SessionEventSink, Service {
     }
 
     /// Holds the presence of every held stream's device (the PCs', the phones'), one batch per side each
-    /// `presenceRenewalInterval`, but for the streams that opened their session less than `presenceRenewalAge` ago; a session the broker no longer has (Redis lost it) ends its streams with `expired`.
+    /// `presenceRenewalInterval`; a session the broker no longer has (Redis lost it) ends its streams with `expired`.
     /// The PCs of sessions whose phones are held here are looked at too: a PC whose node died (no release, no
     /// review) is noticed once its hold lease lapses, and its phone is told. A failure (Redis away) is retried at the
     /// next round; the hold lease outlasts many missed rounds.
@@ -413,17 +400,12 @@ final class SessionRegistries: SessionEventSink, Service {
                 return
             }
             guard let broker = presenceBroker.withLock({ $0 }) else { continue }
-            // A stream that opened its session less than the renewal age ago holds the lease that open set: renewing
-            // it too would be a Redis script per handoff for nothing (a handoff takes seconds, the lease a minute).
-            let cutoff = time.now() - presenceRenewalAge.milliseconds
             for side in PresenceSide.allCases {
-                let ids = await heldSessionIDs(side, presenceSetBy: cutoff)
+                let ids = await heldSessionIDs(side)
+                guard !ids.isEmpty else { continue }
                 do {
-                    if !ids.isEmpty {
-                        for id in try await broker.holdPresence(of: ids, side: side) { sessionEnded(id) }
-                    }
+                    for id in try await broker.holdPresence(of: ids, side: side) { sessionEnded(id) }
                     if side == .phone {
-                        let ids = await heldSessionIDs(.phone)
                         let pcHeldHere = Set(await heldSessionIDs(.pc))
                         for id in ids where !pcHeldHere.contains(id) { _ = try await broker.reviewPresence(of: id, side: .pc) }
                     }

@@ -200,32 +200,6 @@ struct RegistryTests {
         #expect(await pc.registry.attach(id, expiresAt: now + 10_000, audience: .pc, now: time.source.now()) == nil)
     }
 
-    /// Renewals leave alone a stream that opened its session less than the renewal age ago (the open set the hold
-    /// lease), and renew a stream that resumed a session (its presence is not known to be set) at the next round.
-    @Test func renewalsSkipStreamsWhoseOpenJustSetThePresence() async throws {
-        let time = ManualTime()
-        let broker = PresenceRecordingBroker()
-        let registries = SessionRegistries(
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 4, heartbeatInterval: .seconds(3600),
-            presenceRenewalInterval: .milliseconds(20), presenceRenewalAge: .seconds(10), time: time.source, logger: testLogger)
-        registries.keepPresence(through: broker)
-        let fresh = try #require(SessionID("fresh-open"))
-        let resumed = try #require(SessionID("resumed"))
-        let now = time.source.now()
-        #expect(await registries.route(fresh).attach(fresh, expiresAt: now + 600_000, audience: .pc, now: now, presenceSet: true) != nil)
-        #expect(await registries.route(resumed).attach(resumed, expiresAt: now + 600_000, audience: .pc, now: now) != nil)
-        let running = Task { try await registries.run() }
-        defer { running.cancel() }
-        try await eventually { broker.renewed.filter { $0 == resumed }.count >= 3 }
-        #expect(!broker.renewed.contains(fresh), "a stream whose open set its presence was renewed at once")
-        time.advance(by: .milliseconds(9_999))
-        let rounds = broker.renewed.filter { $0 == resumed }.count
-        try await eventually { broker.renewed.filter { $0 == resumed }.count >= rounds + 3 }
-        #expect(!broker.renewed.contains(fresh))
-        time.advance(by: .milliseconds(1))
-        try await eventually { broker.renewed.contains(fresh) }
-    }
-
     @Test func aStreamEndedBeforeItsTaskReadsEndsWithItsLastWords() async throws {
         let harness = Harness()
         let id = try #require(SessionID("early"))
@@ -245,27 +219,6 @@ func eventually(timeout: Duration = .seconds(3), _ condition: @Sendable () async
         try await Task.sleep(for: .milliseconds(20))
     }
     #expect(await condition(), "condition did not hold within \(timeout)")
-}
-
-/// A broker that records which sessions' presence it was asked to hold; nothing else.
-final class PresenceRecordingBroker: Broker {
-    private let held = Mutex<[SessionID]>([])
-    var renewed: [SessionID] { held.withLock { $0 } }
-
-    func run() async throws {}
-    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? { nil }
-    func session(_ id: SessionID) async throws -> SessionRecord? { nil }
-    func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome { .sessionNotFound }
-    func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {
-        held.withLock { $0 += ids }
-        return []
-    }
-    func releasePresence(of id: SessionID, side: PresenceSide) async throws {}
-    func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome { .sessionNotFound }
-    func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] { [] }
-    func subscribe(_ id: SessionID) async throws {}
-    func unsubscribe(_ id: SessionID) async {}
-    var health: BrokerHealth { .ok }
 }
 
 /// A broker whose log read is scripted, to place an event between the read and its use.

@@ -182,13 +182,10 @@ extension API {
         let now = time.now()
         let expiresAt = record.expiresAt
         let attached: (token: Int, items: AsyncStream<StreamItem>)?
-        let presenceSet = !renewingPresence
-        if let local = SessionRegistries.onItsLoop(
-            registry, (id, expiresAt, audience, now, presenceSet), { $0.attach($1.0, expiresAt: $1.1, audience: $1.2, now: $1.3, presenceSet: $1.4) })
-        {
+        if let local = SessionRegistries.onItsLoop(registry, (id, expiresAt, audience, now), { $0.attach($1.0, expiresAt: $1.1, audience: $1.2, now: $1.3) }) {
             attached = local
         } else {
-            attached = await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now, presenceSet: presenceSet)
+            attached = await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now)
         }
         guard let (token, items) = attached else {
             registries.release(id)
