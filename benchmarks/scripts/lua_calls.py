@@ -1,55 +1,79 @@
-"""The calls lua-callgrind.sh counts (loaded by it; not run alone): RESP over a raw socket, pipelined."""
-import socket,sys,time,re
-PORT=int(sys.argv[1]); N=6000
-import subprocess
-PID=int(open('/tmp/cg/pid').read())  # the redis-server that lua-callgrind.sh started
-def oncpu(): return int(open(f'/proc/{PID}/schedstat').read().split()[0])
-s=socket.create_connection(('127.0.0.1',PORT)); f=s.makefile('rb')
+"""The calls lua-callgrind.sh counts: `python3 lua_calls.py PORT NAME FILE.lua STYLE PIDFILE`. Loads the script,
+makes 1,000 sessions as Tandem opens them, and sends 1,000 EVALSHAs (pipelined RESP over a raw socket) with
+callgrind's instrumentation on around them only (callgrind_control on the redis-server of PIDFILE), then dumps."""
+import re, socket, subprocess, sys, time
+
+N = 1000
+port, name, path, style, pidfile = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+sock = socket.create_connection(("127.0.0.1", port))
+replies = sock.makefile("rb")
+
+
 def enc(args):
-    out=[b'*%d\r\n'%len(args)]
+    out = [b"*%d\r\n" % len(args)]
     for a in args:
-        a=a if isinstance(a,bytes) else str(a).encode()
-        out.append(b'$%d\r\n%s\r\n'%(len(a),a))
-    return b''.join(out)
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
 def read():
-    l=f.readline()
-    t=l[:1]
-    if t in b'+-:': return l[1:-2]
-    if t==b'$':
-        n=int(l[1:-2]); 
-        if n<0: return None
-        d=f.read(n+2); return d[:-2]
-    if t==b'*':
-        n=int(l[1:-2]); return [read() for _ in range(max(n,0))]
-def cmd(*a):
-    s.sendall(enc(a)); return read()
+    line = replies.readline()
+    kind = line[:1]
+    if kind in b"+-:":
+        return line[1:-2]
+    if kind == b"$":
+        n = int(line[1:-2])
+        return None if n < 0 else replies.read(n + 2)[:-2]
+    if kind == b"*":
+        return [read() for _ in range(max(int(line[1:-2]), 0))]
+
+
+def cmd(*args):
+    sock.sendall(enc(args))
+    return read()
+
+
 def pipe(cmds):
-    for i in range(0,len(cmds),500):
-        s.sendall(b''.join(enc(c) for c in cmds[i:i+500]))
-        for _ in cmds[i:i+500]: r=read()
-    return r
-def run(name, path, newstyle):
-    sha=cmd('SCRIPT','LOAD',open(path).read()).decode()
-    cmd('FLUSHALL')
-    now=int(time.time()*1000); tag=name
-    setup=[]
+    reply = None
+    for i in range(0, len(cmds), 500):
+        sock.sendall(b"".join(enc(c) for c in cmds[i : i + 500]))
+        for _ in cmds[i : i + 500]:
+            reply = read()
+    return reply
+
+
+def calls(sha, now):
+    """The EVALSHAs of STYLE: new/old (the publish script's arguments now and at e43be3e), opennew/openold (open's)."""
+    out = []
     for i in range(N):
-        k=f'tandem:{{{tag}{i}}}'
-        setup.append(['HSET',k+':session','createdAt',now,'expiresAt',now+600000,'status','waiting','lastEventID','0','readerKey','x'])
-        setup.append(['PEXPIRE',k+':session',600000]); setup.append(['SET',k+':pc','1','PX',600000])
-    pipe(setup)
-    cmd('CONFIG','RESETSTAT')
-    calls=[]
-    for i in range(N):
-        k=f'tandem:{{{tag}{i}}}'
-        if newstyle:
-            calls.append(['EVALSHA',sha,3,k+':session',k+':log',k+':pc','connected','connected',k+':events','','',str(now*1000),'','','-','1234','1','k'*32,''])
+        k = f"tandem:{{{name}{i}}}"
+        o = f"tandem:{{o{name}{i}}}"
+        if style == "new":
+            out.append(["EVALSHA", sha, 3, k + ":session", k + ":log", k + ":pc", "connected", "connected", k + ":events",
+                        "", "", str(now * 1000), "", "", "-", "1234", "1", "k" * 32, ""])
+        elif style == "old":
+            out.append(["EVALSHA", sha, 2, k + ":session", k + ":log", "connected", "connected", k + ":events", "", "", str(now * 1000)])
+        elif style == "opennew":
+            out.append(["EVALSHA", sha, 4, o + ":session", o + ":log", o + ":opened", o + ":pc", now, now + 600000, 600000, "r" * 32, 1200000, 60000])
         else:
-            calls.append(['EVALSHA',sha,2,k+':session',k+':log','connected','connected',k+':events','','',str(now*1000)])
-    c0=oncpu(); last=pipe(calls); c1=oncpu()
-    info=cmd('INFO','commandstats').decode()
-    m=re.search(r'cmdstat_evalsha:calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)',info)
-    print(f'{name:12s} cpu/call {(c1-c0)/N/1000:.2f} wall-usec/call {m.group(3)}')
-for spec in sys.argv[2:]:
-    name,path,style=spec.split(':')
-    run(name,path,style=='new')
+            out.append(["EVALSHA", sha, 2, o + ":session", o + ":opened", now, now + 600000, 600000, "r" * 32, 1200000])
+    return out
+
+
+sha = cmd("SCRIPT", "LOAD", open(path).read()).decode()
+cmd("FLUSHALL")
+now = int(time.time() * 1000)
+setup = []
+for i in range(N):
+    k = f"tandem:{{{name}{i}}}"
+    setup.append(["HSET", k + ":session", "createdAt", now, "expiresAt", now + 600000, "status", "waiting", "lastEventID", "0", "readerKey", "x"])
+    setup.append(["PEXPIRE", k + ":session", 600000])
+    setup.append(["SET", k + ":pc", "1", "PX", 600000])
+pipe(setup)
+pid = open(pidfile).read().strip()
+batch = calls(sha, now)
+subprocess.run(["callgrind_control", "-i", "on", pid], capture_output=True)
+pipe(batch)
+subprocess.run(["callgrind_control", "-d", name, pid], capture_output=True)
+subprocess.run(["callgrind_control", "-i", "off", pid], capture_output=True)
