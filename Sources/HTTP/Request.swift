@@ -43,21 +43,21 @@ public struct Request: Sendable {
     }
 
     /// The first value of a query parameter, percent-decoded (`+` as space); nil when absent or not valid UTF-8.
+    public func query(_ name: String) -> String? {
+        guard let (_, value) = firstParameter(name) else { return nil }
+        guard let value else { return "" }
+        return PercentDecoding.decode(value)
+    }
+
     /// Whether the query names `name` at all, even with a value that does not percent-decode (which `query` gives
     /// as nil, like a missing one): a malformed value is then told apart from none.
     public func queryNames(_ name: String) -> Bool {
-        var rest = queryString
-        while !rest.isEmpty {
-            let end = rest.utf8.firstIndex(of: UInt8(ascii: "&")) ?? rest.endIndex
-            let pair = rest[..<end]
-            rest = end == rest.endIndex ? rest[end...] : rest[rest.utf8.index(after: end)...]
-            let equals = pair.utf8.firstIndex(of: UInt8(ascii: "="))
-            if !pair.isEmpty, PercentDecoding.decode(equals.map { pair[..<$0] } ?? pair) == name { return true }
-        }
-        return false
+        firstParameter(name) != nil
     }
 
-    public func query(_ name: String) -> String? {
+    /// The first `name=value` pair of the query whose name decodes to `name`, and its raw value (nil for a bare
+    /// `name` without `=`).
+    private func firstParameter(_ name: String) -> (pair: Substring, value: Substring?)? {
         var rest = queryString
         while !rest.isEmpty {
             let end = rest.utf8.firstIndex(of: UInt8(ascii: "&")) ?? rest.endIndex
@@ -66,8 +66,7 @@ public struct Request: Sendable {
             guard !pair.isEmpty else { continue }
             let equals = pair.utf8.firstIndex(of: UInt8(ascii: "="))
             guard PercentDecoding.decode(equals.map { pair[..<$0] } ?? pair) == name else { continue }
-            guard let equals else { return "" }
-            return PercentDecoding.decode(pair[pair.utf8.index(after: equals)...])
+            return (pair, equals.map { pair[pair.utf8.index(after: $0)...] })
         }
         return nil
     }
