@@ -16,12 +16,13 @@ struct PairingTests {
             let stream = try await client.openEventStream("/api/events?session=\(id)")
             #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
             await stream.close()
-            // Told soon after the grace (issue 15 asks within a second; here two, as the whole suite runs in parallel on
-            // two cores): asked every 100 ms from the grace on, not once at a fixed moment.
+            // Told soon after the grace (issue 15 asks within a second, which the Chromium suite checks; here up to
+            // five, as the whole suite runs in parallel on two cores beside the other suites: a fresh-clone CI run
+            // once took over two): asked every 100 ms from the grace on, not once at a fixed moment.
             let closed = ContinuousClock.now
             try await Task.sleep(for: .milliseconds(1000))
             var validated = try await client.request("GET", "/api/validate-session?session=\(id)", headers: [("Accept-Language", "ja")])
-            while validated.status == 200, ContinuousClock.now - closed < .seconds(3) {
+            while validated.status == 200, ContinuousClock.now - closed < .seconds(6) {
                 try await Task.sleep(for: .milliseconds(100))
                 validated = try await client.request("GET", "/api/validate-session?session=\(id)", headers: [("Accept-Language", "ja")])
             }
