@@ -99,10 +99,48 @@ extension SessionRecord {
     }
 }
 
+/// The part of a session a published step answers with: its status and last event, its times and its phone's
+/// claim. A step's answer needs no more (the phone's cookie, the pairing code, the expiry), and reading the whole
+/// record back after every step was a fifth of each Redis publish (see BENCHMARKS.md, session of 30 Nov).
+public struct SessionSummary: Sendable, Equatable {
+    public var id: SessionID
+    public var status: SessionStatus
+    public var lastEventID: EventID
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    /// The key of the phone that claimed the session; nil until one did.
+    public var phoneKey: String?
+    /// The short code both screens show once a phone claimed the session.
+    public var pairingCode: String?
+
+    public init(
+        id: SessionID, status: SessionStatus, lastEventID: EventID, createdAt: Int64, expiresAt: Int64, phoneKey: String?,
+        pairingCode: String?
+    ) {
+        self.id = id
+        self.status = status
+        self.lastEventID = lastEventID
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.phoneKey = phoneKey
+        self.pairingCode = pairingCode
+    }
+}
+
+extension SessionRecord {
+    /// The record's ``SessionSummary``.
+    public var summary: SessionSummary {
+        SessionSummary(
+            id: id, status: status, lastEventID: lastEventID, createdAt: createdAt, expiresAt: expiresAt, phoneKey: phoneKey,
+            pairingCode: pairingCode)
+    }
+}
+
 /// What ``Broker/publish(_:to:)`` did.
 public enum PublishOutcome: Sendable, Equatable {
-    /// The event moved the session forward; it is stored in the log (so a 200 may be answered) and fanned out.
-    case published(StoredEvent, SessionRecord)
+    /// The event moved the session forward; it is stored in the log (so a 200 may be answered) and fanned out. With
+    /// the session as the step left it (its summary: the broker does not read the whole record back).
+    case published(StoredEvent, SessionSummary)
     /// The session is already at or past the event's status (and not completed); nothing was stored or sent.
     case unchanged(SessionRecord)
     /// The session was already completed; nothing was stored or sent.
@@ -117,13 +155,19 @@ public enum PublishOutcome: Sendable, Equatable {
     /// No such session, or it has expired.
     case sessionNotFound
 
-    /// The session record after the call, when the session exists.
+    /// The whole session record after the call, when the session exists and the event was not published.
     public var record: SessionRecord? {
         switch self {
-        case .published(_, let record), .unchanged(let record), .alreadyCompleted(let record), .cancelled(let record),
-            .claimedByAnother(let record), .notClaimed(let record):
+        case .unchanged(let record), .alreadyCompleted(let record), .cancelled(let record), .claimedByAnother(let record),
+            .notClaimed(let record):
             record
-        case .sessionNotFound: nil
+        case .published, .sessionNotFound: nil
         }
+    }
+
+    /// The session after the call, when it exists.
+    public var summary: SessionSummary? {
+        if case .published(_, let summary) = self { return summary }
+        return record?.summary
     }
 }

@@ -253,6 +253,54 @@ import Testing
         }
     }
 
+    /// A publish script's summary, `{status, createdAt, expiresAt, phoneKey, pairingCode}`: each value any number-like
+    /// token, status word, key, code, null or a value of another RESP type, and sometimes an element short or one too
+    /// many. The decoder answers exactly what the rules allow, never traps.
+    @Test func publishSummariesWithAnyValuesAreDecodedExactlyWhenInRange() async throws {
+        let id = try #require(SessionID("prop_summary"))
+        let odd = Self.pick([RESPValue.null, .integer(1), .array([]), .error("ERR"), .simpleString("connected")])
+        let keys = Gen<String>.oneOf(
+            Gen.character(in: "a"..."f").string(of: 0...70), Self.pick(["", "é", String(repeating: "k", count: 64), String(repeating: "k", count: 65)]))
+        let codes = Gen<String>.oneOf(Gen.character(in: "0"..."9").string(of: 0...6), Self.pick(["0042", "٠١٢٣", "12a4", " 123", ""]))
+        let values = zip(
+            Gen<RESPValue>.oneOf(Self.statuses.map { RESPValue.bulkString(Array($0.utf8)) }, odd),
+            Gen<RESPValue>.oneOf(Self.numberTokens.map { RESPValue.bulkString(Array($0.utf8)) }, odd),
+            Gen<RESPValue>.oneOf(Self.numberTokens.map { RESPValue.bulkString(Array($0.utf8)) }, odd),
+            Gen<RESPValue>.oneOf(keys.map { RESPValue.bulkString(Array($0.utf8)) }, odd, Self.pick([RESPValue.null])),
+            Gen<RESPValue>.oneOf(codes.map { RESPValue.bulkString(Array($0.utf8)) }, odd, Self.pick([RESPValue.null])),
+            Gen<Int>.int(in: 0...9)
+        )
+        await propertyCheck(count: 2000, input: values) {
+            (values: (RESPValue, RESPValue, RESPValue, RESPValue, RESPValue, Int)) in
+            var parts = [values.0, values.1, values.2, values.3, values.4]
+            if values.5 == 0 { parts.removeLast() }
+            if values.5 == 1 { parts.append(.null) }
+            // The model, from the rules alone.
+            func bulk(_ value: RESPValue) -> String? {
+                switch value {
+                case .bulkString(let bytes): String(decoding: bytes, as: UTF8.self)
+                case .simpleString(let text): text
+                default: nil
+                }
+            }
+            func time(_ value: RESPValue) -> Int64? { bulk(value).flatMap { Int64($0) }.flatMap { (0...253_402_300_799_999).contains($0) ? $0 : nil } }
+            var expected: SessionSummary?
+            if parts.count == 5, let status = bulk(parts[0]).flatMap(SessionStatus.init(rawValue:)), let created = time(parts[1]),
+                let expires = time(parts[2]), created <= expires
+            {
+                let key = bulk(parts[3])
+                let code = bulk(parts[4])
+                let keyShape = parts[3] == .null || key.map { (1...64).contains($0.utf8.count) } == true
+                let codeShape = parts[4] == .null || code.map { $0.utf8.count == 4 && $0.utf8.allSatisfy { (48...57).contains($0) } } == true
+                if keyShape, codeShape, (key == nil) == (code == nil) {
+                    expected = SessionSummary(
+                        id: id, status: status, lastEventID: 7, createdAt: created, expiresAt: expires, phoneKey: key, pairingCode: code)
+                }
+            }
+            #expect(SessionSummary(id: id, lastEventID: 7, fields: .array(parts)) == expected, "\(parts)")
+        }
+    }
+
     @Test func randomRepliesNeverTrapTheRecordDecoder() async throws {
         let id = try #require(SessionID("prop_reply"))
         let element = Gen<RESPValue>.oneOf(

@@ -176,7 +176,7 @@ struct RedisIntegrityTests {
             let deadline = ContinuousClock.now + .seconds(3)
             while await broker.health.refusal != nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             #expect(await broker.health == .ok)
-            #expect(try await broker.publish(.connected(), to: held).record?.lastEventID == 1)
+            #expect(try await broker.publish(.connected(), to: held).summary?.lastEventID == 1)
         }
     }
 

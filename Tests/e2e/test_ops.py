@@ -71,12 +71,17 @@ def ops_events(node: Node, count: int) -> list[str]:
     return found
 
 
+# The page redraws its tables as reports arrive, so each is read in one script run: cells found one call and read the
+# next can be gone by then (StaleElementReferenceException).
 def pairings_on_page(driver: WebDriver) -> dict[str, str]:
-    return {cell.get_attribute("data-key"): cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#pairings td")}
+    cells = driver.execute_script(
+        "return [...document.querySelectorAll('#pairings td')].map(c => [c.getAttribute('data-key'), c.innerText.trim()])")
+    return {key: text for key, text in cells}
 
 
 def node_rows(driver: WebDriver) -> list[list[str]]:
-    return [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "th, td")] for row in driver.find_elements(By.CSS_SELECTOR, "#nodes tr")]
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#nodes tr')].map(r => [...r.querySelectorAll('th, td')].map(c => c.innerText.trim()))")
 
 
 def test_counts_move_as_flows_run_on_two_nodes_and_no_user_data_shows(nodes: tuple[Node, Node], browsers: Any) -> None:  # noqa: F811

@@ -124,12 +124,13 @@ extension API {
     /// The cookie that carries a session's reader key: HttpOnly (no script reads it), sent only to the API,
     /// never cross-site, and `Secure` whenever the page is served over HTTPS (so it never travels in clear).
     func readerCookie(of record: SessionRecord, key: String, request: Request) -> String {
-        sessionCookie(named: Self.readerCookieName(of: record.id), of: record, key: key, request: request)
+        sessionCookie(named: Self.readerCookieName(of: record.id), createdAt: record.createdAt, expiresAt: record.expiresAt, key: key, request: request)
     }
 
-    /// A cookie that carries one of a session's keys, for as long as the session lives.
-    func sessionCookie(named name: String, of record: SessionRecord, key: String, request: Request) -> String {
-        let (lifetime, overflow) = record.expiresAt.subtractingReportingOverflow(record.createdAt)
+    /// A cookie that carries one of a session's keys, for as long as the session lives (created at `createdAt`,
+    /// expiring at `expiresAt`, in milliseconds).
+    func sessionCookie(named name: String, createdAt: Int64, expiresAt: Int64, key: String, request: Request) -> String {
+        let (lifetime, overflow) = expiresAt.subtractingReportingOverflow(createdAt)
         return sessionCookie(named: name, lifetime: overflow ? 1 : lifetime / 1000, key: key, request: request)
     }
 

@@ -23,7 +23,7 @@ extension API {
         case .alreadyCompleted(let record) where key != nil && record.idempotencyKeys[.inputting] == key: return Self.inputStartedResponse
         case .alreadyCompleted: throw APIError.alreadySubmitted
         case .published, .unchanged:
-            return settingPhoneCookie(Self.inputStartedResponse, claim: claim, record: outcome.record, request: request)
+            return settingPhoneCookie(Self.inputStartedResponse, claim: claim, session: outcome.summary, request: request)
         }
     }
 

@@ -49,12 +49,15 @@ extension API {
         }
     }
 
-    /// Adds the phone key cookie to `response` when this request's step claimed the session (the record holds the
+    /// Adds the phone key cookie to `response` when this request's step claimed the session (the session holds the
     /// step's new key).
-    func settingPhoneCookie(_ response: Response, claim: PhoneClaim, record: SessionRecord?, request: Request) -> Response {
-        guard let record, record.phoneKey == claim.newKey else { return response }
+    func settingPhoneCookie(_ response: Response, claim: PhoneClaim, session: SessionSummary?, request: Request) -> Response {
+        guard let session, session.phoneKey == claim.newKey else { return response }
         var response = response
-        response.headers.add(name: "Set-Cookie", value: sessionCookie(named: Self.phoneCookieName(of: record.id), of: record, key: claim.newKey, request: request))
+        let cookie = sessionCookie(
+            named: Self.phoneCookieName(of: session.id), createdAt: session.createdAt, expiresAt: session.expiresAt, key: claim.newKey,
+            request: request)
+        response.headers.add(name: "Set-Cookie", value: cookie)
         return response
     }
 

@@ -38,7 +38,7 @@ extension API {
             case .japanese: Self.submittedInJapanese
             case .english: Self.submittedInEnglish
             }
-        return settingPhoneCookie(response, claim: claim, record: outcome.record, request: request)
+        return settingPhoneCookie(response, claim: claim, session: outcome.summary, request: request)
     }
 
     /// The success answers, one per language, made once.

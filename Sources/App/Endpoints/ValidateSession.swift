@@ -24,7 +24,7 @@ extension API {
             claim = Self.freshClaim(mayClaim: true)
             outcome = try await broker.publish(.connected(), to: id, from: claim, idempotencyKey: nil)
         }
-        let record: SessionRecord
+        let session: SessionSummary
         switch outcome {
         case .sessionNotFound: throw APIError.sessionNotFound(.validation)
         case .cancelled: throw APIError.sessionCancelled(.validation)
@@ -32,19 +32,20 @@ extension API {
             throw Self.isClaimant(request, of: current) ? APIError.alreadySubmittedValidation : APIError.alreadyClaimed(.validation)
         case .claimedByAnother: throw APIError.alreadyClaimed(.validation)
         case .notClaimed: throw APIError.qrStale(.validation)
-        case .published(_, let current), .unchanged(let current): record = current
+        case .published(_, let current): session = current
+        case .unchanged(let current): session = current.summary
         }
         let language = request.language(default: configuration.defaultLanguage)
         var body: [String: JSONValue] = [
             "valid": .bool(true),
             "message": .string(Message.sessionValid.text(in: language)),
-            "expiryTime": .integer(record.expiresAt),
+            "expiryTime": .integer(session.expiresAt),
             "serverTime": .integer(time.now()),
             "ttlMinutes": ttlMinutes,
         ]
-        if let code = record.pairingCode { body["pairingCode"] = .string(code) }
+        if let code = session.pairingCode { body["pairingCode"] = .string(code) }
         var response = Response.json(JSONValue.object(body))
         response.headers.add(name: "Cache-Control", value: "no-store")
-        return settingPhoneCookie(response, claim: claim, record: record, request: request)
+        return settingPhoneCookie(response, claim: claim, session: session, request: request)
     }
 }

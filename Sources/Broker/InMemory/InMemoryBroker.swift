@@ -172,7 +172,7 @@ public final class InMemoryBroker: Broker {
                 if case .cancelled(let reason) = event { entry.record.cancelReason = reason }
                 if !pcLeft, let idempotencyKey { entry.record.idempotencyKeys[target] = idempotencyKey }
                 let stored = entry.append(event)
-                let outcome: PublishOutcome = pcLeft ? .cancelled(entry.record) : .published(stored, entry.record)
+                let outcome: PublishOutcome = pcLeft ? .cancelled(entry.record) : .published(stored, entry.record.summary)
                 return (outcome, subscribed ? stored : nil)
             } ?? (.sessionNotFound, nil)
         }
@@ -199,7 +199,7 @@ public final class InMemoryBroker: Broker {
                     entry.record.phoneAway = true
                 }
                 let stored = entry.append(event)
-                return (.published(stored, entry.record), subscribed ? stored : nil)
+                return (.published(stored, entry.record.summary), subscribed ? stored : nil)
             } ?? (.sessionNotFound, nil)
         }
         if let delivery { sink.deliver(delivery, to: id) }

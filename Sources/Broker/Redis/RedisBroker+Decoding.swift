@@ -87,6 +87,31 @@ enum RedisLogEntry {
     }
 }
 
+extension SessionSummary {
+    /// The summary a publish script answers with, `{status, createdAt, expiresAt, phoneKey, pairingCode}` (null for
+    /// none), of the step that stored event `lastEventID`; nil when a value is missing, malformed or out of range, as
+    /// for a whole record (``SessionRecord/init(id:fields:)``).
+    init?(id: SessionID, lastEventID: EventID, fields reply: RESPValue) {
+        guard let parts = reply.array, parts.count == 5,
+            let status = parts[0].string.flatMap(SessionStatus.init(rawValue:)),
+            let createdAt = parts[1].string.flatMap({ Int64($0) }), SessionRecord.validTimes.contains(createdAt),
+            let expiresAt = parts[2].string.flatMap({ Int64($0) }), SessionRecord.validTimes.contains(expiresAt), createdAt <= expiresAt
+        else { return nil }
+        let phoneKey = parts[3].string
+        let pairingCode = parts[4].string
+        // The claim: a key as Tandem makes them, a code of four digits, both or neither; a value that is neither a
+        // string nor null is no value at all.
+        guard phoneKey != nil || parts[3] == .null, pairingCode != nil || parts[4] == .null,
+            (phoneKey == nil) == (pairingCode == nil)
+        else { return nil }
+        if let phoneKey, !(1...64).contains(phoneKey.utf8.count) { return nil }
+        if let pairingCode, !SessionRecord.isPairingCode(pairingCode) { return nil }
+        self.init(
+            id: id, status: status, lastEventID: lastEventID, createdAt: createdAt, expiresAt: expiresAt, phoneKey: phoneKey,
+            pairingCode: pairingCode)
+    }
+}
+
 extension SessionRecord {
     /// A record from a session hash's HGETALL reply; nil when a field is missing, malformed or out of range (times
     /// outside ``validTimes`` or expiring before created, an unknown status, a last event id above

@@ -492,7 +492,7 @@ public final class RedisBroker: Broker {
             idempotencyKey ?? "", phone.map { $0.presentedKey ?? "-" } ?? "", phone?.pairingCode ?? "", phone?.mayClaim == true ? "1" : "0",
             phone?.newKey ?? "", form,
         ], then: wait)
-        let outcome = try outcome(of: reply, for: id, what: "publish")
+        let outcome = try outcome(of: reply, for: id, what: "publish", summarized: true)
         if case .published = outcome, let acknowledged, (acknowledged.integer ?? 0) < waitReplicas {
             throw BrokerError(
                 .unavailable, "the event is stored but \(acknowledged.integer ?? 0) of \(waitReplicas) replicas acknowledged it in time")
@@ -508,13 +508,22 @@ public final class RedisBroker: Broker {
         return try outcome(of: reply, for: id, what: "review")
     }
 
-    /// A publish or review script's reply as an outcome.
-    private func outcome(of reply: RESPValue, for id: SessionID, what: String) throws -> PublishOutcome {
+    /// A publish or review script's reply as an outcome. `summarized`: a `published` reply carries the session's
+    /// summary (the publish script's), not the whole record.
+    private func outcome(of reply: RESPValue, for id: SessionID, what: String, summarized: Bool = false) throws -> PublishOutcome {
         guard let parts = reply.array, let outcome = parts.first?.string else {
             throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
         }
         if outcome == "missing" { return .sessionNotFound }
         if outcome == "corrupt", parts.count == 2 { throw Self.corrupt(parts[1]) }
+        if summarized, outcome == "published" {
+            guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry),
+                let summary = SessionSummary(id: id, lastEventID: stored.id, fields: parts[1])
+            else {
+                throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
+            }
+            return .published(stored, summary)
+        }
         guard parts.count >= 2, let record = SessionRecord(id: id, fields: parts[1]) else {
             throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
         }
@@ -530,7 +539,7 @@ public final class RedisBroker: Broker {
             else {
                 throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
             }
-            return .published(stored, record)
+            return .published(stored, record.summary)
         }
     }
 

@@ -115,8 +115,10 @@ enum RedisScripts {
     /// step, gives the log the session's remaining TTL, and publishes it on the session's channel. A phone's step is
     /// refused when another phone claimed the session (or, without the right to claim, when nobody did), and claims
     /// it otherwise; to a session whose PC presence has lapsed it cancels the session instead (reason pc-left).
-    /// Returns {outcome, fields[, entry]} with outcome missing, completed, cancelled, claimed, unclaimed, unchanged,
-    /// published or left (cancelled by this call), or {'corrupt', why} with nothing changed.
+    /// Returns {outcome, fields[, entry]} with outcome missing, completed, cancelled, claimed, unclaimed, unchanged or
+    /// left (cancelled by this call), fields as HGETALL's; {'published', summary, entry}, the summary {status,
+    /// createdAt, expiresAt, phoneKey, pairingCode} (Redis null for none), which the script knows without reading the
+    /// record back; or {'corrupt', why} with nothing changed.
     static let publish = checks + """
         local f, ttl, why = load(KEYS[1], nil, 'phoneKey', 'pairingCode')
         if not f then return {'missing'} end
@@ -126,14 +128,15 @@ enum RedisScripts {
         local target, event, name, phone, reason, outcome = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7], 'published'
         local step = target ~= 'cancelled'
         local hash = {}
+        local holder = f[7]
         if step and ARGV[9] ~= '' then
-          local holder = f[7]
           if holder then
             if holder ~= ARGV[9] then return {'claimed', redis.call('HGETALL', KEYS[1])} end
           elseif ARGV[11] ~= '1' then
             return {'unclaimed', redis.call('HGETALL', KEYS[1])}
           else
-            hash = {'phoneKey', ARGV[12], 'pairingCode', ARGV[10]}
+            holder = ARGV[12]
+            hash = {'phoneKey', holder, 'pairingCode', ARGV[10]}
           end
         end
         if step and redis.call('EXISTS', KEYS[3]) == 0 then
@@ -164,7 +167,8 @@ enum RedisScripts {
         if outcome == 'published' and ARGV[8] ~= '' then table.insert(hash, 'idem:' .. target); table.insert(hash, ARGV[8]) end
         local entry, err = append(KEYS[1], KEYS[2], ARGV[3], f.last, ttl, hash, fields)
         if not entry then return unappended(err) end
-        return {outcome, redis.call('HGETALL', KEYS[1]), entry}
+        if outcome == 'left' then return {outcome, redis.call('HGETALL', KEYS[1]), entry} end
+        return {outcome, {target, f[3], f[4], holder or false, code or false}, entry}
         """
 
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the presence of side ARGV[1] (pc or phone). ARGV: side,
