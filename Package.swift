@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         // HMAC-SHA256 for the QR codes' pairing tokens (no hand-written cryptography).
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // Heap: the operators' pairing tally finds what expired without scanning every pairing.
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         // Tests only: property-based checks of every integer that comes from outside.
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
@@ -80,6 +82,7 @@ let package = Package(
                 "JSON",
                 "Broker",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HeapModule", package: "swift-collections"),
                 "CQRencode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
