@@ -13,7 +13,7 @@ struct RedisIntegrityTests {
     enum Corruption: String, CaseIterable, Sendable {
         case logIsNotAList, recordIsNotAHash, lastEventIDMissing, lastEventIDNegative, lastEventIDPastTheRange
         case lastEventIDNotAnInteger, statusUnknown, createdAtMissing, expiresAtPastTheYear9999, halfASubmission
-        case recordWithoutExpiry
+        case recordWithoutExpiry, claimWithoutItsCode, pairingCodeNotFourDigits, phoneKeyTooLong
 
         /// The commands that do it to the session of `session` and `log`.
         func commands(session: String, log: String) -> [[String]] {
@@ -29,6 +29,9 @@ struct RedisIntegrityTests {
             case .expiresAtPastTheYear9999: [["HSET", session, "expiresAt", "253402300800000"]]
             case .halfASubmission: [["HSET", session, "name", "A"]]
             case .recordWithoutExpiry: [["PERSIST", session]]
+            case .claimWithoutItsCode: [["HSET", session, "phoneKey", String(repeating: "a", count: 32)]]
+            case .pairingCodeNotFourDigits: [["HSET", session, "phoneKey", String(repeating: "a", count: 32), "pairingCode", "12345"]]
+            case .phoneKeyTooLong: [["HSET", session, "phoneKey", String(repeating: "a", count: 65), "pairingCode", "1234"]]
             }
         }
     }

@@ -36,7 +36,12 @@ struct TandemConfiguration: Sendable, Equatable {
     /// Replicas that must have an event (`WAIT`) before its POST is answered; 0 answers once the master has it.
     var redisWaitReplicas = 0
     /// The origin phones use to reach this server (for the QR code); empty means "work it out".
-    var publicBaseURL = ""
+    var publicBaseURL = "" {
+        didSet { publicBaseIsHTTPS = publicBaseURL.lowercased().hasPrefix("https://") }
+    }
+    /// Whether `publicBaseURL` is `https://`: every key cookie is `Secure` then. Kept with the setting, as the
+    /// proxies below: each phone step reads it.
+    private(set) var publicBaseIsHTTPS = false
     var sessionTTLSeconds = 600
     /// How long a session's PC may be gone (its stream closed everywhere) before the session is cancelled; 0 means
     /// the reconnect delay plus 5 s, which covers a browser's reconnect and a node's drain.
@@ -61,7 +66,12 @@ struct TandemConfiguration: Sendable, Equatable {
     /// Phone requests (validate, input-started, submit) per client address and minute; 0 is no limit.
     var requestsPerMinute = 600
     /// Proxies whose X-Forwarded-For names the client: addresses or CIDR ranges, comma-separated.
-    var trustedProxies = ""
+    var trustedProxies = "" {
+        didSet { trustedProxyList = TrustedProxies(Self.list(trustedProxies)) ?? .none }
+    }
+    /// `trustedProxies` parsed, once per setting, not on each cookie (``none`` when it does not parse: the setting's
+    /// check refuses that at start).
+    private(set) var trustedProxyList: TrustedProxies = .none
     /// Origins allowed to call the API from other sites (CORS), comma-separated; empty keeps CORS closed.
     var corsOrigins = ""
     /// How long a graceful shutdown may take before open work is cancelled.
@@ -202,7 +212,6 @@ struct TandemConfiguration: Sendable, Equatable {
     var pairingGrace: Duration {
         pairingGraceSeconds > 0 ? .seconds(pairingGraceSeconds) : .milliseconds(retryMilliseconds) + .seconds(5)
     }
-    var trustedProxyList: TrustedProxies { TrustedProxies(Self.list(trustedProxies)) ?? .none }
     var corsAllowedOrigins: Set<String> { Set(Self.list(corsOrigins)) }
 
     /// `redis.clusterNodes` with every credential masked, whether or not it parses: each `redis://` entry up to its

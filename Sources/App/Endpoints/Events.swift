@@ -131,7 +131,9 @@ extension API {
     /// expiring at `expiresAt`, in milliseconds).
     func sessionCookie(named name: String, createdAt: Int64, expiresAt: Int64, key: String, request: Request) -> String {
         let (lifetime, overflow) = expiresAt.subtractingReportingOverflow(createdAt)
-        return sessionCookie(named: name, lifetime: overflow ? 1 : lifetime / 1000, key: key, request: request)
+        // No longer than a session lives here, whatever times a store holds (both come from it).
+        let seconds = min(overflow ? 1 : lifetime / 1000, Int64(configuration.sessionTTLSeconds))
+        return sessionCookie(named: name, lifetime: seconds, key: key, request: request)
     }
 
     /// A cookie that carries one of a session's keys for `lifetime` seconds (at least one).
@@ -160,8 +162,9 @@ extension API {
     /// Whether the browser reached Tandem over HTTPS: the configured public URL is https, or a trusted proxy says so
     /// (`X-Forwarded-Proto`; from anyone else the header is ignored).
     static func isSecure(_ request: Request, configuration: TandemConfiguration) -> Bool {
-        if configuration.publicBaseURL.lowercased().hasPrefix("https://") { return true }
-        guard let peer = request.remoteAddress?.ipAddress, configuration.trustedProxyList.contains(peer),
+        if configuration.publicBaseIsHTTPS { return true }
+        // The peer's address as text only when a proxy could have set the header (inet_ntop on each cookie otherwise).
+        guard configuration.trustedProxyList != .none, let peer = request.remoteAddress?.ipAddress, configuration.trustedProxyList.contains(peer),
             let proto = request.headers.first(name: "x-forwarded-proto")
         else { return false }
         // A chain of proxies appends; the nearest (last) hop is the one that terminated the browser's connection.

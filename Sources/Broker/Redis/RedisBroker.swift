@@ -434,8 +434,10 @@ public final class RedisBroker: Broker {
         if let parts = reply.array, parts.count == 1, parts[0].string == "ended" { return nil }
         guard let parts = reply.array, parts.count == 2 else { throw BrokerError(.protocolViolation, "unexpected reply to open: \(reply)") }
         if parts[0].string == "corrupt" { throw Self.corrupt(parts[1]) }
-        guard parts[0].string == "ok", let record = SessionRecord(id: id, fields: parts[1]) else {
-            throw BrokerError(.protocolViolation, "unexpected reply to open: \(reply)")
+        guard parts[0].string == "ok" else { throw BrokerError(.protocolViolation, "unexpected reply to open: \(reply)") }
+        // The script checks what it reads; the rest of the record is checked here, as every read of it is.
+        guard let record = SessionRecord(id: id, fields: parts[1]) else {
+            throw BrokerError(.corruptSession, "the record's fields are missing or out of range")
         }
         return record
     }
@@ -517,15 +519,18 @@ public final class RedisBroker: Broker {
         if outcome == "missing" { return .sessionNotFound }
         if outcome == "corrupt", parts.count == 2 { throw Self.corrupt(parts[1]) }
         if summarized, outcome == "published" {
-            guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry),
-                let summary = SessionSummary(id: id, lastEventID: stored.id, fields: parts[1])
-            else {
+            guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
                 throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
+            }
+            guard let summary = SessionSummary(id: id, lastEventID: stored.id, fields: parts[1]) else {
+                throw BrokerError(.corruptSession, "the record's fields are missing or out of range")
             }
             return .published(stored, summary)
         }
-        guard parts.count >= 2, let record = SessionRecord(id: id, fields: parts[1]) else {
-            throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
+        guard parts.count >= 2 else { throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)") }
+        // What the script did not check (fields it does not read) is checked here, as every read of the record does.
+        guard let record = SessionRecord(id: id, fields: parts[1]) else {
+            throw BrokerError(.corruptSession, "the record's fields are missing or out of range")
         }
         switch outcome {
         case "completed": return .alreadyCompleted(record)

@@ -123,6 +123,11 @@ enum RedisScripts {
         local f, ttl, why = load(KEYS[1], nil, 'phoneKey', 'pairingCode')
         if not f then return {'missing'} end
         if why then return {'corrupt', why} end
+        -- The claim this script reads and answers with, checked as the nodes decode it (a key of 1 to 64 bytes and a
+        -- code of four digits, both or neither) before anything is written.
+        if (not f[7]) ~= (not f[8]) or (f[7] and (#f[7] == 0 or #f[7] > 64 or not string.find(f[8], '^%d%d%d%d$'))) then
+          return {'corrupt', 'the claim is not a key and a code'}
+        end
         local status = f[1]
         if status == 'completed' or status == 'cancelled' then return {status, redis.call('HGETALL', KEYS[1])} end
         local target, event, name, phone, reason, outcome = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7], 'published'
