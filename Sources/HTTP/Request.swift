@@ -73,32 +73,40 @@ public struct Request: Sendable {
 
     /// The value of cookie `name` from the `Cookie` headers, or nil.
     public func cookie(_ name: String) -> String? {
-        // Read on every phone step and stream open: scanned as bytes, allocating only the value it returns.
-        let semicolon = UInt8(ascii: ";")
-        let equals = UInt8(ascii: "=")
-        for header in headers["cookie"] {
-            let bytes = header.utf8
-            var start = bytes.startIndex
-            while start < bytes.endIndex {
-                let end = bytes[start...].firstIndex(of: semicolon) ?? bytes.endIndex
-                if let separator = bytes[start..<end].firstIndex(of: equals),
-                    Self.trimmed(bytes[start..<separator]).elementsEqual(name.utf8)
-                {
-                    return String(Substring(Self.trimmed(bytes[bytes.index(after: separator)..<end])))
-                }
-                start = end < bytes.endIndex ? bytes.index(after: end) : end
-            }
+        // Read on every phone step and stream open (three times a handoff): the headers are walked in place (no array
+        // of their values) and each value scanned as contiguous bytes, allocating only the value it returns. Scanning
+        // through `Substring.UTF8View` indices cost twice as much in a profile of the flow.
+        for (field, value) in headers where ASCII.equalsIgnoringCase(field.utf8, lowercase: "cookie".utf8) {
+            var value = value
+            if let found = value.withUTF8({ Self.cookieValue(named: name, in: $0) }) { return found }
         }
         return nil
     }
 
-    /// `bytes` without spaces and tabs at either end.
-    private static func trimmed(_ bytes: Substring.UTF8View) -> Substring.UTF8View {
-        let isSpace: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else {
-            return bytes[bytes.endIndex...]
+    /// The value of the first pair in `bytes` (`name=value; ...`) whose name, spaces and tabs trimmed, is `name`.
+    private static func cookieValue(named name: String, in bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        let semicolon = UInt8(ascii: ";")
+        let equals = UInt8(ascii: "=")
+        func isSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        // `lower..<upper` without spaces and tabs at either end.
+        func trimmed(_ lower: Int, _ upper: Int) -> Range<Int> {
+            var (lower, upper) = (lower, upper)
+            while lower < upper, isSpace(bytes[lower]) { lower += 1 }
+            while upper > lower, isSpace(bytes[upper - 1]) { upper -= 1 }
+            return lower..<upper
         }
-        return bytes[first...last]
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != semicolon { end += 1 }
+            var separator = start
+            while separator < end, bytes[separator] != equals { separator += 1 }
+            if separator < end, name.utf8.elementsEqual(UnsafeBufferPointer(rebasing: bytes[trimmed(start, separator)])) {
+                return String(decoding: UnsafeBufferPointer(rebasing: bytes[trimmed(separator + 1, end)]), as: UTF8.self)
+            }
+            start = end + 1
+        }
+        return nil
     }
 
     /// The body as `application/x-www-form-urlencoded` fields (first value of each name), or nil when it is not

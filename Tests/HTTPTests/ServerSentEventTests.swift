@@ -93,6 +93,30 @@ import Testing
         }
     }
 
+    /// The byte scanner answers as a model written from the rule (split at `;`, then at the first `=`, spaces and
+    /// tabs trimmed from name and value; the first pair of that name wins), for any header made of the pieces that
+    /// matter, in one header or spread over two.
+    @Test func cookieValuesEqualASplittingModel() async {
+        let pieces = Gen<String?>.element(of: ["ab", "a", "b", "=", ";", " ", "\t", "é", "ab=", "; ab", "x=ab", "😀"]).map { $0 ?? "" }
+        await propertyCheck(count: 3000, input: pieces.array(of: 0...12), pieces.array(of: 0...6)) { (first: [String], second: [String]) in
+            let headers = [first.joined(), second.joined()]
+            func model() -> String? {
+                for header in headers {
+                    for pair in header.split(separator: ";", omittingEmptySubsequences: false) {
+                        guard let equals = pair.firstIndex(of: "=") else { continue }
+                        let trim: (Substring) -> String = { String($0.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed()) }
+                        if trim(pair[..<equals]) == "ab" { return trim(pair[pair.index(after: equals)...]) }
+                    }
+                }
+                return nil
+            }
+            var request = Request(method: .GET, uri: "/")
+            for header in headers where !header.isEmpty { request.headers.add(name: "Cookie", value: header) }
+            let expected = headers.allSatisfy(\.isEmpty) ? nil : model()
+            #expect(request.cookie("ab") == expected, "\(headers)")
+        }
+    }
+
     @Test func cookiesInSeveralHeadersAreAllRead() {
         var request = Request(method: .GET, uri: "/")
         request.headers.add(name: "Cookie", value: "a=1")
