@@ -101,7 +101,7 @@ extension SessionRecord {
 
 /// The part of a session a published step answers with: its status and last event, its times and its phone's
 /// claim. A step's answer needs no more (the phone's cookie, the pairing code, the expiry), and reading the whole
-/// record back after every step was a fifth of each Redis publish (see BENCHMARKS.md, session of 30 Nov).
+/// record back after every step was a fifth of each Redis publish (see BENCHMARKS.md, the session of 29 Nov, morning).
 public struct SessionSummary: Sendable, Equatable {
     public var id: SessionID
     public var status: SessionStatus
