@@ -149,10 +149,16 @@ function rejectPhone() {
   heading.focus();
 }
 
-/** The phone's page has been gone past the grace (phone-left), or is back (phone-returned). */
+/**
+ * The phone's page has been gone past the grace (phone-left), or is back (phone-returned). The session's state does
+ * not change (`data-state` stays), but its line no longer says the phone is connected while it is not: it says the
+ * page waits for it, until it is back.
+ */
 function showPhoneLeft(gone) {
   if (gone) setText(phoneLeft, 'phoneLeft');
   else setLiteral(phoneLeft, '');
+  const state = status.dataset.state;
+  if (state === 'connected' || state === 'input-started') setText(statusText, gone ? 'statusPhoneAway' : STATES[state].text);
 }
 
 /**
