@@ -211,6 +211,24 @@ import Foundation
         #expect(JSONValue(parsing: Array("\"é\"".utf8)) == .string("é"))
     }
 
+    /// Any bytes between quotes (no escape, no control character, no quote) are a string exactly when they are UTF-8,
+    /// and then that string: the stdlib's validator is the model. Overlong forms, surrogates, code points past U+10FFFF,
+    /// cut sequences and stray continuation bytes among valid text, escapes mixed in too.
+    @Test func stringsAreTakenExactlyWhenTheirBytesAreUTF8() async {
+        let pieces = Gen<[UInt8]?>.element(of: [
+            [0x61], [0x7E], [0xC3, 0xA9], [0xE3, 0x81, 0x82], [0xF0, 0x9F, 0x98, 0x80], [0xEF, 0xBF, 0xBD], [0xC3], [0xE3, 0x81],
+            [0xF0, 0x9F, 0x98], [0x80], [0xBF], [0xC0, 0xAF], [0xE0, 0x80, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80],
+            [0xF5], [0xFF], [0x5C, 0x6E],
+        ]).map { $0 ?? [] }
+        await propertyCheck(count: 3000, input: pieces.array(of: 0...10)) { (parts: [[UInt8]]) in
+            let bytes = parts.flatMap { $0 }
+            // The model: the escape `\n` stands for a newline; every other byte must be UTF-8 as it is.
+            let unescaped = parts.flatMap { $0 == [0x5C, 0x6E] ? [0x0A] : $0 }
+            let expected = String(validating: unescaped, as: UTF8.self).map { JSONValue.string($0) }
+            #expect(JSONValue(parsing: [0x22] + bytes + [0x22]) == expected, "\(bytes)")
+        }
+    }
+
     @Test func roundTripsWhatItWrites() {
         var generator = SystemRandomNumberGenerator()
         func random(_ depth: Int) -> JSONValue {
