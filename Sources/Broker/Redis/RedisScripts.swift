@@ -46,6 +46,8 @@ enum RedisScripts {
           if ttl <= 0 then return f, ttl, 'the record does not expire' end
           return f, ttl, nil
         end
+        -- `fields`: the entry's fields as a table for cjson, or as JSON text already (its members after the id, and the
+        -- closing brace).
         -- Numbers an event after `last` (the record's lastEventID, as load read it), appends it to the log (the
         -- script's first write: refused, with nothing written, when the log is another type or Redis is out of
         -- memory), stores it with the record's changes `hash` (one HSET; `lastEventID` is put in it), gives the log
@@ -55,7 +57,7 @@ enum RedisScripts {
         local function append(session, log, channel, last, ttl, hash, fields)
           if last >= MAX_ID then return nil end
           local id = string.format('%d', last + 1)
-          local entry = '{"id":' .. id .. ',' .. string.sub(cjson.encode(fields), 2)
+          local entry = '{"id":' .. id .. ',' .. (type(fields) == 'string' and fields or string.sub(cjson.encode(fields), 2))
           local pushed = redis.pcall('RPUSH', log, entry)
           if type(pushed) == 'table' and pushed.err then return nil, pushed.err end
           table.insert(hash, 'lastEventID')
@@ -155,20 +157,29 @@ enum RedisScripts {
         local code = hash[4] or f[8]
         table.insert(hash, 'status')
         table.insert(hash, target)
-        local fields = {event = event, t = ARGV[6]}
-        if target == 'completed' and ARGV[13] ~= '' then
-          -- A configured form: stored and published as its JSON text (the node wrote it, in the form's order).
-          fields.form = ARGV[13]
-          table.insert(hash, 'form'); table.insert(hash, ARGV[13])
-        elseif target == 'completed' then
-          fields.name, fields.phone = name, phone
-          table.insert(hash, 'name'); table.insert(hash, name); table.insert(hash, 'phone'); table.insert(hash, phone)
+        local fields
+        if target == 'completed' then
+          fields = {event = event, t = ARGV[6]}
+          if ARGV[13] ~= '' then
+            -- A configured form: stored and published as its JSON text (the node wrote it, in the form's order).
+            fields.form = ARGV[13]
+            table.insert(hash, 'form'); table.insert(hash, ARGV[13])
+          else
+            fields.name, fields.phone = name, phone
+            table.insert(hash, 'name'); table.insert(hash, name); table.insert(hash, 'phone'); table.insert(hash, phone)
+          end
+        else
+          -- Only Tandem's own tokens (event and reason names, the time's and the code's digits, all checked): the
+          -- entry's text is written here, without a table for cjson (a string or table made in Lua costs about 3k
+          -- instructions, the encoding 4k more).
+          fields = '"event":"' .. event .. '","t":"' .. ARGV[6] .. '"'
+          if reason ~= '' then
+            fields = fields .. ',"reason":"' .. reason .. '"'
+            table.insert(hash, 'cancelReason'); table.insert(hash, reason)
+          end
+          if event == 'connected' and code then fields = fields .. ',"code":"' .. code .. '"' end
+          fields = fields .. '}'
         end
-        if reason ~= '' then
-          fields.reason = reason
-          table.insert(hash, 'cancelReason'); table.insert(hash, reason)
-        end
-        if event == 'connected' and code then fields.code = code end
         if outcome == 'published' and ARGV[8] ~= '' then table.insert(hash, 'idem:' .. target); table.insert(hash, ARGV[8]) end
         local entry, err = append(KEYS[1], KEYS[2], ARGV[3], f.last, ttl, hash, fields)
         if not entry then return unappended(err) end
