@@ -94,18 +94,15 @@ extension SessionSummary {
     init?(id: SessionID, lastEventID: EventID, fields reply: RESPValue) {
         guard let parts = reply.array, parts.count == 5,
             let status = parts[0].string.flatMap(SessionStatus.init(rawValue:)),
-            let createdAt = parts[1].string.flatMap({ Int64($0) }), SessionRecord.validTimes.contains(createdAt),
-            let expiresAt = parts[2].string.flatMap({ Int64($0) }), SessionRecord.validTimes.contains(expiresAt), createdAt <= expiresAt
+            let (createdAt, expiresAt) = SessionRecord.times(parts[1].string, parts[2].string)
         else { return nil }
         let phoneKey = parts[3].string
         let pairingCode = parts[4].string
         // The claim: a key as Tandem makes them, a code of four digits, both or neither; a value that is neither a
         // string nor null is no value at all.
         guard phoneKey != nil || parts[3] == .null, pairingCode != nil || parts[4] == .null,
-            (phoneKey == nil) == (pairingCode == nil)
+            SessionRecord.isClaim(phoneKey: phoneKey, pairingCode: pairingCode)
         else { return nil }
-        if let phoneKey, !(1...64).contains(phoneKey.utf8.count) { return nil }
-        if let pairingCode, !SessionRecord.isPairingCode(pairingCode) { return nil }
         self.init(
             id: id, status: status, lastEventID: lastEventID, createdAt: createdAt, expiresAt: expiresAt, phoneKey: phoneKey,
             pairingCode: pairingCode)
@@ -113,6 +110,24 @@ extension SessionSummary {
 }
 
 extension SessionRecord {
+    /// A stored creation and expiry time (decimal text), when both are ``validTimes`` and the session is not
+    /// created after it expires.
+    static func times(_ createdAtText: String?, _ expiresAtText: String?) -> (createdAt: Int64, expiresAt: Int64)? {
+        guard let createdAt = createdAtText.flatMap({ Int64($0) }), validTimes.contains(createdAt),
+            let expiresAt = expiresAtText.flatMap({ Int64($0) }), validTimes.contains(expiresAt), createdAt <= expiresAt
+        else { return nil }
+        return (createdAt, expiresAt)
+    }
+
+    /// Whether a stored claim is one Tandem makes: a key of 1 to 64 bytes and a pairing code, both or neither.
+    static func isClaim(phoneKey: String?, pairingCode: String?) -> Bool {
+        switch (phoneKey, pairingCode) {
+        case (nil, nil): true
+        case (let key?, let code?): (1...64).contains(key.utf8.count) && isPairingCode(code)
+        default: false
+        }
+    }
+
     /// A record from a session hash's HGETALL reply; nil when a field is missing, malformed or out of range (times
     /// outside ``validTimes`` or expiring before created, an unknown status, a last event id above
     /// ``StoredEvent/validIDs``, half a submission), or the reply is not pairs of distinct string keys.
@@ -160,8 +175,7 @@ extension SessionRecord {
             }
             guard kept else { return nil }
         }
-        guard let createdAt = createdAtText.flatMap({ Int64($0) }), Self.validTimes.contains(createdAt),
-            let expiresAt = expiresAtText.flatMap({ Int64($0) }), Self.validTimes.contains(expiresAt), createdAt <= expiresAt,
+        guard let (createdAt, expiresAt) = Self.times(createdAtText, expiresAtText),
             let status = statusText.flatMap(SessionStatus.init(rawValue:)),
             let lastEventID = lastEventIDText.flatMap({ EventID($0) }), lastEventID <= StoredEvent.validIDs.upperBound
         else { return nil }
@@ -175,9 +189,7 @@ extension SessionRecord {
         default: return nil
         }
         // The claim: a key as Tandem makes them, a code of four digits, both or neither.
-        guard (phoneKey == nil) == (pairingCode == nil) else { return nil }
-        if let phoneKey, !(1...64).contains(phoneKey.utf8.count) { return nil }
-        if let pairingCode, !Self.isPairingCode(pairingCode) { return nil }
+        guard Self.isClaim(phoneKey: phoneKey, pairingCode: pairingCode) else { return nil }
         var cancelReason: CancelReason?
         if let cancelReasonText {
             guard let known = CancelReason(rawValue: cancelReasonText) else { return nil }
