@@ -176,33 +176,41 @@ class NetworkLog:
         """Every request to `path`: url, method, headers (those actually sent, when it reached a server), the
         response's status (None without a response) and the error it failed with, if any."""
         self.read()
-        found: dict[str, dict[str, Any]] = {}
-        order: list[str] = []
-        extra: dict[str, dict[str, str]] = {}
-        status: dict[str, int] = {}
-        failure: dict[str, str] = {}
+        # EventSource reconnects may reuse a request id, so each event belongs to the latest request with its id:
+        # a response or failure ends that request; headers sent (ExtraInfo) may arrive just before or after the
+        # request they belong to, so they go to the id's open request, or wait for the id's next one.
+        found: list[dict[str, Any]] = []
+        latest: dict[str, dict[str, Any]] = {}
+        pending_headers: dict[str, dict[str, str]] = {}
         for message in self.messages:
             params = message.get("params", {})
             request_id = params.get("requestId")
             name = message["method"]
+            current = latest.get(request_id)
+            open_request = current is not None and current["status"] is None and current["failure"] is None and not current["extra"]
             if name == "Network.requestWillBeSent":
                 request = params["request"]
+                item = {
+                    "url": request["url"], "method": request["method"], "headers": dict(request.get("headers", {})),
+                    "requestId": request_id, "status": None, "failure": None, "extra": pending_headers.pop(request_id, {}),
+                }
+                latest[request_id] = item
                 if "127.0.0.1:" in request["url"] and request["url"].split("?")[0].endswith(path):
                     if method is None or request["method"] == method:
-                        key = f"{request_id}#{len(order)}"  # EventSource reconnects may reuse a request id
-                        found[key] = {"url": request["url"], "method": request["method"], "headers": dict(request.get("headers", {})), "requestId": request_id}
-                        order.append(key)
+                        found.append(item)
             elif name == "Network.requestWillBeSentExtraInfo":
-                extra.setdefault(request_id, {}).update(params.get("headers", {}))
-            elif name == "Network.loadingFailed":
-                failure[request_id] = params.get("errorText", "failed")
-            elif name == "Network.responseReceived":
-                status[request_id] = int(params["response"]["status"])
+                if open_request:
+                    current["extra"].update(params.get("headers", {}))
+                else:
+                    pending_headers.setdefault(request_id, {}).update(params.get("headers", {}))
+            elif name == "Network.loadingFailed" and current is not None:
+                current["failure"] = params.get("errorText", "failed")
+            elif name == "Network.responseReceived" and current is not None:
+                current["status"] = int(params["response"]["status"])
         result = []
-        for key in order:
-            item = found[key]
-            headers = {k.lower(): v for k, v in {**item["headers"], **extra.get(item["requestId"], {})}.items()}
-            result.append({**item, "headers": headers, "status": status.get(item["requestId"]), "failure": failure.get(item["requestId"])})
+        for item in found:
+            headers = {k.lower(): v for k, v in {**item["headers"], **item["extra"]}.items()}
+            result.append({**{k: v for k, v in item.items() if k != "extra"}, "headers": headers})
         return result
 
 
