@@ -53,7 +53,14 @@ function setStatus(state, current = session) {
   if (next.rank >= 0 && previous && previous.rank >= next.rank) return; // never backwards
   status.dataset.state = state;
   status.classList.toggle('busy', next.busy);
-  setText(statusText, next.text);
+  setText(statusText, statusTextOf(state, current));
+}
+
+/** The status line's text: while the phone is away (its page gone past the grace, its steps may still arrive), the
+ * line waits for it instead of saying it is connected or typing. */
+function statusTextOf(state, current) {
+  const away = current?.phoneAway === true && (state === 'connected' || state === 'input-started');
+  return away ? 'statusPhoneAway' : STATES[state].text;
 }
 
 function showTimeLeft() {
@@ -158,7 +165,7 @@ function showPhoneLeft(gone) {
   if (gone) setText(phoneLeft, 'phoneLeft');
   else setLiteral(phoneLeft, '');
   const state = status.dataset.state;
-  if (state === 'connected' || state === 'input-started') setText(statusText, gone ? 'statusPhoneAway' : STATES[state].text);
+  if (state === 'connected' || state === 'input-started') setText(statusText, statusTextOf(state, session));
 }
 
 /**

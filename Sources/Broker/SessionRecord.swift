@@ -141,8 +141,9 @@ public enum PublishOutcome: Sendable, Equatable {
     /// The event moved the session forward; it is stored in the log (so a 200 may be answered) and fanned out. With
     /// the session as the step left it (its summary: the broker does not read the whole record back).
     case published(StoredEvent, SessionSummary)
-    /// The session is already at or past the event's status (and not completed); nothing was stored or sent.
-    case unchanged(SessionRecord)
+    /// The session is already at or past the event's status (and not completed); nothing was stored or sent (but a
+    /// claim the step made is kept). With the session's summary, as for ``published(_:_:)``.
+    case unchanged(SessionSummary)
     /// The session was already completed; nothing was stored or sent.
     case alreadyCompleted(SessionRecord)
     /// The session is cancelled (by its PC, or now, because its PC has been gone past the grace); the event was
@@ -155,19 +156,20 @@ public enum PublishOutcome: Sendable, Equatable {
     /// No such session, or it has expired.
     case sessionNotFound
 
-    /// The whole session record after the call, when the session exists and the event was not published.
+    /// The whole session record after the call, when the session exists and the step was refused.
     public var record: SessionRecord? {
         switch self {
-        case .unchanged(let record), .alreadyCompleted(let record), .cancelled(let record), .claimedByAnother(let record),
-            .notClaimed(let record):
+        case .alreadyCompleted(let record), .cancelled(let record), .claimedByAnother(let record), .notClaimed(let record):
             record
-        case .published, .sessionNotFound: nil
+        case .published, .unchanged, .sessionNotFound: nil
         }
     }
 
     /// The session after the call, when it exists.
     public var summary: SessionSummary? {
-        if case .published(_, let summary) = self { return summary }
-        return record?.summary
+        switch self {
+        case .published(_, let summary), .unchanged(let summary): summary
+        default: record?.summary
+        }
     }
 }

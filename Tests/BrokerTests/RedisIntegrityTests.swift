@@ -100,6 +100,54 @@ struct RedisIntegrityTests {
         }
     }
 
+    /// A step that moves nothing answers with the session's summary, as a published one does: a damaged field it
+    /// neither reads nor answers with (found by the next whole read) does not make it fail after it stored its claim.
+    @Test(.enabled(if: BrokerUnderTest.available.contains(.redis)), arguments: [
+        ["cancelReason", "bogus"], ["idem:bogus", "k"], ["form", "not json"],
+    ])
+    func aStepThatMovesNothingAnswersWithItsSummaryWhateverFieldsItDoesNotRead(_ damage: [String]) async throws {
+        guard let url = BrokerUnderTest.redisURL else { throw RedisNotConfigured() }
+        try await withRedisBroker(.init(url: url), sink: RecordingSink()) { broker in
+            let connection = try await RedisConnection.connect(to: url, commandTimeout: .seconds(2))
+            defer { connection.close() }
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: "key")
+            // Connected (as a session opened the article's way can be) but claimed by nobody, with one field Tandem
+            // never writes.
+            _ = try await connection.send(["HSET", RedisKeys.session(id), "status", "connected", "lastEventID", "1", damage[0], damage[1]])
+                .get().throwingError()
+            let claim = PhoneClaim(presentedKey: nil, newKey: SessionID.randomHex128(), pairingCode: "1234", mayClaim: true)
+            guard case .unchanged(let summary) = try await broker.publish(.connected(), to: id, from: claim, idempotencyKey: nil) else {
+                Issue.record("the step that moves nothing was not unchanged")
+                return
+            }
+            #expect(summary.status == .connected && summary.lastEventID == 1)
+            #expect(summary.phoneKey == claim.newKey && summary.pairingCode == "1234", "the claim it made is in its answer")
+            #expect(try await connection.send(["HGET", RedisKeys.session(id), "phoneKey"]).get().string == claim.newKey)
+            // The whole read still refuses the damage.
+            await Self.expectCorrupt("session") { _ = try await broker.session(id) }
+        }
+    }
+
+    /// A record past its `expiresAt` is a session that is over, whatever its keys' TTL says (as in the memory
+    /// broker): a step finds no session and writes nothing.
+    @Test(.enabled(if: BrokerUnderTest.available.contains(.redis)))
+    func aSessionPastItsExpiryTimeTakesNoStep() async throws {
+        guard let url = BrokerUnderTest.redisURL else { throw RedisNotConfigured() }
+        try await withRedisBroker(.init(url: url), sink: RecordingSink()) { broker in
+            let connection = try await RedisConnection.connect(to: url, commandTimeout: .seconds(2))
+            defer { connection.close() }
+            let id = SessionID.random()
+            _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: "key")
+            _ = try await connection.send(["HSET", RedisKeys.session(id), "createdAt", "0", "expiresAt", "0"]).get().throwingError()
+            let before = try await Self.snapshot(id, over: connection)
+            let claim = PhoneClaim(presentedKey: nil, newKey: SessionID.randomHex128(), pairingCode: "1234", mayClaim: true)
+            #expect(try await broker.publish(.connected(), to: id, from: claim, idempotencyKey: nil) == .sessionNotFound)
+            #expect(try await broker.publish(.complete(Submission(name: "A", phone: "1")), to: id) == .sessionNotFound)
+            #expect(try await Self.snapshot(id, over: connection) == before, "a step changed an expired session")
+        }
+    }
+
     @Test(.enabled(if: BrokerUnderTest.available.contains(.redis)))
     func absurdLogEntriesAreNeverDeliveredNorReplayed() async throws {
         guard let url = BrokerUnderTest.redisURL else { throw RedisNotConfigured() }

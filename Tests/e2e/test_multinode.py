@@ -16,6 +16,7 @@ PID when the test ends, passed or failed.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 import warnings
@@ -412,3 +413,25 @@ def test_a_second_reader_without_the_openers_key_gets_nothing_on_any_node(cluste
         assert flow_events(stream.snapshot()) == [
             ("connected", "1", {"code": PAIRING_CODE}), ("complete", "2", {"name": NAME, "phone": PHONE}),
         ]
+
+
+def test_a_phone_key_cookie_lives_as_long_as_the_session_whichever_node_answers(cluster: RedisCluster) -> None:
+    """Nodes of one deployment may have different TTLs (while the setting rolls out): a phone that claims a 600 s
+    session through a node set to 60 s keeps its key for the session's 600 s, or its next step after a minute would be
+    refused as another device's (found by review)."""
+    redis = cluster.redis()
+    a = cluster.node("A", redis, ttl_seconds=600)
+    b = cluster.node("B", redis, ttl_seconds=60)
+    session_id = new_session_id()
+    stream = Stream(a, session_id).start()  # the PC opens the session on A: it lives 600 s
+    stream.wait_opened()
+    with b.client() as client:
+        answer = client.get("/api/validate-session", params={"session": session_id})
+    assert answer.status_code == 200, answer.text
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"tandem_phone_{session_id}="), cookie
+    max_age = int(re.search(r"Max-Age=(\d+)", cookie).group(1))
+    ttl_ms = redis.command("PTTL", f"tandem:{{{session_id}}}:session")
+    assert ttl_ms > 500_000, ttl_ms
+    assert max_age * 1000 >= ttl_ms and max_age <= 600, f"the phone's key cookie {cookie!r} against the session's PTTL {ttl_ms} ms"
+    stream.close()

@@ -399,6 +399,9 @@ def test_the_pc_notes_when_the_phone_is_gone_and_back(deployment: Deployment, br
     assert (note.get_attribute("role"), note.get_attribute("aria-live")) == ("status", "polite")
     assert text_of(pc, "phone-left") == ""
 
+    # The phone's key (an HttpOnly cookie scoped to /api), to send a step as the phone while its page is gone.
+    phone_key = next(c for c in phone.execute_cdp_cmd("Network.getAllCookies", {})["cookies"] if c["name"].startswith("tandem_phone_"))
+
     closed_at = time.monotonic()
     phone.close()
     phone.switch_to.window(keep)
@@ -410,11 +413,20 @@ def test_the_pc_notes_when_the_phone_is_gone_and_back(deployment: Deployment, br
     assert pc_status(pc) == ("connected", JA["phone_away"]), "the phone's absence changed the session, or the line did not say it"
     shot(pc, f"{deployment.name}-pc-phone-left")
 
+    # A step of the phone's arrives while its page is still away (its POSTs get through, its channel does not): the
+    # session moves on, and the line goes on waiting for the phone rather than saying it types.
+    answer = httpx.post(
+        deployment.phone.base_url + "/api/input-started", json={"sessionId": session_of(url)},
+        headers={"Cookie": f"{phone_key['name']}={phone_key['value']}"}, timeout=REQUEST_TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    wait_status(pc, "input-started", JA["phone_away"])
+    assert text_of(pc, "phone-left") == PHONE_LEFT
+
     # The phone page opened again: the note goes, the line says connected again, the session goes on.
     phone.switch_to.new_window("tab")
     open_form(phone, address)
     wait_until(pc, lambda d: text_of(d, "phone-left") == "", "the PC's note to clear when the phone is back")
-    wait_status(pc, "connected", JA["connected"])
+    wait_status(pc, "input-started", JA["input-started"])
     assert shown_code(phone) == code and shown_code(pc) == code
     shot(pc, f"{deployment.name}-pc-phone-returned")
     fill(phone, NAME, PHONE)

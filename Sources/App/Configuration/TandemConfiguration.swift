@@ -43,6 +43,10 @@ struct TandemConfiguration: Sendable, Equatable {
     /// proxies below: each phone step reads it.
     private(set) var publicBaseIsHTTPS = false
     var sessionTTLSeconds = 600
+    /// The TTLs a node may be configured with. A session's cookies are bounded by the largest, not by this node's
+    /// own TTL: nodes of one deployment may differ (while the setting rolls out), and a session made by another node
+    /// lives as long as that node said.
+    static let sessionTTLSecondsRange: ClosedRange<Int> = 1...86_400
     /// How long a session's PC may be gone (its stream closed everywhere) before the session is cancelled; 0 means
     /// the reconnect delay plus 5 s, which covers a browser's reconnect and a node's drain.
     var pairingGraceSeconds = 0
@@ -150,7 +154,7 @@ struct TandemConfiguration: Sendable, Equatable {
                 let isOrigin = (value.hasPrefix("http://") || value.hasPrefix("https://")) && URL(string: value)?.host?.isEmpty == false
                 return isOrigin ? nil : "empty or an origin like http://192.168.1.20:8080"
             }),
-            .integer("session.ttlSeconds", \.sessionTTLSeconds, in: 1...86_400),
+            .integer("session.ttlSeconds", \.sessionTTLSeconds, in: Self.sessionTTLSecondsRange),
             // A grace shorter than the browser's reconnect delay would cancel every session whose stream blips.
             .integer("pairing.graceSeconds", \.pairingGraceSeconds, in: 0...3600, check: { value, configuration in
                 let retry = configuration.retryMilliseconds

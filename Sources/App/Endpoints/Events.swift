@@ -131,8 +131,9 @@ extension API {
     /// expiring at `expiresAt`, in milliseconds).
     func sessionCookie(named name: String, createdAt: Int64, expiresAt: Int64, key: String, request: Request) -> String {
         let (lifetime, overflow) = expiresAt.subtractingReportingOverflow(createdAt)
-        // No longer than a session lives here, whatever times a store holds (both come from it).
-        let seconds = min(overflow ? 1 : lifetime / 1000, Int64(configuration.sessionTTLSeconds))
+        // As long as the session lives, but never longer than any node lets a session live, whatever times a store
+        // holds (both come from it). Not this node's TTL: the session may have been made by a node configured longer.
+        let seconds = min(overflow ? 1 : lifetime / 1000, Int64(TandemConfiguration.sessionTTLSecondsRange.upperBound))
         return sessionCookie(named: name, lifetime: seconds, key: key, request: request)
     }
 

@@ -42,9 +42,11 @@ extension API {
             // The step may have claimed the session before the failure (its reply lost with a dying Redis master, or
             // stored short of the replicas `WAIT` asked for): the phone gets the key it offered with the 503, or its
             // retry would be refused as another device's. A key that claimed nothing is harmless: the retry claims
-            // anew with a key made then.
+            // anew with a key made then. The session's lifetime is unknown here (it may be another node's TTL), so
+            // the cookie lives as long as any node lets a session live.
             let cookie = sessionCookie(
-                named: Self.phoneCookieName(of: id), lifetime: configuration.sessionTTL.components.seconds, key: claim.newKey, request: request)
+                named: Self.phoneCookieName(of: id), lifetime: Int64(TandemConfiguration.sessionTTLSecondsRange.upperBound), key: claim.newKey,
+                request: request)
             throw BrokerUnavailableAfterOffer(error: error, cookie: cookie)
         }
     }

@@ -33,7 +33,7 @@ extension API {
         case .claimedByAnother: throw APIError.alreadyClaimed(.validation)
         case .notClaimed: throw APIError.qrStale(.validation)
         case .published(_, let current): session = current
-        case .unchanged(let current): session = current.summary
+        case .unchanged(let current): session = current
         }
         let language = request.language(default: configuration.defaultLanguage)
         var body: [String: JSONValue] = [

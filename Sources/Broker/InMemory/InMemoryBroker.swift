@@ -159,13 +159,13 @@ public final class InMemoryBroker: Broker {
                 switch event {
                 case .phoneLeft, .phoneReturned:
                     // Not published by callers; see reviewPresence and holdPresence.
-                    return (.unchanged(entry.record), nil)
+                    return (.unchanged(entry.record.summary), nil)
                 case .connected:
                     event = .connected(pairingCode: entry.record.pairingCode)
                 default: break
                 }
                 guard let target = event.resultingStatus, target > entry.record.status else {
-                    return (.unchanged(entry.record), nil)
+                    return (.unchanged(entry.record.summary), nil)
                 }
                 entry.record.status = target
                 if case .complete(let submission) = event { entry.record.submission = submission }
@@ -185,7 +185,7 @@ public final class InMemoryBroker: Broker {
         let (outcome, delivery) = shard(id).state.withLock { state -> (PublishOutcome, StoredEvent?) in
             let subscribed = state.subscriptions[id, default: 0] > 0
             return state.withLiveEntry(id, now: now) { entry -> (PublishOutcome, StoredEvent?) in
-                guard !entry.record.status.isFinal, entry.presence(side) <= now else { return (.unchanged(entry.record), nil) }
+                guard !entry.record.status.isFinal, entry.presence(side) <= now else { return (.unchanged(entry.record.summary), nil) }
                 let event: SessionEvent
                 switch side {
                 case .pc:
@@ -194,7 +194,7 @@ public final class InMemoryBroker: Broker {
                     entry.record.cancelReason = .pcLeft
                 case .phone:
                     // Only a phone that had a channel and is not already away.
-                    guard entry.phonePresentUntil > 0, !entry.record.phoneAway else { return (.unchanged(entry.record), nil) }
+                    guard entry.phonePresentUntil > 0, !entry.record.phoneAway else { return (.unchanged(entry.record.summary), nil) }
                     event = .phoneLeft
                     entry.record.phoneAway = true
                 }

@@ -475,7 +475,7 @@ public final class RedisBroker: Broker {
         case .phoneLeft, .phoneReturned:
             // Published by the presence scripts only (reviewPresence, holdPresence).
             guard let record = try await session(id) else { return .sessionNotFound }
-            return .unchanged(record)
+            return .unchanged(record.summary)
         }
         let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id)]
         let waitReplicas = configuration.waitReplicas
@@ -492,7 +492,7 @@ public final class RedisBroker: Broker {
         let (reply, acknowledged) = try await runScript(\.publish, keys: keys, arguments: [
             target.rawValue, event.name, RedisKeys.channel(id), name, phoneNumber, String(TimeSource.wallMicroseconds()), reason,
             idempotencyKey ?? "", phone.map { $0.presentedKey ?? "-" } ?? "", phone?.pairingCode ?? "", phone?.mayClaim == true ? "1" : "0",
-            phone?.newKey ?? "", form,
+            phone?.newKey ?? "", form, String(time.now()),
         ], then: wait)
         let outcome = try outcome(of: reply, for: id, what: "publish", summarized: true)
         if case .published = outcome, let acknowledged, (acknowledged.integer ?? 0) < waitReplicas {
@@ -500,6 +500,13 @@ public final class RedisBroker: Broker {
                 .unavailable, "the event is stored but \(acknowledged.integer ?? 0) of \(waitReplicas) replicas acknowledged it in time")
         }
         return outcome
+    }
+
+    private static func summary(of id: SessionID, lastEventID: EventID, fields: RESPValue) throws(BrokerError) -> SessionSummary {
+        guard let summary = SessionSummary(id: id, lastEventID: lastEventID, fields: fields) else {
+            throw BrokerError(.corruptSession, "the record's fields are missing or out of range")
+        }
+        return summary
     }
 
     public func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome {
@@ -522,10 +529,14 @@ public final class RedisBroker: Broker {
             guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
                 throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
             }
-            guard let summary = SessionSummary(id: id, lastEventID: stored.id, fields: parts[1]) else {
-                throw BrokerError(.corruptSession, "the record's fields are missing or out of range")
+            return .published(stored, try Self.summary(of: id, lastEventID: stored.id, fields: parts[1]))
+        }
+        if summarized, outcome == "unchanged" {
+            // The script checked the last event id it answers with, as the record's decoder would.
+            guard parts.count == 3, let last = parts[2].string.flatMap({ EventID($0) }), last <= StoredEvent.validIDs.upperBound else {
+                throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)")
             }
-            return .published(stored, summary)
+            return .unchanged(try Self.summary(of: id, lastEventID: last, fields: parts[1]))
         }
         guard parts.count >= 2 else { throw BrokerError(.protocolViolation, "unexpected reply to \(what): \(reply)") }
         // What the script did not check (fields it does not read) is checked here, as every read of the record does.
@@ -535,7 +546,7 @@ public final class RedisBroker: Broker {
         switch outcome {
         case "completed": return .alreadyCompleted(record)
         case "cancelled", "left": return .cancelled(record)
-        case "unchanged": return .unchanged(record)
+        case "unchanged": return .unchanged(record.summary)
         case "claimed": return .claimedByAnother(record)
         case "unclaimed": return .notClaimed(record)
         default:

@@ -41,6 +41,7 @@ enum RedisScripts {
           if not f.last then return f, 0, 'lastEventID is not an event id' end
           local createdAt, expiresAt = integer(f[3], MAX_TIME), integer(f[4], MAX_TIME)
           if not createdAt or not expiresAt or createdAt > expiresAt then return f, 0, 'createdAt or expiresAt is not a time' end
+          f.expiresAt = expiresAt
           if (f[5] == false) ~= (f[6] == false) then return f, 0, 'half a submission' end
           local ttl = redis.call('PTTL', session)
           if ttl <= 0 then return f, ttl, 'the record does not expire' end
@@ -112,19 +113,22 @@ enum RedisScripts {
     /// channel, name, phone, publish time, cancel reason, idempotency key or "" (stored as `idem:<status>`), the phone
     /// key presented ("-" for none; "" for no claim check), pairing code, "1" when the step may claim an unclaimed
     /// session, the new key a claim is made with, a submitted form other than the article's as JSON text ("" for the
-    /// article's name and phone).
+    /// article's name and phone), the broker's time now (ms).
     /// Publishes only an event that moves the session forward: numbers it, stores it (and a submission) in the same
     /// step, gives the log the session's remaining TTL, and publishes it on the session's channel. A phone's step is
     /// refused when another phone claimed the session (or, without the right to claim, when nobody did), and claims
     /// it otherwise; to a session whose PC presence has lapsed it cancels the session instead (reason pc-left).
     /// Returns {outcome, fields[, entry]} with outcome missing, completed, cancelled, claimed, unclaimed, unchanged or
-    /// left (cancelled by this call), fields as HGETALL's; {'published', summary, entry}, the summary {status,
-    /// createdAt, expiresAt, phoneKey, pairingCode} (Redis null for none), which the script knows without reading the
-    /// record back; or {'corrupt', why} with nothing changed.
+    /// left (cancelled by this call), fields as HGETALL's; {'published', summary, entry} and {'unchanged', summary,
+    /// lastEventID}, the summary {status, createdAt, expiresAt, phoneKey, pairingCode} (Redis null for none), which
+    /// the script knows without reading the record back; or {'corrupt', why} with nothing changed. A session past its
+    /// `expiresAt` is missing.
     static let publish = checks + """
         local f, ttl, why = load(KEYS[1], nil, 'phoneKey', 'pairingCode')
         if not f then return {'missing'} end
         if why then return {'corrupt', why} end
+        -- Past its expiry time, a session is over whatever its keys' TTL says (as the memory broker has it).
+        if f.expiresAt <= tonumber(ARGV[14]) then return {'missing'} end
         -- The claim this script reads and answers with, checked as the nodes decode it (a key of 1 to 64 bytes and a
         -- code of four digits, both or neither) before anything is written.
         if (not f[7]) ~= (not f[8]) or (f[7] and (#f[7] == 0 or #f[7] > 64 or not string.find(f[8], '^%d%d%d%d$'))) then
@@ -150,9 +154,9 @@ enum RedisScripts {
           target, event, name, phone, reason, outcome, hash = 'cancelled', 'cancelled', '', '', 'pc-left', 'left', {}
         end
         if rank[status] >= rank[target] then
-          -- Everything is checked: a claim made by a step that moves nothing is still kept.
+          -- Everything this answers with is checked: a claim made by a step that moves nothing is still kept.
           if #hash > 0 then redis.call('HSET', KEYS[1], unpack(hash)) end
-          return {'unchanged', redis.call('HGETALL', KEYS[1])}
+          return {'unchanged', {status, f[3], f[4], holder or false, hash[4] or f[8] or false}, f[2]}
         end
         local code = hash[4] or f[8]
         table.insert(hash, 'status')
