@@ -44,14 +44,15 @@ def pipe(cmds):
 
 
 def calls(sha, now):
-    """The EVALSHAs of STYLE: new/old (the publish script's arguments now and at e43be3e), opennew/openold (open's)."""
+    """The EVALSHAs of STYLE: new/new13/old (the publish script's arguments now, before the 14th, and at e43be3e), opennew/openold (open's)."""
     out = []
     for i in range(N):
         k = f"tandem:{{{name}{i}}}"
         o = f"tandem:{{o{name}{i}}}"
-        if style == "new":
+        if style in ("new", "new13"):
+            # new13: the arguments before the broker's time was the 14th (29 Nov 2026).
             out.append(["EVALSHA", sha, 3, k + ":session", k + ":log", k + ":pc", "connected", "connected", k + ":events",
-                        "", "", str(now * 1000), "", "", "-", "1234", "1", "k" * 32, ""])
+                        "", "", str(now * 1000), "", "", "-", "1234", "1", "k" * 32, ""] + ([str(now)] if style == "new" else []))
         elif style == "old":
             out.append(["EVALSHA", sha, 2, k + ":session", k + ":log", "connected", "connected", k + ":events", "", "", str(now * 1000)])
         elif style == "opennew":

@@ -25,7 +25,8 @@ enum RedisScripts {
         end
         -- Reads the record's status, lastEventID, createdAt, expiresAt, name, phone and then the fields `...`, in one
         -- HMGET. Returns nil when the session does not exist; otherwise the fields (f.last: lastEventID as a number), the
-        -- record's PTTL and why the keys are not what Tandem writes (nil when they are). pcall: a record that is not a
+        -- record's PTTL, why the keys are not what Tandem writes (nil when they are) and, when they are, expiresAt as a
+        -- number. pcall: a record that is not a
         -- hash is a reason to refuse, not an error. `log` nil: the log's type is left to the write that appends to it
         -- (``append``: RPUSH refuses a key of another type before anything is written), one call fewer per event.
         local function load(session, log, ...)
@@ -41,11 +42,10 @@ enum RedisScripts {
           if not f.last then return f, 0, 'lastEventID is not an event id' end
           local createdAt, expiresAt = integer(f[3], MAX_TIME), integer(f[4], MAX_TIME)
           if not createdAt or not expiresAt or createdAt > expiresAt then return f, 0, 'createdAt or expiresAt is not a time' end
-          f.expiresAt = expiresAt
           if (f[5] == false) ~= (f[6] == false) then return f, 0, 'half a submission' end
           local ttl = redis.call('PTTL', session)
           if ttl <= 0 then return f, ttl, 'the record does not expire' end
-          return f, ttl, nil
+          return f, ttl, nil, expiresAt
         end
         -- `fields`: the entry's fields as a table for cjson, or as JSON text already (its members after the id, and the
         -- closing brace).
@@ -124,11 +124,11 @@ enum RedisScripts {
     /// the script knows without reading the record back; or {'corrupt', why} with nothing changed. A session past its
     /// `expiresAt` is missing.
     static let publish = checks + """
-        local f, ttl, why = load(KEYS[1], nil, 'phoneKey', 'pairingCode')
+        local f, ttl, why, expiresAt = load(KEYS[1], nil, 'phoneKey', 'pairingCode')
         if not f then return {'missing'} end
         if why then return {'corrupt', why} end
         -- Past its expiry time, a session is over whatever its keys' TTL says (as the memory broker has it).
-        if f.expiresAt <= tonumber(ARGV[14]) then return {'missing'} end
+        if expiresAt <= tonumber(ARGV[14]) then return {'missing'} end
         -- The claim this script reads and answers with, checked as the nodes decode it (a key of 1 to 64 bytes and a
         -- code of four digits, both or neither) before anything is written.
         if (not f[7]) ~= (not f[8]) or (f[7] and (#f[7] == 0 or #f[7] > 64 or not string.find(f[8], '^%d%d%d%d$'))) then
