@@ -23,15 +23,16 @@ extension API {
             if id.isServerMade, try await broker.session(id) == nil { throw APIError.sessionNotFound(.action) }
             return Response(status: .ok, headers: EventStreamWriter.headers, body: .eventStream { _ in })
         }
-        let offeredKey = SessionID.randomHex128()
+        // Only a request that may open the session offers a key (one `getrandom` fewer for every other stream).
+        let opens = !request.headers.contains(name: "last-event-id") && !id.isServerMade
+        let offeredKey = opens ? SessionID.randomHex128() : nil
         do {
             return try await authorizedStream(id, offering: offeredKey, request: request, logger: logger)
         } catch let error as BrokerError where error.code != .corruptSession {
             // A request that opens a session may have opened it before the broker failed (or opened it and lost the
             // answer): its browser gets the key it offered, or its reconnect would be refused (403) by its own
             // session. A browser that holds a key for this session keeps it.
-            let opens = !request.headers.contains(name: "last-event-id") && !id.isServerMade
-            guard opens, request.cookie(Self.readerCookieName(of: id)) == nil else { return retryLater(after: error, logger: logger) }
+            guard let offeredKey, request.cookie(Self.readerCookieName(of: id)) == nil else { return retryLater(after: error, logger: logger) }
             let cookie = sessionCookie(
                 named: Self.readerCookieName(of: id), lifetime: configuration.sessionTTL.components.seconds, key: offeredKey, request: request)
             return retryLater(after: error, setting: cookie, logger: logger)
@@ -59,16 +60,17 @@ extension API {
     /// A GET opens a session only the seed's way: an ID the page made, never seen before. A server-made ID
     /// (``SessionID/isServerMade``) is only ever found, never opened, and an ID whose session ended less than a TTL
     /// ago is refused (the broker keeps a tombstone), so a stranger cannot take over an expired QR code.
-    private func authorizedStream(_ id: SessionID, offering offeredKey: String, request: Request, logger: Logger) async throws -> Response {
+    /// `offeredKey`: the reader key this request opens the session with if it is new; nil when it may not open it.
+    private func authorizedStream(_ id: SessionID, offering offeredKey: String?, request: Request, logger: Logger) async throws -> Response {
         let record: SessionRecord
-        if request.headers.contains(name: "last-event-id") || id.isServerMade {
-            guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
-            record = existing
-        } else {
+        if let offeredKey {
             guard let opened = try await broker.openSession(id, ttl: configuration.sessionTTL, readerKey: offeredKey, heldByStream: true) else {
                 throw APIError.sessionNotFound(.action)
             }
             record = opened
+        } else {
+            guard let existing = try await broker.session(id) else { throw APIError.sessionNotFound(.action) }
+            record = existing
         }
         var headers = EventStreamWriter.headers
         // Every session Tandem opens has a reader key; one without (a record written by something else) is read by
