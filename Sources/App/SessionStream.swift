@@ -213,17 +213,19 @@ struct SessionStream: Sendable {
         guard wasLast && !sawFinalEvent else { return }
         let broker = self.broker
         let side = audience
-        let reviewDelay = self.reviewDelay
-        // Its own task: the connection's end does not wait for the grace.
+        // The grace starts now, in this task: a task of its own could wait behind a busy pool while the device's hold
+        // lease (longer than the grace) kept it present.
+        do {
+            try await broker.releasePresence(of: id, side: side)
+        } catch {
+            return  // the store was away: the hold lease lapses by itself, and the other side's rounds notice
+        }
+        guard let reviewDelay else { return }
+        // Its own task: the connection's end does not wait for the grace. A step of the other side within it finds
+        // the lapse by itself; the review tells a side that takes no step.
         Task {
-            do {
-                try await broker.releasePresence(of: id, side: side)
-                guard let reviewDelay else { return }
-                try await Task.sleep(for: reviewDelay)
-                _ = try await broker.reviewPresence(of: id, side: side)
-            } catch {
-                // The store was away: the hold lease lapses by itself, and the other side's rounds notice.
-            }
+            guard (try? await Task.sleep(for: reviewDelay)) != nil else { return }
+            _ = try? await broker.reviewPresence(of: id, side: side)
         }
     }
 
