@@ -223,6 +223,7 @@ final class SessionRegistries: SessionEventSink, Service {
     private let heartbeatInterval: Duration
     private let sweepInterval: Duration
     private let presenceRenewalInterval: Duration
+    private let presenceReviewDelay: Duration?
     private let time: TimeSource
     private let metrics: TandemMetrics?
     private let logger: Logger
@@ -236,12 +237,15 @@ final class SessionRegistries: SessionEventSink, Service {
     ///   - heartbeatInterval: how often every stream gets a heartbeat.
     ///   - sweepInterval: how often expired sessions' streams are ended (the expiry's resolution).
     ///   - presenceRenewalInterval: how often the held sessions' devices have their presence renewed.
+    ///   - presenceReviewDelay: how long after a device's presence is released the broker is asked whether it came
+    ///     back (the grace and a little more); nil: never asked.
     init(
         eventLoopGroup: any EventLoopGroup,
         bufferLimit: Int,
         heartbeatInterval: Duration,
         sweepInterval: Duration = .milliseconds(250),
         presenceRenewalInterval: Duration = .seconds(2),
+        presenceReviewDelay: Duration? = nil,
         time: TimeSource = .system,
         metrics: TandemMetrics? = nil,
         logger: Logger
@@ -259,6 +263,7 @@ final class SessionRegistries: SessionEventSink, Service {
         self.heartbeatInterval = heartbeatInterval
         self.sweepInterval = sweepInterval
         self.presenceRenewalInterval = presenceRenewalInterval
+        self.presenceReviewDelay = presenceReviewDelay
         self.time = time
         self.metrics = metrics
         self.logger = logger
@@ -387,6 +392,22 @@ final class SessionRegistries: SessionEventSink, Service {
         for registry in registries { await registry.endAll() }
     }
 
+    /// A stream that ended while a renewal round ran released its device's presence, which the round may then have
+    /// renewed for the whole hold lease (a minute) from its list made before: the device would count as present that
+    /// long instead of the grace, and the other side would not be told. So what the round renewed and is no longer
+    /// held is released again, and reviewed once its grace is over (the stream's own review may come too early now).
+    private func releaseEndedDuringTheRound(_ renewed: [SessionID], side: PresenceSide, through broker: any Broker) async throws {
+        let held = Set(await heldSessionIDs(side))
+        for id in renewed where !held.contains(id) {
+            try await broker.releasePresence(of: id, side: side)
+            guard let reviewDelay = presenceReviewDelay else { continue }
+            Task {
+                guard (try? await Task.sleep(for: reviewDelay)) != nil else { return }
+                _ = try? await broker.reviewPresence(of: id, side: side)
+            }
+        }
+    }
+
     /// Holds the presence of every held stream's device (the PCs', the phones'), one batch per side each
     /// `presenceRenewalInterval`; a session the broker no longer has (Redis lost it) ends its streams with `expired`.
     /// The PCs of sessions whose phones are held here are looked at too: a PC whose node died (no release, no
@@ -405,6 +426,7 @@ final class SessionRegistries: SessionEventSink, Service {
                 guard !ids.isEmpty else { continue }
                 do {
                     for id in try await broker.holdPresence(of: ids, side: side) { sessionEnded(id) }
+                    try await releaseEndedDuringTheRound(ids, side: side, through: broker)
                     if side == .phone {
                         let pcHeldHere = Set(await heldSessionIDs(.pc))
                         for id in ids where !pcHeldHere.contains(id) { _ = try await broker.reviewPresence(of: id, side: .pc) }

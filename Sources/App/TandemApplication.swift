@@ -78,6 +78,7 @@ struct TandemApplication: Sendable {
             bufferLimit: configuration.bufferedEvents,
             heartbeatInterval: configuration.heartbeat,
             presenceRenewalInterval: configuration.pairingGrace / 3,
+            presenceReviewDelay: configuration.pairingGrace + .milliseconds(250),
             time: time,
             metrics: metrics,
             logger: logger

@@ -44,6 +44,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     private var parser: HTTP1RequestParser
     /// Received bytes not parsed yet.
     var received: ByteBuffer?
+    /// While `channelRead` parses: the answers written are flushed by it, after the loop's pending jobs ran.
+    private var holdsFlush = false
+    /// A parse ended with answers to flush while ``holdsFlush``.
+    private var flushOwed = false
     /// Runs while a request's body is incomplete at the end of a read; after a refusal, the close's deadline.
     var requestTimer: Scheduled<Void>?
     /// The open event stream's connection, handed to its producer.
@@ -90,10 +94,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         } else {
             received = bytes
         }
+        holdsFlush = true
         parseReceived(context: context)
+        holdsFlush = false
         // What the requests just handled set going on this loop (an event stream's task given an event, a stream's
-        // first bytes) runs now, in this read, not after every other ready socket of the loop's turn.
+        // first bytes) runs now, in this read, not after every other ready socket of the loop's turn; and before
+        // this read's answers are flushed, so a step's event leaves before the answer to the step (an answer's write
+        // on loopback runs the client's TCP input in this thread's time).
         taskExecutor.runPending()
+        if flushOwed {
+            flushOwed = false
+            context.flush()
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -154,6 +166,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
 
     // MARK: Reading
 
+    /// Parses and handles what was received, then flushes the answers written meanwhile (or, while ``holdsFlush``,
+    /// leaves that to `channelRead`).
     func parseReceived(context: ChannelHandlerContext) {
         guard state.parseStarted() else { return }
         // Also with no bytes left: the parser may have a request's end to give (its body was in earlier bytes).
@@ -162,7 +176,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         defer {
             if state.parsesRequests, bytes.readableBytes > 0 { received = bytes }
             state.headBytesReceived(pending: parser.isBetweenRequests && bytes.readableBytes > 0)
-            if state.parseEnded() { context.flush() }
+            if state.parseEnded() {
+                if holdsFlush { flushOwed = true } else { context.flush() }
+            }
         }
         while state.parsesNext(isWritable: context.channel.isWritable) {
             let part: HTTP1RequestParser.Part?

@@ -33,11 +33,11 @@ extension API {
         if let presented = Self.presentedPhoneKey(of: request, for: id) {
             let claim = PhoneClaim(presentedKey: presented, newKey: "", pairingCode: "", mayClaim: false)
             let outcome = try await broker.publish(event, to: id, from: claim, idempotencyKey: idempotencyKey)
-            guard case .notClaimed = outcome, mayClaim else { return (await Self.lettingTheEventGoFirst(outcome), claim) }
+            guard case .notClaimed = outcome, mayClaim else { return (outcome, claim) }
         }
         let claim = Self.freshClaim(mayClaim: mayClaim)
         do {
-            return (await Self.lettingTheEventGoFirst(try await broker.publish(event, to: id, from: claim, idempotencyKey: idempotencyKey)), claim)
+            return (try await broker.publish(event, to: id, from: claim, idempotencyKey: idempotencyKey), claim)
         } catch let error as BrokerError where error.code == .unavailable && mayClaim {
             // The step may have claimed the session before the failure (its reply lost with a dying Redis master, or
             // stored short of the replicas `WAIT` asked for): the phone gets the key it offered with the 503, or its
@@ -49,14 +49,6 @@ extension API {
                 request: request)
             throw BrokerUnavailableAfterOffer(error: error, cookie: cookie)
         }
-    }
-
-    /// `outcome`, after the streams this node holds had their turn to write its event: a published event was handed
-    /// to their tasks on this loop, which run when this task gives way, so the PC sees the step before the phone's
-    /// answer is built and written (the answer's write on loopback alone costs tens of microseconds).
-    static func lettingTheEventGoFirst(_ outcome: PublishOutcome) async -> PublishOutcome {
-        if case .published = outcome { await Task.yield() }
-        return outcome
     }
 
     /// Adds the phone key cookie to `response` when this request's step claimed the session (the session holds the
