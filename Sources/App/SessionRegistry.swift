@@ -401,10 +401,7 @@ final class SessionRegistries: SessionEventSink, Service {
         for id in renewed where !held.contains(id) {
             try await broker.releasePresence(of: id, side: side)
             guard let reviewDelay = presenceReviewDelay else { continue }
-            Task {
-                guard (try? await Task.sleep(for: reviewDelay)) != nil else { return }
-                _ = try? await broker.reviewPresence(of: id, side: side)
-            }
+            SessionStream.reviewPresence(of: id, side: side, after: reviewDelay, through: broker)
         }
     }
 

@@ -221,10 +221,16 @@ struct SessionStream: Sendable {
             return  // the store was away: the hold lease lapses by itself, and the other side's rounds notice
         }
         guard let reviewDelay else { return }
-        // Its own task: the connection's end does not wait for the grace. A step of the other side within it finds
-        // the lapse by itself; the review tells a side that takes no step.
+        // A step of the other side within the grace finds the lapse by itself; the review tells a side that takes no
+        // step.
+        Self.reviewPresence(of: id, side: side, after: reviewDelay, through: broker)
+    }
+
+    /// Asks `broker`, after `delay`, whether the device of `side` came back (and tells the other side if not), in a
+    /// task of its own: whoever released the presence does not wait for the grace.
+    static func reviewPresence(of id: SessionID, side: PresenceSide, after delay: Duration, through broker: any Broker) {
         Task {
-            guard (try? await Task.sleep(for: reviewDelay)) != nil else { return }
+            guard (try? await Task.sleep(for: delay)) != nil else { return }
             _ = try? await broker.reviewPresence(of: id, side: side)
         }
     }

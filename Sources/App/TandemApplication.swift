@@ -78,7 +78,7 @@ struct TandemApplication: Sendable {
             bufferLimit: configuration.bufferedEvents,
             heartbeatInterval: configuration.heartbeat,
             presenceRenewalInterval: configuration.pairingGrace / 3,
-            presenceReviewDelay: configuration.pairingGrace + .milliseconds(250),
+            presenceReviewDelay: configuration.presenceReviewDelay,
             time: time,
             metrics: metrics,
             logger: logger

@@ -100,18 +100,25 @@ struct RedisIntegrityTests {
         }
     }
 
-    /// A step that moves nothing answers with the session's summary, as a published one does: a damaged field it
-    /// neither reads nor answers with (found by the next whole read) does not make it fail after it stored its claim.
-    @Test(.enabled(if: BrokerUnderTest.available.contains(.redis)), arguments: [
-        ["cancelReason", "bogus"], ["idem:bogus", "k"], ["form", "not json"],
-    ])
-    func aStepThatMovesNothingAnswersWithItsSummaryWhateverFieldsItDoesNotRead(_ damage: [String]) async throws {
+    /// A Redis broker, a connection of the test's own to the same Redis, and a session opened (60 s, a reader key).
+    static func withOpenedSession(_ body: (RedisBroker, RedisConnection, SessionID) async throws -> Void) async throws {
         guard let url = BrokerUnderTest.redisURL else { throw RedisNotConfigured() }
         try await withRedisBroker(.init(url: url), sink: RecordingSink()) { broker in
             let connection = try await RedisConnection.connect(to: url, commandTimeout: .seconds(2))
             defer { connection.close() }
             let id = SessionID.random()
             _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: "key")
+            try await body(broker, connection, id)
+        }
+    }
+
+    /// A step that moves nothing answers with the session's summary, as a published one does: a damaged field it
+    /// neither reads nor answers with (found by the next whole read) does not make it fail after it stored its claim.
+    @Test(.enabled(if: BrokerUnderTest.available.contains(.redis)), arguments: [
+        ["cancelReason", "bogus"], ["idem:bogus", "k"], ["form", "not json"],
+    ])
+    func aStepThatMovesNothingAnswersWithItsSummaryWhateverFieldsItDoesNotRead(_ damage: [String]) async throws {
+        try await Self.withOpenedSession { broker, connection, id in
             // Connected (as a session opened the article's way can be) but claimed by nobody, with one field Tandem
             // never writes.
             _ = try await connection.send(["HSET", RedisKeys.session(id), "status", "connected", "lastEventID", "1", damage[0], damage[1]])
@@ -133,12 +140,7 @@ struct RedisIntegrityTests {
     /// broker): a step finds no session and writes nothing.
     @Test(.enabled(if: BrokerUnderTest.available.contains(.redis)))
     func aSessionPastItsExpiryTimeTakesNoStep() async throws {
-        guard let url = BrokerUnderTest.redisURL else { throw RedisNotConfigured() }
-        try await withRedisBroker(.init(url: url), sink: RecordingSink()) { broker in
-            let connection = try await RedisConnection.connect(to: url, commandTimeout: .seconds(2))
-            defer { connection.close() }
-            let id = SessionID.random()
-            _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: "key")
+        try await Self.withOpenedSession { broker, connection, id in
             _ = try await connection.send(["HSET", RedisKeys.session(id), "createdAt", "0", "expiresAt", "0"]).get().throwingError()
             let before = try await Self.snapshot(id, over: connection)
             let claim = PhoneClaim(presentedKey: nil, newKey: SessionID.randomHex128(), pairingCode: "1234", mayClaim: true)

@@ -216,6 +216,9 @@ struct TandemConfiguration: Sendable, Equatable {
     var pairingGrace: Duration {
         pairingGraceSeconds > 0 ? .seconds(pairingGraceSeconds) : .milliseconds(retryMilliseconds) + .seconds(5)
     }
+    /// How long after a device's presence is released the broker is asked whether it came back: the grace and a
+    /// little more, so the review finds a lapsed presence lapsed.
+    var presenceReviewDelay: Duration { pairingGrace + .milliseconds(250) }
     var corsAllowedOrigins: Set<String> { Set(Self.list(corsOrigins)) }
 
     /// `redis.clusterNodes` with every credential masked, whether or not it parses: each `redis://` entry up to its

@@ -231,7 +231,7 @@ extension API {
         let stream = SessionStream(
             sessionID: id, audience: audience, resumeAfter: resumeAfter, opening: SessionStream.Opening(opening, replayed: missed), items: items,
             registry: registry, token: token, registries: registries, broker: broker, metrics: metrics,
-            reviewDelay: configuration.pairingGrace + .milliseconds(250))
+            reviewDelay: configuration.presenceReviewDelay)
         return Response(status: .ok, headers: headers, body: .eventStream { channel in await stream.run(on: channel) })
     }
 
