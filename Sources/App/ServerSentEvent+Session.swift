@@ -33,6 +33,14 @@ extension ServerSentEvent {
         }
     }
 
+    /// Whether `audience` is sent `event` (as ``init(stored:for:)`` decides), without making its frame.
+    static func isSent(_ event: SessionEvent, to audience: PresenceSide) -> Bool {
+        switch (audience, event) {
+        case (.pc, _), (.phone, .cancelled), (.phone, .complete): true
+        case (.phone, .connected), (.phone, .inputStarted), (.phone, .phoneLeft), (.phone, .phoneReturned): false
+        }
+    }
+
     /// The last event of a stream whose session is gone before its expiry (its Redis lost it): `event: expired`,
     /// `{"type":"expired"}`, no id (the browser keeps its Last-Event-ID). The PC page starts a new session on it at
     /// once; a client that does not know it reconnects, gets 404, and stops, as after an expiry.

@@ -37,7 +37,9 @@ actor SessionRegistry {
         let token: Int
         let audience: PresenceSide
         let continuation: AsyncStream<StreamItem>.Continuation
-        let slice: Int
+        /// The sweep tick of the last thing handed to it that it writes: its next heartbeat is due a heartbeat
+        /// interval (`ticksPerHeartbeat`) after it.
+        var lastWritten: Int
         /// Cut (its buffer overflowed) or ended: nothing more is yielded; it stays until its task detaches it.
         var finished = false
     }
@@ -46,19 +48,46 @@ actor SessionRegistry {
         var expiresAt: Int64
         /// Nearly always one or two (the PC's stream, the phone's channel): an array costs less than a dictionary.
         var streams: [Attached] = []
+
+        /// Hands `event` to every stream not yet finished; a stream whose buffer is full is cut. Returns how many
+        /// were cut.
+        mutating func hand(_ event: StoredEvent, tick: Int) -> Int {
+            var cut = 0
+            for index in streams.indices where !streams[index].finished {
+                if case .dropped = streams[index].continuation.yield(.event(event)) {
+                    streams[index].finished = true
+                    streams[index].continuation.finish()
+                    cut += 1
+                } else if ServerSentEvent.isSent(event.event, to: streams[index].audience) {
+                    streams[index].lastWritten = tick
+                }
+            }
+            return cut
+        }
+
+        /// A heartbeat to each stream that has been handed nothing it writes for `ticks` ticks.
+        mutating func beat(tick: Int, silentFor ticks: Int) {
+            for index in streams.indices where !streams[index].finished && tick &- streams[index].lastWritten >= ticks {
+                streams[index].continuation.yield(.heartbeat)
+                streams[index].lastWritten = tick
+            }
+        }
     }
 
     private var sessions: [SessionID: LocalSession] = [:]
     private var nextToken = 0
     private let counts: SessionRegistries.Counts
     private let bufferLimit: Int
-    private let slices: Int
+    /// The heartbeat interval in sweep ticks.
+    private let ticksPerHeartbeat: Int
+    /// Sweep ticks so far: the clock of the heartbeats.
+    private var tick = 0
     private let metrics: TandemMetrics?
 
-    init(eventLoop: any EventLoop, bufferLimit: Int, heartbeatSlices: Int, counts: SessionRegistries.Counts, metrics: TandemMetrics?) {
+    init(eventLoop: any EventLoop, bufferLimit: Int, ticksPerHeartbeat: Int, counts: SessionRegistries.Counts, metrics: TandemMetrics?) {
         self.eventLoop = eventLoop
         self.bufferLimit = bufferLimit
-        self.slices = max(1, heartbeatSlices)
+        self.ticksPerHeartbeat = max(1, ticksPerHeartbeat)
         self.counts = counts
         self.metrics = metrics
     }
@@ -69,7 +98,10 @@ actor SessionRegistry {
         guard expiresAt > now else { return nil }
         let (items, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(bufferLimit))
         nextToken &+= 1
-        let attached = Attached(token: nextToken, audience: audience, continuation: continuation, slice: nextToken % slices)
+        // Streams opened together would beat together: each one's first heartbeat comes a little early, at one of
+        // half an interval's ticks, so their beats are spread over it.
+        let early = nextToken % max(1, ticksPerHeartbeat / 2)
+        let attached = Attached(token: nextToken, audience: audience, continuation: continuation, lastWritten: tick &- early)
         if sessions[id] == nil { counts.sessions.add(1, ordering: .relaxed) }
         sessions[id, default: LocalSession(expiresAt: expiresAt)].streams.append(attached)
         sessions[id]?.expiresAt = expiresAt
@@ -95,18 +127,10 @@ actor SessionRegistry {
 
     /// Hands an event to every stream of the session here; a stream whose buffer is full is cut.
     func deliver(_ event: StoredEvent, to id: SessionID) {
-        guard var session = sessions[id] else { return }
+        // In place: the session's entry is not copied.
+        guard let cut = sessions[id]?.hand(event, tick: tick) else { return }
         metrics?.ops?.delivered(event.event, to: id)
-        var cut = false
-        for index in session.streams.indices where !session.streams[index].finished {
-            if case .dropped = session.streams[index].continuation.yield(.event(event)) {
-                session.streams[index].finished = true
-                session.streams[index].continuation.finish()
-                metrics?.slowReaderCut()
-                cut = true
-            }
-        }
-        if cut { sessions[id] = session }
+        for _ in 0..<cut { metrics?.slowReaderCut() }
     }
 
     /// Ends every stream of the session here, after `lastWords` for the streams of `audience` (nil: every stream).
@@ -136,13 +160,13 @@ actor SessionRegistry {
         }
     }
 
-    /// A heartbeat for the streams of one of the fixed slices (a stream stays in its slice for life), so a sweep over
-    /// thousands of streams never stalls the loop for one burst of writes.
-    func sendHeartbeats(slice: Int) {
-        for session in sessions.values {
-            for stream in session.streams where stream.slice == slice % slices && !stream.finished {
-                stream.continuation.yield(.heartbeat)
-            }
+    /// Advances the heartbeat clock by `ticks` sweep ticks, and gives a heartbeat to every stream that has written
+    /// nothing for a heartbeat interval. A stream with events to write needs none (any write keeps a proxy's idle
+    /// timer from firing), and its beats follow its own silence, so streams do not all beat in one burst.
+    func sendDueHeartbeats(advancingBy ticks: Int = 1) {
+        tick &+= max(1, ticks)
+        for index in sessions.values.indices {
+            sessions.values[index].beat(tick: tick, silentFor: ticksPerHeartbeat)
         }
     }
 
@@ -153,11 +177,10 @@ actor SessionRegistry {
 
     /// Heartbeats and expiry, on this loop, until cancelled. The cadence is the loop's own time (`eventLoop.now`, its
     /// scheduled tasks), the expiry the injected wall clock (`time`, which session records are written in).
-    func run(heartbeatInterval: Duration, sweepInterval: Duration, time: TimeSource) async {
+    func run(sweepInterval: Duration, time: TimeSource) async {
         // Deadlines, not sleeps added up: a sweep takes time, and added-up sleeps would stretch the heartbeat period
         // past what proxies were promised.
         let interval = TimeAmount(sweepInterval)
-        var tick = 0
         var next = eventLoop.now + interval
         while !Task.isCancelled {
             do {
@@ -166,15 +189,14 @@ actor SessionRegistry {
                 break
             }
             endExpired(now: time.now())
-            // Slices missed while the machine stalled are sent now, at most one interval's worth.
-            var sent = 0
+            // Ticks missed while the machine stalled count as time that passed, at most one interval's worth.
+            var elapsed = 0
             repeat {
-                sendHeartbeats(slice: tick % slices)
-                tick += 1
-                sent += 1
+                elapsed += 1
                 next = next + interval
-            } while next <= eventLoop.now && sent < slices
+            } while next <= eventLoop.now && elapsed < ticksPerHeartbeat
             if next <= eventLoop.now { next = eventLoop.now + interval }
+            sendDueHeartbeats(advancingBy: elapsed)
         }
         endAll()
     }
@@ -220,7 +242,6 @@ final class SessionRegistries: SessionEventSink, Service {
     let registries: [SessionRegistry]
     private let byLoop: [ObjectIdentifier: Int]
     private let counts = Counts()
-    private let heartbeatInterval: Duration
     private let sweepInterval: Duration
     private let presenceRenewalInterval: Duration
     private let presenceReviewDelay: Duration?
@@ -234,7 +255,7 @@ final class SessionRegistries: SessionEventSink, Service {
     /// - Parameters:
     ///   - eventLoopGroup: the loops the server's connections run on; one registry each.
     ///   - bufferLimit: events a stream's buffer holds before its reader is cut (`sse.bufferedEvents`).
-    ///   - heartbeatInterval: how often every stream gets a heartbeat.
+    ///   - heartbeatInterval: how long a stream writes nothing before it gets a heartbeat (to the sweep's resolution).
     ///   - sweepInterval: how often expired sessions' streams are ended (the expiry's resolution).
     ///   - presenceRenewalInterval: how often the held sessions' devices have their presence renewed.
     ///   - presenceReviewDelay: how long after a device's presence is released the broker is asked whether it came
@@ -250,17 +271,16 @@ final class SessionRegistries: SessionEventSink, Service {
         metrics: TandemMetrics? = nil,
         logger: Logger
     ) {
-        let slices = max(1, Int((heartbeatInterval / sweepInterval).rounded()))
+        let ticksPerHeartbeat = max(1, Int((heartbeatInterval / sweepInterval).rounded()))
         let counts = self.counts
         var registries: [SessionRegistry] = []
         var byLoop: [ObjectIdentifier: Int] = [:]
         for loop in eventLoopGroup.makeIterator() {
             byLoop[ObjectIdentifier(loop)] = registries.count
-            registries.append(SessionRegistry(eventLoop: loop, bufferLimit: bufferLimit, heartbeatSlices: slices, counts: counts, metrics: metrics))
+            registries.append(SessionRegistry(eventLoop: loop, bufferLimit: bufferLimit, ticksPerHeartbeat: ticksPerHeartbeat, counts: counts, metrics: metrics))
         }
         self.registries = registries
         self.byLoop = byLoop
-        self.heartbeatInterval = heartbeatInterval
         self.sweepInterval = sweepInterval
         self.presenceRenewalInterval = presenceRenewalInterval
         self.presenceReviewDelay = presenceReviewDelay
@@ -378,13 +398,12 @@ final class SessionRegistries: SessionEventSink, Service {
     // MARK: Service
 
     func run() async throws {
-        let heartbeat = heartbeatInterval
         let sweep = sweepInterval
         let time = self.time
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 for registry in self.registries {
-                    group.addTask { await registry.run(heartbeatInterval: heartbeat, sweepInterval: sweep, time: time) }
+                    group.addTask { await registry.run(sweepInterval: sweep, time: time) }
                 }
                 group.addTask { await self.renewPresenceForever() }
             }

@@ -1,4 +1,5 @@
 import Broker
+import HTTP
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -156,8 +157,13 @@ struct RegistryTests {
         try await eventually { harness.registries.streamCount == 0 }
     }
 
-    @Test func heartbeatSlicesGiveEveryStreamExactlyOneHeartbeatPerRound() async throws {
-        // 5 s heartbeats, a sweep every 250 ms: 20 slices.
+    /// Heartbeats counted in `output`.
+    private static func heartbeats(in output: FakeOutput) -> Int {
+        output.text.split(separator: "\n").filter { $0 == ": heartbeat" }.count
+    }
+
+    @Test func aSilentStreamBeatsOncePerIntervalAndStreamsOpenedTogetherBeatSpreadOut() async throws {
+        // 5 s heartbeats, a sweep every 250 ms: a beat every 20 ticks of silence.
         let harness = Harness(heartbeatInterval: .seconds(5))
         var outputs: [FakeOutput] = []
         var registry: SessionRegistry?
@@ -168,17 +174,56 @@ struct RegistryTests {
         }
         let only = try #require(registry)
         let all = outputs
-        var perSlice: [Int] = []
-        for slice in 0..<20 {
-            let before = outputs.filter { $0.text.contains("heartbeat") }.count
-            await only.sendHeartbeats(slice: slice)
-            try await Task.sleep(for: .milliseconds(20))
-            perSlice.append(outputs.filter { $0.text.contains("heartbeat") }.count - before)
+        var perTick: [Int] = []
+        for round in 1...2 {
+            for _ in 0..<20 {
+                let before = all.map(Self.heartbeats).reduce(0, +)
+                await only.sendDueHeartbeats()
+                try await Task.sleep(for: .milliseconds(20))
+                perTick.append(all.map(Self.heartbeats).reduce(0, +) - before)
+            }
+            // One beat per stream per interval, never two.
+            try await eventually { all.allSatisfy { Self.heartbeats(in: $0) == round } }
         }
-        try await eventually { all.allSatisfy { $0.text.split(separator: "\n").filter { $0 == ": heartbeat" }.count == 1 } }
-        // Spread out: no slice carries a large share of the streams.
-        #expect(perSlice.allSatisfy { $0 < 25 }, "\(perSlice)")
+        // The first beats come after half an interval of silence at the earliest, spread over its other half; from
+        // then on each stream keeps its own phase.
+        #expect(perTick.prefix(10).allSatisfy { $0 == 0 }, "\(perTick)")
+        #expect(perTick.allSatisfy { $0 <= 25 }, "\(perTick)")
         await only.endAll()
+    }
+
+    @Test func aStreamWithEventsToWriteGetsNoHeartbeatUntilItHasBeenSilentForAnInterval() async throws {
+        let harness = Harness(bufferLimit: 64, heartbeatInterval: .seconds(5))
+        let id = try #require(SessionID("busy_stream"))
+        let pc = try await harness.open(id, opening: "")
+        let phone = try await harness.open(id, opening: "", audience: .phone)
+        // An event every tick for two intervals: the PC writes each one; the phone is sent none of them.
+        for eventID in 1...40 {
+            harness.registries.deliver(StoredEvent(id: EventID(eventID), event: .inputStarted), to: id)
+            await pc.registry.sendDueHeartbeats()
+        }
+        try await eventually { pc.output.ids.count == 40 }
+        try await eventually { Self.heartbeats(in: phone.output) == 2 }
+        #expect(Self.heartbeats(in: pc.output) == 0)
+        // Then silence: the last event came between two ticks, and the PC's beat comes on the 20th tick counted from
+        // the first of them (the loop's last one was the second): within an interval of silence, not much before.
+        for _ in 1...18 { await pc.registry.sendDueHeartbeats() }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(Self.heartbeats(in: pc.output) == 0)
+        await pc.registry.sendDueHeartbeats()
+        try await eventually { Self.heartbeats(in: pc.output) == 1 }
+        await pc.registry.endAll()
+    }
+
+    /// The registry's shortcut for which events a side writes agrees with the frames the streams make.
+    @Test(arguments: [PresenceSide.pc, .phone])
+    func whatASideIsSentIsWhatItsFramesSay(_ audience: PresenceSide) {
+        let events: [SessionEvent] =
+            [.connected(), .connected(pairingCode: "123"), .inputStarted, .complete(Submission(name: "A", phone: "1")), .phoneLeft, .phoneReturned]
+            + CancelReason.allCases.map { .cancelled($0) }
+        for event in events {
+            #expect(ServerSentEvent.isSent(event, to: audience) == (ServerSentEvent(stored: StoredEvent(id: 1, event: event), for: audience) != nil), "\(event)")
+        }
     }
 
     @Test func expiredSessionsStreamsEndOnTheSweepAndThePhoneIsTold() async throws {
