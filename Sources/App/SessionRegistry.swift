@@ -75,6 +75,16 @@ actor SessionRegistry {
     }
 
     private var sessions: [SessionID: LocalSession] = [:]
+    /// Presence reviews waiting for their time, oldest first (all wait the same delay): started by the sweep, so a
+    /// device that leaves costs no timer and no task of its own.
+    private var reviews = CircularBuffer<PendingReview>()
+
+    private struct PendingReview {
+        let due: NIODeadline
+        let id: SessionID
+        let side: PresenceSide
+        let broker: any Broker
+    }
     private var nextToken = 0
     private let counts: SessionRegistries.Counts
     private let bufferLimit: Int
@@ -170,6 +180,23 @@ actor SessionRegistry {
         }
     }
 
+    /// Asks `broker`, once `delay` has passed (to the sweep's resolution), whether the device of `side` came back; the
+    /// broker tells the other side if not.
+    func reviewPresence(of id: SessionID, side: PresenceSide, after delay: Duration, through broker: any Broker) {
+        reviews.append(PendingReview(due: eventLoop.now + TimeAmount(delay), id: id, side: side, broker: broker))
+    }
+
+    /// Starts the reviews whose time has come, in one task: the actor awaits no broker.
+    func startDueReviews() {
+        let now = eventLoop.now
+        var due: [PendingReview] = []
+        while let first = reviews.first, first.due <= now { due.append(reviews.removeFirst()) }
+        guard !due.isEmpty else { return }
+        Task {
+            for review in due { _ = try? await review.broker.reviewPresence(of: review.id, side: review.side) }
+        }
+    }
+
     /// Ends every stream (the node stops).
     func endAll() {
         for id in Array(sessions.keys) { end(id, lastWords: nil) }
@@ -189,6 +216,7 @@ actor SessionRegistry {
                 break
             }
             endExpired(now: time.now())
+            startDueReviews()
             // Ticks missed while the machine stalled count as time that passed, at most one interval's worth.
             var elapsed = 0
             repeat {
@@ -420,7 +448,9 @@ final class SessionRegistries: SessionEventSink, Service {
         for id in renewed where !held.contains(id) {
             try await broker.releasePresence(of: id, side: side)
             guard let reviewDelay = presenceReviewDelay else { continue }
-            SessionStream.reviewPresence(of: id, side: side, after: reviewDelay, through: broker)
+            // Any registry can hold the review: the session has no stream here any more.
+            let registry = routed(id) ?? registries[Int(UInt(bitPattern: id.hashValue) % UInt(registries.count))]
+            Self.enter(registry) { $0.reviewPresence(of: id, side: side, after: reviewDelay, through: broker) }
         }
     }
 

@@ -223,15 +223,9 @@ struct SessionStream: Sendable {
         guard let reviewDelay else { return }
         // A step of the other side within the grace finds the lapse by itself; the review tells a side that takes no
         // step.
-        Self.reviewPresence(of: id, side: side, after: reviewDelay, through: broker)
-    }
-
-    /// Asks `broker`, after `delay`, whether the device of `side` came back (and tells the other side if not), in a
-    /// task of its own: whoever released the presence does not wait for the grace.
-    static func reviewPresence(of id: SessionID, side: PresenceSide, after delay: Duration, through broker: any Broker) {
-        Task {
-            guard (try? await Task.sleep(for: delay)) != nil else { return }
-            _ = try? await broker.reviewPresence(of: id, side: side)
+        // Its registry holds it until then: this task ends now.
+        if SessionRegistries.onItsLoop(registry, (id, side, reviewDelay, broker), { $0.reviewPresence(of: $1.0, side: $1.1, after: $1.2, through: $1.3) }) == nil {
+            await registry.reviewPresence(of: id, side: side, after: reviewDelay, through: broker)
         }
     }
 

@@ -215,6 +215,28 @@ struct RegistryTests {
         await pc.registry.endAll()
     }
 
+    /// A device's presence review waits its delay in its registry and is started by the sweep after it, once.
+    @Test func presenceReviewsWaitTheirDelayAndStartFromTheSweepOnce() async throws {
+        let harness = Harness()
+        let broker = ScriptedLogBroker(snapshot: [])
+        let registry = try #require(harness.registries.registries.first)
+        let first = try #require(SessionID("review_first")), second = try #require(SessionID("review_second"))
+        await registry.reviewPresence(of: first, side: .pc, after: .milliseconds(300), through: broker)
+        await registry.reviewPresence(of: second, side: .phone, after: .milliseconds(900), through: broker)
+        await registry.startDueReviews()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(broker.reviewed.withLock { $0 }.isEmpty)
+        try await Task.sleep(for: .milliseconds(300))
+        await registry.startDueReviews()
+        try await eventually { broker.reviewed.withLock { $0 } == ["review_first pc"] }
+        await registry.startDueReviews()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(broker.reviewed.withLock { $0 } == ["review_first pc"])
+        try await Task.sleep(for: .milliseconds(600))
+        await registry.startDueReviews()
+        try await eventually { broker.reviewed.withLock { $0 } == ["review_first pc", "review_second phone"] }
+    }
+
     /// The registry's shortcut for which events a side writes agrees with the frames the streams make.
     @Test(arguments: [PresenceSide.pc, .phone])
     func whatASideIsSentIsWhatItsFramesSay(_ audience: PresenceSide) {
@@ -271,6 +293,8 @@ final class ScriptedLogBroker: Broker {
     private let snapshot: [StoredEvent]
     private let failing: Bool
     private let duringRead: Mutex<(@Sendable () -> Void)?>
+    /// The presence reviews asked for, in order.
+    let reviewed = Mutex<[String]>([])
 
     init(snapshot: [StoredEvent], failing: Bool = false) {
         self.snapshot = snapshot
@@ -288,7 +312,10 @@ final class ScriptedLogBroker: Broker {
     func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome { .sessionNotFound }
     func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] { [] }
     func releasePresence(of id: SessionID, side: PresenceSide) async throws {}
-    func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome { .sessionNotFound }
+    func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome {
+        reviewed.withLock { $0.append("\(id.rawValue) \(side.rawValue)") }
+        return .sessionNotFound
+    }
     func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
         duringRead.withLock { $0 }?()
         if failing { throw BrokerError(.unavailable, "scripted outage") }
