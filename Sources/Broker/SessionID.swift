@@ -32,8 +32,17 @@ public struct SessionID: Hashable, Sendable, CustomStringConvertible {
         // two were 4 µs of a handoff's node time in a profile (a VM's syscalls are dear). `arc4random_buf` is the
         // same kernel CSPRNG (glibc 2.36+: `getrandom`; Darwin: its own CSPRNG).
         var words: (high: UInt64, low: UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &words) { arc4random_buf($0.baseAddress!, $0.count) }
-        let (high, low) = words
+        fillRandomly(&words)
+        return hex(words.high, words.low)
+    }
+
+    /// Fills `value`'s bytes from the system's CSPRNG, in one call.
+    static func fillRandomly<T: BitwiseCopyable>(_ value: inout T) {
+        withUnsafeMutableBytes(of: &value) { arc4random_buf($0.baseAddress!, $0.count) }
+    }
+
+    /// 128 bits as 32 lowercase hex digits, `high` first.
+    static func hex(_ high: UInt64, _ low: UInt64) -> String {
         // One string written in place: each step of a handoff mints a key or two, and making the digits as strings
         // and joining them cost four allocations a key.
         return String(unsafeUninitializedCapacity: 32) { digits in

@@ -93,7 +93,20 @@ extension SessionRecord {
     /// A new pairing code: four random digits.
     public static func randomPairingCode() -> String {
         var generator = SystemRandomNumberGenerator()
-        let value = Int.random(in: 0..<10_000, using: &generator)
+        return fourDigits(Int.random(in: 0..<10_000, using: &generator))
+    }
+
+    /// A new phone key (128 bits as 32 hex digits, as ``SessionID/randomHex128()``) and pairing code, from one draw
+    /// of the system's CSPRNG: one `getrandom` where the two apart were two, on a phone's first step of every session.
+    public static func randomPhoneKeyAndPairingCode() -> (key: String, pairingCode: String) {
+        var words: (high: UInt64, low: UInt64, code: UInt32) = (0, 0, 0)
+        SessionID.fillRandomly(&words)
+        // Below 429,496 x 10,000 a draw modulo 10,000 is uniform; a draw above it (one in 600,000) is not used.
+        let code = words.code < 4_294_960_000 ? Int(words.code % 10_000) : nil
+        return (SessionID.hex(words.high, words.low), code.map(fourDigits) ?? randomPairingCode())
+    }
+
+    private static func fourDigits(_ value: Int) -> String {
         let digits = String(value)
         return String(repeating: "0", count: 4 - digits.count) + digits
     }

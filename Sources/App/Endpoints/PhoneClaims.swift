@@ -19,7 +19,8 @@ extension API {
 
     /// A claim with a key and pairing code made now, which claims the session if nobody has and `mayClaim`.
     static func freshClaim(mayClaim: Bool) -> PhoneClaim {
-        PhoneClaim(presentedKey: nil, newKey: SessionID.randomHex128(), pairingCode: SessionRecord.randomPairingCode(), mayClaim: mayClaim)
+        let (key, pairingCode) = SessionRecord.randomPhoneKeyAndPairingCode()
+        return PhoneClaim(presentedKey: nil, newKey: key, pairingCode: pairingCode, mayClaim: mayClaim)
     }
 
     /// Publishes a phone step. A phone that presents a key is checked against the session's claim, and claims
