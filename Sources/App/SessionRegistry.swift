@@ -233,7 +233,11 @@ actor SessionRegistry {
     private func sleep(until deadline: NIODeadline) async throws {
         let wakeUp = eventLoop.scheduleTask(deadline: deadline) {}
         try await withTaskCancellationHandler {
-            try await wakeUp.futureResult.get()
+            // Waited for here, resumed on the loop: `EventLoopFuture.get()` is not isolated, and in this task (which
+            // prefers no executor) it would wait on the global pool, two thread wakeups a tick.
+            try await withCheckedThrowingContinuation(isolation: self) { (continuation: CheckedContinuation<Void, any Error>) in
+                wakeUp.futureResult.whenComplete { continuation.resume(with: $0) }
+            }
         } onCancel: {
             wakeUp.cancel()
         }
