@@ -33,45 +33,60 @@ actor SessionRegistry {
     nonisolated let eventLoop: any EventLoop
     nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
 
-    private struct Attached {
+    /// A class, never shared outside the actor: what changes with every event (`lastWritten`) is written in place,
+    /// with no copy of the session's entry or its array (a dictionary's in-place `_modify` cost an allocation per
+    /// event, and a copied array one per session per sweep).
+    private final class Attached {
         let token: Int
         let audience: PresenceSide
         let continuation: AsyncStream<StreamItem>.Continuation
         /// The sweep tick of the last thing handed to it that it writes: its next heartbeat is due a heartbeat
         /// interval (`ticksPerHeartbeat`) after it.
         var lastWritten: Int
+        /// The highest event id it has (its opening's, or handed since): an event at or below it is one the stream
+        /// skips (a broker hands a session's whole log again after a reconnect), so it is no write.
+        var handedThrough: EventID
         /// Cut (its buffer overflowed) or ended: nothing more is yielded; it stays until its task detaches it.
         var finished = false
+
+        init(
+            token: Int, audience: PresenceSide, continuation: AsyncStream<StreamItem>.Continuation, lastWritten: Int,
+            handedThrough: EventID
+        ) {
+            self.token = token
+            self.audience = audience
+            self.continuation = continuation
+            self.lastWritten = lastWritten
+            self.handedThrough = handedThrough
+        }
+
+        /// Hands it `event`; false when its buffer is full and it is cut.
+        func hand(_ event: StoredEvent, tick: Int) -> Bool {
+            if case .dropped = continuation.yield(.event(event)) {
+                finished = true
+                continuation.finish()
+                return false
+            }
+            if event.id > handedThrough {
+                handedThrough = event.id
+                if ServerSentEvent.isSent(event.event, to: audience) { lastWritten = tick }
+            }
+            return true
+        }
+
+        /// A heartbeat, when it has been handed nothing it writes for `ticks` ticks; `phase` is its tick of
+        /// reference for the next one (`tick`, or earlier to spread beats that a stall brought together).
+        func beat(tick: Int, silentFor ticks: Int, phase: Int) {
+            guard !finished, tick &- lastWritten >= ticks else { return }
+            continuation.yield(.heartbeat)
+            lastWritten = phase
+        }
     }
 
     private struct LocalSession {
         var expiresAt: Int64
         /// Nearly always one or two (the PC's stream, the phone's channel): an array costs less than a dictionary.
         var streams: [Attached] = []
-
-        /// Hands `event` to every stream not yet finished; a stream whose buffer is full is cut. Returns how many
-        /// were cut.
-        mutating func hand(_ event: StoredEvent, tick: Int) -> Int {
-            var cut = 0
-            for index in streams.indices where !streams[index].finished {
-                if case .dropped = streams[index].continuation.yield(.event(event)) {
-                    streams[index].finished = true
-                    streams[index].continuation.finish()
-                    cut += 1
-                } else if ServerSentEvent.isSent(event.event, to: streams[index].audience) {
-                    streams[index].lastWritten = tick
-                }
-            }
-            return cut
-        }
-
-        /// A heartbeat to each stream that has been handed nothing it writes for `ticks` ticks.
-        mutating func beat(tick: Int, silentFor ticks: Int) {
-            for index in streams.indices where !streams[index].finished && tick &- streams[index].lastWritten >= ticks {
-                streams[index].continuation.yield(.heartbeat)
-                streams[index].lastWritten = tick
-            }
-        }
     }
 
     private var sessions: [SessionID: LocalSession] = [:]
@@ -103,15 +118,17 @@ actor SessionRegistry {
     }
 
     /// Adds a stream of `id`; nil when the session has expired by `now`. The caller's task reads the returned
-    /// stream and must `detach` its token when it ends.
-    func attach(_ id: SessionID, expiresAt: Int64, audience: PresenceSide, now: Int64) -> (token: Int, items: AsyncStream<StreamItem>)? {
+    /// stream and must `detach` its token when it ends. `handedThrough`: the highest event id its reader has or its
+    /// opening will write (a later hand of one at or below it is skipped, not written).
+    func attach(
+        _ id: SessionID, expiresAt: Int64, audience: PresenceSide, now: Int64, handedThrough: EventID = 0
+    ) -> (token: Int, items: AsyncStream<StreamItem>)? {
         guard expiresAt > now else { return nil }
         let (items, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(bufferLimit))
         nextToken &+= 1
-        // Streams opened together would beat together: each one's first heartbeat comes a little early, at one of
-        // half an interval's ticks, so their beats are spread over it.
-        let early = nextToken % max(1, ticksPerHeartbeat / 2)
-        let attached = Attached(token: nextToken, audience: audience, continuation: continuation, lastWritten: tick &- early)
+        // Streams opened together would beat together: each one's first heartbeat comes a little early.
+        let attached = Attached(
+            token: nextToken, audience: audience, continuation: continuation, lastWritten: tick &- early(nextToken), handedThrough: handedThrough)
         if sessions[id] == nil { counts.sessions.add(1, ordering: .relaxed) }
         sessions[id, default: LocalSession(expiresAt: expiresAt)].streams.append(attached)
         sessions[id]?.expiresAt = expiresAt
@@ -137,10 +154,11 @@ actor SessionRegistry {
 
     /// Hands an event to every stream of the session here; a stream whose buffer is full is cut.
     func deliver(_ event: StoredEvent, to id: SessionID) {
-        // In place: the session's entry is not copied.
-        guard let cut = sessions[id]?.hand(event, tick: tick) else { return }
+        guard let session = sessions[id] else { return }
         metrics?.ops?.delivered(event.event, to: id)
-        for _ in 0..<cut { metrics?.slowReaderCut() }
+        for stream in session.streams where !stream.finished {
+            if !stream.hand(event, tick: tick) { metrics?.slowReaderCut() }
+        }
     }
 
     /// Ends every stream of the session here, after `lastWords` for the streams of `audience` (nil: every stream).
@@ -175,9 +193,19 @@ actor SessionRegistry {
     /// timer from firing), and its beats follow its own silence, so streams do not all beat in one burst.
     func sendDueHeartbeats(advancingBy ticks: Int = 1) {
         tick &+= max(1, ticks)
-        for index in sessions.values.indices {
-            sessions.values[index].beat(tick: tick, silentFor: ticksPerHeartbeat)
+        // After a stall (ticks missed), the streams due now beat together: their next beats are spread again.
+        let stalled = ticks > 1
+        for session in sessions.values {
+            for stream in session.streams {
+                stream.beat(tick: tick, silentFor: ticksPerHeartbeat, phase: stalled ? tick &- early(stream.token) : tick)
+            }
         }
+    }
+
+    /// How many ticks early a stream's beat may come so that streams opened (or beaten) together do not stay in step:
+    /// spread over half an interval.
+    private func early(_ token: Int) -> Int {
+        (token & Int.max) % max(1, ticksPerHeartbeat / 2)
     }
 
     /// Asks `broker`, once `delay` has passed (to the sweep's resolution), whether the device of `side` came back; the

@@ -215,6 +215,74 @@ struct RegistryTests {
         await pc.registry.endAll()
     }
 
+    /// A broker hands a session's whole log again after a reconnect (Redis's redelivery): the stream skips what it
+    /// has, and what it skips is no write, so it does not put off the stream's heartbeat.
+    @Test func eventsHandedAgainAreNoWriteAndDoNotPutOffTheHeartbeat() async throws {
+        let harness = Harness(bufferLimit: 64, heartbeatInterval: .seconds(5))
+        let id = try #require(SessionID("redelivered"))
+        let pc = try await harness.open(id, opening: "")
+        let log = [StoredEvent(id: 1, event: .connected()), StoredEvent(id: 2, event: .inputStarted)]
+        for event in log { harness.registries.deliver(event, to: id) }
+        try await eventually { pc.output.ids.count == 2 }
+        // The log again on every tick: the beat still comes on the 20th tick after the last new event.
+        for _ in 1...19 {
+            await pc.registry.sendDueHeartbeats()
+            for event in log { harness.registries.deliver(event, to: id) }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(Self.heartbeats(in: pc.output) == 0)
+        await pc.registry.sendDueHeartbeats()
+        try await eventually { Self.heartbeats(in: pc.output) == 1 }
+        #expect(pc.output.ids == ["id: 1", "id: 2"])
+        await pc.registry.endAll()
+    }
+
+    /// An event the reader already has when its stream opens (at or below its resume point, or in the opening) is
+    /// no write either.
+    @Test func eventsTheOpeningAlreadyHasAreNoWrite() async throws {
+        let harness = Harness(bufferLimit: 64, heartbeatInterval: .seconds(5))
+        let id = try #require(SessionID("opening_has"))
+        let registry = harness.registries.route(id)
+        let (_, items) = try #require(await registry.attach(id, expiresAt: TimeSource.system.now() + 60_000, audience: .pc, now: TimeSource.system.now(), handedThrough: 2))
+        let beats = Task {
+            var count = 0
+            for await item in items { if case .heartbeat = item { count += 1 } }
+            return count
+        }
+        for _ in 1...20 {
+            harness.registries.deliver(StoredEvent(id: 2, event: .inputStarted), to: id)
+            await registry.sendDueHeartbeats()
+        }
+        await registry.endAll()
+        #expect(await beats.value == 1)
+    }
+
+    /// A stall of the loop makes every stream due at once; their next beats are spread again, not kept in step.
+    @Test func beatsBroughtTogetherByAStallAreSpreadAgain() async throws {
+        let harness = Harness(heartbeatInterval: .seconds(5))
+        var outputs: [FakeOutput] = []
+        var registry: SessionRegistry?
+        for index in 0..<100 {
+            let opened = try await harness.open(try #require(SessionID("stall_\(index)")), opening: "")
+            outputs.append(opened.output)
+            registry = opened.registry
+        }
+        let only = try #require(registry)
+        let all = outputs
+        await only.sendDueHeartbeats(advancingBy: 20)
+        try await eventually { all.allSatisfy { Self.heartbeats(in: $0) == 1 } }
+        var perTick: [Int] = []
+        for _ in 0..<20 {
+            let before = all.map(Self.heartbeats).reduce(0, +)
+            await only.sendDueHeartbeats()
+            try await Task.sleep(for: .milliseconds(20))
+            perTick.append(all.map(Self.heartbeats).reduce(0, +) - before)
+        }
+        try await eventually { all.allSatisfy { Self.heartbeats(in: $0) == 2 } }
+        #expect(perTick.filter { $0 > 0 }.count >= 8 && perTick.allSatisfy { $0 <= 15 }, "\(perTick)")
+        await only.endAll()
+    }
+
     /// A device's presence review waits its delay in its registry and is started by the sweep after it, once.
     @Test func presenceReviewsWaitTheirDelayAndStartFromTheSweepOnce() async throws {
         let harness = Harness()

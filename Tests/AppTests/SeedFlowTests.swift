@@ -78,6 +78,44 @@ struct SeedFlowTests {
         }
     }
 
+    /// Redis hands a held session's whole log to the node again after every reconnect of its subscriber; the stream
+    /// skips what it has, and what it skips must not count as written: a link that flaps more often than the
+    /// heartbeat interval would otherwise keep the stream silent (and a proxy would cut it).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"] != nil))
+    func heartbeatsKeepTheirIntervalWhileRedisRedeliversTheLog() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"])
+        try await withTandem({ $0.broker = .redis; $0.redisURL = url; $0.heartbeatSeconds = 1 }) { application, client in
+            try await eventually(timeout: .seconds(10)) { await application.broker.health.isAvailable }
+            let id = Self.newSessionID()
+            let stream = try await client.openEventStream("/api/events?session=\(id)")
+            _ = try await stream.events(atLeast: 1)
+            #expect(try await client.request("GET", "/api/validate-session?session=\(id)").status == 200)
+            _ = try await stream.events(atLeast: 2)
+            let start = ContinuousClock.now
+            for _ in 0..<8 {
+                try await Task.sleep(for: .milliseconds(600))
+                try Self.redisCLI(url, ["CLIENT", "KILL", "TYPE", "pubsub"])
+            }
+            let elapsed = ContinuousClock.now - start
+            // What came while the link flapped (everything so far: `connected` came before).
+            let (events, _) = try await stream.all(timeout: .seconds(1)) { $0.contains { $0.event == "connected" } }
+            // About one a second for the 4.8 s: three at least (the first may come after up to a second).
+            #expect(events.filter { $0.comment == "heartbeat" }.count >= 3, "\(events) in \(elapsed)")
+            #expect(events.filter { !$0.isComment && !$0.event.isEmpty }.map(\.event) == ["message", "connected"])
+            await stream.close()
+        }
+    }
+
+    /// Runs `redis-cli -u url arguments...`.
+    static func redisCLI(_ url: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["redis-cli", "-u", url] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+    }
+
     @Test func phonePollingValidateAnnouncesItOnlyOnce() async throws {
         try await withTandem { _, client in
             let id = Self.newSessionID()

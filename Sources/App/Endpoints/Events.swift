@@ -188,11 +188,16 @@ extension API {
         let registry = registries.route(id)
         let now = time.now()
         let expiresAt = record.expiresAt
+        // The reader has the events up to its resume point, and the opening writes those after it up to the record's
+        // last: a later hand of any of them (a broker's redelivery) is no write.
+        let handedThrough = max(resumeAfter, record.lastEventID)
         let attached: (token: Int, items: AsyncStream<StreamItem>)?
-        if let local = SessionRegistries.onItsLoop(registry, (id, expiresAt, audience, now), { $0.attach($1.0, expiresAt: $1.1, audience: $1.2, now: $1.3) }) {
+        if let local = SessionRegistries.onItsLoop(registry, (id, expiresAt, audience, now, handedThrough), {
+            $0.attach($1.0, expiresAt: $1.1, audience: $1.2, now: $1.3, handedThrough: $1.4)
+        }) {
             attached = local
         } else {
-            attached = await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now)
+            attached = await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now, handedThrough: handedThrough)
         }
         guard let (token, items) = attached else {
             registries.release(id)
