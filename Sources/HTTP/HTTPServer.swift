@@ -59,10 +59,9 @@ public final class HTTPServer: Service, Sendable {
         let server = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            // One accept per readiness, as nginx without `multi_accept`: NIO's default of four ends every wakeup with
-            // an `accept4` that finds nothing, a third of a system call per event where streams churn. The poll is
-            // level-triggered, so connections still waiting are accepted at the loop's next turn.
-            .serverChannelOption(.maxMessagesPerRead, value: 1)
+            // NIO's default of four accepts per readiness stays: one (as nginx without `multi_accept`) saved the
+            // `accept4` that finds nothing when connections come one by one, but cost 20-30 us of node time per
+            // connection when eight come at once (a loop turn each); see BENCHMARKS.md, session of 29 Nov, midday.
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Set here, synchronously, rather than as the bootstrap's child options, which it applies one
