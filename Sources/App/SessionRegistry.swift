@@ -90,8 +90,8 @@ actor SessionRegistry {
     }
 
     private var sessions: [SessionID: LocalSession] = [:]
-    /// Presence reviews waiting for their time, oldest first (all wait the same delay): started by the sweep, so a
-    /// device that leaves costs no timer and no task of its own.
+    /// Presence reviews waiting for their time, oldest first, so in the order of their times (all wait the node's
+    /// one delay, `presenceReviewDelay`): started by the sweep, so a device that leaves costs no timer or task.
     private var reviews = CircularBuffer<PendingReview>()
 
     private struct PendingReview {
