@@ -138,6 +138,13 @@ actor SessionRegistry {
         return (nextToken, items)
     }
 
+    /// The stream's opening writes the events up to `id`: a later hand of any of them (a broker's redelivery) is no
+    /// write. (Its log was read after `attach`, so it may hold events newer than the record the attach knew.)
+    func openingWrites(through id: EventID, session: SessionID, token: Int) {
+        guard let stream = sessions[session]?.streams.first(where: { $0.token == token }) else { return }
+        stream.handedThrough = max(stream.handedThrough, id)
+    }
+
     /// Removes a stream; the session's entry goes with its last stream. Returns whether it was the session's last
     /// stream of its audience here (false when it was not here any more: its session expired or ended).
     func detach(_ id: SessionID, token: Int) -> Bool {

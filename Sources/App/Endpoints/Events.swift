@@ -233,6 +233,11 @@ extension API {
             .write(to: &opening)
         if resync { ServerSentEvent.resync(record, for: audience).write(to: &opening) }
         for event in missed { ServerSentEvent(stored: event, for: audience)?.write(to: &opening) }
+        if let last = missed.last?.id, last > handedThrough {
+            if SessionRegistries.onItsLoop(registry, (id, token, last), { $0.openingWrites(through: $1.2, session: $1.0, token: $1.1) }) == nil {
+                await registry.openingWrites(through: last, session: id, token: token)
+            }
+        }
         let stream = SessionStream(
             sessionID: id, audience: audience, resumeAfter: resumeAfter, opening: SessionStream.Opening(opening, replayed: missed), items: items,
             registry: registry, token: token, registries: registries, broker: broker, metrics: metrics,
