@@ -162,26 +162,37 @@ struct RegistryTests {
         output.text.split(separator: "\n").filter { $0 == ": heartbeat" }.count
     }
 
-    @Test func aSilentStreamBeatsOncePerIntervalAndStreamsOpenedTogetherBeatSpreadOut() async throws {
-        // 5 s heartbeats, a sweep every 250 ms: a beat every 20 ticks of silence.
-        let harness = Harness(heartbeatInterval: .seconds(5))
+    /// `count` silent streams of sessions named `prefix_N`, all on one registry (the test's task routes them).
+    private static func openSilentStreams(_ count: Int, named prefix: String, in harness: Harness) async throws -> ([FakeOutput], SessionRegistry) {
         var outputs: [FakeOutput] = []
         var registry: SessionRegistry?
-        for index in 0..<200 {
-            let opened = try await harness.open(try #require(SessionID("beat_\(index)")), opening: "")
+        for index in 0..<count {
+            let opened = try await harness.open(try #require(SessionID("\(prefix)_\(index)")), opening: "")
             outputs.append(opened.output)
             registry = opened.registry
         }
-        let only = try #require(registry)
-        let all = outputs
+        return (outputs, try #require(registry))
+    }
+
+    /// The heartbeats written at each of `ticks` sweeps of `registry`.
+    private static func beatsPerTick(_ ticks: Int, of registry: SessionRegistry, into outputs: [FakeOutput]) async throws -> [Int] {
+        var perTick: [Int] = []
+        for _ in 0..<ticks {
+            let before = outputs.map(heartbeats).reduce(0, +)
+            await registry.sendDueHeartbeats()
+            try await Task.sleep(for: .milliseconds(20))
+            perTick.append(outputs.map(heartbeats).reduce(0, +) - before)
+        }
+        return perTick
+    }
+
+    @Test func aSilentStreamBeatsOncePerIntervalAndStreamsOpenedTogetherBeatSpreadOut() async throws {
+        // 5 s heartbeats, a sweep every 250 ms: a beat every 20 ticks of silence.
+        let harness = Harness(heartbeatInterval: .seconds(5))
+        let (all, only) = try await Self.openSilentStreams(200, named: "beat", in: harness)
         var perTick: [Int] = []
         for round in 1...2 {
-            for _ in 0..<20 {
-                let before = all.map(Self.heartbeats).reduce(0, +)
-                await only.sendDueHeartbeats()
-                try await Task.sleep(for: .milliseconds(20))
-                perTick.append(all.map(Self.heartbeats).reduce(0, +) - before)
-            }
+            perTick += try await Self.beatsPerTick(20, of: only, into: all)
             // One beat per stream per interval, never two.
             try await eventually { all.allSatisfy { Self.heartbeats(in: $0) == round } }
         }
@@ -263,24 +274,10 @@ struct RegistryTests {
     /// A stall of the loop makes every stream due at once; their next beats are spread again, not kept in step.
     @Test func beatsBroughtTogetherByAStallAreSpreadAgain() async throws {
         let harness = Harness(heartbeatInterval: .seconds(5))
-        var outputs: [FakeOutput] = []
-        var registry: SessionRegistry?
-        for index in 0..<100 {
-            let opened = try await harness.open(try #require(SessionID("stall_\(index)")), opening: "")
-            outputs.append(opened.output)
-            registry = opened.registry
-        }
-        let only = try #require(registry)
-        let all = outputs
+        let (all, only) = try await Self.openSilentStreams(100, named: "stall", in: harness)
         await only.sendDueHeartbeats(advancingBy: 20)
         try await eventually { all.allSatisfy { Self.heartbeats(in: $0) == 1 } }
-        var perTick: [Int] = []
-        for _ in 0..<20 {
-            let before = all.map(Self.heartbeats).reduce(0, +)
-            await only.sendDueHeartbeats()
-            try await Task.sleep(for: .milliseconds(20))
-            perTick.append(all.map(Self.heartbeats).reduce(0, +) - before)
-        }
+        let perTick = try await Self.beatsPerTick(20, of: only, into: all)
         try await eventually { all.allSatisfy { Self.heartbeats(in: $0) == 2 } }
         #expect(perTick.filter { $0 > 0 }.count >= 8 && perTick.allSatisfy { $0 <= 15 }, "\(perTick)")
         await only.endAll()
