@@ -2,6 +2,7 @@ import Broker
 import HTTP
 import NIOCore
 import NIOPosix
+import PropertyBased
 import Synchronization
 import TestSupport
 import Testing
@@ -269,6 +270,33 @@ struct RegistryTests {
         }
         await registry.endAll()
         #expect(await beats.value == 1)
+    }
+
+    /// Whatever ids a store hands (any UInt64, again and again, above or below what the reader has), nothing traps,
+    /// and only an id above what the stream has puts its beat off: handed half an interval into its silence, the
+    /// beat comes within the interval unless one of them was new.
+    @Test func onlyANewEventIDPutsTheBeatOffWhateverTheIDs() async {
+        let harness = Harness(bufferLimit: 64, heartbeatInterval: .seconds(5))
+        let ids = Gen.oneOf(Gen.uint64(), Gen.uint64(in: 0...8), Gen.always(UInt64.max), Gen.always(UInt64(0)))
+        var case_ = 0
+        await propertyCheck(count: 100, input: zip(ids, ids.array(of: 0...6))) { had, handed in
+            case_ += 1
+            guard let id = SessionID("any_ids_\(case_)") else { return }
+            let registry = harness.registries.route(id)
+            let now = TimeSource.system.now()
+            guard let (_, items) = await registry.attach(id, expiresAt: now + 60_000, audience: .pc, now: now, handedThrough: had) else { return }
+            let beats = Task {
+                var count = 0
+                for await item in items { if case .heartbeat = item { count += 1 } }
+                return count
+            }
+            for tick in 1...20 {
+                if tick == 10 { for eventID in handed { harness.registries.deliver(StoredEvent(id: eventID, event: .inputStarted), to: id) } }
+                await registry.sendDueHeartbeats()
+            }
+            await registry.end(id, lastWords: nil)
+            #expect(await beats.value == (handed.contains { $0 > had } ? 0 : 1), "had \(had), handed \(handed)")
+        }
     }
 
     /// A stall of the loop makes every stream due at once; their next beats are spread again, not kept in step.
