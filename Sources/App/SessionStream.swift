@@ -7,8 +7,19 @@ import Synchronization
 protocol EventStreamOutput: Sendable {
     /// Queues bytes; false when the reader is too far behind (or gone) to take more.
     func write(_ buffer: ByteBuffer) -> Bool
+    /// Queues what `fill` writes (nothing written: true, nothing queued); false as ``write(_:)``. The channel frames
+    /// the bytes where they were written.
+    func write(capacity: Int, _ fill: (inout ByteBuffer) -> Void) -> Bool
     /// Whether the server drains (the stream's task was cancelled to end it soon).
     var isDraining: Bool { get }
+}
+
+extension EventStreamOutput {
+    func write(capacity: Int, _ fill: (inout ByteBuffer) -> Void) -> Bool {
+        var buffer = ByteBufferAllocator().buffer(capacity: capacity)
+        fill(&buffer)
+        return buffer.readableBytes == 0 || write(buffer)
+    }
 }
 
 extension EventStreamChannel: EventStreamOutput {}
@@ -174,18 +185,19 @@ struct SessionStream: Sendable {
     /// Writes `events` after `lastSent`, in one write; the events the audience is not sent still move its resume
     /// point. False when the reader cannot take more.
     private func send(_ events: some Collection<StoredEvent>, after lastSent: inout EventID, to output: any EventStreamOutput) -> Bool {
-        var buffer = ByteBufferAllocator().buffer(capacity: 256)
         // The written events, for the metrics: the first kept apart, so the usual single event needs no array.
         var firstSent: StoredEvent?
         var moreSent: [StoredEvent] = []
-        for event in events where Self.isNext(event.id, after: lastSent) {
-            lastSent = event.id
-            guard let frame = ServerSentEvent(stored: event, for: audience) else { continue }
-            frame.write(to: &buffer)
-            if firstSent == nil { firstSent = event } else { moreSent.append(event) }
+        let audience = self.audience
+        let written = output.write(capacity: 256) { buffer in
+            for event in events where Self.isNext(event.id, after: lastSent) {
+                lastSent = event.id
+                guard let frame = ServerSentEvent(stored: event, for: audience) else { continue }
+                frame.write(to: &buffer)
+                if firstSent == nil { firstSent = event } else { moreSent.append(event) }
+            }
         }
-        guard buffer.readableBytes > 0 else { return true }
-        guard output.write(buffer) else { return false }
+        guard written else { return false }
         if let metrics, let firstSent {
             metrics.delivered(firstSent, live: true)
             for event in moreSent { metrics.delivered(event, live: true) }

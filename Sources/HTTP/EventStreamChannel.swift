@@ -71,6 +71,28 @@ public final class EventStreamChannel: Sendable {
         return true
     }
 
+    /// Queues what `fill` writes into a fresh buffer, as ``write(_:)`` does, but framed where it was written: the
+    /// buffer is made with room for the chunk's size line in front, so the event's bytes are never copied.
+    /// `capacity`: what `fill` is expected to write (the buffer grows if it writes more).
+    @discardableResult
+    public func write(capacity: Int, _ fill: (inout ByteBuffer) -> Void) -> Bool {
+        let room = HTTP1ResponseHead.chunkSizeLineRoom
+        var buffer = channel.allocator.buffer(capacity: room + max(0, capacity) + 2)
+        buffer.moveWriterIndex(forwardBy: room)
+        buffer.moveReaderIndex(forwardBy: room)
+        fill(&buffer)
+        // Nothing to write is no refusal, whatever the connection's state (as with ``write(_:)``).
+        guard buffer.readableBytes > 0 else { return true }  // an empty chunk would end the body
+        guard channel.isActive, channel.isWritable else { return false }
+        switch framing {
+        case .chunked: HTTP1ResponseHead.frameChunkInPlace(&buffer)
+        case .untilClose: break
+        case .none: return true
+        }
+        writes.submit((channel, buffer)) { channel, part in channel.writeAndFlush(part, promise: nil) }
+        return true
+    }
+
     /// Ends the response and closes the connection (browsers reconnect to an event stream by themselves). Safe to
     /// call more than once, from any thread. The server calls it when the producer returns.
     func finish() {

@@ -65,12 +65,37 @@ enum HTTP1ResponseHead {
 
     /// `data` framed as one chunk, in one buffer (one write, one `iovec`).
     static func chunk(_ data: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var framed = allocator.buffer(capacity: data.readableBytes + 20)
-        framed.writeString(String(data.readableBytes, radix: 16))
-        framed.writeStaticString("\r\n")
+        var framed = allocator.buffer(capacity: chunkSizeLineRoom + data.readableBytes + 2)
+        framed.moveWriterIndex(forwardBy: chunkSizeLineRoom)
+        framed.moveReaderIndex(forwardBy: chunkSizeLineRoom)
         framed.writeImmutableBuffer(data)
-        framed.writeStaticString("\r\n")
+        frameChunkInPlace(&framed)
         return framed
+    }
+
+    /// Room in front of a chunk's data for its size line: a ByteBuffer holds at most 2^32 - 1 bytes, eight hex
+    /// digits, then CRLF.
+    static let chunkSizeLineRoom = 10
+
+    /// Frames `buffer`'s readable bytes as one chunk without moving them: the size line goes into the
+    /// ``chunkSizeLineRoom`` bytes left in front of the reader index, the CRLF after them. A buffer without that
+    /// room is framed into a copy.
+    static func frameChunkInPlace(_ buffer: inout ByteBuffer) {
+        guard buffer.readerIndex >= chunkSizeLineRoom else {
+            buffer = chunk(buffer, allocator: ByteBufferAllocator())
+            return
+        }
+        var size = buffer.readableBytes
+        var start = buffer.readerIndex - 2
+        buffer.setInteger(UInt16(0x0D0A), at: start)  // CRLF, big-endian
+        repeat {
+            start -= 1
+            let digit = UInt8(truncatingIfNeeded: size & 0xF)
+            buffer.setInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit, at: start)
+            size >>= 4
+        } while size > 0
+        buffer.moveReaderIndex(to: start)
+        buffer.writeStaticString("\r\n")
     }
 
     /// Whether `name` is one of the headers the server writes itself from the framing (any case).

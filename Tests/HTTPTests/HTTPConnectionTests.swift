@@ -538,6 +538,42 @@ struct HTTPConnectionTests {
         }
     }
 
+    /// Events framed where they were written: sizes across every hex-digit boundary a chunk's size line has, and
+    /// buffers that grew past what was asked, decode to exactly what was written, in order; nothing written is no
+    /// chunk (an empty one would end the body).
+    @Test func eventsFramedInPlaceDecodeToWhatWasWritten() async throws {
+        try await Served.run { served in
+            let connection = try await served.connect()
+            try await connection.send("GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+            _ = try await connection.readStreamingHead(timeout: .seconds(2))
+            #expect(await eventually { served.probe.snapshot.streams == 1 })
+            var expected = "data: open\n\n"
+            for (index, size) in [1, 15, 16, 255, 256, 4095, 4096, 65_536, 70_001].enumerated() {
+                let text = String(repeating: Character(UnicodeScalar(UInt8(ascii: "a") + UInt8(index))), count: size)
+                #expect(served.probe.writeAllInPlace(text, capacity: index.isMultiple(of: 2) ? size : 8) == [true])
+                expected += text
+            }
+            #expect(served.probe.writeAllInPlace("", capacity: 64) == [true])
+            served.probe.finishAll()
+            let decoded = ChunkedTail.decode(try await connection.readUntilClosed(timeout: .seconds(5)))
+            #expect(decoded.text == expected)
+            #expect(decoded.ended, "no last chunk before the close")
+        }
+    }
+
+    @Test func anEventFramedInPlaceToAnHTTP10ClientIsUnframed() async throws {
+        try await Served.run { served in
+            let connection = try await served.connect()
+            try await connection.send("GET /events HTTP/1.0\r\n\r\n")
+            _ = try await connection.readStreamingHead(timeout: .seconds(2))
+            #expect(await eventually { served.probe.snapshot.streams == 1 })
+            served.probe.writeAllInPlace("data: more\n\n", capacity: 4)
+            served.probe.finishAll()
+            let rest = String(decoding: try await connection.readUntilClosed(timeout: .seconds(2)), as: UTF8.self)
+            #expect(rest == "data: open\n\ndata: more\n\n")
+        }
+    }
+
     @Test func anEventStreamToAnHTTP10ClientIsUnframed() async throws {
         try await Served.run { served in
             let connection = try await served.connect()
@@ -842,6 +878,13 @@ final class EventProbe: Sendable {
     @discardableResult
     func writeAll(_ text: String) -> [Bool] {
         state.withLock { $0.channels }.map { $0.write(ByteBuffer(string: text)) }
+    }
+
+    /// Writes `text` to every stream through the in-place framing (``EventStreamChannel/write(capacity:_:)``),
+    /// asking for `capacity` bytes (less than the text: the buffer grows).
+    @discardableResult
+    func writeAllInPlace(_ text: String, capacity: Int) -> [Bool] {
+        state.withLock { $0.channels }.map { channel in channel.write(capacity: capacity) { $0.writeString(text) } }
     }
 
     /// Ends every stream's producer, so its response ends.
