@@ -6,7 +6,7 @@ import Synchronization
 /// Where a session stream's bytes go: an open event-stream response (``EventStreamChannel``), or a test's fake.
 protocol EventStreamOutput: Sendable {
     /// Queues bytes; false when the reader is too far behind (or gone) to take more.
-    func write(_ buffer: ByteBuffer) -> Bool
+    func write(_ buffer: consuming ByteBuffer) -> Bool
     /// Queues what `fill` writes (nothing written: true, nothing queued); false as ``write(_:)``. The channel frames
     /// the bytes where they were written.
     func write(capacity: Int, _ fill: (inout ByteBuffer) -> Void) -> Bool
@@ -120,7 +120,8 @@ struct SessionStream: Sendable {
         let (opening, replayed) = self.opening.take()
         progress.lastSent = max(resumeAfter, replayed.last?.id ?? 0)
         progress.sawFinalEvent = replayed.contains { $0.event.isFinal }
-        guard output.write(opening) else { return false }
+        // Handed over, not shared: the channel frames it where it is.
+        guard output.write(consume opening) else { return false }
         for event in replayed where ServerSentEvent(stored: event, for: audience) != nil { metrics?.delivered(event, live: false) }
         return true
     }
@@ -134,11 +135,7 @@ struct SessionStream: Sendable {
             }
             return .next
         case .end(let lastWords):
-            if let lastWords {
-                var buffer = ByteBuffer()
-                lastWords.write(to: &buffer)
-                _ = output.write(buffer)
-            }
+            if let lastWords { _ = output.write(capacity: 128) { lastWords.write(to: &$0) } }
             return .stop
         case .event(let event):
             if event.event.isFinal { progress.sawFinalEvent = true }
@@ -168,9 +165,7 @@ struct SessionStream: Sendable {
     }
 
     private func writeDrainHint(on output: any EventStreamOutput) {
-        var buffer = ByteBuffer()
-        ServerSentEvent.writeRetry(milliseconds: API.drainRetryMilliseconds, to: &buffer)
-        _ = output.write(buffer)
+        _ = output.write(capacity: 32) { ServerSentEvent.writeRetry(milliseconds: API.drainRetryMilliseconds, to: &$0) }
     }
 
     /// The session's events after `lastSent` from its log, when the log reaches back to `lastSent`; nil otherwise.

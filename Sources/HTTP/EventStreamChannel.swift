@@ -57,18 +57,29 @@ public final class EventStreamChannel: Sendable {
     /// Writes leave in the order they were made (callers serialise their writes). On the connection's own loop a
     /// write goes out at once, unless writes queued from other threads are still waiting on the loop: then it queues
     /// behind them, so it never overtakes them.
+    ///
+    /// A buffer made by ``buffer(capacity:)``, and not shared, is framed where it is; any other is framed into a copy.
     @discardableResult
-    public func write(_ buffer: ByteBuffer) -> Bool {
+    public func write(_ buffer: consuming ByteBuffer) -> Bool {
         guard channel.isActive, channel.isWritable else { return false }
         guard buffer.readableBytes > 0 else { return true }  // an empty chunk would end the body
-        let part: ByteBuffer
+        var part = buffer
         switch framing {
-        case .chunked: part = HTTP1ResponseHead.chunk(buffer, allocator: channel.allocator)
-        case .untilClose: part = buffer
+        case .chunked: HTTP1ResponseHead.frameChunkInPlace(&part)
+        case .untilClose: break
         case .none: return true
         }
         writes.submit((channel, part)) { channel, part in channel.writeAndFlush(part, promise: nil) }
         return true
+    }
+
+    /// A buffer for ``write(_:)`` with room in front for the chunk's size line, so that write does not copy it.
+    public static func buffer(capacity: Int) -> ByteBuffer {
+        let room = HTTP1ResponseHead.chunkSizeLineRoom
+        var buffer = ByteBufferAllocator().buffer(capacity: room + max(0, capacity) + 2)
+        buffer.moveWriterIndex(forwardBy: room)
+        buffer.moveReaderIndex(forwardBy: room)
+        return buffer
     }
 
     /// Queues what `fill` writes into a fresh buffer, as ``write(_:)`` does, but framed where it was written: the
@@ -76,10 +87,7 @@ public final class EventStreamChannel: Sendable {
     /// `capacity`: what `fill` is expected to write (the buffer grows if it writes more).
     @discardableResult
     public func write(capacity: Int, _ fill: (inout ByteBuffer) -> Void) -> Bool {
-        let room = HTTP1ResponseHead.chunkSizeLineRoom
-        var buffer = channel.allocator.buffer(capacity: room + max(0, capacity) + 2)
-        buffer.moveWriterIndex(forwardBy: room)
-        buffer.moveReaderIndex(forwardBy: room)
+        var buffer = Self.buffer(capacity: capacity)
         fill(&buffer)
         // Nothing to write is no refusal, whatever the connection's state (as with ``write(_:)``).
         guard buffer.readableBytes > 0 else { return true }  // an empty chunk would end the body

@@ -226,7 +226,7 @@ extension API {
             registries.release(id)
             throw error
         }
-        var opening = ByteBuffer()
+        var opening = EventStreamChannel.buffer(capacity: 512)
         ServerSentEvent.writeRetry(milliseconds: configuration.retryMilliseconds, to: &opening)
         // The session info carries the resume point as its id, so the browser's Last-Event-ID is never lost.
         ServerSentEvent.sessionInfo(record, ttlMinutes: ttlMinutes, resumePoint: resumeAfter, now: now, for: audience)
