@@ -10,6 +10,8 @@ protocol EventStreamOutput: Sendable {
     /// Queues what `fill` writes (nothing written: true, nothing queued); false as ``write(_:)``. The channel frames
     /// the bytes where they were written.
     func write(capacity: Int, _ fill: (inout ByteBuffer) -> Void) -> Bool
+    /// Queues bytes framed beforehand; false as ``write(_:)``.
+    func write(_ prepared: EventStreamChannel.PreparedBytes) -> Bool
     /// Whether the server drains (the stream's task was cancelled to end it soon).
     var isDraining: Bool { get }
 }
@@ -69,11 +71,11 @@ struct SessionStream: Sendable {
         }
     }
 
-    /// The heartbeat comment, one buffer shared by every stream (writing a ByteBuffer does not copy it).
-    static let heartbeatBytes: ByteBuffer = {
+    /// The heartbeat comment, framed once and shared by every stream (writing it copies nothing).
+    static let heartbeatBytes: EventStreamChannel.PreparedBytes = {
         var buffer = ByteBuffer()
         ServerSentEvent.writeComment("heartbeat", to: &buffer)
-        return buffer
+        return EventStreamChannel.PreparedBytes(buffer)
     }()
 
     /// Serves the stream until its session ends, it is cut, its connection closes or the node drains; then

@@ -73,6 +73,34 @@ public final class EventStreamChannel: Sendable {
         return true
     }
 
+    /// Bytes written often and always the same (a heartbeat), framed once for each framing: writing them allocates
+    /// and copies nothing.
+    public struct PreparedBytes: Sendable {
+        /// The bytes, unframed.
+        public let plain: ByteBuffer
+        let chunk: ByteBuffer
+
+        public init(_ bytes: ByteBuffer) {
+            plain = bytes
+            chunk = HTTP1ResponseHead.chunk(bytes, allocator: ByteBufferAllocator())
+        }
+    }
+
+    /// Queues `prepared` as ``write(_:)`` would queue its bytes.
+    @discardableResult
+    public func write(_ prepared: PreparedBytes) -> Bool {
+        guard channel.isActive, channel.isWritable else { return false }
+        guard prepared.plain.readableBytes > 0 else { return true }  // an empty chunk would end the body
+        let part: ByteBuffer
+        switch framing {
+        case .chunked: part = prepared.chunk
+        case .untilClose: part = prepared.plain
+        case .none: return true
+        }
+        writes.submit((channel, part)) { channel, part in channel.writeAndFlush(part, promise: nil) }
+        return true
+    }
+
     /// A buffer for ``write(_:)`` with room in front for the chunk's size line, so that write does not copy it.
     public static func buffer(capacity: Int) -> ByteBuffer {
         let room = HTTP1ResponseHead.chunkSizeLineRoom

@@ -58,6 +58,8 @@ struct RegistryTests {
             }
         }
 
+        func write(_ prepared: EventStreamChannel.PreparedBytes) -> Bool { write(prepared.plain) }
+
         var isDraining: Bool { false }
         func markFinished() { lock.withLock { $0.2 = true } }
         var text: String { lock.withLock { $0.0.joined() } }

@@ -554,6 +554,11 @@ struct HTTPConnectionTests {
                 expected += text
             }
             #expect(served.probe.writeAllInPlace("", capacity: 64) == [true])
+            let prepared = EventStreamChannel.PreparedBytes(ByteBuffer(string: ": beat\n\n"))
+            #expect(served.probe.writeAll(prepared) == [true])
+            #expect(served.probe.writeAll(prepared) == [true])
+            #expect(served.probe.writeAll(EventStreamChannel.PreparedBytes(ByteBuffer())) == [true])
+            expected += ": beat\n\n: beat\n\n"
             served.probe.finishAll()
             let decoded = ChunkedTail.decode(try await connection.readUntilClosed(timeout: .seconds(5)))
             #expect(decoded.text == expected)
@@ -568,9 +573,10 @@ struct HTTPConnectionTests {
             _ = try await connection.readStreamingHead(timeout: .seconds(2))
             #expect(await eventually { served.probe.snapshot.streams == 1 })
             served.probe.writeAllInPlace("data: more\n\n", capacity: 4)
+            served.probe.writeAll(EventStreamChannel.PreparedBytes(ByteBuffer(string: ": beat\n\n")))
             served.probe.finishAll()
             let rest = String(decoding: try await connection.readUntilClosed(timeout: .seconds(2)), as: UTF8.self)
-            #expect(rest == "data: open\n\ndata: more\n\n")
+            #expect(rest == "data: open\n\ndata: more\n\n: beat\n\n")
         }
     }
 
@@ -885,6 +891,11 @@ final class EventProbe: Sendable {
     @discardableResult
     func writeAllInPlace(_ text: String, capacity: Int) -> [Bool] {
         state.withLock { $0.channels }.map { channel in channel.write(capacity: capacity) { $0.writeString(text) } }
+    }
+
+    @discardableResult
+    func writeAll(_ prepared: EventStreamChannel.PreparedBytes) -> [Bool] {
+        state.withLock { $0.channels }.map { $0.write(prepared) }
     }
 
     /// Ends every stream's producer, so its response ends.
