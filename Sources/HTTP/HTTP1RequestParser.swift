@@ -189,6 +189,8 @@ struct HTTP1RequestParser {
         let (method, uri, version, authority) = try Self.parseRequestLine(requestLine)
 
         var fields: [(String, String)] = []
+        // One allocation for the usual head (a browser's sends a dozen fields), not one per doubling.
+        fields.reserveCapacity(min(maximumHeaderCount, 16))
         var contentLength: Int?
         var transferEncoding: [Substring] = []
         var sawTransferEncoding = false
@@ -367,7 +369,17 @@ struct HTTP1RequestParser {
 
     private static func parseField(_ line: UnsafeRawBufferPointer) throws(HTTP1ParseError) -> (String, String) {
         let (name, value) = try fieldParts(line)
-        return (String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
+        return (String(decoding: name, as: UTF8.self), commonValue(value) ?? String(decoding: value, as: UTF8.self))
+    }
+
+    /// Values too long for a small (inline) string that most requests carry, so a request that has one allocates no
+    /// string for it; ``commonValue(_:)`` finds them by exact bytes.
+    static let commonValues: [String] = ["application/json", "text/event-stream", "application/json; charset=utf-8"]
+
+    /// The shared string of a common value, when `value` is one.
+    private static func commonValue(_ value: Slice<UnsafeRawBufferPointer>) -> String? {
+        guard value.count >= 16 else { return nil }  // shorter ones are small strings: no allocation anyway
+        return commonValues.first { $0.utf8.count == value.count && $0.utf8.elementsEqual(value) }
     }
 
     /// The name and the value (without surrounding whitespace) of a header or trailer line, checked.

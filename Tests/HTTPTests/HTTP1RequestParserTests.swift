@@ -566,5 +566,28 @@ extension HTTP1RequestParserTests {
             }
         }
     }
-}
 
+    /// Values near the common ones the parser shares (``HTTP1RequestParser/commonValues``): each, or one with a byte
+    /// changed, added or taken away, or in another case, is read as exactly the bytes sent.
+    @Test func valuesNearTheSharedCommonOnesAreReadAsSent() async {
+        let common = HTTP1RequestParser.commonValues.map { Array($0.utf8) }
+        await propertyCheck(input: Gen.int(in: 0..<common.count), Gen.int(in: 0...3), Gen.int(in: 0...40), Gen.uint8(in: 0x21...0x7E)) {
+            pick, change, position, byte in
+            var value = common[pick]
+            let at = min(position, value.count - 1)
+            switch change {
+            case 1: value[at] = byte
+            case 2: value.insert(byte, at: at)
+            case 3: value.remove(at: at)
+            default: break
+            }
+            let text = Array("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: ".utf8) + value + Array("\r\nContent-Length: 0\r\n\r\n".utf8)
+            let parsed = try? parse(pieces: [text]).requests.first
+            #expect(parsed?.headers["content-type"] == [String(decoding: value, as: UTF8.self)])
+        }
+        for value in HTTP1RequestParser.commonValues + HTTP1RequestParser.commonValues.map({ $0.uppercased() }) {
+            let parsed = try? parse("POST / HTTP/1.1\r\nHost: a\r\nAccept: \(value)\r\n\r\n").requests.first
+            #expect(parsed?.headers["accept"] == [value])
+        }
+    }
+}
