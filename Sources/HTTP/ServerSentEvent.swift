@@ -28,6 +28,15 @@ public struct ServerSentEvent: Sendable, Equatable {
             buffer.writeString(Self.singleLine(id))
             buffer.writeStaticString("\n")
         }
+        // The usual payload (compact JSON) has no line break: one `data:` line, written at once.
+        let singleLineWritten = data.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            guard !bytes.contains(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) else { return false }
+            buffer.writeStaticString("data: ")
+            buffer.writeBytes(UnsafeRawBufferPointer(bytes))
+            buffer.writeStaticString("\n\n")
+            return true
+        }
+        if singleLineWritten == true { return }
         // CRLF, CR and LF all end a line in the format; each line of the payload gets its own `data:` field so the
         // client rejoins them with LF.
         var lineStart = data.utf8.startIndex

@@ -31,6 +31,35 @@ import Testing
         #expect(wire(ServerSentEvent(data: data)) == expected)
     }
 
+    /// Any payload (line breaks of every kind or none, any scalars, native or bridged-from-substring storage) is
+    /// written as a model says: each line its own `data:` field, then the blank line; so the one-line shortcut and the
+    /// line-by-line writer agree.
+    @Test func anyPayloadIsWrittenAsTheLineModelSays() async {
+        let pieces = Gen.oneOf(Gen.always("\n"), Gen.always("\r"), Gen.always("\r\n"), Gen.always("é"), Gen.always("山"), Gen.always("{\"a\":1}"), Gen.letterOrNumber.map { String($0) })
+        await propertyCheck(count: 1000, input: pieces.array(of: 0...30)) { (parts: [String]) in
+            let data = parts.joined()
+            var lines: [String] = []
+            var current = ""
+            var index = data.unicodeScalars.startIndex
+            let scalars = data.unicodeScalars
+            while index != scalars.endIndex {
+                let scalar = scalars[index]
+                index = scalars.index(after: index)
+                if scalar == "\r" || scalar == "\n" {
+                    if scalar == "\r", index != scalars.endIndex, scalars[index] == "\n" { index = scalars.index(after: index) }
+                    lines.append(current)
+                    current = ""
+                } else {
+                    current.unicodeScalars.append(scalar)
+                }
+            }
+            lines.append(current)
+            let expected = lines.map { "data: \($0)\n" }.joined() + "\n"
+            #expect(wire(ServerSentEvent(data: data)) == expected)
+            #expect(wire(ServerSentEvent(data: String(("x" + data).dropFirst()))) == expected)
+        }
+    }
+
     @Test func lineBreaksCannotInjectFieldsThroughNameOrID() {
         let text = wire(ServerSentEvent(event: "x\ndata: injected", id: "1\r\nevent: evil", data: "ok"))
         #expect(text == "event: xdata: injected\nid: 1event: evil\ndata: ok\n\n")
