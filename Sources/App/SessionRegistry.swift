@@ -87,6 +87,10 @@ actor SessionRegistry {
         var expiresAt: Int64
         /// Nearly always one or two (the PC's stream, the phone's channel): an array costs less than a dictionary.
         var streams: [Attached] = []
+        /// A phone took the session and it is not over (as its events say): while the PC's stream is here and the
+        /// phone's channel is not, the presence rounds look at the phone's presence (see
+        /// ``SessionRegistry/sessionsAwaitingPhone()``).
+        var phoneEngaged = false
     }
 
     private var sessions: [SessionID: LocalSession] = [:]
@@ -120,8 +124,9 @@ actor SessionRegistry {
     /// Adds a stream of `id`; nil when the session has expired by `now`. The caller's task reads the returned
     /// stream and must `detach` its token when it ends. `handedThrough`: the highest event id its reader has or its
     /// opening will write (a later hand of one at or below it is skipped, not written).
+    /// `phoneEngaged`: the session's record says a phone took it and it is not over.
     func attach(
-        _ id: SessionID, expiresAt: Int64, audience: PresenceSide, now: Int64, handedThrough: EventID = 0
+        _ id: SessionID, expiresAt: Int64, audience: PresenceSide, now: Int64, handedThrough: EventID = 0, phoneEngaged: Bool = false
     ) -> (token: Int, items: AsyncStream<StreamItem>)? {
         guard expiresAt > now else { return nil }
         let (items, continuation) = AsyncStream.makeStream(of: StreamItem.self, bufferingPolicy: .bufferingOldest(bufferLimit))
@@ -132,6 +137,7 @@ actor SessionRegistry {
         if sessions[id] == nil { counts.sessions.add(1, ordering: .relaxed) }
         sessions[id, default: LocalSession(expiresAt: expiresAt)].streams.append(attached)
         sessions[id]?.expiresAt = expiresAt
+        if phoneEngaged { sessions[id]?.phoneEngaged = true }
         counts.streams.add(1, ordering: .relaxed)
         if audience == .phone { counts.phoneStreams.add(1, ordering: .relaxed) }
         countsChanged()
@@ -165,6 +171,26 @@ actor SessionRegistry {
         metrics?.ops?.delivered(event.event, to: id)
         for stream in session.streams where !stream.finished {
             if !stream.hand(event, tick: tick) { metrics?.slowReaderCut() }
+        }
+        // Written only when it changes (twice in a session's life): the dictionary's in-place write allocates.
+        let engaged: Bool
+        switch event.event {
+        case .connected, .inputStarted, .phoneReturned: engaged = true
+        case .complete, .cancelled: engaged = false
+        case .phoneLeft: engaged = session.phoneEngaged  // it may come back: still looked at (the broker tells it once)
+        }
+        if engaged != session.phoneEngaged { sessions[id]?.phoneEngaged = engaged }
+    }
+
+    /// The sessions whose PC's stream is here, whose phone took them and is not over, and whose phone's channel is
+    /// not here: the phone's presence is for this node to look at too, since the node whose channel it was may have
+    /// stopped before its own look, once the grace was over.
+    func sessionsAwaitingPhone() -> [SessionID] {
+        sessions.compactMap { id, session in
+            guard session.phoneEngaged, session.streams.contains(where: { $0.audience == .pc && !$0.finished }),
+                !session.streams.contains(where: { $0.audience == .phone && !$0.finished })
+            else { return nil }
+            return id
         }
     }
 
@@ -462,6 +488,13 @@ final class SessionRegistries: SessionEventSink, Service {
         return ids
     }
 
+    /// ``SessionRegistry/sessionsAwaitingPhone()`` of every registry.
+    func sessionsAwaitingPhone() async -> [SessionID] {
+        var ids: [SessionID] = []
+        for registry in registries { ids += await registry.sessionsAwaitingPhone() }
+        return ids
+    }
+
     // MARK: Service
 
     func run() async throws {
@@ -496,7 +529,9 @@ final class SessionRegistries: SessionEventSink, Service {
     /// Holds the presence of every held stream's device (the PCs', the phones'), one batch per side each
     /// `presenceRenewalInterval`; a session the broker no longer has (Redis lost it) ends its streams with `expired`.
     /// The PCs of sessions whose phones are held here are looked at too: a PC whose node died (no release, no
-    /// review) is noticed once its hold lease lapses, and its phone is told. A failure (Redis away) is retried at the
+    /// review) is noticed once its hold lease lapses, and its phone is told. So are the phones of sessions in progress
+    /// whose PCs are held here and whose channels are not: a phone whose channel closed on a node that stopped or died
+    /// before its grace was over is noticed once its presence lapses, and its PC is told. A failure (Redis away) is retried at the
     /// next round; the hold lease outlasts many missed rounds.
     private func renewPresenceForever() async {
         while !Task.isCancelled {
@@ -515,6 +550,8 @@ final class SessionRegistries: SessionEventSink, Service {
                     if side == .phone {
                         let pcHeldHere = Set(await heldSessionIDs(.pc))
                         for id in ids where !pcHeldHere.contains(id) { _ = try await broker.reviewPresence(of: id, side: .pc) }
+                    } else {
+                        for id in await sessionsAwaitingPhone() { _ = try await broker.reviewPresence(of: id, side: .phone) }
                     }
                 } catch {
                     logger.debug(

@@ -212,6 +212,39 @@ struct PhoneChannelTests {
         }
     }
 
+    /// The phone's channel closes on a node that then stops before the grace is over: that node's own look at the
+    /// phone's presence never comes, so the PC's node looks in its presence rounds, and the PC hears phone-left once
+    /// the phone's presence lapsed. Two nodes on one Redis; fails without the PC's node looking.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"] != nil))
+    func thePCHearsThePhoneLeftWhenThePhonesNodeStoppedWithinTheGrace() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["TANDEM_TEST_REDIS_URL"])
+        let configure: @Sendable (inout TandemConfiguration) -> Void = {
+            $0.broker = .redis
+            $0.redisURL = url
+            $0.pairingGraceSeconds = 1
+        }
+        try await withTandem(configure) { pcNode, pc in
+            try await eventually(timeout: .seconds(10)) { await pcNode.broker.health.isAvailable }
+            let id = SeedFlowTests.newSessionID()
+            let pcStream = try await pc.openEventStream("/api/events?session=\(id)")
+            _ = try await pcStream.events(atLeast: 1)
+            try await withTandem(configure) { phoneNode, phone in
+                try await eventually(timeout: .seconds(10)) { await phoneNode.broker.health.isAvailable }
+                #expect(try await phone.request("GET", "/api/validate-session?session=\(id)").status == 200)
+                let channel = try await phone.openEventStream("/api/phone/events?session=\(id)")
+                _ = try await channel.events(atLeast: 2)
+                #expect(try await phone.post("/api/input-started", json: #"{"sessionId":"\#(id)"}"#).status == 200)
+                // The phone's tab closes, and its node stops at once, well within the grace.
+                await channel.close()
+                try await eventually(timeout: .seconds(2)) { phoneNode.registry.streamCount == 0 }
+            }
+            let (events, _) = try await pcStream.all(timeout: .seconds(6)) { $0.contains { $0.event == "phone-left" } }
+            let named = events.filter { !$0.isComment && !$0.event.isEmpty }.map(\.event)
+            #expect(named == ["message", "connected", "input-started", "phone-left"], "\(events)")
+            await pcStream.close()
+        }
+    }
+
     @Test func thePhonesChannelSaysExpiredWhenTheSessionRunsOut() async throws {
         // Five seconds: the channel must open before the session runs out, on a busy machine too.
         try await withTandem({ $0.sessionTTLSeconds = 5 }) { _, pc in

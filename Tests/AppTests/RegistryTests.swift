@@ -133,6 +133,43 @@ struct RegistryTests {
         #expect(output.ids == ["id: 1", "id: 2", "id: 3"])
     }
 
+    /// Which sessions the PC's node looks at the phone's presence for: a PC's stream here, a phone that took the
+    /// session (from the record at the attach, or from the events since), the session not over, and no phone's
+    /// channel here (that one's node looks already).
+    @Test func thePhonesPresenceIsLookedAtForSessionsInProgressWhosePhoneIsElsewhere() async throws {
+        let harness = Harness()
+        let id = try #require(SessionID("awaiting_phone"))
+        _ = try await harness.open(id)
+        #expect(await harness.registries.sessionsAwaitingPhone().isEmpty)  // no phone yet
+        harness.registries.deliver(StoredEvent(id: 1, event: .connected(pairingCode: "1234")), to: id)
+        try await eventually { await harness.registries.sessionsAwaitingPhone() == [id] }
+        // phone-left keeps it looked at (it may come back; the broker tells it once); the end of the session stops it.
+        harness.registries.deliver(StoredEvent(id: 2, event: .phoneLeft), to: id)
+        harness.registries.deliver(StoredEvent(id: 3, event: .phoneReturned), to: id)
+        #expect(await harness.registries.sessionsAwaitingPhone() == [id])
+        harness.registries.deliver(StoredEvent(id: 4, event: .complete(Submission(name: "A", phone: "1"))), to: id)
+        try await eventually { await harness.registries.sessionsAwaitingPhone().isEmpty }
+
+        // The phone's channel here: its own node (this one) looks at it already.
+        let held = try #require(SessionID("phone_held_here"))
+        let (_, registry, _) = try await harness.open(held)
+        harness.registries.deliver(StoredEvent(id: 1, event: .inputStarted), to: held)
+        try await eventually { await harness.registries.sessionsAwaitingPhone() == [held] }
+        // (Its task is not started: what is delivered waits in its buffer.)
+        let (_, phoneRegistry, _) = try await harness.open(held, audience: .phone, start: false)
+        #expect(phoneRegistry === registry)
+        #expect(await harness.registries.sessionsAwaitingPhone().isEmpty)
+
+        // A PC that attaches to a session its record says a phone took is looked at from the start.
+        let other = try #require(SessionID("engaged_at_attach"))
+        let otherRegistry = harness.registries.route(other)
+        let now = TimeSource.system.now()
+        _ = try #require(await otherRegistry.attach(other, expiresAt: now + 60_000, audience: .pc, now: now, phoneEngaged: true))
+        #expect(await harness.registries.sessionsAwaitingPhone() == [other])
+        harness.registries.deliver(StoredEvent(id: 2, event: .cancelled(.pcLeft)), to: other)
+        try await eventually { await harness.registries.sessionsAwaitingPhone().isEmpty }
+    }
+
     @Test func aReaderWhoseConnectionIsFullIsCut() async throws {
         let harness = Harness()
         let id = try #require(SessionID("slow_reader"))

@@ -191,13 +191,16 @@ extension API {
         // The reader has the events up to its resume point, and the opening writes those after it up to the record's
         // last: a later hand of any of them (a broker's redelivery) is no write.
         let handedThrough = max(resumeAfter, record.lastEventID)
+        // A PC whose session a phone took: its node looks at the phone's presence too (see `sessionsAwaitingPhone`).
+        let phoneEngaged = audience == .pc && (record.status == .connected || record.status == .inputting)
         let attached: (token: Int, items: AsyncStream<StreamItem>)?
-        if let local = SessionRegistries.onItsLoop(registry, (id, expiresAt, audience, now, handedThrough), {
-            $0.attach($1.0, expiresAt: $1.1, audience: $1.2, now: $1.3, handedThrough: $1.4)
+        if let local = SessionRegistries.onItsLoop(registry, (id, expiresAt, audience, now, handedThrough, phoneEngaged), {
+            $0.attach($1.0, expiresAt: $1.1, audience: $1.2, now: $1.3, handedThrough: $1.4, phoneEngaged: $1.5)
         }) {
             attached = local
         } else {
-            attached = await registry.attach(id, expiresAt: expiresAt, audience: audience, now: now, handedThrough: handedThrough)
+            attached = await registry.attach(
+                id, expiresAt: expiresAt, audience: audience, now: now, handedThrough: handedThrough, phoneEngaged: phoneEngaged)
         }
         guard let (token, items) = attached else {
             registries.release(id)
