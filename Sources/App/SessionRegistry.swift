@@ -547,12 +547,16 @@ final class SessionRegistries: SessionEventSink, Service {
                 do {
                     for id in try await broker.holdPresence(of: ids, side: side) { sessionEnded(id) }
                     try await releaseEndedDuringTheRound(ids, side: side, through: broker)
+                    // The other side of each session held here on one side only.
+                    let other: PresenceSide = side == .phone ? .pc : .phone
+                    let reviewed: [SessionID]
                     if side == .phone {
                         let pcHeldHere = Set(await heldSessionIDs(.pc))
-                        for id in ids where !pcHeldHere.contains(id) { _ = try await broker.reviewPresence(of: id, side: .pc) }
+                        reviewed = ids.filter { !pcHeldHere.contains($0) }
                     } else {
-                        for id in await sessionsAwaitingPhone() { _ = try await broker.reviewPresence(of: id, side: .phone) }
+                        reviewed = await sessionsAwaitingPhone()
                     }
+                    if !reviewed.isEmpty { _ = try await broker.reviewPresence(of: reviewed, side: other) }
                 } catch {
                     logger.debug(
                         "presence renewal failed; retried next round",

@@ -77,6 +77,11 @@ public protocol Broker: Service {
     /// Returns what was published, or ``PublishOutcome/unchanged(_:)``.
     func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome
 
+    /// ``reviewPresence(of:side:)`` of each of `ids`, for a presence round, which needs only what was published:
+    /// nothing is answered about the sessions it leaves as they are (or that are gone), so a round over many sessions
+    /// costs little. Returns the events published (each also fanned out as usual), in the order of `ids`.
+    func reviewPresence(of ids: [SessionID], side: PresenceSide) async throws -> [StoredEvent]
+
     /// This node holds streams of these sessions, of one side (the PC's, or the phone's channel): that device is
     /// present for the broker's *hold* lease from now, made anew if it had lapsed (a held stream is proof that it is
     /// there). A node calls it when a stream attaches again and every third of the grace. The hold lease is long (a
@@ -125,6 +130,15 @@ extension Broker {
     /// Publishes without a claim (a trusted caller).
     public func publish(_ event: SessionEvent, to id: SessionID, idempotencyKey: String?) async throws -> PublishOutcome {
         try await publish(event, to: id, from: nil, idempotencyKey: idempotencyKey)
+    }
+
+    /// One review after another (a broker with nothing cheaper, such as a test's).
+    public func reviewPresence(of ids: [SessionID], side: PresenceSide) async throws -> [StoredEvent] {
+        var published: [StoredEvent] = []
+        for id in ids {
+            if case .published(let stored, _) = try await reviewPresence(of: id, side: side) { published.append(stored) }
+        }
+        return published
     }
 
     /// Holds the PCs' presence.

@@ -240,6 +240,45 @@ struct BrokerPairingContractTests {
         }
     }
 
+    /// A presence round's review of many sessions at once publishes exactly what one review of each would, once:
+    /// a PC gone past its grace cancelled, a phone whose channel is gone announced; a PC that came back, a phone that
+    /// never had a channel, a finished session and an unknown id left alone. What it publishes is fanned out.
+    @Test(arguments: BrokerUnderTest.available)
+    func aRoundsReviewOfManySessionsPublishesWhatEachReviewWould(_ kind: BrokerUnderTest) async throws {
+        try await withBroker(kind) { fixture throws in
+            let broker = fixture.broker
+            let (gonePC, backPC, finished, goneP, neverP, unknown) = (SessionID.random(), SessionID.random(), SessionID.random(), SessionID.random(), SessionID.random(), SessionID.random())
+            for id in [gonePC, backPC, finished, goneP, neverP] {
+                _ = try await broker.openSession(id, ttl: .seconds(60), readerKey: nil, heldByStream: true)
+                try await broker.subscribe(id)
+            }
+            for id in [goneP, neverP] { _ = try await broker.publish(.connected(), to: id, from: Self.phone(Self.first), idempotencyKey: nil) }
+            _ = try await broker.publish(.cancelled(.pcCancelled), to: finished)
+            #expect(try await broker.holdPresence(of: [goneP], side: .phone) == [])
+            try await broker.releasePresence(of: goneP, side: .phone)
+            for id in [gonePC, finished] { try await broker.releasePresence(of: id) }
+            let all = [gonePC, backPC, finished, goneP, neverP, unknown]
+            // Within the grace: nothing, on either side.
+            #expect(try await broker.reviewPresence(of: all, side: .pc) == [])
+            #expect(try await broker.reviewPresence(of: all, side: .phone) == [])
+            try await fixture.pass(BrokerFixture.presenceGrace + .milliseconds(300))
+            _ = try await broker.holdPresence(of: [backPC, goneP, neverP])
+            #expect(try await broker.reviewPresence(of: all, side: .pc) == [StoredEvent(id: 1, event: .cancelled(.pcLeft))])
+            #expect(try await broker.reviewPresence(of: all, side: .phone) == [StoredEvent(id: 2, event: .phoneLeft)])
+            // Once each.
+            #expect(try await broker.reviewPresence(of: all + all, side: .pc) == [])
+            #expect(try await broker.reviewPresence(of: all + all, side: .phone) == [])
+            #expect(try await broker.session(gonePC)?.cancelReason == .pcLeft)
+            #expect(try await broker.session(goneP)?.phoneAway == true)
+            #expect(try await broker.session(backPC)?.status == .waiting)
+            #expect(try await broker.session(neverP)?.phoneAway == false)
+            try await waitUntil { fixture.sink.events(of: gonePC).count == 1 && fixture.sink.events(of: goneP).count == 2 }
+            #expect(fixture.sink.events(of: gonePC) == [StoredEvent(id: 1, event: .cancelled(.pcLeft))])
+            #expect(fixture.sink.events(of: goneP).last == StoredEvent(id: 2, event: .phoneLeft))
+            #expect(try await broker.reviewPresence(of: [], side: .pc) == [])
+        }
+    }
+
     @Test(arguments: BrokerUnderTest.available)
     func theReasonOfACancelIsKept(_ kind: BrokerUnderTest) async throws {
         try await withBroker(kind) { fixture throws in

@@ -46,6 +46,12 @@ struct InstrumentedBroker: Broker {
         return outcome
     }
 
+    func reviewPresence(of ids: [SessionID], side: PresenceSide) async throws -> [StoredEvent] {
+        let published = try await measure(.reviewPresence) { try await base.reviewPresence(of: ids, side: side) }
+        for stored in published { metrics.published(stored.event) }
+        return published
+    }
+
     func session(_ id: SessionID) async throws -> SessionRecord? {
         try await measure(.session) { try await base.session(id) }
     }

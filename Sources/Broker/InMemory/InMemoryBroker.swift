@@ -185,25 +185,48 @@ public final class InMemoryBroker: Broker {
         let (outcome, delivery) = shard(id).state.withLock { state -> (PublishOutcome, StoredEvent?) in
             let subscribed = state.subscriptions[id, default: 0] > 0
             return state.withLiveEntry(id, now: now) { entry -> (PublishOutcome, StoredEvent?) in
-                guard !entry.record.status.isFinal, entry.presence(side) <= now else { return (.unchanged(entry.record.summary), nil) }
-                let event: SessionEvent
-                switch side {
-                case .pc:
-                    event = .cancelled(.pcLeft)
-                    entry.record.status = .cancelled
-                    entry.record.cancelReason = .pcLeft
-                case .phone:
-                    // Only a phone that had a channel and is not already away.
-                    guard entry.phonePresentUntil > 0, !entry.record.phoneAway else { return (.unchanged(entry.record.summary), nil) }
-                    event = .phoneLeft
-                    entry.record.phoneAway = true
-                }
-                let stored = entry.append(event)
+                guard let stored = Self.review(&entry, side: side, now: now) else { return (.unchanged(entry.record.summary), nil) }
                 return (.published(stored, entry.record.summary), subscribed ? stored : nil)
             } ?? (.sessionNotFound, nil)
         }
         if let delivery { sink.deliver(delivery, to: id) }
         return outcome
+    }
+
+    public func reviewPresence(of ids: [SessionID], side: PresenceSide) async throws -> [StoredEvent] {
+        let now = time.now()
+        var published: [StoredEvent] = []
+        for id in ids {
+            let (stored, delivery) = shard(id).state.withLock { state -> (StoredEvent?, StoredEvent?) in
+                let subscribed = state.subscriptions[id, default: 0] > 0
+                return state.withLiveEntry(id, now: now) { entry -> (StoredEvent?, StoredEvent?) in
+                    let stored = Self.review(&entry, side: side, now: now)
+                    return (stored, subscribed ? stored : nil)
+                } ?? (nil, nil)
+            }
+            if let delivery { sink.deliver(delivery, to: id) }
+            if let stored { published.append(stored) }
+        }
+        return published
+    }
+
+    /// What a review of `side`'s presence publishes in `entry` by `now` (see ``Broker/reviewPresence(of:side:)``),
+    /// appended to its log; nil when it leaves the session as it is.
+    private static func review(_ entry: inout Entry, side: PresenceSide, now: Int64) -> StoredEvent? {
+        guard !entry.record.status.isFinal, entry.presence(side) <= now else { return nil }
+        let event: SessionEvent
+        switch side {
+        case .pc:
+            event = .cancelled(.pcLeft)
+            entry.record.status = .cancelled
+            entry.record.cancelReason = .pcLeft
+        case .phone:
+            // Only a phone that had a channel and is not already away.
+            guard entry.phonePresentUntil > 0, !entry.record.phoneAway else { return nil }
+            event = .phoneLeft
+            entry.record.phoneAway = true
+        }
+        return entry.append(event)
     }
 
     public func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {

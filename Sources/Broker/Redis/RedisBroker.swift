@@ -517,6 +517,32 @@ public final class RedisBroker: Broker {
         return try outcome(of: reply, for: id, what: "review")
     }
 
+    public func reviewPresence(of ids: [SessionID], side: PresenceSide) async throws -> [StoredEvent] {
+        var published: [StoredEvent] = []
+        for id in ids {
+            let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id, side: side)]
+            // `quiet`: what it leaves as it is comes back without the record's fields.
+            let reply = try await runScript(\.reviewPresence, keys: keys, arguments: [
+                side.rawValue, RedisKeys.channel(id), String(TimeSource.wallMicroseconds()), "quiet",
+            ])
+            guard let parts = reply.array, let outcome = parts.first?.string else {
+                throw BrokerError(.protocolViolation, "unexpected reply to review: \(reply)")
+            }
+            switch outcome {
+            case "published":
+                guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
+                    throw BrokerError(.protocolViolation, "unexpected reply to review: \(reply)")
+                }
+                published.append(stored)
+            case "unchanged", "missing", "corrupt":
+                continue  // a corrupt session is the stream's business, not the round's
+            default:
+                throw BrokerError(.protocolViolation, "unexpected reply to review: \(reply)")
+            }
+        }
+        return published
+    }
+
     /// A publish or review script's reply as an outcome. `summarized`: a `published` reply carries the session's
     /// summary (the publish script's), not the whole record.
     private func outcome(of reply: RESPValue, for id: SessionID, what: String, summarized: Bool = false) throws -> PublishOutcome {

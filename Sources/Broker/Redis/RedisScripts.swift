@@ -194,13 +194,16 @@ enum RedisScripts {
     /// KEYS[1] session hash, KEYS[2] event log, KEYS[3] the presence of side ARGV[1] (pc or phone). ARGV: side,
     /// channel, publish time. When the side's presence has lapsed and the session is not over: for the PC, cancels
     /// the session (pc-left); for a phone whose channel had attached and that is not already away, publishes
-    /// phone-left. Returns {'published', fields, entry}, {'unchanged', fields}, {'missing'} or {'corrupt', why}.
+    /// phone-left. Returns {'published', fields, entry}, {'unchanged', fields}, {'missing'} or {'corrupt', why};
+    /// with ARGV[4] `quiet` (a presence round), {'unchanged'} without the fields.
     static let reviewPresence = checks + """
         local f, ttl, why = load(KEYS[1], KEYS[2], 'phoneSeen', 'phoneAway')
         if not f then return {'missing'} end
         if why then return {'corrupt', why} end
         local status = f[1]
+        local quiet = ARGV[4] == 'quiet'
         if status == 'completed' or status == 'cancelled' or redis.call('EXISTS', KEYS[3]) == 1 then
+          if quiet then return {'unchanged'} end
           return {'unchanged', redis.call('HGETALL', KEYS[1])}
         end
         local entry, err
@@ -209,6 +212,7 @@ enum RedisScripts {
             {event = 'cancelled', reason = 'pc-left', t = ARGV[3]})
         else
           if f[7] ~= '1' or f[8] == '1' then
+            if quiet then return {'unchanged'} end
             return {'unchanged', redis.call('HGETALL', KEYS[1])}
           end
           entry, err = append(KEYS[1], KEYS[2], ARGV[2], f.last, ttl, {'phoneAway', '1'}, {event = 'phone-left', t = ARGV[3]})
