@@ -19,7 +19,7 @@ fi
 out=/tmp/fancount-$tag-$$
 cd "$d"; (timeout 100 "$BENCH" fanout --target "$t" --nchan-churn 3 --rate "$rate" --duration 12 --tandem "$d/.build/release/tandem" --no-charts --quiet > $out.txt 2>&1 &)
 sleep 6
-if [ "$t" = nchan-memory ]; then p=$(pgrep -n -f "nginx: worker"); else p=$(pgrep -n -x tandem); fi
+if [ "$t" = nchan-memory ]; then p=$(pgrep -n -f "nginx: worker"); else p=$(pgrep -n -x tandem -P "$(pgrep -n -f "tandem-bench fanout")"); fi
 perf stat -x, -e "$events" -p "$p" -o $out.csv -- sleep 4 > /dev/null 2>&1
 sleep 8
 python3 - $out.csv "$tag" "$rate" <<'PY'

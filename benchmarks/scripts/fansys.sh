@@ -5,7 +5,7 @@ BENCH=${BENCH:-$(cd "$(dirname "$0")/../.." && pwd)/.build/release/tandem-bench}
 t=$1; tag=$2; rate=${3:-1000}
 d=${DIR:-$(cd "$(dirname "$0")/../.." && pwd)}; cd $d; (timeout 100 "$BENCH" fanout --target $t --rate $rate --duration 10 --nchan-churn 3 --tandem $d/.build/release/tandem --no-charts --quiet > /tmp/fs-$tag.txt 2>&1 &)
 sleep 6
-if [ $t = nchan-memory ]; then p=$(pgrep -n -f "nginx: worker"); else p=$(pgrep -n -x tandem); fi
+if [ $t = nchan-memory ]; then p=$(pgrep -n -f "nginx: worker"); else p=$(pgrep -n -x tandem -P "$(pgrep -n -f "tandem-bench fanout")"); fi
 perf stat -x, -e 'syscalls:sys_enter_*' -p $p -o /tmp/fs-$tag.csv -- sleep 4 > /dev/null 2>&1
 sleep 6
 python3 - /tmp/fs-$tag.csv $tag $rate <<'PY'
