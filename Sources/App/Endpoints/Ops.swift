@@ -32,10 +32,9 @@ extension API {
             encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
             while !Task.isCancelled {
                 guard let data = try? encoder.encode(await reporter.snapshot()) else { return }
-                var buffer = channel.allocator.buffer(capacity: data.count + 32)
-                ServerSentEvent(event: "snapshot", data: String(decoding: data, as: UTF8.self)).write(to: &buffer)
+                let event = ServerSentEvent(event: "snapshot", data: String(decoding: data, as: UTF8.self))
                 // False: closed, or the reader is so far behind that its buffer is full; it reconnects.
-                guard channel.write(buffer) else { return }
+                guard channel.write(capacity: data.count + 32, { event.write(to: &$0) }) else { return }
                 do {
                     try await Task.sleep(for: .seconds(1))
                 } catch {
@@ -43,9 +42,7 @@ extension API {
                 }
             }
             if channel.isDraining {
-                var retry = channel.allocator.buffer(capacity: 16)
-                ServerSentEvent.writeRetry(milliseconds: Self.drainRetryMilliseconds, to: &retry)
-                channel.write(retry)
+                channel.write(capacity: 16) { ServerSentEvent.writeRetry(milliseconds: Self.drainRetryMilliseconds, to: &$0) }
             }
         })
     }
