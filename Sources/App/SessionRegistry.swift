@@ -146,9 +146,25 @@ actor SessionRegistry {
 
     /// The stream's opening writes the events up to `id`: a later hand of any of them (a broker's redelivery) is no
     /// write. (Its log was read after `attach`, so it may hold events newer than the record the attach knew.)
-    func openingWrites(through id: EventID, session: SessionID, token: Int) {
+    /// `phoneEngaged`: what the opening's events say of the phone (see ``phoneEngaged(after:was:)``); set only when
+    /// the stream's events since have said nothing newer.
+    func openingWrites(through id: EventID, session: SessionID, token: Int, phoneEngaged: Bool? = nil) {
         guard let stream = sessions[session]?.streams.first(where: { $0.token == token }) else { return }
+        // An event handed since the opening's (delivered live) is newer than what the log said: it decided already.
+        if let phoneEngaged, stream.handedThrough <= id, sessions[session]?.phoneEngaged != phoneEngaged {
+            sessions[session]?.phoneEngaged = phoneEngaged
+        }
         stream.handedThrough = max(stream.handedThrough, id)
+    }
+
+    /// Whether a phone is engaged in a session (it took it, and the session is not over) after `event`, when it was
+    /// `engaged` before.
+    static func phoneEngaged(after event: SessionEvent, was engaged: Bool) -> Bool {
+        switch event {
+        case .connected, .inputStarted, .phoneReturned: true
+        case .complete, .cancelled: false
+        case .phoneLeft: engaged  // it may come back: still looked at (the broker tells it once)
+        }
     }
 
     /// Removes a stream; the session's entry goes with its last stream. Returns whether it was the session's last
@@ -173,12 +189,7 @@ actor SessionRegistry {
             if !stream.hand(event, tick: tick) { metrics?.slowReaderCut() }
         }
         // Written only when it changes (twice in a session's life): the dictionary's in-place write allocates.
-        let engaged: Bool
-        switch event.event {
-        case .connected, .inputStarted, .phoneReturned: engaged = true
-        case .complete, .cancelled: engaged = false
-        case .phoneLeft: engaged = session.phoneEngaged  // it may come back: still looked at (the broker tells it once)
-        }
+        let engaged = Self.phoneEngaged(after: event.event, was: session.phoneEngaged)
         if engaged != session.phoneEngaged { sessions[id]?.phoneEngaged = engaged }
     }
 

@@ -170,6 +170,34 @@ struct RegistryTests {
         try await eventually { await harness.registries.sessionsAwaitingPhone().isEmpty }
     }
 
+    /// An event published between the record's read and the subscription reaches the stream only in its opening's
+    /// replay: what the replay says of the phone counts, unless an event handed since (live) is newer.
+    @Test func whatTheOpeningReplaysSaysWhetherThePhoneIsLookedAt() async throws {
+        let harness = Harness()
+        let id = try #require(SessionID("engaged_by_replay"))
+        let registry = harness.registries.route(id)
+        let now = TimeSource.system.now()
+        let (token, _) = try #require(await registry.attach(id, expiresAt: now + 60_000, audience: .pc, now: now))
+        #expect(await harness.registries.sessionsAwaitingPhone().isEmpty)
+        // The replay held `connected` (id 1): looked at.
+        await registry.openingWrites(through: 1, session: id, token: token, phoneEngaged: true)
+        #expect(await harness.registries.sessionsAwaitingPhone() == [id])
+        // Live, `complete` (id 3) came before the opening's news of an older replay (through 2): the live one stands.
+        harness.registries.deliver(StoredEvent(id: 3, event: .complete(Submission(name: "A", phone: "1"))), to: id)
+        try await eventually { await harness.registries.sessionsAwaitingPhone().isEmpty }
+        await registry.openingWrites(through: 2, session: id, token: token, phoneEngaged: true)
+        #expect(await harness.registries.sessionsAwaitingPhone().isEmpty)
+        // The rule itself: taken, going on, away (still looked at), back; over.
+        var engaged = false
+        for (event, expected) in [
+            (SessionEvent.connected(), true), (.phoneLeft, true), (.phoneReturned, true), (.inputStarted, true),
+            (.cancelled(.pcLeft), false), (.phoneLeft, false),
+        ] {
+            engaged = SessionRegistry.phoneEngaged(after: event, was: engaged)
+            #expect(engaged == expected, "\(event)")
+        }
+    }
+
     @Test func aReaderWhoseConnectionIsFullIsCut() async throws {
         let harness = Harness()
         let id = try #require(SessionID("slow_reader"))

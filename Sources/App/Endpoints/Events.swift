@@ -236,9 +236,14 @@ extension API {
             .write(to: &opening)
         if resync { ServerSentEvent.resync(record, for: audience).write(to: &opening) }
         for event in missed { ServerSentEvent(stored: event, for: audience)?.write(to: &opening) }
-        if let last = missed.last?.id, last > handedThrough {
-            if SessionRegistries.onItsLoop(registry, (id, token, last), { $0.openingWrites(through: $1.2, session: $1.0, token: $1.1) }) == nil {
-                await registry.openingWrites(through: last, session: id, token: token)
+        // What the log says of the phone since the record was read: events published before the subscription are
+        // never delivered, only replayed here.
+        let phoneEngagedNow = audience == .pc && missed.reduce(phoneEngaged) { SessionRegistry.phoneEngaged(after: $1.event, was: $0) }
+        if let last = missed.last?.id, last > handedThrough || phoneEngagedNow != phoneEngaged {
+            if SessionRegistries.onItsLoop(registry, (id, token, last, phoneEngagedNow), {
+                $0.openingWrites(through: $1.2, session: $1.0, token: $1.1, phoneEngaged: $1.3)
+            }) == nil {
+                await registry.openingWrites(through: last, session: id, token: token, phoneEngaged: phoneEngagedNow)
             }
         }
         let stream = SessionStream(

@@ -47,7 +47,7 @@ struct InstrumentedBroker: Broker {
     }
 
     func reviewPresence(of ids: [SessionID], side: PresenceSide) async throws -> [StoredEvent] {
-        let published = try await measure(.reviewPresence) { try await base.reviewPresence(of: ids, side: side) }
+        let published = try await measure(.reviewPresenceRound) { try await base.reviewPresence(of: ids, side: side) }
         for stored in published { metrics.published(stored.event) }
         return published
     }

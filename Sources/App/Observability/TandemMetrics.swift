@@ -146,7 +146,7 @@ final class TandemMetrics: Sendable {
 
 /// What the broker is asked, as `tandem_broker_seconds` and `tandem_broker_errors_total` label it.
 enum BrokerOperation: Int, CaseIterable, Sendable {
-    case openSession, session, publish, holdPresence, releasePresence, reviewPresence, events, subscribe, unsubscribe
+    case openSession, session, publish, holdPresence, releasePresence, reviewPresence, reviewPresenceRound, events, subscribe, unsubscribe
 
     var label: String {
         switch self {
@@ -156,6 +156,7 @@ enum BrokerOperation: Int, CaseIterable, Sendable {
         case .holdPresence: "hold_presence"
         case .releasePresence: "release_presence"
         case .reviewPresence: "review_presence"
+        case .reviewPresenceRound: "review_presence_round"
         case .events: "events"
         case .subscribe: "subscribe"
         case .unsubscribe: "unsubscribe"

@@ -518,26 +518,39 @@ public final class RedisBroker: Broker {
     }
 
     public func reviewPresence(of ids: [SessionID], side: PresenceSide) async throws -> [StoredEvent] {
-        var published: [StoredEvent] = []
-        for id in ids {
-            let keys = [RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id, side: side)]
+        let (route, script) = try state.withLock { state throws(BrokerError) -> (RedisRoute, RedisScriptSet.Script) in
+            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
+            return (connected.route, connected.scripts.reviewPresence)
+        }
+        let now = String(TimeSource.wallMicroseconds())
+        func tail(_ id: SessionID) -> [String] {
             // `quiet`: what it leaves as it is comes back without the record's fields.
-            let reply = try await runScript(\.reviewPresence, keys: keys, arguments: [
-                side.rawValue, RedisKeys.channel(id), String(TimeSource.wallMicroseconds()), "quiet",
-            ])
-            guard let parts = reply.array, let outcome = parts.first?.string else {
-                throw BrokerError(.protocolViolation, "unexpected reply to review: \(reply)")
-            }
-            switch outcome {
-            case "published":
-                guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
-                    throw BrokerError(.protocolViolation, "unexpected reply to review: \(reply)")
+            ["3", RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id, side: side), side.rawValue, RedisKeys.channel(id), now, "quiet"]
+        }
+        var published: [StoredEvent] = []
+        // Pipelined in batches, as the holds: a round over thousands of sessions is a few round trips.
+        for start in stride(from: 0, to: ids.count, by: 512) {
+            let batch = Array(ids[start..<min(start + 512, ids.count)])
+            let replies = await route.send(each: batch.map { id in (pipeline: [["EVALSHA", script.hash] + tail(id)], key: RedisKeys.session(id)) })
+            for (id, reply) in zip(batch, replies) {
+                var answer = try reply.get()[0]
+                if case .error(let message) = answer, message.hasPrefix("NOSCRIPT") {
+                    answer = try await route.send(["EVAL", script.text] + tail(id), key: RedisKeys.session(id))
                 }
-                published.append(stored)
-            case "unchanged", "missing", "corrupt":
-                continue  // a corrupt session is the stream's business, not the round's
-            default:
-                throw BrokerError(.protocolViolation, "unexpected reply to review: \(reply)")
+                guard let parts = try checked(answer).array, let outcome = parts.first?.string else {
+                    throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
+                }
+                switch outcome {
+                case "published":
+                    guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
+                        throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
+                    }
+                    published.append(stored)
+                case "unchanged", "missing", "corrupt":
+                    continue  // a corrupt session is its streams' business, not the round's
+                default:
+                    throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
+                }
             }
         }
         return published
