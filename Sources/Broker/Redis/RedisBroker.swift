@@ -518,17 +518,41 @@ public final class RedisBroker: Broker {
     }
 
     public func reviewPresence(of ids: [SessionID], side: PresenceSide) async throws -> [StoredEvent] {
+        let now = String(TimeSource.wallMicroseconds())
+        var published: [StoredEvent] = []
+        // `quiet`: what it leaves as it is comes back without the record's fields.
+        try await eachScriptReply(\.reviewPresence, for: ids) { id in
+            ["3", RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id, side: side), side.rawValue, RedisKeys.channel(id), now, "quiet"]
+        } handle: { _, answer in
+            guard let parts = answer.array, let outcome = parts.first?.string else {
+                throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
+            }
+            switch outcome {
+            case "published":
+                guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
+                    throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
+                }
+                published.append(stored)
+            case "unchanged", "missing", "corrupt":
+                break  // a corrupt session is its streams' business, not the round's
+            default:
+                throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
+            }
+        }
+        return published
+    }
+
+    /// Runs `script` once for each of `ids` (`tail`: what follows its hash: the key count, keys, arguments),
+    /// pipelined in batches of 512, so a round over thousands of sessions is a few round trips; `handle` gets each
+    /// reply, checked (an error reply is thrown), in the order of `ids`.
+    private func eachScriptReply(
+        _ script: KeyPath<RedisScriptSet, RedisScriptSet.Script>, for ids: [SessionID], tail: (SessionID) -> [String],
+        handle: (SessionID, RESPValue) throws -> Void
+    ) async throws {
         let (route, script) = try state.withLock { state throws(BrokerError) -> (RedisRoute, RedisScriptSet.Script) in
             guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
-            return (connected.route, connected.scripts.reviewPresence)
+            return (connected.route, connected.scripts[keyPath: script])
         }
-        let now = String(TimeSource.wallMicroseconds())
-        func tail(_ id: SessionID) -> [String] {
-            // `quiet`: what it leaves as it is comes back without the record's fields.
-            ["3", RedisKeys.session(id), RedisKeys.log(id), RedisKeys.presence(id, side: side), side.rawValue, RedisKeys.channel(id), now, "quiet"]
-        }
-        var published: [StoredEvent] = []
-        // Pipelined in batches, as the holds: a round over thousands of sessions is a few round trips.
         for start in stride(from: 0, to: ids.count, by: 512) {
             let batch = Array(ids[start..<min(start + 512, ids.count)])
             let replies = await route.send(each: batch.map { id in (pipeline: [["EVALSHA", script.hash] + tail(id)], key: RedisKeys.session(id)) })
@@ -537,23 +561,9 @@ public final class RedisBroker: Broker {
                 if case .error(let message) = answer, message.hasPrefix("NOSCRIPT") {
                     answer = try await route.send(["EVAL", script.text] + tail(id), key: RedisKeys.session(id))
                 }
-                guard let parts = try checked(answer).array, let outcome = parts.first?.string else {
-                    throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
-                }
-                switch outcome {
-                case "published":
-                    guard parts.count == 3, case .bulkString(let entry) = parts[2], let stored = RedisLogEntry.decode(entry) else {
-                        throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
-                    }
-                    published.append(stored)
-                case "unchanged", "missing", "corrupt":
-                    continue  // a corrupt session is its streams' business, not the round's
-                default:
-                    throw BrokerError(.protocolViolation, "unexpected reply to review: \(answer)")
-                }
+                try handle(id, try checked(answer))
             }
         }
-        return published
     }
 
     /// A publish or review script's reply as an outcome. `summarized`: a `published` reply carries the session's
@@ -599,13 +609,10 @@ public final class RedisBroker: Broker {
     }
 
     public func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] {
-        let (route, script) = try state.withLock { state throws(BrokerError) -> (RedisRoute, RedisScriptSet.Script) in
-            guard let connected = state.connected else { throw BrokerError(.unavailable, "Redis unreachable: \(state.link.problem)") }
-            return (connected.route, side == .pc ? connected.scripts.holdPresence : connected.scripts.holdPhonePresence)
-        }
         let hold = String(configuration.presenceHold.milliseconds)
         let tombstone = String(configuration.lostSessionTombstone.milliseconds)
-        func tail(_ id: SessionID) -> [String] {
+        var gone: [SessionID] = []
+        try await eachScriptReply(side == .pc ? \.holdPresence : \.holdPhonePresence, for: ids) { id in
             switch side {
             case .pc: ["3", RedisKeys.session(id), RedisKeys.presence(id), RedisKeys.tombstone(id), hold, tombstone]
             case .phone:
@@ -614,19 +621,8 @@ public final class RedisBroker: Broker {
                     RedisKeys.channel(id), String(TimeSource.wallMicroseconds()),
                 ]
             }
-        }
-        var gone: [SessionID] = []
-        // Pipelined in batches, so a node holding thousands of streams renews them in a few round trips.
-        for start in stride(from: 0, to: ids.count, by: 512) {
-            let batch = Array(ids[start..<min(start + 512, ids.count)])
-            let replies = await route.send(each: batch.map { id in (pipeline: [["EVALSHA", script.hash] + tail(id)], key: RedisKeys.session(id)) })
-            for (id, reply) in zip(batch, replies) {
-                var answer = try reply.get()[0]
-                if case .error(let message) = answer, message.hasPrefix("NOSCRIPT") {
-                    answer = try await route.send(["EVAL", script.text] + tail(id), key: RedisKeys.session(id))
-                }
-                if case .integer(0) = try checked(answer) { gone.append(id) }
-            }
+        } handle: { id, answer in
+            if case .integer(0) = answer { gone.append(id) }
         }
         return gone
     }
