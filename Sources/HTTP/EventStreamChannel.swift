@@ -69,7 +69,7 @@ public final class EventStreamChannel: Sendable {
         case .untilClose: break
         case .none: return true
         }
-        writes.submit((channel, part)) { channel, part in channel.writeAndFlush(part, promise: nil) }
+        submit(part)
         return true
     }
 
@@ -97,17 +97,13 @@ public final class EventStreamChannel: Sendable {
         case .untilClose: part = prepared.plain
         case .none: return true
         }
-        writes.submit((channel, part)) { channel, part in channel.writeAndFlush(part, promise: nil) }
+        submit(part)
         return true
     }
 
     /// A buffer for ``write(_:)`` with room in front for the chunk's size line, so that write does not copy it.
     public static func buffer(capacity: Int) -> ByteBuffer {
-        let room = HTTP1ResponseHead.chunkSizeLineRoom
-        var buffer = ByteBufferAllocator().buffer(capacity: room + max(0, capacity) + 2)
-        buffer.moveWriterIndex(forwardBy: room)
-        buffer.moveReaderIndex(forwardBy: room)
-        return buffer
+        HTTP1ResponseHead.bufferWithSizeLineRoom(capacity: capacity, allocator: ByteBufferAllocator())
     }
 
     /// Queues what `fill` writes into a fresh buffer, as ``write(_:)`` does, but framed where it was written: the
@@ -117,16 +113,13 @@ public final class EventStreamChannel: Sendable {
     public func write(capacity: Int, _ fill: (inout ByteBuffer) -> Void) -> Bool {
         var buffer = Self.buffer(capacity: capacity)
         fill(&buffer)
-        // Nothing to write is no refusal, whatever the connection's state (as with ``write(_:)``).
-        guard buffer.readableBytes > 0 else { return true }  // an empty chunk would end the body
-        guard channel.isActive, channel.isWritable else { return false }
-        switch framing {
-        case .chunked: HTTP1ResponseHead.frameChunkInPlace(&buffer)
-        case .untilClose: break
-        case .none: return true
-        }
-        writes.submit((channel, buffer)) { channel, part in channel.writeAndFlush(part, promise: nil) }
-        return true
+        // Nothing to write is no refusal, whatever the connection's state.
+        guard buffer.readableBytes > 0 else { return true }
+        return write(consume buffer)
+    }
+
+    private func submit(_ part: ByteBuffer) {
+        writes.submit((channel, part)) { channel, part in channel.writeAndFlush(part, promise: nil) }
     }
 
     /// Ends the response and closes the connection (browsers reconnect to an event stream by themselves). Safe to

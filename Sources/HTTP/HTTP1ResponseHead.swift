@@ -65,9 +65,7 @@ enum HTTP1ResponseHead {
 
     /// `data` framed as one chunk, in one buffer (one write, one `iovec`).
     static func chunk(_ data: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var framed = allocator.buffer(capacity: chunkSizeLineRoom + data.readableBytes + 2)
-        framed.moveWriterIndex(forwardBy: chunkSizeLineRoom)
-        framed.moveReaderIndex(forwardBy: chunkSizeLineRoom)
+        var framed = bufferWithSizeLineRoom(capacity: data.readableBytes, allocator: allocator)
         framed.writeImmutableBuffer(data)
         frameChunkInPlace(&framed)
         return framed
@@ -76,6 +74,15 @@ enum HTTP1ResponseHead {
     /// Room in front of a chunk's data for its size line: a ByteBuffer holds at most 2^32 - 1 bytes, eight hex
     /// digits, then CRLF.
     static let chunkSizeLineRoom = 10
+
+    /// An empty buffer for `capacity` bytes of chunk data, with ``chunkSizeLineRoom`` in front of its reader index
+    /// and room for the closing CRLF.
+    static func bufferWithSizeLineRoom(capacity: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: chunkSizeLineRoom + max(0, capacity) + 2)
+        buffer.moveWriterIndex(forwardBy: chunkSizeLineRoom)
+        buffer.moveReaderIndex(forwardBy: chunkSizeLineRoom)
+        return buffer
+    }
 
     /// Frames `buffer`'s readable bytes as one chunk without moving them: the size line goes into the
     /// ``chunkSizeLineRoom`` bytes left in front of the reader index, the CRLF after them. A buffer without that
