@@ -148,6 +148,7 @@ let package = Package(
             dependencies: [
                 "App", "HTTP", "Broker", "JSON", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strictSettings

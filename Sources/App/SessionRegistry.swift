@@ -355,6 +355,8 @@ final class SessionRegistries: SessionEventSink, Service {
     /// The broker that keeps the held sessions' devices present. Set once after start-up wiring: the broker is made
     /// after the registries, whose events it delivers.
     private let presenceBroker = Mutex<(any Broker)?>(nil)
+    /// Streams whose end is still being told to the broker (see ``departureBegins()``).
+    private let departing = Atomic<Int>(0)
 
     /// - Parameters:
     ///   - eventLoopGroup: the loops the server's connections run on; one registry each.
@@ -427,6 +429,29 @@ final class SessionRegistries: SessionEventSink, Service {
             guard var route = routes[id] else { return }
             route.streams -= 1
             routes[id] = route.streams > 0 ? route : nil
+        }
+    }
+
+    /// A stream's end is being told to the broker (its subscription dropped, its device's presence released). Each
+    /// call needs one ``departureEnded()``; shutdown waits for them (see ``run()``).
+    func departureBegins() {
+        departing.add(1, ordering: .relaxed)
+    }
+
+    func departureEnded() {
+        departing.subtract(1, ordering: .releasing)
+    }
+
+    /// Until every routed stream has ended and told the broker so, or the task is cancelled (the group's drain
+    /// timeout). Routes first: a stream releases its route after its departure began, so no routes and then no
+    /// departures means all are done.
+    private func departuresDone() async {
+        while routes.contains(where: { !$0.routes.withLock { $0.isEmpty } }) || departing.load(ordering: .acquiring) > 0 {
+            do {
+                try await Task.sleep(for: .milliseconds(10))
+            } catch {
+                return
+            }
         }
     }
 
@@ -520,6 +545,10 @@ final class SessionRegistries: SessionEventSink, Service {
             }
         }
         for registry in registries { await registry.endAll() }
+        // The streams just ended, and those that ended a moment before, release their devices' presence before the
+        // broker stops: a release lost to the shutdown would keep the device present for the whole hold lease (a
+        // minute) instead of the grace, and the other side would hear of it that much later.
+        await departuresDone()
     }
 
     /// A stream that ended while a renewal round ran released its device's presence, which the round may then have

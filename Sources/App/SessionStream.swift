@@ -210,6 +210,8 @@ struct SessionStream: Sendable {
     private func finish(sawFinalEvent: Bool) async {
         let id = sessionID
         let token = self.token
+        registries.departureBegins()
+        defer { registries.departureEnded() }
         let wasLast: Bool
         if let local = SessionRegistries.onItsLoop(registry, (id, token), { $0.detach($1.0, token: $1.1) }) {
             wasLast = local

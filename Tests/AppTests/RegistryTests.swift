@@ -3,6 +3,7 @@ import HTTP
 import NIOCore
 import NIOPosix
 import PropertyBased
+import ServiceLifecycle
 import Synchronization
 import TestSupport
 import Testing
@@ -426,6 +427,34 @@ struct RegistryTests {
         #expect(await pc.registry.attach(id, expiresAt: now + 10_000, audience: .pc, now: time.source.now()) == nil)
     }
 
+    /// A stream that ended a moment before its node stops has released its device's presence before the registry's
+    /// service returns, so before the broker stops: a release lost to the shutdown would keep the device present for
+    /// the whole hold lease instead of the grace (a CI run saw the PC hear phone-left a minute late).
+    @Test func theNodeStopsOnlyOnceItsEndedStreamsHaveToldTheBroker() async throws {
+        let harness = Harness()
+        let broker = GatedReleaseBroker()
+        let id = try #require(SessionID("leaving_as_the_node_stops"))
+        let (output, _, _) = try await harness.open(id, broker: broker)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [harness.registries], logger: testLogger))
+        let stopped = StoppedFlag()
+        let running = Task {
+            try await group.run()
+            stopped.value.store(true, ordering: .relaxed)
+        }
+        // The device leaves (its connection takes no more writes); its stream's release is on its way to the broker
+        // when the node is told to stop.
+        try await eventually { output.text == "OPEN\n" }
+        output.refuseWrites()
+        harness.registries.deliver(StoredEvent(id: 1, event: .inputStarted), to: id)
+        try await eventually { broker.releasesAsked == 1 }
+        await group.triggerGracefulShutdown()
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!stopped.isSet)
+        broker.letReleasesThrough()
+        try await running.value
+        #expect(broker.released == [id])
+    }
+
     @Test func aStreamEndedBeforeItsTaskReadsEndsWithItsLastWords() async throws {
         let harness = Harness()
         let id = try #require(SessionID("early"))
@@ -480,6 +509,38 @@ final class ScriptedLogBroker: Broker {
         if failing { throw BrokerError(.unavailable, "scripted outage") }
         return snapshot.filter { $0.id > after }
     }
+    func subscribe(_ id: SessionID) async throws {}
+    func unsubscribe(_ id: SessionID) async {}
+    var health: BrokerHealth { .ok }
+}
+
+final class StoppedFlag: Sendable {
+    let value = Atomic(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+}
+
+/// A broker whose presence releases wait until the test lets them through (a release on its way to Redis).
+final class GatedReleaseBroker: Broker {
+    private let gate = AsyncStream.makeStream(of: Void.self)
+    private let state = Mutex((asked: 0, released: [SessionID]()))
+
+    var releasesAsked: Int { state.withLock { $0.asked } }
+    var released: [SessionID] { state.withLock { $0.released } }
+    func letReleasesThrough() { gate.continuation.finish() }
+
+    func releasePresence(of id: SessionID, side: PresenceSide) async throws {
+        state.withLock { $0.asked += 1 }
+        for await _ in gate.stream {}
+        state.withLock { $0.released.append(id) }
+    }
+
+    func run() async throws {}
+    func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? { nil }
+    func session(_ id: SessionID) async throws -> SessionRecord? { nil }
+    func publish(_ event: SessionEvent, to id: SessionID, from phone: PhoneClaim?, idempotencyKey: String?) async throws -> PublishOutcome { .sessionNotFound }
+    func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] { [] }
+    func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome { .sessionNotFound }
+    func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] { [] }
     func subscribe(_ id: SessionID) async throws {}
     func unsubscribe(_ id: SessionID) async {}
     var health: BrokerHealth { .ok }
