@@ -72,8 +72,10 @@ echo "cluster nodes: $cluster_nodes"
 step "Swift tests: HTTP layer, broker contract (memory and Redis), Redis Cluster slots and topology, app integration over real sockets, the bench's command line (swift test)"
 TANDEM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0" TANDEM_TEST_REDIS_CLUSTER_NODES="$cluster_nodes" swift test --skip-build
 
-step "End-to-end against the real binary: SSE through httpx-sse and sseclient-py; two nodes and one Redis; the PC and phone pages in headless Chromium, QR read by zbarimg (pytest Tests/e2e; screenshots in test-artifacts/browser/)"
-TANDEM_BINARY="$PWD/.build/debug/tandem" "$venv/bin/python" -m pytest -q Tests/e2e
+step "End-to-end against the real binary: SSE through httpx-sse and sseclient-py; two nodes and one Redis; the PC and phone pages in headless Chromium, QR read by zbarimg (pytest Tests/e2e, two at a time; screenshots in test-artifacts/browser/)"
+# Two workers (pytest-xdist): most of these tests wait on browsers, timers and grace periods, so two at once take
+# about 8 minutes instead of 11 on two cores; three at once made timing-sensitive tests fail on such a machine.
+TANDEM_BINARY="$PWD/.build/debug/tandem" "$venv/bin/python" -m pytest -q -n 2 Tests/e2e
 
 step "Benchmark client smoke test: tandem-bench smoke against the debug binary (memory broker, a few seconds)"
 swift build --product tandem-bench
