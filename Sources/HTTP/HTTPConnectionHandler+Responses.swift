@@ -46,11 +46,7 @@ extension HTTPConnectionHandler {
 
     func write(_ response: Response, for exchange: HTTPExchange, context: ChannelHandlerContext) {
         guard state.mayWriteResponse, context.channel.isActive else {
-            // An event stream's producer still runs, cancelled, so whatever its responder set up is released.
-            if case .eventStream(let produce) = response.body {
-                let stream = EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, framing: .none)
-                Task(executorPreference: taskExecutor) { await produce(stream) }.cancel()
-            }
+            runCancelled(response, context: context)
             return
         }
         let keepAlive = state.keepsAlive(exchange, serverDraining: server.connections.isDraining)
@@ -135,9 +131,18 @@ extension HTTPConnectionHandler {
             }
         } catch {
             server.logger.error("response not sent: a header cannot be written", metadata: ["header": "\(error.name)"])
+            runCancelled(response, context: context)
             // The answers written before this one (pipelined, maybe not flushed yet) still go out; then it closes.
             closeAfterWriting(ByteBuffer(), context: context)
         }
+    }
+
+    /// A response that is not sent: an event stream's producer still runs, cancelled, so whatever its responder set
+    /// up for it (a session's place in its registry) is released.
+    private func runCancelled(_ response: Response, context: ChannelHandlerContext) {
+        guard case .eventStream(let produce) = response.body else { return }
+        let stream = EventStreamChannel(channel: context.channel, handler: self, context: context, executor: taskExecutor, framing: .none)
+        Task(executorPreference: taskExecutor) { await produce(stream) }.cancel()
     }
 
     private static func headCapacity(for response: Response, defaults: DefaultResponseHeaders) -> Int {

@@ -358,6 +358,25 @@ struct HTTPConnectionTests {
         }
     }
 
+    /// An event stream whose head cannot be written is not sent, but its producer still runs, cancelled: what its
+    /// responder set up for it (in Tandem, the session's place in its registry, which a node's shutdown waits for) is
+    /// released.
+    @Test func anEventStreamWhoseHeadCannotBeWrittenStillRunsItsProducerCancelled() async throws {
+        let probe = EventProbe()
+        try await Served.run(routes: { router in
+            router.on(.GET, "/events-bad-head") { _, _ in
+                Response(headers: ["Content-Type": "text/event-stream", "X-Broken": "a\r\nInjected: b"], body: .eventStream { channel in
+                    await probe.serve(channel)
+                })
+            }
+        }) { served in
+            let connection = try await served.connect()
+            try await connection.send("GET /events-bad-head HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(await connection.isClosed(within: .seconds(2)))
+            #expect(await eventually { probe.snapshot.streams == 1 && probe.snapshot.closes == 1 })
+        }
+    }
+
     /// Absolute form (RFC 9112 §3.2.2): routed by the target's path and query, with its authority as `Host`.
     @Test func anAbsoluteFormTargetIsServedWithItsAuthorityAsHost() async throws {
         try await Served.run(routes: { router in
