@@ -350,14 +350,19 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         refused = [r for r in reconnects if r["status"] is None and r["failure"] == "net::ERR_CONNECTION_REFUSED"]
         answered = [r for r in reconnects if r["status"] is not None]
         assert len(refused) >= 2 and len(refused) + len(answered) == len(reconnects), outcomes
-        assert [(r["status"], r["headers"].get("last-event-id")) for r in answered] == [(200, "2")], outcomes
+        # Usually one answered reconnect; on a loaded machine the restarted node's first stream may end before it
+        # writes anything (its Redis link still settling), and the browser resumes again from the same point. Every
+        # answered one carried Last-Event-ID 2 and got 200; the events above arrived once each all the same.
+        assert answered and all((r["status"], r["headers"].get("last-event-id")) == (200, "2") for r in answered), (
+            f"{outcomes}\n{a2.log()}"
+        )
         # The drain's `retry: 250` took effect: the browser retried about every 250 ms, not every 2000 ms.
         retries = [e["t"] for e in state["log"] if e["type"] == "error" and e["readyState"] == 0]
         gaps = sorted(later - earlier for earlier, later in zip(retries, retries[1:]))
         assert gaps and gaps[len(gaps) // 2] < 1000, f"reconnect attempts {gaps} ms apart; the drain asked for 250"
 
-        # Node A's side. The first A logged its stream when the drain ended it. The restarted A served exactly one
-        # stream (its log has no line for it: a stream the client closes is not logged, so the metrics tell), and it
+        # Node A's side. The first A logged its stream when the drain ended it. The restarted A served the answered
+        # reconnects (its log has no line for them: a stream the client closes is not logged, so the metrics tell), and it
         # replayed only what came after id 2. Nobody made a session on either node after the page's first one.
         assert len(a.process.matching(r"GET /api/events 200")) == 1, a.log()
         assert len(a.process.matching(r"POST /api/sessions 201")) == 1, a.log()
@@ -366,7 +371,7 @@ def test_chromium_resumes_through_its_own_reconnect_after_a_node_restart(cluster
         metrics = httpx.get(a2.base_url + "/metrics", timeout=REQUEST_TIMEOUT).text
         delivered = {t: metric(metrics, "tandem_events_delivered_total", f'type="{t}"') for t in ("connected", "input-started", "complete")}
         assert delivered == {"connected": 0.0, "input-started": 0.0, "complete": 1.0}, delivered
-        assert metric(metrics, "http_requests_total", 'route="/api/events",method="GET",status="200"') == 1.0, metrics
+        assert metric(metrics, "http_requests_total", 'route="/api/events",method="GET",status="200"') == len(answered), metrics
         assert metric(metrics, "http_requests_total", 'route="/api/sessions",method="POST",status="201"') == 0.0, metrics
 
         print(
