@@ -325,7 +325,9 @@ def test_devices_leaving_and_returning_send_documented_events(flow_node: Node, s
     phone_back.close()
     seen.check(phone, "PhoneStreamEvent")
     assert names(seen.check(pc, "PcStreamEvent")) == ["message", "connected", "phone-left", "phone-returned"]
-    assert names(seen.check(phone_back, "PhoneStreamEvent")) == ["message", "pc-left"]
+    # On a loaded machine the session's TTL (10 s) can run out before the channel is closed: `expired` may follow.
+    back = names(seen.check(phone_back, "PhoneStreamEvent"))
+    assert back in (["message", "pc-left"], ["message", "pc-left", "expired"]), back
 
 
 def test_the_phone_is_told_when_the_session_expires(flow_node: Node, seen: Seen) -> None:
