@@ -87,7 +87,9 @@ def one_flow(a: Node, b: Node, session_id: str) -> tuple[list, str]:
     cookie: str | None = None
     while True:
         stream = Stream(a, session_id, cookie=cookie).start()
-        stream.wait_response()
+        # As long as the steps' retries: a CI run saw the whole cluster stall 5 s mid-reshard (both nodes answered
+        # nothing meanwhile), and a stream's opening waits on several Redis calls in a row.
+        stream.wait_response(RETRY_FOR)
         cookie = stream.reader_cookie() or cookie
         if stream.wait_until(lambda: bool(stream.events) or stream.ended.is_set(), RETRY_FOR) and stream.events:
             break
