@@ -75,9 +75,9 @@ TANDEM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0" TANDEM_TEST_REDIS_CLUSTE
 step "End-to-end against the real binary: SSE through httpx-sse and sseclient-py; two nodes and one Redis; the PC and phone pages in headless Chromium, QR read by zbarimg (pytest Tests/e2e, two at a time; screenshots in test-artifacts/browser/)"
 # Two workers (pytest-xdist): most of these tests wait on browsers, timers and grace periods, so two at once take
 # about 8-9 minutes instead of 11 on two cores; three at once made timing-sensitive tests fail on such a machine.
-# A file's tests stay on one worker, in order: its module fixtures (nodes, browsers) are made once, and some files
-# check at their end what their earlier tests saw (test_openapi.py's documented events).
-TANDEM_BINARY="$PWD/.build/debug/tandem" "$venv/bin/python" -m pytest -q -n 2 --dist loadfile Tests/e2e
+# Tests go to whichever worker is free, except the files marked `xdist_group`, each run whole by one worker
+# (test_openapi.py checks at its end what its earlier tests saw; test_redis_cluster.py's six-node cluster once).
+TANDEM_BINARY="$PWD/.build/debug/tandem" "$venv/bin/python" -m pytest -q -n 2 --dist loadgroup Tests/e2e
 
 step "Benchmark client smoke test: tandem-bench smoke against the debug binary (memory broker, a few seconds)"
 swift build --product tandem-bench

@@ -40,6 +40,10 @@ from tandem_e2e.nodes import REQUEST_TIMEOUT, REPO_ROOT, Cluster, Node
 from tandem_e2e.phone import expect_input_started, expect_submitted, expect_valid
 from tandem_e2e.sse import HEARTBEAT_SECONDS, Event, PhoneStream, Stream
 
+# One worker runs this whole file, in order, when the tests run in parallel (scripts/test.sh): its last test checks
+# what the earlier ones saw.
+pytestmark = pytest.mark.xdist_group("openapi")
+
 SPEC_PATH = REPO_ROOT / "Public" / "openapi.yaml"
 HERE = Path(__file__).resolve().parent
 SPEC_URI = "urn:tandem:openapi"

@@ -32,6 +32,10 @@ from tandem_e2e.phone import NAME, PHONE, new_session_id
 from tandem_e2e.redis_cluster import RedisClusterServers
 from tandem_e2e.sse import HEARTBEAT_SECONDS, Stream, flow_events, full_flow
 
+# One worker runs this whole file when the tests run in parallel (scripts/test.sh): one six-node cluster at a time
+# on the machine, not one per worker.
+pytestmark = pytest.mark.xdist_group("redis-cluster")
+
 FULL_FLOW = full_flow()
 FLOWS = 300
 # How long a phone keeps retrying a step answered 503: a failover here takes a few seconds (node timeout 1 s).
