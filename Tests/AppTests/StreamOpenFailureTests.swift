@@ -19,6 +19,8 @@ struct StreamOpenFailureTests {
         let base: InMemoryBroker
         private let failed = Atomic<Bool>(false)
         private let publishFailed = Atomic<Bool>(false)
+        /// Every `releasePresence`, as `ID:side`.
+        let released = Mutex<[String]>([])
         /// Whether the first publish is stored and then failed (as a WAIT short of its replicas).
         let failFirstPublish: Bool
         init(base: InMemoryBroker, failFirstPublish: Bool = false) {
@@ -36,7 +38,10 @@ struct StreamOpenFailureTests {
             return outcome
         }
         func holdPresence(of ids: [SessionID], side: PresenceSide) async throws -> [SessionID] { try await base.holdPresence(of: ids, side: side) }
-        func releasePresence(of id: SessionID, side: PresenceSide) async throws { try await base.releasePresence(of: id, side: side) }
+        func releasePresence(of id: SessionID, side: PresenceSide) async throws {
+            released.withLock { $0.append("\(id.rawValue):\(side.rawValue)") }
+            try await base.releasePresence(of: id, side: side)
+        }
         func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome { try await base.reviewPresence(of: id, side: side) }
         func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
             if !failed.exchange(true, ordering: .relaxed) { throw BrokerError(.unavailable, "the master died") }
@@ -73,6 +78,55 @@ struct StreamOpenFailureTests {
         await #expect(throws: APIError.readerKeyRequired) {
             _ = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)"), logger: logger)
         }
+        for registry in registries.registries { await registry.endAll() }
+    }
+
+    /// A stream that fails to open after its request opened the session for the hold lease lets the PC's presence go
+    /// as a closed stream would (for the grace), instead of holding it a whole lease for a page that may never come
+    /// back; the stream that then opens releases nothing.
+    @Test func aPCStreamThatFailsToOpenReleasesThePCsPresence() async throws {
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let registries = SessionRegistries(
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
+        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger))
+        let api = API(
+            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
+            drainState: DrainState(), time: .system)
+        let text = SeedFlowTests.newSessionID()
+
+        let first = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)"), logger: logger)
+        #expect(first.status == .ok, "asked to come back later")
+        #expect(broker.released.withLock { $0 } == ["\(text):pc"])
+
+        let cookie = try #require(first.headers.first(name: "set-cookie"))
+        let pair = String(cookie.split(separator: ";")[0])
+        let again = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)", headers: ["Cookie": pair]), logger: logger)
+        #expect(again.status == .ok)
+        #expect(broker.released.withLock { $0 } == ["\(text):pc"], "an open stream holds its presence")
+        for registry in registries.registries { await registry.endAll() }
+    }
+
+    /// The same for the phone's channel: its failed open releases the phone's presence it renewed.
+    @Test func aPhoneChannelThatFailsToOpenReleasesThePhonesPresence() async throws {
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let registries = SessionRegistries(
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
+        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger))
+        let api = API(
+            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
+            drainState: DrainState(), time: .system)
+        let router = api.makeRouter()
+        let text = SeedFlowTests.newSessionID()
+        let id = try #require(SessionID(text))
+        _ = try await broker.openSession(id, ttl: .seconds(600), readerKey: "k", heldByStream: false)
+        let claim = await router.respond(to: Request(method: .GET, uri: "/api/validate-session?session=\(text)"), logger: logger)
+        #expect(claim.status == .ok)
+        let pair = String(try #require(claim.headers.first(name: "set-cookie")).split(separator: ";")[0])
+
+        let channel = try await api.phoneEvents(
+            Request(method: .GET, uri: "/api/phone/events?session=\(text)", headers: ["Cookie": pair]), logger: logger)
+        #expect(channel.status == .ok, "asked to come back later")
+        #expect(broker.released.withLock { $0 } == ["\(text):phone"])
         for registry in registries.registries { await registry.endAll() }
     }
 

@@ -225,8 +225,12 @@ extension API {
                 throw error
             }
         } catch {
-            _ = await registry.detach(id, token: token)
+            let wasLastHere = await registry.detach(id, token: token)
             registries.release(id)
+            // This request held its device present (it opened the session for the hold lease, or renewed the
+            // presence). With no stream of it left here, the device gets the grace, as after a stream that closed,
+            // instead of the whole lease: a page that never comes back reads as gone in seconds, not a minute.
+            if wasLastHere { try? await broker.releasePresence(of: id, side: audience) }
             throw error
         }
         var opening = EventStreamChannel.buffer(capacity: 512)
