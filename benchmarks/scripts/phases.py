@@ -23,6 +23,7 @@ phases=[
  ('request task, other','swift_task_immediate'),('request task, other','swift_job_run'),
  ('request parsing','HTTP1RequestParser'),('request head handling','headArrived'),
  ('accept','ServerSocketChannel'),('close (error or EOF)','close0'),('close (error or EOF)','channelInactive'),
+ ('nio-floor: its handler (parse, route, write)','FloorHandler'),
  ('flush','flushNow'),('read from socket','readFromSocket'),('event loop, epoll, timers','SelectableEventLoop'),
 ]
 c=collections.Counter(); k=collections.Counter()

@@ -1,0 +1,233 @@
+// The floor under Tandem's CPU per event on SwiftNIO: a server that answers tandem-bench's fanout in Tandem's wire
+// shape (a PC's event stream per session; validate-session, input-started and submit each put one event on it; submit
+// ends the stream) with nothing but what SwiftNIO itself costs. No sessions beyond a dictionary, no broker, no task, no
+// actor, no JSON, no checks, no metrics, bytes made once. What Tandem spends above this is Tandem's; what this spends
+// is the part no Tandem change on SwiftNIO can remove (BENCHMARKS.md, "the floor").
+//
+// Not a server to use: it trusts every byte (it only ever talks to tandem-bench). One event loop, as Tandem's bench
+// node and nginx's one worker. Environment: HOST, PORT (as tandem-bench starts Tandem).
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The open streams by session, used only on the one loop (so no lock).
+final class Streams: @unchecked Sendable {
+    struct Entry {
+        var context: ChannelHandlerContext
+        var nextID: Int
+    }
+    var bySession: [String: Entry] = [:]
+}
+
+/// Bytes shaped like Tandem's (about the same head and body sizes), made once.
+enum Bytes {
+    static let securityHeaders =
+        "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n"
+        + "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'; base-uri 'none'\r\nCross-Origin-Resource-Policy: same-origin\r\n"
+    static let streamHead =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+        + "Set-Cookie: tandem_reader_0000000000000000000000=1039f0df447d188538fad70ababe5992; Path=/api; Max-Age=600; HttpOnly; SameSite=Strict\r\n"
+        + securityHeaders + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    static let opening =
+        "retry: 2000\n\nid: 0\ndata: {\"expiryTime\":1795977668905,\"serverTime\":1795977068905,\"ttlMinutes\":10,\"type\":\"session-info\"}\n\n"
+    static let validAnswer: String = {
+        let body = "{\"expiryTime\":1795977668905,\"message\":\"セッションは有効です\",\"pairingCode\":\"7123\",\"serverTime\":1795977069405,\"ttlMinutes\":10,\"valid\":true}"
+        return "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n"
+            + "Set-Cookie: tandem_phone_0000000000000000000000=fbde85d000089dce5daf0ce5451a89e1; Path=/api; Max-Age=600; HttpOnly; SameSite=Strict\r\n"
+            + securityHeaders + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+    }()
+    static let okAnswer: String = {
+        let body = "{\"message\":\"送信が完了しました\",\"success\":true}"
+        return "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n" + securityHeaders
+            + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+    }()
+    static let notFound = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    static let events = [
+        "", "event: connected\nid: 1\ndata: {\"code\":\"7123\"}\n\n", "event: input-started\nid: 2\ndata: {}\n\n",
+        "event: complete\nid: 3\ndata: {\"name\":\"bench\",\"phone\":\"0901234\"}\n\n",
+    ]
+    static let lastChunk = "0\r\n\r\n"
+
+    static func chunk(_ text: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: text.utf8.count + 8)
+        buffer.writeString(String(text.utf8.count, radix: 16))
+        buffer.writeStaticString("\r\n")
+        buffer.writeString(text)
+        buffer.writeStaticString("\r\n")
+        return buffer
+    }
+}
+
+final class FloorHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let streams: Streams
+    var received: ByteBuffer?
+    var streamSession: String?
+    var wrote = false
+
+    init(streams: Streams) { self.streams = streams }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if var pending = received {
+            pending.writeBuffer(&bytes)
+            bytes = pending
+        }
+        received = nil
+        while let end = Self.headEnd(bytes) {
+            let length = Self.contentLength(bytes, headEnd: end)
+            guard bytes.readableBytes >= end + length else { break }
+            let head = bytes.readSlice(length: end)!
+            let body = bytes.readSlice(length: length)!
+            handle(head: head, body: body, context: context)
+        }
+        if bytes.readableBytes > 0 { received = bytes }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if wrote {
+            wrote = false
+            context.flush()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let session = streamSession, streams.bySession[session]?.context === context { streams.bySession[session] = nil }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+
+    /// The index just past the head's empty line, if the head is all here.
+    static func headEnd(_ buffer: ByteBuffer) -> Int? {
+        buffer.withUnsafeReadableBytes { p -> Int? in
+            guard p.count >= 4 else { return nil }
+            var i = 0
+            while i + 3 < p.count {
+                if p[i] == 13, p[i + 1] == 10, p[i + 2] == 13, p[i + 3] == 10 { return i + 4 }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    static func contentLength(_ buffer: ByteBuffer, headEnd: Int) -> Int {
+        buffer.withUnsafeReadableBytes { p -> Int in
+            let name = Array("\ncontent-length:".utf8)
+            var i = 0
+            outer: while i + name.count < headEnd {
+                for j in 0..<name.count where p[i + j] | (p[i + j] >= 65 && p[i + j] <= 90 ? 32 : 0) != name[j] {
+                    i += 1
+                    continue outer
+                }
+                var k = i + name.count
+                var value = 0
+                while k < headEnd, p[k] == 32 { k += 1 }
+                while k < headEnd, p[k] >= 48, p[k] <= 57 { value = value * 10 + Int(p[k] - 48); k += 1 }
+                return value
+            }
+            return 0
+        }
+    }
+
+    /// The session id after `marker` in `bytes`, up to a quote, space, `&` or line end.
+    static func session(after marker: String, in bytes: ByteBuffer) -> String? {
+        bytes.withUnsafeReadableBytes { p -> String? in
+            let m = Array(marker.utf8)
+            guard p.count >= m.count else { return nil }
+            var i = 0
+            outer: while i + m.count <= p.count {
+                for j in 0..<m.count where p[i + j] != m[j] {
+                    i += 1
+                    continue outer
+                }
+                var k = i + m.count
+                while k < p.count, p[k] != 34, p[k] != 32, p[k] != 38, p[k] != 13 { k += 1 }
+                return String(decoding: UnsafeRawBufferPointer(rebasing: p[(i + m.count)..<k]), as: UTF8.self)
+            }
+            return nil
+        }
+    }
+
+    func handle(head: ByteBuffer, body: ByteBuffer, context: ChannelHandlerContext) {
+        let line = head.getString(at: head.readerIndex, length: min(head.readableBytes, 40)) ?? ""
+        let allocator = context.channel.allocator
+        if line.hasPrefix("GET /api/events?") {
+            guard let session = Self.session(after: "session=", in: head) else { return answer(Bytes.notFound, context) }
+            streamSession = session
+            var out = allocator.buffer(string: Bytes.streamHead)
+            var opening = Bytes.chunk(Bytes.opening, allocator: allocator)
+            out.writeBuffer(&opening)
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            streams.bySession[session] = .init(context: context, nextID: 1)
+            return
+        }
+        let session: String?
+        if line.hasPrefix("GET /api/validate-session?") {
+            session = Self.session(after: "session=", in: head)
+        } else if line.hasPrefix("POST /api/input-started ") || line.hasPrefix("POST /api/submit ") {
+            session = Self.session(after: "\"sessionId\":\"", in: body)
+        } else {
+            return answer(Bytes.notFound, context)
+        }
+        guard let session, var entry = streams.bySession[session], entry.nextID < Bytes.events.count else {
+            return answer(Bytes.notFound, context)
+        }
+        // The event first, as Tandem writes it before the answer.
+        let stream = entry.context
+        stream.writeAndFlush(NIOAny(Bytes.chunk(Bytes.events[entry.nextID], allocator: allocator)), promise: nil)
+        entry.nextID += 1
+        if entry.nextID == Bytes.events.count {
+            streams.bySession[session] = nil
+            stream.writeAndFlush(NIOAny(allocator.buffer(string: Bytes.lastChunk)), promise: nil)
+            stream.close(promise: nil)
+        } else {
+            streams.bySession[session] = entry
+        }
+        answer(line.hasPrefix("GET /api/validate-session?") ? Bytes.validAnswer : Bytes.okAnswer, context)
+    }
+
+    func answer(_ text: String, _ context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
+        wrote = true
+    }
+}
+
+let environment = ProcessEnvironment.all
+let host = environment["HOST"] ?? "127.0.0.1"
+let port = Int(environment["PORT"] ?? "") ?? 8080
+let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+let streams = Streams()
+let server = try ServerBootstrap(group: group)
+    .serverChannelOption(.backlog, value: 4096)
+    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+    .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+            let options = channel.syncOptions!
+            try options.setOption(.socketOption(.tcp_nodelay), value: 1)
+            try options.setOption(.maxMessagesPerRead, value: 16)
+            try options.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+            try channel.pipeline.syncOperations.addHandler(FloorHandler(streams: streams))
+        }
+    }
+    .bind(host: host, port: port)
+    .wait()
+try server.closeFuture.wait()
+
+/// The process's environment, read with getenv's table (no Foundation in this binary).
+enum ProcessEnvironment {
+    static var all: [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") { result[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
+            pointer += 1
+        }
+        return result
+    }
+}
