@@ -202,14 +202,23 @@ struct SessionStream: Sendable {
         return true
     }
 
-    /// The stream is over: the registry forgets it and the broker its subscription. The device left (its last
-    /// stream here closed, its session not over): the grace starts now, and once it is over the broker is asked
-    /// whether the device came back (to any node): if not, the other side is told now (the PC gone: the session is
-    /// cancelled; the phone gone: the PC hears phone-left).
+    /// The stream is over (see ``depart(_:token:side:registry:registries:broker:metrics:reviewDelay:subscribed:sessionOver:)``).
     @inline(never)
     private func finish(sawFinalEvent: Bool) async {
-        let id = sessionID
-        let token = self.token
+        await Self.depart(
+            sessionID, token: token, side: audience, registry: registry, registries: registries, broker: broker, metrics: metrics,
+            reviewDelay: reviewDelay, subscribed: true, sessionOver: sawFinalEvent)
+    }
+
+    /// A stream of `side` leaves this node: it ended, or it failed to open after its request had held its device
+    /// present. The registry forgets it, and the broker its subscription when it had one. When it was the device's
+    /// last stream here and the session is not over, the device left: the grace starts now, and once it is over the
+    /// broker is asked whether the device came back (to any node); if not, the other side is told (the PC gone: the
+    /// session is cancelled; the phone gone: the PC hears phone-left). The node's shutdown waits for all of it.
+    static func depart(
+        _ id: SessionID, token: Int, side: PresenceSide, registry: SessionRegistry, registries: SessionRegistries, broker: any Broker,
+        metrics: TandemMetrics?, reviewDelay: Duration?, subscribed: Bool, sessionOver: Bool
+    ) async {
         registries.departureBegins()
         defer { registries.departureEnded() }
         let wasLast: Bool
@@ -219,11 +228,9 @@ struct SessionStream: Sendable {
             wasLast = await registry.detach(id, token: token)
         }
         registries.release(id)
-        if wasLast && audience == .pc { metrics?.ops?.pcLeft(id) }
-        await broker.unsubscribe(id)
-        guard wasLast && !sawFinalEvent else { return }
-        let broker = self.broker
-        let side = audience
+        if wasLast && side == .pc { metrics?.ops?.pcLeft(id) }
+        if subscribed { await broker.unsubscribe(id) }
+        guard wasLast && !sessionOver else { return }
         // The grace starts now, in this task: a task of its own could wait behind a busy pool while the device's hold
         // lease (longer than the grace) kept it present.
         do {

@@ -14,18 +14,21 @@ import Testing
 /// reconnect is let in instead of refused by its own session.
 @Suite(.timeLimit(.minutes(1)))
 struct StreamOpenFailureTests {
-    /// The in-memory broker, whose `events(of:)` fails the first time: after the session was opened.
+    /// The in-memory broker, whose `events(of:)` fails once (the first call, or the one `failingEventsCall` counts
+    /// from 1): after the session was opened.
     final class FailingOnceBroker: Broker {
         let base: InMemoryBroker
-        private let failed = Atomic<Bool>(false)
+        private let eventsCalls = Atomic<Int>(0)
+        let failingEventsCall: Int
         private let publishFailed = Atomic<Bool>(false)
         /// Every `releasePresence`, as `ID:side`.
         let released = Mutex<[String]>([])
         /// Whether the first publish is stored and then failed (as a WAIT short of its replicas).
         let failFirstPublish: Bool
-        init(base: InMemoryBroker, failFirstPublish: Bool = false) {
+        init(base: InMemoryBroker, failFirstPublish: Bool = false, failingEventsCall: Int = 1) {
             self.base = base
             self.failFirstPublish = failFirstPublish
+            self.failingEventsCall = failingEventsCall
         }
         func run() async throws {}
         func openSession(_ id: SessionID, ttl: Duration, readerKey: String?, heldByStream: Bool) async throws -> SessionRecord? {
@@ -44,7 +47,7 @@ struct StreamOpenFailureTests {
         }
         func reviewPresence(of id: SessionID, side: PresenceSide) async throws -> PublishOutcome { try await base.reviewPresence(of: id, side: side) }
         func events(of id: SessionID, after: EventID) async throws -> [StoredEvent] {
-            if !failed.exchange(true, ordering: .relaxed) { throw BrokerError(.unavailable, "the master died") }
+            if eventsCalls.wrappingAdd(1, ordering: .relaxed).newValue == failingEventsCall { throw BrokerError(.unavailable, "the master died") }
             return try await base.events(of: id, after: after)
         }
         func subscribe(_ id: SessionID) async throws { try await base.subscribe(id) }
@@ -94,15 +97,40 @@ struct StreamOpenFailureTests {
             drainState: DrainState(), time: .system)
         let text = SeedFlowTests.newSessionID()
 
+        let metrics = api.metrics
         let first = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)"), logger: logger)
         #expect(first.status == .ok, "asked to come back later")
         #expect(broker.released.withLock { $0 } == ["\(text):pc"])
+        #expect(metrics.ops?.pairings(now: TimeSource.system.now()).byStatus.isEmpty == true, "the operators' tally counts no pairing for it")
 
         let cookie = try #require(first.headers.first(name: "set-cookie"))
         let pair = String(cookie.split(separator: ";")[0])
         let again = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)", headers: ["Cookie": pair]), logger: logger)
         #expect(again.status == .ok)
         #expect(broker.released.withLock { $0 } == ["\(text):pc"], "an open stream holds its presence")
+        for registry in registries.registries { await registry.endAll() }
+    }
+
+    /// A second stream of the same PC that fails to open releases nothing: the first still holds the PC here.
+    @Test func aFailedOpenBesideALiveStreamOfTheSameDeviceReleasesNothing() async throws {
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let registries = SessionRegistries(
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
+        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger), failingEventsCall: 2)
+        let api = API(
+            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
+            drainState: DrainState(), time: .system)
+        let text = SeedFlowTests.newSessionID()
+
+        let first = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)"), logger: logger)
+        let cookie = try #require(first.headers.first(name: "set-cookie"))
+        let pair = String(cookie.split(separator: ";")[0])
+        #expect(registries.streamCount == 1, "the first stream is held here")
+        let second = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)", headers: ["Cookie": pair]), logger: logger)
+        #expect(second.status == .ok, "asked to come back later")
+        #expect(registries.streamCount == 1, "the failed one is gone, the first stays")
+        #expect(broker.released.withLock { $0 }.isEmpty, "the first stream still holds the PC present")
+        #expect(api.metrics.ops?.pairings(now: TimeSource.system.now()).byStatus.values.reduce(0, +) == 1, "the pairing is still counted")
         for registry in registries.registries { await registry.endAll() }
     }
 

@@ -225,12 +225,12 @@ extension API {
                 throw error
             }
         } catch {
-            let wasLastHere = await registry.detach(id, token: token)
-            registries.release(id)
             // This request held its device present (it opened the session for the hold lease, or renewed the
-            // presence). With no stream of it left here, the device gets the grace, as after a stream that closed,
-            // instead of the whole lease: a page that never comes back reads as gone in seconds, not a minute.
-            if wasLastHere { try? await broker.releasePresence(of: id, side: audience) }
+            // presence): the stream leaves as one that closed does, so a page that never comes back reads as gone
+            // after the grace, not after the whole lease. Its subscription, if any, was given back above.
+            await SessionStream.depart(
+                id, token: token, side: audience, registry: registry, registries: registries, broker: broker, metrics: metrics,
+                reviewDelay: configuration.presenceReviewDelay, subscribed: false, sessionOver: record.status.isFinal)
             throw error
         }
         var opening = EventStreamChannel.buffer(capacity: 512)
