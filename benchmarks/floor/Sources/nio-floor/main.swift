@@ -1,8 +1,9 @@
 // The floor under Tandem's CPU per event on SwiftNIO: a server that answers tandem-bench's fanout in Tandem's wire
 // shape (a PC's event stream per session; validate-session, input-started and submit each put one event on it; submit
 // ends the stream) with nothing but what SwiftNIO itself costs. No sessions beyond a dictionary, no broker, no task, no
-// actor, no JSON, no checks, no metrics, bytes made once. What Tandem spends above this is Tandem's; what this spends
-// is the part no Tandem change on SwiftNIO can remove (BENCHMARKS.md, "the floor").
+// actor, no JSON, no checks, no metrics. Every response's bytes are made once; a request is matched on its bytes, and
+// a session's key is a slice of the bytes received (no allocation per request of its own). What Tandem spends above
+// this is Tandem's; what this spends is the part no Tandem change on SwiftNIO can remove (BENCHMARKS.md, "the floor").
 //
 // Not a server to use: it trusts every byte (it only ever talks to tandem-bench). One event loop, as Tandem's bench
 // node and nginx's one worker. Environment: HOST, PORT (as tandem-bench starts Tandem).
@@ -18,10 +19,10 @@ final class Streams: @unchecked Sendable {
         var context: ChannelHandlerContext
         var nextID: Int
     }
-    var bySession: [String: Entry] = [:]
+    var bySession: [ByteBuffer: Entry] = [:]
 }
 
-/// Bytes shaped like Tandem's (about the same head and body sizes), made once.
+/// Bytes shaped like Tandem's (the same heads, bodies of the same sizes), made once.
 enum Bytes {
     static let securityHeaders =
         "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n"
@@ -43,30 +44,42 @@ enum Bytes {
         return "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n" + securityHeaders
             + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
     }()
+    static let inputStartedAnswer: String = {
+        let body = "{\"success\":true}"
+        return "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n" + securityHeaders
+            + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+    }()
     static let notFound = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
     static let events = [
         "", "event: connected\nid: 1\ndata: {\"code\":\"7123\"}\n\n", "event: input-started\nid: 2\ndata: {}\n\n",
         "event: complete\nid: 3\ndata: {\"name\":\"bench\",\"phone\":\"0901234\"}\n\n",
     ]
     static let lastChunk = "0\r\n\r\n"
+    static func chunk(_ text: String) -> String { String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n" }
+    static let a = ByteBufferAllocator()
+    static let streamOpen = a.buffer(string: streamHead + chunk(opening))
+    static let eventBuffers: [ByteBuffer] = events.map { a.buffer(string: chunk($0)) }
+    static let lastChunkBuffer = a.buffer(string: lastChunk)
+    static let valid = a.buffer(string: validAnswer)
+    static let ok = a.buffer(string: okAnswer)
+    static let inputStarted = a.buffer(string: inputStartedAnswer)
+    static let nf = a.buffer(string: notFound)
+}
 
-    static func chunk(_ text: String, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: text.utf8.count + 8)
-        buffer.writeString(String(text.utf8.count, radix: 16))
-        buffer.writeStaticString("\r\n")
-        buffer.writeString(text)
-        buffer.writeStaticString("\r\n")
-        return buffer
-    }
+@inline(__always) func starts(_ p: UnsafeRawBufferPointer, _ s: StaticString) -> Bool {
+    let n = s.utf8CodeUnitCount
+    guard p.count >= n else { return false }
+    return memcmp(p.baseAddress!, s.utf8Start, n) == 0
 }
 
 final class FloorHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+    enum Kind { case stream, validate, inputStarted, submit, other }
 
     let streams: Streams
     var received: ByteBuffer?
-    var streamSession: String?
+    var streamSession: ByteBuffer?
     var wrote = false
 
     init(streams: Streams) { self.streams = streams }
@@ -117,14 +130,17 @@ final class FloorHandler: ChannelInboundHandler {
 
     static func contentLength(_ buffer: ByteBuffer, headEnd: Int) -> Int {
         buffer.withUnsafeReadableBytes { p -> Int in
-            let name = Array("\ncontent-length:".utf8)
+            guard p.first == 80 else { return 0 }  // only a POST has a body here
+            let name: StaticString = "\ncontent-length:"
+            let n = name.utf8CodeUnitCount
+            let m = name.utf8Start
             var i = 0
-            outer: while i + name.count < headEnd {
-                for j in 0..<name.count where p[i + j] | (p[i + j] >= 65 && p[i + j] <= 90 ? 32 : 0) != name[j] {
+            outer: while i + n < headEnd {
+                for j in 0..<n where p[i + j] | (p[i + j] >= 65 && p[i + j] <= 90 ? 32 : 0) != m[j] {
                     i += 1
                     continue outer
                 }
-                var k = i + name.count
+                var k = i + n
                 var value = 0
                 while k < headEnd, p[k] == 32 { k += 1 }
                 while k < headEnd, p[k] >= 48, p[k] <= 57 { value = value * 10 + Int(p[k] - 48); k += 1 }
@@ -134,72 +150,75 @@ final class FloorHandler: ChannelInboundHandler {
         }
     }
 
-    /// The session id after `marker` in `bytes`, up to a quote, space, `&` or line end.
-    static func session(after marker: String, in bytes: ByteBuffer) -> String? {
-        bytes.withUnsafeReadableBytes { p -> String? in
-            let m = Array(marker.utf8)
-            guard p.count >= m.count else { return nil }
+    /// The session id after `marker` in `bytes`, as a slice of it (no copy).
+    static func session(after marker: StaticString, in bytes: ByteBuffer) -> ByteBuffer? {
+        let range = bytes.withUnsafeReadableBytes { p -> Range<Int>? in
+            let n = marker.utf8CodeUnitCount
+            let m = marker.utf8Start
+            guard p.count >= n else { return nil }
             var i = 0
-            outer: while i + m.count <= p.count {
-                for j in 0..<m.count where p[i + j] != m[j] {
-                    i += 1
-                    continue outer
+            while i + n <= p.count {
+                if memcmp(p.baseAddress! + i, m, n) == 0 {
+                    var k = i + n
+                    while k < p.count, p[k] != 34, p[k] != 32, p[k] != 38, p[k] != 13 { k += 1 }
+                    return (i + n)..<k
                 }
-                var k = i + m.count
-                while k < p.count, p[k] != 34, p[k] != 32, p[k] != 38, p[k] != 13 { k += 1 }
-                return String(decoding: UnsafeRawBufferPointer(rebasing: p[(i + m.count)..<k]), as: UTF8.self)
+                i += 1
             }
             return nil
         }
+        guard let range else { return nil }
+        return bytes.getSlice(at: bytes.readerIndex + range.lowerBound, length: range.count)
     }
 
     func handle(head: ByteBuffer, body: ByteBuffer, context: ChannelHandlerContext) {
-        let line = head.getString(at: head.readerIndex, length: min(head.readableBytes, 40)) ?? ""
-        let allocator = context.channel.allocator
-        if line.hasPrefix("GET /api/events?") {
-            guard let session = Self.session(after: "session=", in: head) else { return answer(Bytes.notFound, context) }
+        let kind = head.withUnsafeReadableBytes { p -> Kind in
+            if starts(p, "GET /api/events?") { return .stream }
+            if starts(p, "GET /api/validate-session?") { return .validate }
+            if starts(p, "POST /api/input-started ") { return .inputStarted }
+            if starts(p, "POST /api/submit ") { return .submit }
+            return .other
+        }
+        switch kind {
+        case .stream:
+            guard let session = Self.session(after: "session=", in: head) else { return answer(Bytes.nf, context) }
             streamSession = session
-            var out = allocator.buffer(string: Bytes.streamHead)
-            var opening = Bytes.chunk(Bytes.opening, allocator: allocator)
-            out.writeBuffer(&opening)
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(Bytes.streamOpen), promise: nil)
             streams.bySession[session] = .init(context: context, nextID: 1)
             return
+        case .other:
+            return answer(Bytes.nf, context)
+        case .validate, .inputStarted, .submit:
+            break
         }
-        let session: String?
-        if line.hasPrefix("GET /api/validate-session?") {
-            session = Self.session(after: "session=", in: head)
-        } else if line.hasPrefix("POST /api/input-started ") || line.hasPrefix("POST /api/submit ") {
-            session = Self.session(after: "\"sessionId\":\"", in: body)
-        } else {
-            return answer(Bytes.notFound, context)
-        }
+        let session = kind == .validate ? Self.session(after: "session=", in: head) : Self.session(after: "\"sessionId\":\"", in: body)
         guard let session, var entry = streams.bySession[session], entry.nextID < Bytes.events.count else {
-            return answer(Bytes.notFound, context)
+            return answer(Bytes.nf, context)
         }
         // The event first, as Tandem writes it before the answer.
         let stream = entry.context
-        stream.writeAndFlush(NIOAny(Bytes.chunk(Bytes.events[entry.nextID], allocator: allocator)), promise: nil)
         entry.nextID += 1
         if entry.nextID == Bytes.events.count {
             streams.bySession[session] = nil
-            stream.writeAndFlush(NIOAny(allocator.buffer(string: Bytes.lastChunk)), promise: nil)
+            // Two writes, as Tandem's stream writes its last event and then ends.
+            stream.writeAndFlush(NIOAny(Bytes.eventBuffers[entry.nextID - 1]), promise: nil)
+            stream.writeAndFlush(NIOAny(Bytes.lastChunkBuffer), promise: nil)
             stream.close(promise: nil)
         } else {
+            stream.writeAndFlush(NIOAny(Bytes.eventBuffers[entry.nextID - 1]), promise: nil)
             streams.bySession[session] = entry
         }
-        answer(line.hasPrefix("GET /api/validate-session?") ? Bytes.validAnswer : Bytes.okAnswer, context)
+        answer(kind == .validate ? Bytes.valid : kind == .inputStarted ? Bytes.inputStarted : Bytes.ok, context)
     }
 
-    func answer(_ text: String, _ context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
+    func answer(_ buffer: ByteBuffer, _ context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(buffer), promise: nil)
         wrote = true
     }
 }
 
-let environment = ProcessEnvironment.all
-let host = environment["HOST"] ?? "127.0.0.1"
-let port = Int(environment["PORT"] ?? "") ?? 8080
+let host = getenv("HOST").map { String(cString: $0) } ?? "127.0.0.1"
+let port = getenv("PORT").flatMap { Int(String(cString: $0)) } ?? 8080
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let streams = Streams()
 let server = try ServerBootstrap(group: group)
@@ -217,17 +236,3 @@ let server = try ServerBootstrap(group: group)
     .bind(host: host, port: port)
     .wait()
 try server.closeFuture.wait()
-
-/// The process's environment, read with getenv's table (no Foundation in this binary).
-enum ProcessEnvironment {
-    static var all: [String: String] {
-        var result: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") { result[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
-            pointer += 1
-        }
-        return result
-    }
-}
