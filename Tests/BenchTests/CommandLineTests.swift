@@ -62,6 +62,13 @@ import Testing
         #expect(knee.rates == [1000, 2000, 4000, 8000])
         let nchan = try Self.parse(["knee", "--target", "nchan-memory", "--nchan-churn", "3"], as: TandemBench.Knee.self)
         #expect(nchan.nchanChurn == 3)
+        // The floor's knee against nchan's (BENCHMARKS.md, the floor): both in Tandem's shape, a finer grid, short steps.
+        let floor = try Self.parse(
+            ["knee", "--target", "tandem-memory,nchan-memory", "--nchan-churn", "3", "--rates", "2000,3000,4000,5000,6000,7000,8000,10000,12000",
+             "--duration", "5", "--tandem", Self.executable],
+            as: TandemBench.Knee.self)
+        #expect(floor.target == [.tandemMemory, .nchanMemory] && floor.nchanChurn == 3 && floor.duration == 5)
+        #expect(floor.rates == [2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000])
     }
 
     @Test func documentedAllAndSmokeCalls() throws {
