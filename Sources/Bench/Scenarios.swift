@@ -122,6 +122,8 @@ final class BenchRun {
         machine.add("heartbeat_s", heartbeat)
         machine.add("tandem_event_loops", eventLoops)
         machine.add("load_average_1m", (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?")
+        // How fast the machine is today: two days' runs compare through it (see `calibrationMilliseconds`).
+        machine.add("calibration_ms", MachineDescription.calibrationMilliseconds(), digits: 1)
         // For the charts' titles: the machine and the moment they show.
         machine.add("cpu", MachineDescription.processorModel)
         machine.add("os", MachineDescription.operatingSystem)

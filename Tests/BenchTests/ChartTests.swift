@@ -71,6 +71,13 @@ import FoundationXML
             source: "test")
         let flows = try SVGOutline(try #require(RunCharts(run).charts.first).chart.svg)
         #expect(flows.texts.contains("Some CPU, 2 cores, 23.5 GiB, Debian, load 0.5 · 2026-11-28 12:45 UTC"))
+        // A run that timed the machine's fixed work says how long it took.
+        var timed = RecordedRun()
+        timed.read(
+            #"{"scenario":"machine","cores":2,"load_average_1m":"0.5","calibration_ms":33.8,"date":"2026-11-29T19:09:15Z"}"#
+                + "\n" + #"{"scenario":"flow","target":"tandem-memory","flows_per_s":100.0}"#,
+            source: "test")
+        #expect(try SVGOutline(try #require(RunCharts(timed).charts.first).chart.svg).texts.contains("2 cores, load 0.5, calibration 33.8 ms · 2026-11-29 19:09 UTC"))
         // Older runs recorded no date: the chart says so rather than guess.
         var old = RecordedRun()
         old.read(#"{"scenario":"flow","target":"tandem-memory","flows_per_s":100.0}"#, source: "test")

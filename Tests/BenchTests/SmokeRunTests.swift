@@ -26,6 +26,13 @@ import Testing
             }
         }
         #expect(result.output.hasSuffix("\n"))
+        // The machine line says how fast the machine ran a fixed piece of work, to compare runs of different days by.
+        let machine = JSONValue(parsing: Array((lines.first ?? "").utf8))
+        if case .object(let fields) = machine, let calibration = Self.number(fields["calibration_ms"]) {
+            #expect(calibration > 0 && calibration < 60_000)
+        } else {
+            Issue.record("no calibration_ms on the machine line: \(lines.first ?? "")")
+        }
         for (index, scenario) in ["hold", "flow", "fanout"].enumerated() {
             #expect(result.errors.contains("# progress: [\(index + 1)/3] \(scenario) tandem-memory: "), "\(result.errors)")
         }
@@ -35,6 +42,14 @@ import Testing
         for chart in ["rss-per-stream.svg", "flows-per-second.svg", "fanout-latency.svg", "cpu-per-event.svg"] {
             let svg = try String(contentsOfFile: folder + "/" + chart, encoding: .utf8)
             #expect(try SVGOutline(svg).series == ["tandem-memory"])
+        }
+    }
+
+    static func number(_ value: JSONValue?) -> Double? {
+        switch value {
+        case .number(let number): number
+        case .integer(let integer): Double(integer)
+        default: nil
         }
     }
 
