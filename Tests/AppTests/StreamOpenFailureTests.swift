@@ -55,14 +55,27 @@ struct StreamOpenFailureTests {
         var health: BrokerHealth { get async { base.health } }
     }
 
-    @Test func theRetryAnswerCarriesTheOfferedKeyAndTheReconnectIsLetIn() async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
+    /// One node's registries and API over a ``FailingOnceBroker``, as the tests below each make it.
+    struct FailingNode {
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        let registries = SessionRegistries(eventLoopGroup: group, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
-        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger))
-        let api = API(
-            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
-            drainState: DrainState(), time: .system)
+        let registries: SessionRegistries
+        let broker: FailingOnceBroker
+        let api: API
+
+        init(failFirstPublish: Bool = false, failingEventsCall: Int = 1) {
+            registries = SessionRegistries(
+                eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
+            broker = FailingOnceBroker(
+                base: InMemoryBroker(sink: registries, logger: logger), failFirstPublish: failFirstPublish, failingEventsCall: failingEventsCall)
+            api = API(
+                broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
+                drainState: DrainState(), time: .system)
+        }
+    }
+
+    @Test func theRetryAnswerCarriesTheOfferedKeyAndTheReconnectIsLetIn() async throws {
+        let node = FailingNode()
+        let (logger, registries, broker, api) = (node.logger, node.registries, node.broker, node.api)
         let text = SeedFlowTests.newSessionID()
         let id = try #require(SessionID(text))
 
@@ -88,13 +101,8 @@ struct StreamOpenFailureTests {
     /// as a closed stream would (for the grace), instead of holding it a whole lease for a page that may never come
     /// back; the stream that then opens releases nothing.
     @Test func aPCStreamThatFailsToOpenReleasesThePCsPresence() async throws {
-        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        let registries = SessionRegistries(
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
-        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger))
-        let api = API(
-            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
-            drainState: DrainState(), time: .system)
+        let node = FailingNode()
+        let (logger, registries, broker, api) = (node.logger, node.registries, node.broker, node.api)
         let text = SeedFlowTests.newSessionID()
 
         let metrics = api.metrics
@@ -113,13 +121,8 @@ struct StreamOpenFailureTests {
 
     /// A second stream of the same PC that fails to open releases nothing: the first still holds the PC here.
     @Test func aFailedOpenBesideALiveStreamOfTheSameDeviceReleasesNothing() async throws {
-        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        let registries = SessionRegistries(
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
-        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger), failingEventsCall: 2)
-        let api = API(
-            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
-            drainState: DrainState(), time: .system)
+        let node = FailingNode(failingEventsCall: 2)
+        let (logger, registries, broker, api) = (node.logger, node.registries, node.broker, node.api)
         let text = SeedFlowTests.newSessionID()
 
         let first = try await api.events(Request(method: .GET, uri: "/api/events?session=\(text)"), logger: logger)
@@ -136,13 +139,8 @@ struct StreamOpenFailureTests {
 
     /// The same for the phone's channel: its failed open releases the phone's presence it renewed.
     @Test func aPhoneChannelThatFailsToOpenReleasesThePhonesPresence() async throws {
-        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        let registries = SessionRegistries(
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
-        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger))
-        let api = API(
-            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
-            drainState: DrainState(), time: .system)
+        let node = FailingNode()
+        let (logger, registries, broker, api) = (node.logger, node.registries, node.broker, node.api)
         let router = api.makeRouter()
         let text = SeedFlowTests.newSessionID()
         let id = try #require(SessionID(text))
@@ -161,14 +159,9 @@ struct StreamOpenFailureTests {
     /// The phone's claim stored, then a 503 (WAIT short of its replicas): the 503 carries the key it claimed with, so
     /// its retry is the claimant's, not "another device".
     @Test func aClaimStoredBeforeA503GivesThePhoneItsKey() async throws {
-        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        let registries = SessionRegistries(
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, bufferLimit: 8, heartbeatInterval: .seconds(30), logger: logger)
-        let broker = FailingOnceBroker(base: InMemoryBroker(sink: registries, logger: logger), failFirstPublish: true)
-        let router = API(
-            broker: broker, registry: registries, configuration: TandemConfiguration(), staticFiles: nil, metrics: TandemMetrics(),
-            drainState: DrainState(), time: .system
-        ).makeRouter()
+        let node = FailingNode(failFirstPublish: true)
+        let (logger, registries, broker) = (node.logger, node.registries, node.broker)
+        let router = node.api.makeRouter()
         let text = SeedFlowTests.newSessionID()
         let id = try #require(SessionID(text))
         _ = try await broker.openSession(id, ttl: .seconds(600), readerKey: "k", heldByStream: false)
