@@ -28,7 +28,7 @@ enum MachineDescription {
         for _ in 0..<3 {
             let clock = ContinuousClock()
             let elapsed = clock.measure { calibrationSink(calibrationWork()) }
-            samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+            samples.append(elapsed / .milliseconds(1))
         }
         return samples.sorted()[1]
     }

@@ -92,7 +92,7 @@ struct RecordedRun {
         if case .string(let load) = value["load_average_1m"], !load.isEmpty { parts.append("load \(load)") }
         // How fast the machine ran the bench's fixed work (MachineDescription.calibrationMilliseconds): which kind of
         // day the run had, next to the figures it explains.
-        if let calibration = LineFields.number(value["calibration_ms"]), calibration.isFinite, calibration > 0, calibration < 1e6 {
+        if let calibration = LineFields.number(value["calibration_ms"]), calibration.isFinite, calibration >= 0.1, calibration < 1e6 {
             parts.append("calibration \(ChartScale.valueLabel(calibration)) ms")
         }
         return parts.joined(separator: ", ")

@@ -78,6 +78,15 @@ import FoundationXML
                 + "\n" + #"{"scenario":"flow","target":"tandem-memory","flows_per_s":100.0}"#,
             source: "test")
         #expect(try SVGOutline(try #require(RunCharts(timed).charts.first).chart.svg).texts.contains("2 cores, load 0.5, calibration 33.8 ms · 2026-11-29 19:09 UTC"))
+        // A calibration that is not a measure (zero, negative, absurd) is left out of the title.
+        for value in ["0", "-1", "0.01", "1e999", "1e7", "\"fast\""] {
+            var odd = RecordedRun()
+            odd.read(
+                #"{"scenario":"machine","cores":2,"calibration_ms":\#(value)}"# + "\n" + #"{"scenario":"flow","target":"tandem-memory","flows_per_s":100.0}"#,
+                source: "test")
+            let svg = try #require(RunCharts(odd).charts.first).chart.svg
+            #expect(!svg.contains("calibration"), "\(value)")
+        }
         // Older runs recorded no date: the chart says so rather than guess.
         var old = RecordedRun()
         old.read(#"{"scenario":"flow","target":"tandem-memory","flows_per_s":100.0}"#, source: "test")
@@ -144,6 +153,7 @@ import FoundationXML
         await propertyCheck(count: 300, input: text, number, number) { garbage, first, second in
             let lines = [
                 garbage,
+                #"{"scenario":"machine","cores":2,"calibration_ms":\#(first ?? "0")}"#,
                 #"{"scenario":"knee-step","target":"nchan-memory","events_per_stream":\#(first ?? "0"),"rate":\#(second ?? "0"),"#
                     + #""latency_ms":{"p50":\#(first ?? "0"),"p99":\#(second ?? "0")}}"#,
                 #"{"scenario":"hold","target":"\#(garbage.replacingOccurrences(of: "\"", with: ""))","rss_per_stream_kib":\#(first ?? "0")}"#,

@@ -92,11 +92,19 @@ final class FloorHandler: ChannelInboundHandler {
         }
         received = nil
         while let end = Self.headEnd(bytes) {
-            let length = Self.contentLength(bytes, headEnd: end)
+            guard let length = Self.contentLength(bytes, headEnd: end) else {
+                context.close(promise: nil)
+                return
+            }
             guard bytes.readableBytes >= end + length else { break }
             let head = bytes.readSlice(length: end)!
             let body = bytes.readSlice(length: length)!
             handle(head: head, body: body, context: context)
+        }
+        // Bounded: a head that never ends is not a request of the bench's.
+        guard bytes.readableBytes <= 65536 else {
+            context.close(promise: nil)
+            return
         }
         if bytes.readableBytes > 0 { received = bytes }
     }
@@ -128,8 +136,9 @@ final class FloorHandler: ChannelInboundHandler {
         }
     }
 
-    static func contentLength(_ buffer: ByteBuffer, headEnd: Int) -> Int {
-        buffer.withUnsafeReadableBytes { p -> Int in
+    /// The head's `Content-Length` (0 without one); nil for one too long to be a request of the bench's.
+    static func contentLength(_ buffer: ByteBuffer, headEnd: Int) -> Int? {
+        buffer.withUnsafeReadableBytes { p -> Int? in
             guard p.first == 80 else { return 0 }  // only a POST has a body here
             let name: StaticString = "\ncontent-length:"
             let n = name.utf8CodeUnitCount
@@ -143,7 +152,14 @@ final class FloorHandler: ChannelInboundHandler {
                 var k = i + n
                 var value = 0
                 while k < headEnd, p[k] == 32 { k += 1 }
-                while k < headEnd, p[k] >= 48, p[k] <= 57 { value = value * 10 + Int(p[k] - 48); k += 1 }
+                // At most seven digits: no length can overflow, and anything larger than a request here is refused.
+                var digits = 0
+                while k < headEnd, p[k] >= 48, p[k] <= 57 {
+                    guard digits < 7 else { return nil }
+                    value = value * 10 + Int(p[k] - 48)
+                    digits += 1
+                    k += 1
+                }
                 return value
             }
             return 0
